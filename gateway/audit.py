@@ -1,0 +1,256 @@
+"""The audit log (SPEC §10) and the operational log set-up.
+
+The audit log is ours, not a database's: append-only JSON Lines, each entry
+chained to the previous one by SHA-256, so an auditor can verify it with a
+twenty-line script and without trusting the gateway. It must never hold a
+personal-data value, so :meth:`AuditLog.record` accepts only whitelisted
+events and typed fields whose values are checked against strict patterns —
+file names, batch ids, counts, fingerprints, error codes. A name, an ID number
+or an address cannot pass any of those patterns by accident.
+
+Operational logs (structlog) are separate: JSON lines on stdout for journald
+when not on a terminal, readable key=value lines on a terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from gateway.errors import AuditError
+
+GENESIS = "0" * 64
+_RESERVED = {"seq", "ts", "event", "actor", "prev", "hash"}
+
+EVENTS = frozenset({
+    "config.loaded", "gateway.started", "gateway.stopped",
+    "file.received", "file.rejected", "file.duplicate",
+    "batch.accepted", "batch.rejected", "slice.delivered", "slice.collected", "receipt.sent",
+    "results.accepted", "results.rejected", "results.forwarded",
+    "security.cross_agency", "security.bad_signature",
+    "retention.purged", "retention.object_deleted",
+    "key.refused", "key.generated", "zone.refused", "zone.error",
+    "cli.open", "cli.seal",
+})
+
+
+def _pattern(regex: str, what: str) -> Callable[[Any], Any]:
+    compiled = re.compile(regex)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+    return check
+
+
+def _count(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be a non-negative integer")
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _codes(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be a list of error codes")
+    check = _pattern(r"E_[A-Z0-9_]{1,40}", "an error code")
+    return [check(v) for v in value]
+
+
+_SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
+_HEX64 = r"[0-9a-f]{64}"
+FIELDS: dict[str, Callable[[Any], Any]] = {
+    "file": _pattern(_SAFE_NAME, "a file name of [A-Za-z0-9._-]"),
+    "file_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "config_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "zone": _pattern(r"[A-Za-z0-9_.\[\]-]{1,80}", "a zone key path"),
+    "key": _pattern(r"[A-Za-z0-9_.\[\]-]{1,120}", "a config key path"),
+    "batch_id": _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "a batch id"),
+    "agency": _pattern(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", "an agency code"),
+    "role": _pattern(r"[a-z][a-z0-9_]{0,31}", "a role name"),
+    "contract_id": _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "a contract id"),
+    "fingerprint": _pattern(r"[0-9A-F]{40}|[0-9A-F]{64}", "an upper-case key fingerprint"),
+    "signer": _pattern(r"[0-9A-F]{40}|[0-9A-F]{64}", "an upper-case key fingerprint"),
+    "code": _pattern(r"E_[A-Z0-9_]{1,40}", "an error code"),
+    "codes": _codes,
+    "status": _pattern(r"[a-z_]{1,32}", "a status word"),
+    "reason": _pattern(r"[a-z0-9_]{1,64}", "a reason word"),
+    "kind": _pattern(r"[a-z0-9_]{1,32}", "a kind word"),
+    "records": _count, "accepted": _count, "rejected": _count, "count": _count,
+    "bytes": _count, "errors": _count, "files": _count, "cases": _count, "rows": _count,
+    "late": _flag, "dry_run": _flag,
+    "date": _pattern(r"\d{4}-\d{2}-\d{2}", "an ISO date"),
+    "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
+}
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    """The one serialisation that is hashed and written: sorted keys, no spaces, ASCII."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+def default_actor() -> str:
+    """``daemon`` for the service, the OS user for a person at the command line."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+class AuditLog:
+    """Append-only, hash-chained JSONL at ``state_dir/audit/audit.jsonl``.
+
+    Appends take an exclusive ``flock`` so the daemon and CLI commands can
+    write to the same chain; each entry is fsynced before ``record`` returns.
+    """
+
+    def __init__(self, directory: Path, *, actor: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "audit.jsonl"
+        self.actor = actor or default_actor()
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", self.actor):
+            self.actor = f"uid{os.getuid()}"
+
+    def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one entry; raise ValueError for an unknown event, field or unsafe value."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown audit event {event!r}")
+        clean: dict[str, Any] = {}
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if name in _RESERVED or name not in FIELDS:
+                raise ValueError(f"audit field {name!r} is not allowed")
+            try:
+                clean[name] = FIELDS[name](value)
+            except ValueError as exc:
+                raise ValueError(f"audit field {name!r} {exc}") from None
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            seq, prev = _tail(fd)
+            ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+            entry = {"seq": seq + 1, "ts": ts, "event": event, "actor": self.actor, **clean,
+                     "prev": prev}
+            entry["hash"] = entry_hash(entry)
+            os.write(fd, canonical(entry) + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # also releases the lock
+        return entry
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Parsed entries in order (no verification; see :func:`verify`)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as fh:
+            for line in fh:
+                yield json.loads(line)
+
+
+def _tail(fd: int) -> tuple[int, str]:
+    """Sequence number and hash of the last entry (0 and the genesis hash for an empty log)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0, GENESIS
+    window = min(size, 65536)
+    data = os.pread(fd, window, size - window)
+    lines = data.rstrip(b"\n").rsplit(b"\n", 1)
+    try:
+        last = json.loads(lines[-1])
+        return int(last["seq"]), str(last["hash"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuditError("the last audit entry is damaged; run 'gateway audit verify'") from exc
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries: int
+    ok: bool
+    broken_seq: int | None = None  # the entry number (1-based line) where the chain breaks
+    problem: str = ""
+    last_hash: str = GENESIS
+
+
+def verify(path: Path) -> Verification:
+    """Check every entry's bytes, sequence, link and hash; stop at the first broken one."""
+    path = Path(path)
+    prev, n = GENESIS, 0
+    if not path.exists():
+        return Verification(entries=0, ok=True)
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            problem, entry_hash_ = _check_line(line, n, prev)
+            if problem:
+                return Verification(entries=n - 1, ok=False, broken_seq=n, problem=problem,
+                                    last_hash=prev)
+            prev = entry_hash_
+    return Verification(entries=n, ok=True, last_hash=prev)
+
+
+def _check_line(line: bytes, n: int, prev: str) -> tuple[str, str]:
+    """(problem, hash) for entry number *n*; problem is empty when the entry is sound."""
+    if not line.endswith(b"\n"):
+        return "entry is incomplete (no line end)", ""
+    try:
+        entry = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return "entry is not valid JSON", ""
+    if not isinstance(entry, dict) or not {"seq", "hash", "prev", "event"} <= entry.keys():
+        return "entry lacks seq/event/prev/hash", ""
+    if canonical(entry) + b"\n" != line:
+        return "entry bytes differ from their canonical form (edited)", ""
+    if entry["seq"] != n:
+        return f"sequence number is {entry['seq']}, expected {n}", ""
+    if entry["prev"] != prev:
+        return "prev does not match the previous entry's hash (entry removed or reordered)", ""
+    if entry["hash"] != entry_hash(entry):
+        return "hash does not match the entry's content (entry altered)", ""
+    return "", str(entry["hash"])
+
+
+def configure_logging(*, json_output: bool | None = None, stream: TextIO | None = None,
+                      level: int = logging.INFO) -> None:
+    """Operational logs: JSON for journald when not on a terminal, readable lines on one."""
+    stream = stream or sys.stderr
+    if json_output is None:
+        json_output = not stream.isatty()
+    renderer: Any = (structlog.processors.JSONRenderer() if json_output
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,298 @@
+"""The ``gateway`` command line: parse, call one service function, render.
+
+Every user-facing failure is a GatewayError; :func:`main` prints its message
+(one line per problem) and exits with its status — 0 success, 1 failure,
+2 usage or configuration error (SPEC §11). A traceback appears only for a bug,
+and only with ``GATEWAY_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway import __version__
+from gateway import audit as audit_mod
+from gateway import config as config_mod
+from gateway.crypto import keys as keys_mod
+from gateway.crypto.service import passphrase_from_env
+from gateway.errors import GatewayError, UsageError
+
+app = typer.Typer(
+    name="gateway",
+    help="Secure case-file exchange between a bank and its collection agencies.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create and inspect OpenPGP key files.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify and read the tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[Path, typer.Option(
+    "--config", "-c", envvar="GATEWAY_CONFIG", help="Path of gateway.toml.",
+    show_default=True)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+PassEnvOpt = Annotated[str | None, typer.Option(
+    "--passphrase-env", metavar="VAR",
+    help="Name of the environment variable holding the secret key's passphrase.")]
+
+
+def _load(path: Path) -> config_mod.Config:
+    return config_mod.load(path)
+
+
+def _audit_log(cfg: config_mod.Config) -> audit_mod.AuditLog:
+    return audit_mod.AuditLog(cfg.gateway.state_dir / "audit")
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Directory to create the setup in.")]) -> None:
+    """Write a commented gateway.toml, zone folders and the default roles (no secrets)."""
+    from gateway import scaffold
+
+    path = scaffold.init_project(directory)
+    out.print(f"wrote {path} with roles supervisor, collector, field_visitor, analyst")
+    out.print("key files it expects (for a trial, generate them; in production the bank and "
+              "agencies send you their public keys):")
+    for name in scaffold.key_names(scaffold.DEFAULT_AGENCIES):
+        out.print(f"  gateway keys generate {name} --email {name}@example.com --out "
+                  f"{directory / 'keys'}")
+    out.print(f"then: gateway check -c {path}")
+
+
+@app.command()
+def check(config: ConfigOpt = Path("gateway.toml")) -> None:
+    """Validate the config, every key (algorithm, expiry, revocation, permissions) and the zones."""
+    from gateway.checks import run_checks
+
+    cfg = _load(config)
+    findings = run_checks(cfg)
+    marks = {"ok": "ok   ", "warn": "warn ", "error": "error", "info": "info "}
+    for f in findings:
+        (err if f.level in ("warn", "error") else out).print(f"{marks[f.level]} {f.text}")
+    if any(f.level == "error" for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path(
+        "demo-run")) -> None:
+    """Build a complete trial setup (keys, config, zones) and exercise it end to end."""
+    from gateway.demo import run_demo
+
+    run_demo(directory, out)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    name: Annotated[str, typer.Argument(help="Key name; files NAME.pub.asc and NAME.sec.asc.")],
+    email: Annotated[str, typer.Option("--email", help="Email address in the user ID.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the key files.")],
+    algorithm: Annotated[str, typer.Option("--algo", help="ed25519, rsa3072 or rsa4096.")] = "ed25519",
+    expire: Annotated[str, typer.Option("--expire", help="Validity, e.g. 2y, 18m, or 'never'.")] = "2y",
+    passphrase_env: PassEnvOpt = None,
+) -> None:
+    """Create a key pair (secret file mode 0600) without AEAD preferences, for interoperability."""
+    passphrase = None
+    if passphrase_env:
+        secret = passphrase_from_env(passphrase_env)
+        if secret is None:
+            raise UsageError(f"--passphrase-env: environment variable {passphrase_env} is not set")
+        passphrase = secret.reveal()
+    key = keys_mod.generate(name, email, out_dir, algorithm=algorithm, expire=expire,
+                            passphrase=passphrase)
+    out.print(f"{key.fingerprint}  {key.public_path}  {key.secret_path} (mode 0600)")
+
+
+@keys_app.command("show")
+def keys_show(file: Annotated[Path, typer.Argument(help="An ASCII-armored key file.")],
+              as_json: JsonOpt = False) -> None:
+    """Show a key file's fingerprint, algorithm, capabilities, expiry and policy verdict."""
+    info = keys_mod.inspect(file)
+    verdict = "meets the key policy"
+    purposes = ([keys_mod.Purpose.GATEWAY] if info.secret
+                else [keys_mod.Purpose.ENCRYPT, keys_mod.Purpose.VERIFY])
+    problems = []
+    for p in purposes:
+        try:
+            keys_mod.check(file, p)
+        except keys_mod.KeyPolicyError as exc:
+            problems.append(f"{p.value}: {str(exc).removeprefix(f'{file}: ')}")
+    if problems:
+        verdict = "; ".join(problems)
+    data: dict[str, Any] = {
+        "file": str(file), "fingerprint": info.fingerprint, "secret": info.secret,
+        "user_ids": list(info.user_ids), "revoked": info.revoked, "expired": info.expired,
+        "expires": info.expires.isoformat() if info.expires else None,
+        "policy": verdict if problems else "ok",
+        "keys": [{"fingerprint": k.fingerprint, "algorithm": k.description,
+                  "capabilities": k.capabilities, "created": k.created.isoformat(),
+                  "expires": k.expires.isoformat() if k.expires else None,
+                  "revoked": k.revoked, "expired": k.expired} for k in info.keys],
+    }
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    out.print(f"{'secret' if info.secret else 'public'} key {info.fingerprint}")
+    for uid in info.user_ids:
+        out.print(f"  user id   {uid}")
+    for k in info.keys:
+        state = "revoked" if k.revoked else "expired" if k.expired else "valid"
+        exp = k.expires.date().isoformat() if k.expires else "never"
+        out.print(f"  {k.fingerprint[-16:]}  {k.description:<10} caps={k.capabilities:<4} "
+                  f"expires={exp}  {state}")
+    out.print(f"  policy    {verdict}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: ConfigOpt = Path("gateway.toml"),
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="Verify this audit file instead of the configured one (no config needed).")] = None,
+) -> None:
+    """Check the whole hash chain; name the first broken entry and exit 1 if there is one."""
+    path = file or _audit_log(_load(config)).path
+    result = audit_mod.verify(path)
+    if not result.ok:
+        err.print(f"audit log {path}: entry {result.broken_seq} is broken: {result.problem} "
+                  f"({result.entries} entries before it verify)")
+        raise typer.Exit(1)
+    out.print(f"audit log {path}: {result.entries} entries, chain intact, "
+              f"last hash {result.last_hash}")
+
+
+@audit_app.command("show")
+def audit_show(
+    config: ConfigOpt = Path("gateway.toml"),
+    event: Annotated[str | None, typer.Option("--event", help="Only this event, e.g. "
+                                              "security.cross_agency.")] = None,
+    agency: Annotated[str | None, typer.Option(
+        "--agency", help="Only entries about this agency code.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="ISO date or date-time (UTC if no offset).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List audit entries, optionally filtered."""
+    log = _audit_log(_load(config))
+    since_ts = _parse_since(since) if since else None
+    rows = []
+    for e in log.entries():
+        if event and e.get("event") != event:
+            continue
+        if agency and e.get("agency") != agency:
+            continue
+        if since_ts and dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) < since_ts:
+            continue
+        rows.append(e)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("seq", "time (UTC)", "event", "actor", "details", box=None)
+    for e in rows:
+        details = " ".join(f"{k}={v}" for k, v in e.items()
+                           if k not in {"seq", "ts", "event", "actor", "prev", "hash"})
+        table.add_row(str(e["seq"]), e["ts"][:19], e["event"], e["actor"], details)
+    out.print(table)
+    out.print(f"{len(rows)} entries")
+
+
+def _parse_since(value: str) -> dt.datetime:
+    try:
+        ts = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--since: {value!r} is not an ISO date or date-time") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+
+
+@app.command("open")
+def open_cmd(
+    file: Annotated[Path, typer.Argument(help="The .pgp file received from the gateway.")],
+    key: Annotated[Path, typer.Option("--key", help="Your secret key file (mode 0600).")],
+    sender: Annotated[Path, typer.Option("--from", help="The gateway's public key file.")],
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    passphrase_env: PassEnvOpt = None,
+) -> None:
+    """Decrypt a file from the gateway and verify the gateway's signature (for agency staff)."""
+    from gateway.crypto.standalone import open_file
+
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    verified, signer = open_file(file, key=key, sender=sender, out=out_path,
+                                 stdout=sys.stdout.buffer, passphrase=passphrase_from_env(passphrase_env))
+    uid = signer.user_ids[0] if signer.user_ids else ""
+    err.print(f"good signature from {verified.fingerprint} {uid}".rstrip()
+              + (f"; wrote {out_path}" if out_path else ""))
+
+
+@app.command("seal")
+def seal_cmd(
+    file: Annotated[Path, typer.Argument(help="The plaintext file to upload (e.g. results CSV).")],
+    key: Annotated[Path, typer.Option("--key", help="Your secret signing key file (mode 0600).")],
+    recipient: Annotated[Path, typer.Option("--to", help="The gateway's public key file.")],
+    out_path: Annotated[Path | None, typer.Option("--out", help="Output file (default FILE.pgp).")] = None,
+    passphrase_env: PassEnvOpt = None,
+) -> None:
+    """Sign and encrypt a file for upload to the gateway (for agency staff)."""
+    from gateway.crypto.standalone import seal_file
+
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    target = out_path or file.with_name(file.name + ".pgp")
+    me, them = seal_file(file, key=key, recipient=recipient, out=target,
+                         passphrase=passphrase_from_env(passphrase_env))
+    err.print(f"wrote {target}: signed by {me.fingerprint}, encrypted to {them.fingerprint}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    """Secure case-file exchange between a bank and its collection agencies."""
+    if version:
+        out.print(f"gateway {__version__}")
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map every failure to one readable message and an exit status."""
+    try:
+        app(args=argv, prog_name="gateway", standalone_mode=True)
+    except SystemExit as exc:  # typer/click end every run this way, usage errors included
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except GatewayError as exc:
+        for line in str(exc).splitlines() or [exc.code]:
+            err.print(f"error: {line}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: say so in one line, traceback only on request
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} (this is a bug; rerun with "
+                  "GATEWAY_DEBUG=1 for the traceback)", markup=False)
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

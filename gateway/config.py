@@ -1,0 +1,355 @@
+"""``gateway.toml``: pydantic models, loading, and errors that name the key path.
+
+Every problem becomes one line ``<file>: <key.path>: <what is wrong>`` so bank IT
+can fix it without reading code. Structure and values are checked here; key
+files (which need gpg) are checked by :mod:`gateway.crypto.service`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import os
+import re
+import tomllib
+import zoneinfo
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+from gateway.masking import Rule, rule_problem
+from gateway.validation.schema import CASE_FIELDS
+
+MAX_PURGE_AFTER_DAYS = 30
+AGENCY_CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"  # appears in file names: no dots
+ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_HOSTKEY_TYPES = {"ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                  "ecdsa-sha2-nistp521", "ssh-rsa", "rsa-sha2-256", "rsa-sha2-512"}
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the config file (SPEC §3)."""
+    base = (info.context or {}).get("base")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return Path(os.path.normpath(value))
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LocalZone(_Model):
+    kind: Literal["local"]
+    path: ConfigPath
+
+    def describe(self) -> str:
+        return f"local:{self.path}"
+
+
+class SftpZone(_Model):
+    kind: Literal["sftp"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1)
+    private_key: ConfigPath
+    passphrase_env: str | None = None
+    known_host: str
+    path: str
+
+    @field_validator("known_host")
+    @classmethod
+    def _pinned_key(cls, v: str) -> str:
+        parts = v.split()
+        if len(parts) >= 3 and parts[1] in _HOSTKEY_TYPES:
+            parts = parts[1:]  # a known_hosts line "host type key" is accepted too
+        if len(parts) < 2 or parts[0] not in _HOSTKEY_TYPES:
+            raise ValueError('must be a pinned host key such as "ssh-ed25519 AAAA…" '
+                             "(ssh-keyscan prints it); there is no trust on first use")
+        try:
+            base64.b64decode(parts[1], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("host key is not valid base64") from None
+        return f"{parts[0]} {parts[1]}"
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not PurePosixPath(v).is_absolute():
+            raise ValueError("must be an absolute path on the SFTP server")
+        return v
+
+    def describe(self) -> str:
+        return f"sftp://{self.username}@{self.host}:{self.port}{self.path}"
+
+
+Zone = Annotated[LocalZone | SftpZone, Field(discriminator="kind")]
+
+
+def _hours(v: str) -> str:
+    m = re.fullmatch(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})", v)
+    if not m:
+        raise ValueError('must look like "08:00-21:00"')
+    h1, m1, h2, m2 = (int(x) for x in m.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+        raise ValueError("is not a valid time range")
+    if (h1, m1) >= (h2, m2):
+        raise ValueError("start must be before end (a range over midnight is not supported)")
+    return v
+
+
+class GatewaySection(_Model):
+    state_dir: ConfigPath
+    database_url: str | None = None
+    secret_key: ConfigPath
+    passphrase_env: str | None = None
+    previous_secret_keys: list[ConfigPath] = []
+    timezone: str = "Asia/Shanghai"
+    purge_after_days: int = Field(default=30, ge=0)
+    contact_hours: Annotated[str, AfterValidator(_hours)] = "08:00-21:00"
+    max_daily_attempts: int = Field(default=6, ge=1, le=1000)
+    max_plaintext_mb: int = Field(default=4096, ge=1)
+
+    @field_validator("purge_after_days")
+    @classmethod
+    def _at_most_30(cls, v: int) -> int:
+        if v > MAX_PURGE_AFTER_DAYS:
+            raise ValueError(f"is {v}, but data must be deleted within {MAX_PURGE_AFTER_DAYS} days "
+                             "of a contract's end (allowed: 0..30)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'"{v}" is not a known time zone (e.g. "Asia/Shanghai")') from None
+        return v
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'gateway.db'}"
+
+    @property
+    def contact_window(self) -> tuple[dt.time, dt.time]:
+        a, b = self.contact_hours.split("-")
+        end = dt.time.max if b == "24:00" else dt.time.fromisoformat(b)
+        return dt.time.fromisoformat(a), end
+
+
+class BankSection(_Model):
+    signing_keys: list[ConfigPath] = Field(min_length=1)
+    encrypt_to: list[ConfigPath] = Field(min_length=1)
+    outgoing: Zone
+    incoming: Zone
+
+
+class SchemaSection(_Model):
+    encoding: Literal["utf-8", "gb18030"] = "utf-8"
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    on_invalid: Literal["reject_batch", "skip_rows"] = "reject_batch"
+    columns: dict[str, str] = {}
+
+    @field_validator("columns")
+    @classmethod
+    def _canonical(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, header in v.items():
+            if name not in CASE_FIELDS:
+                raise ValueError(f'"{name}" is not a canonical case field')
+            if not header.strip():
+                raise ValueError(f"{name}: header must not be empty")
+        headers = [h.strip() for h in v.values()]
+        dup = {h for h in headers if headers.count(h) > 1}
+        if dup:
+            raise ValueError(f"header {sorted(dup)[0]!r} is mapped to more than one field")
+        return v
+
+    def header_for(self, field: str) -> str:
+        return self.columns.get(field, field)
+
+
+class Contract(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    start: dt.date
+    end: dt.date
+    terminated_on: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Contract:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        if self.terminated_on is not None and not self.start <= self.terminated_on <= self.end:
+            raise ValueError("terminated_on must lie between start and end")
+        return self
+
+    @property
+    def effective_end(self) -> dt.date:
+        return self.terminated_on or self.end
+
+
+class AgencyRole(_Model):
+    encrypt_to: list[ConfigPath] = Field(min_length=1)
+
+
+class Agency(_Model):
+    code: str = Field(pattern=AGENCY_CODE_RE)
+    name: str = Field(min_length=1, max_length=200)
+    signing_keys: list[ConfigPath] = Field(min_length=1)
+    inbox: Zone
+    outbox: Zone
+    contract: Contract
+    roles: dict[str, AgencyRole]
+    receipts_role: str = "supervisor"
+
+
+class Config(_Model):
+    gateway: GatewaySection
+    bank: BankSection
+    schema_: SchemaSection = Field(default_factory=SchemaSection, alias="schema")
+    roles: dict[str, dict[str, Rule]]
+    agencies: list[Agency] = Field(min_length=1)
+
+    # Set by load(); not part of the file.
+    source: Path = Field(default=Path("gateway.toml"), exclude=True)
+    sha256: str = Field(default="", exclude=True)
+
+    def agency(self, code: str) -> Agency:
+        for a in self.agencies:
+            if a.code == code:
+                return a
+        raise KeyError(code)
+
+    def zones(self) -> list[tuple[str, LocalZone | SftpZone]]:
+        """Every zone with the key path that configures it."""
+        out: list[tuple[str, LocalZone | SftpZone]] = [
+            ("bank.outgoing", self.bank.outgoing), ("bank.incoming", self.bank.incoming)]
+        for i, a in enumerate(self.agencies):
+            out += [(f"agencies[{i}].inbox", a.inbox), (f"agencies[{i}].outbox", a.outbox)]
+        return out
+
+
+def _cross_checks(cfg: Config) -> list[str]:
+    """Rules that span sections; each problem names its key path."""
+    problems: list[str] = []
+    for role, rules in cfg.roles.items():
+        if not ROLE_NAME_RE.match(role):
+            problems.append(f"roles.{role}: role names must match [a-z][a-z0-9_]{{0,31}}")
+        if not rules:
+            problems.append(f"roles.{role}: a role must keep at least case_id")
+        for field, rule in rules.items():
+            if field not in CASE_FIELDS:
+                problems.append(f'roles.{role}.{field}: "{field}" is not a canonical case field')
+                continue
+            if (why := rule_problem(field, rule)) is not None:
+                problems.append(f"roles.{role}.{field}: {why}")
+        if rules and rules.get("case_id", Rule.DROP) is Rule.DROP:
+            problems.append(f"roles.{role}.case_id: every role must keep case_id "
+                            "(agencies report results by it)")
+    codes: dict[str, int] = {}
+    contracts: dict[str, int] = {}
+    for i, a in enumerate(cfg.agencies):
+        where = f"agencies[{i}]"
+        if a.code in codes:
+            problems.append(f"{where}.code: {a.code} is already used by agencies[{codes[a.code]}]")
+        codes.setdefault(a.code, i)
+        if a.contract.id in contracts:
+            problems.append(f"{where}.contract.id: {a.contract.id} is already used by "
+                            f"agencies[{contracts[a.contract.id]}]")
+        contracts.setdefault(a.contract.id, i)
+        if not a.roles:
+            problems.append(f"{where}.roles: agency {a.code} has no roles; it needs at least one "
+                            "role with keys to receive anything")
+        for role in a.roles:
+            if role not in cfg.roles:
+                problems.append(f'{where}.roles.{role}: role "{role}" is not defined under [roles]')
+        if a.roles and a.receipts_role not in a.roles:
+            problems.append(f'{where}.receipts_role: agency {a.code} has no role '
+                            f'"{a.receipts_role}" to receive receipts')
+    seen: dict[str, str] = {}
+    for key, zone in cfg.zones():
+        ident = zone.describe()
+        if ident in seen:
+            problems.append(f"{key}: same location as {seen[ident]}")
+        seen.setdefault(ident, key)
+    if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
+        problems.append(f"gateway.passphrase_env: environment variable "
+                        f"{cfg.gateway.passphrase_env} is not set")
+    return problems
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("local", "sftp") and out.endswith(("outgoing", "incoming", "inbox", "outbox")):
+            continue  # pydantic's discriminator tag; the user wrote no such key
+        else:
+            out += ("." if out else "") + str(part)
+    return out.replace("schema_", "schema")
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling)"
+    if kind == "union_tag_invalid":
+        return 'kind must be "local" or "sftp"'
+    if kind == "union_tag_not_found":
+        return 'needs kind = "local" or "sftp"'
+    if kind == "enum":
+        return msg.replace("Input should be", "must be")
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return msg.replace("Input should be", "must be").replace("String should", "must")
+
+
+def load(path: Path | str) -> Config:
+    """Read and validate *path*; raise ConfigError listing every problem, one per line."""
+    path = Path(path)
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("config file not found (create one with 'gateway init DIR')",
+                          source=label) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=label) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=label) from exc
+    base = path.resolve().parent
+    try:
+        cfg = Config.model_validate(data, context={"base": base})
+    except ValidationError as exc:
+        lines = [f"{_loc(e['loc'])}: {_message(e)}" if e["loc"] else _message(e)
+                 for e in exc.errors()]
+        raise ConfigError(list(dict.fromkeys(lines)), source=label) from None
+    problems = _cross_checks(cfg)
+    if problems:
+        raise ConfigError(problems, source=label)
+    return cfg.model_copy(update={"source": path, "sha256": hashlib.sha256(raw).hexdigest()})

@@ -1,0 +1,1 @@
+"""OpenPGP for the gateway: key files (``keys``) and the streaming engine (``engine``)."""

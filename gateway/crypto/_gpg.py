@@ -1,0 +1,171 @@
+"""Process plumbing shared by the key tools and the engine.
+
+Everything here exists to keep GnuPG on a short leash: a private home directory
+per use, argv without secrets, and no gpg-agent left running after its owner is
+done with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from gateway.errors import GatewayError
+
+# Unix socket paths are limited to 108 bytes (sun_path); gpg-agent puts
+# S.gpg-agent.extra/.browser/.ssh in the home directory, the longest is 21 bytes.
+_MAX_HOME_LEN = 80
+
+# Options every gpg call gets: never ask, never go to the network, never trust
+# a keyserver, and speak the machine-readable status protocol.
+BASE_OPTIONS: tuple[str, ...] = (
+    "--batch",
+    "--no-tty",
+    "--no-greeting",
+    "--no-auto-key-retrieve",
+    "--no-auto-key-locate",
+    "--keyid-format",
+    "long",
+    "--pinentry-mode",
+    "loopback",
+)
+# Keys in our keyrings are exactly the configured ones: the config is the trust
+# decision, so gpg's web of trust is switched off for encryption and verification.
+TRUST_CONFIGURED = ("--trust-model", "always")
+
+
+def gpg_binary() -> str:
+    """Path of the gpg executable; a missing GnuPG is a setup error, not a crash."""
+    path = shutil.which(os.environ.get("GATEWAY_GPG", "gpg"))
+    if path is None:
+        raise GatewayError("GnuPG (gpg) is not installed; install the Debian package 'gnupg'")
+    return path
+
+
+def short_home(home: Path) -> tuple[Path, Path | None]:
+    """Return a path to *home* short enough for gpg-agent's socket.
+
+    When *home* is too long (deep state directories, pytest's tmp paths) a
+    private 0700 directory is made in the system temp dir holding one symlink to
+    *home*; the agent binds its socket through that link. The second value is the
+    directory to remove afterwards.
+    """
+    if len(str(home)) <= _MAX_HOME_LEN:
+        return home, None
+    alias_dir = Path(tempfile.mkdtemp(prefix="gwg", dir="/tmp"))
+    alias = alias_dir / "h"
+    alias.symlink_to(home)
+    return alias, alias_dir
+
+
+def kill_agent(home: Path, *, wait: float = 5.0) -> None:
+    """Stop the gpg-agent serving *home*, if any, and wait (up to *wait* s) until it is gone.
+
+    ``gpgconf --kill`` only asks the agent to exit; waiting for its socket to
+    disappear makes "no gpg process outlives its owner" true when we return.
+    """
+    gpgconf = shutil.which("gpgconf")
+    if gpgconf is None:
+        return
+    env = gpg_env(home)
+
+    def gpgconf_run(*args: str) -> str:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            return subprocess.run([gpgconf, "--homedir", str(home), *args],
+                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                                  check=False, env=env).stdout.decode("utf-8", "replace")
+        return ""
+
+    socket = Path(gpgconf_run("--list-dirs", "agent-socket").strip() or home / "S.gpg-agent")
+    if not socket.exists():
+        return
+    gpgconf_run("--kill", "gpg-agent")
+    deadline = time.monotonic() + wait
+    while socket.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def scratch_home() -> Iterator[Path]:
+    """A throw-away gpg home (0700) whose agent is stopped and files removed on exit."""
+    home = Path(tempfile.mkdtemp(prefix="gwk", dir="/tmp"))
+    try:
+        yield home
+    finally:
+        kill_agent(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run(
+    home: Path,
+    args: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    passphrase: str | None = None,
+    timeout: float = 120,
+    trust_configured: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a short gpg command to completion; the passphrase goes through its own pipe.
+
+    *trust_configured* False is for ``--show-keys``, which with ``--trust-model
+    always`` fails on a revoked key in an empty home (gpg 2.2 wants a trustdb).
+    """
+    argv = [gpg_binary(), "--homedir", str(home), *BASE_OPTIONS, "--status-fd", "2"]
+    if trust_configured:
+        argv += TRUST_CONFIGURED
+    pass_fds: tuple[int, ...] = ()
+    read_fd = write_fd = -1
+    if passphrase is not None:
+        read_fd, write_fd = os.pipe()
+        argv += ["--passphrase-fd", str(read_fd)]
+        pass_fds = (read_fd,)
+    try:
+        proc = subprocess.Popen(
+            [*argv, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            env=gpg_env(home),
+        )
+        if passphrase is not None:
+            os.close(read_fd)
+            read_fd = -1
+            os.write(write_fd, passphrase.encode() + b"\n")
+            os.close(write_fd)
+            write_fd = -1
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise GatewayError(f"gpg did not finish within {timeout:.0f} s") from None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+
+
+def gpg_env(home: Path) -> dict[str, str]:
+    """A minimal environment: no inherited GNUPGHOME, agent info or locale surprises."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GNUPG", "GPG_", "LC_"))}
+    env["GNUPGHOME"] = str(home)
+    env["LC_ALL"] = "C"
+    env["LANG"] = "C"
+    return env
+
+
+def status_lines(raw: bytes) -> list[list[str]]:
+    """Split ``[GNUPG:] KEYWORD args`` lines into lists; other lines are ignored."""
+    lines: list[list[str]] = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.startswith("[GNUPG:] "):
+            lines.append(line[9:].split())
+    return lines

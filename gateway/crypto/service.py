@@ -1,0 +1,198 @@
+"""The gateway's cryptography named by intent, built from the config.
+
+Callers never pick recipients or signers: ``seal_for_role(agency, role)`` knows
+which keys that role has, ``open_from_bank`` knows whose signatures count. This
+module also applies the key policy to every configured key (SPEC §2): in a list,
+a weak, expired or revoked key is skipped with a warning; a list left empty, a
+missing file, or an unusable gateway key stops the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Self
+
+from gateway.config import Config
+from gateway.crypto import keys
+from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
+from gateway.crypto.keys import KeyInfo, KeyPolicyError, KeyRefused, Purpose
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RefusedKey:
+    """A configured key the policy skipped; audited as ``key.refused``."""
+
+    key_path: str  # config key path, e.g. bank.signing_keys[1]
+    fingerprint: str | None
+    problem: str
+
+
+@dataclass
+class KeySet:
+    """Every configured key, checked: what may sign, what we encrypt to, what was refused."""
+
+    gateway: KeyInfo
+    previous: list[KeyInfo]
+    bank_signers: list[KeyInfo]
+    bank_recipients: list[KeyInfo]
+    agency_signers: dict[str, list[KeyInfo]]
+    role_recipients: dict[tuple[str, str], list[KeyInfo]]
+    refused: list[RefusedKey] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # public key files to import (refused ones too)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{r.key_path}: {r.problem}; this key is ignored" for r in self.refused]
+
+
+def _shown(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def check_keys(cfg: Config) -> KeySet:
+    """Apply the key policy to every key in *cfg*; raise ConfigError listing every hard problem."""
+    base = cfg.source.resolve().parent
+    problems: list[str] = []
+    refused: list[RefusedKey] = []
+    public_files: list[Path] = []
+
+    def one(key_path: str, path: Path, purpose: Purpose) -> KeyInfo | None:
+        try:
+            return keys.check(path, purpose)
+        except KeyPolicyError as exc:
+            msg = str(exc).replace(str(path), _shown(path, base), 1)
+            problems.append(f"{key_path}: {msg}")
+            return None
+
+    def many(key_path: str, paths: Sequence[Path], purpose: Purpose) -> list[KeyInfo]:
+        usable: list[KeyInfo] = []
+        skipped: list[str] = []
+        for i, path in enumerate(paths):
+            where = f"{key_path}[{i}]"
+            try:
+                info = keys.check(path, purpose)
+            except KeyRefused as exc:
+                msg = str(exc).replace(str(path), _shown(path, base), 1)
+                skipped.append(f"{where}: {msg}")
+                fpr = _fingerprint_or_none(path)
+                refused.append(RefusedKey(where, fpr, msg))
+                if fpr:
+                    public_files.append(path)
+                continue
+            except KeyPolicyError as exc:
+                msg = str(exc).replace(str(path), _shown(path, base), 1)
+                problems.append(f"{where}: {msg}")
+                continue
+            usable.append(info)
+            public_files.append(path)
+        if not usable and skipped:
+            problems.append(f"{skipped[-1]}; no usable key left in {key_path}")
+            refused[:] = [r for r in refused if not r.key_path.startswith(key_path + "[")]
+        return usable
+
+    gw = one("gateway.secret_key", cfg.gateway.secret_key, Purpose.GATEWAY)
+    previous = [k for i, p in enumerate(cfg.gateway.previous_secret_keys)
+                if (k := one(f"gateway.previous_secret_keys[{i}]", p, Purpose.DECRYPT_ONLY))]
+    bank_signers = many("bank.signing_keys", cfg.bank.signing_keys, Purpose.VERIFY)
+    bank_recipients = many("bank.encrypt_to", cfg.bank.encrypt_to, Purpose.ENCRYPT)
+    agency_signers: dict[str, list[KeyInfo]] = {}
+    role_recipients: dict[tuple[str, str], list[KeyInfo]] = {}
+    for i, agency in enumerate(cfg.agencies):
+        agency_signers[agency.code] = many(f"agencies[{i}].signing_keys", agency.signing_keys,
+                                           Purpose.VERIFY)
+        for role, spec in agency.roles.items():
+            role_recipients[(agency.code, role)] = many(
+                f"agencies[{i}].roles.{role}.encrypt_to", spec.encrypt_to, Purpose.ENCRYPT)
+    if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
+        problems.append(f"gateway.passphrase_env: environment variable "
+                        f"{cfg.gateway.passphrase_env} is not set")
+    if problems or gw is None:
+        raise ConfigError(list(dict.fromkeys(problems)), source=str(cfg.source))
+    return KeySet(gateway=gw, previous=previous, bank_signers=bank_signers,
+                  bank_recipients=bank_recipients, agency_signers=agency_signers,
+                  role_recipients=role_recipients, refused=refused,
+                  files=list(dict.fromkeys(public_files)))
+
+
+def _fingerprint_or_none(path: Path) -> str | None:
+    try:
+        return keys.inspect(path).fingerprint
+    except KeyPolicyError:
+        return None
+
+
+def passphrase_from_env(var: str | None) -> Secret | None:
+    if not var:
+        return None
+    value = os.environ.get(var)
+    return Secret(value) if value is not None else None
+
+
+class Crypto:
+    """Open and seal by intent; recipients and accepted signers are decided here."""
+
+    def __init__(self, cfg: Config, keyset: KeySet) -> None:
+        self.cfg = cfg
+        self.keyset = keyset
+        self.keyring = Keyring(
+            cfg.gateway.state_dir / "gnupg",
+            secret_keys=[keyset.gateway.path, *(k.path for k in keyset.previous)],
+            public_keys=keyset.files,
+            passphrase=passphrase_from_env(cfg.gateway.passphrase_env),
+        )
+        self.engine = Engine(self.keyring, signer=keyset.gateway,
+                             max_plaintext=cfg.gateway.max_plaintext_mb * 1024 * 1024)
+
+    @classmethod
+    def start(cls, cfg: Config) -> Crypto:
+        return cls(cfg, check_keys(cfg))
+
+    @property
+    def fingerprint(self) -> str:
+        return self.keyset.gateway.fingerprint
+
+    def open_from_bank(self, src: BinaryIO) -> OpenedMessage:
+        return self.engine.open(src, allowed_signers=[k.fingerprint for k in self.keyset.bank_signers])
+
+    def open_from_agency(self, code: str, src: BinaryIO) -> OpenedMessage:
+        """Only *this* agency's signing keys count — another agency's valid key does not."""
+        return self.engine.open(src, allowed_signers=[
+            k.fingerprint for k in self.keyset.agency_signers[code]])
+
+    def seal_for_bank(self, dst: BinaryIO, *, armor: bool = False) -> SealWriter:
+        return self.engine.seal(dst, recipients=[k.fingerprint for k in self.keyset.bank_recipients],
+                                armor=armor)
+
+    def seal_for_role(self, code: str, role: str, dst: BinaryIO) -> SealWriter:
+        """A slice: that role's keys only, so no other role or agency can read it."""
+        return self.engine.seal(dst, recipients=[
+            k.fingerprint for k in self.keyset.role_recipients[(code, role)]])
+
+    def seal_for_agency(self, code: str, dst: BinaryIO) -> SealWriter:
+        """Manifests: every role key of the agency."""
+        fprs = [k.fingerprint for (c, _), ks in self.keyset.role_recipients.items() if c == code
+                for k in ks]
+        return self.engine.seal(dst, recipients=list(dict.fromkeys(fprs)))
+
+    def seal_receipt_for_agency(self, code: str, dst: BinaryIO) -> SealWriter:
+        role = self.cfg.agency(code).receipts_role
+        return self.seal_for_role(code, role, dst)
+
+    def clearsign(self, text: bytes) -> bytes:
+        return self.engine.clearsign(text)
+
+    def close(self) -> None:
+        self.keyring.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,125 @@
+"""``gateway init DIR``: a commented config, zone folders and the default roles — no secrets.
+
+The written config is meant to be read: every section says what it is for and
+what bank IT has to change. Key files are referenced, not created; ``init``
+prints the ``gateway keys generate`` commands that make them for a trial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import UsageError
+from gateway.masking import DEFAULT_ROLES
+
+_HEADER = '''\
+# gateway.toml — configuration of the case-file exchange gateway (SPEC §3).
+# Relative paths are relative to this file. `gateway check -c {name}` validates it.
+
+[gateway]
+state_dir = "var"                          # ledger, archive, quarantine, audit log, certificates
+# database_url = "postgresql+psycopg://gw@db/gateway"   # default: SQLite in state_dir
+secret_key = "keys/gateway.sec.asc"        # the gateway's own key pair (mode 0600)
+# passphrase_env = "GATEWAY_KEY_PASSPHRASE" # if the secret key has a passphrase
+previous_secret_keys = []                  # old gateway keys, decrypt-only, during a key rotation
+timezone = "Asia/Shanghai"                 # contract dates and contact hours are local time here
+purge_after_days = 30                      # 0..30: days after a contract's end until its data is purged
+contact_hours = "08:00-21:00"              # collection actions outside these hours are flagged HOURS
+max_daily_attempts = 6                     # more CALL/SMS on one case in one local day: flag ATTEMPTS
+
+[bank]
+signing_keys = ["keys/bank.pub.asc"]       # whose signatures on case files are accepted
+encrypt_to = ["keys/bank.pub.asc"]         # receipts, results and certificates are encrypted to these
+outgoing = {{ kind = "local", path = "zones/bank/outgoing" }}   # the bank drops case files here
+incoming = {{ kind = "local", path = "zones/bank/incoming" }}   # receipts, results, certificates
+# A zone on a remote SFTP server instead (the host key is pinned; no trust on first use):
+# [bank.incoming]
+# kind = "sftp"
+# host = "sftp.bank.example"
+# port = 22
+# username = "gateway"
+# private_key = "keys/sftp_ed25519"         # mode 0600
+# known_host = "ssh-ed25519 AAAA..."        # from `ssh-keyscan -t ed25519 sftp.bank.example`
+# path = "/incoming"
+
+[schema]
+encoding = "utf-8"                         # or "gb18030"; a UTF-8 BOM is accepted either way
+delimiter = ","
+on_invalid = "reject_batch"                # or "skip_rows": deliver valid rows, report the rest
+[schema.columns]                           # canonical field = "header in the bank's file"
+# customer_name = "客户姓名"
+
+# Roles: what each kind of agency staff may see. field = full | mask | last4 | region | token | drop;
+# a field a role does not list is dropped.
+'''
+
+_AGENCY = '''
+[[agencies]]
+code = "{code}"
+name = "{name}"
+signing_keys = ["keys/{lower}.pub.asc"]     # accepted signers of this agency's result files
+inbox  = {{ kind = "local", path = "zones/{code}/inbox" }}
+outbox = {{ kind = "local", path = "zones/{code}/outbox" }}
+receipts_role = "supervisor"               # whose keys receive receipts for the agency's uploads
+  [agencies.contract]
+  id = "{contract}"
+  start = {start}
+  end = {end}                              # last day of the contract
+  # terminated_on = 2026-06-30             # set on early termination
+{roles}'''
+
+
+@dataclass(frozen=True)
+class AgencyTemplate:
+    code: str
+    name: str
+    roles: tuple[str, ...] = ("supervisor", "collector")
+
+
+def render(name: str, agencies: list[AgencyTemplate], today: dt.date) -> str:
+    """The text of a fresh gateway.toml."""
+    out = _HEADER.format(name=name)
+    for role, rules in DEFAULT_ROLES.items():
+        out += f"[roles.{role}]\n" + "".join(f'{f} = "{r}"\n' for f, r in rules.items()) + "\n"
+    for i, a in enumerate(agencies, start=1):
+        lower = a.code.lower()
+        roles = "".join(f'  [agencies.roles.{r}]\n  encrypt_to = ["keys/{lower}-{r}.pub.asc"]\n'
+                        for r in a.roles)
+        out += _AGENCY.format(code=a.code, name=a.name, lower=lower,
+                              contract=f"C-{today.year}-{i:03d}", start=today.isoformat(),
+                              end=(today + dt.timedelta(days=365)).isoformat(), roles=roles)
+    return out
+
+
+def key_names(agencies: list[AgencyTemplate]) -> list[str]:
+    """Key files the config refers to, by `gateway keys generate` name."""
+    names = ["gateway", "bank"]
+    for a in agencies:
+        names.append(a.code.lower())
+        names += [f"{a.code.lower()}-{r}" for r in a.roles]
+    return names
+
+
+DEFAULT_AGENCIES = [AgencyTemplate("AG001", "Example Collections Co.")]
+
+
+def init_project(directory: Path, *, agencies: list[AgencyTemplate] | None = None,
+                 today: dt.date | None = None) -> Path:
+    """Create DIR/gateway.toml, zone folders, keys/ and var/; refuse to overwrite a config."""
+    agencies = agencies or DEFAULT_AGENCIES
+    directory = Path(directory)
+    config = directory / "gateway.toml"
+    if config.exists():
+        raise UsageError(f"{config} already exists; not overwriting it")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys").mkdir(mode=0o700, exist_ok=True)
+    (directory / "var").mkdir(mode=0o700, exist_ok=True)
+    for zone in ("bank/outgoing", "bank/incoming"):
+        (directory / "zones" / zone).mkdir(parents=True, exist_ok=True)
+    for a in agencies:
+        for zone in ("inbox", "outbox"):
+            (directory / "zones" / a.code / zone).mkdir(parents=True, exist_ok=True)
+    config.write_text(render(config.name, agencies, today or dt.date.today()), encoding="utf-8")
+    return config

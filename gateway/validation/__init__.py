@@ -1,0 +1,1 @@
+"""Validation of what parties send: field rules, case records, result records."""

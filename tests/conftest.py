@@ -1,0 +1,115 @@
+"""Shared fixtures: keys generated once per session with the real gpg, and trial setups."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway import scaffold
+from gateway.crypto import keys
+from tests.gpgparty import GpgParty
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    fingerprint: str
+    pub: Path
+    sec: Path
+
+
+class KeyBox:
+    """Named key pairs in one directory; generated on first use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._keys: dict[str, Key] = {}
+
+    def __getitem__(self, name: str) -> Key:
+        if name not in self._keys:
+            self._keys[name] = self._make(name)
+        return self._keys[name]
+
+    def _make(self, name: str) -> Key:
+        if name == "weak":  # keys.generate only makes strong keys; plain gpg makes this one
+            return self._plain_gpg(name, "rsa2048", "rsa2048")
+        if name == "expired":  # valid during 2023 only
+            g = keys.generate(name, "expired@test.example", self.dir, expire="1y",
+                              faked_time="20230101T000000")
+        elif name == "gw_old":  # a gateway key that already existed in 2023, for signing in the past
+            g = keys.generate(name, "gw_old@test.example", self.dir, expire="never",
+                              faked_time="20221201T000000")
+        elif name == "revoked":
+            return self._plain_gpg(name, "ed25519", "cv25519", revoke=True)
+        else:
+            g = keys.generate(name, f"{name}@test.example", self.dir)
+        return Key(name, g.fingerprint, g.public_path, g.secret_path)
+
+    def _plain_gpg(self, name: str, primary: str, sub: str, *, revoke: bool = False) -> Key:
+        party = GpgParty()
+        try:
+            proc = party.gpg("--quick-gen-key", f"{name} <{name}@test.example>", primary,
+                             "cert,sign", "2y", check=True)
+            fpr = next(ln.split()[3] for ln in proc.stderr.decode().splitlines()
+                       if "KEY_CREATED" in ln)
+            party.gpg("--quick-add-key", fpr, sub, "encr", "2y", check=True)
+            pub, sec = self.dir / f"{name}.pub.asc", self.dir / f"{name}.sec.asc"
+            pub.write_bytes(party.gpg("--armor", "--export", fpr, check=True).stdout)
+            sec.write_bytes(party.gpg("--armor", "--export-secret-keys", fpr, check=True).stdout)
+            sec.chmod(0o600)
+            if revoke:  # keep the unrevoked copy, then publish the revocation
+                shutil.copy(pub, self.dir / f"{name}.unrevoked.pub.asc")
+                cert = (party.home / "openpgp-revocs.d" / f"{fpr}.rev").read_text()
+                cert = cert.replace(":-----BEGIN", "-----BEGIN")
+                party.gpg("--import", stdin=cert.encode(), check=True)
+                pub.write_bytes(party.gpg("--armor", "--export", fpr, check=True).stdout)
+            return Key(name, fpr, pub, sec)
+        finally:
+            party.close()
+
+
+@pytest.fixture(scope="session")
+def keybox(tmp_path_factory: pytest.TempPathFactory) -> KeyBox:
+    return KeyBox(tmp_path_factory.mktemp("keys"))
+
+
+@dataclass
+class Setup:
+    dir: Path
+    config: Path
+    keys: KeyBox
+
+    def edit(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text, old
+        self.config.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def setup(tmp_path: Path, keybox: KeyBox) -> Setup:
+    """A `gateway init` directory with every key it names, as bank IT would have it."""
+    config = scaffold.init_project(tmp_path / "gw")
+    for name in scaffold.key_names(scaffold.DEFAULT_AGENCIES):
+        k = keybox[name]
+        shutil.copy(k.pub, tmp_path / "gw" / "keys" / f"{name}.pub.asc")
+        if name == "gateway":
+            dst = tmp_path / "gw" / "keys" / "gateway.sec.asc"
+            shutil.copy(k.sec, dst)
+            dst.chmod(0o600)
+    return Setup(tmp_path / "gw", config, keybox)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `gateway` command as a person would."""
+    import os
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
+                          text=True, env=full_env, input=None if stdin is None else stdin.decode(),
+                          check=False)
