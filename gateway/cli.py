@@ -24,7 +24,7 @@ from gateway import audit as audit_mod
 from gateway import config as config_mod
 from gateway.crypto import keys as keys_mod
 from gateway.crypto.service import passphrase_from_env
-from gateway.errors import GatewayError, UsageError
+from gateway.errors import CryptoError, GatewayError, UsageError
 
 app = typer.Typer(
     name="gateway",
@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click end every run this way, usage errors included
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except CryptoError as exc:  # peers and scripts key on the stable code
+        err.print(f"error: {exc.code}: {exc}", markup=False)
+        return exc.exit_code
     except GatewayError as exc:
         for line in str(exc).splitlines() or [exc.code]:
             err.print(f"error: {line}", markup=False)

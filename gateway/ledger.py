@@ -181,6 +181,9 @@ class Ledger:
             self._check_version()
         except SQLAlchemyError as exc:
             raise GatewayError(f"cannot open the ledger database: {_reason(exc)}") from exc
+        except OSError as exc:
+            raise GatewayError(f"cannot open the ledger database: {exc.strerror}: "
+                               f"{exc.filename}") from exc
 
     def _check_version(self) -> None:
         with self.session() as s:

@@ -1,0 +1,36 @@
+"""Every command explains itself; errors never show a traceback."""
+
+from __future__ import annotations
+
+import typer.main
+
+from gateway.cli import app, main
+
+
+def all_commands(group, prefix=()):
+    cli = typer.main.get_command(group) if not hasattr(group, "commands") else group
+    for name, cmd in cli.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from all_commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_every_command_has_help(capsys):
+    names = []
+    for path, cmd in all_commands(app):
+        names.append(" ".join(path))
+        assert (cmd.help or "").strip(), f"{path} has no help text"
+        assert main([*path, "--help"]) == 0
+        assert "Usage" in capsys.readouterr().out
+    assert {"init", "check", "keys generate", "keys show", "audit verify", "audit show", "open",
+            "seal", "demo"} <= set(names)
+
+
+def test_usage_error_exit_2_without_traceback(capsys):
+    assert main(["keys", "generate"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_unknown_command(capsys):
+    assert main(["fly"]) == 2
