@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 
@@ -33,14 +34,14 @@ def test_chain_verifies(log):
     entries = list(log.entries())
     assert [e["seq"] for e in entries] == [1, 2, 3, 4]
     assert entries[0]["prev"] == audit.GENESIS
-    assert all(b["prev"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b["prev"] == a["hash"] for a, b in itertools.pairwise(entries))
     assert entries[2]["actor"] == "daemon" and entries[2]["agency"] == "AG001"
 
 
 def test_every_single_byte_change_is_detected_and_named(log):
     fill(log)
     original = log.path.read_bytes()
-    line_starts = [0] + [i + 1 for i, b in enumerate(original) if b == 0x0A][:-1]
+    line_starts = [0, *[i + 1 for i, b in enumerate(original) if b == 10][:-1]]
     for pos in range(len(original)):
         for delta in (1, 0x20):
             changed = bytearray(original)

@@ -9,6 +9,9 @@ import pytest
 from gateway import config, scaffold
 from gateway.errors import ConfigError
 
+# a well-formed ssh-ed25519 blob
+HOSTKEY = "AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
+
 
 @pytest.fixture
 def cfg_path(tmp_path):
@@ -111,9 +114,9 @@ def test_sftp_zone_rejects_a_bad_host_key_and_relative_path(cfg_path):
 def test_sftp_zone_accepts_known_hosts_line(cfg_path):
     edit(cfg_path, 'incoming = { kind = "local", path = "zones/bank/incoming" }',
          'incoming = { kind = "sftp", host = "h", username = "gw", private_key = "keys/id", '
-         'known_host = "h ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f", path = "/in" }')
+         f'known_host = "h ssh-ed25519 {HOSTKEY}", path = "/in" }}')
     zone = config.load(cfg_path).bank.incoming
-    assert zone.known_host == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
+    assert zone.known_host == f"ssh-ed25519 {HOSTKEY}"
 
 
 def test_duplicate_zone_location(cfg_path):

@@ -15,7 +15,7 @@ TAIL = ["DECRYPTION_OKAY", "GOODMDC", "END_DECRYPTION"]
 
 
 def validsig(primary: str) -> list[str]:
-    return [f"GOODSIG B0C4ECE1642B2429 bank <b@x>",
+    return ["GOODSIG B0C4ECE1642B2429 bank <b@x>",
             f"VALIDSIG {primary} 2026-11-22 1795385621 0 4 0 22 8 00 {primary}"]
 
 
@@ -35,18 +35,18 @@ def test_good():
 
 def test_revoked_signer_with_exit_zero_is_refused():
     """Measured with gpg 2.2: a revoked key's signature gives exit 0 and VALIDSIG."""
-    lines = HEAD + ["KEYREVOKED", f"REVKEYSIG B0C4ECE1642B2429 bank <b@x>",
-                    f"VALIDSIG {BANK} 2026-11-22 1795385621 0 4 0 22 8 00 {BANK}"] + TAIL
+    lines = [*HEAD, "KEYREVOKED", "REVKEYSIG B0C4ECE1642B2429 bank <b@x>",
+             f"VALIDSIG {BANK} 2026-11-22 1795385621 0 4 0 22 8 00 {BANK}", *TAIL]
     assert code(lines, rc=0) == "E_REVOKED_OR_EXPIRED"
 
 
 @pytest.mark.parametrize("kw", ["EXPKEYSIG B0C4ECE1642B2429 bank", "EXPSIG B0C4ECE1642B2429 bank"])
 def test_expired(kw):
-    assert code(HEAD + [kw] + validsig(BANK)[1:] + TAIL) == "E_REVOKED_OR_EXPIRED"
+    assert code([*HEAD, kw, *validsig(BANK)[1:], *TAIL]) == "E_REVOKED_OR_EXPIRED"
 
 
 def test_bad_signature():
-    assert code(HEAD + ["BADSIG B0C4ECE1642B2429 bank"] + TAIL, rc=1) == "E_BAD_SIGNATURE"
+    assert code([*HEAD, "BADSIG B0C4ECE1642B2429 bank", *TAIL], rc=1) == "E_BAD_SIGNATURE"
 
 
 def test_two_signatures_are_refused():
@@ -58,7 +58,7 @@ def test_valid_but_not_allowed():
 
 
 def test_missing_public_key():
-    lines = HEAD + ["ERRSIG B0C4ECE1642B2429 22 8 00 1795385621 9 -", "NO_PUBKEY B0C4ECE1642B2429"]
+    lines = [*HEAD, "ERRSIG B0C4ECE1642B2429 22 8 00 1795385621 9 -", "NO_PUBKEY B0C4ECE1642B2429"]
     assert code(lines + TAIL, rc=2) == "E_UNKNOWN_SIGNER"
 
 
