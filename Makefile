@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 # Installs only what is absent; needs root (apt-get) only when something is missing.
 system-deps:
 	@missing=""; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v gpg >/dev/null 2>&1 || missing="$$missing gnupg"; \
 	command -v gpg-agent >/dev/null 2>&1 || missing="$$missing gpg-agent"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \

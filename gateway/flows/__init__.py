@@ -1,0 +1,1 @@
+"""The flows: bank case files to agency slices, agency results to the bank."""

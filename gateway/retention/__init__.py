@@ -1,0 +1,1 @@
+"""Retention: contract states, purge deadlines, purges and deletion certificates."""
