@@ -96,6 +96,88 @@ def demo(directory: Annotated[Path, typer.Option("--dir", help="Where to build t
     run_demo(directory, out)
 
 
+@app.command("run")
+def run_cmd(
+    config: ConfigOpt = Path("gateway.toml"),
+    once: Annotated[bool, typer.Option("--once", help="Process everything pending, then exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between zone scans.")] = 2.0,
+) -> None:
+    """Run the gateway (foreground; SIGTERM stops cleanly). Exit 0 unless the gateway itself failed."""
+    from gateway import daemon
+    from gateway.audit import configure_logging
+
+    cfg = _load(config)
+    configure_logging()
+    with daemon.open_context(cfg) as ctx:
+        if once:
+            outcomes = daemon.run_once(ctx)
+            summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing pending"
+            err.print(f"done: {summary}")
+        else:
+            daemon.run_forever(ctx, interval=interval)
+
+
+@app.command()
+def batches(
+    batch: Annotated[str | None, typer.Argument(help="A batch id for its details.")] = None,
+    config: ConfigOpt = Path("gateway.toml"),
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option("--limit", help="How many files to list.")] = 50,
+) -> None:
+    """Processing history of bank case files, or one batch in detail."""
+    from gateway.ledger import Ledger
+
+    cfg = _load(config)
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        if batch is None:
+            rows = [{"id": f.id, "file": f.name, "batch_id": f.batch_id, "status": f.status,
+                     "records": f.records, "accepted": f.accepted, "rejected": f.rejected,
+                     "error_code": f.error_code, "received_at": f.received_at.isoformat(),
+                     "sha256": f.sha256} for f in ledger.files(kind="case_file", limit=limit)]
+            if as_json:
+                out.print_json(json.dumps(rows))
+                return
+            table = Table("received", "file", "batch", "status", "records", "accepted", "rejected",
+                          "error", box=None)
+            for r in rows:
+                table.add_row(r["received_at"][:19], r["file"], r["batch_id"] or "", r["status"],
+                              str(r["records"]), str(r["accepted"]), str(r["rejected"]),
+                              r["error_code"] or "")
+            out.print(table)
+            return
+        detail = ledger.batch_detail(batch)
+        if detail is None:
+            raise GatewayError(f"no accepted batch {batch!r} (see 'gateway batches')")
+        b, f, deliveries, receipts = detail
+        data = {
+            "batch_id": b.batch_id, "status": b.status, "file": f.name, "sha256": f.sha256,
+            "signer": f.signer, "received_at": f.received_at.isoformat(),
+            "records": b.records, "accepted": b.accepted, "rejected": b.rejected,
+            "deliveries": [{"name": d.name, "agency": d.agency_code, "role": d.role,
+                            "records": d.records, "sha256": d.sha256,
+                            "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
+                           for d in deliveries],
+            "receipts": [{"name": r.name, "status": r.status,
+                          "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in receipts],
+        }
+        if as_json:
+            out.print_json(json.dumps(data))
+            return
+        out.print(f"batch {b.batch_id}: {b.status}, {b.accepted}/{b.records} records accepted "
+                  f"({b.rejected} rejected)")
+        out.print(f"  file {f.name} sha256 {f.sha256}, signed by {f.signer}")
+        table = Table("delivered", "file", "agency", "role", "records", box=None)
+        for d in deliveries:
+            table.add_row((d.delivered_at.isoformat()[:19] if d.delivered_at else "pending"),
+                          d.name, d.agency_code, d.role or "(manifest)", str(d.records))
+        out.print(table)
+        for r in receipts:
+            out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
+    finally:
+        ledger.close()
+
+
 @keys_app.command("generate")
 def keys_generate(
     name: Annotated[str, typer.Argument(help="Key name; files NAME.pub.asc and NAME.sec.asc.")],

@@ -25,8 +25,11 @@ from sqlalchemy import (
     Integer,
     String,
     create_engine,
+    delete,
     event,
     func,
+    insert,
+    literal,
     select,
     text,
 )
@@ -113,11 +116,23 @@ class CaseRow(Base):
     )
 
 
+class StagedCaseRow(Base):
+    """A case id seen in a file being processed; moved to ``cases`` when the file commits."""
+
+    __tablename__ = "staged_cases"
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer)
+    agency_code: Mapped[str] = mapped_column(String(32))
+    contract_id: Mapped[str] = mapped_column(String(64))
+
+
 class DeliveryRow(Base):
-    """A file the gateway placed in an agency's inbox (slice or manifest)."""
+    """A file the gateway placed (or is about to place) in an agency's inbox."""
 
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
     batch_id: Mapped[str | None] = mapped_column(String(64))
     agency_code: Mapped[str] = mapped_column(String(32))
     role: Mapped[str | None] = mapped_column(String(32))  # None for a manifest
@@ -126,23 +141,32 @@ class DeliveryRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))  # of the ciphertext
     size: Mapped[int] = mapped_column(BigInteger)
     records: Mapped[int] = mapped_column(Integer, default=0)
-    delivered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]  # None: committed, not yet moved into the inbox
     collected_at: Mapped[dt.datetime | None]
     purged_at: Mapped[dt.datetime | None]
 
 
 class ReceiptRow(Base):
-    """One receipt per arrival — duplicates included, so nothing goes unanswered."""
+    """One receipt per arrival — duplicates included, so nothing goes unanswered.
+
+    Sending is two-phase: the row is committed with the sealed receipt staged
+    (``sent_at`` None), then the receipt is written to the zone and the input
+    removed; a crash in between is finished by the next run.
+    """
 
     __tablename__ = "receipts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
     file_sha256: Mapped[str] = mapped_column(String(64), index=True)
     input_zone: Mapped[str] = mapped_column(String(80))
     input_name: Mapped[str] = mapped_column(String(255))
     zone: Mapped[str] = mapped_column(String(80))
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))  # chosen when sent
+    staged: Mapped[str] = mapped_column(String(255))  # file name under the staging directory
     status: Mapped[str] = mapped_column(String(16))
-    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+    input_removed_at: Mapped[dt.datetime | None]
 
 
 class MetaRow(Base):
@@ -258,6 +282,120 @@ class Ledger:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(CaseRow).where(
                 CaseRow.agency_code == agency_code, CaseRow.purged_at.is_(None))) or 0
+
+
+    # -- batch flow ---------------------------------------------------------------
+    def clear_staged(self, file_id: int) -> None:
+        """Forget what an interrupted attempt staged for *file_id*."""
+        with self.session() as s:
+            s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
+
+    def stage_chunk(self, file_id: int, ids: list[str]) -> tuple[set[str], set[str]]:
+        """Of *ids*: those already staged for this file, and those live in another batch."""
+        with self.session() as s:
+            staged = set(s.scalars(select(StagedCaseRow.case_id).where(
+                StagedCaseRow.file_id == file_id, StagedCaseRow.case_id.in_(ids))))
+            live = set(s.scalars(select(CaseRow.case_id).where(
+                CaseRow.case_id.in_(ids), CaseRow.purged_at.is_(None))))
+        return staged, live
+
+    def stage_cases(self, file_id: int, rows: list[tuple[str, int, str, str]]) -> None:
+        """(case_id, row, agency_code, contract_id) for accepted rows of a file in progress."""
+        if not rows:
+            return
+        with self.session() as s:
+            s.execute(insert(StagedCaseRow), [
+                {"file_id": file_id, "case_id": c, "row": r, "agency_code": a, "contract_id": k}
+                for c, r, a, k in rows])
+
+    def commit_batch(self, *, file_id: int, batch: BatchRow, deliveries: list[DeliveryRow],
+                     receipt: ReceiptRow, status: FileStatus, signer: str) -> None:
+        """One transaction: the batch, its cases, pending deliveries and receipt, the file's end."""
+        with self.session() as s:
+            s.add(batch)
+            s.flush()  # the batch id is unique: a concurrent twin fails here
+            s.execute(insert(CaseRow).from_select(
+                ["case_id", "batch_id", "agency_code", "contract_id", "assigned_at"],
+                select(StagedCaseRow.case_id, literal(batch.batch_id), StagedCaseRow.agency_code,
+                       StagedCaseRow.contract_id, literal(utcnow()))
+                .where(StagedCaseRow.file_id == file_id)))
+            s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
+            s.add_all([*deliveries, receipt])
+            self._finish(s, file_id, status, batch_id=batch.batch_id, signer=signer,
+                         records=batch.records, accepted=batch.accepted, rejected=batch.rejected)
+
+    def reject_file(self, *, file_id: int, receipt: ReceiptRow, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
+            s.add(receipt)
+            self._finish(s, file_id, FileStatus.REJECTED, **fields)
+
+    def add_receipt(self, receipt: ReceiptRow) -> None:
+        with self.session() as s:
+            s.add(receipt)
+
+    @staticmethod
+    def _finish(s: Session, file_id: int, status: FileStatus, **fields: Any) -> None:
+        row = s.get_one(FileRow, file_id)
+        row.status = status.value
+        row.finished_at = utcnow()
+        row.lease_owner = row.lease_until = None
+        for k, v in fields.items():
+            setattr(row, k, v)
+
+    def file(self, file_id: int) -> FileRow:
+        with self.session() as s:
+            return s.get_one(FileRow, file_id)
+
+    def resumable(self, owner: str, kind: str) -> list[FileRow]:
+        """Claimed files whose worker died: ours (same host), or anyone's with an expired lease."""
+        now = utcnow()
+        with self.session() as s:
+            rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
+                                                   FileRow.kind == kind).order_by(FileRow.id))
+            return [r for r in rows if r.lease_owner in (None, owner)
+                    or (_aware(r.lease_until) or now) <= now]
+
+    def pending_deliveries(self) -> list[DeliveryRow]:
+        with self.session() as s:
+            return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None))
+                                  .order_by(DeliveryRow.id)))
+
+    def mark_delivered(self, delivery_id: int) -> None:
+        with self.session() as s:
+            s.get_one(DeliveryRow, delivery_id).delivered_at = utcnow()
+
+    def pending_receipts(self) -> list[ReceiptRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ReceiptRow).where(
+                (ReceiptRow.sent_at.is_(None)) | (ReceiptRow.input_removed_at.is_(None)))
+                .order_by(ReceiptRow.id)))
+
+    def update_receipt(self, receipt_id: int, **fields: Any) -> None:
+        with self.session() as s:
+            row = s.get_one(ReceiptRow, receipt_id)
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def open_receipt_for(self, zone: str, name: str, sha256: str) -> ReceiptRow | None:
+        """A receipt for this very arrival whose input was not removed yet (crash recovery)."""
+        with self.session() as s:
+            return s.scalars(select(ReceiptRow).where(
+                ReceiptRow.input_zone == zone, ReceiptRow.input_name == name,
+                ReceiptRow.file_sha256 == sha256, ReceiptRow.input_removed_at.is_(None))).first()
+
+    def batch_detail(self, batch_id: str) -> tuple[BatchRow, FileRow, list[DeliveryRow],
+                                                   list[ReceiptRow]] | None:
+        with self.session() as s:
+            batch = s.get(BatchRow, batch_id)
+            if batch is None:
+                return None
+            file = s.get_one(FileRow, batch.file_id)
+            deliveries = list(s.scalars(select(DeliveryRow).where(DeliveryRow.batch_id == batch_id)
+                                        .order_by(DeliveryRow.id)))
+            receipts = list(s.scalars(select(ReceiptRow).where(ReceiptRow.file_id == file.id)
+                                      .order_by(ReceiptRow.id)))
+            return batch, file, deliveries, receipts
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -1,1 +1,54 @@
-"""The flows: bank case files to agency slices, agency results to the bank."""
+"""The flows: bank case files to agency slices, agency results to the bank.
+
+A :class:`Context` bundles what every flow step needs, so the flows are
+functions of (context, input) and tests can build one over real parts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.audit import AuditLog
+from gateway.config import Config
+from gateway.crypto.service import Crypto
+from gateway.ledger import Ledger
+from gateway.state import State
+from gateway.transfer import open_zone
+from gateway.transfer.base import Zone
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Context:
+    cfg: Config
+    crypto: Crypto
+    ledger: Ledger
+    audit: AuditLog
+    state: State
+    zones: dict[str, Zone]
+    owner: str = field(default_factory=socket.gethostname)  # lease owner: this host
+    now: Callable[[], dt.datetime] = _now
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def build(cls, cfg: Config, crypto: Crypto, ledger: Ledger, audit: AuditLog,
+              state: State) -> Context:
+        zones = {key: open_zone(key, spec) for key, spec in cfg.zones()}
+        return cls(cfg=cfg, crypto=crypto, ledger=ledger, audit=audit, state=state, zones=zones)
+
+    def today(self) -> dt.date:
+        """The processing day in the gateway's time zone (contracts are local dates)."""
+        return self.now().astimezone(self.cfg.gateway.tz).date()
+
+    def inbox_key(self, agency: str) -> str:
+        for i, a in enumerate(self.cfg.agencies):
+            if a.code == agency:
+                return f"agencies[{i}].inbox"
+        raise KeyError(agency)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 MAX_LINE = 1024 * 1024  # bytes in one physical line; a case row is a few hundred
 csv.field_size_limit(MAX_LINE)
@@ -72,16 +72,33 @@ def read_records(binary: BinaryIO, *, encoding: str, delimiter: str) -> Iterator
 
 
 class TextSink:
-    """Text → UTF-8 bytes for a binary writer (a SealWriter), for ``csv.writer``."""
+    """Text -> UTF-8 bytes for a binary writer (a SealWriter), buffered.
 
-    def __init__(self, raw: object) -> None:
+    ``csv.writer`` writes once per row; without a buffer that is one pipe write
+    per row and per role. Call :meth:`flush` before closing the writer below.
+    """
+
+    def __init__(self, raw: object, buffer_bytes: int = 256 * 1024) -> None:
         self._raw = raw
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._limit = buffer_bytes
 
     def write(self, s: str) -> int:
-        self._raw.write(s.encode("utf-8"))  # type: ignore[attr-defined]
+        b = s.encode("utf-8")
+        self._parts.append(b)
+        self._size += len(b)
+        if self._size >= self._limit:
+            self.flush()
         return len(s)
 
+    def flush(self) -> None:
+        if self._parts:
+            self._raw.write(b"".join(self._parts))  # type: ignore[attr-defined]
+            self._parts.clear()
+            self._size = 0
 
-def writer(raw: object) -> csv.Writer:  # type: ignore[name-defined]
-    """A CSV writer (RFC 4180, CRLF) that encodes into *raw*."""
-    return csv.writer(TextSink(raw), lineterminator="\r\n")
+
+def writer(sink: TextSink) -> Any:
+    """A CSV writer (RFC 4180, CRLF line ends) into *sink*."""
+    return csv.writer(sink, lineterminator="\r\n")

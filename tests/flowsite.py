@@ -1,0 +1,118 @@
+"""A complete gateway site for flow tests: two agencies, every key, local zones, GnuPG parties."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import config as config_mod
+from gateway import daemon, scaffold, synth
+from tests.conftest import KeyBox
+from tests.gpgparty import GpgParty, validsig_primary
+
+AGENCIES = [
+    scaffold.AgencyTemplate("AG001", "Example Collections Co.", ("supervisor", "collector")),
+    scaffold.AgencyTemplate("AG002", "Second Recovery Ltd.", ("supervisor", "collector", "analyst")),
+]
+
+
+@dataclass
+class Opened:
+    rc: int
+    body: bytes
+    signer: str | None
+
+    @property
+    def rows(self) -> list[list[str]]:
+        import csv
+        import io
+        return list(csv.reader(io.StringIO(self.body.decode("utf-8"))))
+
+
+class Site:
+    def __init__(self, root: Path, keys: KeyBox, today: dt.date | None = None) -> None:
+        self.root = root
+        self.keys = keys
+        self.config = scaffold.init_project(root, agencies=AGENCIES,
+                                            today=today or dt.date.today() - dt.timedelta(days=30))
+        for name in scaffold.key_names(AGENCIES):
+            shutil.copy(keys[name].pub, root / "keys" / f"{name}.pub.asc")
+        shutil.copy(keys["gateway"].sec, root / "keys" / "gateway.sec.asc")
+        (root / "keys" / "gateway.sec.asc").chmod(0o600)
+
+    # -- config ---------------------------------------------------------------------
+    def edit(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text, old
+        self.config.write_text(text.replace(old, new, 1))
+
+    def cfg(self) -> config_mod.Config:
+        return config_mod.load(self.config)
+
+    # -- zones ------------------------------------------------------------------------
+    def zone(self, *parts: str) -> Path:
+        return self.root / "zones" / Path(*parts)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "var"
+
+    def seal_as(self, signer: str | None, plaintext: bytes, *, to: str = "gateway",
+                extra: tuple[str, ...] = ()) -> bytes:
+        party = GpgParty(*([self.keys[signer].sec] if signer else []), self.keys[to].pub)
+        try:
+            return party.seal(plaintext, signer=self.keys[signer].fingerprint if signer else None,
+                              recipients=[self.keys[to].fingerprint], extra=extra)
+        finally:
+            party.close()
+
+    def drop(self, name: str, plaintext: bytes, *, signer: str | None = "bank", **kw) -> Path:
+        path = self.zone("bank", "outgoing", name)
+        path.write_bytes(self.seal_as(signer, plaintext, **kw))
+        return path
+
+    def drop_cases(self, name: str, records: list[dict[str, str]], **kw) -> Path:
+        return self.drop(name, synth.to_csv(records), **kw)
+
+    def run(self) -> Counter[str]:
+        with daemon.open_context(self.cfg()) as ctx:
+            return daemon.run_once(ctx)
+
+    # -- what parties see -----------------------------------------------------------
+    def open_as(self, key: str, path: Path) -> Opened:
+        party = GpgParty(self.keys[key].sec, self.keys["gateway"].pub)
+        try:
+            body, status, rc = party.decrypt(path.read_bytes())
+        finally:
+            party.close()
+        return Opened(rc, body, validsig_primary(status))
+
+    def receipts(self) -> dict[str, dict]:
+        out = {}
+        for p in sorted(self.zone("bank", "incoming").glob("*.receipt.json.pgp")):
+            opened = self.open_as("bank", p)
+            assert opened.rc == 0 and opened.signer == self.keys["gateway"].fingerprint
+            out[p.name] = json.loads(opened.body)
+        return out
+
+    def inbox(self, agency: str) -> list[str]:
+        return sorted(p.name for p in self.zone(agency, "inbox").iterdir())
+
+    def written_files(self) -> list[Path]:
+        return [p for base in (self.state, self.root / "zones") for p in base.rglob("*")
+                if p.is_file() and not p.is_symlink()]
+
+    def plaintext_leaks(self, records: list[dict[str, str]]) -> list[tuple[str, str]]:
+        """(file, field) for every personal value found in any byte written by the gateway."""
+        personal = ("customer_name", "id_number", "mobile", "account_number", "home_address",
+                    "work_address", "contact1_name", "contact1_phone")
+        needles = {(f, r[f].encode()) for r in records for f in personal if r.get(f)}
+        leaks = []
+        for path in self.written_files():
+            data = path.read_bytes()
+            leaks += [(str(path), f) for f, n in needles if n in data]
+        return leaks
