@@ -113,6 +113,9 @@ class Site:
         needles = {(f, r[f].encode()) for r in records for f in personal if r.get(f)}
         leaks = []
         for path in self.written_files():
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # a gpg lock file of a process that is just ending
+                continue
             leaks += [(str(path), f) for f, n in needles if n in data]
         return leaks

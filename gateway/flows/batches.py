@@ -76,6 +76,7 @@ def run(ctx: Context) -> collections.Counter[str]:
     for row in ctx.ledger.resumable(ctx.owner, "case_file"):
         if ctx.stop.is_set():
             return outcomes
+        _finish_pickup(ctx, ctx.zones[row.zone], row.name, row.sha256, row.size)
         outcomes[_process(ctx, row.id, row.name, row.sha256, _aware(row.received_at))] += 1
     zone = ctx.zones[BANK_OUT]
     for entry in zone.list_ready():
@@ -116,6 +117,25 @@ def pick_up(ctx: Context, zone: Zone, entry: Entry) -> str:
     ctx.audit.record("file.received", zone=zone.key, sha256=sha, bytes=size,
                      **_file_fields(entry.name, sha))
     return _process(ctx, claim.file_id, entry.name, sha, received_at)
+
+
+def _finish_pickup(ctx: Context, zone: Zone, name: str, sha: str, size: int) -> None:
+    """A worker died between claiming a file and removing it from the zone: remove it now —
+    but only if the file there is still the one claimed (same size and SHA-256)."""
+    entry = zone.stat(name)
+    if entry is None or entry.size != size:
+        return
+    tmp = ctx.state.archive / f".verify-{secrets.token_hex(8)}"
+    try:
+        with zone.open_read(name) as src:
+            current, _ = copy_hashed(src, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if current == sha:
+        if not ctx.state.archived(sha).exists():  # died before the archive rename
+            with zone.open_read(name) as src:
+                copy_hashed(src, ctx.state.archived(sha))
+        zone.remove(name)
 
 
 def _duplicate(ctx: Context, zone: Zone, name: str, sha: str, received_at: dt.datetime,
@@ -296,6 +316,8 @@ def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Pat
         except CryptoError as exc:  # E_TOO_LARGE from the reader
             out.crypto = exc
             return
+        finally:
+            records.close()
         try:
             out.verified = msg.verdict()
         except CryptoError as exc:

@@ -182,7 +182,7 @@ class CaseValidator:
         if agency is None:
             return "E_AGENCY", "agency_code is not a configured agency"
         if self.today > agency.contract.effective_end:
-            return "E_CONTRACT_ENDED", f"the contract with {code} has ended; no new cases"
+            return "E_CONTRACT_ENDED", "the agency's contract has ended; it receives no new cases"
         if self.today < agency.contract.start:
-            return "E_CONTRACT_NOT_STARTED", f"the contract with {code} has not started yet"
+            return "E_CONTRACT_NOT_STARTED", "the agency's contract has not started yet"
         return None

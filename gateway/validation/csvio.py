@@ -10,6 +10,7 @@ input stream is never closed here — it belongs to the caller (for an
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterator
@@ -68,7 +69,8 @@ def read_records(binary: BinaryIO, *, encoding: str, delimiter: str) -> Iterator
             yield position[0], fields
     finally:
         if buffered is not binary:
-            buffered.detach()  # keep the caller's stream open
+            with contextlib.suppress(ValueError):  # already closed by its owner
+                buffered.detach()  # keep the caller's stream open
 
 
 class TextSink:
