@@ -15,6 +15,7 @@ test: system-deps $(STAMP)
 	$(BIN)/pytest -q
 
 demo: system-deps $(STAMP)
+	rm -rf $(DEMO_DIR)
 	$(BIN)/gateway demo --dir $(DEMO_DIR)
 
 lint: $(STAMP)
