@@ -133,6 +133,7 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="slice")  # slice|manifest|results|certificate
     batch_id: Mapped[str | None] = mapped_column(String(64))
     agency_code: Mapped[str] = mapped_column(String(32))
     role: Mapped[str | None] = mapped_column(String(32))  # None for a manifest
@@ -260,12 +261,7 @@ class Ledger:
 
     def finish_file(self, file_id: int, status: FileStatus, **fields: Any) -> None:
         with self.session() as s:
-            row = s.get_one(FileRow, file_id)
-            row.status = status.value
-            row.finished_at = utcnow()
-            row.lease_owner = row.lease_until = None
-            for k, v in fields.items():
-                setattr(row, k, v)
+            self._finish(s, file_id, status, **fields)
 
     def files(self, *, kind: str | None = None, limit: int = 100) -> list[FileRow]:
         with self.session() as s:
@@ -347,12 +343,13 @@ class Ledger:
         with self.session() as s:
             return s.get_one(FileRow, file_id)
 
-    def resumable(self, owner: str, kind: str) -> list[FileRow]:
+    def resumable(self, owner: str, kind: str, zone: str) -> list[FileRow]:
         """Claimed files whose worker died: ours (same host), or anyone's with an expired lease."""
         now = utcnow()
         with self.session() as s:
             rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
-                                                   FileRow.kind == kind).order_by(FileRow.id))
+                                                   FileRow.kind == kind, FileRow.zone == zone)
+                             .order_by(FileRow.id))
             return [r for r in rows if r.lease_owner in (None, owner)
                     or (_aware(r.lease_until) or now) <= now]
 

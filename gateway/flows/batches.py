@@ -14,7 +14,7 @@ The path of one file (DESIGN.md "Data flow of a bank batch")::
 
 Before the commit, rollback is "delete the staging directory": nothing is
 visible to anyone. After it, delivery is idempotent and a crash is finished by
-the next run (:func:`finish_pending`). A file whose worker died before the
+the next run (:func:`intake.finish_pending`). A file whose worker died before the
 commit is processed again from the archive (:func:`resume`).
 """
 
@@ -34,21 +34,14 @@ from typing import IO
 import structlog
 
 from gateway import faults
-from gateway.crypto.engine import (
-    E_BAD_SIGNATURE,
-    E_REVOKED_OR_EXPIRED,
-    E_UNKNOWN_SIGNER,
-    E_UNSIGNED,
-    SealWriter,
-    Verified,
-)
+from gateway.crypto.engine import SealWriter, Verified
 from gateway.errors import CryptoError
-from gateway.flows import Context
-from gateway.flows.receipts import ErrorList, Receipt, receipt_name
-from gateway.ledger import BatchRow, ClaimOutcome, DeliveryRow, FileStatus, ReceiptRow
+from gateway.flows import Context, intake
+from gateway.flows.intake import Channel
+from gateway.flows.receipts import ErrorList, Receipt
+from gateway.ledger import BatchRow, DeliveryRow, FileStatus
 from gateway.masking import RolePolicy, Rule
-from gateway.state import copy_hashed, file_sha256
-from gateway.transfer.base import Entry, NameTaken, Zone, ZoneError
+from gateway.state import file_sha256
 from gateway.validation import csvio
 from gateway.validation.cases import CaseValidator, RowError, map_header
 
@@ -57,102 +50,15 @@ log = structlog.get_logger("gateway.batches")
 NAME_RE = re.compile(r"^(?P<batch>[A-Za-z0-9][A-Za-z0-9._-]{0,63})\.csv\.(?:pgp|gpg|asc)$")
 CHUNK_ROWS = 1000  # rows checked against the ledger at a time: bounds memory
 BANK_OUT, BANK_IN = "bank.outgoing", "bank.incoming"
-_SIGNATURE_CODES = {E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED}
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
-def _file_fields(name: str, sha256: str) -> dict[str, str]:
-    """Audit a file by name when the name is plainly safe, else by its hash only."""
-    return {"file": name} if _SAFE_NAME.match(name) else {"file_sha256": sha256}
-
-
-# --- pick up ---------------------------------------------------------------------
+BANK = Channel(kind="case_file", zone=BANK_OUT, receipt_zone=BANK_IN)
 
 
 def run(ctx: Context) -> collections.Counter[str]:
     """Everything pending for the bank's outgoing zone; returns how each file ended."""
-    outcomes: collections.Counter[str] = collections.Counter()
-    finish_pending(ctx)
-    for row in ctx.ledger.resumable(ctx.owner, "case_file"):
-        if ctx.stop.is_set():
-            return outcomes
-        _finish_pickup(ctx, ctx.zones[row.zone], row.name, row.sha256, row.size)
-        outcomes[_process(ctx, row.id, row.name, row.sha256, _aware(row.received_at))] += 1
-    zone = ctx.zones[BANK_OUT]
-    for entry in zone.list_ready():
-        if ctx.stop.is_set():
-            break
-        outcomes[pick_up(ctx, zone, entry)] += 1
-    return outcomes
-
-
-def pick_up(ctx: Context, zone: Zone, entry: Entry) -> str:
-    received_at = ctx.now()
-    tmp = ctx.state.archive / f".incoming-{secrets.token_hex(8)}"
-    try:
-        with zone.open_read(entry.name) as src:
-            sha, size = copy_hashed(src, tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if ctx.ledger.open_receipt_for(zone.key, entry.name, sha) is not None:
-        tmp.unlink()  # answered already; only the removal was interrupted
-        finish_pending(ctx)
-        return "answered"
-    claim = ctx.ledger.claim_file(sha256=sha, kind="case_file", zone=zone.key, name=entry.name,
-                                  size=size, owner=ctx.owner)
-    if claim.outcome is ClaimOutcome.BUSY:
-        tmp.unlink()
-        return "busy"
-    if claim.outcome is ClaimOutcome.DUPLICATE:
-        tmp.unlink()
-        return _duplicate(ctx, zone, entry.name, sha, received_at, claim.file_id)
-    archive = ctx.state.archived(sha)
-    if archive.exists():
-        tmp.unlink()
-    else:
-        tmp.rename(archive)
-    faults.point("after_claim")
-    zone.remove(entry.name)  # durable in archive + ledger now
-    ctx.audit.record("file.received", zone=zone.key, sha256=sha, bytes=size,
-                     **_file_fields(entry.name, sha))
-    return _process(ctx, claim.file_id, entry.name, sha, received_at)
-
-
-def _finish_pickup(ctx: Context, zone: Zone, name: str, sha: str, size: int) -> None:
-    """A worker died between claiming a file and removing it from the zone: remove it now —
-    but only if the file there is still the one claimed (same size and SHA-256)."""
-    entry = zone.stat(name)
-    if entry is None or entry.size != size:
-        return
-    tmp = ctx.state.archive / f".verify-{secrets.token_hex(8)}"
-    try:
-        with zone.open_read(name) as src:
-            current, _ = copy_hashed(src, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if current == sha:
-        if not ctx.state.archived(sha).exists():  # died before the archive rename
-            with zone.open_read(name) as src:
-                copy_hashed(src, ctx.state.archived(sha))
-        zone.remove(name)
-
-
-def _duplicate(ctx: Context, zone: Zone, name: str, sha: str, received_at: dt.datetime,
-               file_id: int) -> str:
-    original = ctx.ledger.file(file_id)
-    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status="duplicate",
-                      signer=original.signer, batch_id=original.batch_id,
-                      extra={"duplicate_of": {"file": original.name,
-                                              "received_at": _iso(original.received_at)}})
-    staged = _stage_receipt(ctx, f"dup-{secrets.token_hex(6)}", receipt)
-    ctx.ledger.add_receipt(ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=zone.key,
-                                      input_name=name, zone=BANK_IN, staged=staged,
-                                      status="duplicate"))
-    ctx.audit.record("file.duplicate", zone=zone.key, sha256=sha, batch_id=original.batch_id,
-                     **_file_fields(name, sha))
-    finish_pending(ctx)
-    return "duplicate"
+    intake.finish_pending(ctx)
+    return intake.run_channel(ctx, BANK, _process)
 
 
 # --- process ---------------------------------------------------------------------
@@ -233,47 +139,39 @@ class _Outcome:
         return self.records - self.accepted
 
 
-def _process(ctx: Context, file_id: int, name: str, sha: str, received_at: dt.datetime) -> str:
+def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+             received_at: dt.datetime) -> str:
     staging = ctx.state.staging(file_id)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=0o700, parents=True)
     ctx.ledger.clear_staged(file_id)
-    archive = ctx.state.archived(sha)
 
     def reject(errors: ErrorList, code: str, out: _Outcome | None = None) -> str:
-        return _reject(ctx, file_id, name, sha, received_at, errors, code, out)
+        for agency in (out.agencies.values() if out else ()):
+            agency.abort()
+        return intake.reject(ctx, channel, file_id, name, sha, received_at, errors, code,
+                             records=out.records if out else 0,
+                             signer=out.verified.fingerprint if out and out.verified else None)
 
     m = NAME_RE.match(name)
     if not m:
-        errs = ErrorList()
-        errs.add([RowError(0, None, None, "E_NAME", "file name must be <batch_id>.csv.pgp "
-                           "(or .csv.gpg/.csv.asc) with batch_id [A-Za-z0-9][A-Za-z0-9._-]{0,63}")])
-        return reject(errs, "E_NAME")
+        return reject(intake.file_error("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
+                                        ".csv.asc) with batch_id [A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
+                      "E_NAME")
     batch_id = m.group("batch")
     if ctx.ledger.batch(batch_id) is not None:
-        errs = ErrorList()
-        errs.add([RowError(0, None, None, "E_BATCH_EXISTS",
-                           f"batch {batch_id} was already accepted from a different file")])
-        return reject(errs, "E_BATCH_EXISTS")
-
-    out = _slice(ctx, file_id, batch_id, archive, staging)
+        return reject(intake.file_error("E_BATCH_EXISTS", f"batch {batch_id} was already accepted "
+                                        "from a different file"), "E_BATCH_EXISTS")
+    out = _slice(ctx, file_id, batch_id, ctx.state.archived(sha), staging)
     if out.crypto is not None:
-        for agency in out.agencies.values():
-            agency.abort()
-        errs = ErrorList()
-        errs.add([RowError(0, None, None, out.crypto.code, out.crypto.message)])
-        if out.crypto.code in _SIGNATURE_CODES:
-            ctx.audit.record("security.bad_signature", zone=BANK_OUT, code=out.crypto.code,
-                             **_file_fields(name, sha))
-        return reject(errs, out.crypto.code)
+        out.verified = None  # no verdict: the sender is not authenticated
+        return reject(intake.file_error(out.crypto.code, out.crypto.message), out.crypto.code, out)
     strict = ctx.cfg.schema_.on_invalid == "reject_batch"
     if out.fatal or out.accepted == 0 or (strict and out.errors):
-        for agency in out.agencies.values():
-            agency.abort()
         code = out.errors.listed[0].code if out.errors.listed else "E_NO_ROWS"
         return reject(out.errors, code, out)
     assert out.verified is not None
-    return _commit(ctx, file_id, name, sha, received_at, batch_id, out, staging)
+    return _commit(ctx, channel, file_id, name, sha, received_at, batch_id, out, staging)
 
 
 def _slice(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Path) -> _Outcome:
@@ -387,44 +285,8 @@ class Interrupted(Exception):
 # --- end states ------------------------------------------------------------------
 
 
-def _stage_receipt(ctx: Context, tag: str, receipt: Receipt) -> str:
-    """Seal the receipt to the bank into staging; returns its staged file name."""
-    directory = ctx.state.root / "staging" / "receipts"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    name = f"{tag}.receipt.json.pgp"
-    with (directory / name).open("xb") as fh, ctx.crypto.seal_for_bank(fh) as w:
-        w.write(receipt.to_json())
-    return name
-
-
-def _reject(ctx: Context, file_id: int, name: str, sha: str, received_at: dt.datetime,
-            errors: ErrorList, code: str, out: _Outcome | None) -> str:
-    shutil.rmtree(ctx.state.staging(file_id), ignore_errors=True)
-    archive, quarantine = ctx.state.archived(sha), ctx.state.quarantined(sha, name)
-    if archive.exists():
-        archive.replace(quarantine)
-    signer = out.verified.fingerprint if out and out.verified else None
-    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status="rejected",
-                      signer=signer, records=out.records if out else 0, accepted=0,
-                      rejected=out.records if out else 0, errors=errors)
-    staged = _stage_receipt(ctx, f"{file_id}-{secrets.token_hex(4)}", receipt)
-    ctx.ledger.reject_file(
-        file_id=file_id,
-        receipt=ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=BANK_OUT, input_name=name,
-                           zone=BANK_IN, staged=staged, status="rejected",
-                           input_removed_at=dt.datetime.now(dt.UTC)),
-        error_code=code, signer=signer, records=receipt.records, rejected=receipt.rejected,
-        archive_name=quarantine.name)
-    codes = sorted({e.code for e in errors.listed})[:20]
-    ctx.audit.record("file.rejected", zone=BANK_OUT, sha256=sha, code=code, codes=codes,
-                     records=receipt.records, errors=errors.total, **_file_fields(name, sha))
-    log.info("file.rejected", file_sha256=sha, code=code, errors=errors.total)
-    finish_pending(ctx)
-    return "rejected"
-
-
-def _commit(ctx: Context, file_id: int, name: str, sha: str, received_at: dt.datetime,
-            batch_id: str, out: _Outcome, staging: Path) -> str:
+def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+            received_at: dt.datetime, batch_id: str, out: _Outcome, staging: Path) -> str:
     assert out.verified is not None
     deliveries: list[DeliveryRow] = []
     created = ctx.now()
@@ -436,95 +298,36 @@ def _commit(ctx: Context, file_id: int, name: str, sha: str, received_at: dt.dat
             digest = file_sha256(s.path)
             size = s.path.stat().st_size
             files.append({"name": s.name, "role": s.role, "records": s.records, "sha256": digest})
-            deliveries.append(DeliveryRow(file_id=file_id, batch_id=batch_id, agency_code=code,
-                                          role=s.role, zone=inbox, name=s.name, sha256=digest,
-                                          size=size, records=s.records))
+            deliveries.append(DeliveryRow(file_id=file_id, kind="slice", batch_id=batch_id,
+                                          agency_code=code, role=s.role, zone=inbox, name=s.name,
+                                          sha256=digest, size=size, records=s.records))
         manifest = {"batch_id": batch_id, "agency": code, "contract_id": agency.contract_id,
-                    "created_at": _iso(created), "files": files}
+                    "created_at": intake.iso(created), "files": files}
         mname = f"{batch_id}.{code}.manifest.json.pgp"
         mpath = staging / mname
         with mpath.open("xb") as fh, ctx.crypto.seal_for_agency(code, fh) as w:
             w.write(json.dumps(manifest, ensure_ascii=False, indent=2).encode() + b"\n")
-        deliveries.append(DeliveryRow(file_id=file_id, batch_id=batch_id, agency_code=code,
-                                      role=None, zone=inbox, name=mname, sha256=file_sha256(mpath),
-                                      size=mpath.stat().st_size, records=0))
+        deliveries.append(DeliveryRow(file_id=file_id, kind="manifest", batch_id=batch_id,
+                                      agency_code=code, role=None, zone=inbox, name=mname,
+                                      sha256=file_sha256(mpath), size=mpath.stat().st_size))
     status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
     receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
                       signer=out.verified.fingerprint, batch_id=batch_id, records=out.records,
                       accepted=out.accepted, rejected=out.rejected,
                       per_agency=dict(out.per_agency), errors=out.errors)
-    staged = _stage_receipt(ctx, f"{file_id}-{secrets.token_hex(4)}", receipt)
+    staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
     ctx.ledger.commit_batch(
         file_id=file_id,
         batch=BatchRow(batch_id=batch_id, file_id=file_id, status=status.value,
                        records=out.records, accepted=out.accepted, rejected=out.rejected),
         deliveries=deliveries,
-        receipt=ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=BANK_OUT, input_name=name,
-                           zone=BANK_IN, staged=staged, status=status.value,
-                           input_removed_at=dt.datetime.now(dt.UTC)),
+        receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
         status=status, signer=out.verified.fingerprint)
     faults.point("after_commit")
     ctx.audit.record("batch.accepted", batch_id=batch_id, sha256=sha, status=status.value,
                      records=out.records, accepted=out.accepted, rejected=out.rejected,
-                     signer=out.verified.fingerprint, **_file_fields(name, sha))
-    finish_pending(ctx)
+                     signer=out.verified.fingerprint, **intake.file_fields(name, sha))
+    intake.finish_pending(ctx)
     return status.value
 
 
-# --- deliver ---------------------------------------------------------------------
-
-
-def finish_pending(ctx: Context) -> None:
-    """Move committed files into their zones and send receipts; safe to repeat after a crash."""
-    for d in ctx.ledger.pending_deliveries():
-        zone = ctx.zones[d.zone]
-        src = ctx.state.staging(d.file_id or 0) / d.name
-        _place(zone, d.name, src, d.size)
-        faults.point("after_first_delivery")
-        ctx.ledger.mark_delivered(d.id)
-        ctx.audit.record("slice.delivered", file=d.name, agency=d.agency_code, role=d.role,
-                         batch_id=d.batch_id, records=d.records, zone=d.zone)
-    for r in ctx.ledger.pending_receipts():
-        src = ctx.state.root / "staging" / "receipts" / r.staged
-        if r.sent_at is None:
-            zone = ctx.zones[r.zone]
-            name = r.name
-            if name is None:  # choose once, remember, then write: a crash cannot pick ".2"
-                name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
-                ctx.ledger.update_receipt(r.id, name=name)
-            _place(zone, name, src, src.stat().st_size)
-            faults.point("after_receipt_written")
-            ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
-            ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,
-                             **_file_fields(name, r.file_sha256))
-        if r.input_removed_at is None:
-            ctx.zones[r.input_zone].remove(r.input_name)
-            ctx.ledger.update_receipt(r.id, input_removed_at=dt.datetime.now(dt.UTC))
-        src.unlink(missing_ok=True)
-    for d in ctx.state.root.joinpath("staging").iterdir():  # delivered or abandoned attempts
-        if d.name.isdigit() and ctx.ledger.file(int(d.name)).status != FileStatus.CLAIMED.value:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _place(zone: Zone, name: str, src: Path, size: int) -> None:
-    """Write *src* as *name*; if a previous attempt already did (same size), that counts."""
-    try:
-        with src.open("rb") as fh:
-            zone.write_atomic(name, fh)
-    except NameTaken:
-        existing = zone.stat(name)
-        if existing is None or existing.size != size:
-            raise ZoneError(f"{zone.key}: {name} exists with different content; "
-                            "not overwriting it") from None
-    except FileNotFoundError:
-        existing = zone.stat(name)
-        if existing is None or existing.size != size:
-            raise
-
-
-def _iso(ts: dt.datetime) -> str:
-    return _aware(ts).isoformat().replace("+00:00", "Z")
-
-
-def _aware(ts: dt.datetime) -> dt.datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)

@@ -1,0 +1,266 @@
+"""What every input channel shares: pick-up, claims, duplicates, rejection, two-phase sending.
+
+A :class:`Channel` is one kind of input from one sender (the bank's case files,
+one agency's result files). For each file in its zone::
+
+    copy the ciphertext into the archive (hashing it) -> claim the SHA-256 ->
+    remove it from the zone -> the flow's ``process`` -> commit or reject ->
+    finish_pending: move staged files into zones, send the receipt
+
+Everything after the claim is recorded in the ledger before it happens in a
+zone, and :func:`finish_pending` completes whatever a crash interrupted, so a
+file is never lost, and no slice, forwarded file or receipt is ever doubled.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import re
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import structlog
+
+from gateway import faults
+from gateway.crypto.engine import (
+    E_BAD_SIGNATURE,
+    E_REVOKED_OR_EXPIRED,
+    E_UNKNOWN_SIGNER,
+    E_UNSIGNED,
+    SealWriter,
+)
+from gateway.flows import Context
+from gateway.flows.receipts import ErrorList, Receipt, receipt_name
+from gateway.ledger import ClaimOutcome, FileStatus, ReceiptRow
+from gateway.state import copy_hashed
+from gateway.transfer.base import Entry, NameTaken, Zone, ZoneError
+from gateway.validation.cases import RowError
+
+log = structlog.get_logger("gateway.intake")
+
+SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+DELIVERY_EVENTS = {"slice": "slice.delivered", "manifest": "slice.delivered",
+                   "results": "results.forwarded", "certificate": "retention.purged"}
+
+
+@dataclass(frozen=True)
+class Channel:
+    kind: str  # case_file | results
+    zone: str  # config key of the input zone
+    receipt_zone: str  # config key of the sender's receiving zone
+    agency: str | None = None  # the sending agency, for results
+
+    def seal_receipt(self, ctx: Context, dst: BinaryIO) -> SealWriter:
+        """Receipts are encrypted to the sender: the bank, or the agency's receipts role."""
+        if self.agency is None:
+            return ctx.crypto.seal_for_bank(dst)
+        return ctx.crypto.seal_receipt_for_agency(self.agency, dst)
+
+
+Process = Callable[[Context, Channel, int, str, str, dt.datetime], str]
+
+
+def file_fields(name: str, sha256: str) -> dict[str, str]:
+    """Audit a file by name when the name is plainly safe, else by its hash only."""
+    return {"file": name} if _SAFE_NAME.match(name) else {"file_sha256": sha256}
+
+
+def run_channel(ctx: Context, channel: Channel, process: Process) -> collections.Counter[str]:
+    """Resume files whose worker died, then take every ready file of the channel's zone."""
+    outcomes: collections.Counter[str] = collections.Counter()
+    zone = ctx.zones[channel.zone]
+    for row in ctx.ledger.resumable(ctx.owner, channel.kind, zone=channel.zone):
+        if ctx.stop.is_set():
+            return outcomes
+        _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
+        outcomes[process(ctx, channel, row.id, row.name, row.sha256, aware(row.received_at))] += 1
+    for entry in zone.list_ready():
+        if ctx.stop.is_set():
+            break
+        outcomes[pick_up(ctx, channel, entry, process)] += 1
+    return outcomes
+
+
+def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> str:
+    zone = ctx.zones[channel.zone]
+    received_at = ctx.now()
+    tmp = ctx.state.archive / f".incoming-{secrets.token_hex(8)}"
+    try:
+        with zone.open_read(entry.name) as src:
+            sha, size = copy_hashed(src, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if ctx.ledger.open_receipt_for(zone.key, entry.name, sha) is not None:
+        tmp.unlink()  # answered already; only the removal was interrupted
+        finish_pending(ctx)
+        return "answered"
+    claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind, zone=zone.key, name=entry.name,
+                                  size=size, owner=ctx.owner, agency_code=channel.agency)
+    if claim.outcome is ClaimOutcome.BUSY:
+        tmp.unlink()
+        return "busy"
+    if claim.outcome is ClaimOutcome.DUPLICATE:
+        tmp.unlink()
+        return _duplicate(ctx, channel, entry.name, sha, received_at, claim.file_id)
+    archive = ctx.state.archived(sha)
+    if archive.exists():
+        tmp.unlink()
+    else:
+        tmp.rename(archive)
+    faults.point("after_claim")
+    zone.remove(entry.name)  # durable in archive + ledger now
+    ctx.audit.record("file.received", zone=zone.key, sha256=sha, bytes=size, agency=channel.agency,
+                     **file_fields(entry.name, sha))
+    return process(ctx, channel, claim.file_id, entry.name, sha, received_at)
+
+
+def _finish_pickup(ctx: Context, channel: Channel, name: str, sha: str, size: int) -> None:
+    """A worker died between claiming a file and removing it from the zone: remove it now —
+    but only if the file there is still the one claimed (same size and SHA-256)."""
+    zone = ctx.zones[channel.zone]
+    entry = zone.stat(name)
+    if entry is None or entry.size != size:
+        return
+    tmp = ctx.state.archive / f".verify-{secrets.token_hex(8)}"
+    try:
+        with zone.open_read(name) as src:
+            current, _ = copy_hashed(src, tmp)
+        if current == sha:
+            if not ctx.state.archived(sha).exists():  # died before the archive rename
+                tmp.rename(ctx.state.archived(sha))
+            zone.remove(name)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _duplicate(ctx: Context, channel: Channel, name: str, sha: str, received_at: dt.datetime,
+               file_id: int) -> str:
+    original = ctx.ledger.file(file_id)
+    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status="duplicate",
+                      signer=original.signer, batch_id=original.batch_id,
+                      extra={"duplicate_of": {"file": original.name,
+                                              "received_at": iso(original.received_at)}})
+    staged = stage_receipt(ctx, channel, f"dup-{secrets.token_hex(6)}", receipt)
+    ctx.ledger.add_receipt(ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=channel.zone,
+                                      input_name=name, zone=channel.receipt_zone, staged=staged,
+                                      status="duplicate"))
+    ctx.audit.record("file.duplicate", zone=channel.zone, sha256=sha, batch_id=original.batch_id,
+                     agency=channel.agency, **file_fields(name, sha))
+    finish_pending(ctx)
+    return "duplicate"
+
+
+def stage_receipt(ctx: Context, channel: Channel, tag: str, receipt: Receipt) -> str:
+    """Seal the receipt to the sender into staging; returns its staged file name."""
+    directory = ctx.state.root / "staging" / "receipts"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    name = f"{tag}.receipt.json.pgp"
+    with (directory / name).open("xb") as fh, channel.seal_receipt(ctx, fh) as w:
+        w.write(receipt.to_json())
+    return name
+
+
+def file_error(code: str, message: str) -> ErrorList:
+    errors = ErrorList()
+    errors.add([RowError(0, None, None, code, message)])
+    return errors
+
+
+def reject(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+           received_at: dt.datetime, errors: ErrorList, code: str, *, records: int = 0,
+           signer: str | None = None) -> str:
+    """Nothing is delivered: staging dropped, original quarantined, a receipt says why."""
+    shutil.rmtree(ctx.state.staging(file_id), ignore_errors=True)
+    archive, quarantine = ctx.state.archived(sha), ctx.state.quarantined(sha, name)
+    if archive.exists():
+        archive.replace(quarantine)
+    if code in SIGNATURE_CODES:
+        ctx.audit.record("security.bad_signature", zone=channel.zone, code=code,
+                         agency=channel.agency, **file_fields(name, sha))
+    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status="rejected",
+                      signer=signer, records=records, accepted=0, rejected=records, errors=errors)
+    staged = stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
+    ctx.ledger.reject_file(
+        file_id=file_id,
+        receipt=ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=channel.zone,
+                           input_name=name, zone=channel.receipt_zone, staged=staged,
+                           status="rejected", input_removed_at=dt.datetime.now(dt.UTC)),
+        error_code=code, signer=signer, records=records, rejected=records,
+        archive_name=quarantine.name)
+    codes = sorted({e.code for e in errors.listed})[:20]
+    ctx.audit.record("file.rejected", zone=channel.zone, sha256=sha, code=code, codes=codes,
+                     records=records, errors=errors.total, agency=channel.agency,
+                     **file_fields(name, sha))
+    log.info("file.rejected", file_sha256=sha, code=code, errors=errors.total)
+    finish_pending(ctx)
+    return "rejected"
+
+
+def receipt_row(channel: Channel, file_id: int, name: str, sha: str, staged: str,
+                status: str) -> ReceiptRow:
+    return ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=channel.zone, input_name=name,
+                      zone=channel.receipt_zone, staged=staged, status=status,
+                      input_removed_at=dt.datetime.now(dt.UTC))
+
+
+def finish_pending(ctx: Context) -> None:
+    """Move committed files into their zones and send receipts; safe to repeat after a crash."""
+    for d in ctx.ledger.pending_deliveries():
+        zone = ctx.zones[d.zone]
+        src = ctx.state.staging(d.file_id or 0) / d.name
+        place(zone, d.name, src, d.size)
+        faults.point("after_first_delivery")
+        ctx.ledger.mark_delivered(d.id)
+        ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code, role=d.role,
+                         batch_id=d.batch_id, records=d.records, zone=d.zone)
+    for r in ctx.ledger.pending_receipts():
+        src = ctx.state.root / "staging" / "receipts" / r.staged
+        if r.sent_at is None:
+            zone = ctx.zones[r.zone]
+            name = r.name
+            if name is None:  # choose once, remember, then write: a crash cannot pick ".2"
+                name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
+                ctx.ledger.update_receipt(r.id, name=name)
+            place(zone, name, src, src.stat().st_size)
+            faults.point("after_receipt_written")
+            ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
+            ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,
+                             **file_fields(name, r.file_sha256))
+        if r.input_removed_at is None:
+            ctx.zones[r.input_zone].remove(r.input_name)
+            ctx.ledger.update_receipt(r.id, input_removed_at=dt.datetime.now(dt.UTC))
+        src.unlink(missing_ok=True)
+    for d in ctx.state.root.joinpath("staging").iterdir():  # delivered or abandoned attempts
+        if d.name.isdigit() and ctx.ledger.file(int(d.name)).status != FileStatus.CLAIMED.value:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def place(zone: Zone, name: str, src: Path, size: int) -> None:
+    """Write *src* as *name*; if a previous attempt already did (same size), that counts."""
+    try:
+        with src.open("rb") as fh:
+            zone.write_atomic(name, fh)
+    except NameTaken:
+        existing = zone.stat(name)
+        if existing is None or existing.size != size:
+            raise ZoneError(f"{zone.key}: {name} exists with different content; "
+                            "not overwriting it") from None
+    except FileNotFoundError:  # staged file gone: only fine if the move already happened
+        existing = zone.stat(name)
+        if existing is None or existing.size != size:
+            raise
+
+
+def iso(ts: dt.datetime) -> str:
+    return aware(ts).isoformat().replace("+00:00", "Z")
+
+
+def aware(ts: dt.datetime) -> dt.datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
