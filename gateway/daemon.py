@@ -21,7 +21,7 @@ from gateway import __version__
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
-from gateway.flows import Context, batches
+from gateway.flows import Context, batches, results
 from gateway.ledger import Ledger
 from gateway.state import State
 
@@ -51,6 +51,7 @@ def open_context(cfg: Config, *, actor: str = "daemon") -> Iterator[Context]:
 def run_once(ctx: Context) -> collections.Counter[str]:
     """Process everything pending, then return how each file ended."""
     outcomes = batches.run(ctx)
+    outcomes.update(results.run(ctx))
     log.info("run.done", **{k: v for k, v in outcomes.items()})
     return outcomes
 

@@ -170,6 +170,16 @@ class ReceiptRow(Base):
     input_removed_at: Mapped[dt.datetime | None]
 
 
+class AttemptRow(Base):
+    """Calls/messages per case and local day, across result files (the ATTEMPTS flag)."""
+
+    __tablename__ = "attempts"
+    agency_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, gateway zone
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -380,6 +390,46 @@ class Ledger:
             return s.scalars(select(ReceiptRow).where(
                 ReceiptRow.input_zone == zone, ReceiptRow.input_name == name,
                 ReceiptRow.file_sha256 == sha256, ReceiptRow.input_removed_at.is_(None))).first()
+
+    # -- results flow -------------------------------------------------------------
+    def owned_cases(self, agency_code: str, ids: list[str]) -> set[str]:
+        """Of *ids*, the live cases delivered to *agency_code*."""
+        with self.session() as s:
+            return set(s.scalars(select(CaseRow.case_id).where(
+                CaseRow.agency_code == agency_code, CaseRow.case_id.in_(ids),
+                CaseRow.purged_at.is_(None))))
+
+    def attempt_counts(self, agency_code: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Committed counts for (case_id, day) pairs."""
+        if not keys:
+            return {}
+        ids = sorted({k[0] for k in keys})
+        with self.session() as s:
+            rows = s.execute(select(AttemptRow.case_id, AttemptRow.day, AttemptRow.count).where(
+                AttemptRow.agency_code == agency_code, AttemptRow.case_id.in_(ids)))
+            wanted = set(keys)
+            return {(c, d): n for c, d, n in rows if (c, d) in wanted}
+
+    def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
+                       receipt: ReceiptRow, attempts: dict[tuple[str, str], int],
+                       status: FileStatus, **fields: Any) -> None:
+        """One transaction: the forwarded file (pending), the receipt, the attempt counts."""
+        with self.session() as s:
+            if delivery is not None:
+                s.add(delivery)
+            s.add(receipt)
+            for (case_id, day), n in attempts.items():
+                row = s.get(AttemptRow, (agency_code, case_id, day))
+                if row is None:
+                    s.add(AttemptRow(agency_code=agency_code, case_id=case_id, day=day, count=n))
+                else:
+                    row.count += n
+            self._finish(s, file_id, status, **fields)
+
+    def delivery_name_taken(self, name: str) -> bool:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(DeliveryRow)
+                            .where(DeliveryRow.name == name)) > 0
 
     def batch_detail(self, batch_id: str) -> tuple[BatchRow, FileRow, list[DeliveryRow],
                                                    list[ReceiptRow]] | None:

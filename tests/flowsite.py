@@ -91,6 +91,31 @@ class Site:
             party.close()
         return Opened(rc, body, validsig_primary(status))
 
+    def upload(self, agency: str, name: str, plaintext: bytes, *, signer: str | None = None) -> Path:
+        """An agency uploads a results file, sealed with plain GnuPG as `gateway seal` would."""
+        path = self.zone(agency, "outbox", name)
+        path.write_bytes(self.seal_as(signer or agency.lower(), plaintext))
+        return path
+
+    def bank_results(self) -> list[dict[str, str]]:
+        """Every forwarded results row the bank can read (checking the gateway signed it)."""
+        import csv
+        import io
+        rows = []
+        for p in sorted(self.zone("bank", "incoming").glob("results.*.csv.pgp")):
+            opened = self.open_as("bank", p)
+            assert opened.rc == 0 and opened.signer == self.keys["gateway"].fingerprint
+            rows += list(csv.DictReader(io.StringIO(opened.body.decode())))
+        return rows
+
+    def agency_receipts(self, agency: str, key: str | None = None) -> dict[str, dict]:
+        out = {}
+        for p in sorted(self.zone(agency, "inbox").glob("*.receipt.json.pgp")):
+            opened = self.open_as(key or f"{agency.lower()}-supervisor", p)
+            assert opened.rc == 0 and opened.signer == self.keys["gateway"].fingerprint
+            out[p.name] = json.loads(opened.body)
+        return out
+
     def receipts(self) -> dict[str, dict]:
         out = {}
         for p in sorted(self.zone("bank", "incoming").glob("*.receipt.json.pgp")):

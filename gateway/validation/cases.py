@@ -48,7 +48,7 @@ class RowError:
         return asdict(self)
 
 
-def _label(header: str) -> str:
+def printable_label(header: str) -> str:
     """A header as it may appear in a receipt: printable and short."""
     clean = "".join(c for c in header if c.isprintable())[:64]
     return clean or "(empty)"
@@ -74,20 +74,21 @@ def map_header(header: list[str], cfg: Config) -> tuple[HeaderMap | None, list[R
             name = by_header[h]
             if name in mapped:
                 errors.append(RowError(0, None, name, "E_DUPLICATE_COLUMN",
-                                       f'column "{_label(h)}" appears more than once'))
+                                       f'column "{printable_label(h)}" appears more than once'))
             mapped.append(name)
         elif is_forbidden_column(h):
             errors.append(RowError(0, None, None, "E_FORBIDDEN_COLUMN",
-                                   f'column "{_label(h)}" looks like authentication data (CVV, PIN, '
-                                   "expiry, track data, password), which must never be shared"))
+                                   f'column "{printable_label(h)}" looks like authentication data '
+                                   "(CVV, PIN, expiry, track data, password), which must never be "
+                                   "shared"))
         else:
             errors.append(RowError(0, None, None, "E_UNKNOWN_COLUMN",
-                                   f'column "{_label(h)}" is not a mapped case field; unknown columns '
-                                   "are never forwarded"))
+                                   f'column "{printable_label(h)}" is not a mapped case field; '
+                                   "unknown columns are never forwarded"))
     for name, spec in CASE_FIELDS.items():
         if spec.required and name not in mapped:
             errors.append(RowError(0, None, name, "E_MISSING_COLUMN",
-                                   f'required column "{_label(cfg.schema_.header_for(name))}" '
+                                   f'required column "{printable_label(cfg.schema_.header_for(name))}" '
                                    f"({name}) is missing"))
     if errors:
         return None, errors

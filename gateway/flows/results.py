@@ -1,0 +1,261 @@
+"""Agency result file -> the bank, with ownership checks and compliance flags (SPEC §8).
+
+Each agency's outbox is its own channel: a file there must be signed by one of
+*that* agency's keys (another agency's valid key is refused whole). Each row
+must be about a case delivered to that agency and not purged; a row about any
+other case is rejected with ``E_NOT_ASSIGNED`` and the attempt is audited as
+``security.cross_agency`` (agency, file, count — never the case). Accepted rows
+are forwarded to the bank's incoming zone with ``agency_code`` and ``flags``
+added; the agency gets a receipt encrypted to its receipts role.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from gateway import faults
+from gateway.crypto.engine import SealWriter, Verified
+from gateway.errors import CryptoError
+from gateway.flows import Context, intake
+from gateway.flows.intake import Channel
+from gateway.flows.receipts import ErrorList, Receipt
+from gateway.ledger import DeliveryRow, FileStatus
+from gateway.state import file_sha256
+from gateway.validation import csvio
+from gateway.validation.cases import RowError
+from gateway.validation.results import (
+    ATTEMPT_ACTIONS,
+    RESULT_FIELDS,
+    Result,
+    ResultValidator,
+    flags,
+    map_results_header,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.csv\.(?:pgp|gpg|asc)$")
+CHUNK_ROWS = 1000
+BANK_IN = "bank.incoming"
+
+
+def channels(ctx: Context) -> list[Channel]:
+    return [Channel(kind="results", zone=f"agencies[{i}].outbox",
+                    receipt_zone=f"agencies[{i}].inbox", agency=a.code)
+            for i, a in enumerate(ctx.cfg.agencies)]
+
+
+def run(ctx: Context) -> collections.Counter[str]:
+    """Every agency's outbox; returns how each file ended."""
+    intake.finish_pending(ctx)
+    outcomes: collections.Counter[str] = collections.Counter()
+    for channel in channels(ctx):
+        outcomes.update(intake.run_channel(ctx, channel, _process))
+    return outcomes
+
+
+@dataclass
+class _Forward:
+    """The bank's copy of the accepted rows, sealed as they arrive."""
+
+    name: str
+    path: Path
+    fh: IO[bytes]
+    writer: SealWriter
+    sink: csvio.TextSink
+    csv: Any
+    columns: list[str]
+
+    def abort(self) -> None:
+        self.writer.abort()
+        self.fh.close()
+
+
+@dataclass
+class _Outcome:
+    errors: ErrorList = field(default_factory=ErrorList)
+    records: int = 0
+    accepted: int = 0
+    not_assigned: int = 0
+    flagged: collections.Counter[str] = field(default_factory=collections.Counter)
+    attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # this file's CALL/SMS
+    fatal: bool = False
+    crypto: CryptoError | None = None
+    verified: Verified | None = None
+    forward: _Forward | None = None
+
+    @property
+    def rejected(self) -> int:
+        return self.records - self.accepted
+
+
+def _forward_name(ctx: Context, agency: str) -> str:
+    """``results.<agency>.<UTC timestamp>.csv.pgp``; ``.2``, ``.3`` … if that name was used."""
+    stamp = ctx.now().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    name, n = f"results.{agency}.{stamp}.csv.pgp", 2
+    while ctx.ledger.delivery_name_taken(name) or ctx.zones[BANK_IN].stat(name) is not None:
+        name, n = f"results.{agency}.{stamp}.{n}.csv.pgp", n + 1
+    return name
+
+
+def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+             received_at: dt.datetime) -> str:
+    assert channel.agency is not None
+    staging = ctx.state.staging(file_id)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700, parents=True)
+
+    def reject(errors: ErrorList, code: str, out: _Outcome | None = None) -> str:
+        if out and out.forward:
+            out.forward.abort()
+        return intake.reject(ctx, channel, file_id, name, sha, received_at, errors, code,
+                             records=out.records if out else 0,
+                             signer=out.verified.fingerprint if out and out.verified else None)
+
+    if not NAME_RE.match(name):
+        return reject(intake.file_error("E_NAME", "file name must be <name>.csv.pgp (or .csv.gpg/"
+                                        ".csv.asc), name of [A-Za-z0-9._-], at most 64"), "E_NAME")
+    out = _Outcome()
+    try:
+        _read(ctx, channel.agency, file_id, ctx.state.archived(sha), staging, out)
+    except BaseException:
+        if out.forward:
+            out.forward.abort()
+        raise
+    if out.crypto is not None:
+        out.verified = None
+        return reject(intake.file_error(out.crypto.code, out.crypto.message), out.crypto.code, out)
+    if out.not_assigned:  # attributable now that the agency's signature checked out
+        ctx.audit.record("security.cross_agency", agency=channel.agency, count=out.not_assigned,
+                         zone=channel.zone, **intake.file_fields(name, sha))
+    if out.fatal or out.accepted == 0:
+        code = out.errors.listed[0].code if out.errors.listed else "E_NO_ROWS"
+        return reject(out.errors, code, out)
+    return _commit(ctx, channel, file_id, name, sha, received_at, out)
+
+
+def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
+          out: _Outcome) -> None:
+    with archive.open("rb") as fh, ctx.crypto.open_from_agency(agency, fh) as msg:
+        records = csvio.read_records(msg, encoding="utf-8", delimiter=",")
+        try:
+            first = next(records, None)
+            if first is None:
+                out.errors.add([RowError(0, None, None, "E_EMPTY", "the file is empty")])
+                out.fatal = True
+            else:
+                columns, header_errors = map_results_header(first[1])
+                if columns is None:
+                    out.errors.add(header_errors)
+                    out.fatal = True
+                else:
+                    _rows(ctx, agency, records, columns, out, staging)
+                    if out.records == 0:
+                        out.errors.add([RowError(0, None, None, "E_NO_ROWS",
+                                                 "the file has a header but no rows")])
+                        out.fatal = True
+        except csvio.CsvFormatError as exc:
+            out.errors.add([RowError(exc.row, None, None, exc.code, exc.message)])
+            out.fatal = True
+        except CryptoError as exc:
+            out.crypto = exc
+            return
+        finally:
+            records.close()
+        try:
+            out.verified = msg.verdict()
+        except CryptoError as exc:
+            out.crypto = exc
+
+
+def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out: _Outcome,
+          staging: Path) -> None:
+    gw = ctx.cfg.gateway
+    tz = gw.tz
+    contract_end = ctx.cfg.agency(agency).contract.effective_end
+    validator = ResultValidator(columns, tz, ctx.now())
+    present = [c for c in RESULT_FIELDS if c in columns]
+    chunk: list[Result] = []
+
+    def flush() -> None:
+        owned = ctx.ledger.owned_cases(agency, [r.case_id for r in chunk])
+        keys = {(r.case_id, r.at.astimezone(tz).date().isoformat()) for r in chunk
+                if r.action in ATTEMPT_ACTIONS and r.case_id in owned}
+        committed = ctx.ledger.attempt_counts(agency, [k for k in keys if k not in out.attempts])
+        for r in chunk:
+            if r.case_id not in owned:
+                out.not_assigned += 1
+                out.errors.add([RowError(r.row, r.case_id, "case_id", "E_NOT_ASSIGNED",
+                                         "case_id is not a case assigned to this agency")])
+                continue
+            attempts_today = 0
+            if r.action in ATTEMPT_ACTIONS:
+                key = (r.case_id, r.at.astimezone(tz).date().isoformat())
+                out.attempts[key] = out.attempts.get(key, 0) + 1
+                attempts_today = committed.get(key, 0) + out.attempts[key]
+            row_flags = flags(r, tz=tz, window=gw.contact_window, contract_end=contract_end,
+                              attempts_today=attempts_today, max_attempts=gw.max_daily_attempts)
+            out.flagged.update(row_flags)
+            if out.forward is None:
+                out.forward = _open_forward(ctx, agency, staging, [*present, "agency_code", "flags"])
+            out.forward.csv.writerow([r.values.get(c, "") for c in present]
+                                     + [agency, ";".join(row_flags)])
+            out.accepted += 1
+        chunk.clear()
+
+    for row, values in records:
+        out.records += 1
+        result, errors = validator.validate(row, values)
+        if errors:
+            out.errors.add(errors)
+        elif result is not None:
+            chunk.append(result)
+        if len(chunk) >= CHUNK_ROWS:
+            flush()
+    flush()
+
+
+def _open_forward(ctx: Context, agency: str, staging: Path, columns: list[str]) -> _Forward:
+    name = _forward_name(ctx, agency)
+    path = staging / name
+    fh = path.open("xb")
+    writer = ctx.crypto.seal_for_bank(fh)
+    sink = csvio.TextSink(writer)
+    w = csvio.writer(sink)
+    w.writerow(columns)
+    return _Forward(name, path, fh, writer, sink, w, columns)
+
+
+def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+            received_at: dt.datetime, out: _Outcome) -> str:
+    assert out.verified is not None and out.forward is not None and channel.agency is not None
+    fwd = out.forward
+    fwd.sink.flush()
+    fwd.writer.close()
+    fwd.fh.close()
+    delivery = DeliveryRow(file_id=file_id, kind="results", agency_code=channel.agency, role=None,
+                           zone=BANK_IN, name=fwd.name, sha256=file_sha256(fwd.path),
+                           size=fwd.path.stat().st_size, records=out.accepted)
+    status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
+    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
+                      signer=out.verified.fingerprint, records=out.records, accepted=out.accepted,
+                      rejected=out.rejected, errors=out.errors,
+                      extra={"forwarded_as": fwd.name, "flags": dict(sorted(out.flagged.items()))})
+    staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
+    ctx.ledger.commit_results(
+        file_id=file_id, agency_code=channel.agency, delivery=delivery,
+        receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
+        attempts=out.attempts, status=status, signer=out.verified.fingerprint,
+        records=out.records, accepted=out.accepted, rejected=out.rejected)
+    faults.point("after_results_commit")
+    ctx.audit.record("results.accepted", agency=channel.agency, zone=channel.zone, sha256=sha,
+                     status=status.value, records=out.records, accepted=out.accepted,
+                     rejected=out.rejected, signer=out.verified.fingerprint,
+                     **intake.file_fields(name, sha))
+    intake.finish_pending(ctx)
+    return status.value
