@@ -12,8 +12,10 @@ visible. A second, faulty batch shows a rejection receipt.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -23,6 +25,7 @@ from gateway import audit, daemon, scaffold, synth
 from gateway import config as config_mod
 from gateway.checks import run_checks
 from gateway.crypto import _gpg, keys
+from gateway.crypto.standalone import seal_file
 from gateway.errors import GatewayError, UsageError
 
 AGENCIES = [
@@ -113,7 +116,55 @@ def run_demo(directory: Path, console: Console) -> None:
     for e in rejected["errors"]:
         console.print(f"  row {e['row']} case {e['case_id']} {e['field']}: {e['code']} — {e['message']}")
 
-    console.rule("[bold]7. Audit")
+    console.rule("[bold]7. AG001 reports results (gateway seal), the gateway checks and forwards them")
+    tz = cfg.gateway.tz
+    yesterday = (dt.datetime.now(tz) - dt.timedelta(days=1)).date().isoformat()
+    ag1 = [r["case_id"] for r in records if r["agency_code"] == "AG001"]
+    ag2 = next(r["case_id"] for r in records if r["agency_code"] == "AG002")
+    results = [
+        ["case_id", "action_at", "action_code", "contact_target", "outcome", "amount",
+         "promise_date", "note", "collector_id"],
+        [ag1[0], f"{yesterday}T10:15:00", "CALL", "debtor", "接通", "", "", "", "c-017"],
+        [ag1[1], f"{yesterday}T14:30:00", "PROMISE_TO_PAY", "debtor", "承诺还款", "3000.00",
+         (dt.date.today() + dt.timedelta(days=14)).isoformat(), "", "c-017"],
+        [ag1[2], f"{yesterday}T22:40:00", "CALL", "debtor", "未接通", "", "", "", "c-021"],
+        [ag2, f"{yesterday}T11:00:00", "CALL", "debtor", "", "", "", "", "c-021"],
+    ]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(results)
+    sealed = directory / "zones" / "AG001" / "outbox" / "R-AG001-001.csv.pgp"
+    with tempfile.TemporaryDirectory() as agency_side:  # the agency's own machine, not the gateway's
+        plain = Path(agency_side) / "results.csv"
+        plain.write_text(buf.getvalue(), encoding="utf-8")
+        seal_file(plain, key=keydir / "ag001.sec.asc", recipient=keydir / "gateway.pub.asc",
+                  out=sealed)
+    console.print("AG001 uploads R-AG001-001.csv.pgp: 4 rows — one call at 22:40 (outside "
+                  "08:00-21:00), one about a case that belongs to AG002")
+    with daemon.open_context(cfg) as ctx:
+        daemon.run_once(ctx)
+    incoming = directory / "zones" / "bank" / "incoming"
+    forwarded = next(incoming.glob("results.AG001.*.csv.pgp"))
+    rows = list(csv.reader(io.StringIO(
+        (_open(keydir / "bank.sec.asc", keydir / "gateway.pub.asc", forwarded) or b"").decode())))
+    shown = ["case_id", "action_at", "action_code", "amount", "agency_code", "flags"]
+    table = Table(*shown, title=f"what the bank receives: {forwarded.name} (some columns)")
+    for column in table.columns:
+        column.overflow = "fold"
+    for r in rows[1:]:
+        table.add_row(*[r[rows[0].index(c)] for c in shown])
+    console.print(table)
+    receipt_file = next((directory / "zones" / "AG001" / "inbox").glob("R-AG001-001*.receipt.json.pgp"))
+    agency_receipt = json.loads(_open(keydir / "ag001-supervisor.sec.asc", keydir / "gateway.pub.asc",
+                                      receipt_file) or b"{}")
+    console.print(f"AG001's receipt ({receipt_file.name}, for its supervisor's key): "
+                  f"status {agency_receipt['status']}, {agency_receipt['counts']['accepted']} "
+                  f"forwarded, errors:")
+    for e in agency_receipt["errors"]:
+        console.print(f"  row {e['row']} case {e['case_id']}: {e['code']} — {e['message']}")
+    console.print("The bank's security team sees the attempt: gateway audit show --event "
+                  "security.cross_agency")
+
+    console.rule("[bold]8. Audit")
     result = audit.verify(cfg.gateway.state_dir / "audit" / "audit.jsonl")
     console.print(f"audit log: {result.entries} entries, chain {'intact' if result.ok else 'BROKEN'}; "
                   f"try: gateway audit show -c {config_path}")

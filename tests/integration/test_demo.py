@@ -18,6 +18,8 @@ def test_demo_runs_in_a_fresh_directory(tmp_path):
     assert "the same case, as each role receives it" in out
     assert "310115******" in out or "********" in out  # the collector's masked ID is visible
     assert "status: rejected; nothing was delivered" in out and "E_ID_CHECKSUM" in out
+    assert "what the bank receives: results.AG001." in out and "HOURS" in out
+    assert "E_NOT_ASSIGNED" in out
     assert "chain intact" in out
     assert live_gpg_processes(str(tmp_path)) == []
     again = run_cli("demo", "--dir", str(tmp_path / "demo"))
