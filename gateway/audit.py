@@ -41,7 +41,7 @@ EVENTS = frozenset({
     "batch.accepted", "batch.rejected", "slice.delivered", "slice.collected", "receipt.sent",
     "results.accepted", "results.rejected", "results.forwarded",
     "security.cross_agency", "security.bad_signature",
-    "retention.purged", "retention.object_deleted",
+    "retention.purged", "retention.object_deleted", "certificate.delivered",
     "key.refused", "key.generated", "zone.refused", "zone.error",
     "cli.open", "cli.seal",
 })

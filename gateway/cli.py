@@ -35,7 +35,10 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create and inspect OpenPGP key files.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify and read the tamper-evident audit log.", no_args_is_help=True)
+retention_app = typer.Typer(help="Contract ends, purges and deletion certificates.",
+                            no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -107,7 +110,7 @@ def run_cmd(
     from gateway.audit import configure_logging
 
     cfg = _load(config)
-    configure_logging()
+    configure_logging(stream=sys.stdout)  # journald collects the service's stdout
     with daemon.open_context(cfg) as ctx:
         if once:
             outcomes = daemon.run_once(ctx)
@@ -176,6 +179,68 @@ def batches(
             out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
     finally:
         ledger.close()
+
+
+@retention_app.command("status")
+def retention_status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
+    """Each contract: state, effective end, deadline, days left, what is still held, certificate."""
+    from gateway import daemon
+    from gateway.retention import purge
+
+    cfg = _load(config)
+    with daemon.read_context(cfg) as ctx:
+        holdings = purge.status(ctx)
+    rows = [{"contract_id": h.decision.contract_id, "agency": h.decision.agency,
+             "state": h.decision.state.value, "effective_end": h.decision.effective_end.isoformat(),
+             "deadline": h.decision.deadline.isoformat(), "days_left": h.decision.days_left,
+             "files": h.files, "bytes": h.bytes, "cases": h.cases, "certificate": h.certificate,
+             "late": h.decision.late} for h in holdings]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("contract", "agency", "state", "effective end", "deadline", "days left", "files",
+                  "bytes", "cases", "certificate", box=None)
+    for r in rows:
+        table.add_row(r["contract_id"], r["agency"], r["state"] + (" (late)" if r["late"] else ""),
+                      r["effective_end"], r["deadline"], str(r["days_left"]), str(r["files"]),
+                      f"{r['bytes']:,}", str(r["cases"]), r["certificate"] or "")
+    out.print(table)
+
+
+@retention_app.command("run")
+def retention_run(
+    config: ConfigOpt = Path("gateway.toml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; "
+                                          "delete nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Purge every contract whose deadline has come, with a signed deletion certificate."""
+    from gateway import daemon
+    from gateway.retention import purge
+
+    cfg = _load(config)
+    opener = daemon.read_context(cfg) if dry_run else daemon.open_context(cfg, actor=None)
+    with opener as ctx:
+        reports = purge.run(ctx, dry_run=dry_run)
+    data = [{"contract_id": r.decision.contract_id, "agency": r.decision.agency,
+             "deadline": r.decision.deadline.isoformat(), "late": r.decision.late,
+             "dry_run": r.dry_run, "cases": r.cases, "certificate": r.certificate,
+             "objects": [{"zone": o.location, "name": o.name, "size": o.size, "sha256": o.sha256}
+                         for o in r.objects]} for r in reports]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    if not reports:
+        out.print("no contract is due for purging")
+    for r in data:
+        verb = "would delete" if r["dry_run"] else "deleted"
+        out.print(f"{r['agency']} (contract {r['contract_id']}, deadline {r['deadline']}"
+                  f"{', LATE' if r['late'] else ''}): {verb} {len(r['objects'])} objects and "
+                  f"{r['cases']} case assignments")
+        for o in r["objects"]:
+            out.print(f"  {o['zone']}  {o['name']}  {o['size']} bytes  {o['sha256'][:16]}")
+        if r["certificate"]:
+            out.print(f"  certificate: {r['certificate']} (state_dir/certificates/, sent to the bank)")
 
 
 @keys_app.command("generate")
@@ -341,6 +406,9 @@ def seal_cmd(
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
     """Secure case-file exchange between a bank and its collection agencies."""
+    from gateway.audit import configure_logging
+
+    configure_logging(stream=sys.stderr)  # stdout stays clean for --json; `run` logs to stdout
     if version:
         out.print(f"gateway {__version__}")
         raise typer.Exit(0)

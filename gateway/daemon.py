@@ -23,13 +23,14 @@ from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.flows import Context, batches, results
 from gateway.ledger import Ledger
+from gateway.retention import purge
 from gateway.state import State
 
 log = structlog.get_logger("gateway.daemon")
 
 
 @contextlib.contextmanager
-def open_context(cfg: Config, *, actor: str = "daemon") -> Iterator[Context]:
+def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Context]:
     """Everything a flow needs, opened in order and closed in reverse; one runner per state dir."""
     state = State(cfg.gateway.state_dir)
     with state.lock():
@@ -48,10 +49,24 @@ def open_context(cfg: Config, *, actor: str = "daemon") -> Iterator[Context]:
             crypto.close()
 
 
+@contextlib.contextmanager
+def read_context(cfg: Config) -> Iterator[Context]:
+    """For read-only commands (status, dry runs): no lock, no keyring, nothing audited."""
+    state = State(cfg.gateway.state_dir)
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        yield Context.build(cfg, None, ledger, AuditLog(state.root / "audit"), state)  # type: ignore[arg-type]
+    finally:
+        ledger.close()
+
+
 def run_once(ctx: Context) -> collections.Counter[str]:
     """Process everything pending, then return how each file ended."""
     outcomes = batches.run(ctx)
     outcomes.update(results.run(ctx))
+    for report in purge.run(ctx):  # at start-up and on every pass: a missed deadline is caught
+        outcomes["purged"] += 1
+        log.info("retention.purged", agency=report.decision.agency, files=len(report.objects))
     log.info("run.done", **{k: v for k, v in outcomes.items()})
     return outcomes
 

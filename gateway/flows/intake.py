@@ -46,7 +46,7 @@ log = structlog.get_logger("gateway.intake")
 SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 DELIVERY_EVENTS = {"slice": "slice.delivered", "manifest": "slice.delivered",
-                   "results": "results.forwarded", "certificate": "retention.purged"}
+                   "results": "results.forwarded", "certificate": "certificate.delivered"}
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,8 @@ def finish_pending(ctx: Context) -> None:
     """Move committed files into their zones and send receipts; safe to repeat after a crash."""
     for d in ctx.ledger.pending_deliveries():
         zone = ctx.zones[d.zone]
-        src = ctx.state.staging(d.file_id or 0) / d.name
+        src = (ctx.state.root / "certificates" / d.name if d.kind == "certificate"
+               else ctx.state.staging(d.file_id or 0) / d.name)
         place(zone, d.name, src, d.size)
         faults.point("after_first_delivery")
         ctx.ledger.mark_delivered(d.id)

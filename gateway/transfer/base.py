@@ -69,6 +69,10 @@ class Zone(Protocol):
         """Complete, regular files (no temp names, no symlinks), oldest first."""
         ...
 
+    def list_all(self) -> list[Entry]:
+        """Every regular file, temporary names included — what a purge must remove."""
+        ...
+
     def open_read(self, name: str) -> AbstractContextManager[BinaryIO]: ...
 
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:

@@ -37,11 +37,14 @@ class LocalZone:
         return p
 
     def list_ready(self) -> list[Entry]:
+        return [e for e in self.list_all() if not is_temporary(e.name)]
+
+    def list_all(self) -> list[Entry]:
         try:
             entries = []
             with os.scandir(self.path) as it:
                 for e in it:
-                    if is_temporary(e.name) or e.is_symlink() or not e.is_file(follow_symlinks=False):
+                    if e.is_symlink() or not e.is_file(follow_symlinks=False):
                         continue
                     st = e.stat(follow_symlinks=False)
                     entries.append(Entry(e.name, st.st_size, st.st_mtime))

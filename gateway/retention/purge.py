@@ -1,0 +1,231 @@
+"""Purge an agency's data and prove it: the audited executor behind `gateway retention run`.
+
+For a contract whose purge is due (see :mod:`policy`), everything the gateway
+holds or placed for that agency goes, through the same zone interface as the
+flows (local and SFTP alike):
+
+* every file in the agency's inbox and outbox (slices, manifests, receipts, uploads);
+* the archived and quarantined ciphertexts of the agency's result files;
+* the contract's key for the ``token`` masking rule;
+* a bank case file's archived ciphertext, once every agency it fed is purged;
+* the agency's case assignments and attempt counts in the ledger (audit entries stay).
+
+The plan is written to the ledger *before* anything is deleted, each deletion
+is recorded as it happens, and the certificate is written last — so a purge
+killed half-way completes on the next run and still yields one certificate
+listing everything. ``dry_run`` returns the same plan and deletes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from gateway import faults
+from gateway.config import Agency
+from gateway.flows import Context, intake
+from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
+from gateway.retention.policy import Decision, State, decide
+
+log = structlog.get_logger("gateway.retention")
+BANK_IN = "bank.incoming"
+
+
+@dataclass(frozen=True)
+class Obj:
+    location: str  # a zone key (agencies[0].inbox) or state:archive / state:quarantine / state:secrets
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class PurgeReport:
+    decision: Decision
+    objects: list[Obj]
+    cases: int
+    certificate: str | None = None
+    dry_run: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+
+def decisions(ctx: Context, today: dt.date | None = None) -> list[Decision]:
+    """Every contract's state today (local date in the gateway's time zone)."""
+    today = today or ctx.today()
+    out = []
+    for a in ctx.cfg.agencies:
+        purge = ctx.ledger.purge(a.contract.id)
+        purged_on = (intake.aware(purge.finished_at).astimezone(ctx.cfg.gateway.tz).date()
+                     if purge and purge.finished_at else None)
+        out.append(decide(contract_id=a.contract.id, agency=a.code, end=a.contract.end,
+                          terminated_on=a.contract.terminated_on,
+                          purge_after_days=ctx.cfg.gateway.purge_after_days, today=today,
+                          purged_on=purged_on))
+    return out
+
+
+def _sha_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(256 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def plan(ctx: Context, agency: Agency, *, hashed: bool = True) -> list[Obj]:
+    """Exactly what a purge of *agency* deletes now (reads each object for its SHA-256
+    unless *hashed* is False, as `retention status` needs only counts and sizes)."""
+    objs: list[Obj] = []
+    index = next(i for i, a in enumerate(ctx.cfg.agencies) if a.code == agency.code)
+    for key in (f"agencies[{index}].inbox", f"agencies[{index}].outbox"):
+        zone = ctx.zones[key]
+        for entry in zone.list_all():
+            h = hashlib.sha256()
+            if hashed:
+                with zone.open_read(entry.name) as fh:
+                    while chunk := fh.read(256 * 1024):
+                        h.update(chunk)
+            objs.append(Obj(key, entry.name, entry.size, h.hexdigest() if hashed else ""))
+    state = ctx.state
+
+    def local(location: str, path: Path) -> None:
+        if path.is_file():
+            objs.append(Obj(location, path.name, path.stat().st_size,
+                            _sha_file(path) if hashed else ""))
+
+    for f in ctx.ledger.results_files(agency.code):
+        local("state:archive", state.archived(f.sha256))
+        if f.archive_name:
+            local("state:quarantine", state.root / "quarantine" / f.archive_name)
+    local("state:secrets", state.token_secret_path(agency.contract.id))
+    done = ctx.ledger.purged_agencies() | {agency.code}
+    for f, fed in ctx.ledger.batch_files_fed(agency.code):
+        if fed <= done:
+            local("state:archive", state.archived(f.sha256))
+    return objs
+
+
+def _path(ctx: Context, obj: PurgeObjectRow | Obj) -> Path:
+    sub = {"state:archive": "archive", "state:quarantine": "quarantine",
+           "state:secrets": "secrets/tokens"}[obj.location]
+    return ctx.state.root / sub / obj.name
+
+
+def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None) -> list[PurgeReport]:
+    """Purge every contract that is due (or only report, with *dry_run*)."""
+    reports = []
+    for d in decisions(ctx, today):
+        if d.state is State.PURGE_DUE:
+            reports.append(purge(ctx, ctx.cfg.agency(d.agency), d, dry_run=dry_run))
+    return reports
+
+
+def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = False) -> PurgeReport:
+    existing = ctx.ledger.purge(agency.contract.id)
+    planned = ctx.ledger.purge_objects(agency.contract.id) if existing else []
+    known = {(o.location, o.name) for o in planned}
+    fresh = [o for o in plan(ctx, agency) if (o.location, o.name) not in known]
+    cases = ctx.ledger.live_case_count(agency.code)
+    if dry_run:
+        objs = [Obj(o.location, o.name, o.size, o.sha256) for o in planned if o.state == "planned"]
+        return PurgeReport(decision, objs + fresh, cases, dry_run=True)
+    row = None if existing else PurgeRow(
+        contract_id=agency.contract.id, agency_code=agency.code,
+        effective_end=decision.effective_end.isoformat(), deadline=decision.deadline.isoformat())
+    if row is not None or fresh:
+        ctx.ledger.plan_purge(row, agency.contract.id, [
+            PurgeObjectRow(contract_id=agency.contract.id, location=o.location, name=o.name,
+                           size=o.size, sha256=o.sha256) for o in fresh])
+    record = ctx.ledger.purge(agency.contract.id)
+    assert record is not None
+    started = intake.aware(record.started_at)
+    for n, obj in enumerate(ctx.ledger.purge_objects(agency.contract.id)):
+        if obj.state != "planned":
+            continue
+        if obj.location.startswith("state:"):
+            path = _path(ctx, obj)
+            gone = not path.exists()
+            path.unlink(missing_ok=True)
+        else:
+            zone = ctx.zones[obj.location]
+            gone = zone.stat(obj.name) is None
+            zone.remove(obj.name)
+        ctx.ledger.mark_purged_object(obj.id, "absent" if gone else "deleted")
+        if n == 0:
+            faults.point("mid_purge")
+    objects = ctx.ledger.purge_objects(agency.contract.id)
+    now = ctx.now()
+    late = now.astimezone(ctx.cfg.gateway.tz).date() > decision.deadline
+    # Named by the purge's start, so a purge resumed after a crash rewrites the same file.
+    cert_name = f"deletion-certificate.{agency.contract.id}.{started:%Y%m%dT%H%M%SZ}.json.asc"
+    body = {
+        "type": "deletion-certificate",
+        "contract_id": agency.contract.id,
+        "agency": agency.code,
+        "agency_name": agency.name,
+        "effective_end": decision.effective_end.isoformat(),
+        "deadline": decision.deadline.isoformat(),
+        "purge_started_at": intake.iso(started),
+        "purged_at": intake.iso(now),
+        "late": late,
+        "gateway_key": ctx.crypto.fingerprint,
+        "ledger": {"case_assignments_deleted": cases},
+        "objects": [{"zone": o.location, "name": o.name, "size": o.size, "sha256": o.sha256,
+                     "state": o.state} for o in objects],
+    }
+    signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
+    cert_path = ctx.state.root / "certificates" / cert_name
+    tmp = cert_path.with_name(f".{cert_name}.part")
+    with tmp.open("wb") as fh:
+        fh.write(signed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(cert_path)  # not yet committed: a crashed attempt's copy is replaced
+    purged_files = [f.id for f in ctx.ledger.results_files(agency.code)]
+    done = ctx.ledger.purged_agencies() | {agency.code}
+    purged_files += [f.id for f, fed in ctx.ledger.batch_files_fed(agency.code) if fed <= done]
+    faults.point("before_certificate_commit")
+    deleted_cases = ctx.ledger.finish_purge(
+        contract_id=agency.contract.id, agency_code=agency.code, late=late, certificate=cert_name,
+        purged_file_ids=purged_files,
+        delivery=DeliveryRow(kind="certificate", agency_code=agency.code, zone=BANK_IN,
+                             name=cert_name, sha256=_sha_file(cert_path), size=len(signed)))
+    ctx.audit.record("retention.purged", agency=agency.code, contract_id=agency.contract.id,
+                     files=len(objects), bytes=sum(o.size for o in objects), cases=deleted_cases,
+                     late=late, file=cert_name)
+    log.info("retention.purged", agency=agency.code, files=len(objects), late=late)
+    intake.finish_pending(ctx)
+    return PurgeReport(decision, [Obj(o.location, o.name, o.size, o.sha256) for o in objects],
+                       deleted_cases, certificate=cert_name)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What `retention status` shows for one contract."""
+
+    decision: Decision
+    files: int
+    bytes: int
+    cases: int
+    certificate: str | None
+
+
+def status(ctx: Context, today: dt.date | None = None) -> list[Holding]:
+    out = []
+    for d in decisions(ctx, today):
+        agency = ctx.cfg.agency(d.agency)
+        purge_row = ctx.ledger.purge(agency.contract.id)
+        objs = plan(ctx, agency, hashed=False)
+        out.append(Holding(d, len(objs), sum(o.size for o in objs),
+                           ctx.ledger.live_case_count(agency.code),
+                           purge_row.certificate if purge_row else None))
+    return out
