@@ -27,6 +27,7 @@ from gateway.checks import run_checks
 from gateway.crypto import _gpg, keys
 from gateway.crypto.standalone import seal_file
 from gateway.errors import GatewayError, UsageError
+from gateway.retention import purge
 
 AGENCIES = [
     scaffold.AgencyTemplate("AG001", "华信资产管理有限公司", ("supervisor", "collector", "field_visitor",
@@ -164,11 +165,56 @@ def run_demo(directory: Path, console: Console) -> None:
     console.print("The bank's security team sees the attempt: gateway audit show --event "
                   "security.cross_agency")
 
-    console.rule("[bold]8. Audit")
+    console.rule("[bold]8. AG003's contract ends; on the deadline its data is purged")
+    today = dt.datetime.now(cfg.gateway.tz).date()
+    text = config_path.read_text(encoding="utf-8")
+    i = text.index('code = "AG003"')
+    config_path.write_text(text[:i] + text[i:].replace("# terminated_on = 2026-06-30",
+                                                        f"terminated_on = {today}", 1),
+                           encoding="utf-8")
+    cfg = config_mod.load(config_path)
+    deadline = today + dt.timedelta(days=cfg.gateway.purge_after_days)
+    later = dt.datetime.combine(deadline, dt.time(9, 0), tzinfo=cfg.gateway.tz)
+    console.print(f"gateway.toml: AG003 terminated_on = {today}; purge_after_days = "
+                  f"{cfg.gateway.purge_after_days}. The demo now runs with the clock set to "
+                  f"{later:%Y-%m-%d %H:%M} local time, the purge deadline (simulated).")
+    with daemon.open_context(cfg) as ctx:
+        ctx.now = lambda: later
+        console.print(_retention_table(purge.status(ctx), "before"))
+        (report,) = purge.run(ctx)
+        console.print(_retention_table(purge.status(ctx), "after"))
+    cert_path = directory / "zones" / "bank" / "incoming" / (report.certificate or "")
+    verify = _gpg_verify(keydir / "gateway.pub.asc", cert_path)
+    console.print(f"deletion certificate {cert_path.name}: {len(report.objects)} objects, "
+                  f"{report.cases} case assignments; `gpg --verify` with only the gateway's public "
+                  f"key: {verify}")
+    for line in cert_path.read_text(encoding="utf-8").splitlines()[3:14]:
+        console.print(f"  {line}", markup=False)
+    console.print("  …")
+
+    console.rule("[bold]9. Audit")
     result = audit.verify(cfg.gateway.state_dir / "audit" / "audit.jsonl")
     console.print(f"audit log: {result.entries} entries, chain {'intact' if result.ok else 'BROKEN'}; "
                   f"try: gateway audit show -c {config_path}")
     console.print(f"Everything is in {directory}. Next: gateway batches -c {config_path}")
+
+
+def _retention_table(holdings: list[purge.Holding], title: str) -> Table:
+    table = Table("agency", "state", "effective end", "deadline", "days left", "files", "cases",
+                  title=f"gateway retention status ({title})")
+    for h in holdings:
+        d = h.decision
+        table.add_row(d.agency, d.state.value, str(d.effective_end), str(d.deadline),
+                      str(d.days_left), str(h.files), str(h.cases))
+    return table
+
+
+def _gpg_verify(public: Path, signed: Path) -> str:
+    with _gpg.scratch_home() as home:
+        _gpg.run(home, ["--import", str(public)])
+        proc = _gpg.run(home, ["--verify", str(signed)])
+    ok = proc.returncode == 0 and b"VALIDSIG" in proc.stderr
+    return "good signature" if ok else "BAD SIGNATURE"
 
 
 def _bank_seals(keydir: Path, plaintext: bytes) -> bytes:

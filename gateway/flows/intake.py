@@ -260,7 +260,8 @@ def place(zone: Zone, name: str, src: Path, size: int) -> None:
 
 
 def iso(ts: dt.datetime) -> str:
-    return aware(ts).isoformat().replace("+00:00", "Z")
+    """UTC, ISO 8601, with Z — the one timestamp format in receipts, manifests, certificates."""
+    return aware(ts).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def aware(ts: dt.datetime) -> dt.datetime:

@@ -139,7 +139,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
         objs = [Obj(o.location, o.name, o.size, o.sha256) for o in planned if o.state == "planned"]
         return PurgeReport(decision, objs + fresh, cases, dry_run=True)
     row = None if existing else PurgeRow(
-        contract_id=agency.contract.id, agency_code=agency.code,
+        contract_id=agency.contract.id, agency_code=agency.code, started_at=ctx.now(),
         effective_end=decision.effective_end.isoformat(), deadline=decision.deadline.isoformat())
     if row is not None or fresh:
         ctx.ledger.plan_purge(row, agency.contract.id, [
@@ -147,7 +147,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
                            size=o.size, sha256=o.sha256) for o in fresh])
     record = ctx.ledger.purge(agency.contract.id)
     assert record is not None
-    started = intake.aware(record.started_at)
+    started = intake.aware(record.started_at).astimezone(dt.UTC)
     for n, obj in enumerate(ctx.ledger.purge_objects(agency.contract.id)):
         if obj.state != "planned":
             continue

@@ -20,6 +20,8 @@ def test_demo_runs_in_a_fresh_directory(tmp_path):
     assert "status: rejected; nothing was delivered" in out and "E_ID_CHECKSUM" in out
     assert "what the bank receives: results.AG001." in out and "HOURS" in out
     assert "E_NOT_ASSIGNED" in out
+    assert "gpg --verify` with only the gateway's public key: good signature" in out
+    assert '"late": false' in out
     assert "chain intact" in out
     assert live_gpg_processes(str(tmp_path)) == []
     again = run_cli("demo", "--dir", str(tmp_path / "demo"))
