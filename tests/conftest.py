@@ -113,3 +113,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
                           text=True, env=full_env, input=None if stdin is None else stdin.decode(),
                           check=False)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    """A real OpenSSH server on loopback for the whole session."""
+    from tests.sshd import Sshd
+
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()

@@ -1,18 +1,21 @@
-"""Drop zones behind one interface (:mod:`base`), local directories (:mod:`local`).
-
-SFTP zones arrive with the zones/daemon issue; until then a configured SFTP
-zone is refused with a clear message instead of being half-supported.
-"""
+"""Drop zones behind one interface (:mod:`base`): local directories (:mod:`local`) and
+SFTP servers (:mod:`sftp`), with retrying and monitoring as wrappers (:mod:`wrappers`)."""
 
 from __future__ import annotations
 
 from gateway import config as config_mod
-from gateway.errors import ConfigError
 from gateway.transfer.base import Zone
 from gateway.transfer.local import LocalZone
+from gateway.transfer.sftp import SftpZone
+from gateway.transfer.wrappers import MonitoredZone, RetryingZone
 
 
-def open_zone(key: str, spec: config_mod.LocalZone | config_mod.SftpZone) -> Zone:
+def open_zone(key: str, spec: config_mod.LocalZone | config_mod.SftpZone, *,
+              settle: float = 2.0) -> MonitoredZone:
+    """The zone a flow uses: SFTP zones retry transient failures; every zone is monitored."""
+    inner: Zone
     if isinstance(spec, config_mod.LocalZone):
-        return LocalZone(key, spec.path)
-    raise ConfigError(f"{key}: SFTP zones are not supported by this version yet; use kind = \"local\"")
+        inner = LocalZone(key, spec.path)
+    else:
+        inner = RetryingZone(SftpZone(key, spec, settle=settle))
+    return MonitoredZone(inner)

@@ -1,0 +1,96 @@
+"""A real OpenSSH sshd on a loopback port, for SFTP tests: temporary host key, key-only login.
+
+Nothing is installed here (``make test`` makes sure ``openssh-server`` is); the
+server runs in the foreground (``-D``) as a child of the test process, with its
+own config, host key and authorized key, and is stopped — or restarted, to
+simulate an outage — by the fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path: Path, kind: str = "ed25519") -> str:
+    """A new key pair at *path*; returns the public key line."""
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
+    return Path(f"{path}.pub").read_text().strip()
+
+
+class Sshd:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        self.port = free_port()
+        self.host_key = root / "ssh_host_ed25519_key"
+        pub = keygen(self.host_key)
+        self.known_host = " ".join(pub.split()[:2])  # "ssh-ed25519 AAAA…"
+        self.client_key = root / "client_ed25519"
+        client_pub = keygen(self.client_key)
+        self.authorized = root / "authorized_keys"
+        self.authorized.write_text(client_pub + "\n")
+        self.authorized.chmod(0o600)
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.config = root / "sshd_config"
+        self.config.write_text(f"""\
+Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.host_key}
+PidFile {root / "sshd.pid"}
+AuthorizedKeysFile {self.authorized}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+LogLevel ERROR
+""")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {self.proc.stderr.read().decode()}")  # type: ignore[union-attr]
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening")
+
+    def stop(self) -> None:
+        """Stop the listener and every session it started (an outage, not a graceful close)."""
+        if self.proc is None:
+            return
+        subprocess.run(["pkill", "-KILL", "-f", f"sshd.*{self.config}"], check=False)
+        self.proc.kill()
+        self.proc.wait()
+        # sessions are children of the listener; kill any that outlived it
+        subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
+        self.proc = None
+
+    def zone_toml(self, remote_path: Path, *, known_host: str | None = None) -> str:
+        return (f'{{ kind = "sftp", host = "127.0.0.1", port = {self.port}, username = "{self.user}", '
+                f'private_key = "{self.client_key}", known_host = "{known_host or self.known_host}", '
+                f'path = "{remote_path}" }}')
