@@ -73,6 +73,7 @@ class SftpZone(_Model):
     passphrase_env: str | None = None
     known_host: str
     path: str
+    settle_seconds: float = Field(default=2.0, ge=0.1, le=600)  # stability check between two polls
 
     @field_validator("known_host")
     @classmethod

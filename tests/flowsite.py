@@ -34,7 +34,8 @@ class Opened:
 
 
 class Site:
-    def __init__(self, root: Path, keys: KeyBox, today: dt.date | None = None) -> None:
+    def __init__(self, root: Path, keys: KeyBox, today: dt.date | None = None,
+                 sshd: object | None = None) -> None:
         self.root = root
         self.keys = keys
         self.config = scaffold.init_project(root, agencies=AGENCIES,
@@ -43,6 +44,14 @@ class Site:
             shutil.copy(keys[name].pub, root / "keys" / f"{name}.pub.asc")
         shutil.copy(keys["gateway"].sec, root / "keys" / "gateway.sec.asc")
         (root / "keys" / "gateway.sec.asc").chmod(0o600)
+        if sshd is not None:  # every zone on the SFTP server (its files are these directories)
+            text = self.config.read_text()
+            for rel in ["zones/bank/outgoing", "zones/bank/incoming"] + [
+                    f"zones/{a.code}/{box}" for a in AGENCIES for box in ("inbox", "outbox")]:
+                old = f'{{ kind = "local", path = "{rel}" }}'
+                assert old in text, old
+                text = text.replace(old, sshd.zone_toml(root / rel))  # type: ignore[attr-defined]
+            self.config.write_text(text)
 
     # -- config ---------------------------------------------------------------------
     def edit(self, old: str, new: str) -> None:

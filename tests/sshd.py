@@ -8,15 +8,36 @@ simulate an outage — by the fixture.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below *pid*, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def free_port() -> int:
@@ -80,17 +101,16 @@ LogLevel ERROR
         raise RuntimeError("sshd did not start listening")
 
     def stop(self) -> None:
-        """Stop the listener and every session it started (an outage, not a graceful close)."""
+        """Kill the listener and every session process under it: an outage, not a goodbye."""
         if self.proc is None:
             return
-        subprocess.run(["pkill", "-KILL", "-f", f"sshd.*{self.config}"], check=False)
-        self.proc.kill()
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait()
-        # sessions are children of the listener; kill any that outlived it
-        subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
         self.proc = None
 
     def zone_toml(self, remote_path: Path, *, known_host: str | None = None) -> str:
         return (f'{{ kind = "sftp", host = "127.0.0.1", port = {self.port}, username = "{self.user}", '
                 f'private_key = "{self.client_key}", known_host = "{known_host or self.known_host}", '
-                f'path = "{remote_path}" }}')
+                f'path = "{remote_path}", settle_seconds = 0.3 }}')

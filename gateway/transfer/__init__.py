@@ -11,11 +11,11 @@ from gateway.transfer.wrappers import MonitoredZone, RetryingZone
 
 
 def open_zone(key: str, spec: config_mod.LocalZone | config_mod.SftpZone, *,
-              settle: float = 2.0) -> MonitoredZone:
+              settle: float | None = None) -> MonitoredZone:
     """The zone a flow uses: SFTP zones retry transient failures; every zone is monitored."""
     inner: Zone
     if isinstance(spec, config_mod.LocalZone):
         inner = LocalZone(key, spec.path)
     else:
-        inner = RetryingZone(SftpZone(key, spec, settle=settle))
+        inner = RetryingZone(SftpZone(key, spec, settle=settle or spec.settle_seconds))
     return MonitoredZone(inner)

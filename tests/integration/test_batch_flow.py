@@ -12,9 +12,11 @@ from tests.flowsite import Site
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def site(tmp_path, keybox):
-    return Site(tmp_path / "site", keybox)
+@pytest.fixture(params=["local", "sftp"])
+def site(request, tmp_path, keybox):
+    """The same flow tests with every zone local, and with every zone on a real SFTP server."""
+    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
+    return Site(tmp_path / "site", keybox, sshd=sshd)
 
 
 @pytest.fixture
