@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Config, LocalZone
+from gateway.config import SftpZone as SftpSpec
 from gateway.crypto.engine import Engine, Keyring
 from gateway.crypto.service import KeySet, check_keys, passphrase_from_env
 from gateway.errors import GatewayError
 from gateway.ledger import Ledger
+from gateway.transfer.base import ZoneError
+from gateway.transfer.sftp import SftpZone
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,24 @@ def self_test(cfg: Config, keyset: KeySet) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def _check_sftp(key_path: str, spec: SftpSpec) -> Finding:
+    """Connect (pinned host key, key login), check the path, write and remove a probe file."""
+    if not spec.private_key.is_file():
+        return Finding("error", f"{key_path}.private_key: {spec.private_key} does not exist")
+    mode = spec.private_key.stat().st_mode & 0o777
+    if mode & 0o077:
+        return Finding("error", f"{key_path}.private_key: {spec.private_key} is readable by group "
+                                f"or others (mode {mode:04o}); run chmod 600")
+    zone = SftpZone(key_path, spec)
+    try:
+        zone.probe()
+    except ZoneError as exc:
+        return Finding("error", str(exc))
+    finally:
+        zone.close()
+    return Finding("ok", f"{key_path}: {zone.describe()} (host key matches, login, write)")
+
+
 def run_checks(cfg: Config) -> list[Finding]:
     """Keys, self-test, zones and ledger for a config that already loaded (ConfigError otherwise)."""
     findings = [Finding("ok", f"config {cfg.source} is valid (sha256 {cfg.sha256[:16]}…)")]
@@ -73,8 +94,7 @@ def run_checks(cfg: Config) -> list[Finding]:
             else:
                 findings.append(Finding("ok", f"{key_path}: {zone.describe()}"))
         else:
-            findings.append(Finding("info", f"{key_path}: {zone.describe()} — SFTP reachability "
-                                            "is not checked by this version"))
+            findings.append(_check_sftp(key_path, zone))
     try:
         ledger = Ledger(cfg.gateway.db_url)
         ledger.close()

@@ -103,21 +103,65 @@ def demo(directory: Annotated[Path, typer.Option("--dir", help="Where to build t
 def run_cmd(
     config: ConfigOpt = Path("gateway.toml"),
     once: Annotated[bool, typer.Option("--once", help="Process everything pending, then exit.")] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between zone scans.")] = 2.0,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between SFTP polls.")] = 5.0,
+    rescan: Annotated[float, typer.Option(
+        "--rescan", help="Seconds between full rescans of watched local zones.")] = 30.0,
 ) -> None:
     """Run the gateway (foreground; SIGTERM stops cleanly). Exit 0 unless the gateway itself failed."""
     from gateway import daemon
     from gateway.audit import configure_logging
+    from gateway.flows import Interrupted
 
     cfg = _load(config)
     configure_logging(stream=sys.stdout)  # journald collects the service's stdout
     with daemon.open_context(cfg) as ctx:
-        if once:
+        if not once:
+            daemon.run_forever(ctx, interval=interval, rescan=rescan)
+            return
+        daemon.install_signal_handlers(ctx)
+        try:
             outcomes = daemon.run_once(ctx)
-            summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing pending"
-            err.print(f"done: {summary}")
-        else:
-            daemon.run_forever(ctx, interval=interval)
+        except Interrupted:
+            err.print("stopped: the file in hand was rolled back and will be resumed")
+            return
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing pending"
+        err.print(f"done: {summary}")
+        if ctx.zone_errors:
+            raise GatewayError("; ".join(str(e) for e in ctx.zone_errors.values()))
+
+
+@app.command()
+def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
+    """Each zone's last successful scan, files waiting and last error; exit 1 if one is failing."""
+    from gateway.ledger import Ledger
+
+    cfg = _load(config)
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        seen = {z.zone: z for z in ledger.zone_statuses()}
+    finally:
+        ledger.close()
+    rows = []
+    for key, spec in cfg.zones():
+        z = seen.get(key)
+        failing = bool(z and z.last_error_at and (z.last_scan_at is None
+                                                  or z.last_error_at >= z.last_scan_at))
+        rows.append({"zone": key, "location": spec.describe(),
+                     "last_scan": z.last_scan_at.isoformat() if z and z.last_scan_at else None,
+                     "waiting": z.waiting if z else 0,
+                     "last_error": z.last_error if z else None,
+                     "last_error_at": z.last_error_at.isoformat() if z and z.last_error_at else None,
+                     "state": "failing" if failing else "ok" if z and z.last_scan_at else "unknown"})
+    if as_json:
+        out.print_json(json.dumps(rows))
+    else:
+        table = Table("zone", "location", "state", "last scan (UTC)", "waiting", "last error", box=None)
+        for r in rows:
+            table.add_row(r["zone"], r["location"], r["state"], (r["last_scan"] or "never")[:19],
+                          str(r["waiting"]), r["last_error"] or "")
+        out.print(table)
+    if any(r["state"] == "failing" for r in rows):
+        raise typer.Exit(1)
 
 
 @app.command()

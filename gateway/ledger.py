@@ -209,6 +209,19 @@ class PurgeObjectRow(Base):
     deleted_at: Mapped[dt.datetime | None]
 
 
+class ZoneStatusRow(Base):
+    """What the daemon last saw of each zone, for `gateway status`."""
+
+    __tablename__ = "zone_status"
+    zone: Mapped[str] = mapped_column(String(80), primary_key=True)
+    description: Mapped[str] = mapped_column(String(255))
+    last_scan_at: Mapped[dt.datetime | None]
+    waiting: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -528,6 +541,33 @@ class Ledger:
             row.cases = cases or 0
             s.add(delivery)
             return row.cases
+
+    # -- daemon -------------------------------------------------------------------
+    def uncollected(self, zone: str) -> list[DeliveryRow]:
+        """Slices and manifests delivered into *zone* and not yet fetched by the agency."""
+        with self.session() as s:
+            return list(s.scalars(select(DeliveryRow).where(
+                DeliveryRow.zone == zone, DeliveryRow.kind.in_(("slice", "manifest")),
+                DeliveryRow.delivered_at.is_not(None), DeliveryRow.collected_at.is_(None),
+                DeliveryRow.purged_at.is_(None))))
+
+    def mark_collected(self, delivery_id: int) -> None:
+        with self.session() as s:
+            s.get_one(DeliveryRow, delivery_id).collected_at = utcnow()
+
+    def save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
+        with self.session() as s:
+            row = s.get(ZoneStatusRow, zone)
+            if row is None:
+                row = ZoneStatusRow(zone=zone, description=description)
+                s.add(row)
+            row.description, row.updated_at = description, utcnow()
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def zone_statuses(self) -> list[ZoneStatusRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ZoneStatusRow).order_by(ZoneStatusRow.zone)))
 
     def batch_detail(self, batch_id: str) -> tuple[BatchRow, FileRow, list[DeliveryRow],
                                                    list[ReceiptRow]] | None:

@@ -21,6 +21,10 @@ from gateway.transfer import open_zone
 from gateway.transfer.base import Zone
 
 
+class Interrupted(Exception):
+    """Stop requested while reading a file: roll back; its claim is resumed by the next run."""
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -36,12 +40,24 @@ class Context:
     owner: str = field(default_factory=socket.gethostname)  # lease owner: this host
     now: Callable[[], dt.datetime] = _now
     stop: threading.Event = field(default_factory=threading.Event)
+    zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
 
     @classmethod
     def build(cls, cfg: Config, crypto: Crypto, ledger: Ledger, audit: AuditLog,
               state: State) -> Context:
         zones = {key: open_zone(key, spec) for key, spec in cfg.zones()}
         return cls(cfg=cfg, crypto=crypto, ledger=ledger, audit=audit, state=state, zones=zones)
+
+    def zone_failed(self, key: str, exc: Exception) -> None:
+        """Remember a zone's failure for this pass; audit it once (refusals as zone.refused)."""
+        if key in self.zone_errors:
+            return
+        self.zone_errors[key] = exc
+        code = getattr(exc, "code", "E_ZONE")
+        refused = code in ("E_HOST_KEY", "E_AUTH")
+        self.audit.record("zone.refused" if refused else "zone.error", zone=key, code=code,
+                          reason="host_key_mismatch" if code == "E_HOST_KEY" else
+                          "authentication_refused" if code == "E_AUTH" else "unavailable")
 
     def today(self) -> dt.date:
         """The processing day in the gateway's time zone (contracts are local dates)."""

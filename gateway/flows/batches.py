@@ -36,7 +36,7 @@ import structlog
 from gateway import faults
 from gateway.crypto.engine import SealWriter, Verified
 from gateway.errors import CryptoError
-from gateway.flows import Context, intake
+from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import BatchRow, DeliveryRow, FileStatus
@@ -276,10 +276,6 @@ def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: ob
         if ctx.stop.is_set():
             raise Interrupted
     flush()
-
-
-class Interrupted(Exception):
-    """Stop requested while reading: roll back; the file stays claimed and is resumed later."""
 
 
 # --- end states ------------------------------------------------------------------

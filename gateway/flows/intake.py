@@ -75,15 +75,21 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
     """Resume files whose worker died, then take every ready file of the channel's zone."""
     outcomes: collections.Counter[str] = collections.Counter()
     zone = ctx.zones[channel.zone]
-    for row in ctx.ledger.resumable(ctx.owner, channel.kind, zone=channel.zone):
-        if ctx.stop.is_set():
-            return outcomes
-        _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
-        outcomes[process(ctx, channel, row.id, row.name, row.sha256, aware(row.received_at))] += 1
-    for entry in zone.list_ready():
-        if ctx.stop.is_set():
-            break
-        outcomes[pick_up(ctx, channel, entry, process)] += 1
+    if channel.zone in ctx.zone_errors:
+        return outcomes
+    try:
+        for row in ctx.ledger.resumable(ctx.owner, channel.kind, zone=channel.zone):
+            if ctx.stop.is_set():
+                return outcomes
+            _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
+            outcomes[process(ctx, channel, row.id, row.name, row.sha256,
+                             aware(row.received_at))] += 1
+        for entry in zone.list_ready():
+            if ctx.stop.is_set():
+                break
+            outcomes[pick_up(ctx, channel, entry, process)] += 1
+    except ZoneError as exc:  # this zone is unusable for now; the others go on
+        ctx.zone_failed(channel.zone, exc)
     return outcomes
 
 
@@ -211,36 +217,57 @@ def receipt_row(channel: Channel, file_id: int, name: str, sha: str, staged: str
 
 
 def finish_pending(ctx: Context) -> None:
-    """Move committed files into their zones and send receipts; safe to repeat after a crash."""
+    """Move committed files into their zones and send receipts; safe to repeat after a crash.
+
+    A zone that fails is recorded (``ctx.zone_failed``) and skipped: what is
+    pending for it stays pending for the next pass, and other zones go on.
+    """
     for d in ctx.ledger.pending_deliveries():
+        if d.zone in ctx.zone_errors:
+            continue
         zone = ctx.zones[d.zone]
         src = (ctx.state.root / "certificates" / d.name if d.kind == "certificate"
                else ctx.state.staging(d.file_id or 0) / d.name)
-        place(zone, d.name, src, d.size)
+        try:
+            place(zone, d.name, src, d.size)
+        except ZoneError as exc:
+            ctx.zone_failed(d.zone, exc)
+            continue
         faults.point("after_first_delivery")
         ctx.ledger.mark_delivered(d.id)
         ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code, role=d.role,
                          batch_id=d.batch_id, records=d.records, zone=d.zone)
     for r in ctx.ledger.pending_receipts():
-        src = ctx.state.root / "staging" / "receipts" / r.staged
-        if r.sent_at is None:
-            zone = ctx.zones[r.zone]
-            name = r.name
-            if name is None:  # choose once, remember, then write: a crash cannot pick ".2"
-                name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
-                ctx.ledger.update_receipt(r.id, name=name)
-            place(zone, name, src, src.stat().st_size)
-            faults.point("after_receipt_written")
-            ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
-            ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,
-                             **file_fields(name, r.file_sha256))
-        if r.input_removed_at is None:
-            ctx.zones[r.input_zone].remove(r.input_name)
-            ctx.ledger.update_receipt(r.id, input_removed_at=dt.datetime.now(dt.UTC))
-        src.unlink(missing_ok=True)
+        if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
+            continue
+        try:
+            _send_receipt(ctx, r)
+        except ZoneError as exc:
+            ctx.zone_failed(r.zone if r.sent_at is None else r.input_zone, exc)
+    waiting = {p.file_id for p in ctx.ledger.pending_deliveries()}
     for d in ctx.state.root.joinpath("staging").iterdir():  # delivered or abandoned attempts
-        if d.name.isdigit() and ctx.ledger.file(int(d.name)).status != FileStatus.CLAIMED.value:
+        if (d.name.isdigit() and int(d.name) not in waiting
+                and ctx.ledger.file(int(d.name)).status != FileStatus.CLAIMED.value):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _send_receipt(ctx: Context, r: ReceiptRow) -> None:
+    src = ctx.state.root / "staging" / "receipts" / r.staged
+    if r.sent_at is None:
+        zone = ctx.zones[r.zone]
+        name = r.name
+        if name is None:  # choose once, remember, then write: a crash cannot pick ".2"
+            name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
+            ctx.ledger.update_receipt(r.id, name=name)
+        place(zone, name, src, src.stat().st_size)
+        faults.point("after_receipt_written")
+        ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
+        ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,
+                         **file_fields(name, r.file_sha256))
+    if r.input_removed_at is None:
+        ctx.zones[r.input_zone].remove(r.input_name)
+        ctx.ledger.update_receipt(r.id, input_removed_at=dt.datetime.now(dt.UTC))
+    src.unlink(missing_ok=True)
 
 
 def place(zone: Zone, name: str, src: Path, size: int) -> None:

@@ -23,7 +23,7 @@ from typing import IO, Any
 from gateway import faults
 from gateway.crypto.engine import SealWriter, Verified
 from gateway.errors import CryptoError
-from gateway.flows import Context, intake
+from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import DeliveryRow, FileStatus
@@ -217,6 +217,8 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
             chunk.append(result)
         if len(chunk) >= CHUNK_ROWS:
             flush()
+        if ctx.stop.is_set():
+            raise Interrupted
     flush()
 
 

@@ -13,9 +13,13 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from gateway.transfer.base import Entry, NameTaken, ZoneError, is_temporary, iter_chunks, validate_name
 
@@ -88,6 +92,30 @@ class LocalZone:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def watch(self, wake: Callable[[str], None]) -> BaseObserver:
+        """Call ``wake(key)`` when a file is complete here: closed after writing, or moved
+        into place — never on create, when an upload has only just begun — or removed (an
+        agency fetching a slice). The caller stops the returned observer."""
+        key = self.key
+        directory = str(self.path)
+
+        class Handler(FileSystemEventHandler):
+            def on_closed(self, event: FileSystemEvent) -> None:
+                wake(key)
+
+            def on_moved(self, event: FileSystemEvent) -> None:
+                if Path(os.fsdecode(event.dest_path)).parent == Path(directory):
+                    wake(key)
+
+            def on_deleted(self, event: FileSystemEvent) -> None:
+                wake(key)
+
+        observer = Observer()
+        observer.schedule(Handler(), directory, recursive=False)
+        observer.daemon = True
+        observer.start()
+        return observer
 
     def remove(self, name: str) -> None:
         try:

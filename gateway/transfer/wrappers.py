@@ -114,18 +114,22 @@ class MonitoredZone:
     def describe(self) -> str:
         return self.inner.describe()
 
+    touched: bool = False  # any operation this pass (the daemon resets it)
+
     def _watch(self, fn: Callable[[], T]) -> T:
+        self.touched = True
         try:
-            return fn()
+            result = fn()
         except Exception as exc:
             self.health.last_error = str(exc)
             self.health.last_error_at = dt.datetime.now(dt.UTC)
             self.health.refused = getattr(exc, "code", "") in ("E_HOST_KEY", "E_AUTH")
             raise
+        self.health.last_scan = dt.datetime.now(dt.UTC)  # the zone answered
+        return result
 
     def list_ready(self) -> list[Entry]:
         entries = self._watch(self.inner.list_ready)
-        self.health.last_scan = dt.datetime.now(dt.UTC)
         self.health.waiting = len(entries)
         return entries
 

@@ -1,0 +1,145 @@
+"""The daemon for real: inotify pick-up lag, SIGTERM mid-batch, host-key refusal, status, pick-up tracking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway import audit, synth
+from tests.conftest import run_cli
+from tests.flowsite import Site
+from tests.sshd import keygen
+
+pytestmark = pytest.mark.integration
+
+
+def start_daemon(site: Site, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(site.config), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait for its first pass: watching from then on
+        line = proc.stdout.readline()
+        if '"pass.done"' in line or "pass.done" in line:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read())
+    raise AssertionError("the daemon did not finish its first pass")
+
+
+def stop_daemon(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
+
+
+def wait_for(predicate, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def site(tmp_path, keybox):
+    return Site(tmp_path / "site", keybox)
+
+
+def test_dropped_batch_is_delivered_within_seconds(site):
+    records = list(synth.cases(200, ["AG001", "AG002"], seed=41))
+    sealed = site.seal_as("bank", synth.to_csv(records))
+    proc = start_daemon(site, "--rescan", "120")  # the rescan cannot be what finds it
+    try:
+        lags = []
+        for n, how in enumerate(("move", "write")):
+            name = f"B{n}.csv.pgp"
+            target = site.zone("bank", "outgoing", name)
+            if how == "move":  # uploaded under a temporary name, then moved into place
+                tmp = site.zone("bank", "outgoing", f".{name}.part")
+                tmp.write_bytes(sealed)
+                start = time.monotonic()
+                os.rename(tmp, target)
+            else:  # written in place, picked up when closed
+                start = time.monotonic()
+                target.write_bytes(site.seal_as("bank", synth.to_csv(
+                    [dict(r, case_id=r["case_id"] + "W") for r in records])))
+            receipt = site.zone("bank", "incoming", f"{name}.receipt.json.pgp")
+            wait_for(receipt.exists, timeout=30)
+            lags.append(time.monotonic() - start)
+        print(f"pickup-to-receipt lag: {', '.join(f'{lag:.2f} s' for lag in lags)}")
+        assert max(lags) < 2.0, lags
+        assert len(site.inbox("AG001")) == 2 * 3
+    finally:
+        assert stop_daemon(proc) == 0
+    events = [e["event"] for e in audit.AuditLog(site.state / "audit").entries()]
+    assert events[-1] == "gateway.stopped"
+
+
+def test_sigterm_mid_batch_delivers_all_or_nothing(site):
+    records = list(synth.cases(30000, ["AG001", "AG002"], seed=43))
+    proc = start_daemon(site, "--rescan", "120")
+    try:
+        site.drop_cases("B-big.csv.pgp", records)
+        wait_for(lambda: any((site.state / "staging").glob("[0-9]*/*.csv.pgp")), timeout=60)
+        rc = stop_daemon(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0
+    delivered = site.inbox("AG001") + site.inbox("AG002")
+    assert len(delivered) in (0, 7), delivered  # everything or nothing
+    print(f"SIGTERM mid-batch: {'rolled back' if not delivered else 'finished first'}")
+    assert site.plaintext_leaks(records[:300]) == []
+    again = run_cli("run", "--once", "-c", str(site.config))
+    assert again.returncode == 0, again.stderr
+    assert len(site.inbox("AG001") + site.inbox("AG002")) == 7
+    (receipt,) = site.receipts().values()
+    assert receipt["counts"]["accepted"] == 30000
+
+
+def test_collected_slices_are_audited_and_status_is_reported(site):
+    site.drop_cases("B1.csv.pgp", list(synth.cases(4, ["AG001"], seed=45)))
+    assert site.run() == {"accepted": 1}
+    site.zone("AG001", "inbox", "B1.AG001.collector.csv.pgp").unlink()  # the agency fetched it
+    assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+    collected = [e for e in audit.AuditLog(site.state / "audit").entries()
+                 if e["event"] == "slice.collected"]
+    assert [(e["file"], e["agency"], e["role"]) for e in collected] == [
+        ("B1.AG001.collector.csv.pgp", "AG001", "collector")]
+    proc = run_cli("status", "-c", str(site.config), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {r["state"] for r in rows} == {"ok"} and len(rows) == 6
+
+
+def test_wrong_pinned_host_key(tmp_path, keybox, sshd):
+    site = Site(tmp_path / "site", keybox)
+    other = " ".join(keygen(tmp_path / "impostor").split()[:2])
+    incoming = site.root / "zones" / "bank" / "incoming"
+    site.edit('incoming = { kind = "local", path = "zones/bank/incoming" }',
+              "incoming = " + sshd.zone_toml(incoming, known_host=other))
+    proc = run_cli("check", "-c", str(site.config))
+    assert proc.returncode == 1
+    assert "bank.incoming: host key of 127.0.0.1" in proc.stderr and "does not match" in proc.stderr
+    site.drop_cases("B1.csv.pgp", list(synth.cases(3, ["AG001"], seed=47)))
+    proc = run_cli("run", "--once", "-c", str(site.config))
+    assert proc.returncode == 1 and "does not match the pinned" in proc.stderr
+    assert list(incoming.iterdir()) == []  # nothing delivered to that server
+    refused = [e for e in audit.AuditLog(site.state / "audit").entries()
+               if e["event"] == "zone.refused"]
+    assert refused and refused[0]["zone"] == "bank.incoming" and refused[0]["reason"] == "host_key_mismatch"
+    status = run_cli("status", "-c", str(site.config), "--json")
+    assert status.returncode == 1
+    (row,) = [r for r in json.loads(status.stdout) if r["zone"] == "bank.incoming"]
+    assert row["state"] == "failing" and "does not match" in row["last_error"]
+    # the agencies got their slices; the bank's receipt waits until the key is fixed
+    assert len(site.inbox("AG001")) == 3
+    site.edit(f'known_host = "{other}"', f'known_host = "{sshd.known_host}"')
+    assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+    assert [p.name for p in incoming.iterdir()] == ["B1.csv.pgp.receipt.json.pgp"]
