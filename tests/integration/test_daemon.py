@@ -143,3 +143,10 @@ def test_wrong_pinned_host_key(tmp_path, keybox, sshd):
     site.edit(f'known_host = "{other}"', f'known_host = "{sshd.known_host}"')
     assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
     assert [p.name for p in incoming.iterdir()] == ["B1.csv.pgp.receipt.json.pgp"]
+
+
+def test_check_logs_in_to_sftp_zones(tmp_path, keybox, sshd):
+    site = Site(tmp_path / "site", keybox, sshd=sshd)
+    proc = run_cli("check", "-c", str(site.config))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("(host key matches, login, write)") == 6
