@@ -129,6 +129,8 @@ def save_health(ctx: Context) -> None:
             except ZoneError as exc:
                 ctx.zone_failed(key, exc)
         zone.touched = False
+        if key not in ctx.zone_errors:
+            ctx.zone_reported.pop(key, None)  # recovered: a new failure is audited again
         h = zone.health
         ctx.ledger.save_zone_status(key, zone.describe(), last_scan_at=h.last_scan,
                                     waiting=h.waiting, last_error=(h.last_error or "")[:500] or None,

@@ -41,6 +41,7 @@ class Context:
     now: Callable[[], dt.datetime] = _now
     stop: threading.Event = field(default_factory=threading.Event)
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
+    zone_reported: dict[str, str] = field(default_factory=dict)  # zone -> code already audited
 
     @classmethod
     def build(cls, cfg: Config, crypto: Crypto, ledger: Ledger, audit: AuditLog,
@@ -54,6 +55,9 @@ class Context:
             return
         self.zone_errors[key] = exc
         code = getattr(exc, "code", "E_ZONE")
+        if self.zone_reported.get(key) == code:
+            return  # still failing the same way: audited when it started, not every pass
+        self.zone_reported[key] = code
         refused = code in ("E_HOST_KEY", "E_AUTH")
         self.audit.record("zone.refused" if refused else "zone.error", zone=key, code=code,
                           reason="host_key_mismatch" if code == "E_HOST_KEY" else
