@@ -27,6 +27,7 @@ import json
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -34,8 +35,7 @@ from typing import IO
 import structlog
 
 from gateway import faults
-from gateway.crypto.engine import SealWriter, Verified
-from gateway.errors import CryptoError
+from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
@@ -124,19 +124,9 @@ class _AgencySlices:
 
 
 @dataclass
-class _Outcome:
-    errors: ErrorList = field(default_factory=ErrorList)
-    records: int = 0
-    accepted: int = 0
+class _Outcome(intake.Outcome):
     per_agency: collections.Counter[str] = field(default_factory=collections.Counter)
-    fatal: bool = False  # the file as a whole is unusable (format, header)
-    crypto: CryptoError | None = None
-    verified: Verified | None = None
     agencies: dict[str, _AgencySlices] = field(default_factory=dict)
-
-    @property
-    def rejected(self) -> int:
-        return self.records - self.accepted
 
 
 def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
@@ -188,38 +178,17 @@ def _slice(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Pa
 def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Path,
           out: _Outcome) -> None:
     strict = ctx.cfg.schema_.on_invalid == "reject_batch"
-    today = ctx.today()
+
+    def handle(first: list[str], records: Iterator[tuple[int, list[str]]]) -> list[RowError]:
+        header, errors = map_header(first, ctx.cfg)
+        if header is None:
+            return errors
+        _rows(ctx, file_id, batch_id, records, header, ctx.today(), strict, out, staging)
+        return []
+
     with archive.open("rb") as fh, ctx.crypto.open_from_bank(fh) as msg:
-        try:
-            records = csvio.read_records(msg, encoding=ctx.cfg.schema_.encoding,
-                                         delimiter=ctx.cfg.schema_.delimiter)
-            first = next(records, None)
-            if first is None:
-                out.errors.add([RowError(0, None, None, "E_EMPTY", "the file is empty")])
-                out.fatal = True
-            else:
-                header, header_errors = map_header(first[1], ctx.cfg)
-                if header is None:
-                    out.errors.add(header_errors)
-                    out.fatal = True
-                else:
-                    _rows(ctx, file_id, batch_id, records, header, today, strict, out, staging)
-                    if out.records == 0:
-                        out.errors.add([RowError(0, None, None, "E_NO_ROWS",
-                                                 "the file has a header but no rows")])
-                        out.fatal = True
-        except csvio.CsvFormatError as exc:
-            out.errors.add([RowError(exc.row, None, None, exc.code, exc.message)])
-            out.fatal = True
-        except CryptoError as exc:  # E_TOO_LARGE from the reader
-            out.crypto = exc
-            return
-        finally:
-            records.close()
-        try:
-            out.verified = msg.verdict()
-        except CryptoError as exc:
-            out.crypto = exc
+        intake.read_signed_csv(msg, out, encoding=ctx.cfg.schema_.encoding,
+                               delimiter=ctx.cfg.schema_.delimiter, handle=handle)
 
 
 def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: object,

@@ -19,8 +19,8 @@ import datetime as dt
 import re
 import secrets
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,13 +32,17 @@ from gateway.crypto.engine import (
     E_REVOKED_OR_EXPIRED,
     E_UNKNOWN_SIGNER,
     E_UNSIGNED,
+    OpenedMessage,
     SealWriter,
+    Verified,
 )
+from gateway.errors import CryptoError
 from gateway.flows import Context
 from gateway.flows.receipts import ErrorList, Receipt, receipt_name
 from gateway.ledger import ClaimOutcome, FileStatus, ReceiptRow
 from gateway.state import copy_hashed
 from gateway.transfer.base import Entry, NameTaken, Zone, ZoneError
+from gateway.validation import csvio
 from gateway.validation.cases import RowError
 
 log = structlog.get_logger("gateway.intake")
@@ -171,6 +175,60 @@ def stage_receipt(ctx: Context, channel: Channel, tag: str, receipt: Receipt) ->
     with (directory / name).open("xb") as fh, channel.seal_receipt(ctx, fh) as w:
         w.write(receipt.to_json())
     return name
+
+
+@dataclass
+class Outcome:
+    """What reading one signed CSV file produced — the part every channel shares."""
+
+    errors: ErrorList = field(default_factory=ErrorList)
+    records: int = 0
+    accepted: int = 0
+    fatal: bool = False  # the file as a whole is unusable (format, header)
+    crypto: CryptoError | None = None  # the envelope failed: decryption or signature
+    verified: Verified | None = None
+
+    @property
+    def rejected(self) -> int:
+        return self.records - self.accepted
+
+
+RowsHandler = Callable[[list[str], Iterator[tuple[int, list[str]]]], list[RowError]]
+
+
+def read_signed_csv(msg: OpenedMessage, out: Outcome, *, encoding: str, delimiter: str,
+                    handle: RowsHandler) -> None:
+    """Stream a decrypted CSV into *handle*, then take gpg's verdict.
+
+    *handle(header, records)* returns the header's errors (the file is then
+    refused whole) or consumes the rows and returns ``[]``. Format errors make
+    the file fatal; a crypto error (the size cap, or the verdict) lands in
+    ``out.crypto`` and outranks everything else.
+    """
+    records = csvio.read_records(msg, encoding=encoding, delimiter=delimiter)
+    try:
+        first = next(records, None)
+        if first is None:
+            out.errors.add([RowError(0, None, None, "E_EMPTY", "the file is empty")])
+            out.fatal = True
+        elif header_errors := handle(first[1], records):
+            out.errors.add(header_errors)
+            out.fatal = True
+        elif out.records == 0:
+            out.errors.add([RowError(0, None, None, "E_NO_ROWS", "the file has a header but no rows")])
+            out.fatal = True
+    except csvio.CsvFormatError as exc:
+        out.errors.add([RowError(exc.row, None, None, exc.code, exc.message)])
+        out.fatal = True
+    except CryptoError as exc:  # E_TOO_LARGE from the reader
+        out.crypto = exc
+        return
+    finally:
+        records.close()
+    try:
+        out.verified = msg.verdict()
+    except CryptoError as exc:
+        out.crypto = exc
 
 
 def file_error(code: str, message: str) -> ErrorList:

@@ -16,13 +16,13 @@ import datetime as dt
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from gateway import faults
-from gateway.crypto.engine import SealWriter, Verified
-from gateway.errors import CryptoError
+from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
@@ -77,21 +77,11 @@ class _Forward:
 
 
 @dataclass
-class _Outcome:
-    errors: ErrorList = field(default_factory=ErrorList)
-    records: int = 0
-    accepted: int = 0
+class _Outcome(intake.Outcome):
     not_assigned: int = 0
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # this file's CALL/SMS
-    fatal: bool = False
-    crypto: CryptoError | None = None
-    verified: Verified | None = None
     forward: _Forward | None = None
-
-    @property
-    def rejected(self) -> int:
-        return self.records - self.accepted
 
 
 def _forward_name(ctx: Context, agency: str) -> str:
@@ -141,36 +131,15 @@ def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
 
 def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
           out: _Outcome) -> None:
+    def handle(first: list[str], records: Iterator[tuple[int, list[str]]]) -> list[RowError]:
+        columns, errors = map_results_header(first)
+        if columns is None:
+            return errors
+        _rows(ctx, agency, records, columns, out, staging)
+        return []
+
     with archive.open("rb") as fh, ctx.crypto.open_from_agency(agency, fh) as msg:
-        records = csvio.read_records(msg, encoding="utf-8", delimiter=",")
-        try:
-            first = next(records, None)
-            if first is None:
-                out.errors.add([RowError(0, None, None, "E_EMPTY", "the file is empty")])
-                out.fatal = True
-            else:
-                columns, header_errors = map_results_header(first[1])
-                if columns is None:
-                    out.errors.add(header_errors)
-                    out.fatal = True
-                else:
-                    _rows(ctx, agency, records, columns, out, staging)
-                    if out.records == 0:
-                        out.errors.add([RowError(0, None, None, "E_NO_ROWS",
-                                                 "the file has a header but no rows")])
-                        out.fatal = True
-        except csvio.CsvFormatError as exc:
-            out.errors.add([RowError(exc.row, None, None, exc.code, exc.message)])
-            out.fatal = True
-        except CryptoError as exc:
-            out.crypto = exc
-            return
-        finally:
-            records.close()
-        try:
-            out.verified = msg.verdict()
-        except CryptoError as exc:
-            out.crypto = exc
+        intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle=handle)
 
 
 def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out: _Outcome,

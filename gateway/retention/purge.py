@@ -32,6 +32,7 @@ from gateway.config import Agency
 from gateway.flows import Context, intake
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
 from gateway.retention.policy import Decision, State, decide
+from gateway.state import file_sha256
 
 log = structlog.get_logger("gateway.retention")
 BANK_IN = "bank.incoming"
@@ -73,14 +74,6 @@ def decisions(ctx: Context, today: dt.date | None = None) -> list[Decision]:
     return out
 
 
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(256 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def plan(ctx: Context, agency: Agency, *, hashed: bool = True) -> list[Obj]:
     """Exactly what a purge of *agency* deletes now (reads each object for its SHA-256
     unless *hashed* is False, as `retention status` needs only counts and sizes)."""
@@ -100,7 +93,7 @@ def plan(ctx: Context, agency: Agency, *, hashed: bool = True) -> list[Obj]:
     def local(location: str, path: Path) -> None:
         if path.is_file():
             objs.append(Obj(location, path.name, path.stat().st_size,
-                            _sha_file(path) if hashed else ""))
+                            file_sha256(path) if hashed else ""))
 
     for f in ctx.ledger.results_files(agency.code):
         local("state:archive", state.archived(f.sha256))
@@ -198,7 +191,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
         contract_id=agency.contract.id, agency_code=agency.code, late=late, certificate=cert_name,
         purged_file_ids=purged_files,
         delivery=DeliveryRow(kind="certificate", agency_code=agency.code, zone=BANK_IN,
-                             name=cert_name, sha256=_sha_file(cert_path), size=len(signed)))
+                             name=cert_name, sha256=file_sha256(cert_path), size=len(signed)))
     ctx.audit.record("retention.purged", agency=agency.code, contract_id=agency.contract.id,
                      files=len(objects), bytes=sum(o.size for o in objects), cases=deleted_cases,
                      late=late, file=cert_name)
