@@ -150,3 +150,32 @@ def test_check_logs_in_to_sftp_zones(tmp_path, keybox, sshd):
     proc = run_cli("check", "-c", str(site.config))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(host key matches, login, write)") == 6
+
+
+def test_sftp_outage_across_passes_delivers_exactly_once(tmp_path, keybox):
+    """The agency's SFTP server is down for a whole pass: deliveries wait, committed; when it is
+    back, each slice arrives exactly once and no temporary file is left."""
+    from tests.sshd import Sshd
+
+    server = Sshd(tmp_path / "sshd")
+    server.start()
+    site = Site(tmp_path / "site", keybox)
+    inbox = site.root / "zones" / "AG001" / "inbox"
+    site.edit('inbox  = { kind = "local", path = "zones/AG001/inbox" }',
+              "inbox  = " + server.zone_toml(inbox))
+    server.stop()
+    site.drop_cases("B1.csv.pgp", list(synth.cases(50, ["AG001", "AG002"], seed=49)))
+    try:
+        down = run_cli("run", "--once", "-c", str(site.config))
+        assert down.returncode == 1 and "agencies[0].inbox" in down.stderr
+        assert list(inbox.iterdir()) == [] and len(site.inbox("AG002")) == 4
+        assert site.receipts()["B1.csv.pgp.receipt.json.pgp"]["status"] == "accepted"
+        server.start()
+        up = run_cli("run", "--once", "-c", str(site.config))
+        assert up.returncode == 0, up.stderr
+        assert sorted(p.name for p in inbox.iterdir()) == [
+            "B1.AG001.collector.csv.pgp", "B1.AG001.manifest.json.pgp", "B1.AG001.supervisor.csv.pgp"]
+        assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+        assert len(list(inbox.iterdir())) == 3
+    finally:
+        server.stop()

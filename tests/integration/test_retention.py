@@ -11,7 +11,7 @@ import zoneinfo
 import pytest
 
 from gateway import audit, synth
-from gateway.ledger import CaseRow, Ledger
+from gateway.ledger import AttemptRow, CaseRow, DeliveryRow, FileRow, Ledger
 from tests.conftest import run_cli
 from tests.flowsite import Site
 from tests.gpgparty import GpgParty
@@ -69,6 +69,24 @@ def cases_of(site, code):
         ledger.close()
 
 
+def ledger_holdings(site, code):
+    """What the ledger still says about an agency: live data vs the purged trail."""
+    ledger = Ledger(f"sqlite:///{site.state / 'gateway.db'}")
+    try:
+        with ledger.session() as s:
+            return {
+                "cases": s.query(CaseRow).filter_by(agency_code=code).count(),
+                "attempts": s.query(AttemptRow).filter_by(agency_code=code).count(),
+                "live deliveries": s.query(DeliveryRow).filter(
+                    DeliveryRow.agency_code == code, DeliveryRow.kind != "certificate",
+                    DeliveryRow.purged_at.is_(None)).count(),
+                "live result files": s.query(FileRow).filter(
+                    FileRow.agency_code == code, FileRow.purged_at.is_(None)).count(),
+            }
+    finally:
+        ledger.close()
+
+
 def test_purge_ends_with_a_verifiable_certificate(site, keybox):
     ag1_inbox_before = site.inbox("AG001")
     assert [r["state"] for r in retention(site, "status")] == ["active", "active"]
@@ -87,6 +105,9 @@ def test_purge_ends_with_a_verifiable_certificate(site, keybox):
     assert deleted == planned
     assert site.inbox("AG002") == [] and list(site.zone("AG002", "outbox").iterdir()) == []
     assert cases_of(site, "AG002") == [] and len(cases_of(site, "AG001")) == 4
+    assert ledger_holdings(site, "AG002") == {"cases": 0, "attempts": 0, "live deliveries": 0,
+                                              "live result files": 0}
+    assert ledger_holdings(site, "AG001")["cases"] == 4
     assert site.inbox("AG001") == ag1_inbox_before  # the other agency is untouched
     names = {n for _, n in deleted}
     for role in ("supervisor", "collector", "analyst"):
