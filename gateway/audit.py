@@ -38,12 +38,11 @@ _RESERVED = {"seq", "ts", "event", "actor", "prev", "hash"}
 EVENTS = frozenset({
     "config.loaded", "gateway.started", "gateway.stopped",
     "file.received", "file.rejected", "file.duplicate",
-    "batch.accepted", "batch.rejected", "slice.delivered", "slice.collected", "receipt.sent",
-    "results.accepted", "results.rejected", "results.forwarded",
+    "batch.accepted", "slice.delivered", "slice.collected", "receipt.sent",
+    "results.accepted", "results.forwarded",
     "security.cross_agency", "security.bad_signature",
-    "retention.purged", "retention.object_deleted", "certificate.delivered",
-    "key.refused", "key.generated", "zone.refused", "zone.error",
-    "cli.open", "cli.seal",
+    "retention.purged", "certificate.delivered",
+    "key.refused", "zone.refused", "zone.error",
 })
 
 

@@ -25,8 +25,6 @@ class ErrorList:
     def __init__(self) -> None:
         self.listed: list[RowError] = []
         self.total = 0
-        self.rows: set[int] = set()  # rows with at least one error, for counting (bounded below)
-        self._row_count = 0
 
     def add(self, errors: list[RowError]) -> None:
         if not errors:
