@@ -477,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:  # the machine, not the gateway: a full disk, a permission
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}", markup=False)
+        return 1
     except Exception as exc:  # a bug: say so in one line, traceback only on request
         if os.environ.get("GATEWAY_DEBUG"):
             raise

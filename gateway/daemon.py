@@ -28,6 +28,7 @@ from gateway import __version__
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
+from gateway.errors import GatewayError
 from gateway.flows import Context, Interrupted, batches, results
 from gateway.ledger import Ledger
 from gateway.retention import purge
@@ -168,6 +169,8 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                 run_once(ctx)
             except Interrupted:
                 break
+            except (GatewayError, OSError) as exc:  # e.g. a full disk: nothing was committed
+                log.error("pass.failed", error=str(exc), kind=type(exc).__name__)
             wake.wait(interval if has_remote else rescan)
     finally:
         for observer in observers:

@@ -201,8 +201,7 @@ class SftpZone:
             fh = self._client().open(self._p(name), "rb")
             fh.prefetch()
         try:
-            with self._errors(f"read {name}"):
-                yield fh  # type: ignore[misc]
+            yield _Reader(self, name, fh)  # type: ignore[misc]
         finally:
             with contextlib.suppress(Exception):
                 fh.close()
@@ -274,3 +273,15 @@ class SftpZone:
             except PermissionError:
                 raise ZoneError(f"{self.key}.path: no write permission in {self.spec.path}") from None
             client.remove(probe)
+
+
+class _Reader:
+    """Translates errors of the *remote* read only; the caller's own errors (a full local
+    disk while archiving, say) pass through as what they are."""
+
+    def __init__(self, zone: SftpZone, name: str, fh: paramiko.SFTPFile) -> None:
+        self._zone, self._name, self._fh = zone, name, fh
+
+    def read(self, size: int = -1) -> bytes:
+        with self._zone._errors(f"read {self._name}"):
+            return self._fh.read(size)
