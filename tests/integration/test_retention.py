@@ -38,9 +38,11 @@ def end_contract(site: Site, code: str, days_ago: int = 1) -> None:
                                                         f"terminated_on = {ended}", 1))
 
 
-@pytest.fixture
-def site(tmp_path, keybox):
-    s = Site(tmp_path / "site", keybox)
+@pytest.fixture(params=["local", "sftp"])
+def site(request, tmp_path, keybox):
+    """Purges go through the zone interface: the same tests on local and on SFTP zones."""
+    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
+    s = Site(tmp_path / "site", keybox, sshd=sshd)
     s.records = list(synth.cases(8, ["AG001", "AG002"], seed=31))
     s.drop_cases("B1.csv.pgp", s.records)
     assert s.run() == {"accepted": 1}
