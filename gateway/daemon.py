@@ -45,6 +45,7 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
     """Everything a flow needs, opened in order and closed in reverse; one runner per state dir."""
     state = State(cfg.gateway.state_dir)
     with state.lock():
+        state.clean_temporaries()
         audit = AuditLog(state.root / "audit", actor=actor)
         crypto = Crypto.start(cfg)
         ledger = Ledger(cfg.gateway.db_url)

@@ -65,6 +65,16 @@ class State:
         finally:
             os.close(fd)
 
+    def clean_temporaries(self) -> int:
+        """Remove half-written copies a killed run left in the archive (ciphertext, but
+        garbage). Only safe under :meth:`lock`: no other runner is writing them."""
+        removed = 0
+        for pattern in (".incoming-*", ".verify-*"):
+            for path in self.archive.glob(pattern):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def token_secret(self, contract_id: str) -> bytes:
         """The contract's key for the `token` rule: created once, 32 random bytes, mode 0600."""
         path = self.root / "secrets" / "tokens" / f"{_SAFE.sub('_', contract_id)}.key"

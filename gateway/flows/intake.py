@@ -107,6 +107,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    faults.point("after_copy")
     if ctx.ledger.open_receipt_for(zone.key, entry.name, sha) is not None:
         tmp.unlink()  # answered already; only the removal was interrupted
         finish_pending(ctx)

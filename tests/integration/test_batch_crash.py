@@ -11,7 +11,8 @@ from tests.gpgparty import live_gpg_processes
 
 pytestmark = pytest.mark.integration
 
-POINTS = ["after_claim", "mid_batch", "after_commit", "after_first_delivery", "after_receipt_written"]
+POINTS = ["after_copy", "after_claim", "mid_batch", "after_commit", "after_first_delivery",
+          "after_receipt_written"]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def test_crash_then_rerun_delivers_exactly_once(tmp_path, keybox, records, point
     assert len(rows) - 1 == 1250 and len({r[0] for r in rows[1:]}) == 1250
     assert list(site.zone("bank", "outgoing").iterdir()) == []
     assert not [p for p in (site.state / "staging").rglob("*") if p.is_file()]
+    assert not list((site.state / "archive").glob(".*"))  # no half-written copy left
     assert site.plaintext_leaks(records[:200]) == []
     assert audit.verify(site.state / "audit" / "audit.jsonl").ok
     assert live_gpg_processes(str(site.root)) == []
