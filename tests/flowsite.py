@@ -153,3 +153,12 @@ class Site:
                 continue
             leaks += [(str(path), f) for f, n in needles if n in data]
         return leaks
+
+
+ZONE_KINDS = ["local", "sftp"]
+
+
+def site_for(request, tmp_path: Path, keys: KeyBox) -> Site:
+    """For a fixture parametrised over ZONE_KINDS: every zone local, or every zone on SFTP."""
+    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
+    return Site(tmp_path / "site", keys, sshd=sshd)

@@ -7,16 +7,15 @@ import json
 import pytest
 
 from gateway import audit, synth
-from tests.flowsite import Site
+from tests.flowsite import ZONE_KINDS, site_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["local", "sftp"])
+@pytest.fixture(params=ZONE_KINDS)
 def site(request, tmp_path, keybox):
     """The same flow tests with every zone local, and with every zone on a real SFTP server."""
-    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
-    return Site(tmp_path / "site", keybox, sshd=sshd)
+    return site_for(request, tmp_path, keybox)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import audit, synth
 from tests.conftest import run_cli
-from tests.flowsite import Site
+from tests.flowsite import ZONE_KINDS, site_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,10 @@ def row(case_id: str, action: str = "CALL", when: str | None = None, target: str
             "contact_target": target, "collector_id": "col-7", **extra}
 
 
-@pytest.fixture(params=["local", "sftp"])
+@pytest.fixture(params=ZONE_KINDS)
 def site(request, tmp_path, keybox):
     """The same flow tests with every zone local, and with every zone on a real SFTP server."""
-    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
-    s = Site(tmp_path / "site", keybox, sshd=sshd)
+    s = site_for(request, tmp_path, keybox)
     s.records = list(synth.cases(10, ["AG001", "AG002"], seed=21))
     s.drop_cases("B1.csv.pgp", s.records)
     assert s.run() == {"accepted": 1}

@@ -13,7 +13,7 @@ import pytest
 from gateway import audit, synth
 from gateway.ledger import AttemptRow, CaseRow, DeliveryRow, FileRow, Ledger
 from tests.conftest import run_cli
-from tests.flowsite import Site
+from tests.flowsite import ZONE_KINDS, Site, site_for
 from tests.gpgparty import GpgParty
 
 pytestmark = pytest.mark.integration
@@ -38,11 +38,10 @@ def end_contract(site: Site, code: str, days_ago: int = 1) -> None:
                                                         f"terminated_on = {ended}", 1))
 
 
-@pytest.fixture(params=["local", "sftp"])
+@pytest.fixture(params=ZONE_KINDS)
 def site(request, tmp_path, keybox):
     """Purges go through the zone interface: the same tests on local and on SFTP zones."""
-    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
-    s = Site(tmp_path / "site", keybox, sshd=sshd)
+    s = site_for(request, tmp_path, keybox)
     s.records = list(synth.cases(8, ["AG001", "AG002"], seed=31))
     s.drop_cases("B1.csv.pgp", s.records)
     assert s.run() == {"accepted": 1}
