@@ -125,8 +125,14 @@ def test_upload_survives_a_server_restart(tmp_path):
     d = tmp_path / "inbox"
     d.mkdir()
     inner = SftpZone("agencies[0].inbox", sftp_spec(server, d))
-    z = RetryingZone(inner, attempts=8, base=0.2, cap=1.0)
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        time.sleep(seconds)
+    z = RetryingZone(inner, attempts=8, base=0.2, cap=1.0, sleep=sleep)
     payload = os.urandom(6 * 1024 * 1024)
+    restart = threading.Timer(1.0, server.start)
 
     class Outage(io.BytesIO):
         tripped = False
@@ -135,14 +141,17 @@ def test_upload_survives_a_server_restart(tmp_path):
             if not self.tripped and self.tell() > 2 * 1024 * 1024:
                 self.tripped = True
                 server.stop()
-                threading.Timer(1.0, server.start).start()
+                restart.start()
             return super().read(n)
     try:
         z.write_atomic("B1.AG001.supervisor.csv.pgp", Outage(payload))
+        assert delays, "the outage did not interrupt the upload"
         assert (d / "B1.AG001.supervisor.csv.pgp").read_bytes() == payload
         assert os.listdir(d) == ["B1.AG001.supervisor.csv.pgp"]
     finally:
         z.close()
+        if restart.is_alive() or restart.finished.is_set():
+            restart.join()
         server.stop()
 
 
