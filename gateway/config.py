@@ -242,12 +242,20 @@ class Config(_Model):
                 return a
         raise KeyError(code)
 
+    def zone_key(self, code: str, box: Literal["inbox", "outbox"]) -> str:
+        """The config key path naming an agency's zone, e.g. ``agencies[0].inbox``."""
+        for i, a in enumerate(self.agencies):
+            if a.code == code:
+                return f"agencies[{i}].{box}"
+        raise KeyError(code)
+
     def zones(self) -> list[tuple[str, LocalZone | SftpZone]]:
         """Every zone with the key path that configures it."""
         out: list[tuple[str, LocalZone | SftpZone]] = [
             ("bank.outgoing", self.bank.outgoing), ("bank.incoming", self.bank.incoming)]
-        for i, a in enumerate(self.agencies):
-            out += [(f"agencies[{i}].inbox", a.inbox), (f"agencies[{i}].outbox", a.outbox)]
+        for a in self.agencies:
+            out += [(self.zone_key(a.code, "inbox"), a.inbox),
+                    (self.zone_key(a.code, "outbox"), a.outbox)]
         return out
 
 

@@ -29,7 +29,7 @@ from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import GatewayError
-from gateway.flows import Context, Interrupted, batches, results
+from gateway.flows import Context, Interrupted, batches, intake, results
 from gateway.ledger import Ledger
 from gateway.retention import purge
 from gateway.state import State
@@ -85,6 +85,7 @@ def read_context(cfg: Config) -> Iterator[Context]:
 def run_once(ctx: Context) -> collections.Counter[str]:
     """One pass over every zone; failing zones are recorded in ``ctx.zone_errors``."""
     ctx.zone_errors.clear()
+    intake.finish_pending(ctx)  # what a crash or an unreachable zone left committed but unsent
     outcomes = batches.run(ctx)
     outcomes.update(results.run(ctx))
     track_collection(ctx)
@@ -101,8 +102,8 @@ def run_once(ctx: Context) -> collections.Counter[str]:
 
 def track_collection(ctx: Context) -> None:
     """Audit ``slice.collected`` when an agency has removed a delivered file from its inbox."""
-    for i, agency in enumerate(ctx.cfg.agencies):
-        key = f"agencies[{i}].inbox"
+    for agency in ctx.cfg.agencies:
+        key = ctx.cfg.zone_key(agency.code, "inbox")
         if key in ctx.zone_errors:
             continue
         waiting = ctx.ledger.uncollected(key)

@@ -342,10 +342,6 @@ class OpenedMessage(io.RawIOBase):
         while n := self.readinto(view):
             yield bytes(view[:n])
 
-    @property
-    def plaintext_bytes(self) -> int:
-        return self._count
-
     # -- verdict ---------------------------------------------------------------
     def verdict(self) -> Verified:
         """Drain what is left, wait for gpg and decide; raise CryptoError unless trusted."""
@@ -443,7 +439,6 @@ class SealWriter:
         self._drain_error: BaseException | None = None
         self._drain = threading.Thread(target=self._copy_out, daemon=True)
         self._drain.start()
-        self.bytes_in = 0
         self._closed = False
 
     def _copy_out(self) -> None:
@@ -464,7 +459,6 @@ class SealWriter:
             self.abort()
             raise CryptoError(f"gpg stopped while sealing: {_stderr_tail(bytes(self._gpg.stderr_tail))}",
                               code=E_SEAL) from None
-        self.bytes_in += len(data)
         return len(data)
 
     def close(self) -> None:

@@ -36,6 +36,10 @@ class KeyRefused(KeyPolicyError):
     unreadable file is always an error.
     """
 
+    def __init__(self, message: str, *, fingerprint: str) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
 
 class Purpose(Enum):
     """What the gateway needs a key for; decides which capability must be usable."""
@@ -222,19 +226,21 @@ def check(path: Path, purpose: Purpose) -> KeyInfo:
     if purpose is Purpose.DECRYPT_ONLY:
         return info  # an old key only has to open what was already sent to it
     if info.revoked:
-        raise KeyRefused(f"{path}: key {info.fingerprint} is revoked")
+        raise KeyRefused(f"{path}: key {info.fingerprint} is revoked", fingerprint=info.fingerprint)
     if info.expired:
         when = info.expires.date().isoformat() if info.expires else "?"
-        raise KeyRefused(f"{path}: key {info.fingerprint} expired on {when}")
+        raise KeyRefused(f"{path}: key {info.fingerprint} expired on {when}",
+                         fingerprint=info.fingerprint)
     for key in info.keys:
         if key.usable and key.strength_problem:
-            raise KeyRefused(f"{path}: {key.strength_problem}")
+            raise KeyRefused(f"{path}: {key.strength_problem}", fingerprint=info.fingerprint)
     needs = {Purpose.ENCRYPT: "e", Purpose.VERIFY: "s", Purpose.GATEWAY: "es", Purpose.SIGNER: "s",
              Purpose.RECIPIENT: "e"}[purpose]
     words = {"e": "encryption", "s": "signing"}
     for cap in needs:
         if not info.can(cap):
-            raise KeyRefused(f"{path}: key {info.fingerprint} has no usable {words[cap]} key")
+            raise KeyRefused(f"{path}: key {info.fingerprint} has no usable {words[cap]} key",
+                             fingerprint=info.fingerprint)
     return info
 
 

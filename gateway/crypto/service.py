@@ -81,10 +81,8 @@ def check_keys(cfg: Config) -> KeySet:
             except KeyRefused as exc:
                 msg = str(exc).replace(str(path), _shown(path, base), 1)
                 skipped.append(f"{where}: {msg}")
-                fpr = _fingerprint_or_none(path)
-                refused.append(RefusedKey(where, fpr, msg))
-                if fpr:
-                    public_files.append(path)
+                refused.append(RefusedKey(where, exc.fingerprint, msg))
+                public_files.append(path)  # imported, so its signatures are named, never accepted
                 continue
             except KeyPolicyError as exc:
                 msg = str(exc).replace(str(path), _shown(path, base), 1)
@@ -119,13 +117,6 @@ def check_keys(cfg: Config) -> KeySet:
                   bank_recipients=bank_recipients, agency_signers=agency_signers,
                   role_recipients=role_recipients, refused=refused,
                   files=list(dict.fromkeys(public_files)))
-
-
-def _fingerprint_or_none(path: Path) -> str | None:
-    try:
-        return keys.inspect(path).fingerprint
-    except KeyPolicyError:
-        return None
 
 
 def passphrase_from_env(var: str | None) -> Secret | None:

@@ -66,9 +66,3 @@ class Context:
     def today(self) -> dt.date:
         """The processing day in the gateway's time zone (contracts are local dates)."""
         return self.now().astimezone(self.cfg.gateway.tz).date()
-
-    def inbox_key(self, agency: str) -> str:
-        for i, a in enumerate(self.cfg.agencies):
-            if a.code == agency:
-                return f"agencies[{i}].inbox"
-        raise KeyError(agency)

@@ -57,7 +57,6 @@ BANK = Channel(kind="case_file", zone=BANK_OUT, receipt_zone=BANK_IN)
 
 def run(ctx: Context) -> collections.Counter[str]:
     """Everything pending for the bank's outgoing zone; returns how each file ended."""
-    intake.finish_pending(ctx)
     return intake.run_channel(ctx, BANK, _process)
 
 
@@ -195,6 +194,7 @@ def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: ob
           today: dt.date, strict: bool, out: _Outcome, staging: Path) -> None:
     validator = CaseValidator(ctx.cfg, header, today)  # type: ignore[arg-type]
     present = header.present  # type: ignore[attr-defined]
+    contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
     chunk: list[tuple[int, dict[str, str]]] = []
 
     def flush() -> None:
@@ -213,7 +213,6 @@ def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: ob
             else:
                 keep.append((row, rec))
             seen.add(cid)
-        contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
         ctx.ledger.stage_cases(file_id, [(r["case_id"], row, r["agency_code"],
                                           contracts[r["agency_code"]]) for row, r in keep])
         out.accepted += len(keep)
@@ -257,7 +256,7 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
     created = ctx.now()
     for code, agency in sorted(out.agencies.items()):
         agency.close()
-        inbox = ctx.inbox_key(code)
+        inbox = ctx.cfg.zone_key(code, "inbox")
         files = []
         for s in agency.slices:
             digest = file_sha256(s.path)

@@ -45,14 +45,13 @@ BANK_IN = "bank.incoming"
 
 
 def channels(ctx: Context) -> list[Channel]:
-    return [Channel(kind="results", zone=f"agencies[{i}].outbox",
-                    receipt_zone=f"agencies[{i}].inbox", agency=a.code)
-            for i, a in enumerate(ctx.cfg.agencies)]
+    return [Channel(kind="results", zone=ctx.cfg.zone_key(a.code, "outbox"),
+                    receipt_zone=ctx.cfg.zone_key(a.code, "inbox"), agency=a.code)
+            for a in ctx.cfg.agencies]
 
 
 def run(ctx: Context) -> collections.Counter[str]:
     """Every agency's outbox; returns how each file ended."""
-    intake.finish_pending(ctx)
     outcomes: collections.Counter[str] = collections.Counter()
     for channel in channels(ctx):
         outcomes.update(intake.run_channel(ctx, channel, _process))

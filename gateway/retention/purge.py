@@ -74,26 +74,17 @@ def decisions(ctx: Context, today: dt.date | None = None) -> list[Decision]:
     return out
 
 
-def plan(ctx: Context, agency: Agency, *, hashed: bool = True) -> list[Obj]:
-    """Exactly what a purge of *agency* deletes now (reads each object for its SHA-256
-    unless *hashed* is False, as `retention status` needs only counts and sizes)."""
+def plan(ctx: Context, agency: Agency) -> list[Obj]:
+    """Exactly what a purge of *agency* deletes now — names and sizes; the SHA-256 of each
+    object is read by :func:`_hashed` only for what a certificate will list."""
     objs: list[Obj] = []
-    index = next(i for i, a in enumerate(ctx.cfg.agencies) if a.code == agency.code)
-    for key in (f"agencies[{index}].inbox", f"agencies[{index}].outbox"):
-        zone = ctx.zones[key]
-        for entry in zone.list_all():
-            h = hashlib.sha256()
-            if hashed:
-                with zone.open_read(entry.name) as fh:
-                    while chunk := fh.read(256 * 1024):
-                        h.update(chunk)
-            objs.append(Obj(key, entry.name, entry.size, h.hexdigest() if hashed else ""))
+    for key in (ctx.cfg.zone_key(agency.code, "inbox"), ctx.cfg.zone_key(agency.code, "outbox")):
+        objs += [Obj(key, e.name, e.size, "") for e in ctx.zones[key].list_all()]
     state = ctx.state
 
     def local(location: str, path: Path) -> None:
         if path.is_file():
-            objs.append(Obj(location, path.name, path.stat().st_size,
-                            file_sha256(path) if hashed else ""))
+            objs.append(Obj(location, path.name, path.stat().st_size, ""))
 
     for f in ctx.ledger.results_files(agency.code):
         local("state:archive", state.archived(f.sha256))
@@ -105,6 +96,18 @@ def plan(ctx: Context, agency: Agency, *, hashed: bool = True) -> list[Obj]:
         if fed <= done:
             local("state:archive", state.archived(f.sha256))
     return objs
+
+
+def _hashed(ctx: Context, obj: Obj) -> Obj:
+    if obj.location.startswith("state:"):
+        digest = file_sha256(_path(ctx, obj))
+    else:
+        h = hashlib.sha256()
+        with ctx.zones[obj.location].open_read(obj.name) as fh:
+            while chunk := fh.read(256 * 1024):
+                h.update(chunk)
+        digest = h.hexdigest()
+    return Obj(obj.location, obj.name, obj.size, digest)
 
 
 def _path(ctx: Context, obj: PurgeObjectRow | Obj) -> Path:
@@ -126,7 +129,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
     existing = ctx.ledger.purge(agency.contract.id)
     planned = ctx.ledger.purge_objects(agency.contract.id) if existing else []
     known = {(o.location, o.name) for o in planned}
-    fresh = [o for o in plan(ctx, agency) if (o.location, o.name) not in known]
+    fresh = [_hashed(ctx, o) for o in plan(ctx, agency) if (o.location, o.name) not in known]
     cases = ctx.ledger.live_case_count(agency.code)
     if dry_run:
         objs = [Obj(o.location, o.name, o.size, o.sha256) for o in planned if o.state == "planned"]
@@ -217,7 +220,7 @@ def status(ctx: Context, today: dt.date | None = None) -> list[Holding]:
     for d in decisions(ctx, today):
         agency = ctx.cfg.agency(d.agency)
         purge_row = ctx.ledger.purge(agency.contract.id)
-        objs = plan(ctx, agency, hashed=False)
+        objs = plan(ctx, agency)
         out.append(Holding(d, len(objs), sum(o.size for o in objs),
                            ctx.ledger.live_case_count(agency.code),
                            purge_row.certificate if purge_row else None))

@@ -31,6 +31,16 @@ log = structlog.get_logger("gateway.transfer")
 T = TypeVar("T")
 
 
+@contextlib.contextmanager
+def _guarded_open(inner: Zone, name: str,
+                  guard: Callable[[Callable[[], BinaryIO]], BinaryIO]) -> Iterator[BinaryIO]:
+    """Open through *guard* (retry, or record); the stream itself is not guarded."""
+    stack = contextlib.ExitStack()
+    fh = guard(lambda: stack.enter_context(inner.open_read(name)))
+    with stack:
+        yield fh
+
+
 class RetryingZone:
     def __init__(self, inner: Zone, *, attempts: int = 6, base: float = 0.5, cap: float = 30.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -76,12 +86,8 @@ class RetryingZone:
             return self.inner.write_atomic(name, src)
         return self._retry("upload", attempt)
 
-    @contextlib.contextmanager
-    def open_read(self, name: str) -> Iterator[BinaryIO]:
-        stack = contextlib.ExitStack()
-        fh = self._retry("open", lambda: stack.enter_context(self.inner.open_read(name)))
-        with stack:
-            yield fh
+    def open_read(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return _guarded_open(self.inner, name, lambda fn: self._retry("open", fn))
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
@@ -95,12 +101,6 @@ class Health:
     waiting: int = 0
     last_error: str | None = None
     last_error_at: dt.datetime | None = None
-    refused: bool = False  # host key mismatch or login refused: not transient
-
-    @property
-    def failing(self) -> bool:
-        return self.last_error_at is not None and (self.last_scan is None
-                                                     or self.last_error_at >= self.last_scan)
 
 
 class MonitoredZone:
@@ -123,7 +123,6 @@ class MonitoredZone:
         except Exception as exc:
             self.health.last_error = str(exc)
             self.health.last_error_at = dt.datetime.now(dt.UTC)
-            self.health.refused = getattr(exc, "code", "") in ("E_HOST_KEY", "E_AUTH")
             raise
         self.health.last_scan = dt.datetime.now(dt.UTC)  # the zone answered
         return result
@@ -145,12 +144,8 @@ class MonitoredZone:
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
         return self._watch(lambda: self.inner.write_atomic(name, src))
 
-    @contextlib.contextmanager
-    def open_read(self, name: str) -> Iterator[BinaryIO]:
-        stack = contextlib.ExitStack()
-        fh = self._watch(lambda: stack.enter_context(self.inner.open_read(name)))
-        with stack:
-            yield fh
+    def open_read(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return _guarded_open(self.inner, name, self._watch)
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

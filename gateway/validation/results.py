@@ -27,7 +27,6 @@ RESULT_FIELDS: dict[str, bool] = {
     "outcome": False, "amount": False, "promise_date": False, "new_mobile": False,
     "new_address": False, "note": False, "collector_id": True,
 }
-PERSONAL_RESULT_FIELDS = ("new_mobile", "new_address", "note", "outcome")
 # Actions that reach a person in real time: the contact-hours rule applies to them.
 TIMED_CONTACT = frozenset({"CALL", "SMS", "VISIT", "EMAIL"})
 # Counted against max_daily_attempts ("calls or messages").
