@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
@@ -63,9 +64,13 @@ class HeaderMap:
         return frozenset(self.fields)
 
 
-def map_header(header: list[str], cfg: Config) -> tuple[HeaderMap | None, list[RowError]]:
-    """Canonical field for each column, or the reasons the header is refused."""
-    by_header = {cfg.schema_.header_for(name).strip(): name for name in CASE_FIELDS}
+def map_columns(header: list[str], by_header: Mapping[str, str], required: Mapping[str, str],
+                what: str) -> tuple[tuple[str, ...] | None, list[RowError]]:
+    """Field for each column (*by_header*: header -> field), or why the header is refused.
+
+    *required* maps each required field to the header the sender must use; *what*
+    names the kind of file in messages ("case field", "result field").
+    """
     errors: list[RowError] = []
     mapped: list[str] = []
     for raw in header:
@@ -83,16 +88,23 @@ def map_header(header: list[str], cfg: Config) -> tuple[HeaderMap | None, list[R
                                    "shared"))
         else:
             errors.append(RowError(0, None, None, "E_UNKNOWN_COLUMN",
-                                   f'column "{printable_label(h)}" is not a mapped case field; '
+                                   f'column "{printable_label(h)}" is not a {what}; '
                                    "unknown columns are never forwarded"))
-    for name, spec in CASE_FIELDS.items():
-        if spec.required and name not in mapped:
+    for name, shown in required.items():
+        if name not in mapped:
+            label = printable_label(shown) + (f"\" ({name})" if shown != name else "\"")
             errors.append(RowError(0, None, name, "E_MISSING_COLUMN",
-                                   f'required column "{printable_label(cfg.schema_.header_for(name))}" '
-                                   f"({name}) is missing"))
-    if errors:
-        return None, errors
-    return HeaderMap(tuple(mapped)), []
+                                   f'required column "{label} is missing'))
+    return (None, errors) if errors else (tuple(mapped), [])
+
+
+def map_header(header: list[str], cfg: Config) -> tuple[HeaderMap | None, list[RowError]]:
+    """Canonical case field for each column, through the bank's ``[schema.columns]``."""
+    by_header = {cfg.schema_.header_for(name).strip(): name for name in CASE_FIELDS}
+    required = {name: cfg.schema_.header_for(name) for name, spec in CASE_FIELDS.items()
+                if spec.required}
+    fields, errors = map_columns(header, by_header, required, "mapped case field")
+    return (HeaderMap(fields), []) if fields is not None else (None, errors)
 
 
 _TEXT_LIMITS = {Kind.NAME: 64, Kind.ADDRESS: 200, Kind.EMPLOYER: 200, Kind.TEXT: 64}

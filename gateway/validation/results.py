@@ -13,7 +13,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from gateway.validation import fields as f
-from gateway.validation.cases import RowError, is_forbidden_column, printable_label
+from gateway.validation.cases import RowError, map_columns
 
 ACTION_CODES = frozenset({
     "CALL", "SMS", "LETTER", "VISIT", "EMAIL", "LEGAL", "PROMISE_TO_PAY", "PAYMENT_REPORTED",
@@ -38,26 +38,10 @@ _DT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[
 
 
 def map_results_header(header: list[str]) -> tuple[tuple[str, ...] | None, list[RowError]]:
-    errors: list[RowError] = []
-    mapped: list[str] = []
-    for raw in header:
-        h = raw.strip()
-        if h in RESULT_FIELDS:
-            if h in mapped:
-                errors.append(RowError(0, None, h, "E_DUPLICATE_COLUMN",
-                                       f'column "{h}" appears more than once'))
-            mapped.append(h)
-        elif is_forbidden_column(h):
-            errors.append(RowError(0, None, None, "E_FORBIDDEN_COLUMN",
-                                   f'column "{printable_label(h)}" looks like authentication data'))
-        else:
-            errors.append(RowError(0, None, None, "E_UNKNOWN_COLUMN",
-                                   f'column "{printable_label(h)}" is not a result field'))
-    for name, required in RESULT_FIELDS.items():
-        if required and name not in mapped:
-            errors.append(RowError(0, None, name, "E_MISSING_COLUMN",
-                                   f'required column "{name}" is missing'))
-    return (None, errors) if errors else (tuple(mapped), [])
+    """Result files use the canonical field names as headers."""
+    return map_columns(header, {name: name for name in RESULT_FIELDS},
+                       {name: name for name, required in RESULT_FIELDS.items() if required},
+                       "result field")
 
 
 def parse_action_at(value: str, tz: zoneinfo.ZoneInfo) -> dt.datetime | None:
