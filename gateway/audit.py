@@ -14,7 +14,9 @@ when not on a terminal, readable key=value lines on a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import fcntl
 import getpass
 import hashlib
@@ -23,8 +25,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,7 +39,8 @@ _RESERVED = {"seq", "ts", "event", "actor", "prev", "hash"}
 
 EVENTS = frozenset({
     "config.loaded", "gateway.started", "gateway.stopped",
-    "file.received", "file.rejected", "file.duplicate",
+    "file.received", "file.rejected", "file.duplicate", "file.refused",
+    "audit.checkpoint", "audit.repaired",
     "batch.accepted", "slice.delivered", "slice.collected", "receipt.sent",
     "results.accepted", "results.forwarded",
     "security.cross_agency", "security.bad_signature",
@@ -80,6 +83,7 @@ _HEX64 = r"[0-9a-f]{64}"
 FIELDS: dict[str, Callable[[Any], Any]] = {
     "file": _pattern(_SAFE_NAME, "a file name of [A-Za-z0-9._-]"),
     "file_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "name_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
     "sha256": _pattern(_HEX64, "a lower-case SHA-256"),
     "config_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
     "zone": _pattern(r"[A-Za-z0-9_.\[\]-]{1,80}", "a zone key path"),
@@ -97,8 +101,10 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "kind": _pattern(r"[a-z0-9_]{1,32}", "a kind word"),
     "records": _count, "accepted": _count, "rejected": _count, "count": _count,
     "bytes": _count, "errors": _count, "files": _count, "cases": _count, "rows": _count,
+    "neutralised": _count, "covers_seq": _count,
     "late": _flag, "dry_run": _flag,
     "date": _pattern(r"\d{4}-\d{2}-\d{2}", "an ISO date"),
+    "node": _pattern(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}", "a host name"),
     "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
 }
 
@@ -148,20 +154,55 @@ class AuditLog:
                 clean[name] = FIELDS[name](value)
             except ValueError as exc:
                 raise ValueError(f"audit field {name!r} {exc}") from None
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._locked() as fd:
             seq, prev = _tail(fd)
             ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
             entry = {"seq": seq + 1, "ts": ts, "event": event, "actor": self.actor, **clean,
                      "prev": prev}
             entry["hash"] = entry_hash(entry)
-            os.write(fd, canonical(entry) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # also releases the lock
+            _append(fd, canonical(entry) + b"\n", self.path)
         return entry
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[int]:
+        """The log open for appending, under an exclusive ``flock`` (released on close)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def repair(self) -> int:
+        """Cut a torn last line — what a crash in the middle of :meth:`record` leaves — and
+        say so in the log (``audit.repaired``). Returns the bytes removed. A complete but
+        damaged line is not a crash and is left for `gateway audit verify` to report."""
+        if not self.path.exists():
+            return 0
+        with self._locked() as fd:
+            size = os.fstat(fd).st_size
+            if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+                return 0
+            window = min(size, 1024 * 1024)
+            tail = os.pread(fd, window, size - window)
+            keep = size - window + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        self.record("audit.repaired", bytes=size - keep, reason="torn_last_line")
+        return size - keep
+
+    def last_entry(self) -> dict[str, Any] | None:
+        """The newest entry, or None for an empty log."""
+        if not self.path.exists():
+            return None
+        with self._locked() as fd:
+            if os.fstat(fd).st_size == 0:
+                return None
+            _tail(fd)  # raises for a damaged last line
+            size = os.fstat(fd).st_size
+            window = min(size, 65536)
+            return json.loads(os.pread(fd, window, size - window).rstrip(b"\n").rsplit(b"\n", 1)[-1])
 
     def entries(self) -> Iterator[dict[str, Any]]:
         """Parsed entries in order (no verification; see :func:`verify`)."""
@@ -170,6 +211,25 @@ class AuditLog:
         with self.path.open("rb") as fh:
             for line in fh:
                 yield json.loads(line)
+
+
+def _append(fd: int, data: bytes, path: Path) -> None:
+    """Write all of *data* and fsync, or undo a partial write and raise: an entry is either
+    in the log whole or not at all (a short write is an error, never ignored)."""
+    start = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.EIO, "short write")
+            view = view[n:]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise AuditError(f"audit log {path}: could not append an entry: "
+                         f"{exc.strerror or exc}") from exc
 
 
 def _tail(fd: int) -> tuple[int, str]:
@@ -189,48 +249,54 @@ def _tail(fd: int) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Verification:
-    entries: int
+    entries: int  # entries that verify, from the first
     ok: bool
     broken_seq: int | None = None  # the entry number (1-based line) where the chain breaks
     problem: str = ""
     last_hash: str = GENESIS
+    hashes: dict[int, str] = field(default_factory=dict)  # of the entries asked for (collect)
+    last_event: str | None = None  # of the last sound entry
 
 
-def verify(path: Path) -> Verification:
-    """Check every entry's bytes, sequence, link and hash; stop at the first broken one."""
+def verify(path: Path, *, collect: Collection[int] = ()) -> Verification:
+    """Check every entry's bytes, sequence, link and hash; stop at the first broken one.
+    The hashes of the entries numbered in *collect* are returned (for checkpoints)."""
     path = Path(path)
-    prev, n = GENESIS, 0
+    prev, n, last_event = GENESIS, 0, None
+    hashes: dict[int, str] = {}
     if not path.exists():
         return Verification(entries=0, ok=True)
     with path.open("rb") as fh:
         for n, line in enumerate(fh, start=1):
-            problem, entry_hash_ = _check_line(line, n, prev)
+            problem, entry = _check_line(line, n, prev)
             if problem:
                 return Verification(entries=n - 1, ok=False, broken_seq=n, problem=problem,
-                                    last_hash=prev)
-            prev = entry_hash_
-    return Verification(entries=n, ok=True, last_hash=prev)
+                                    last_hash=prev, hashes=hashes, last_event=last_event)
+            prev, last_event = entry["hash"], entry["event"]
+            if n in collect:
+                hashes[n] = prev
+    return Verification(entries=n, ok=True, last_hash=prev, hashes=hashes, last_event=last_event)
 
 
-def _check_line(line: bytes, n: int, prev: str) -> tuple[str, str]:
-    """(problem, hash) for entry number *n*; problem is empty when the entry is sound."""
+def _check_line(line: bytes, n: int, prev: str) -> tuple[str, dict[str, Any]]:
+    """(problem, entry) for entry number *n*; problem is empty when the entry is sound."""
     if not line.endswith(b"\n"):
-        return "entry is incomplete (no line end)", ""
+        return "entry is incomplete (no line end)", {}
     try:
         entry = json.loads(line)
     except (ValueError, UnicodeDecodeError):
-        return "entry is not valid JSON", ""
+        return "entry is not valid JSON", {}
     if not isinstance(entry, dict) or not {"seq", "hash", "prev", "event"} <= entry.keys():
-        return "entry lacks seq/event/prev/hash", ""
+        return "entry lacks seq/event/prev/hash", {}
     if canonical(entry) + b"\n" != line:
-        return "entry bytes differ from their canonical form (edited)", ""
+        return "entry bytes differ from their canonical form (edited)", {}
     if entry["seq"] != n:
-        return f"sequence number is {entry['seq']}, expected {n}", ""
+        return f"sequence number is {entry['seq']}, expected {n}", {}
     if entry["prev"] != prev:
-        return "prev does not match the previous entry's hash (entry removed or reordered)", ""
+        return "prev does not match the previous entry's hash (entry removed or reordered)", {}
     if entry["hash"] != entry_hash(entry):
-        return "hash does not match the entry's content (entry altered)", ""
-    return "", str(entry["hash"])
+        return "hash does not match the entry's content (entry altered)", {}
+    return "", entry
 
 
 def configure_logging(*, json_output: bool | None = None, stream: TextIO | None = None,

@@ -19,6 +19,7 @@ from gateway.crypto.engine import Engine, Keyring
 from gateway.crypto.service import KeySet, check_keys, passphrase_from_env
 from gateway.errors import GatewayError
 from gateway.ledger import Ledger
+from gateway.state import loose_entries
 from gateway.transfer.base import ZoneError
 from gateway.transfer.sftp import SftpZone
 
@@ -70,6 +71,20 @@ def _check_sftp(key_path: str, spec: SftpSpec) -> Finding:
     return Finding("ok", f"{key_path}: {zone.describe()} (host key matches, login, write)")
 
 
+def state_dir_findings(root: Path) -> list[Finding]:
+    """SPEC §15: the state directory holds keys, tokens and the ledger — its owner's only."""
+    if not root.exists():
+        return [Finding("info", f"gateway.state_dir: {root} does not exist yet; the first run "
+                                "creates it (mode 0700)")]
+    loose = [(p, mode) for p, mode, _ in loose_entries(root)]
+    if not loose:
+        return [Finding("ok", f"gateway.state_dir: {root} is private (files 0600, directories 0700)")]
+    path, mode = loose[0]
+    return [Finding("warn", f"gateway.state_dir: {len(loose)} entries are open to group or others, "
+                            f"e.g. {path} (mode {mode:04o}); `gateway run` tightens them, or run "
+                            f"chmod -R go-rwx {root}")]
+
+
 def run_checks(cfg: Config) -> list[Finding]:
     """Keys, self-test, zones and ledger for a config that already loaded (ConfigError otherwise)."""
     findings = [Finding("ok", f"config {cfg.source} is valid (sha256 {cfg.sha256[:16]}…)")]
@@ -85,6 +100,7 @@ def run_checks(cfg: Config) -> list[Finding]:
         findings.append(Finding("ok", "gateway key self-test (sign, encrypt, decrypt, verify)"))
     except GatewayError as exc:
         findings.append(Finding("error", f"gateway.secret_key: self-test failed: {exc}"))
+    findings += state_dir_findings(cfg.gateway.state_dir)
     for key_path, zone in cfg.zones():
         if isinstance(zone, LocalZone):
             if not zone.path.is_dir():

@@ -134,11 +134,15 @@ def run_cmd(
 def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
     """Each zone's last successful scan, files waiting and last error; exit 1 if one is failing."""
     from gateway.ledger import Ledger
+    from gateway.transfer.base import display_name
 
     cfg = _load(config)
     ledger = Ledger(cfg.gateway.db_url)
     try:
         seen = {z.zone: z for z in ledger.zone_statuses()}
+        refused: dict[str, list[dict[str, str]]] = {}
+        for r in ledger.refused_files():
+            refused.setdefault(r.zone, []).append({"name": display_name(r.name), "reason": r.reason})
     finally:
         ledger.close()
     rows = []
@@ -151,15 +155,21 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
                      "waiting": z.waiting if z else 0,
                      "last_error": z.last_error if z else None,
                      "last_error_at": z.last_error_at.isoformat() if z and z.last_error_at else None,
-                     "state": "failing" if failing else "ok" if z and z.last_scan_at else "unknown"})
+                     "state": "failing" if failing else "ok" if z and z.last_scan_at else "unknown",
+                     "refused": refused.get(key, [])})
     if as_json:
         out.print_json(json.dumps(rows))
     else:
-        table = Table("zone", "location", "state", "last scan (UTC)", "waiting", "last error", box=None)
+        table = Table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
+                      "last error", box=None)
         for r in rows:
             table.add_row(r["zone"], r["location"], r["state"], (r["last_scan"] or "never")[:19],
-                          str(r["waiting"]), r["last_error"] or "")
+                          str(r["waiting"]), str(len(r["refused"])), r["last_error"] or "")
         out.print(table)
+        for r in rows:
+            for f in r["refused"]:
+                out.print(f"refused in {r['zone']}: {f['name']!r} ({f['reason']}: never read; "
+                          "remove it or replace it with a regular file)", markup=False)
     if any(r["state"] == "failing" for r in rows):
         raise typer.Exit(1)
 
@@ -263,9 +273,14 @@ def retention_run(
     from gateway.retention import purge
 
     cfg = _load(config)
-    opener = daemon.read_context(cfg) if dry_run else daemon.open_context(cfg, actor=None)
-    with opener as ctx:
-        reports = purge.run(ctx, dry_run=dry_run)
+    handed_to = None
+    if dry_run:
+        with daemon.read_context(cfg) as ctx:
+            reports = purge.run(ctx, dry_run=True)
+    else:
+        reports, handed_to = daemon.purge_due(cfg)
+    if handed_to and not as_json:
+        out.print(f"the running gateway (pid {handed_to}) was asked to purge now; it did:")
     data = [{"contract_id": r.decision.contract_id, "agency": r.decision.agency,
              "deadline": r.decision.deadline.isoformat(), "late": r.decision.late,
              "dry_run": r.dry_run, "cases": r.cases, "certificate": r.certificate,
@@ -352,17 +367,52 @@ def keys_show(file: Annotated[Path, typer.Argument(help="An ASCII-armored key fi
 def audit_verify(
     config: ConfigOpt = Path("gateway.toml"),
     file: Annotated[Path | None, typer.Option(
-        "--file", help="Verify this audit file instead of the configured one (no config needed).")] = None,
+        "--file", help="Verify this audit file instead of the configured one.")] = None,
+    checkpoints: Annotated[Path | None, typer.Option(
+        "--checkpoints", help="Verify against the checkpoint copies in this directory (the "
+        "bank's), instead of state_dir/audit/checkpoints.")] = None,
+    key: Annotated[list[Path] | None, typer.Option(
+        "--key", help="The gateway's public key file(s) to check checkpoint signatures with "
+        "(default: the configured gateway keys).")] = None,
 ) -> None:
-    """Check the whole hash chain; name the first broken entry and exit 1 if there is one."""
-    path = file or _audit_log(_load(config)).path
-    result = audit_mod.verify(path)
-    if not result.ok:
-        err.print(f"audit log {path}: entry {result.broken_seq} is broken: {result.problem} "
-                  f"({result.entries} entries before it verify)")
+    """Check the hash chain and the signed checkpoints; name the first broken entry, or the
+    last good checkpoint, and exit 1 if anything does not hold."""
+    from gateway import checkpoint
+    from gateway.state import runner_active
+
+    cfg = _load(config) if file is None or (checkpoints is not None and not key) else None
+    path = file or _audit_log(cfg).path  # type: ignore[arg-type]
+    folder = checkpoints or (checkpoint.directory(cfg.gateway.state_dir) if cfg else None)
+    if folder is None or not folder.is_dir():
+        if checkpoints is not None:
+            raise UsageError(f"--checkpoints: {checkpoints} is not a directory")
+        result = audit_mod.verify(path)
+        if not result.ok:
+            err.print(f"audit log {path}: entry {result.broken_seq} is broken: {result.problem} "
+                      f"({result.entries} entries before it verify)", markup=False)
+            raise typer.Exit(1)
+        out.print(f"audit log {path}: {result.entries} entries, chain intact, last hash "
+                  f"{result.last_hash} (no checkpoints to compare with)", markup=False)
+        return
+    key_files = list(key) if key else [cfg.gateway.secret_key, *cfg.gateway.previous_secret_keys]  # type: ignore[union-attr]
+    running = runner_active(cfg.gateway.state_dir) if cfg else False
+    with checkpoint.signature_checker(key_files, secret=not key) as opener:
+        report = checkpoint.check(path, folder, opener, writer_running=running)
+    last = report.last_good
+    good = (f"last good checkpoint: entry {last.seq} ({last.file}, {last.ts})" if last
+            else "no checkpoint holds")
+    if not report.chain.ok:
+        err.print(f"audit log {path}: entry {report.chain.broken_seq} is broken: "
+                  f"{report.chain.problem} ({report.chain.entries} entries before it verify); "
+                  f"{good}", markup=False)
         raise typer.Exit(1)
-    out.print(f"audit log {path}: {result.entries} entries, chain intact, "
-              f"last hash {result.last_hash}")
+    if report.problem:
+        err.print(f"audit log {path}: {report.problem}; {good}", markup=False)
+        raise typer.Exit(1)
+    tail = (f"; {report.unsealed} entries since, to be sealed by the running gateway"
+            if report.unsealed else "")
+    out.print(f"audit log {path}: {report.chain.entries} entries, chain intact, "
+              f"{len(report.checkpoints)} signed checkpoints hold ({good}){tail}", markup=False)
 
 
 @audit_app.command("show")
@@ -460,6 +510,7 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one readable message and an exit status."""
+    os.umask(0o077)  # SPEC §15: nothing the gateway writes is readable by group or others
     try:
         app(args=argv, prog_name="gateway", standalone_mode=True)
     except SystemExit as exc:  # typer/click end every run this way, usage errors included

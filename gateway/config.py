@@ -12,6 +12,7 @@ import binascii
 import datetime as dt
 import hashlib
 import os
+import posixpath
 import re
 import tomllib
 import zoneinfo
@@ -56,9 +57,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _file_mode(v: int) -> int:
+    """Zone files are ciphertext the party's SFTP user reads; the gateway (owner) must
+    read and write them, nobody may execute them, and others may never write."""
+    if not 0 <= v <= 0o777 or v & 0o600 != 0o600 or v & 0o113:
+        raise ValueError(f"is {v:#o}; must give the owner read and write, and no execute or "
+                         "world-write bits (e.g. 0o640)")
+    return v
+
+
+FileMode = Annotated[int, AfterValidator(_file_mode)]
+
+
 class LocalZone(_Model):
     kind: Literal["local"]
     path: ConfigPath
+    settle_seconds: float = Field(default=2.0, ge=0, le=600)  # left unchanged this long = complete
+    file_mode: FileMode = 0o640
 
     def describe(self) -> str:
         return f"local:{self.path}"
@@ -74,6 +89,7 @@ class SftpZone(_Model):
     known_host: str
     path: str
     settle_seconds: float = Field(default=2.0, ge=0.1, le=600)  # stability check between two polls
+    file_mode: FileMode = 0o640
 
     @field_validator("known_host")
     @classmethod
@@ -296,16 +312,38 @@ def _cross_checks(cfg: Config) -> list[str]:
         if a.roles and a.receipts_role not in a.roles:
             problems.append(f'{where}.receipts_role: agency {a.code} has no role '
                             f'"{a.receipts_role}" to receive receipts')
-    seen: dict[str, str] = {}
-    for key, zone in cfg.zones():
-        ident = zone.describe()
-        if ident in seen:
-            problems.append(f"{key}: same location as {seen[ident]}")
-        seen.setdefault(ident, key)
+    problems += _zone_aliases(cfg)
     if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
         problems.append(f"gateway.passphrase_env: environment variable "
                         f"{cfg.gateway.passphrase_env} is not set")
     return problems
+
+
+def _zone_aliases(cfg: Config) -> list[str]:
+    """Two zones that are one directory (symlinks resolved) would mix two parties' files —
+    and a purge of one agency would delete the other's. The state directory must not lie
+    inside a zone either (a party could read the archive), nor a zone inside it."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    state = os.path.realpath(cfg.gateway.state_dir)
+    for key, zone in cfg.zones():
+        if isinstance(zone, LocalZone):
+            real = os.path.realpath(zone.path)
+            ident = f"local:{real}"
+            if _inside(state, real) or _inside(real, state):
+                problems.append(f"{key}.path: {zone.path} and gateway.state_dir ({state}) overlap; "
+                                "zones must lie outside the state directory")
+        else:
+            ident = f"sftp://{zone.host.lower()}:{zone.port}{posixpath.normpath(zone.path)}"
+        if ident in seen:
+            problems.append(f"{key}: same location as {seen[ident]} ({ident}); every zone needs "
+                            "a directory of its own")
+        seen.setdefault(ident, key)
+    return problems
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

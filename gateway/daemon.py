@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
 import structlog
 
-from gateway import __version__
+from gateway import __version__, checkpoint
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
@@ -32,7 +34,7 @@ from gateway.errors import GatewayError
 from gateway.flows import Context, Interrupted, batches, intake, results
 from gateway.ledger import Ledger
 from gateway.retention import purge
-from gateway.state import State
+from gateway.state import State, StateBusy
 from gateway.transfer.base import ZoneError
 from gateway.transfer.local import LocalZone
 from gateway.transfer.wrappers import MonitoredZone
@@ -46,11 +48,14 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
     state = State(cfg.gateway.state_dir)
     with state.lock():
         state.clean_temporaries()
+        state.tighten()
         audit = AuditLog(state.root / "audit", actor=actor)
         crypto = Crypto.start(cfg)
         ledger = Ledger(cfg.gateway.db_url)
         ctx = None
         try:
+            if removed := audit.repair():
+                log.warning("audit.repaired", bytes=removed, reason="torn_last_line")
             audit.record("config.loaded", config_sha256=cfg.sha256, version=__version__,
                          fingerprint=crypto.fingerprint)
             for refused in crypto.keyset.refused:
@@ -60,6 +65,10 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
             yield ctx
         finally:
             if ctx is not None:
+                try:  # whoever wrote audit entries seals them on the way out (SPEC §10)
+                    checkpoint.seal(ctx)
+                except (GatewayError, OSError) as exc:
+                    log.error("audit.checkpoint_failed", error=str(exc))
                 for zone in ctx.zones.values():
                     with contextlib.suppress(Exception):
                         zone.close()  # type: ignore[attr-defined]
@@ -80,6 +89,38 @@ def read_context(cfg: Config) -> Iterator[Context]:
             with contextlib.suppress(Exception):
                 zone.close()  # type: ignore[attr-defined]
         ledger.close()
+
+
+def purge_due(cfg: Config, *, timeout: float = 600.0) -> tuple[list[purge.PurgeReport], int | None]:
+    """`gateway retention run`: purge every contract that is due — here, or, while another
+    gateway process holds the state directory, by asking it to run a pass now (SIGUSR1;
+    every pass purges what is due) and waiting for its certificates. Returns the reports
+    and the pid the work was handed to (None: done here)."""
+    with read_context(cfg) as ctx:
+        due = [d for d in purge.decisions(ctx) if d.state is purge.State.PURGE_DUE]
+    handed_to: int | None = None
+    deadline = time.monotonic() + timeout
+    while due:
+        try:
+            with open_context(cfg, actor=None) as ctx:
+                purge.run(ctx)
+            break
+        except StateBusy as busy:
+            with read_context(cfg) as ctx:
+                if all(purge.finished(ctx, d) for d in due):
+                    break
+            if handed_to is None and busy.pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):  # it purges
+                    os.kill(busy.pid, signal.SIGUSR1)  # on its next pass all the same
+                handed_to = busy.pid
+                log.info("retention.handed_over", pid=busy.pid)
+            if time.monotonic() > deadline:
+                raise GatewayError(f"the running gateway (pid {busy.pid}) has not finished the "
+                                   f"purge within {timeout:.0f} s; see `gateway retention "
+                                   "status`") from None
+            time.sleep(0.5)
+    with read_context(cfg) as ctx:
+        return [purge.report(ctx, d) for d in due], handed_to
 
 
 def run_once(ctx: Context) -> collections.Counter[str]:
@@ -140,6 +181,18 @@ def save_health(ctx: Context) -> None:
                                     last_error_at=h.last_error_at)
 
 
+def next_wait(ctx: Context, default: float) -> float:
+    """Seconds until the next pass: *default*, or sooner when a local file still settling
+    becomes ready (inotify reports its last write, not the moment it has settled)."""
+    now = time.time()
+    due = [z.next_ready_at for z in _local_zones(ctx) if z.next_ready_at is not None]
+    return max(0.05, min([default, *(t - now + 0.05 for t in due)]))
+
+
+def _local_zones(ctx: Context) -> list[LocalZone]:
+    return [z.inner for z in ctx.zones.values() if isinstance(getattr(z, "inner", None), LocalZone)]
+
+
 def install_signal_handlers(ctx: Context, wake: threading.Event | None = None) -> None:
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stop.requested", signal=signal.Signals(signum).name)
@@ -147,33 +200,39 @@ def install_signal_handlers(ctx: Context, wake: threading.Event | None = None) -
         if wake is not None:
             wake.set()
 
+    def pass_now(_signum: int, _frame: FrameType | None) -> None:
+        log.info("pass.requested", signal="SIGUSR1")  # e.g. `gateway retention run`
+        if wake is not None:
+            wake.set()
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGUSR1, pass_now)  # never the default action: that kills
 
 
 def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) -> None:
     """Watch and poll until SIGTERM/SIGINT (see the module docstring)."""
     wake = threading.Event()
     install_signal_handlers(ctx, wake)
-    observers = []
-    for zone in ctx.zones.values():
-        inner = getattr(zone, "inner", None)
-        if isinstance(inner, LocalZone):
-            observers.append(inner.watch(lambda _key: wake.set()))
+    observers = [zone.watch(lambda _key: wake.set()) for zone in _local_zones(ctx)]
     has_remote = len(observers) < len(ctx.zones)
     ctx.audit.record("gateway.started", version=__version__)
     log.info("gateway.started", zones=len(ctx.zones), watched=len(observers))
+    sealed_at = time.monotonic()
     try:
         while not ctx.stop.is_set():
             wake.clear()
             try:
                 run_once(ctx)
+                if time.monotonic() - sealed_at >= checkpoint.INTERVAL:
+                    checkpoint.seal(ctx)  # nothing new: nothing written
+                    sealed_at = time.monotonic()
             except Interrupted:
                 break
             except (GatewayError, OSError) as exc:  # e.g. a full disk: nothing was committed
                 log.error("pass.failed", error=str(exc), kind=type(exc).__name__)
-            wake.wait(interval if has_remote else rescan)
+            wake.wait(next_wait(ctx, interval if has_remote else rescan))
     finally:
         for observer in observers:
             observer.stop()

@@ -50,7 +50,8 @@ def run_demo(directory: Path, console: Console) -> None:
     keydir = directory / "keys"
 
     console.rule("[bold]1. Setup")
-    config_path = scaffold.init_project(directory, agencies=AGENCIES)
+    # settle_seconds = 0: the demo writes each file in one go before it runs the gateway.
+    config_path = scaffold.init_project(directory, agencies=AGENCIES, settle_seconds=0)
     for name in scaffold.key_names(AGENCIES):
         keys.generate(name, f"{name}@demo.example", keydir)
     console.print(f"{config_path}: 3 agencies, roles supervisor/collector/field_visitor/analyst; "

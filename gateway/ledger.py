@@ -33,17 +33,41 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 from gateway.errors import GatewayError
+from gateway.transfer.base import display_name, raw_name
 
 SCHEMA_VERSION = 1
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class FileName(TypeDecorator[str]):
+    """A zone file name as a sender chose it — newline, backslash, bytes that are not
+    UTF-8 and all. Stored in its reversible printable spelling
+    (:func:`~gateway.transfer.base.display_name`), so no name can fail to encode in a
+    query, and read back as the real name the zone knows."""
+
+    impl = String(1024)  # a 255-byte name, escaped, fits
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else display_name(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else raw_name(value)
+
+
+class LedgerError(GatewayError):
+    """The ledger database failed."""
+
+    code = "E_LEDGER"
 
 
 class Base(DeclarativeBase):
@@ -65,7 +89,7 @@ class FileRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # case_file | results
     zone: Mapped[str] = mapped_column(String(80))  # config key path, e.g. bank.outgoing
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(FileName)
     size: Mapped[int] = mapped_column(BigInteger)
     agency_code: Mapped[str | None] = mapped_column(String(32))  # sender, for results
     status: Mapped[str] = mapped_column(String(16), default=FileStatus.CLAIMED.value)
@@ -133,7 +157,8 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
-    kind: Mapped[str] = mapped_column(String(16), default="slice")  # slice|manifest|results|certificate
+    # slice | manifest | results | certificate | checkpoint
+    kind: Mapped[str] = mapped_column(String(16), default="slice")
     batch_id: Mapped[str | None] = mapped_column(String(64))
     agency_code: Mapped[str] = mapped_column(String(32))
     role: Mapped[str | None] = mapped_column(String(32))  # None for a manifest
@@ -160,7 +185,7 @@ class ReceiptRow(Base):
     file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
     file_sha256: Mapped[str] = mapped_column(String(64), index=True)
     input_zone: Mapped[str] = mapped_column(String(80))
-    input_name: Mapped[str] = mapped_column(String(255))
+    input_name: Mapped[str] = mapped_column(FileName)
     zone: Mapped[str] = mapped_column(String(80))
     name: Mapped[str | None] = mapped_column(String(255))  # chosen when sent
     staged: Mapped[str] = mapped_column(String(255))  # file name under the staging directory
@@ -202,7 +227,7 @@ class PurgeObjectRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("purges.contract_id"), index=True)
     location: Mapped[str] = mapped_column(String(80))  # zone key, or state:archive / state:quarantine …
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(FileName)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="planned")  # planned|deleted|absent
@@ -220,6 +245,17 @@ class ZoneStatusRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     last_error_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RefusedFileRow(Base):
+    """An entry in a zone the gateway will not read (a symlink, a FIFO, a file it may not
+    open): audited once as ``file.refused`` and listed by `gateway status` until it goes."""
+
+    __tablename__ = "refused_files"
+    zone: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(FileName, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class MetaRow(Base):
@@ -273,13 +309,25 @@ class Ledger:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any exception."""
+        """One transaction: committed on success, rolled back on any exception.
+
+        A database that cannot be written (a full disk, a lost server) is one readable
+        :class:`LedgerError`; nothing of the transaction was committed."""
         s = self._sessions()
         try:
             with s.begin():
                 yield s
+        except OperationalError as exc:
+            raise LedgerError(f"ledger {self.where}: {_reason(exc)}") from exc
         finally:
             s.close()
+
+    @property
+    def where(self) -> str:
+        """The database, for messages: the SQLite file, or the server without credentials."""
+        url = self.engine.url
+        return url.database or "" if url.drivername.startswith("sqlite") else \
+            url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -409,6 +457,10 @@ class Ledger:
         with self.session() as s:
             return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None))
                                   .order_by(DeliveryRow.id)))
+
+    def add_delivery(self, delivery: DeliveryRow) -> None:
+        with self.session() as s:
+            s.add(delivery)
 
     def mark_delivered(self, delivery_id: int) -> None:
         with self.session() as s:
@@ -564,6 +616,30 @@ class Ledger:
             row.description, row.updated_at = description, utcnow()
             for k, v in fields.items():
                 setattr(row, k, v)
+
+    def note_refused(self, zone: str, name: str, reason: str) -> bool:
+        """Remember a refused entry; True the first time (when it is to be audited)."""
+        with self.session() as s:
+            row = s.get(RefusedFileRow, (zone, name))
+            if row is not None and row.reason == reason:
+                return False
+            if row is None:
+                s.add(RefusedFileRow(zone=zone, name=name, reason=reason))
+            else:
+                row.reason = reason
+            return True
+
+    def forget_refused(self, zone: str, present: set[str]) -> None:
+        """Entries no longer in the zone (someone removed them) are no longer refused."""
+        with self.session() as s:
+            for row in s.scalars(select(RefusedFileRow).where(RefusedFileRow.zone == zone)):
+                if row.name not in present:
+                    s.delete(row)
+
+    def refused_files(self) -> list[RefusedFileRow]:
+        with self.session() as s:
+            return list(s.scalars(select(RefusedFileRow).order_by(RefusedFileRow.zone,
+                                                                  RefusedFileRow.first_seen)))
 
     def zone_statuses(self) -> list[ZoneStatusRow]:
         with self.session() as s:

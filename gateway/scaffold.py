@@ -32,8 +32,10 @@ max_daily_attempts = 6                     # more CALL/SMS on one case in one lo
 [bank]
 signing_keys = ["keys/bank.pub.asc"]       # whose signatures on case files are accepted
 encrypt_to = ["keys/bank.pub.asc"]         # receipts, results and certificates are encrypted to these
-outgoing = {{ kind = "local", path = "zones/bank/outgoing" }}   # the bank drops case files here
-incoming = {{ kind = "local", path = "zones/bank/incoming" }}   # receipts, results, certificates
+outgoing = {{ kind = "local", path = "zones/bank/outgoing"{zopts} }}   # the bank drops case files here
+incoming = {{ kind = "local", path = "zones/bank/incoming"{zopts} }}   # receipts, results, certificates
+# Local zones: a file is taken once it has been left unchanged for settle_seconds (default 2);
+# files the gateway places get file_mode (default 0o640: the zone's SFTP group may read them).
 # A zone on a remote SFTP server instead (the host key is pinned; no trust on first use):
 # [bank.incoming]
 # kind = "sftp"
@@ -60,8 +62,8 @@ _AGENCY = '''
 code = "{code}"
 name = "{name}"
 signing_keys = ["keys/{lower}.pub.asc"]     # accepted signers of this agency's result files
-inbox  = {{ kind = "local", path = "zones/{code}/inbox" }}
-outbox = {{ kind = "local", path = "zones/{code}/outbox" }}
+inbox  = {{ kind = "local", path = "zones/{code}/inbox"{zopts} }}
+outbox = {{ kind = "local", path = "zones/{code}/outbox"{zopts} }}
 receipts_role = "supervisor"               # whose keys receive receipts for the agency's uploads
   [agencies.contract]
   id = "{contract}"
@@ -78,16 +80,18 @@ class AgencyTemplate:
     roles: tuple[str, ...] = ("supervisor", "collector")
 
 
-def render(name: str, agencies: list[AgencyTemplate], today: dt.date) -> str:
-    """The text of a fresh gateway.toml."""
-    out = _HEADER.format(name=name)
+def render(name: str, agencies: list[AgencyTemplate], today: dt.date,
+           settle_seconds: float | None = None) -> str:
+    """The text of a fresh gateway.toml (*settle_seconds* set on every zone if given)."""
+    zopts = "" if settle_seconds is None else f", settle_seconds = {settle_seconds:g}"
+    out = _HEADER.format(name=name, zopts=zopts)
     for role, rules in DEFAULT_ROLES.items():
         out += f"[roles.{role}]\n" + "".join(f'{f} = "{r}"\n' for f, r in rules.items()) + "\n"
     for i, a in enumerate(agencies, start=1):
         lower = a.code.lower()
         roles = "".join(f'  [agencies.roles.{r}]\n  encrypt_to = ["keys/{lower}-{r}.pub.asc"]\n'
                         for r in a.roles)
-        out += _AGENCY.format(code=a.code, name=a.name, lower=lower,
+        out += _AGENCY.format(code=a.code, name=a.name, lower=lower, zopts=zopts,
                               contract=f"C-{today.year}-{i:03d}", start=today.isoformat(),
                               end=(today + dt.timedelta(days=365)).isoformat(), roles=roles)
     return out
@@ -106,7 +110,7 @@ DEFAULT_AGENCIES = [AgencyTemplate("AG001", "Example Collections Co.")]
 
 
 def init_project(directory: Path, *, agencies: list[AgencyTemplate] | None = None,
-                 today: dt.date | None = None) -> Path:
+                 today: dt.date | None = None, settle_seconds: float | None = None) -> Path:
     """Create DIR/gateway.toml, zone folders, keys/ and var/; refuse to overwrite a config."""
     agencies = agencies or DEFAULT_AGENCIES
     directory = Path(directory)
@@ -121,5 +125,6 @@ def init_project(directory: Path, *, agencies: list[AgencyTemplate] | None = Non
     for a in agencies:
         for zone in ("inbox", "outbox"):
             (directory / "zones" / a.code / zone).mkdir(parents=True, exist_ok=True)
-    config.write_text(render(config.name, agencies, today or dt.date.today()), encoding="utf-8")
+    config.write_text(render(config.name, agencies, today or dt.date.today(), settle_seconds),
+                      encoding="utf-8")
     return config

@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -32,12 +33,40 @@ from gateway.errors import GatewayError
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+class StateBusy(GatewayError):
+    """Another gateway process holds the state directory."""
+
+    def __init__(self, message: str, *, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+def _read_pid(fd: int) -> int | None:
+    raw = os.pread(fd, 32, 0).strip()
+    return int(raw) if raw.isdigit() else None
+
+
+UMASK = 0o077  # SPEC §15: everything the gateway creates is readable by its own user only
+
+
 class State:
     def __init__(self, root: Path) -> None:
+        os.umask(UMASK)  # before anything is created: files 0600, directories 0700
         self.root = Path(root)
-        for sub in ("archive", "quarantine", "staging", "secrets/tokens", "audit", "certificates"):
+        for sub in ("archive", "quarantine", "staging", "secrets/tokens", "audit/checkpoints",
+                    "certificates"):
             (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
+
+    def tighten(self) -> int:
+        """Give anything loose under the state directory (left by an older version, a
+        restore, a hand-made copy) the modes the gateway creates: files 0600, directories
+        0700. Returns how many were changed."""
+        changed = 0
+        for path, mode, want in loose_entries(self.root):
+            path.chmod(mode & want)
+            changed += 1
+        return changed
 
     @property
     def archive(self) -> Path:
@@ -54,13 +83,17 @@ class State:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """One runner per state directory on this host; a second one fails fast."""
+        """One runner per state directory on this host; a second one fails fast. The holder
+        writes its pid into the lock file, so a command can hand work to it."""
         fd = os.open(self.root / "gateway.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise GatewayError(f"another gateway process is running on {self.root}") from None
+                raise StateBusy(f"another gateway process is running on {self.root}",
+                                pid=_read_pid(fd)) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
             os.close(fd)
@@ -90,6 +123,57 @@ class State:
 
     def token_secret_path(self, contract_id: str) -> Path:
         return self.root / "secrets" / "tokens" / f"{_SAFE.sub('_', contract_id)}.key"
+
+
+def runner_active(root: Path) -> bool:
+    """Whether a gateway process holds the state directory's lock now (read-only probe)."""
+    try:
+        fd = os.open(Path(root) / "gateway.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases a lock we took
+    return False
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a whole file atomically (temp, fsync, rename, fsync the directory), mode 0600;
+    an existing file of that name is replaced — used for documents we re-create the same."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def loose_entries(root: Path) -> Iterator[tuple[Path, int, int]]:
+    """(path, mode, wanted) for every file or directory under *root* whose mode grants more
+    than the gateway's own (files 0600, directories 0700); symlinks and sockets are skipped."""
+    for path, _dirs, files in os.walk(root):
+        base = Path(path)
+        for p, want in [(base, 0o700), *((base / f, 0o600) for f in files)]:
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            if (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)) and mode & ~want:
+                yield p, mode, want
 
 
 def copy_hashed(src: BinaryIO, dst: Path) -> tuple[str, int]:

@@ -35,11 +35,13 @@ class Opened:
 
 class Site:
     def __init__(self, root: Path, keys: KeyBox, today: dt.date | None = None,
-                 sshd: object | None = None) -> None:
+                 sshd: object | None = None, settle_seconds: float = 0) -> None:
         self.root = root
         self.keys = keys
+        # Files are written whole before each run here; settling has tests of its own.
         self.config = scaffold.init_project(root, agencies=AGENCIES,
-                                            today=today or dt.date.today() - dt.timedelta(days=30))
+                                            today=today or dt.date.today() - dt.timedelta(days=30),
+                                            settle_seconds=settle_seconds)
         for name in scaffold.key_names(AGENCIES):
             shutil.copy(keys[name].pub, root / "keys" / f"{name}.pub.asc")
         shutil.copy(keys["gateway"].sec, root / "keys" / "gateway.sec.asc")
@@ -48,7 +50,7 @@ class Site:
             text = self.config.read_text()
             for rel in ["zones/bank/outgoing", "zones/bank/incoming"] + [
                     f"zones/{a.code}/{box}" for a in AGENCIES for box in ("inbox", "outbox")]:
-                old = f'{{ kind = "local", path = "{rel}" }}'
+                old = f'{{ kind = "local", path = "{rel}", settle_seconds = {settle_seconds:g} }}'
                 assert old in text, old
                 text = text.replace(old, sshd.zone_toml(root / rel))  # type: ignore[attr-defined]
             self.config.write_text(text)

@@ -153,9 +153,14 @@ def run(
                 os.close(fd)
 
 
+_ENV_KEPT = ("PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "TZ", "SYSTEMROOT")
+
+
 def gpg_env(home: Path) -> dict[str, str]:
-    """A minimal environment: no inherited GNUPGHOME, agent info or locale surprises."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GNUPG", "GPG_", "LC_"))}
+    """A minimal environment, kept to a list: no inherited GNUPGHOME, agent info or locale
+    surprises — and no secret a parent holds in its environment (the gateway key's
+    passphrase variable never reaches a child's ``/proc/PID/environ``)."""
+    env = {k: os.environ[k] for k in _ENV_KEPT if k in os.environ}
     env["GNUPGHOME"] = str(home)
     env["LC_ALL"] = "C"
     env["LANG"] = "C"

@@ -52,7 +52,8 @@ E_UNSIGNED = "E_UNSIGNED"  # no signature at all
 E_BAD_SIGNATURE = "E_BAD_SIGNATURE"  # a signature that does not verify
 E_UNKNOWN_SIGNER = "E_UNKNOWN_SIGNER"  # signed by a key that is not allowed here
 E_REVOKED_OR_EXPIRED = "E_REVOKED_OR_EXPIRED"  # signer key or signature revoked/expired
-E_CORRUPT = "E_CORRUPT"  # not OpenPGP, truncated, or modified in transit
+E_CORRUPT = "E_CORRUPT"  # not OpenPGP, or modified in transit
+E_TRUNCATED = "E_TRUNCATED"  # the file ends before the message does (an incomplete upload)
 E_TOO_LARGE = "E_TOO_LARGE"  # plaintext larger than the configured cap
 E_SEAL = "E_SEAL"  # we could not sign/encrypt (a gateway failure, not the sender's)
 
@@ -199,6 +200,25 @@ class Engine:
         if proc.returncode != 0 or "SIG_CREATED" not in status:
             raise CryptoError(f"could not sign: {_stderr_tail(proc.stderr)}", code=E_SEAL)
         return proc.stdout
+
+    def verify_clearsigned(self, document: bytes, *, allowed_signers: Collection[str]) -> tuple[str, bytes]:
+        """(signer fingerprint, signed text) of a clear-signed *document*, made by one of
+        *allowed_signers*; CryptoError otherwise. Needs public keys only."""
+        allowed = frozenset(f.upper() for f in allowed_signers)
+        proc = _gpg.run(self.keyring.home, ["--decrypt"], stdin=document)
+        kw: dict[str, list[list[str]]] = {}
+        for words in _gpg.status_lines(proc.stderr):
+            kw.setdefault(words[0], []).append(words[1:])
+        if kw.keys() & {"BADSIG", "ERRSIG", "EXPKEYSIG", "REVKEYSIG", "NODATA"} or proc.returncode:
+            raise CryptoError("the signature does not verify", code=E_BAD_SIGNATURE)
+        valid = kw.get("VALIDSIG", [])
+        if len(valid) != 1:
+            raise CryptoError("expected exactly one signature", code=E_BAD_SIGNATURE)
+        sig = valid[0]
+        primary = (sig[9] if len(sig) > 9 else sig[0]).upper()
+        if primary not in allowed:
+            raise CryptoError(f"signed by {primary}, not by an accepted key", code=E_UNKNOWN_SIGNER)
+        return primary, proc.stdout
 
     def _passphrase(self) -> str | None:
         return self.keyring.passphrase.reveal() if self.keyring.passphrase else None

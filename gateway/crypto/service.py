@@ -43,10 +43,11 @@ class KeySet:
     role_recipients: dict[tuple[str, str], list[KeyInfo]]
     refused: list[RefusedKey] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # public key files to import (refused ones too)
+    notes: list[str] = field(default_factory=list)  # legal but worth a look (shared role keys)
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{r.key_path}: {r.problem}; this key is ignored" for r in self.refused]
+        return [f"{r.key_path}: {r.problem}; this key is ignored" for r in self.refused] + self.notes
 
 
 def _shown(path: Path, base: Path) -> str:
@@ -108,6 +109,9 @@ def check_keys(cfg: Config) -> KeySet:
         for role, spec in agency.roles.items():
             role_recipients[(agency.code, role)] = many(
                 f"agencies[{i}].roles.{role}.encrypt_to", spec.encrypt_to, Purpose.ENCRYPT)
+    notes: list[str] = []
+    problems += _shared_keys(cfg, bank_signers + bank_recipients, agency_signers,
+                             role_recipients, notes)
     if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
         problems.append(f"gateway.passphrase_env: environment variable "
                         f"{cfg.gateway.passphrase_env} is not set")
@@ -116,7 +120,38 @@ def check_keys(cfg: Config) -> KeySet:
     return KeySet(gateway=gw, previous=previous, bank_signers=bank_signers,
                   bank_recipients=bank_recipients, agency_signers=agency_signers,
                   role_recipients=role_recipients, refused=refused,
-                  files=list(dict.fromkeys(public_files)))
+                  files=list(dict.fromkeys(public_files)), notes=notes)
+
+
+def _shared_keys(cfg: Config, bank: list[KeyInfo], agency_signers: dict[str, list[KeyInfo]],
+                 role_recipients: dict[tuple[str, str], list[KeyInfo]],
+                 notes: list[str]) -> list[str]:
+    """Keys are the access control: one key configured for two parties lets each read (or
+    sign as) the other. Across agencies, or between the bank and an agency, that is a
+    configuration error; across roles of one agency it is legal but defeats the roles'
+    separation, so it is a warning."""
+    problems: list[str] = []
+    owner: dict[str, tuple[str, str]] = {}  # fingerprint -> (party, key path)
+    roles_of: dict[tuple[str, str], str] = {}  # (agency, fingerprint) -> first role's key path
+    index = {a.code: i for i, a in enumerate(cfg.agencies)}
+    uses = [("bank", "bank keys", k) for k in bank]
+    for code, ks in agency_signers.items():
+        uses += [(code, f"agencies[{index[code]}].signing_keys", k) for k in ks]
+    for (code, role), ks in role_recipients.items():
+        uses += [(code, f"agencies[{index[code]}].roles.{role}.encrypt_to", k) for k in ks]
+    for party, where, key in uses:
+        first = owner.setdefault(key.fingerprint, (party, where))
+        if first[0] != party:
+            problems.append(f"{where}: key {key.fingerprint} is also configured for "
+                            f"{'the bank' if first[0] == 'bank' else 'agency ' + first[0]} "
+                            f"({first[1]}); one key for two parties lets each read or sign as the "
+                            "other — every party needs keys of its own")
+        elif party != "bank" and ".roles." in where:
+            other = roles_of.setdefault((party, key.fingerprint), where)
+            if other != where:
+                notes.append(f"{where}: key {key.fingerprint} is also {other}; both roles can "
+                             "read each other's slices")
+    return problems
 
 
 def passphrase_from_env(var: str | None) -> Secret | None:

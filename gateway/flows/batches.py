@@ -44,6 +44,7 @@ from gateway.masking import RolePolicy, Rule
 from gateway.state import file_sha256
 from gateway.validation import csvio
 from gateway.validation.cases import CaseValidator, RowError, map_header
+from gateway.validation.schema import FREE_TEXT_CASE_FIELDS
 
 log = structlog.get_logger("gateway.batches")
 
@@ -74,6 +75,7 @@ class _Slice:
     csv: object
     columns: list[str]
     policy: RolePolicy
+    free_text: tuple[int, ...]  # positions of free-text columns: formula-neutralised
     records: int = 0
 
 
@@ -98,14 +100,19 @@ class _AgencySlices:
                 sink = csvio.TextSink(writer)
                 w = csvio.writer(sink)
                 w.writerow(columns)
-                self.slices.append(_Slice(name, role, path, fh, writer, sink, w, columns, policy))
+                free = tuple(i for i, c in enumerate(columns) if c in FREE_TEXT_CASE_FIELDS)
+                self.slices.append(_Slice(name, role, path, fh, writer, sink, w, columns, policy,
+                                          free))
         except BaseException:
             self.abort()
             raise
 
     def write(self, rec: dict[str, str]) -> None:
         for s in self.slices:
-            s.csv.writerow(s.policy.row(s.columns, rec, self.secret))  # type: ignore[attr-defined]
+            row = s.policy.row(s.columns, rec, self.secret)
+            for i in s.free_text:  # after masking: a masked "=x" is "=*", still a formula
+                row[i] = csvio.neutralise(row[i])
+            s.csv.writerow(row)  # type: ignore[attr-defined]
             s.records += 1
 
     def close(self) -> None:
@@ -142,7 +149,7 @@ def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                              records=out.records if out else 0,
                              signer=out.verified.fingerprint if out and out.verified else None)
 
-    m = NAME_RE.match(name)
+    m = NAME_RE.fullmatch(name)
     if not m:
         return reject(intake.file_error("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
                                         ".csv.asc) with batch_id [A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
@@ -187,13 +194,14 @@ def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Pat
 
     with archive.open("rb") as fh, ctx.crypto.open_from_bank(fh) as msg:
         intake.read_signed_csv(msg, out, encoding=ctx.cfg.schema_.encoding,
-                               delimiter=ctx.cfg.schema_.delimiter, handle=handle)
+                               delimiter=ctx.cfg.schema_.delimiter, handle=handle, source=archive)
 
 
 def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: object,
           today: dt.date, strict: bool, out: _Outcome, staging: Path) -> None:
     validator = CaseValidator(ctx.cfg, header, today)  # type: ignore[arg-type]
     present = header.present  # type: ignore[attr-defined]
+    free_text = FREE_TEXT_CASE_FIELDS & present
     contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
     chunk: list[tuple[int, dict[str, str]]] = []
 
@@ -224,6 +232,7 @@ def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: ob
         for _, rec in keep:
             code = rec["agency_code"]
             out.per_agency[code] += 1
+            out.neutralised += sum(1 for k in free_text if csvio.needs_neutralising(rec.get(k, "")))
             if doomed:
                 continue
             if code not in out.agencies:
@@ -278,7 +287,8 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
     receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
                       signer=out.verified.fingerprint, batch_id=batch_id, records=out.records,
                       accepted=out.accepted, rejected=out.rejected,
-                      per_agency=dict(out.per_agency), errors=out.errors)
+                      per_agency=dict(out.per_agency), errors=out.errors,
+                      neutralised=out.neutralised)
     staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
     ctx.ledger.commit_batch(
         file_id=file_id,

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -27,9 +28,14 @@ from typing import BinaryIO
 import structlog
 
 from gateway import faults
+from gateway.crypto import packets
 from gateway.crypto.engine import (
     E_BAD_SIGNATURE,
+    E_CORRUPT,
+    E_DECRYPT,
     E_REVOKED_OR_EXPIRED,
+    E_TOO_LARGE,
+    E_TRUNCATED,
     E_UNKNOWN_SIGNER,
     E_UNSIGNED,
     OpenedMessage,
@@ -39,9 +45,18 @@ from gateway.crypto.engine import (
 from gateway.errors import CryptoError
 from gateway.flows import Context
 from gateway.flows.receipts import ErrorList, Receipt, receipt_name
-from gateway.ledger import ClaimOutcome, FileStatus, ReceiptRow
+from gateway.ledger import ClaimOutcome, DeliveryRow, FileStatus, ReceiptRow
 from gateway.state import copy_hashed
-from gateway.transfer.base import Entry, NameTaken, Zone, ZoneError
+from gateway.transfer.base import (
+    Entry,
+    FileChanged,
+    FileMissing,
+    NameTaken,
+    Zone,
+    ZoneError,
+    display_name,
+    name_bytes,
+)
 from gateway.validation import csvio
 from gateway.validation.cases import RowError
 
@@ -72,7 +87,15 @@ Process = Callable[[Context, Channel, int, str, str, dt.datetime], str]
 
 def file_fields(name: str, sha256: str) -> dict[str, str]:
     """Audit a file by name when the name is plainly safe, else by its hash only."""
-    return {"file": name} if _SAFE_NAME.match(name) else {"file_sha256": sha256}
+    return {"file": name} if _SAFE_NAME.fullmatch(name) else {"file_sha256": sha256}
+
+
+def name_fields(name: str) -> dict[str, str]:
+    """Audit an entry that was never read by its name when safe, else by the name's hash
+    (a name may be anything a sender typed; the audit log holds no free text)."""
+    if _SAFE_NAME.fullmatch(name):
+        return {"file": name}
+    return {"name_sha256": hashlib.sha256(name_bytes(name)).hexdigest()}
 
 
 def run_channel(ctx: Context, channel: Channel, process: Process) -> collections.Counter[str]:
@@ -88,22 +111,50 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
             _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
             outcomes[process(ctx, channel, row.id, row.name, row.sha256,
                              aware(row.received_at))] += 1
-        for entry in zone.list_ready():
+        entries = zone.list_ready()
+        ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
+        for entry in entries:
             if ctx.stop.is_set():
                 break
+            if entry.refused:
+                outcomes[refuse(ctx, channel, entry.name, entry.refused)] += 1
+                continue
             outcomes[pick_up(ctx, channel, entry, process)] += 1
     except ZoneError as exc:  # this zone is unusable for now; the others go on
         ctx.zone_failed(channel.zone, exc)
     return outcomes
 
 
+def refuse(ctx: Context, channel: Channel, name: str, reason: str) -> str:
+    """An entry the gateway will not read — a symlink, a FIFO, a file it may not open. It is
+    neither taken nor removed (there is nothing to answer: no content was read), but it is
+    never silent: audited once as ``file.refused`` and listed by `gateway status` until
+    someone removes it."""
+    if ctx.ledger.note_refused(channel.zone, name, reason):
+        ctx.audit.record("file.refused", zone=channel.zone, reason=reason, agency=channel.agency,
+                         **name_fields(name))
+        log.warning("file.refused", zone=channel.zone, name=display_name(name), reason=reason)
+    return "refused"
+
+
 def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> str:
+    """Take one file: archive its bytes, claim them, remove it, process it. A problem of
+    this one file (gone, still changing, unreadable) is its own, never the zone's."""
     zone = ctx.zones[channel.zone]
     received_at = ctx.now()
     tmp = ctx.state.archive / f".incoming-{secrets.token_hex(8)}"
     try:
         with zone.open_read(entry.name) as src:
             sha, size = copy_hashed(src, tmp)
+    except (FileMissing, FileChanged) as exc:  # removed, or still being written: not yet
+        tmp.unlink(missing_ok=True)
+        log.info("file.not_ready", zone=zone.key, name=display_name(entry.name), reason=exc.code)
+        return "not_ready"
+    except ZoneError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.zone_level:
+            raise
+        return refuse(ctx, channel, entry.name, "unreadable")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -156,7 +207,7 @@ def _duplicate(ctx: Context, channel: Channel, name: str, sha: str, received_at:
     original = ctx.ledger.file(file_id)
     receipt = Receipt(file=name, sha256=sha, received_at=received_at, status="duplicate",
                       signer=original.signer, batch_id=original.batch_id,
-                      extra={"duplicate_of": {"file": original.name,
+                      extra={"duplicate_of": {"file": display_name(original.name),
                                               "received_at": iso(original.received_at)}})
     staged = stage_receipt(ctx, channel, f"dup-{secrets.token_hex(6)}", receipt)
     ctx.ledger.add_receipt(ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=channel.zone,
@@ -185,6 +236,7 @@ class Outcome:
     errors: ErrorList = field(default_factory=ErrorList)
     records: int = 0
     accepted: int = 0
+    neutralised: int = 0  # free-text values that would have been spreadsheet formulas
     fatal: bool = False  # the file as a whole is unusable (format, header)
     crypto: CryptoError | None = None  # the envelope failed: decryption or signature
     verified: Verified | None = None
@@ -198,7 +250,7 @@ RowsHandler = Callable[[list[str], Iterator[tuple[int, list[str]]]], list[RowErr
 
 
 def read_signed_csv(msg: OpenedMessage, out: Outcome, *, encoding: str, delimiter: str,
-                    handle: RowsHandler) -> None:
+                    handle: RowsHandler, source: Path) -> None:
     """Stream a decrypted CSV into *handle*, then take gpg's verdict.
 
     *handle(header, records)* returns the header's errors (the file is then
@@ -221,7 +273,9 @@ def read_signed_csv(msg: OpenedMessage, out: Outcome, *, encoding: str, delimite
     except csvio.CsvFormatError as exc:
         out.errors.add([RowError(exc.row, None, None, exc.code, exc.message)])
         out.fatal = True
-    except CryptoError as exc:  # E_TOO_LARGE from the reader
+    except CryptoError as exc:
+        if exc.code != E_TOO_LARGE:  # E_SEAL: our own gpg failed — not the sender's fault;
+            raise  # the claim stays and the file is processed again on the next pass
         out.crypto = exc
         return
     finally:
@@ -229,7 +283,16 @@ def read_signed_csv(msg: OpenedMessage, out: Outcome, *, encoding: str, delimite
     try:
         out.verified = msg.verdict()
     except CryptoError as exc:
-        out.crypto = exc
+        out.crypto = truncation(exc, source)
+
+
+def truncation(exc: CryptoError, source: Path) -> CryptoError:
+    """gpg calls a cut-off message damaged, like a tampered one; the sender needs to
+    know which (SPEC §15): a message whose packets run past the file's end is truncated."""
+    if exc.code in (E_CORRUPT, E_DECRYPT) and packets.ends_early(source):
+        return CryptoError("the file ended before the message did — was the upload complete?",
+                           code=E_TRUNCATED)
+    return exc
 
 
 def file_error(code: str, message: str) -> ErrorList:
@@ -275,18 +338,18 @@ def receipt_row(channel: Channel, file_id: int, name: str, sha: str, staged: str
                       input_removed_at=dt.datetime.now(dt.UTC))
 
 
-def finish_pending(ctx: Context) -> None:
+def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> None:
     """Move committed files into their zones and send receipts; safe to repeat after a crash.
 
     A zone that fails is recorded (``ctx.zone_failed``) and skipped: what is
     pending for it stays pending for the next pass, and other zones go on.
+    *kinds* limits the work to those deliveries (and sends no receipt).
     """
     for d in ctx.ledger.pending_deliveries():
-        if d.zone in ctx.zone_errors:
+        if d.zone in ctx.zone_errors or (kinds is not None and d.kind not in kinds):
             continue
         zone = ctx.zones[d.zone]
-        src = (ctx.state.root / "certificates" / d.name if d.kind == "certificate"
-               else ctx.state.staging(d.file_id or 0) / d.name)
+        src = _delivery_source(ctx, d)
         try:
             place(zone, d.name, src, d.size)
         except ZoneError as exc:
@@ -294,8 +357,11 @@ def finish_pending(ctx: Context) -> None:
             continue
         faults.point("after_first_delivery")
         ctx.ledger.mark_delivered(d.id)
-        ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code, role=d.role,
-                         batch_id=d.batch_id, records=d.records, zone=d.zone)
+        if d.kind != "checkpoint":  # the checkpoint entry itself says it goes to the bank
+            ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code,
+                             role=d.role, batch_id=d.batch_id, records=d.records, zone=d.zone)
+    if kinds is not None:
+        return
     for r in ctx.ledger.pending_receipts():
         if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
             continue
@@ -308,6 +374,14 @@ def finish_pending(ctx: Context) -> None:
         if (d.name.isdigit() and int(d.name) not in waiting
                 and ctx.ledger.file(int(d.name)).status != FileStatus.CLAIMED.value):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _delivery_source(ctx: Context, d: DeliveryRow) -> Path:
+    if d.kind == "certificate":
+        return ctx.state.root / "certificates" / d.name
+    if d.kind == "checkpoint":
+        return ctx.state.root / "audit" / "checkpoints" / d.name
+    return ctx.state.staging(d.file_id or 0) / d.name
 
 
 def _send_receipt(ctx: Context, r: ReceiptRow) -> None:

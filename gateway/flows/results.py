@@ -32,6 +32,7 @@ from gateway.validation import csvio
 from gateway.validation.cases import RowError
 from gateway.validation.results import (
     ATTEMPT_ACTIONS,
+    FREE_TEXT_RESULT_FIELDS,
     RESULT_FIELDS,
     Result,
     ResultValidator,
@@ -106,7 +107,7 @@ def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                              records=out.records if out else 0,
                              signer=out.verified.fingerprint if out and out.verified else None)
 
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return reject(intake.file_error("E_NAME", "file name must be <name>.csv.pgp (or .csv.gpg/"
                                         ".csv.asc), name of [A-Za-z0-9._-], at most 64"), "E_NAME")
     out = _Outcome()
@@ -138,7 +139,8 @@ def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
         return []
 
     with archive.open("rb") as fh, ctx.crypto.open_from_agency(agency, fh) as msg:
-        intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle=handle)
+        intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle=handle,
+                               source=archive)
 
 
 def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out: _Outcome,
@@ -148,6 +150,7 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
     contract_end = ctx.cfg.agency(agency).contract.effective_end
     validator = ResultValidator(columns, tz, ctx.now())
     present = [c for c in RESULT_FIELDS if c in columns]
+    free_text = [i for i, c in enumerate(present) if c in FREE_TEXT_RESULT_FIELDS]
     chunk: list[Result] = []
 
     def flush() -> None:
@@ -171,8 +174,12 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
             out.flagged.update(row_flags)
             if out.forward is None:
                 out.forward = _open_forward(ctx, agency, staging, [*present, "agency_code", "flags"])
-            out.forward.csv.writerow([r.values.get(c, "") for c in present]
-                                     + [agency, ";".join(row_flags)])
+            values = [r.values.get(c, "") for c in present]
+            for i in free_text:
+                if csvio.needs_neutralising(values[i]):
+                    values[i] = csvio.neutralise(values[i])
+                    out.neutralised += 1
+            out.forward.csv.writerow([*values, agency, ";".join(row_flags)])
             out.accepted += 1
         chunk.clear()
 
@@ -214,7 +221,7 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
     status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
     receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
                       signer=out.verified.fingerprint, records=out.records, accepted=out.accepted,
-                      rejected=out.rejected, errors=out.errors,
+                      rejected=out.rejected, errors=out.errors, neutralised=out.neutralised,
                       extra={"forwarded_as": fwd.name, "flags": dict(sorted(out.flagged.items()))})
     staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
     ctx.ledger.commit_results(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from gateway.config import Agency
 from gateway.flows import Context, intake
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
 from gateway.retention.policy import Decision, State, decide
-from gateway.state import file_sha256
+from gateway.state import file_sha256, write_private
 
 log = structlog.get_logger("gateway.retention")
 BANK_IN = "bank.incoming"
@@ -180,12 +179,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
     }
     signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
     cert_path = ctx.state.root / "certificates" / cert_name
-    tmp = cert_path.with_name(f".{cert_name}.part")
-    with tmp.open("wb") as fh:
-        fh.write(signed)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(cert_path)  # not yet committed: a crashed attempt's copy is replaced
+    write_private(cert_path, signed)  # not yet committed: a crashed attempt's copy is replaced
     purged_files = [f.id for f in ctx.ledger.results_files(agency.code)]
     done = ctx.ledger.purged_agencies() | {agency.code}
     purged_files += [f.id for f, fed in ctx.ledger.batch_files_fed(agency.code) if fed <= done]
@@ -202,6 +196,20 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
     intake.finish_pending(ctx)
     return PurgeReport(decision, [Obj(o.location, o.name, o.size, o.sha256) for o in objects],
                        deleted_cases, certificate=cert_name)
+
+
+def finished(ctx: Context, decision: Decision) -> bool:
+    row = ctx.ledger.purge(decision.contract_id)
+    return row is not None and row.finished_at is not None
+
+
+def report(ctx: Context, decision: Decision) -> PurgeReport:
+    """What the ledger says a (finished) purge deleted — whoever ran it."""
+    row = ctx.ledger.purge(decision.contract_id)
+    objs = [Obj(o.location, o.name, o.size, o.sha256)
+            for o in ctx.ledger.purge_objects(decision.contract_id)]
+    return PurgeReport(decision, objs, row.cases if row else 0,
+                       certificate=row.certificate if row else None)
 
 
 @dataclass(frozen=True)

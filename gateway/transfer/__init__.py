@@ -15,7 +15,8 @@ def open_zone(key: str, spec: config_mod.LocalZone | config_mod.SftpZone, *,
     """The zone a flow uses: SFTP zones retry transient failures; every zone is monitored."""
     inner: Zone
     if isinstance(spec, config_mod.LocalZone):
-        inner = LocalZone(key, spec.path)
+        inner = LocalZone(key, spec.path, file_mode=spec.file_mode,
+                          settle=spec.settle_seconds if settle is None else settle)
     else:
         inner = RetryingZone(SftpZone(key, spec, settle=settle or spec.settle_seconds))
     return MonitoredZone(inner)

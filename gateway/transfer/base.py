@@ -8,7 +8,9 @@ are never listed as ready.
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,6 +27,13 @@ class ZoneError(GatewayError):
     """A zone operation failed."""
 
     code = "E_ZONE"
+    zone_level = False  # True: the zone as a whole is unusable (not just one file in it)
+
+
+class ZoneUnavailable(ZoneError):
+    """The zone as a whole cannot be used now (its directory, server or login)."""
+
+    zone_level = True
 
 
 class NameTaken(ZoneError):
@@ -39,16 +48,89 @@ class InvalidName(ZoneError):
     code = "E_NAME"
 
 
+class FileMissing(ZoneError):
+    """The file is not there (any more): someone removed it after it was listed."""
+
+    code = "E_GONE"
+
+
+class FileChanged(ZoneError):
+    """The file changed while it was being read: an upload still in progress."""
+
+    code = "E_CHANGED"
+
+
 def is_temporary(name: str) -> bool:
     return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
 
 
-def validate_name(name: str) -> str:
-    """A plain file name inside the zone: no separators, no '..', no control characters."""
-    if (not name or name in (".", "..") or _BAD_CHARS.search(name)
-            or len(name.encode("utf-8", "surrogateescape")) > MAX_NAME):
-        raise InvalidName(f"not a plain file name: {name!r}")
+def name_bytes(name: str) -> bytes:
+    """The name as the file system holds it (undecodable bytes travel as surrogates)."""
+    return os.fsencode(name)
+
+
+def check_component(name: str) -> str:
+    """A name that may be *acted on* in a zone (stat, read, remove): it cannot leave the
+    directory. Looser than :func:`validate_name` on purpose: a sender's odd name — a
+    newline, a backslash, bytes that are not UTF-8 — is still a file that must be
+    answered and removed, not a reason to stop the zone."""
+    if (not name or name in (".", "..") or "/" in name or "\x00" in name
+            or len(name_bytes(name)) > MAX_NAME):
+        raise InvalidName(f"not a file name in this zone: {display_name(name)!r}")
     return name
+
+
+def validate_name(name: str) -> str:
+    """A plain file name the gateway may *write*: no separators, no '..', no control or
+    invisible formatting characters, valid UTF-8, at most 255 bytes."""
+    if not is_plain(name):
+        raise InvalidName(f"not a plain file name: {display_name(name)!r}")
+    return name
+
+
+def is_plain(name: str) -> bool:
+    """Printable UTF-8 of at most 255 bytes with no separator or invisible formatting
+    character (U+202E would make ``gpj.exe`` look like ``exe.jpg``)."""
+    if not name or name in (".", "..") or _BAD_CHARS.search(name):
+        return False
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a non-UTF-8 name
+        return False
+    return len(raw) <= MAX_NAME and all(
+        unicodedata.category(c) not in ("Cf", "Cc", "Cs", "Co", "Cn", "Zl", "Zp") for c in name)
+
+
+def display_name(name: str) -> str:
+    """A reversible, printable spelling of any name: backslash escapes for backslashes,
+    control and formatting characters and undecodable bytes. Used wherever a name is
+    stored or shown (ledger, receipts, messages); :func:`raw_name` undoes it."""
+    out = []
+    for c in name:
+        if c == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= ord(c) <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+
+
+def raw_name(shown: str) -> str:
+    """The file name a :func:`display_name` spelling stands for."""
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code == "\\":
+            return "\\"
+        if code[0] == "x":
+            return chr(0xDC00 + int(code[1:], 16))
+        return chr(int(code[1:], 16))  # \uXXXX or \UXXXXXXXX
+    return _ESCAPE.sub(one, shown)
 
 
 @dataclass(frozen=True)
@@ -56,6 +138,13 @@ class Entry:
     name: str
     size: int  # bytes
     mtime: float  # seconds since the epoch
+    refused: str | None = None  # why this entry is never read: symlink | special
+
+
+def snapshot_changed(before: tuple[int, ...], after: tuple[int, ...], read: int) -> bool:
+    """Whether a file's (size, mtime, ...) identity moved while it was read, or the bytes
+    read differ from its size — the mark of a writer that had not finished."""
+    return before != after or read != before[0]
 
 
 class Zone(Protocol):
@@ -66,7 +155,8 @@ class Zone(Protocol):
     def describe(self) -> str: ...
 
     def list_ready(self) -> list[Entry]:
-        """Complete, regular files (no temp names, no symlinks), oldest first."""
+        """Complete, regular files (no temp names), oldest first — plus, marked ``refused``,
+        entries that are never read (symlinks, FIFOs, devices), so they can be reported."""
         ...
 
     def list_all(self) -> list[Entry]:

@@ -31,14 +31,22 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import paramiko
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
 from gateway.config import SftpZone as SftpSpec
 from gateway.transfer.base import (
     Entry,
+    FileChanged,
+    FileMissing,
     NameTaken,
     ZoneError,
+    ZoneUnavailable,
+    check_component,
+    display_name,
     is_temporary,
     iter_chunks,
+    name_bytes,
+    snapshot_changed,
     validate_name,
 )
 
@@ -55,19 +63,19 @@ _KEY_TYPES = {
 }
 
 
-class TransientZoneError(ZoneError):
+class TransientZoneError(ZoneUnavailable):
     """The server could not be reached or the connection broke; trying again may work."""
 
     code = "E_ZONE_UNREACHABLE"
 
 
-class HostKeyMismatch(ZoneError):
+class HostKeyMismatch(ZoneUnavailable):
     """The server's host key is not the pinned one: refused, never learned."""
 
     code = "E_HOST_KEY"
 
 
-class AuthFailed(ZoneError):
+class AuthFailed(ZoneUnavailable):
     """The server refused our key."""
 
     code = "E_AUTH"
@@ -78,6 +86,7 @@ class SftpZone:
         self.key = key
         self.spec = spec
         self.settle = settle  # seconds between the two polls of the stability check
+        self.file_mode = spec.file_mode
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
@@ -147,8 +156,9 @@ class SftpZone:
                         thing.close()
             self._sftp = self._transport = None
 
-    def _p(self, name: str) -> str:
-        return posixpath.join(self.spec.path, validate_name(name))
+    def _p(self, name: str) -> bytes:
+        """The remote path as bytes: a sender's name that is not UTF-8 is still reachable."""
+        return name_bytes(posixpath.join(self.spec.path, check_component(name)))
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -158,29 +168,74 @@ class SftpZone:
         except ZoneError:
             raise
         except FileNotFoundError as exc:
-            raise ZoneError(f"{self.key}: {what}: no such file or directory") from exc
+            raise FileMissing(f"{self.key}: {display_name(what)}: no such file or directory") \
+                from exc
         except PermissionError as exc:
-            raise ZoneError(f"{self.key}: {what}: permission denied") from exc
+            raise ZoneError(f"{self.key}: {display_name(what)}: permission denied") from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             # The server answering "no" leaves the connection up; a broken link does not.
             alive = self._transport is not None and self._transport.is_active()
             if alive and isinstance(exc, OSError) and not isinstance(exc, socket.timeout):
-                raise ZoneError(f"{self.key}: {what}: {exc}") from exc
+                raise ZoneError(f"{self.key}: {display_name(what)}: {exc}") from exc
             self.close()
-            raise TransientZoneError(f"{self.key}: {what}: connection lost ({exc})") from exc
+            raise TransientZoneError(f"{self.key}: {display_name(what)}: connection lost "
+                                     f"({exc})") from exc
 
     # -- the zone interface --------------------------------------------------------
-    def list_all(self) -> list[Entry]:
+    def _listdir(self) -> list[paramiko.SFTPAttributes]:
+        """``listdir_attr`` that keeps names as the server sent them: paramiko decodes
+        them strictly, so one file name that is not UTF-8 would make the whole zone
+        unlistable. Undecodable bytes travel as surrogates (``os.fsdecode``)."""
+        client = self._client()
+        t, msg = client._request(CMD_OPENDIR, name_bytes(self.spec.path))
+        if t != CMD_HANDLE:
+            raise paramiko.SFTPError("expected a handle")
+        handle = msg.get_binary()
+        found = []
+        try:
+            while True:
+                try:
+                    t, msg = client._request(CMD_READDIR, handle)
+                except EOFError:
+                    break
+                if t != CMD_NAME:
+                    raise paramiko.SFTPError("expected a name response")
+                for _ in range(msg.get_int()):
+                    name = os.fsdecode(msg.get_string())
+                    longname = os.fsdecode(msg.get_string())
+                    attr = paramiko.SFTPAttributes._from_msg(msg, name, longname)
+                    if name not in (".", ".."):
+                        found.append(attr)
+        finally:
+            client._request(CMD_CLOSE, handle)
+        return found
+
+    def _entries(self) -> list[Entry]:
         with self._errors("list"):
-            attrs = self._client().listdir_attr(self.spec.path)
-        entries = [Entry(a.filename, a.st_size or 0, float(a.st_mtime or 0)) for a in attrs
-                   if a.st_mode is not None and stat.S_ISREG(a.st_mode)]
-        return sorted(entries, key=lambda e: (e.mtime, e.name))
+            attrs = self._listdir()
+        out = []
+        for a in attrs:
+            mode = a.st_mode or 0
+            if stat.S_ISDIR(mode):
+                continue
+            refused = None if stat.S_ISREG(mode) else "symlink" if stat.S_ISLNK(mode) else "special"
+            out.append(Entry(a.filename, a.st_size or 0, float(a.st_mtime or 0), refused=refused))
+        return sorted(out, key=lambda e: (e.mtime, e.name))
+
+    def list_all(self) -> list[Entry]:
+        return [e for e in self._entries() if e.refused is None]
 
     def list_ready(self) -> list[Entry]:
-        """Files whose size and mtime did not change between two polls ``settle`` s apart."""
+        """Files whose size and mtime did not change between two polls ``settle`` s apart
+        (and, marked ``refused``, entries that are not regular files)."""
         now = time.monotonic()
-        current = {e.name: e for e in self.list_all() if not is_temporary(e.name)}
+
+        def listing() -> tuple[dict[str, Entry], list[Entry]]:
+            entries = [e for e in self._entries() if not is_temporary(e.name)]
+            return ({e.name: e for e in entries if e.refused is None},
+                    [e for e in entries if e.refused is not None])
+
+        current, refused = listing()
         previous = self._snapshot
         if previous is None or now - previous[0] < self.settle:
             if previous is None:
@@ -188,17 +243,17 @@ class SftpZone:
             else:
                 time.sleep(self.settle - (now - previous[0]))
             before = {n: (e.size, e.mtime) for n, e in current.items()}
-            current = {e.name: e for e in self.list_all() if not is_temporary(e.name)}
+            current, refused = listing()
         else:
             before = previous[1]
         self._snapshot = (time.monotonic(), {n: (e.size, e.mtime) for n, e in current.items()})
-        return [e for n, e in sorted(current.items(), key=lambda kv: (kv[1].mtime, kv[0]))
-                if before.get(n) == (e.size, e.mtime)]
+        return refused + [e for n, e in sorted(current.items(), key=lambda kv: (kv[1].mtime, kv[0]))
+                          if before.get(n) == (e.size, e.mtime)]
 
     @contextlib.contextmanager
     def open_read(self, name: str) -> Iterator[BinaryIO]:
         with self._errors(f"open {name}"):
-            fh = self._client().open(self._p(name), "rb")
+            fh = self._client().open(self._p(name), "rb")  # type: ignore[arg-type]
             fh.prefetch()
         try:
             yield _Reader(self, name, fh)  # type: ignore[misc]
@@ -209,7 +264,7 @@ class SftpZone:
     def stat(self, name: str) -> Entry | None:
         with self._errors(f"stat {name}"):
             try:
-                a = self._client().lstat(self._p(name))
+                a = self._client().lstat(self._p(name))  # type: ignore[arg-type]
             except FileNotFoundError:
                 return None
         if a.st_mode is None or not stat.S_ISREG(a.st_mode):
@@ -219,12 +274,12 @@ class SftpZone:
     def remove(self, name: str) -> None:
         with self._errors(f"remove {name}"):
             try:
-                self._client().remove(self._p(name))
+                self._client().remove(self._p(name))  # type: ignore[arg-type]
             except FileNotFoundError:
                 return  # already gone: removal is idempotent
 
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
-        final = self._p(name)
+        final = posixpath.join(self.spec.path, validate_name(name))
         if self.stat(name) is not None:
             raise NameTaken(f"{self.key}: {name} exists already")
         self._remove_stale_temporaries(name)
@@ -237,6 +292,7 @@ class SftpZone:
                 for chunk in iter_chunks(src):
                     out.write(chunk)
                     written += len(chunk)
+            client.chmod(tmp, self.file_mode)  # exact mode, whatever the server's umask
             size = client.stat(tmp).st_size
             if size != written:
                 with contextlib.suppress(OSError):
@@ -277,11 +333,25 @@ class SftpZone:
 
 class _Reader:
     """Translates errors of the *remote* read only; the caller's own errors (a full local
-    disk while archiving, say) pass through as what they are."""
+    disk while archiving, say) pass through as what they are. At the end of the file it
+    checks that size and mtime did not move while it read (:class:`FileChanged`)."""
 
     def __init__(self, zone: SftpZone, name: str, fh: paramiko.SFTPFile) -> None:
         self._zone, self._name, self._fh = zone, name, fh
+        with zone._errors(f"stat {name}"):
+            self._before = _identity(fh)
+        self._read = 0
 
     def read(self, size: int = -1) -> bytes:
         with self._zone._errors(f"read {self._name}"):
-            return self._fh.read(size)
+            data = self._fh.read(size)
+            self._read += len(data)
+            if not data and snapshot_changed(self._before, _identity(self._fh), self._read):
+                raise FileChanged(f"{self._zone.key}: {display_name(self._name)!r} changed while "
+                                  "it was read (still being uploaded?)")
+            return data
+
+
+def _identity(fh: paramiko.SFTPFile) -> tuple[int, ...]:
+    st = fh.stat()
+    return st.st_size or 0, int(st.st_mtime or 0)

@@ -129,7 +129,7 @@ class MonitoredZone:
 
     def list_ready(self) -> list[Entry]:
         entries = self._watch(self.inner.list_ready)
-        self.health.waiting = len(entries)
+        self.health.waiting = sum(1 for e in entries if e.refused is None)
         return entries
 
     def list_all(self) -> list[Entry]:

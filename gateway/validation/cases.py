@@ -55,6 +55,18 @@ def printable_label(header: str) -> str:
     return clean or "(empty)"
 
 
+_VALUE_LIKE = re.compile(r"\d|@")
+
+
+def column_label(header: str, position: int) -> str:
+    """How a receipt names an unexpected column: by its header when that is plainly a
+    name, by position when the header holds a digit or an ``@`` — it may be a value
+    (a card number, a phone, an e-mail address), and receipts never echo values."""
+    if _VALUE_LIKE.search(header) or len(header) > 40:
+        return f"column {position}"
+    return f'column "{printable_label(header)}"'
+
+
 @dataclass(frozen=True)
 class HeaderMap:
     fields: tuple[str, ...]  # canonical field per column position
@@ -73,7 +85,13 @@ def map_columns(header: list[str], by_header: Mapping[str, str], required: Mappi
     """
     errors: list[RowError] = []
     mapped: list[str] = []
-    for raw in header:
+    recognised = sum(1 for raw in header if raw.strip() in by_header)
+    if recognised * 2 < len(header):  # mostly unknown: a data row, not a header
+        return None, [RowError(0, None, None, "E_NO_HEADER",
+                               f"{len(header) - recognised} of the {len(header)} columns of the "
+                               f"first row are not a {what}: is the header row missing, or the "
+                               "header mapping not set up? (the row is not shown: it may be data)")]
+    for position, raw in enumerate(header, start=1):
         h = raw.strip()
         if h in by_header:
             name = by_header[h]
@@ -83,12 +101,12 @@ def map_columns(header: list[str], by_header: Mapping[str, str], required: Mappi
             mapped.append(name)
         elif is_forbidden_column(h):
             errors.append(RowError(0, None, None, "E_FORBIDDEN_COLUMN",
-                                   f'column "{printable_label(h)}" looks like authentication data '
+                                   f"{column_label(h, position)} looks like authentication data "
                                    "(CVV, PIN, expiry, track data, password), which must never be "
                                    "shared"))
         else:
             errors.append(RowError(0, None, None, "E_UNKNOWN_COLUMN",
-                                   f'column "{printable_label(h)}" is not a {what}; '
+                                   f"{column_label(h, position)} is not a {what}; "
                                    "unknown columns are never forwarded"))
     for name, shown in required.items():
         if name not in mapped:

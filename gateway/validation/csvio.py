@@ -101,6 +101,20 @@ class TextSink:
             self._size = 0
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def needs_neutralising(value: str) -> bool:
+    """Whether a spreadsheet would read *value* as a formula (SPEC §15, OWASP CSV injection)."""
+    return value.startswith(FORMULA_TRIGGERS)
+
+
+def neutralise(value: str) -> str:
+    """A free-text value as the gateway writes it: a leading ``'`` makes spreadsheet
+    programs show ``=HYPERLINK(…)`` as text instead of running it."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
 def writer(sink: TextSink) -> Any:
     """A CSV writer (RFC 4180, CRLF line ends) into *sink*."""
     return csv.writer(sink, lineterminator="\r\n")

@@ -22,7 +22,14 @@ _MAINLAND_RE = re.compile(r"^(\+86)?1[3-9]\d{9}$")
 _E164_RE = re.compile(r"^\+\d{8,15}$")
 _MONEY_RE = re.compile(r"^\d{1,15}(\.\d{1,2})?$")
 _DIGITS_RE = re.compile(r"^\d+$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line/paragraph separators, and invisible formatting characters
+# (Unicode category Cf: U+202E right-to-left override, U+200B zero-width space, ...), which
+# make a name display as something other than what it is.
+_CONTROL_RE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]")
 
 PRODUCTS = frozenset({"credit_card", "personal_loan", "mortgage", "auto_loan", "other"})
 ID_TYPES = frozenset({"resident_id", "passport", "other"})
@@ -93,7 +100,7 @@ def text(value: str, max_len: int, min_len: int = 1) -> Problem:
     if not min_len <= len(value) <= max_len:
         return "E_TEXT", f"must be {min_len}-{max_len} characters"
     if _CONTROL_RE.search(value):
-        return "E_TEXT", "must not contain control characters"
+        return "E_TEXT", "must not contain control or invisible formatting characters"
     return None
 
 

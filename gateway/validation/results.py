@@ -27,6 +27,7 @@ RESULT_FIELDS: dict[str, bool] = {
     "outcome": False, "amount": False, "promise_date": False, "new_mobile": False,
     "new_address": False, "note": False, "collector_id": True,
 }
+FREE_TEXT_RESULT_FIELDS = frozenset({"outcome", "note", "new_address"})
 # Actions that reach a person in real time: the contact-hours rule applies to them.
 TIMED_CONTACT = frozenset({"CALL", "SMS", "VISIT", "EMAIL"})
 # Counted against max_daily_attempts ("calls or messages").

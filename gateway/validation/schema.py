@@ -68,3 +68,8 @@ _FIELDS += [
 ]
 
 CASE_FIELDS: dict[str, FieldSpec] = {f.name: f for f in _FIELDS}
+
+# Free text a person typed: formula-neutralised in every CSV the gateway writes (SPEC §15).
+# Structured kinds (ids, phones, amounts, dates, codes) are constrained by their rules.
+FREE_TEXT_KINDS = frozenset({Kind.NAME, Kind.ADDRESS, Kind.EMPLOYER, Kind.TEXT})
+FREE_TEXT_CASE_FIELDS = frozenset(n for n, spec in CASE_FIELDS.items() if spec.kind in FREE_TEXT_KINDS)

@@ -112,6 +112,19 @@ def test_tampered_ciphertext(site, records):
     assert only_receipt(site)["errors"][0]["code"] == "E_CORRUPT"
 
 
+@pytest.mark.parametrize("armor", [False, True], ids=["binary", "armored"])
+@pytest.mark.parametrize("keep", [0.03, 0.5, 0.9])
+def test_truncated_message_says_so(site, records, armor, keep):
+    """A cut-off upload is not "tampered": it gets E_TRUNCATED, and the tampered one above
+    stays E_CORRUPT."""
+    path = site.drop("B1.csv.pgp", csv_of(records * 1), extra=("--armor",) if armor else ())
+    data = path.read_bytes()
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+    assert site.run() == {"rejected": 1}
+    err = only_receipt(site)["errors"][0]
+    assert err["code"] == "E_TRUNCATED" and "upload complete" in err["message"]
+
+
 def test_compression_bomb(site):
     site.edit("max_daily_attempts = 6", "max_daily_attempts = 6\nmax_plaintext_mb = 1")
     site.drop("B1.csv.pgp", HEADER + b"\r\n" + b"\0" * (8 * 1024 * 1024),

@@ -75,7 +75,7 @@ def test_accepted_batch_delivers_masked_role_slices(site, records, keybox):
     assert all(f["records"] == 20 for f in manifest["files"])
     (receipt,) = site.receipts().values()
     assert receipt["status"] == "accepted" and receipt["signer"] == keybox["bank"].fingerprint
-    assert receipt["counts"] == {"records": 40, "accepted": 40, "rejected": 0,
+    assert receipt["counts"] == {"records": 40, "accepted": 40, "rejected": 0, "neutralised": 0,
                                  "per_agency": {"AG001": 20, "AG002": 20}}
     assert site.plaintext_leaks(records) == []
     assert audit.verify(site.state / "audit" / "audit.jsonl").ok

@@ -32,7 +32,7 @@ def zone(request, tmp_path, sshd):
     d = tmp_path / "zone"
     d.mkdir()
     if request.param == "local":
-        z = open_zone("agencies[0].inbox", LocalSpec(kind="local", path=d))
+        z = open_zone("agencies[0].inbox", LocalSpec(kind="local", path=d), settle=0)
     else:
         z = open_zone("agencies[0].inbox", sftp_spec(sshd, d), settle=0.3)
     z.dir = d
@@ -69,15 +69,37 @@ def test_temporary_names_are_never_ready(zone):
 
 
 def test_names_are_validated(zone):
-    for bad in ("../escape", "a/b", "", "..", "x\ny"):
+    for bad in ("../escape", "a/b", "", ".."):  # could leave the zone: refused for everything
         with pytest.raises(InvalidName):
             zone.stat(bad)
+    for odd in ("x\ny", "a\\b", "B-\udcb0\udca1.csv.pgp"):  # a sender's odd name: readable,
+        assert zone.stat(odd) is None  # removable — but the gateway never writes one
+        with pytest.raises(InvalidName):
+            zone.write_atomic(odd, io.BytesIO(b"x"))
 
 
-def test_symlinks_are_not_listed(zone, tmp_path):
+def test_odd_names_are_listed_read_and_removed(zone):
+    """A newline, a backslash or bytes that are not UTF-8 in a sender's name are that file's
+    problem: the zone lists it, reads it and removes it like any other."""
+    raw = [b"B-EVIL\nX.csv.pgp", b"a\\b.csv.pgp", b"B-\xb0\xa1.csv.pgp"]
+    for i, name in enumerate(raw):
+        (zone.dir / os.fsdecode(name)).write_bytes(b"%d" % i)
+    names = sorted(e.name for e in zone.list_ready())
+    assert names == sorted(os.fsdecode(n) for n in raw)
+    for name in names:
+        with zone.open_read(name) as fh:
+            assert fh.read() in (b"0", b"1", b"2")
+        zone.remove(name)
+    assert zone.list_all() == []
+
+
+def test_symlinks_and_fifos_are_refused_never_read(zone, tmp_path):
     (tmp_path / "elsewhere").write_bytes(b"secret")
     os.symlink(tmp_path / "elsewhere", zone.dir / "link.csv.pgp")
-    assert zone.list_ready() == []
+    os.mkfifo(zone.dir / "pipe.csv.pgp")
+    listed = {e.name: e.refused for e in zone.list_ready()}
+    assert listed == {"link.csv.pgp": "symlink", "pipe.csv.pgp": "special"}
+    assert zone.list_all() == []  # nothing a purge or a pick-up would read
 
 
 def test_a_growing_remote_file_is_not_ready(tmp_path, sshd):

@@ -1,0 +1,156 @@
+"""Signed audit checkpoints (SPEC §10): the chain's head, sealed with the gateway's key and
+handed to the bank.
+
+A hash chain proves order, not authorship: whoever can write the file can cut its
+tail or rebuild it whole. So the gateway appends an ``audit.checkpoint`` entry and
+clear-signs that entry's ``(seq, hash)`` — the checkpoint seals everything before
+it, itself included — into ``state_dir/audit/checkpoints/``, and delivers a copy
+to the bank's incoming zone through the same two-phase path as every delivery.
+The bank then holds evidence the gateway's host cannot rewrite.
+
+When: whenever a process that wrote audit entries ends (``run``, ``run --once``,
+``retention run``), and at least hourly while the daemon runs and events arrive.
+
+:func:`check` compares a log with a set of checkpoints — the gateway's own, or the
+copies the bank kept: every checkpoint must verify, and the log must still pass
+through each checkpointed ``(seq, hash)``. A cut tail, a deleted entry or a
+rebuilt chain fails and names the last good checkpoint. Entries after the last
+checkpoint are normal while a gateway runs (it seals them within the hour), and
+evidence of a crash or a forgery when none does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import audit
+from gateway.crypto import keys
+from gateway.crypto.engine import Engine, Keyring
+from gateway.errors import CryptoError
+from gateway.flows import Context, intake
+from gateway.ledger import DeliveryRow
+from gateway.state import file_sha256, write_private
+
+BANK_IN = "bank.incoming"
+INTERVAL = 3600.0  # seconds: at least one checkpoint an hour while events arrive
+PREFIX, SUFFIX = "audit-checkpoint.", ".json.asc"
+
+
+def seal(ctx: Context) -> str | None:
+    """Checkpoint the log if anything was written since the last checkpoint, and send the
+    bank its copy. Returns the checkpoint's file name (None: nothing new to seal)."""
+    last = ctx.audit.last_entry()
+    if last is None or last["event"] == "audit.checkpoint":
+        return None
+    entry = ctx.audit.record("audit.checkpoint", node=_node(ctx.owner))
+    body = {"type": "audit-checkpoint", "seq": entry["seq"], "hash": entry["hash"],
+            "ts": entry["ts"], "node": _node(ctx.owner), "gateway_key": ctx.crypto.fingerprint}
+    signed = ctx.crypto.clearsign(json.dumps(body, indent=2).encode() + b"\n")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    name = f"{PREFIX}{stamp}{SUFFIX}"
+    path = directory(ctx.state.root) / name
+    write_private(path, signed)
+    # agency_code "": a checkpoint belongs to no agency (the column is not nullable).
+    ctx.ledger.add_delivery(DeliveryRow(kind="checkpoint", agency_code="", zone=BANK_IN, name=name,
+                                        sha256=file_sha256(path), size=len(signed)))
+    intake.finish_pending(ctx, kinds={"checkpoint"})
+    return name
+
+
+def directory(state_root: Path) -> Path:
+    return state_root / "audit" / "checkpoints"
+
+
+def _node(owner: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in owner)[:64] or "gateway"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    file: str
+    seq: int
+    hash: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class Report:
+    chain: audit.Verification
+    checkpoints: list[Checkpoint]  # verified signatures, by seq
+    good: list[Checkpoint]  # those the log still passes through
+    unsealed: int  # entries after the last checkpoint
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.problem
+
+    @property
+    def last_good(self) -> Checkpoint | None:
+        return self.good[-1] if self.good else None
+
+
+@contextlib.contextmanager
+def signature_checker(key_files: Sequence[Path], *, secret: bool = False) -> Iterator[
+        Callable[[bytes], bytes]]:
+    """A function that returns the text of a document clear-signed by one of the keys in
+    *key_files* (public key files, or — *secret* — the gateway's own key files, of which
+    only the public part is used), in a throw-away keyring."""
+    home = Path(tempfile.mkdtemp(prefix="gwv", dir="/tmp"))
+    try:
+        fprs = [keys.inspect(p).fingerprint for p in key_files]
+        with Keyring(home / "g", secret_keys=key_files if secret else (),
+                     public_keys=() if secret else key_files) as ring:
+            engine = Engine(ring)
+            yield lambda doc: engine.verify_clearsigned(doc, allowed_signers=fprs)[1]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def load(folder: Path, open_signed: Callable[[bytes], bytes]) -> tuple[list[Checkpoint], str]:
+    """Every checkpoint in *folder* whose signature verifies (*open_signed* returns the
+    signed text or raises CryptoError); the problem with the first one that does not."""
+    found: list[Checkpoint] = []
+    for path in sorted(folder.glob(f"{PREFIX}*{SUFFIX}")):
+        try:
+            body = json.loads(open_signed(path.read_bytes()))
+            found.append(Checkpoint(path.name, int(body["seq"]), str(body["hash"]), str(body["ts"])))
+        except CryptoError as exc:
+            return found, f"checkpoint {path.name}: {exc} — it was not made by the gateway's key"
+        except (ValueError, KeyError, TypeError):
+            return found, f"checkpoint {path.name}: not a checkpoint document"
+    return sorted(found, key=lambda c: c.seq), ""
+
+
+def check(log_path: Path, folder: Path, open_signed: Callable[[bytes], bytes], *,
+          writer_running: bool) -> Report:
+    """The log against the checkpoints in *folder* (see the module docstring)."""
+    checkpoints, problem = load(folder, open_signed)
+    chain = audit.verify(log_path, collect={c.seq for c in checkpoints})
+    good: list[Checkpoint] = []
+    if not problem:
+        for c in checkpoints:
+            if c.seq > chain.entries:
+                problem = (f"checkpoint {c.file} seals entry {c.seq}, but the log "
+                           + (f"breaks at entry {chain.broken_seq}" if not chain.ok else
+                              f"ends at entry {chain.entries}: entries were cut from its end"))
+                break
+            if chain.hashes.get(c.seq) != c.hash:
+                problem = (f"entry {c.seq} is not the one checkpoint {c.file} sealed: the chain "
+                           "was rewritten")
+                break
+            good.append(c)
+    sealed_to = checkpoints[-1].seq if checkpoints else 0
+    unsealed = max(0, chain.entries - sealed_to) if chain.ok else 0
+    if not problem and chain.ok and unsealed and not writer_running:
+        problem = (f"entries {sealed_to + 1}–{chain.entries} come after the last checkpoint and no "
+                   "gateway is running to seal them: a crash (the next run seals them), or "
+                   "entries added by hand")
+    return Report(chain, checkpoints, good, unsealed, problem)

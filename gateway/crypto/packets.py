@@ -1,0 +1,167 @@
+"""Just enough of the OpenPGP packet framing (RFC 4880 §4.2) to tell a *truncated* message.
+
+gpg reports a message that ends early the same way as one that was tampered with
+(``BADMDC`` or ``NODATA``). For the sender these are different stories — "your
+upload was cut off, send it again" versus "someone changed the file" — so after
+gpg refused a message we walk its packet headers: if the last packet's declared
+length runs past the end of the file, or the file ends before any encrypted
+data, the message was truncated (``E_TRUNCATED``). Nothing here decrypts or
+trusts anything; it only reads lengths. ASCII armor is decoded line by line, so
+memory stays bounded at any size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+_SESSION_KEY_TAGS = {1, 3}  # PKESK, SKESK: a message that stops after them has no data
+_ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+_ARMOR_END = b"-----END PGP MESSAGE-----"
+
+
+class _Stream:
+    """Reads exactly-n bytes from an iterator of chunks; ``None`` when it runs dry first."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, n: int) -> bytes | None:
+        while len(self._buf) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def skip(self, n: int) -> bool:
+        while n > 0:
+            if not self._buf:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return False
+                self._buf = chunk
+            step = min(n, len(self._buf))
+            self._buf = self._buf[step:]
+            n -= step
+        return True
+
+    def at_end(self) -> bool:
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return True
+            self._buf = chunk
+        return False
+
+
+def _binary_chunks(fh: BinaryIO, first: bytes) -> Iterator[bytes]:
+    yield first
+    while chunk := fh.read(256 * 1024):
+        yield chunk
+
+
+def _armored_chunks(fh: BinaryIO, first: bytes, complete: list[bool]) -> Iterator[bytes]:
+    """The base64 body of an armored message; sets ``complete[0]`` when the END line came."""
+    lines = _lines(fh, first)
+    in_body = headers_done = False
+    for line in lines:
+        line = line.strip()
+        if not in_body:
+            in_body = line == _ARMOR_BEGIN
+            continue
+        if line == _ARMOR_END:
+            complete[0] = True
+            return
+        if not headers_done:
+            if not line:
+                headers_done = True
+            elif b":" not in line:  # no armor headers: this is already body
+                headers_done = True
+                yield _b64(line)
+            continue
+        if line.startswith(b"="):  # the CRC-24 line
+            continue
+        yield _b64(line)
+
+
+def _lines(fh: BinaryIO, first: bytes) -> Iterator[bytes]:
+    pending = first
+    while True:
+        chunk = fh.read(256 * 1024)
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        yield from whole
+        if not chunk:
+            if pending:
+                yield pending
+            return
+
+
+def _b64(line: bytes) -> bytes:
+    try:
+        return base64.b64decode(line + b"=" * (-len(line) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def ends_early(path: Path) -> bool:
+    """True when the OpenPGP message in *path* stops before its packets do."""
+    with Path(path).open("rb") as fh:
+        first = fh.read(4096)
+        if first.lstrip().startswith(_ARMOR_BEGIN):
+            complete = [False]
+            truncated = _walk(_Stream(_armored_chunks(fh, first, complete)))
+            return truncated or not complete[0]
+        return _walk(_Stream(_binary_chunks(fh, first)))
+
+
+def _walk(s: _Stream) -> bool:
+    """Walk top-level packets; True if the data ends inside a header or a body."""
+    last_tag = None
+    while not s.at_end():
+        head = s.read(1)
+        if head is None:
+            return True
+        b = head[0]
+        if not b & 0x80:
+            return False  # not a packet header: garbage, not truncation (gpg said why)
+        if b & 0x40:  # new format
+            last_tag = b & 0x3F
+            while True:
+                o = s.read(1)
+                if o is None:
+                    return True
+                o1 = o[0]
+                if o1 < 192:
+                    length, partial = o1, False
+                elif o1 < 224:
+                    o2 = s.read(1)
+                    if o2 is None:
+                        return True
+                    length, partial = ((o1 - 192) << 8) + o2[0] + 192, False
+                elif o1 == 255:
+                    raw = s.read(4)
+                    if raw is None:
+                        return True
+                    length, partial = int.from_bytes(raw, "big"), False
+                else:
+                    length, partial = 1 << (o1 & 0x1F), True
+                if not s.skip(length):
+                    return True
+                if not partial:
+                    break
+        else:  # old format
+            last_tag = (b >> 2) & 0x0F
+            kind = b & 0x03
+            if kind == 3:
+                return False  # indeterminate length: runs to the end by definition
+            raw = s.read((1, 2, 4)[kind])
+            if raw is None or not s.skip(int.from_bytes(raw, "big")):
+                return True
+    return last_tag in _SESSION_KEY_TAGS  # keys for data that never came

@@ -1,0 +1,103 @@
+"""Configuration and local-file hardening (issue 9): zone aliases, keys shared between
+parties, file modes under any umask, a full state disk, secrets out of sight."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from gateway import synth
+from tests.conftest import run_cli
+from tests.flowsite import Site
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def site(tmp_path, keybox):
+    return Site(tmp_path / "site", keybox)
+
+
+def test_a_zone_aliased_by_a_symlink_is_a_config_error_at_run(site):
+    """AG002's inbox a symlink to AG001's: both agencies' slices would share a directory and
+    a purge of AG002 would delete AG001's files. `run` and `retention run` refuse to start."""
+    ag2 = site.zone("AG002", "inbox")
+    ag2.rmdir()
+    ag2.symlink_to(site.zone("AG001", "inbox"))
+    site.drop_cases("B1.csv.pgp", list(synth.cases(4, ["AG001", "AG002"], seed=70)))
+    for args in (("run", "--once"), ("retention", "run"), ("check",)):
+        proc = run_cli(*args, "-c", str(site.config))
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "agencies[1].inbox: same location as agencies[0].inbox" in proc.stderr
+    assert list(site.zone("AG001", "inbox").iterdir()) == []
+    assert site.zone("bank", "outgoing", "B1.csv.pgp").exists()
+
+
+def test_a_zone_inside_the_state_directory_is_a_config_error(site):
+    site.edit('path = "zones/AG001/outbox"', 'path = "var/archive"')
+    proc = run_cli("check", "-c", str(site.config))
+    assert proc.returncode == 2 and "agencies[0].outbox.path" in proc.stderr
+    assert "overlap" in proc.stderr
+
+
+def test_one_key_for_two_agencies_is_refused(site):
+    shutil.copy(site.keys["ag001-collector"].pub, site.root / "keys" / "ag002-collector.pub.asc")
+    for args in (("check",), ("run", "--once")):
+        proc = run_cli(*args, "-c", str(site.config))
+        assert proc.returncode == 2, proc.stderr
+        assert "agencies[1].roles.collector.encrypt_to" in proc.stderr
+        assert "is also configured for agency AG001" in proc.stderr
+
+
+def test_one_key_for_two_roles_of_an_agency_is_a_warning(site):
+    shutil.copy(site.keys["ag002-supervisor"].pub, site.root / "keys" / "ag002-analyst.pub.asc")
+    proc = run_cli("check", "-c", str(site.config))
+    assert proc.returncode == 0, proc.stderr
+    assert "both roles can read each other's slices" in proc.stderr
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_state_files_are_private_under_any_umask(site, umask):
+    site.drop_cases("B1.csv.pgp", list(synth.cases(5, ["AG001", "AG002"], seed=71)))
+    proc = subprocess.run(
+        ["sh", "-c", f"umask {umask:03o} && exec {sys.executable} -m gateway run --once -c "
+                     f"{site.config}"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    loose = []
+    for path, _dirs, files in os.walk(site.state):
+        for p in [path, *(os.path.join(path, f) for f in files)]:
+            st = os.lstat(p)
+            want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+            if (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)) and \
+                    stat.S_IMODE(st.st_mode) != want:
+                loose.append((p, oct(stat.S_IMODE(st.st_mode))))
+    assert loose == []
+    for p in site.zone("AG001", "inbox").iterdir():  # the zone's file_mode, umask or not
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640, p
+
+
+def test_loose_state_is_reported_by_check_and_tightened_by_run(site):
+    assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+    (site.state / "gateway.db").chmod(0o644)
+    (site.state / "secrets").chmod(0o755)
+    proc = run_cli("check", "-c", str(site.config))
+    assert "gateway.state_dir: 2 entries are open to group or others" in proc.stderr
+    assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+    assert stat.S_IMODE((site.state / "gateway.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((site.state / "secrets").stat().st_mode) == 0o700
+
+
+def test_file_mode_is_configurable_and_checked(site):
+    site.edit('path = "zones/AG001/inbox", settle_seconds = 0',
+              'path = "zones/AG001/inbox", settle_seconds = 0, file_mode = 0o600')
+    site.drop_cases("B1.csv.pgp", list(synth.cases(2, ["AG001"], seed=72)))
+    assert site.run() == {"accepted": 1}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in site.zone("AG001", "inbox").iterdir()} == {0o600}
+    site.edit("file_mode = 0o600", "file_mode = 0o666")
+    proc = run_cli("check", "-c", str(site.config))
+    assert proc.returncode == 2 and "agencies[0].inbox.file_mode" in proc.stderr
