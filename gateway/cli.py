@@ -529,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 1
     except OSError as exc:  # the machine, not the gateway: a full disk, a permission
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
         where = f": {exc.filename}" if exc.filename else ""
         err.print(f"error: {exc.strerror or exc}{where}", markup=False)
         return 1

@@ -46,34 +46,36 @@ log = structlog.get_logger("gateway.daemon")
 def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Context]:
     """Everything a flow needs, opened in order and closed in reverse; one runner per state dir."""
     state = State(cfg.gateway.state_dir)
-    with state.lock():
+    with state.lock(), contextlib.ExitStack() as stack:
         state.clean_temporaries()
         state.tighten()
         audit = AuditLog(state.root / "audit", actor=actor)
         crypto = Crypto.start(cfg)
+        stack.callback(crypto.close)  # closed last: the agent outlives nothing that uses it
         ledger = Ledger(cfg.gateway.db_url)
-        ctx = None
+        stack.callback(ledger.close)
+        if removed := audit.repair():
+            log.warning("audit.repaired", bytes=removed, reason="torn_last_line")
+        audit.record("config.loaded", config_sha256=cfg.sha256, version=__version__,
+                     fingerprint=crypto.fingerprint)
+        for refused in crypto.keyset.refused:
+            audit.record("key.refused", key=refused.key_path, fingerprint=refused.fingerprint)
+            log.warning("key.refused", key=refused.key_path, problem=refused.problem)
+        ctx = Context.build(cfg, crypto, ledger, audit, state)
+        stack.callback(_close_zones, ctx)
         try:
-            if removed := audit.repair():
-                log.warning("audit.repaired", bytes=removed, reason="torn_last_line")
-            audit.record("config.loaded", config_sha256=cfg.sha256, version=__version__,
-                         fingerprint=crypto.fingerprint)
-            for refused in crypto.keyset.refused:
-                audit.record("key.refused", key=refused.key_path, fingerprint=refused.fingerprint)
-                log.warning("key.refused", key=refused.key_path, problem=refused.problem)
-            ctx = Context.build(cfg, crypto, ledger, audit, state)
             yield ctx
         finally:
-            if ctx is not None:
-                try:  # whoever wrote audit entries seals them on the way out (SPEC §10)
-                    checkpoint.seal(ctx)
-                except (GatewayError, OSError) as exc:
-                    log.error("audit.checkpoint_failed", error=str(exc))
-                for zone in ctx.zones.values():
-                    with contextlib.suppress(Exception):
-                        zone.close()  # type: ignore[attr-defined]
-            ledger.close()
-            crypto.close()
+            try:  # whoever wrote audit entries seals them on the way out (SPEC §10)
+                checkpoint.seal(ctx)
+            except (GatewayError, OSError) as exc:
+                log.error("audit.checkpoint_failed", error=str(exc))
+
+
+def _close_zones(ctx: Context) -> None:
+    for zone in ctx.zones.values():
+        with contextlib.suppress(Exception):
+            zone.close()  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -85,9 +87,7 @@ def read_context(cfg: Config) -> Iterator[Context]:
     try:
         yield ctx
     finally:
-        for zone in ctx.zones.values():
-            with contextlib.suppress(Exception):
-                zone.close()  # type: ignore[attr-defined]
+        _close_zones(ctx)
         ledger.close()
 
 

@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -293,7 +293,8 @@ class Ledger:
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
             self._check_version()
         except SQLAlchemyError as exc:
-            raise GatewayError(f"cannot open the ledger database: {_reason(exc)}") from exc
+            raise LedgerError(f"cannot open the ledger database {self.where}: {_reason(exc)}") \
+                from exc
         except OSError as exc:
             raise GatewayError(f"cannot open the ledger database: {exc.strerror}: "
                                f"{exc.filename}") from exc
@@ -325,8 +326,8 @@ class Ledger:
     @property
     def where(self) -> str:
         """The database, for messages: the SQLite file, or the server without credentials."""
-        url = self.engine.url
-        return url.database or "" if url.drivername.startswith("sqlite") else \
+        url = make_url(self.url)
+        return (url.database or "") if url.drivername.startswith("sqlite") else \
             url.render_as_string(hide_password=True)
 
     def close(self) -> None:

@@ -177,17 +177,24 @@ def loose_entries(root: Path) -> Iterator[tuple[Path, int, int]]:
 
 
 def copy_hashed(src: BinaryIO, dst: Path) -> tuple[str, int]:
-    """Copy *src* into a new file *dst* (fsynced); return its SHA-256 and size."""
+    """Copy *src* into a new file *dst* (fsynced); return its SHA-256 and size. A local
+    write error (a full disk) names *dst*, so the one line a person sees says where."""
     h = hashlib.sha256()
     size = 0
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         while chunk := src.read(256 * 1024):
             h.update(chunk)
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(dst)) from exc
             size += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(dst)) from exc
     return h.hexdigest(), size
 
 

@@ -13,6 +13,7 @@ from gateway import config as config_mod
 from gateway import daemon, scaffold, synth
 from tests.conftest import KeyBox
 from tests.gpgparty import GpgParty, validsig_primary
+from tests.leaks import LeakScanner
 
 AGENCIES = [
     scaffold.AgencyTemplate("AG001", "Example Collections Co.", ("supervisor", "collector")),
@@ -144,17 +145,7 @@ class Site:
 
     def plaintext_leaks(self, records: list[dict[str, str]]) -> list[tuple[str, str]]:
         """(file, field) for every personal value found in any byte written by the gateway."""
-        personal = ("customer_name", "id_number", "mobile", "account_number", "home_address",
-                    "work_address", "contact1_name", "contact1_phone")
-        needles = {(f, r[f].encode()) for r in records for f in personal if r.get(f)}
-        leaks = []
-        for path in self.written_files():
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:  # a gpg lock file of a process that is just ending
-                continue
-            leaks += [(str(path), f) for f, n in needles if n in data]
-        return leaks
+        return LeakScanner(records).scan_files(self.written_files())
 
 
 ZONE_KINDS = ["local", "sftp"]

@@ -25,6 +25,7 @@ gpg-agent a :class:`Keyring` needs lives exactly as long as the keyring.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import os
@@ -140,6 +141,7 @@ class Keyring:
         pw = self.passphrase.reveal() if (secret and self.passphrase) else ("" if secret else None)
         proc = _gpg.run(self.home, ["--import", *files], passphrase=pw)
         if proc.returncode != 0:
+            _raise_if_disk_full(self.path, proc.stderr)
             what = "secret" if secret else "public"
             raise GatewayError(f"could not import {what} keys into the gateway keyring: "
                                f"{_stderr_tail(proc.stderr)}")
@@ -494,8 +496,11 @@ class SealWriter:
         self._drain.join()
         keys = {w[0] for w in status}
         if self._drain_error is not None:
-            raise GatewayError(f"could not write sealed output: {self._drain_error}") \
-                from self._drain_error
+            err = self._drain_error
+            where = getattr(self._dst, "name", None)
+            if isinstance(err, OSError) and isinstance(where, str):  # e.g. a full disk
+                raise OSError(err.errno, err.strerror, where) from err
+            raise GatewayError(f"could not write sealed output: {err}") from err
         if "INV_RECP" in keys:
             raise CryptoError("a recipient key is not usable for encryption", code=E_SEAL)
         if "INV_SGNR" in keys:
@@ -518,6 +523,13 @@ class SealWriter:
             self.close()
         else:
             self.abort()
+
+
+def _raise_if_disk_full(home: Path, stderr: bytes) -> None:
+    """gpg says "import failed" when the real story is a full disk; say that, with the path."""
+    st = os.statvfs(home)
+    if b"No space left" in stderr or st.f_bavail * st.f_frsize < 256 * 1024:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(home))
 
 
 def _stderr_tail(stderr: bytes) -> str:

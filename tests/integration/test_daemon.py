@@ -182,3 +182,47 @@ def test_sftp_outage_across_passes_delivers_exactly_once(tmp_path, keybox):
         assert len(list(inbox.iterdir())) == 3
     finally:
         server.stop()
+
+
+def test_sigusr1_runs_a_pass_now(site):
+    proc = start_daemon(site, "--rescan", "600")
+    try:
+        os.kill(proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 20
+        seen = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if "pass.done" in line:
+                break
+        assert any("pass.requested" in x for x in seen) and "pass.done" in seen[-1]
+    finally:
+        assert stop_daemon(proc) == 0
+
+
+def test_retention_run_while_the_daemon_runs(tmp_path, keybox):
+    """`retention run` no longer fails with "another gateway process is running": it hands
+    the purge to the daemon and reports the certificate the daemon wrote."""
+    from gateway.state import runner_active
+    from tests.integration.test_retention import end_contract
+
+    site = Site(tmp_path / "site", keybox)
+    site.drop_cases("B0.csv.pgp", list(synth.cases(6, ["AG002"], seed=80)))
+    assert site.run() == {"accepted": 1}
+    end_contract(site, "AG002")
+    site.edit("purge_after_days = 30", "purge_after_days = 0")
+    site.drop_cases("B1.csv.pgp", list(synth.cases(30000, ["AG001"], seed=81)))  # a long pass
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(site.config),
+                             "--rescan", "600"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: runner_active(site.state), timeout=30)
+        cli = run_cli("retention", "run", "-c", str(site.config))
+        assert cli.returncode == 0, cli.stderr
+        assert f"the running gateway (pid {proc.pid}) was asked to purge now" in cli.stdout
+        assert "AG002 (contract" in cli.stdout and "certificate: deletion-certificate." in cli.stdout
+    finally:
+        assert stop_daemon(proc) == 0
+    assert site.inbox("AG002") == []
+    certs = list(site.zone("bank", "incoming").glob("deletion-certificate.*.json.asc"))
+    assert len(certs) == 1

@@ -101,3 +101,34 @@ def test_file_mode_is_configurable_and_checked(site):
     site.edit("file_mode = 0o600", "file_mode = 0o666")
     proc = run_cli("check", "-c", str(site.config))
     assert proc.returncode == 2 and "agencies[0].inbox.file_mode" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
+@pytest.mark.parametrize("size", ["200k", "1m", "3m"])
+def test_a_full_state_disk_is_one_readable_line_and_nothing_is_lost(site, size):
+    """The state directory on a tmpfs too small for the batch: each run fails with one line
+    naming the path (the ledger or the archive), commits nothing, leaks nothing; once there
+    is room the batch is delivered exactly once."""
+    records = list(synth.cases(20000, ["AG001", "AG002"], seed=73))
+    site.drop_cases("B1.csv.pgp", records)
+    site.state.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                    str(site.state)], check=True)
+    try:
+        for _ in range(2):
+            proc = run_cli("run", "--once", "-c", str(site.config))
+            assert proc.returncode == 1
+            (line,) = proc.stderr.strip().splitlines()
+            assert line.startswith("error: ") and str(site.state) in line, line
+            assert "full" in line or "No space left" in line, line
+            assert "internal error" not in line and "Traceback" not in proc.stderr
+        assert site.receipts() == {} and site.inbox("AG001") == []
+        assert site.plaintext_leaks(records) == []
+        subprocess.run(["mount", "-o", "remount,size=256m", str(site.state)], check=True)
+        proc = run_cli("run", "--once", "-c", str(site.config))
+        assert proc.returncode == 0, proc.stderr
+        assert [r["status"] for r in site.receipts().values()] == ["accepted"]
+        assert len(site.inbox("AG001")) == 3 and len(site.inbox("AG002")) == 4
+        assert run_cli("audit", "verify", "-c", str(site.config)).returncode == 0
+    finally:
+        subprocess.run(["umount", "-l", str(site.state)], check=False)
