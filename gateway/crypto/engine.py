@@ -373,6 +373,9 @@ class OpenedMessage(io.RawIOBase):
         rc, status = self._gpg.finish()
         if self._feed_error is not None:
             raise GatewayError(f"could not read the input: {self._feed_error}") from self._feed_error
+        if rc < 0:  # killed from outside (OOM killer, an operator): says nothing about the file
+            raise GatewayError(f"gpg was killed (signal {-rc}) while decrypting; the file is "
+                               "processed again on the next pass", code="E_GPG_KILLED")
         return _decide(rc, status, self._allowed, self._count, bytes(self._gpg.stderr_tail))
 
     def close(self) -> None:

@@ -46,3 +46,43 @@ def test_crash_then_rerun_delivers_exactly_once(tmp_path, keybox, records, point
     assert live_gpg_processes(str(site.root)) == []
     # and a third run has nothing left to do
     assert run_cli("run", "--once", "-c", str(site.config)).stderr.strip().endswith("nothing pending")
+
+
+@pytest.mark.parametrize("which", ["--decrypt", "--encrypt"])
+def test_a_gpg_child_killed_mid_batch_loses_nothing(tmp_path, keybox, which):
+    """SIGKILL to the decrypting gpg, or to one of the sealing ones: that is the gateway's
+    failure, not the bank's — no rejection, no receipt; the next run delivers it once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    site = Site(tmp_path / "site", keybox)
+    records = list(synth.cases(30000, ["AG001", "AG002"], seed=83))
+    site.drop_cases("B1.csv.pgp", records)
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--once", "-c",
+                             str(site.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    killed = None
+    while proc.poll() is None and killed is None:
+        for pid in os.listdir("/proc"):
+            try:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")  # noqa: PTH123, SIM115
+            except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+                continue
+            if argv and argv[0].endswith(b"gpg") and which.encode() in argv:
+                os.kill(int(pid), signal.SIGKILL)
+                killed = int(pid)
+                break
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=120)
+    assert killed is not None, "no gpg child was seen"
+    assert proc.returncode == 1, err
+    (line,) = err.strip().splitlines()[-1:]
+    assert "gpg" in line and "killed" in line or "stopped while sealing" in line, err
+    assert site.receipts() == {} and site.inbox("AG001") == []
+    assert site.plaintext_leaks(records) == []
+    assert site.run() == {"accepted": 1}
+    assert [r["status"] for r in site.receipts().values()] == ["accepted"]
+    assert len(site.inbox("AG001")) == 3 and len(site.inbox("AG002")) == 4

@@ -14,6 +14,7 @@ import pytest
 from gateway import synth
 from tests.conftest import run_cli
 from tests.flowsite import Site
+from tests.gpgparty import GpgParty
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,59 @@ def test_a_full_state_disk_is_one_readable_line_and_nothing_is_lost(site, size):
         assert run_cli("audit", "verify", "-c", str(site.config)).returncode == 0
     finally:
         subprocess.run(["umount", "-l", str(site.state)], check=False)
+
+
+PASSPHRASE = "Tr0ub4dor-and-3-more-words"
+
+
+def test_the_passphrase_never_shows(site, tmp_path, monkeypatch):
+    """While a batch runs: not in any process's arguments, not in any gpg child's
+    environment; after it: not in the logs, the audit log or any file; and objects that
+    hold key material have a redacted repr."""
+    import time
+
+    from gateway import daemon
+    from gateway.crypto import keys
+
+    key = keys.generate("gwpp", "gwpp@test.example", tmp_path / "k", passphrase=PASSPHRASE)
+    shutil.copy(key.secret_path, site.root / "keys" / "gateway.sec.asc")
+    shutil.copy(key.public_path, site.root / "keys" / "gateway.pub.asc")
+    site.edit('# passphrase_env = "GATEWAY_KEY_PASSPHRASE"', 'passphrase_env = "GW_PP"')
+    env = {**os.environ, "GW_PP": PASSPHRASE}
+    party = GpgParty(site.keys["bank"].sec, key.public_path)
+    try:
+        sealed = party.seal(synth.to_csv(list(synth.cases(20000, ["AG001", "AG002"], seed=74))),
+                            signer=site.keys["bank"].fingerprint, recipients=[key.fingerprint])
+    finally:
+        party.close()
+    site.zone("bank", "outgoing", "B1.csv.pgp").write_bytes(sealed)
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--once", "-c",
+                             str(site.config)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    seen_gpg = 0
+    needle = PASSPHRASE.encode()
+    while proc.poll() is None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: PTH123, SIM115
+                assert needle not in cmdline, cmdline
+                if b"gpg" in cmdline.split(b"\0")[0]:
+                    seen_gpg += 1
+                    assert needle not in open(f"/proc/{pid}/environ", "rb").read()  # noqa: PTH123, SIM115
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert b"1 accepted" in err
+    assert seen_gpg > 0  # the check looked at gpg children while they worked
+    assert needle not in out and needle not in err
+    for path in site.written_files():
+        assert needle not in path.read_bytes(), path
+    monkeypatch.setenv("GW_PP", PASSPHRASE)
+    with daemon.open_context(site.cfg()) as ctx:
+        for thing in (ctx, ctx.crypto, ctx.crypto.keyring, ctx.crypto.engine,
+                      ctx.crypto.keyring.passphrase):
+            assert PASSPHRASE not in repr(thing) and PASSPHRASE not in str(thing)
