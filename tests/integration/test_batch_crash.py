@@ -68,7 +68,7 @@ def test_a_gpg_child_killed_mid_batch_loses_nothing(tmp_path, keybox, which):
     while proc.poll() is None and killed is None:
         for pid in os.listdir("/proc"):
             try:
-                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")  # noqa: PTH123, SIM115
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
             except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
                 continue
             if argv and argv[0].endswith(b"gpg") and which.encode() in argv:
@@ -76,11 +76,11 @@ def test_a_gpg_child_killed_mid_batch_loses_nothing(tmp_path, keybox, which):
                 killed = int(pid)
                 break
         time.sleep(0.01)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert killed is not None, "no gpg child was seen"
     assert proc.returncode == 1, err
     (line,) = err.strip().splitlines()[-1:]
-    assert "gpg" in line and "killed" in line or "stopped while sealing" in line, err
+    assert ("gpg" in line and "killed" in line) or "stopped while sealing" in line, err
     assert site.receipts() == {} and site.inbox("AG001") == []
     assert site.plaintext_leaks(records) == []
     assert site.run() == {"accepted": 1}

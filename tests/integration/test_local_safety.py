@@ -169,11 +169,11 @@ def test_the_passphrase_never_shows(site, tmp_path, monkeypatch):
             if not pid.isdigit() or int(pid) == os.getpid():
                 continue
             try:
-                cmdline = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: PTH123, SIM115
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: SIM115
                 assert needle not in cmdline, cmdline
                 if b"gpg" in cmdline.split(b"\0")[0]:
                     seen_gpg += 1
-                    assert needle not in open(f"/proc/{pid}/environ", "rb").read()  # noqa: PTH123, SIM115
+                    assert needle not in open(f"/proc/{pid}/environ", "rb").read()  # noqa: SIM115
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
         time.sleep(0.05)
