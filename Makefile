@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-run
 # Debian packages the gateway and its integration tests drive for real.
 DEB_PACKAGES := gnupg gpg-agent openssh-server
 
-.PHONY: test demo lint system-deps venv bench clean
+.PHONY: test demo lint system-deps venv bench faults clean
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
@@ -47,6 +47,14 @@ system-deps:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_open.py
+
+# >= 50 seeded SIGKILLs from outside, then the README's reliability table regenerated from
+# this run and from the hostile-input suites (FAULT_KILLS / FAULT_SEED to vary it).
+FAULT_KILLS ?= 60
+FAULT_SEED ?= 1
+faults: system-deps $(STAMP)
+	$(BIN)/python -m tests.faults --kills $(FAULT_KILLS) --seed $(FAULT_SEED) --json docs/faults.json
+	$(BIN)/python -m tests.reliability --faults docs/faults.json --readme README.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -597,12 +597,14 @@ class Ledger:
 
     # -- daemon -------------------------------------------------------------------
     def uncollected(self, zone: str) -> list[DeliveryRow]:
-        """Slices and manifests delivered into *zone* and not yet fetched by the agency."""
+        """Slices and manifests delivered into *zone* and not yet fetched by the agency. Not
+        for an agency whose purge has begun: what its purge deleted was not collected."""
         with self.session() as s:
             return list(s.scalars(select(DeliveryRow).where(
                 DeliveryRow.zone == zone, DeliveryRow.kind.in_(("slice", "manifest")),
                 DeliveryRow.delivered_at.is_not(None), DeliveryRow.collected_at.is_(None),
-                DeliveryRow.purged_at.is_(None))))
+                DeliveryRow.purged_at.is_(None),
+                DeliveryRow.agency_code.not_in(select(PurgeRow.agency_code)))))
 
     def mark_collected(self, delivery_id: int) -> None:
         with self.session() as s:

@@ -176,26 +176,40 @@ def loose_entries(root: Path) -> Iterator[tuple[Path, int, int]]:
                 yield p, mode, want
 
 
-def copy_hashed(src: BinaryIO, dst: Path) -> tuple[str, int]:
-    """Copy *src* into a new file *dst* (fsynced); return its SHA-256 and size. A local
-    write error (a full disk) names *dst*, so the one line a person sees says where."""
+def copy_hashed(src: BinaryIO, dst: Path | None, *, head: bytes = b"") -> tuple[str, int]:
+    """Copy *head* and then *src* into a new file *dst* (fsynced) — or only hash them, when
+    *dst* is None — and return the SHA-256 and size. A local write error (a full disk)
+    names *dst*, so the one line a person sees says where."""
     h = hashlib.sha256()
     size = 0
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while chunk := src.read(256 * 1024):
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if dst is not None else -1
+    try:
+        chunk = head
+        while chunk:
             h.update(chunk)
+            size += len(chunk)
+            if fd >= 0:
+                _write_all(fd, chunk, dst)
+            chunk = src.read(256 * 1024)
+        if fd >= 0:
             try:
-                out.write(chunk)
+                os.fsync(fd)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(dst)) from exc
-            size += len(chunk)
-        try:
-            out.flush()
-            os.fsync(out.fileno())
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(dst)) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return h.hexdigest(), size
+
+
+def _write_all(fd: int, data: bytes, path: Path | None) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        view = view[n:]
 
 
 def file_sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -108,6 +109,23 @@ def _b64(line: bytes) -> bytes:
         return base64.b64decode(line + b"=" * (-len(line) % 4))
     except (binascii.Error, ValueError):
         return b""
+
+
+def is_encrypted(head: bytes) -> bool:
+    """Whether *head* (the first KiB of a file) starts an *encrypted* OpenPGP message: its
+    first packet is a public-key or symmetric session key. Anything else — plaintext, a
+    signed-only or clear-signed document, garbage — may hold case data in the clear, and
+    the gateway keeps no copy of it."""
+    if head.lstrip().startswith(_ARMOR_BEGIN):
+        body = b"".join(_armored_chunks(io.BytesIO(b""), head.lstrip(), [False]))
+        return _first_tag(body) in _SESSION_KEY_TAGS
+    return _first_tag(head) in _SESSION_KEY_TAGS
+
+
+def _first_tag(data: bytes) -> int | None:
+    if not data or not data[0] & 0x80:
+        return None
+    return data[0] & 0x3F if data[0] & 0x40 else (data[0] >> 2) & 0x0F
 
 
 def ends_early(path: Path) -> bool:

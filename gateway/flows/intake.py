@@ -62,6 +62,7 @@ from gateway.validation.cases import RowError
 
 log = structlog.get_logger("gateway.intake")
 
+HEAD = 64 * 1024  # bytes read first to tell an encrypted message from anything else
 SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 DELIVERY_EVENTS = {"slice": "slice.delivered", "manifest": "slice.delivered",
@@ -109,8 +110,9 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
             if ctx.stop.is_set():
                 return outcomes
             _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
-            outcomes[process(ctx, channel, row.id, row.name, row.sha256,
-                             aware(row.received_at))] += 1
+            handle = process if ctx.state.archived(row.sha256).exists() else reject_unencrypted
+            outcomes[handle(ctx, channel, row.id, row.name, row.sha256,
+                            aware(row.received_at))] += 1
         entries = zone.list_ready()
         ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
         for entry in entries:
@@ -139,13 +141,20 @@ def refuse(ctx: Context, channel: Channel, name: str, reason: str) -> str:
 
 def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> str:
     """Take one file: archive its bytes, claim them, remove it, process it. A problem of
-    this one file (gone, still changing, unreadable) is its own, never the zone's."""
+    this one file (gone, still changing, unreadable) is its own, never the zone's.
+
+    Only an *encrypted* message is copied into the archive. A file that is not one — a
+    plaintext CSV dropped by mistake, a signed-only or clear-signed document — may hold
+    case data in the clear: it is hashed, never copied, removed from the zone and
+    answered with ``E_NOT_ENCRYPTED`` (no plaintext on the gateway's disk, ever)."""
     zone = ctx.zones[channel.zone]
     received_at = ctx.now()
     tmp = ctx.state.archive / f".incoming-{secrets.token_hex(8)}"
     try:
         with zone.open_read(entry.name) as src:
-            sha, size = copy_hashed(src, tmp)
+            head = src.read(HEAD)
+            keep = packets.is_encrypted(head)
+            sha, size = copy_hashed(src, tmp if keep else None, head=head)
     except (FileMissing, FileChanged) as exc:  # removed, or still being written: not yet
         tmp.unlink(missing_ok=True)
         log.info("file.not_ready", zone=zone.key, name=display_name(entry.name), reason=exc.code)
@@ -160,43 +169,57 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
         raise
     faults.point("after_copy")
     if ctx.ledger.open_receipt_for(zone.key, entry.name, sha) is not None:
-        tmp.unlink()  # answered already; only the removal was interrupted
+        tmp.unlink(missing_ok=True)  # answered already; only the removal was interrupted
         finish_pending(ctx)
         return "answered"
     claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind, zone=zone.key, name=entry.name,
                                   size=size, owner=ctx.owner, agency_code=channel.agency)
     if claim.outcome is ClaimOutcome.BUSY:
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
         return "busy"
     if claim.outcome is ClaimOutcome.DUPLICATE:
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
         return _duplicate(ctx, channel, entry.name, sha, received_at, claim.file_id)
     archive = ctx.state.archived(sha)
-    if archive.exists():
-        tmp.unlink()
+    if archive.exists() or not keep:
+        tmp.unlink(missing_ok=True)
     else:
         tmp.rename(archive)
     faults.point("after_claim")
     zone.remove(entry.name)  # durable in archive + ledger now
     ctx.audit.record("file.received", zone=zone.key, sha256=sha, bytes=size, agency=channel.agency,
                      **file_fields(entry.name, sha))
-    return process(ctx, channel, claim.file_id, entry.name, sha, received_at)
+    handle = process if keep else reject_unencrypted
+    return handle(ctx, channel, claim.file_id, entry.name, sha, received_at)
+
+
+def reject_unencrypted(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+                       received_at: dt.datetime) -> str:
+    return reject(ctx, channel, file_id, name, sha, received_at, file_error(
+        "E_NOT_ENCRYPTED", "the file is not an OpenPGP message encrypted to the gateway "
+        "(plaintext, signed-only or clear-signed?); it may hold personal data in the clear, so "
+        "it was deleted unread and not kept — encrypt it to the gateway's key and send it again"),
+        "E_NOT_ENCRYPTED")
 
 
 def _finish_pickup(ctx: Context, channel: Channel, name: str, sha: str, size: int) -> None:
     """A worker died between claiming a file and removing it from the zone: remove it now —
-    but only if the file there is still the one claimed (same size and SHA-256)."""
+    but only if the file there is still the one claimed (same size and SHA-256); archive
+    it first if the archive copy was not made yet (never for an unencrypted file)."""
     zone = ctx.zones[channel.zone]
     entry = zone.stat(name)
     if entry is None or entry.size != size:
         return
+    archived = ctx.state.archived(sha)
     tmp = ctx.state.archive / f".verify-{secrets.token_hex(8)}"
     try:
         with zone.open_read(name) as src:
-            current, _ = copy_hashed(src, tmp)
+            head = src.read(HEAD)
+            keep = packets.is_encrypted(head) and not archived.exists()
+            current, _ = copy_hashed(src, tmp if keep else None, head=head)
         if current == sha:
-            if not ctx.state.archived(sha).exists():  # died before the archive rename
-                tmp.rename(ctx.state.archived(sha))
+            if keep:  # died before the archive rename
+                tmp.rename(archived)
             zone.remove(name)
     finally:
         tmp.unlink(missing_ok=True)
@@ -309,6 +332,7 @@ def reject(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
     archive, quarantine = ctx.state.archived(sha), ctx.state.quarantined(sha, name)
     if archive.exists():
         archive.replace(quarantine)
+    kept = quarantine.exists()  # an unencrypted file never had an archive copy
     if code in SIGNATURE_CODES:
         ctx.audit.record("security.bad_signature", zone=channel.zone, code=code,
                          agency=channel.agency, **file_fields(name, sha))
@@ -321,7 +345,7 @@ def reject(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                            input_name=name, zone=channel.receipt_zone, staged=staged,
                            status="rejected", input_removed_at=dt.datetime.now(dt.UTC)),
         error_code=code, signer=signer, records=records, rejected=records,
-        archive_name=quarantine.name)
+        archive_name=quarantine.name if kept else None)
     codes = sorted({e.code for e in errors.listed})[:20]
     ctx.audit.record("file.rejected", zone=channel.zone, sha256=sha, code=code, codes=codes,
                      records=records, errors=errors.total, agency=channel.agency,

@@ -133,3 +133,29 @@ def test_a_torn_last_line_is_repaired_at_start(site):
     assert len(repaired) == 1 and repaired[0]["bytes"] == 37
     proc = verify(site)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_daemon_seals_periodically_while_it_runs(tmp_path, keybox, monkeypatch):
+    import threading
+    import time
+
+    from gateway import checkpoint, daemon
+
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.0)  # "hourly", compressed
+    site = Site(tmp_path / "site", keybox)
+    site.drop_cases("B1.csv.pgp", list(synth.cases(3, ["AG001"], seed=64)))
+    with daemon.open_context(site.cfg()) as ctx:
+        worker = threading.Thread(target=daemon.run_forever, args=(ctx,),
+                                  kwargs={"interval": 0.2, "rescan": 0.2})
+        worker.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                e["event"] == "audit.checkpoint" for e in audit.AuditLog(site.state / "audit").entries()):
+            time.sleep(0.1)
+        ctx.stop.set()
+        worker.join(timeout=20)
+    events = [e["event"] for e in lines(site)]
+    first = events.index("audit.checkpoint")
+    assert first < events.index("gateway.stopped")  # sealed while running, not only at exit
+    assert events[-1] == "audit.checkpoint"
+    assert verify(site).returncode == 0

@@ -193,3 +193,15 @@ def test_missed_deadline_is_purged_at_start_up_and_marked_late(site):
     assert '"late": true' in cert_file.read_text()
     (row,) = [r for r in retention(site, "status") if r["agency"] == "AG002"]
     assert row["state"] == "purged" and row["late"] is True
+
+
+def test_a_purge_killed_half_way_is_not_taken_for_collection(site):
+    """The slices a purge deleted before it was killed were not fetched by the agency: the
+    next run must not audit them as slice.collected."""
+    end_contract(site, "AG002")
+    crashed = run_cli("retention", "run", "-c", str(site.config), env={"GATEWAY_FAULT": "mid_purge"})
+    assert crashed.returncode == 137
+    assert site.run()["purged"] == 1
+    collected = [e for e in audit.AuditLog(site.state / "audit").entries()
+                 if e["event"] == "slice.collected" and e.get("agency") == "AG002"]
+    assert collected == []

@@ -39,3 +39,26 @@ def test_local_zone_refuses_escaping_names(tmp_path):
     for bad in ("../x", "..", "a/b"):
         with pytest.raises(InvalidName):
             zone.stat(bad)
+
+
+raw_names = st.binary(min_size=1, max_size=255).filter(lambda b: b"/" not in b and b"\0" not in b)
+
+
+@given(raw_names)
+def test_display_name_round_trips_any_file_name(raw):
+    from gateway.transfer.base import display_name, raw_name
+
+    name = os.fsdecode(raw)
+    shown = display_name(name)
+    assert raw_name(shown) == name
+    assert shown.isprintable() and shown.encode("utf-8")  # storable, showable
+
+
+@given(raw_names)
+def test_a_receipt_name_can_always_be_written(raw):
+    from gateway.flows.receipts import receipt_name
+    from gateway.transfer.base import is_plain
+
+    name = receipt_name(os.fsdecode(raw), lambda n: False)
+    assert len(name.encode("utf-8")) <= 255 and is_plain(name) and not name.startswith(".")
+    validate_name(name)

@@ -1,0 +1,169 @@
+"""The README's "Reliability and security" table, generated — never typed.
+
+``python -m tests.reliability --faults docs/faults.json --readme README.md`` runs the
+hostile-input and fault suites below with pytest (junit XML), counts per row how
+many cases were tried and whether every one held, adds the rows of the
+fault-injection harness (:mod:`tests.faults`, its JSON summary), and replaces the
+table between the README's ``reliability-table`` markers. ``make faults`` runs both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+# (fault or attack, the tests that try it: "file::function" under tests/)
+CATALOGUE: list[tuple[str, list[str]]] = [
+    ("Hostile file names beside a valid batch: newline, backslash, not UTF-8, U+202E, "
+     "252 bytes of 4-byte characters, trailing newline (local and SFTP zones)",
+     ["integration/test_hostile_names.py::test_a_bad_name_is_that_files_problem",
+      "integration/test_hostile_names.py::test_a_trailing_newline_does_not_pass_as_a_batch_name"]),
+    ("Symlinks and FIFOs in a drop zone (never followed, never hang a pass, audited, shown)",
+     ["integration/test_hostile_names.py::test_symlinks_and_fifos_are_refused_audited_and_shown",
+      "integration/test_zones.py::test_symlinks_and_fifos_are_refused_never_read"]),
+    ("Unfinished uploads: `run --once` mid-upload, four append sessions under the daemon, "
+     "a writer resuming during the read, a growing remote file",
+     ["integration/test_hostile_names.py::test_run_once_leaves_a_file_that_is_still_being_written",
+      "integration/test_hostile_names.py::test_an_upload_appended_in_sessions_is_taken_once_complete",
+      "integration/test_hostile_names.py::test_a_writer_that_resumes_while_the_file_is_read_is_not_cut",
+      "integration/test_zones.py::test_a_growing_remote_file_is_not_ready"]),
+    ("Spreadsheet formulas (`=HYPERLINK`, `+cmd|`, `@SUM`, `-2+3`) in case files and results",
+     ["integration/test_hostile_content.py::test_formulas_in_a_case_file_reach_no_agency_as_formulas",
+      "integration/test_hostile_content.py::test_formulas_in_results_reach_the_bank_as_text"]),
+    ("A file without its header row; a header that looks like a value (receipts echo no value)",
+     ["integration/test_hostile_content.py::test_a_headerless_file_names_no_value_in_its_receipt",
+      "integration/test_hostile_content.py::"
+      "test_an_unknown_column_that_looks_like_a_value_is_named_by_position"]),
+    ("U+202E and U+200B in names",
+     ["integration/test_hostile_content.py::"
+      "test_invisible_formatting_characters_in_names_are_rejected"]),
+    ("Truncated messages (binary and armored, cut at 3, 50 and 90 %) -> E_TRUNCATED",
+     ["integration/test_batch_errors.py::test_truncated_message_says_so"]),
+    ("Tampered ciphertext, compression bomb, every file-level CSV error (empty, NUL, 10 MB line, "
+     "a million columns, ...)",
+     ["integration/test_batch_errors.py::test_tampered_ciphertext",
+      "integration/test_batch_errors.py::test_compression_bomb",
+      "integration/test_batch_errors.py::test_file_level_errors"]),
+    ("Odd OpenPGP envelopes: signed-only, symmetric, `-c --sign`, unsigned, unknown or extra "
+     "signer, wrong recipient, clear-signed, detached, random bytes, zero bytes, concatenated",
+     ["integration/test_hostile_envelopes.py::test_odd_envelopes_are_rejected_with_a_receipt",
+      "integration/test_batch_flow.py::test_unauthenticated_files_are_refused_with_a_receipt"]),
+    ("A plaintext CSV dropped by mistake (also with a crash after the claim): never copied",
+     ["integration/test_hostile_envelopes.py::"
+      "test_a_plaintext_csv_dropped_by_mistake_is_never_copied"]),
+    ("Replays and reused batch ids",
+     ["integration/test_batch_flow.py::test_same_content_twice_is_a_duplicate",
+      "integration/test_batch_flow.py::test_reused_batch_id_is_refused"]),
+    ("Results about another agency's cases, signed with another agency's key, about purged cases",
+     ["integration/test_results_flow.py::test_results_reach_the_bank_and_cross_agency_rows_do_not",
+      "integration/test_results_flow.py::test_signed_by_another_agencys_key_is_rejected_whole",
+      "integration/test_results_flow.py::test_all_rows_foreign_is_rejected",
+      "integration/test_retention.py::test_after_the_purge_the_agency_can_report_nothing"]),
+    ("Audit log: last entry cut, forged entry appended, entry edited and chain rebuilt, forged "
+     "checkpoint (own checkpoints and the bank's copies)",
+     ["integration/test_audit_checkpoints.py::test_cutting_the_last_entry_is_caught",
+      "integration/test_audit_checkpoints.py::test_a_forged_appended_entry_is_caught",
+      "integration/test_audit_checkpoints.py::test_an_edited_and_rechained_entry_is_caught",
+      "integration/test_audit_checkpoints.py::test_a_checkpoint_signed_by_another_key_is_refused"]),
+    ("Torn last audit line after a crash; an audit write that does not complete",
+     ["integration/test_audit_checkpoints.py::test_a_torn_last_line_is_repaired_at_start",
+      "unit/test_audit_write.py::test_a_short_write_is_undone_and_raised"]),
+    ("Zone aliased to another agency's by a symlink; a zone inside the state directory",
+     ["integration/test_local_safety.py::test_a_zone_aliased_by_a_symlink_is_a_config_error_at_run",
+      "integration/test_local_safety.py::test_a_zone_inside_the_state_directory_is_a_config_error"]),
+    ("One key for two agencies (refused); for two roles of one agency (warned)",
+     ["integration/test_local_safety.py::test_one_key_for_two_agencies_is_refused",
+      "integration/test_local_safety.py::test_one_key_for_two_roles_of_an_agency_is_a_warning"]),
+    ("File modes under umask 000, 022 and 077; loose state; zone file_mode",
+     ["integration/test_local_safety.py::test_state_files_are_private_under_any_umask",
+      "integration/test_local_safety.py::test_loose_state_is_reported_by_check_and_tightened_by_run",
+      "integration/test_local_safety.py::test_file_mode_is_configurable_and_checked"]),
+    ("State directory on a full disk (200 KB, 1 MB, 3 MB tmpfs), then room again",
+     ["integration/test_local_safety.py::"
+      "test_a_full_state_disk_is_one_readable_line_and_nothing_is_lost"]),
+    ("The key passphrase: process list, gpg children's environment, logs, files, repr",
+     ["integration/test_local_safety.py::test_the_passphrase_never_shows"]),
+    ("SIGKILL of the decrypting gpg, or of a sealing gpg, mid-batch",
+     ["integration/test_batch_crash.py::test_a_gpg_child_killed_mid_batch_loses_nothing"]),
+    ("SFTP server killed mid-upload; down for a whole pass; wrong pinned host key",
+     ["integration/test_zones.py::test_upload_survives_a_server_restart",
+      "integration/test_daemon.py::test_sftp_outage_across_passes_delivers_exactly_once",
+      "integration/test_daemon.py::test_wrong_pinned_host_key"]),
+    ("kill -9 at fixed points (batch, results, purge), SIGTERM mid-batch, two concurrent runs",
+     ["integration/test_batch_crash.py::test_crash_then_rerun_delivers_exactly_once",
+      "integration/test_results_flow.py::test_crash_between_forwarding_and_committing",
+      "integration/test_retention.py::test_purge_killed_half_way_completes_with_one_certificate",
+      "integration/test_retention.py::test_crash_before_the_certificate_commit",
+      "integration/test_daemon.py::test_sigterm_mid_batch_delivers_all_or_nothing",
+      "integration/test_hostile_envelopes.py::test_two_concurrent_runs_deliver_once"]),
+    ("`retention run` while the daemon runs",
+     ["integration/test_daemon.py::test_retention_run_while_the_daemon_runs"]),
+]
+START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
+
+
+def run_suites(root: Path) -> dict[str, list[bool]]:
+    """Outcome of every test case, keyed "file::function" (parametrised cases together)."""
+    files = sorted({sel.split("::")[0] for _, sels in CATALOGUE for sel in sels})
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "junit.xml"
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"--junitxml={xml}", *(f"tests/{f}" for f in files)], cwd=root,
+                       check=False)
+        tree = ET.parse(xml)
+    outcomes: dict[str, list[bool]] = {}
+    for case in tree.iter("testcase"):
+        module = case.get("classname", "").removeprefix("tests.").replace(".", "/") + ".py"
+        function = case.get("name", "").split("[")[0]
+        held = not any(child.tag in ("failure", "error", "skipped") for child in case)
+        outcomes.setdefault(f"{module}::{function}", []).append(held)
+    return outcomes
+
+
+def render(outcomes: dict[str, list[bool]], faults: dict) -> str:
+    lines = ["| fault or attack | times tried | outcome |", "|---|---:|---|"]
+    for label, selectors in CATALOGUE:
+        results = [r for sel in selectors for r in outcomes.get(sel, [])]
+        failed = results.count(False)
+        missing = [s for s in selectors if s not in outcomes]
+        outcome = ("**failed**" if failed else "not run" if missing or not results else "held")
+        lines.append(f"| {label} | {len(results)} | {outcome}{f' ({failed})' if failed else ''} |")
+    clean = not any(faults[k] for k in ("lost", "duplicated", "plaintext_files", "audit_breaks"))
+    for phase, n in sorted(faults["phases"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| SIGKILL of `gateway run --once` from outside while {phase} | {n} | "
+                     f"{'held' if clean else '**failed**'} |")
+    lines.append("")
+    lines.append(f"Harness: {faults['kills']} seeded kills (seed {faults['seed']}) in "
+                 f"{faults['rounds']} rounds over a {faults['cases']:,}-case batch, a results file "
+                 f"and a purge, {faults['seconds']} s — kills: {faults['kills']}, lost: "
+                 f"{faults['lost']}, duplicated: {faults['duplicated']}, plaintext files: "
+                 f"{faults['plaintext_files']}, audit breaks: {faults['audit_breaks']}. "
+                 "Reproduce: `make faults`.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--faults", type=Path, required=True, help="the harness's --json output")
+    p.add_argument("--readme", type=Path, required=True)
+    args = p.parse_args()
+    root = Path(__file__).resolve().parent.parent
+    table = render(run_suites(root), json.loads(args.faults.read_text()))
+    text = args.readme.read_text()
+    if START not in text or END not in text:
+        print(f"{args.readme}: no {START} … {END} markers", file=sys.stderr)
+        return 2
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    args.readme.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    print(table)
+    return 0 if "**failed**" not in table and "not run" not in table else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
