@@ -76,13 +76,15 @@ class Summary:
     duplicated: int = 0
     plaintext_files: int = 0
     audit_breaks: int = 0
+    partial_files: int = 0  # temporaries left visible in a zone after a completed round
     problems: list[str] = field(default_factory=list)
     phases: collections.Counter[str] = field(default_factory=collections.Counter)
     seconds: float = 0.0
 
     def line(self) -> str:
         return (f"kills: {self.kills}, lost: {self.lost}, duplicated: {self.duplicated}, "
-                f"plaintext files: {self.plaintext_files}, audit breaks: {self.audit_breaks}")
+                f"plaintext files: {self.plaintext_files}, audit breaks: {self.audit_breaks}, "
+                f"partial files: {self.partial_files}")
 
 
 def results_csv(case_ids: list[str]) -> bytes:
@@ -214,7 +216,7 @@ def check_end(site: Site, s: Summary) -> None:
         s.lost += 1
     if temps := temporaries(site):
         s.problems.append(f"round {s.rounds}: temporary files left in zones: {temps[:3]}")
-        s.duplicated += len(temps)
+        s.partial_files += len(temps)
     proc = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", "-c",
                            str(site.config)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -331,6 +333,7 @@ def main() -> int:
         args.json.write_text(json.dumps({
             "kills": s.kills, "rounds": s.rounds, "lost": s.lost, "duplicated": s.duplicated,
             "plaintext_files": s.plaintext_files, "audit_breaks": s.audit_breaks,
+            "partial_files": s.partial_files,
             "phases": dict(s.phases), "seed": args.seed, "cases": args.cases,
             "seconds": round(s.seconds)}, indent=2) + "\n")
     return 0 if not s.problems else 1

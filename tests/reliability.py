@@ -133,7 +133,8 @@ def render(outcomes: dict[str, list[bool]], faults: dict) -> str:
         missing = [s for s in selectors if s not in outcomes]
         outcome = ("**failed**" if failed else "not run" if missing or not results else "held")
         lines.append(f"| {label} | {len(results)} | {outcome}{f' ({failed})' if failed else ''} |")
-    clean = not any(faults[k] for k in ("lost", "duplicated", "plaintext_files", "audit_breaks"))
+    clean = not any(faults[k] for k in ("lost", "duplicated", "plaintext_files", "audit_breaks",
+                                        "partial_files"))
     for phase, n in sorted(faults["phases"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| SIGKILL of `gateway run --once` from outside while {phase} | {n} | "
                      f"{'held' if clean else '**failed**'} |")
@@ -142,7 +143,8 @@ def render(outcomes: dict[str, list[bool]], faults: dict) -> str:
                  f"{faults['rounds']} rounds over a {faults['cases']:,}-case batch, a results file "
                  f"and a purge, {faults['seconds']} s — kills: {faults['kills']}, lost: "
                  f"{faults['lost']}, duplicated: {faults['duplicated']}, plaintext files: "
-                 f"{faults['plaintext_files']}, audit breaks: {faults['audit_breaks']}. "
+                 f"{faults['plaintext_files']}, audit breaks: {faults['audit_breaks']}, partial "
+                 f"files: {faults['partial_files']}. "
                  "Reproduce: `make faults`.")
     return "\n".join(lines)
 

@@ -119,9 +119,9 @@ class LocalZone:
 
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
         final = self.path / validate_name(name)
+        self._remove_stale_temporaries(name)  # first: a kill after the link leaves one too
         if final.exists() or final.is_symlink():
             raise NameTaken(f"{self.key}: {name} exists already")
-        self._remove_stale_temporaries(name)
         tmp = self.path / f".{name[:200]}.{secrets.token_hex(4)}.part"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

@@ -280,9 +280,9 @@ class SftpZone:
 
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
         final = posixpath.join(self.spec.path, validate_name(name))
+        self._remove_stale_temporaries(name)  # first: a kill after the rename leaves one too
         if self.stat(name) is not None:
             raise NameTaken(f"{self.key}: {name} exists already")
-        self._remove_stale_temporaries(name)
         tmp = posixpath.join(self.spec.path, f".{name[:200]}.{secrets.token_hex(4)}.part")
         written = 0
         with self._errors(f"upload {name}"):

@@ -182,3 +182,14 @@ def test_probe(tmp_path, sshd):
     z.probe()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".gateway-probe")]
     z.close()
+
+
+def test_a_temporary_left_by_a_kill_after_the_rename_is_cleaned(zone):
+    """Killed between moving a file into place and removing its temporary: the retry finds
+    the name taken (same content: done) and still clears the temporary — no partial file
+    stays visible to the party (found by the fault harness)."""
+    (zone.dir / ".C1.json.asc.0123abcd.part").write_bytes(b"half")
+    (zone.dir / "C1.json.asc").write_bytes(b"whole")
+    with pytest.raises(NameTaken):
+        zone.write_atomic("C1.json.asc", io.BytesIO(b"whole"))
+    assert sorted(p.name for p in zone.dir.iterdir()) == ["C1.json.asc"]
