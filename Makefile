@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-run
 
-# Debian packages the gateway and its integration tests drive for real.
-DEB_PACKAGES := gnupg gpg-agent openssh-server
+# Debian packages the gateway and its integration tests drive for real
+# (gnupg, gpg-agent, openssh-server, postgresql).
 
 .PHONY: test demo lint system-deps venv bench faults clean
 
@@ -36,6 +36,8 @@ system-deps:
 	command -v gpg >/dev/null 2>&1 || missing="$$missing gnupg"; \
 	command -v gpg-agent >/dev/null 2>&1 || missing="$$missing gpg-agent"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

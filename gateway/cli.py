@@ -40,6 +40,8 @@ retention_app = typer.Typer(help="Contract ends, purges and deletion certificate
 app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
+db_app = typer.Typer(help="The ledger's schema: migrations (SPEC §12).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -456,6 +458,37 @@ def _parse_since(value: str) -> dt.datetime:
     except ValueError:
         raise UsageError(f"--since: {value!r} is not an ISO date or date-time") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = Path("gateway.toml")) -> None:
+    """Bring the ledger's schema to this gateway's head revision (run does this at start)."""
+    from gateway.ledger import Ledger, migrate
+
+    cfg = _load(config)
+    ledger = Ledger(cfg.gateway.db_url)  # opening upgrades, under the migration lock
+    try:
+        out.print(f"ledger {ledger.where}: at revision {migrate.head()} (head)", markup=False)
+    finally:
+        ledger.close()
+
+
+@db_app.command("current")
+def db_current(config: ConfigOpt = Path("gateway.toml")) -> None:
+    """Show the ledger's schema revision; exit 1 if it is not this gateway's head."""
+    from gateway.ledger import migrate
+
+    cfg = _load(config)
+    rev, where = migrate.revision_of(cfg.gateway.db_url)
+    if rev is None:
+        err.print(f"ledger {where}: no schema yet; run `gateway db upgrade` (`gateway run` "
+                  "does it at start)", markup=False)
+        raise typer.Exit(1)
+    if rev != migrate.head():
+        err.print(f"ledger {where}: revision {rev}; this gateway's head is {migrate.head()}: run "
+                  "`gateway db upgrade`", markup=False)
+        raise typer.Exit(1)
+    out.print(f"ledger {where}: revision {rev} (head)", markup=False)
 
 
 @app.command("open")

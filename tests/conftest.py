@@ -124,3 +124,26 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (the machine's binaries) for the whole session."""
+    from tests.pg import Postgres
+
+    server = Postgres()
+    server.start()
+    yield server
+    server.stop()
+
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request, tmp_path):
+    """A fresh, empty ledger database of each kind: SQLite in a file, or PostgreSQL."""
+    if request.param == "sqlite":
+        (tmp_path / "state").mkdir(exist_ok=True)
+        return f"sqlite:///{tmp_path / 'state' / 'gateway.db'}"
+    return request.getfixturevalue("postgres").create_database()

@@ -39,9 +39,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from gateway.errors import GatewayError
+from gateway.ledger import migrate
 from gateway.transfer.base import display_name, raw_name
-
-SCHEMA_VERSION = 1
 
 
 def utcnow() -> dt.datetime:
@@ -258,12 +257,6 @@ class RefusedFileRow(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class MetaRow(Base):
-    __tablename__ = "meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(255))
-
-
 class ClaimOutcome(StrEnum):
     NEW = "new"  # this caller owns the file now
     DUPLICATE = "duplicate"  # the same content was already finished
@@ -286,27 +279,17 @@ class Ledger:
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True)
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
+            migrate.upgrade(self.engine)  # the schema comes from the migrations, under a lock
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-            self._check_version()
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot open the ledger database {self.where}: {_reason(exc)}") \
                 from exc
         except OSError as exc:
             raise GatewayError(f"cannot open the ledger database: {exc.strerror}: "
                                f"{exc.filename}") from exc
-
-    def _check_version(self) -> None:
-        with self.session() as s:
-            row = s.get(MetaRow, "schema_version")
-            if row is None:
-                s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row.value) > SCHEMA_VERSION:
-                raise GatewayError(f"the ledger was written by a newer gateway (schema "
-                                   f"{row.value} > {SCHEMA_VERSION}); upgrade this gateway")
 
     @contextmanager
     def session(self) -> Iterator[Session]:

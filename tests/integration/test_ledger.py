@@ -1,4 +1,5 @@
-"""Ledger claims: one row per file content, leases across workers, duplicates recognised."""
+"""Ledger claims: one row per file content, leases across workers, duplicates recognised —
+on SQLite and on a real PostgreSQL alike (one parametrised suite)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from sqlalchemy import inspect, select
 
 from gateway.ledger import BatchRow, CaseRow, ClaimOutcome, FileRow, FileStatus, Ledger
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger(f"sqlite:///{tmp_path / 'state' / 'gateway.db'}")
+def ledger(db_url):
+    led = Ledger(db_url)
     yield led
     led.close()
 
@@ -30,7 +33,8 @@ def test_tables_hold_identifiers_only(ledger):
     assert {"case_id", "agency_code", "contract_id"} <= cols["cases"]
 
 
-def test_wal_mode(ledger):
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'gateway.db'}")
     with ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 

@@ -1,0 +1,134 @@
+"""Alembic migrations on SQLite and PostgreSQL: up and down with data in the tables, a ledger
+from before migrations, the models matching the head revision, two nodes starting at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from gateway.errors import GatewayError
+from gateway.ledger import Base, FileRow, Ledger, ReceiptRow, migrate
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+ODD = "B-EVIL\nX-\udcb0.csv.pgp"  # a newline and an undecodable byte
+
+
+def engine_for(url):
+    return create_engine(url)
+
+
+def test_up_and_down_with_data(db_url):
+    engine = engine_for(db_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:  # a ledger as the first release left it
+            conn.execute(text(
+                "INSERT INTO files (id, sha256, kind, zone, name, size, status, records, accepted, "
+                "rejected, received_at) VALUES (1, :sha, 'case_file', 'bank.outgoing', 'B1.csv.pgp', "
+                "10, 'accepted', 1, 1, 0, CURRENT_TIMESTAMP)"), {"sha": "a" * 64})
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert migrate.current(conn) == migrate.head()
+        ledger = Ledger(db_url)
+        try:
+            assert ledger.file(1).name == "B1.csv.pgp"
+            ledger.add_receipt(ReceiptRow(file_id=1, file_sha256="a" * 64, input_zone="bank.outgoing",
+                                          input_name=ODD, zone="bank.incoming", staged="x",
+                                          status="rejected"))
+            assert ledger.note_refused("bank.outgoing", ODD, "symlink")
+            assert [r.input_name for r in ledger.pending_receipts()] == [ODD]  # round trip
+        finally:
+            ledger.close()
+        migrate.downgrade(engine, "0001")
+        with engine.connect() as conn:
+            assert not inspect(conn).has_table("refused_files")
+            assert conn.execute(text("SELECT name FROM files")).scalar() == "B1.csv.pgp"
+            assert conn.execute(text("SELECT value FROM meta")).scalar() == "1"
+        migrate.upgrade(engine)
+        migrate.downgrade(engine, "base")
+        with engine.connect() as conn:
+            assert not inspect(conn).has_table("files")
+    finally:
+        engine.dispose()
+
+
+def test_models_match_the_head_revision(db_url):
+    Ledger(db_url).close()
+    engine = engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                                    Base.metadata)
+        assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_a_ledger_from_before_migrations_is_stamped_and_upgraded(db_url):
+    engine = engine_for(db_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:  # what create_all of the first release left: no version
+            conn.execute(text("DROP TABLE alembic_version"))
+        ledger = Ledger(db_url)
+        ledger.close()
+        with engine.connect() as conn:
+            assert migrate.current(conn) == migrate.head()
+            assert inspect(conn).has_table("refused_files")
+    finally:
+        engine.dispose()
+
+
+def test_a_ledger_from_a_newer_gateway_is_refused(db_url):
+    Ledger(db_url).close()
+    engine = engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(GatewayError, match="written by a newer gateway"):
+        Ledger(db_url)
+
+
+def test_two_nodes_opening_a_fresh_database_at_once(postgres):
+    """The race a user hit: both nodes created the schema at the same moment."""
+    url = postgres.create_database()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def node() -> None:
+        try:
+            barrier.wait()
+            Ledger(url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ledger = Ledger(url)
+    try:
+        assert ledger.files() == []
+    finally:
+        ledger.close()
+
+
+def test_db_commands(setup):
+    proc = run_cli("db", "current", "-c", str(setup.config))
+    assert proc.returncode == 1 and "no schema yet" in proc.stdout + proc.stderr
+    proc = run_cli("db", "upgrade", "-c", str(setup.config))
+    assert proc.returncode == 0, proc.stderr
+    assert f"at revision {migrate.head()} (head)" in proc.stdout
+    proc = run_cli("db", "current", "-c", str(setup.config))
+    assert proc.returncode == 0 and f"revision {migrate.head()} (head)" in proc.stdout
+    assert FileRow.__tablename__ == "files"
