@@ -133,7 +133,9 @@ class AuditLog:
     write to the same chain; each entry is fsynced before ``record`` returns.
     """
 
-    def __init__(self, directory: Path, *, actor: str | None = None) -> None:
+    def __init__(self, directory: Path, *, actor: str | None = None,
+                 listener: Callable[[str], None] | None = None) -> None:
+        self.listener = listener  # told the event name of every entry written (metrics)
         self.directory = Path(directory)
         self.path = self.directory / "audit.jsonl"
         self.actor = actor or default_actor()
@@ -161,6 +163,8 @@ class AuditLog:
                      "prev": prev}
             entry["hash"] = entry_hash(entry)
             _append(fd, canonical(entry) + b"\n", self.path)
+        if self.listener is not None:
+            self.listener(event)
         return entry
 
     @contextlib.contextmanager

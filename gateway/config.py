@@ -143,6 +143,17 @@ class GatewaySection(_Model):
     contact_hours: Annotated[str, AfterValidator(_hours)] = "08:00-21:00"
     max_daily_attempts: int = Field(default=6, ge=1, le=1000)
     max_plaintext_mb: int = Field(default=4096, ge=1)
+    metrics_listen: str = "127.0.0.1:9464"  # /metrics and /healthz; "" switches them off
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}", v):
+            raise ValueError('must be "host:port" such as "127.0.0.1:9464", or "" to switch '
+                             "the endpoint off")
+        if v and not 0 <= int(v.rpartition(":")[2]) < 65536:
+            raise ValueError("port must be 0..65535 (0: any free port)")
+        return v
 
     @field_validator("purge_after_days")
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import os
 import signal
 import threading
@@ -26,13 +27,14 @@ from types import FrameType
 
 import structlog
 
-from gateway import __version__, checkpoint
+from gateway import __version__, checkpoint, metrics
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import GatewayError
 from gateway.flows import Context, Interrupted, batches, intake, results
 from gateway.ledger import Ledger
+from gateway.metrics import Metrics
 from gateway.retention import purge
 from gateway.state import State, StateBusy
 from gateway.transfer.base import ZoneError
@@ -49,7 +51,8 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
     with state.lock(), contextlib.ExitStack() as stack:
         state.clean_temporaries()
         state.tighten()
-        audit = AuditLog(state.root / "audit", actor=actor)
+        metrics = Metrics()
+        audit = AuditLog(state.root / "audit", actor=actor, listener=metrics.audited)
         crypto = Crypto.start(cfg)
         stack.callback(crypto.close)  # closed last: the agent outlives nothing that uses it
         ledger = Ledger(cfg.gateway.db_url)
@@ -61,8 +64,12 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
         for refused in crypto.keyset.refused:
             audit.record("key.refused", key=refused.key_path, fingerprint=refused.fingerprint)
             log.warning("key.refused", key=refused.key_path, problem=refused.problem)
-        ctx = Context.build(cfg, crypto, ledger, audit, state)
+        ctx = Context.build(cfg, crypto, ledger, audit, state, metrics)
         stack.callback(_close_zones, ctx)
+        for use, key in crypto.keyset.uses():
+            if key.expires is not None:
+                metrics.key_expiry.labels(fingerprint=key.fingerprint, use=use).set(
+                    key.expires.timestamp())
         try:
             yield ctx
         finally:
@@ -125,6 +132,24 @@ def purge_due(cfg: Config, *, timeout: float = 600.0) -> tuple[list[purge.PurgeR
 
 def run_once(ctx: Context) -> collections.Counter[str]:
     """One pass over every zone; failing zones are recorded in ``ctx.zone_errors``."""
+    with ctx.metrics.pass_duration.time():
+        outcomes = _pass(ctx)
+    observe(ctx)
+    return outcomes
+
+
+def observe(ctx: Context) -> None:
+    """The gauges: what is pending, what this node holds, when each purge is due."""
+    ctx.metrics.pending_deliveries.set(len(ctx.ledger.pending_deliveries()))
+    ctx.metrics.leases_held.set(ctx.ledger.leases_held(ctx.owner))
+    ctx.metrics.purge_deadline.clear()
+    for d in purge.decisions(ctx):
+        if d.state is not purge.State.PURGED:
+            midnight = dt.datetime.combine(d.deadline, dt.time(), tzinfo=ctx.cfg.gateway.tz)
+            ctx.metrics.purge_deadline.labels(agency=d.agency).set(midnight.timestamp())
+
+
+def _pass(ctx: Context) -> collections.Counter[str]:
     ctx.zone_errors.clear()
     intake.finish_pending(ctx)  # what a crash or an unreachable zone left committed but unsent
     outcomes = batches.run(ctx)
@@ -175,6 +200,7 @@ def save_health(ctx: Context) -> None:
         zone.touched = False
         if key not in ctx.zone_errors:
             ctx.zone_reported.pop(key, None)  # recovered: a new failure is audited again
+        ctx.metrics.zone_up.labels(zone=key).set(0 if key in ctx.zone_errors else 1)
         h = zone.health
         ctx.ledger.save_zone_status(key, zone.describe(), last_scan_at=h.last_scan,
                                     waiting=h.waiting, last_error=(h.last_error or "")[:500] or None,
@@ -217,14 +243,21 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
     install_signal_handlers(ctx, wake)
     observers = [zone.watch(lambda _key: wake.set()) for zone in _local_zones(ctx)]
     has_remote = len(observers) < len(ctx.zones)
+    period = interval if has_remote else rescan
+    health = metrics.Health(max_age=3 * period + 60)  # a long pass (a big batch) is not a stall
+    server = (metrics.serve(ctx.cfg.gateway.metrics_listen, ctx.metrics, health)
+              if ctx.cfg.gateway.metrics_listen else None)
     ctx.audit.record("gateway.started", version=__version__)
-    log.info("gateway.started", zones=len(ctx.zones), watched=len(observers))
+    log.info("gateway.started", zones=len(ctx.zones), watched=len(observers),
+             metrics=f"{server.server_address[0]}:{server.server_address[1]}" if server else None)
     sealed_at = time.monotonic()
     try:
         while not ctx.stop.is_set():
             wake.clear()
             try:
+                health.begin()
                 run_once(ctx)
+                health.passed({k: str(e) for k, e in ctx.zone_errors.items()})
                 if time.monotonic() - sealed_at >= checkpoint.INTERVAL:
                     checkpoint.seal(ctx)  # nothing new: nothing written
                     sealed_at = time.monotonic()
@@ -232,8 +265,11 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                 break
             except (GatewayError, OSError) as exc:  # e.g. a full disk: nothing was committed
                 log.error("pass.failed", error=str(exc), kind=type(exc).__name__)
-            wake.wait(next_wait(ctx, interval if has_remote else rescan))
+            wake.wait(next_wait(ctx, period))
     finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         for observer in observers:
             observer.stop()
         for observer in observers:

@@ -28,6 +28,7 @@ timezone = "Asia/Shanghai"                 # contract dates and contact hours ar
 purge_after_days = 30                      # 0..30: days after a contract's end until its data is purged
 contact_hours = "08:00-21:00"              # collection actions outside these hours are flagged HOURS
 max_daily_attempts = 6                     # more CALL/SMS on one case in one local day: flag ATTEMPTS
+# metrics_listen = "127.0.0.1:9464"        # the daemon's /metrics and /healthz; "" switches them off
 
 [bank]
 signing_keys = ["keys/bank.pub.asc"]       # whose signatures on case files are accepted

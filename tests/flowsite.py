@@ -43,6 +43,8 @@ class Site:
         self.config = scaffold.init_project(root, agencies=AGENCIES,
                                             today=today or dt.date.today() - dt.timedelta(days=30),
                                             settle_seconds=settle_seconds)
+        # Any free port for /metrics: daemons of several tests (or a real one) never collide.
+        self.edit("max_daily_attempts = 6", 'max_daily_attempts = 6\nmetrics_listen = "127.0.0.1:0"')
         for name in scaffold.key_names(AGENCIES):
             shutil.copy(keys[name].pub, root / "keys" / f"{name}.pub.asc")
         shutil.copy(keys["gateway"].sec, root / "keys" / "gateway.sec.asc")

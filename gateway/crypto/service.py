@@ -45,6 +45,17 @@ class KeySet:
     files: list[Path] = field(default_factory=list)  # public key files to import (refused ones too)
     notes: list[str] = field(default_factory=list)  # legal but worth a look (shared role keys)
 
+    def uses(self) -> list[tuple[str, KeyInfo]]:
+        """Every usable configured key with what it is used for (metrics, the console)."""
+        out = [("gateway", self.gateway), *(("gateway_previous", k) for k in self.previous),
+               *(("bank_signing", k) for k in self.bank_signers),
+               *(("bank_encrypt", k) for k in self.bank_recipients)]
+        for code, ks in self.agency_signers.items():
+            out += [(f"{code}_signing", k) for k in ks]
+        for (code, role), ks in self.role_recipients.items():
+            out += [(f"{code}_{role}_encrypt", k) for k in ks]
+        return out
+
     @property
     def warnings(self) -> list[str]:
         return [f"{r.key_path}: {r.problem}; this key is ignored" for r in self.refused] + self.notes

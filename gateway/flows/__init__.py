@@ -16,6 +16,7 @@ from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.ledger import Ledger
+from gateway.metrics import Metrics
 from gateway.state import State
 from gateway.transfer import open_zone
 from gateway.transfer.base import Zone
@@ -42,12 +43,14 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
     zone_reported: dict[str, str] = field(default_factory=dict)  # zone -> code already audited
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, cfg: Config, crypto: Crypto, ledger: Ledger, audit: AuditLog,
-              state: State) -> Context:
+              state: State, metrics: Metrics | None = None) -> Context:
         zones = {key: open_zone(key, spec) for key, spec in cfg.zones()}
-        return cls(cfg=cfg, crypto=crypto, ledger=ledger, audit=audit, state=state, zones=zones)
+        return cls(cfg=cfg, crypto=crypto, ledger=ledger, audit=audit, state=state, zones=zones,
+                   metrics=metrics or Metrics())
 
     def zone_failed(self, key: str, exc: Exception) -> None:
         """Remember a zone's failure for this pass; audit it once (refusals as zone.refused)."""

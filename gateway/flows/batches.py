@@ -298,6 +298,9 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
         receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
         status=status, signer=out.verified.fingerprint)
     faults.point("after_commit")
+    for code, n in out.per_agency.items():
+        if code in out.agencies:
+            ctx.metrics.cases_delivered.labels(agency=code).inc(n)
     ctx.audit.record("batch.accepted", batch_id=batch_id, sha256=sha, status=status.value,
                      records=out.records, accepted=out.accepted, rejected=out.rejected,
                      signer=out.verified.fingerprint, **intake.file_fields(name, sha))

@@ -111,20 +111,25 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
                 return outcomes
             _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
             handle = process if ctx.state.archived(row.sha256).exists() else reject_unencrypted
-            outcomes[handle(ctx, channel, row.id, row.name, row.sha256,
-                            aware(row.received_at))] += 1
+            _count(ctx, channel, outcomes, handle(ctx, channel, row.id, row.name, row.sha256,
+                                                  aware(row.received_at)))
         entries = zone.list_ready()
         ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
         for entry in entries:
             if ctx.stop.is_set():
                 break
             if entry.refused:
-                outcomes[refuse(ctx, channel, entry.name, entry.refused)] += 1
+                _count(ctx, channel, outcomes, refuse(ctx, channel, entry.name, entry.refused))
                 continue
-            outcomes[pick_up(ctx, channel, entry, process)] += 1
+            _count(ctx, channel, outcomes, pick_up(ctx, channel, entry, process))
     except ZoneError as exc:  # this zone is unusable for now; the others go on
         ctx.zone_failed(channel.zone, exc)
     return outcomes
+
+
+def _count(ctx: Context, channel: Channel, outcomes: collections.Counter[str], outcome: str) -> None:
+    outcomes[outcome] += 1
+    ctx.metrics.files.labels(channel=channel.kind, outcome=outcome).inc()
 
 
 def refuse(ctx: Context, channel: Channel, name: str, reason: str) -> str:
@@ -168,6 +173,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
         tmp.unlink(missing_ok=True)
         raise
     faults.point("after_copy")
+    ctx.metrics.bytes.labels(direction="in").inc(size)
     if ctx.ledger.open_receipt_for(zone.key, entry.name, sha) is not None:
         tmp.unlink(missing_ok=True)  # answered already; only the removal was interrupted
         finish_pending(ctx)
@@ -381,6 +387,7 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> Non
             continue
         faults.point("after_first_delivery")
         ctx.ledger.mark_delivered(d.id)
+        ctx.metrics.bytes.labels(direction="out").inc(d.size)
         if d.kind != "checkpoint":  # the checkpoint entry itself says it goes to the bank
             ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code,
                              role=d.role, batch_id=d.batch_id, records=d.records, zone=d.zone)
@@ -417,6 +424,7 @@ def _send_receipt(ctx: Context, r: ReceiptRow) -> None:
             name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
             ctx.ledger.update_receipt(r.id, name=name)
         place(zone, name, src, src.stat().st_size)
+        ctx.metrics.bytes.labels(direction="out").inc(src.stat().st_size)
         faults.point("after_receipt_written")
         ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
         ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,

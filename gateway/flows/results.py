@@ -79,6 +79,7 @@ class _Forward:
 @dataclass
 class _Outcome(intake.Outcome):
     not_assigned: int = 0
+    unflagged: int = 0  # accepted rows without any flag
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # this file's CALL/SMS
     forward: _Forward | None = None
@@ -172,6 +173,7 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
             row_flags = flags(r, tz=tz, window=gw.contact_window, contract_end=contract_end,
                               attempts_today=attempts_today, max_attempts=gw.max_daily_attempts)
             out.flagged.update(row_flags)
+            out.unflagged += not row_flags
             if out.forward is None:
                 out.forward = _open_forward(ctx, agency, staging, [*present, "agency_code", "flags"])
             values = [r.values.get(c, "") for c in present]
@@ -230,6 +232,8 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
         attempts=out.attempts, status=status, signer=out.verified.fingerprint,
         records=out.records, accepted=out.accepted, rejected=out.rejected)
     faults.point("after_results_commit")
+    for flag, n in [*out.flagged.items(), ("none", out.unflagged)]:
+        ctx.metrics.result_rows.labels(agency=channel.agency, flag=flag).inc(n)
     ctx.audit.record("results.accepted", agency=channel.agency, zone=channel.zone, sha256=sha,
                      status=status.value, records=out.records, accepted=out.accepted,
                      rejected=out.rejected, signer=out.verified.fingerprint,

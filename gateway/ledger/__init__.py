@@ -437,6 +437,12 @@ class Ledger:
             return [r for r in rows if r.lease_owner in (None, owner)
                     or (_aware(r.lease_until) or now) <= now]
 
+    def leases_held(self, owner: str) -> int:
+        """Files this node has claimed and is (or was, before a crash) working on."""
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(FileRow).where(
+                FileRow.status == FileStatus.CLAIMED.value, FileRow.lease_owner == owner)) or 0
+
     def pending_deliveries(self) -> list[DeliveryRow]:
         with self.session() as s:
             return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None))
