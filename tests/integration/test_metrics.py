@@ -84,6 +84,7 @@ def test_health_is_503_with_a_reason_when_a_zone_fails(tmp_path, keybox):
         wait_for(lambda: get(port, "/healthz")[0] == 503, timeout=20)
         code, body = get(port, "/healthz")
         reason = json.loads(body)
+        assert code == 503
         assert reason["status"] == "zone_failing" and reason["zones"] == ["agencies[1].inbox"]
         assert 'gateway_zone_up{zone="agencies[1].inbox"} 0.0' in get(port, "/metrics")[1]
         inbox.with_name("inbox.gone").rename(inbox)
