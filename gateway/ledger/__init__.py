@@ -24,9 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     literal,
@@ -279,9 +277,7 @@ class Ledger:
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
-            if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine: Engine = migrate.make_engine(url)
             migrate.upgrade(self.engine)  # the schema comes from the migrations, under a lock
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         except SQLAlchemyError as exc:
@@ -656,15 +652,6 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; survives kill -9
-    cur.execute("PRAGMA synchronous=FULL")  # a committed claim is on disk before we act on it
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")  # milliseconds
-    cur.close()
 
 
 def _reason(exc: SQLAlchemyError) -> str:

@@ -17,12 +17,13 @@ import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +32,31 @@ from gateway.errors import GatewayError
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"  # the schema of the release before migrations
 _PG_LOCK = 0x6761_7465  # pg_advisory_lock key: "gate"
+
+
+def make_engine(url: str) -> Engine:
+    """The engine every part of the gateway uses for *url* (the ledger, the migrations).
+
+    SQLite: pysqlite's own transaction handling begins a transaction only before an
+    INSERT/UPDATE/DELETE, so DDL — a migration — would run statement by statement and a
+    failure (a full disk) would leave half a schema. We switch that off and emit BEGIN
+    ourselves when SQLAlchemy begins, so every transaction, a migration included, is all
+    or nothing (SQLAlchemy's documented recipe)."""
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # BEGIN comes from the "begin" event above
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; survives kill -9
+    cur.execute("PRAGMA synchronous=FULL")  # a committed claim is on disk before we act on it
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")  # milliseconds
+    cur.close()
 
 
 def config(connection: Connection | None = None) -> Config:
@@ -58,7 +84,7 @@ def current(connection: Connection) -> str | None:
 
 def revision_of(url: str) -> tuple[str | None, str]:
     """(revision, where) of the ledger at *url*, without changing anything."""
-    engine = create_engine(url)
+    engine = make_engine(url)
     try:
         where = (engine.url.database or "") if engine.dialect.name == "sqlite" else \
             engine.url.render_as_string(hide_password=True)
@@ -81,22 +107,31 @@ def upgrade(engine: Engine, target: str = "head") -> tuple[str | None, str]:
         return before, before
     with _migration_lock(engine) as conn:
         before = current(conn)
-        if before is None and inspect(conn).has_table("files"):
+        if before is None and _pre_migration_ledger(conn):
             command.stamp(config(conn), BASELINE)  # made by the release before migrations
             before = BASELINE
         if before is not None and before not in known():
             raise GatewayError(f"the ledger is at schema revision {before}, which this gateway "
                                "does not know: it was written by a newer gateway; upgrade this one")
         command.upgrade(config(conn), target)
-        conn.commit()
+        _commit(conn)
         return before, current(conn) or ""
+
+
+def _pre_migration_ledger(conn: Connection) -> bool:
+    """The first release created its tables with ``create_all`` and wrote schema_version 1
+    into ``meta``; only such a ledger is stamped, never a half-made schema."""
+    if not inspect(conn).has_table("meta"):
+        return False
+    version = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar()
+    return version == "1"
 
 
 def downgrade(engine: Engine, target: str) -> None:
     """For tests and for stepping back a release: every migration has a downgrade."""
     with _migration_lock(engine) as conn:
         command.downgrade(config(conn), target)
-        conn.commit()
+        _commit(conn)
 
 
 @contextlib.contextmanager
@@ -120,7 +155,21 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
         if fd >= 0:
             fcntl.flock(fd, fcntl.LOCK_EX)
         with engine.connect() as conn:
-            yield conn
+            # SQLite rebuilds a table to alter it (batch mode); with foreign keys enforced,
+            # dropping the old copy would fail. Off for the migration (a PRAGMA that only
+            # works outside a transaction), checked before the commit, on again after.
+            raw = conn.connection.dbapi_connection
+            raw.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            try:
+                yield conn
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _commit(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+        raise GatewayError("a migration left rows that break a foreign key; nothing was changed")
+    conn.commit()

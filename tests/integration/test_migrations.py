@@ -8,7 +8,7 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from gateway.errors import GatewayError
 from gateway.ledger import Base, FileRow, Ledger, ReceiptRow, migrate
@@ -20,7 +20,7 @@ ODD = "B-EVIL\nX-\udcb0.csv.pgp"  # a newline and an undecodable byte
 
 
 def engine_for(url):
-    return create_engine(url)
+    return migrate.make_engine(url)
 
 
 def test_up_and_down_with_data(db_url):
@@ -132,3 +132,38 @@ def test_db_commands(setup):
     proc = run_cli("db", "current", "-c", str(setup.config))
     assert proc.returncode == 0 and f"revision {migrate.head()} (head)" in proc.stdout
     assert FileRow.__tablename__ == "files"
+
+
+def test_a_failed_first_migration_leaves_nothing_half_made(tmp_path, monkeypatch):
+    """All or nothing, on SQLite too: a migration that fails half-way (here: after its
+    first tables) leaves an empty database, and the next open builds the whole schema."""
+    from alembic.operations import Operations
+
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    real = Operations.create_table
+    made = []
+
+    def failing(self, name, *cols, **kw):
+        made.append(name)
+        if len(made) == 5:
+            raise RuntimeError("disk full (simulated)")
+        return real(self, name, *cols, **kw)
+
+    monkeypatch.setattr(Operations, "create_table", failing)
+    with pytest.raises(RuntimeError):
+        Ledger(url)
+    monkeypatch.undo()
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+    finally:
+        engine.dispose()
+    Ledger(url).close()
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            assert migrate.current(conn) == migrate.head()
+            assert inspect(conn).has_table("staged_cases")
+    finally:
+        engine.dispose()

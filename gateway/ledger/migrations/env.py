@@ -10,7 +10,8 @@ from gateway.ledger import Base
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - offline (SQL script) mode is not offered
     raise RuntimeError("run migrations through `gateway db upgrade`")
+# transactional_ddl: a migration is all or nothing, on SQLite too (see migrate.make_engine).
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
-                  compare_type=True)
+                  compare_type=True, transactional_ddl=True)
 with context.begin_transaction():
     context.run_migrations()
