@@ -32,7 +32,7 @@ CATALOGUE: list[tuple[str, list[str]]] = [
       "integration/test_hostile_names.py::test_an_upload_appended_in_sessions_is_taken_once_complete",
       "integration/test_hostile_names.py::test_a_writer_that_resumes_while_the_file_is_read_is_not_cut",
       "integration/test_zones.py::test_a_growing_remote_file_is_not_ready"]),
-    ("Spreadsheet formulas (`=HYPERLINK`, `+cmd|`, `@SUM`, `-2+3`) in case files and results",
+    ("Spreadsheet formulas (`=HYPERLINK(…)`, `+cmd…`, `@SUM(…)`, `-2+3…`) in case files and results",
      ["integration/test_hostile_content.py::test_formulas_in_a_case_file_reach_no_agency_as_formulas",
       "integration/test_hostile_content.py::test_formulas_in_results_reach_the_bank_as_text"]),
     ("A file without its header row; a header that looks like a value (receipts echo no value)",
@@ -136,7 +136,7 @@ def render(outcomes: dict[str, list[bool]], faults: dict) -> str:
     clean = not any(faults[k] for k in ("lost", "duplicated", "plaintext_files", "audit_breaks",
                                         "partial_files"))
     for phase, n in sorted(faults["phases"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"| SIGKILL of `gateway run --once` from outside while {phase} | {n} | "
+        lines.append(f"| SIGKILL of `gateway run --once` from outside — {phase} | {n} | "
                      f"{'held' if clean else '**failed**'} |")
     lines.append("")
     lines.append(f"Harness: {faults['kills']} seeded kills (seed {faults['seed']}) in "

@@ -121,8 +121,9 @@ class MonitoredZone:
         try:
             result = fn()
         except Exception as exc:
-            self.health.last_error = str(exc)
-            self.health.last_error_at = dt.datetime.now(dt.UTC)
+            if getattr(exc, "zone_level", True):  # one file's problem is not the zone's
+                self.health.last_error = str(exc)
+                self.health.last_error_at = dt.datetime.now(dt.UTC)
             raise
         self.health.last_scan = dt.datetime.now(dt.UTC)  # the zone answered
         return result

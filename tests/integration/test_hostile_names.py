@@ -157,3 +157,24 @@ def test_a_writer_that_resumes_while_the_file_is_read_is_not_cut(tmp_path, keybo
         while fh.read(65536):
             pass
     assert appended.is_set()
+
+
+def test_a_file_still_being_written_does_not_mark_the_zone_failing(tmp_path, keybox):
+    """A file that changed while it was read is that file's state, not the zone's:
+    `gateway status` stays ok."""
+    from gateway.transfer.base import FileChanged
+    from gateway.transfer.local import LocalZone
+    from gateway.transfer.wrappers import MonitoredZone
+
+    d = tmp_path / "z"
+    d.mkdir()
+    (d / "B1.csv.pgp").write_bytes(b"a" * 100_000)
+    zone = MonitoredZone(LocalZone("bank.outgoing", d))
+    zone.list_ready()
+    with pytest.raises(FileChanged), zone.open_read("B1.csv.pgp") as fh:
+        fh.read(10)
+        with (d / "B1.csv.pgp").open("ab") as w:
+            w.write(b"more")
+        while fh.read(65536):
+            pass
+    assert zone.health.last_error is None and zone.health.last_scan is not None
