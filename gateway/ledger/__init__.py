@@ -61,6 +61,26 @@ class FileName(TypeDecorator[str]):
         return None if value is None else raw_name(value)
 
 
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Every time in the ledger is UTC. SQLite keeps no offset: an aware time in another
+    zone (a local clock) would come back as a different instant, so times are converted
+    to UTC on the way in, and come back aware (UTC) from either database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None or value.tzinfo is None:
+            return value  # naive: UTC already, by the convention of the code that made it
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None,
+                             dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 class LedgerError(GatewayError):
     """The ledger database failed."""
 
@@ -68,7 +88,7 @@ class LedgerError(GatewayError):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime}
 
 
 class FileStatus(StrEnum):

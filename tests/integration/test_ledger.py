@@ -89,3 +89,16 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
     bad.write_text("x")
     with pytest.raises(GatewayError, match="cannot open the ledger database"):
         Ledger(f"sqlite:///{bad}/sub/g.db")
+
+
+def test_times_keep_their_instant_whatever_their_zone(ledger):
+    """SQLite keeps no offset: a local time must not come back as another instant."""
+    import zoneinfo
+
+    from gateway.ledger import PurgeRow
+
+    local = dt.datetime(2026, 12, 23, 9, 0, tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+    ledger.plan_purge(PurgeRow(contract_id="C1", agency_code="AG1", effective_end="2026-11-23",
+                               deadline="2026-12-23", started_at=local), "C1", [])
+    back = ledger.purge("C1").started_at
+    assert back == local and back.tzinfo is not None
