@@ -207,6 +207,19 @@ def save_health(ctx: Context) -> None:
                                     last_error_at=h.last_error_at)
 
 
+def sleep_until_woken(wake: threading.Event, seconds: float) -> None:
+    """``wake.wait(seconds)`` in slices of at most half a second. A signal the kernel hands
+    to another thread (the watcher's, the metrics server's) only runs its Python handler
+    when the main thread next runs bytecode: in one long wait, a SIGTERM or SIGUSR1 could
+    lie unnoticed for the whole rescan interval."""
+    deadline = time.monotonic() + seconds
+    while not wake.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        wake.wait(min(left, 0.5))
+
+
 def next_wait(ctx: Context, default: float) -> float:
     """Seconds until the next pass: *default*, or sooner when a local file still settling
     becomes ready (inotify reports its last write, not the moment it has settled)."""
@@ -244,7 +257,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
     observers = [zone.watch(lambda _key: wake.set()) for zone in _local_zones(ctx)]
     has_remote = len(observers) < len(ctx.zones)
     period = interval if has_remote else rescan
-    health = metrics.Health(max_age=3 * period + 60)  # a long pass (a big batch) is not a stall
+    health = metrics.Health(max_age=3 * period)  # SPEC §12; a pass in progress is judged apart
     server = (metrics.serve(ctx.cfg.gateway.metrics_listen, ctx.metrics, health)
               if ctx.cfg.gateway.metrics_listen else None)
     ctx.audit.record("gateway.started", version=__version__)
@@ -265,7 +278,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                 break
             except (GatewayError, OSError) as exc:  # e.g. a full disk: nothing was committed
                 log.error("pass.failed", error=str(exc), kind=type(exc).__name__)
-            wake.wait(next_wait(ctx, period))
+            sleep_until_woken(wake, next_wait(ctx, period))
     finally:
         if server is not None:
             server.shutdown()
