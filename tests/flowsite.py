@@ -36,7 +36,8 @@ class Opened:
 
 class Site:
     def __init__(self, root: Path, keys: KeyBox, today: dt.date | None = None,
-                 sshd: object | None = None, settle_seconds: float = 0) -> None:
+                 sshd: object | None = None, settle_seconds: float = 0,
+                 database_url: str | None = None) -> None:
         self.root = root
         self.keys = keys
         # Files are written whole before each run here; settling has tests of its own.
@@ -45,6 +46,9 @@ class Site:
                                             settle_seconds=settle_seconds)
         # Any free port for /metrics: daemons of several tests (or a real one) never collide.
         self.edit("max_daily_attempts = 6", 'max_daily_attempts = 6\nmetrics_listen = "127.0.0.1:0"')
+        if database_url:
+            self.edit('# database_url = "postgresql+psycopg://gw@db/gateway"',
+                      f'database_url = "{database_url}"')
         for name in scaffold.key_names(AGENCIES):
             shutil.copy(keys[name].pub, root / "keys" / f"{name}.pub.asc")
         shutil.copy(keys["gateway"].sec, root / "keys" / "gateway.sec.asc")
