@@ -157,9 +157,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
     tmp = ctx.state.archive / f".incoming-{secrets.token_hex(8)}"
     try:
         with zone.open_read(entry.name) as src:
-            head = src.read(HEAD)
-            keep = packets.is_encrypted(head)
-            sha, size = copy_hashed(src, tmp if keep else None, head=head)
+            sha, size, keep = _copy_if_encrypted(src, tmp)
     except (FileMissing, FileChanged) as exc:  # removed, or still being written: not yet
         tmp.unlink(missing_ok=True)
         log.info("file.not_ready", zone=zone.key, name=display_name(entry.name), reason=exc.code)
@@ -199,6 +197,15 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
     return handle(ctx, channel, claim.file_id, entry.name, sha, received_at)
 
 
+def _copy_if_encrypted(src: BinaryIO, tmp: Path | None) -> tuple[str, int, bool]:
+    """Hash *src*, copying it to *tmp* only if it starts as an encrypted message; returns
+    (SHA-256, size, copied)."""
+    head = src.read(HEAD)
+    keep = tmp is not None and packets.is_encrypted(head)
+    sha, size = copy_hashed(src, tmp if keep else None, head=head)
+    return sha, size, keep
+
+
 def reject_unencrypted(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                        received_at: dt.datetime) -> str:
     return reject(ctx, channel, file_id, name, sha, received_at, file_error(
@@ -220,9 +227,7 @@ def _finish_pickup(ctx: Context, channel: Channel, name: str, sha: str, size: in
     tmp = ctx.state.archive / f".verify-{secrets.token_hex(8)}"
     try:
         with zone.open_read(name) as src:
-            head = src.read(HEAD)
-            keep = packets.is_encrypted(head) and not archived.exists()
-            current, _ = copy_hashed(src, tmp if keep else None, head=head)
+            current, _, keep = _copy_if_encrypted(src, None if archived.exists() else tmp)
         if current == sha:
             if keep:  # died before the archive rename
                 tmp.rename(archived)
