@@ -276,8 +276,9 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                     sealed_at = time.monotonic()
             except Interrupted:
                 break
-            except (GatewayError, OSError) as exc:  # e.g. a full disk: nothing was committed
-                log.error("pass.failed", error=str(exc), kind=type(exc).__name__)
+            except (GatewayError, OSError) as exc:  # a full disk, the database gone: nothing
+                log.error("pass.failed", error=str(exc), kind=type(exc).__name__)  # committed
+                health.failed(str(exc))
             sleep_until_woken(wake, next_wait(ctx, period))
     finally:
         if server is not None:

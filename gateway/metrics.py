@@ -81,6 +81,7 @@ class Health:
     last_pass: float | None = None  # time.monotonic() when the last pass ended
     running_since: float | None = None  # when the pass in progress began
     failing: dict[str, str] = field(default_factory=dict)  # zone key -> error
+    pass_error: str | None = None  # why the last pass failed as a whole (the ledger, a disk)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self) -> None:
@@ -90,7 +91,11 @@ class Health:
     def passed(self, failing: dict[str, str]) -> None:
         with self.lock:
             self.last_pass, self.failing = time.monotonic(), dict(failing)
-            self.running_since = None
+            self.running_since, self.pass_error = None, None
+
+    def failed(self, error: str) -> None:
+        with self.lock:
+            self.running_since, self.pass_error = None, error
 
     def verdict(self) -> tuple[int, dict[str, object]]:
         with self.lock:
@@ -98,6 +103,8 @@ class Health:
             if self.running_since is not None and now - self.running_since > MAX_PASS:
                 return 503, {"status": "stalled", "reason": f"a pass has been running for "
                                                            f"{now - self.running_since:.0f} s"}
+            if self.pass_error is not None:
+                return 503, {"status": "pass_failed", "reason": self.pass_error[:300]}
             if self.last_pass is None:
                 return 503, {"status": "starting", "reason": "no pass has finished yet"}
             age = now - self.last_pass

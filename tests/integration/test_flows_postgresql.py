@@ -39,3 +39,44 @@ def test_the_exchange_on_postgresql(tmp_path, keybox, postgres):
     assert "security.cross_agency" in events and "retention.purged" in events
     assert run_cli("audit", "verify", "-c", str(site.config)).returncode == 0
     assert site.plaintext_leaks(records) == []
+
+
+def test_postgresql_down_for_a_while(tmp_path, keybox):
+    """The database stops under a running daemon: health says so (503, the reason), the log
+    has one line per failed pass and no traceback, nothing is delivered twice, and the
+    daemon resumes by itself when the database is back."""
+    import time
+
+    from tests.integration.test_daemon import start_daemon, stop_daemon, wait_for
+    from tests.integration.test_metrics import free_port, get
+    from tests.pg import Postgres
+
+    server = Postgres()  # its own server: this test stops it
+    server.start()
+    try:
+        site = Site(tmp_path / "site", keybox, database_url=server.create_database())
+        port = free_port()
+        site.edit('metrics_listen = "127.0.0.1:0"', f'metrics_listen = "127.0.0.1:{port}"')
+        proc = start_daemon(site, "--rescan", "0.5")
+        try:
+            wait_for(lambda: get(port, "/healthz")[0] == 200, timeout=10)
+            server.pause()
+            wait_for(lambda: get(port, "/healthz")[0] == 503, timeout=20)
+            _status, body = get(port, "/healthz")
+            assert "pass_failed" in body and "ledger" in body, body
+            records = list(synth.cases(20, ["AG001", "AG002"], seed=99))
+            site.drop_cases("B1.csv.pgp", records)  # arrives during the outage
+            time.sleep(3)
+            assert site.receipts() == {}
+            server.resume()
+            wait_for(site.zone("bank", "incoming", "B1.csv.pgp.receipt.json.pgp").exists,
+                     timeout=60)
+            wait_for(lambda: get(port, "/healthz")[0] == 200, timeout=20)
+        finally:
+            assert stop_daemon(proc) == 0
+            out, err = proc.communicate()
+        assert "pass.failed" in out and "Traceback" not in out + err
+        assert [r["status"] for r in site.receipts().values()] == ["accepted"]
+        assert len(site.inbox("AG001")) == 3 and len(site.inbox("AG002")) == 4
+    finally:
+        server.stop()
