@@ -207,13 +207,14 @@ def save_health(ctx: Context) -> None:
                                     last_error_at=h.last_error_at)
 
 
-def sleep_until_woken(wake: threading.Event, seconds: float) -> None:
-    """``wake.wait(seconds)`` in slices of at most half a second. A signal the kernel hands
-    to another thread (the watcher's, the metrics server's) only runs its Python handler
-    when the main thread next runs bytecode: in one long wait, a SIGTERM or SIGUSR1 could
-    lie unnoticed for the whole rescan interval."""
+def sleep_until_woken(wake: threading.Event, seconds: float, seen: Signals,
+                      stop: threading.Event) -> None:
+    """``wake.wait(seconds)`` in slices of at most half a second, ending early on a signal.
+    A signal the kernel hands to another thread (the watcher's, the metrics server's) only
+    runs its Python handler when the main thread next runs bytecode: in one long wait, a
+    SIGTERM or SIGUSR1 could lie unnoticed for the whole rescan interval."""
     deadline = time.monotonic() + seconds
-    while not wake.is_set():
+    while not (wake.is_set() or seen.pending or stop.is_set()):
         left = deadline - time.monotonic()
         if left <= 0:
             return
@@ -232,28 +233,50 @@ def _local_zones(ctx: Context) -> list[LocalZone]:
     return [z.inner for z in ctx.zones.values() if isinstance(getattr(z, "inner", None), LocalZone)]
 
 
-def install_signal_handlers(ctx: Context, wake: threading.Event | None = None) -> None:
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop.requested", signal=signal.Signals(signum).name)
-        ctx.stop.set()
-        if wake is not None:
-            wake.set()
+class Signals:
+    """What the signal handlers saw, for the main loop to act on.
 
-    def pass_now(_signum: int, _frame: FrameType | None) -> None:
-        log.info("pass.requested", signal="SIGUSR1")  # e.g. `gateway retention run`
-        if wake is not None:
-            wake.set()
+    A Python signal handler runs in the main thread *between two bytecodes of whatever it
+    was doing* — possibly in the middle of writing a log line, holding the logger's lock.
+    A handler that logs (or sets an Event the main thread may be clearing) can then wait
+    for a lock its own thread holds: the daemon froze, deaf to SIGTERM (seen in CI). So the
+    handlers only append to a list and set ``ctx.stop`` (whose lock the main thread never
+    takes); the loop logs and wakes up within half a second."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+
+    def take(self) -> list[str]:
+        taken, self.pending[:] = list(self.pending), []
+        return taken
+
+
+def install_signal_handlers(ctx: Context) -> Signals:
+    seen = Signals()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        seen.pending.append(signal.Signals(signum).name)
+        ctx.stop.set()
+
+    def pass_now(signum: int, _frame: FrameType | None) -> None:
+        seen.pending.append(signal.Signals(signum).name)  # e.g. `gateway retention run`
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGUSR1, pass_now)  # never the default action: that kills
+    return seen
+
+
+def log_signals(seen: Signals) -> None:
+    for name in seen.take():
+        log.info("pass.requested" if name == "SIGUSR1" else "stop.requested", signal=name)
 
 
 def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) -> None:
     """Watch and poll until SIGTERM/SIGINT (see the module docstring)."""
     wake = threading.Event()
-    install_signal_handlers(ctx, wake)
+    seen = install_signal_handlers(ctx)
     observers = [zone.watch(lambda _key: wake.set()) for zone in _local_zones(ctx)]
     has_remote = len(observers) < len(ctx.zones)
     period = interval if has_remote else rescan
@@ -267,6 +290,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
     try:
         while not ctx.stop.is_set():
             wake.clear()
+            log_signals(seen)
             try:
                 health.begin()
                 run_once(ctx)
@@ -279,7 +303,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
             except (GatewayError, OSError) as exc:  # a full disk, the database gone: nothing
                 log.error("pass.failed", error=str(exc), kind=type(exc).__name__)  # committed
                 health.failed(str(exc))
-            sleep_until_woken(wake, next_wait(ctx, period))
+            sleep_until_woken(wake, next_wait(ctx, period), seen, ctx.stop)
     finally:
         if server is not None:
             server.shutdown()
@@ -288,5 +312,6 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
             observer.stop()
         for observer in observers:
             observer.join(timeout=5)
+        log_signals(seen)
         ctx.audit.record("gateway.stopped")
         log.info("gateway.stopped")
