@@ -31,7 +31,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -324,10 +324,7 @@ class Ledger:
 
     @property
     def where(self) -> str:
-        """The database, for messages: the SQLite file, or the server without credentials."""
-        url = make_url(self.url)
-        return (url.database or "") if url.drivername.startswith("sqlite") else \
-            url.render_as_string(hide_password=True)
+        return migrate.describe(self.url)
 
     def close(self) -> None:
         self.engine.dispose()

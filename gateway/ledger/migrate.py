@@ -24,7 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import GatewayError
@@ -82,12 +82,18 @@ def current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def describe(url: str) -> str:
+    """The database, for messages: the SQLite file, or the server without credentials."""
+    u = make_url(url)
+    return (u.database or "") if u.drivername.startswith("sqlite") else \
+        u.render_as_string(hide_password=True)
+
+
 def revision_of(url: str) -> tuple[str | None, str]:
     """(revision, where) of the ledger at *url*, without changing anything."""
     engine = make_engine(url)
     try:
-        where = (engine.url.database or "") if engine.dialect.name == "sqlite" else \
-            engine.url.render_as_string(hide_password=True)
+        where = describe(url)
         try:
             with engine.connect() as conn:
                 return current(conn), where
