@@ -144,6 +144,10 @@ class GatewaySection(_Model):
     max_daily_attempts: int = Field(default=6, ge=1, le=1000)
     max_plaintext_mb: int = Field(default=4096, ge=1)
     metrics_listen: str = "127.0.0.1:9464"  # /metrics and /healthz; "" switches them off
+    # Several nodes on one PostgreSQL ledger: where any node finds another's work to finish
+    # (archive, quarantine, staging, certificates, token keys); default: state_dir.
+    shared_dir: ConfigPath | None = None
+    lease_seconds: int = Field(default=60, ge=5, le=3600)  # a dead node's work is taken over after
 
     @field_validator("metrics_listen")
     @classmethod
@@ -175,6 +179,10 @@ class GatewaySection(_Model):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def shared(self) -> Path:
+        return self.shared_dir or self.state_dir
 
     @property
     def db_url(self) -> str:
@@ -336,14 +344,18 @@ def _zone_aliases(cfg: Config) -> list[str]:
     inside a zone either (a party could read the archive), nor a zone inside it."""
     problems: list[str] = []
     seen: dict[str, str] = {}
-    state = os.path.realpath(cfg.gateway.state_dir)
+    private = {"state_dir": os.path.realpath(cfg.gateway.state_dir)}
+    if cfg.gateway.shared_dir is not None:
+        private["shared_dir"] = os.path.realpath(cfg.gateway.shared_dir)
     for key, zone in cfg.zones():
         if isinstance(zone, LocalZone):
             real = os.path.realpath(zone.path)
             ident = f"local:{real}"
-            if _inside(state, real) or _inside(real, state):
-                problems.append(f"{key}.path: {zone.path} and gateway.state_dir ({state}) overlap; "
-                                "zones must lie outside the state directory")
+            for what, state in private.items():
+                if _inside(state, real) or _inside(real, state):
+                    problems.append(f"{key}.path: {zone.path} and gateway.{what} ({state}) "
+                                    f"overlap; zones must lie outside the "
+                                    f"{'state' if what == 'state_dir' else 'shared'} directory")
         else:
             ident = f"sftp://{zone.host.lower()}:{zone.port}{posixpath.normpath(zone.path)}"
         if ident in seen:

@@ -47,7 +47,7 @@ log = structlog.get_logger("gateway.daemon")
 @contextlib.contextmanager
 def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Context]:
     """Everything a flow needs, opened in order and closed in reverse; one runner per state dir."""
-    state = State(cfg.gateway.state_dir)
+    state = State(cfg.gateway.state_dir, cfg.gateway.shared_dir)
     with state.lock(), contextlib.ExitStack() as stack:
         state.clean_temporaries()
         state.tighten()
@@ -55,7 +55,7 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
         audit = AuditLog(state.root / "audit", actor=actor, listener=metrics.audited)
         crypto = Crypto.start(cfg)
         stack.callback(crypto.close)  # closed last: the agent outlives nothing that uses it
-        ledger = Ledger(cfg.gateway.db_url)
+        ledger = Ledger(cfg.gateway.db_url, owner=state.node)
         stack.callback(ledger.close)
         if removed := audit.repair():
             log.warning("audit.repaired", bytes=removed, reason="torn_last_line")
@@ -66,6 +66,8 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
             log.warning("key.refused", key=refused.key_path, problem=refused.problem)
         ctx = Context.build(cfg, crypto, ledger, audit, state, metrics)
         stack.callback(_close_zones, ctx)
+        ctx.leases.start()
+        stack.callback(ctx.leases.close)  # before the ledger closes
         for use, key in crypto.keyset.uses():
             if key.expires is not None:
                 metrics.key_expiry.labels(fingerprint=key.fingerprint, use=use).set(
@@ -88,7 +90,7 @@ def _close_zones(ctx: Context) -> None:
 @contextlib.contextmanager
 def read_context(cfg: Config) -> Iterator[Context]:
     """For read-only commands (status, dry runs): no lock, no keyring, nothing audited."""
-    state = State(cfg.gateway.state_dir)
+    state = State(cfg.gateway.state_dir, cfg.gateway.shared_dir)
     ledger = Ledger(cfg.gateway.db_url)
     ctx = Context.build(cfg, None, ledger, AuditLog(state.root / "audit"), state)  # type: ignore[arg-type]
     try:
@@ -181,8 +183,7 @@ def track_collection(ctx: Context) -> None:
             ctx.zone_failed(key, exc)
             continue
         for d in waiting:
-            if d.name not in present:
-                ctx.ledger.mark_collected(d.id)
+            if d.name not in present and ctx.ledger.mark_collected(d.id):  # once, by one node
                 ctx.audit.record("slice.collected", file=d.name, agency=agency.code, role=d.role,
                                  batch_id=d.batch_id, zone=key)
 

@@ -3,16 +3,23 @@
 Everything under it is ciphertext, identifiers or keys — never plaintext case
 data::
 
-    state_dir/
+    state_dir/                   this node's own
       gateway.db        ledger (SQLite default)
       gateway.lock      one runner per state directory (flock)
       gnupg/            the private keyring, rebuilt at start
-      archive/          ciphertexts as received, named by SHA-256
-      quarantine/       rejected originals, byte for byte
+      audit/            the hash-chained audit log and its signed checkpoints
+    shared_dir/                  = state_dir unless configured: what another node may
+      archive/          ciphertexts as received, named by SHA-256      need to finish
+      quarantine/       rejected originals, byte for byte               this node's work
       staging/<file>/   sealed slices, manifests and receipts not yet delivered
+      staging/checkpoints/  checkpoint copies not yet delivered to the bank
       secrets/tokens/   per-contract keys for the `token` masking rule (0600)
-      audit/            the hash-chained audit log
       certificates/     deletion certificates
+
+With several nodes on one PostgreSQL ledger, each keeps its own state directory
+and all mount one shared directory: a node that dies leaves a claimed file in
+the archive, or committed slices in staging, and the node that takes its lease
+over must be able to read them (SPEC §12).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,37 +57,86 @@ def _read_pid(fd: int) -> int | None:
 UMASK = 0o077  # SPEC §15: everything the gateway creates is readable by its own user only
 
 
+SHARED = ("archive", "quarantine", "staging", "staging/checkpoints", "secrets/tokens",
+          "certificates")
+
+
+def node_name(root: Path) -> str:
+    """This node's name in leases, checkpoints and the audit log: the host name and a short
+    hash of the state directory — stable across restarts (so a node restarted after a crash
+    resumes its own work at once), and distinct for two state directories on one host."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()).strip("-.")[:48] or "gateway"
+    tag = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:6]
+    return f"{host}-{tag}"
+
+
 class State:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: Path | None = None) -> None:
         os.umask(UMASK)  # before anything is created: files 0600, directories 0700
         self.root = Path(root)
-        for sub in ("archive", "quarantine", "staging", "secrets/tokens", "audit/checkpoints",
-                    "certificates"):
+        self.shared = Path(shared) if shared is not None else self.root
+        self.node = node_name(self.root)
+        if self.shared != self.root:
+            self._refuse_split_state()
+        for sub in ("audit/checkpoints",):
             (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sub in SHARED:
+            (self.shared / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
+        self.shared.chmod(0o700)
+
+    def _refuse_split_state(self) -> None:
+        """shared_dir set on a node that ran without it: its archive and staging are still
+        under state_dir, where no other node — and, now, not this one — would look."""
+        for sub in ("archive", "staging", "certificates", "secrets/tokens"):
+            old = self.root / sub
+            if old.is_dir() and any(p.name not in ("receipts", "checkpoints")
+                                    for p in old.iterdir()):
+                raise GatewayError(f"gateway.shared_dir: {old} still holds files from before "
+                                   "shared_dir was set; stop the gateway and move archive, "
+                                   "quarantine, staging, secrets and certificates from "
+                                   f"{self.root} to {self.shared}")
 
     def tighten(self) -> int:
         """Give anything loose under the state directory (left by an older version, a
         restore, a hand-made copy) the modes the gateway creates: files 0600, directories
         0700. Returns how many were changed."""
         changed = 0
-        for path, mode, want in loose_entries(self.root):
-            path.chmod(mode & want)
-            changed += 1
+        for base in dict.fromkeys((self.root, self.shared)):
+            for path, mode, want in loose_entries(base):
+                path.chmod(mode & want)
+                changed += 1
         return changed
 
     @property
     def archive(self) -> Path:
-        return self.root / "archive"
+        return self.shared / "archive"
 
     def archived(self, sha256: str) -> Path:
         return self.archive / f"{sha256}.pgp"
 
+    @property
+    def quarantine(self) -> Path:
+        return self.shared / "quarantine"
+
     def quarantined(self, sha256: str, name: str) -> Path:
-        return self.root / "quarantine" / f"{sha256[:16]}-{_SAFE.sub('_', name)[:120]}"
+        return self.quarantine / f"{sha256[:16]}-{_SAFE.sub('_', name)[:120]}"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.shared / "staging"
 
     def staging(self, file_id: int) -> Path:
-        return self.root / "staging" / str(file_id)
+        return self.staging_root / str(file_id)
+
+    @property
+    def certificates(self) -> Path:
+        return self.shared / "certificates"
+
+    def temporary(self, kind: str) -> Path:
+        """A temporary name in the archive that only this node's clean-up will remove (the
+        archive may be shared with a node copying a file at this very moment)."""
+        return self.archive / f".{kind}-{self.node}-{secrets.token_hex(8)}"
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -102,7 +159,7 @@ class State:
         """Remove half-written copies a killed run left in the archive (ciphertext, but
         garbage). Only safe under :meth:`lock`: no other runner is writing them."""
         removed = 0
-        for pattern in (".incoming-*", ".verify-*"):
+        for pattern in (f".incoming-{self.node}-*", f".verify-{self.node}-*"):
             for path in self.archive.glob(pattern):
                 path.unlink(missing_ok=True)
                 removed += 1
@@ -110,19 +167,20 @@ class State:
 
     def token_secret(self, contract_id: str) -> bytes:
         """The contract's key for the `token` rule: created once, 32 random bytes, mode 0600."""
-        path = self.root / "secrets" / "tokens" / f"{_SAFE.sub('_', contract_id)}.key"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-            fh.flush()
-            os.fsync(fh.fileno())
+        path = self.token_secret_path(contract_id)
+        if not path.exists():  # written whole, then linked: another node never reads half a key
+            tmp = path.with_name(f".{path.name}.{self.node}.{secrets.token_hex(4)}")
+            write_private(tmp, secrets.token_bytes(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another node made it first: theirs is the key
+            finally:
+                tmp.unlink()
         return path.read_bytes()
 
     def token_secret_path(self, contract_id: str) -> Path:
-        return self.root / "secrets" / "tokens" / f"{_SAFE.sub('_', contract_id)}.key"
+        return self.shared / "secrets" / "tokens" / f"{_SAFE.sub('_', contract_id)}.key"
 
 
 def runner_active(root: Path) -> bool:

@@ -7,7 +7,6 @@ functions of (context, input) and tests can build one over real parts.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
+from gateway.leases import Leases
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.state import State
@@ -38,7 +38,8 @@ class Context:
     audit: AuditLog
     state: State
     zones: dict[str, Zone]
-    owner: str = field(default_factory=socket.gethostname)  # lease owner: this host
+    leases: Leases
+    owner: str  # this node (State.node): lease holder, checkpoint author
     now: Callable[[], dt.datetime] = _now
     stop: threading.Event = field(default_factory=threading.Event)
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
@@ -50,7 +51,8 @@ class Context:
               state: State, metrics: Metrics | None = None) -> Context:
         zones = {key: open_zone(key, spec) for key, spec in cfg.zones()}
         return cls(cfg=cfg, crypto=crypto, ledger=ledger, audit=audit, state=state, zones=zones,
-                   metrics=metrics or Metrics())
+                   leases=Leases(ledger, state.node, cfg.gateway.lease_seconds),
+                   owner=state.node, metrics=metrics or Metrics())
 
     def zone_failed(self, key: str, exc: Exception) -> None:
         """Remember a zone's failure for this pass; audit it once (refusals as zone.refused)."""

@@ -45,7 +45,7 @@ from gateway.crypto.engine import (
 from gateway.errors import CryptoError
 from gateway.flows import Context
 from gateway.flows.receipts import ErrorList, Receipt, receipt_name
-from gateway.ledger import ClaimOutcome, DeliveryRow, FileStatus, ReceiptRow
+from gateway.ledger import ClaimOutcome, DeliveryRow, LeaseLost, ReceiptRow
 from gateway.state import copy_hashed
 from gateway.transfer.base import (
     Entry,
@@ -109,10 +109,22 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
         for row in ctx.ledger.resumable(ctx.owner, channel.kind, zone=channel.zone):
             if ctx.stop.is_set():
                 return outcomes
-            _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
-            handle = process if ctx.state.archived(row.sha256).exists() else reject_unencrypted
-            _count(ctx, channel, outcomes, handle(ctx, channel, row.id, row.name, row.sha256,
-                                                  aware(row.received_at)))
+            if not ctx.ledger.take_file(row.id, ctx.owner, ctx.leases.seconds):
+                continue  # another node took it over first
+            if row.lease_owner not in (None, ctx.owner):
+                log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
+            with ctx.leases.keep_file(row.id):
+                _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
+                archived = ctx.state.archived(row.sha256).exists()
+                if not archived and row.lease_owner not in (None, ctx.owner):
+                    # Its node removed it from the zone: the copy must be in the archive —
+                    # unless that node's archive is not the one this node sees.
+                    log.error("file.not_in_shared_archive", file_id=row.id,
+                              node=row.lease_owner, archive=str(ctx.state.archive))
+                    continue
+                handle = process if archived else reject_unencrypted
+                _count(ctx, channel, outcomes, _guarded(handle, ctx, channel, row.id, row.name,
+                                                        row.sha256, aware(row.received_at)))
         entries = zone.list_ready()
         ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
         for entry in entries:
@@ -129,7 +141,19 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
 
 def _count(ctx: Context, channel: Channel, outcomes: collections.Counter[str], outcome: str) -> None:
     outcomes[outcome] += 1
-    ctx.metrics.files.labels(channel=channel.kind, outcome=outcome).inc()
+    if outcome not in ("busy", "not_ready", "lease_lost"):  # not an outcome of the file
+        ctx.metrics.files.labels(channel=channel.kind, outcome=outcome).inc()
+
+
+def _guarded(handle: Process, ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
+             received_at: dt.datetime) -> str:
+    """Process a claimed file; if another node took it over meanwhile (this node could not
+    renew its lease in time), nothing of this attempt was committed — theirs counts."""
+    try:
+        return handle(ctx, channel, file_id, name, sha, received_at)
+    except LeaseLost as exc:
+        log.warning("lease.lost", item=f"file:{file_id}", error=str(exc))
+        return "lease_lost"
 
 
 def refuse(ctx: Context, channel: Channel, name: str, reason: str) -> str:
@@ -154,7 +178,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
     answered with ``E_NOT_ENCRYPTED`` (no plaintext on the gateway's disk, ever)."""
     zone = ctx.zones[channel.zone]
     received_at = ctx.now()
-    tmp = ctx.state.archive / f".incoming-{secrets.token_hex(8)}"
+    tmp = ctx.state.temporary("incoming")
     try:
         with zone.open_read(entry.name) as src:
             sha, size, keep = _copy_if_encrypted(src, tmp)
@@ -177,7 +201,8 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
         finish_pending(ctx)
         return "answered"
     claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind, zone=zone.key, name=entry.name,
-                                  size=size, owner=ctx.owner, agency_code=channel.agency)
+                                  size=size, owner=ctx.owner, agency_code=channel.agency,
+                                  lease_seconds=ctx.leases.seconds)
     if claim.outcome is ClaimOutcome.BUSY:
         tmp.unlink(missing_ok=True)
         return "busy"
@@ -189,12 +214,13 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
         tmp.unlink(missing_ok=True)
     else:
         tmp.rename(archive)
-    faults.point("after_claim")
-    zone.remove(entry.name)  # durable in archive + ledger now
-    ctx.audit.record("file.received", zone=zone.key, sha256=sha, bytes=size, agency=channel.agency,
-                     **file_fields(entry.name, sha))
-    handle = process if keep else reject_unencrypted
-    return handle(ctx, channel, claim.file_id, entry.name, sha, received_at)
+    with ctx.leases.keep_file(claim.file_id):
+        faults.point("after_claim")
+        zone.remove(entry.name)  # durable in archive + ledger now
+        ctx.audit.record("file.received", zone=zone.key, sha256=sha, bytes=size,
+                         agency=channel.agency, **file_fields(entry.name, sha))
+        handle = process if keep else reject_unencrypted
+        return _guarded(handle, ctx, channel, claim.file_id, entry.name, sha, received_at)
 
 
 def _copy_if_encrypted(src: BinaryIO, tmp: Path | None) -> tuple[str, int, bool]:
@@ -224,7 +250,7 @@ def _finish_pickup(ctx: Context, channel: Channel, name: str, sha: str, size: in
     if entry is None or entry.size != size:
         return
     archived = ctx.state.archived(sha)
-    tmp = ctx.state.archive / f".verify-{secrets.token_hex(8)}"
+    tmp = ctx.state.temporary("verify")
     try:
         with zone.open_read(name) as src:
             current, _, keep = _copy_if_encrypted(src, None if archived.exists() else tmp)
@@ -255,7 +281,7 @@ def _duplicate(ctx: Context, channel: Channel, name: str, sha: str, received_at:
 
 def stage_receipt(ctx: Context, channel: Channel, tag: str, receipt: Receipt) -> str:
     """Seal the receipt to the sender into staging; returns its staged file name."""
-    directory = ctx.state.root / "staging" / "receipts"
+    directory = ctx.state.staging_root / "receipts"
     directory.mkdir(mode=0o700, exist_ok=True)
     name = f"{tag}.receipt.json.pgp"
     with (directory / name).open("xb") as fh, channel.seal_receipt(ctx, fh) as w:
@@ -339,6 +365,8 @@ def reject(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
            received_at: dt.datetime, errors: ErrorList, code: str, *, records: int = 0,
            signer: str | None = None) -> str:
     """Nothing is delivered: staging dropped, original quarantined, a receipt says why."""
+    if ctx.ledger.owner is not None and not ctx.ledger.file_lease_held(file_id, ctx.owner):
+        raise LeaseLost(f"file {file_id} was taken over by another node")  # its archive stays
     shutil.rmtree(ctx.state.staging(file_id), ignore_errors=True)
     archive, quarantine = ctx.state.archived(sha), ctx.state.quarantined(sha, name)
     if archive.exists():
@@ -383,45 +411,64 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> Non
     for d in ctx.ledger.pending_deliveries():
         if d.zone in ctx.zone_errors or (kinds is not None and d.kind not in kinds):
             continue
-        zone = ctx.zones[d.zone]
-        src = _delivery_source(ctx, d)
-        try:
-            place(zone, d.name, src, d.size)
-        except ZoneError as exc:
-            ctx.zone_failed(d.zone, exc)
-            continue
-        faults.point("after_first_delivery")
-        ctx.ledger.mark_delivered(d.id)
-        ctx.metrics.bytes.labels(direction="out").inc(d.size)
-        if d.kind != "checkpoint":  # the checkpoint entry itself says it goes to the bank
-            ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code,
-                             role=d.role, batch_id=d.batch_id, records=d.records, zone=d.zone)
+        with ctx.leases.hold(f"delivery:{d.id}") as held:
+            # Held by a live node: it delivers. Taken: another node may have finished it
+            # between the listing and the claim.
+            if held and ctx.ledger.delivery(d.id).delivered_at is None:
+                _deliver(ctx, d)
     if kinds is not None:
         return
     for r in ctx.ledger.pending_receipts():
         if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
             continue
-        try:
-            _send_receipt(ctx, r)
-        except ZoneError as exc:
-            ctx.zone_failed(r.zone if r.sent_at is None else r.input_zone, exc)
-    waiting = {p.file_id for p in ctx.ledger.pending_deliveries()}
-    for d in ctx.state.root.joinpath("staging").iterdir():  # delivered or abandoned attempts
-        if (d.name.isdigit() and int(d.name) not in waiting
-                and ctx.ledger.file(int(d.name)).status != FileStatus.CLAIMED.value):
+        with ctx.leases.hold(f"receipt:{r.id}") as held:
+            if not held:
+                continue
+            r = ctx.ledger.receipt(r.id)
+            if r.sent_at is not None and r.input_removed_at is not None:
+                continue
+            try:
+                _send_receipt(ctx, r)
+            except ZoneError as exc:
+                ctx.zone_failed(r.zone if r.sent_at is None else r.input_zone, exc)
+    for d in ctx.state.staging_root.iterdir():  # delivered or abandoned attempts
+        if d.name.isdigit() and ctx.ledger.staging_abandoned(int(d.name)):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _deliver(ctx: Context, d: DeliveryRow) -> None:
+    zone = ctx.zones[d.zone]
+    src = _delivery_source(ctx, d)
+    try:
+        place(zone, d.name, src, d.size)
+    except ZoneError as exc:
+        ctx.zone_failed(d.zone, exc)
+        return
+    faults.point("after_first_delivery")
+    if not ctx.ledger.mark_delivered(d.id):
+        return  # a node that lost this lease to us finished it too: it audited it
+    ctx.metrics.bytes.labels(direction="out").inc(d.size)
+    if d.kind == "checkpoint":  # the checkpoint entry itself says it goes to the bank
+        if src.parent == ctx.state.staging_root / "checkpoints":
+            src.unlink(missing_ok=True)  # the node's own copy stays in audit/checkpoints
+    else:
+        ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code,
+                         role=d.role, batch_id=d.batch_id, records=d.records, zone=d.zone)
 
 
 def _delivery_source(ctx: Context, d: DeliveryRow) -> Path:
     if d.kind == "certificate":
-        return ctx.state.root / "certificates" / d.name
+        return ctx.state.certificates / d.name
     if d.kind == "checkpoint":
-        return ctx.state.root / "audit" / "checkpoints" / d.name
+        staged = ctx.state.staging_root / "checkpoints" / d.name
+        if not staged.exists():  # sealed by a release that delivered from audit/checkpoints
+            return ctx.state.root / "audit" / "checkpoints" / d.name
+        return staged
     return ctx.state.staging(d.file_id or 0) / d.name
 
 
 def _send_receipt(ctx: Context, r: ReceiptRow) -> None:
-    src = ctx.state.root / "staging" / "receipts" / r.staged
+    src = ctx.state.staging_root / "receipts" / r.staged
     if r.sent_at is None:
         zone = ctx.zones[r.zone]
         name = r.name

@@ -10,7 +10,7 @@ second arrival of the same bytes finds it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,8 +28,10 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -275,6 +277,25 @@ class RefusedFileRow(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class LeaseRow(Base):
+    """A work item one node is doing: a pending delivery (``delivery:<id>``), a receipt to
+    send (``receipt:<id>``), a purge (``purge:<contract>``). Input files keep theirs in
+    ``files``. A lease past ``until`` is free for another node to take over."""
+
+    __tablename__ = "leases"
+    item: Mapped[str] = mapped_column(String(160), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    until: Mapped[dt.datetime]
+    taken_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LeaseLost(GatewayError):
+    """Another node took over a file this node was processing (its lease ran out — this node
+    could not renew it in time): this node's result is dropped, theirs counts."""
+
+    code = "E_LEASE_LOST"
+
+
 class ClaimOutcome(StrEnum):
     NEW = "new"  # this caller owns the file now
     DUPLICATE = "duplicate"  # the same content was already finished
@@ -292,8 +313,9 @@ class Claim:
 class Ledger:
     """The few queries the flows need, each in its own short transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, owner: str | None = None) -> None:
         self.url = url
+        self.owner = owner  # this node, when it processes files: commits check its lease
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -355,6 +377,71 @@ class Ledger:
                 return Claim(ClaimOutcome.BUSY, row.id, row.status)
             row.lease_owner, row.lease_until = owner, until
             return Claim(ClaimOutcome.RESUMED, row.id, row.status)
+
+    def take_file(self, file_id: int, owner: str, lease_seconds: int) -> bool:
+        """Take over a claimed file whose worker died (our own, or a lease that ran out) —
+        atomically, so of two nodes resuming it at once only one gets it."""
+        now = utcnow()
+        with self.session() as s:
+            taken = s.execute(update(FileRow).where(
+                FileRow.id == file_id, FileRow.status == FileStatus.CLAIMED.value,
+                or_(FileRow.lease_owner.is_(None), FileRow.lease_owner == owner,
+                    FileRow.lease_until <= now))
+                .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False))
+            return taken.rowcount == 1
+
+    def file_lease_held(self, file_id: int, owner: str) -> bool:
+        with self.session() as s:
+            row = s.get_one(FileRow, file_id)
+            return row.status == FileStatus.CLAIMED.value and row.lease_owner == owner
+
+    # -- leases on other work ------------------------------------------------------
+    def take_lease(self, item: str, owner: str, lease_seconds: int) -> bool:
+        """Claim *item* for *owner*: free, already ours, or its holder's lease ran out.
+        The conditional UPDATE is the atomic claim (on PostgreSQL a concurrent claimer
+        waits for the row and re-checks the condition; SQLite has one writer)."""
+        now = utcnow()
+        until = now + dt.timedelta(seconds=lease_seconds)
+        try:
+            with self.session() as s:
+                s.add(LeaseRow(item=item, owner=owner, until=until, taken_at=now))
+                s.flush()
+                return True
+        except IntegrityError:
+            pass
+        with self.session() as s:
+            taken = s.execute(update(LeaseRow).where(
+                LeaseRow.item == item, or_(LeaseRow.owner == owner, LeaseRow.until <= now))
+                .values(owner=owner, until=until, taken_at=now)
+                .execution_options(synchronize_session=False))
+            return taken.rowcount == 1
+
+    def release_lease(self, item: str, owner: str) -> None:
+        with self.session() as s:
+            s.execute(delete(LeaseRow).where(LeaseRow.item == item, LeaseRow.owner == owner))
+
+    def renew_leases(self, owner: str, items: Collection[str], file_ids: Collection[int],
+                     lease_seconds: int) -> set[str]:
+        """Extend this node's leases; returns the items (``file:<id>`` for files) it no
+        longer holds — another node took them over."""
+        until = utcnow() + dt.timedelta(seconds=lease_seconds)
+        with self.session() as s:
+            held: set[str] = set()
+            if items:
+                s.execute(update(LeaseRow).where(LeaseRow.owner == owner,
+                                                 LeaseRow.item.in_(list(items)))
+                          .values(until=until).execution_options(synchronize_session=False))
+                held |= set(s.scalars(select(LeaseRow.item).where(
+                    LeaseRow.owner == owner, LeaseRow.item.in_(list(items)))))
+            if file_ids:
+                s.execute(update(FileRow).where(
+                    FileRow.lease_owner == owner, FileRow.id.in_(list(file_ids)),
+                    FileRow.status == FileStatus.CLAIMED.value)
+                    .values(lease_until=until).execution_options(synchronize_session=False))
+                held |= {f"file:{i}" for i in s.scalars(select(FileRow.id).where(
+                    FileRow.lease_owner == owner, FileRow.id.in_(list(file_ids))))}
+        return ({*items, *(f"file:{i}" for i in file_ids)}) - held
 
     def finish_file(self, file_id: int, status: FileStatus, **fields: Any) -> None:
         with self.session() as s:
@@ -427,9 +514,14 @@ class Ledger:
         with self.session() as s:
             s.add(receipt)
 
-    @staticmethod
-    def _finish(s: Session, file_id: int, status: FileStatus, **fields: Any) -> None:
-        row = s.get_one(FileRow, file_id)
+    def _finish(self, s: Session, file_id: int, status: FileStatus, **fields: Any) -> None:
+        """End a claimed file — only while this node still holds it (the row is locked, so
+        a node taking it over waits, then finds it finished). A node that lost its lease
+        commits nothing: the one that took over does."""
+        row = s.get_one(FileRow, file_id, with_for_update=True)
+        if self.owner is not None and (row.status != FileStatus.CLAIMED.value
+                                       or row.lease_owner != self.owner):
+            raise LeaseLost(f"file {file_id} was taken over by {row.lease_owner or 'another node'}")
         row.status = status.value
         row.finished_at = utcnow()
         row.lease_owner = row.lease_until = None
@@ -441,7 +533,8 @@ class Ledger:
             return s.get_one(FileRow, file_id)
 
     def resumable(self, owner: str, kind: str, zone: str) -> list[FileRow]:
-        """Claimed files whose worker died: ours (same host), or anyone's with an expired lease."""
+        """Claimed files whose worker died: ours (this node, restarted), or anyone's with an
+        expired lease. Candidates only: :meth:`take_file` decides who gets each."""
         now = utcnow()
         with self.session() as s:
             rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
@@ -451,10 +544,24 @@ class Ledger:
                     or (_aware(r.lease_until) or now) <= now]
 
     def leases_held(self, owner: str) -> int:
-        """Files this node has claimed and is (or was, before a crash) working on."""
+        """Work items this node has claimed and is (or was, before a crash) working on."""
         with self.session() as s:
-            return s.scalar(select(func.count()).select_from(FileRow).where(
+            files = s.scalar(select(func.count()).select_from(FileRow).where(
                 FileRow.status == FileStatus.CLAIMED.value, FileRow.lease_owner == owner)) or 0
+            other = s.scalar(select(func.count()).select_from(LeaseRow).where(
+                LeaseRow.owner == owner, LeaseRow.until > utcnow())) or 0
+            return files + other
+
+    def staging_abandoned(self, file_id: int) -> bool:
+        """Whether a staging directory may go: its file is no longer being processed and
+        nothing of it waits to be delivered. One transaction, so a commit by another node
+        (status and pending deliveries at once) is seen whole or not at all."""
+        with self.session() as s:
+            row = s.get(FileRow, file_id)
+            if row is None or row.status == FileStatus.CLAIMED.value:
+                return row is None
+            return not s.scalar(select(func.count()).select_from(DeliveryRow).where(
+                DeliveryRow.file_id == file_id, DeliveryRow.delivered_at.is_(None)))
 
     def pending_deliveries(self) -> list[DeliveryRow]:
         with self.session() as s:
@@ -465,9 +572,21 @@ class Ledger:
         with self.session() as s:
             s.add(delivery)
 
-    def mark_delivered(self, delivery_id: int) -> None:
+    def delivery(self, delivery_id: int) -> DeliveryRow:
         with self.session() as s:
-            s.get_one(DeliveryRow, delivery_id).delivered_at = utcnow()
+            return s.get_one(DeliveryRow, delivery_id)
+
+    def mark_delivered(self, delivery_id: int) -> bool:
+        """True if this call marked it (another node may have delivered it meanwhile)."""
+        with self.session() as s:
+            return s.execute(update(DeliveryRow).where(
+                DeliveryRow.id == delivery_id, DeliveryRow.delivered_at.is_(None))
+                .values(delivered_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount == 1
+
+    def receipt(self, receipt_id: int) -> ReceiptRow:
+        with self.session() as s:
+            return s.get_one(ReceiptRow, receipt_id)
 
     def pending_receipts(self) -> list[ReceiptRow]:
         with self.session() as s:
@@ -608,9 +727,13 @@ class Ledger:
                 DeliveryRow.purged_at.is_(None),
                 DeliveryRow.agency_code.not_in(select(PurgeRow.agency_code)))))
 
-    def mark_collected(self, delivery_id: int) -> None:
+    def mark_collected(self, delivery_id: int) -> bool:
+        """True if this call marked it: of two nodes noticing, one audits it."""
         with self.session() as s:
-            s.get_one(DeliveryRow, delivery_id).collected_at = utcnow()
+            return s.execute(update(DeliveryRow).where(
+                DeliveryRow.id == delivery_id, DeliveryRow.collected_at.is_(None))
+                .values(collected_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount == 1
 
     def save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
         with self.session() as s:

@@ -88,7 +88,7 @@ def plan(ctx: Context, agency: Agency) -> list[Obj]:
     for f in ctx.ledger.results_files(agency.code):
         local("state:archive", state.archived(f.sha256))
         if f.archive_name:
-            local("state:quarantine", state.root / "quarantine" / f.archive_name)
+            local("state:quarantine", state.quarantine / f.archive_name)
     local("state:secrets", state.token_secret_path(agency.contract.id))
     done = ctx.ledger.purged_agencies() | {agency.code}
     for f, fed in ctx.ledger.batch_files_fed(agency.code):
@@ -112,15 +112,22 @@ def _hashed(ctx: Context, obj: Obj) -> Obj:
 def _path(ctx: Context, obj: PurgeObjectRow | Obj) -> Path:
     sub = {"state:archive": "archive", "state:quarantine": "quarantine",
            "state:secrets": "secrets/tokens"}[obj.location]
-    return ctx.state.root / sub / obj.name
+    return ctx.state.shared / sub / obj.name
 
 
 def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None) -> list[PurgeReport]:
     """Purge every contract that is due (or only report, with *dry_run*)."""
     reports = []
     for d in decisions(ctx, today):
-        if d.state is State.PURGE_DUE:
-            reports.append(purge(ctx, ctx.cfg.agency(d.agency), d, dry_run=dry_run))
+        if d.state is not State.PURGE_DUE:
+            continue
+        if dry_run:
+            reports.append(purge(ctx, ctx.cfg.agency(d.agency), d, dry_run=True))
+            continue
+        with ctx.leases.hold(f"purge:{d.contract_id}") as held:
+            # Another node purging it now, or it finished one between our look and the claim.
+            if held and not finished(ctx, d):
+                reports.append(purge(ctx, ctx.cfg.agency(d.agency), d))
     return reports
 
 
@@ -178,7 +185,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
                      "state": o.state} for o in objects],
     }
     signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
-    cert_path = ctx.state.root / "certificates" / cert_name
+    cert_path = ctx.state.certificates / cert_name
     write_private(cert_path, signed)  # not yet committed: a crashed attempt's copy is replaced
     purged_files = [f.id for f in ctx.ledger.results_files(agency.code)]
     done = ctx.ledger.purged_agencies() | {agency.code}
