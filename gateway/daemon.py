@@ -153,6 +153,7 @@ def observe(ctx: Context) -> None:
 
 def _pass(ctx: Context) -> collections.Counter[str]:
     ctx.zone_errors.clear()
+    ctx.leases.busy_until = None
     intake.finish_pending(ctx)  # what a crash or an unreachable zone left committed but unsent
     outcomes = batches.run(ctx)
     outcomes.update(results.run(ctx))
@@ -224,9 +225,12 @@ def sleep_until_woken(wake: threading.Event, seconds: float, seen: Signals,
 
 def next_wait(ctx: Context, default: float) -> float:
     """Seconds until the next pass: *default*, or sooner when a local file still settling
-    becomes ready (inotify reports its last write, not the moment it has settled)."""
+    becomes ready (inotify reports its last write, not the moment it has settled), or when
+    another node's lease on work this pass wanted runs out (nothing reports a node's death)."""
     now = time.time()
     due = [z.next_ready_at for z in _local_zones(ctx) if z.next_ready_at is not None]
+    if ctx.leases.busy_until is not None:  # another node's lease: take over when it runs out
+        due.append(ctx.leases.busy_until)
     return max(0.05, min([default, *(t - now + 0.05 for t in due)]))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -42,6 +43,13 @@ class Leases:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost: set[str] = set()
+        self.busy_until: float | None = None  # epoch: when a lease another node holds runs out
+
+    def saw_busy(self, until: float) -> None:
+        """Another node holds something this pass wanted, until *until*: the daemon looks
+        again then (a dead node's work is taken over when its lease runs out, not at the
+        next rescan)."""
+        self.busy_until = until if self.busy_until is None else min(self.busy_until, until)
 
     # -- holding ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -49,6 +57,7 @@ class Leases:
         """Claim *item* for the block; yields False (and holds nothing) when a live node
         has it. Released at the end, so the next node need not wait for it to run out."""
         if not self.ledger.take_lease(item, self.owner, self.seconds):
+            self.saw_busy(time.time() + self.seconds)  # at the latest
             yield False
             return
         with self._lock:

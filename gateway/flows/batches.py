@@ -39,7 +39,7 @@ from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
-from gateway.ledger import BatchRow, DeliveryRow, FileStatus
+from gateway.ledger import BatchRow, CommitConflict, DeliveryRow, FileStatus
 from gateway.masking import RolePolicy, Rule
 from gateway.state import file_sha256
 from gateway.validation import csvio
@@ -290,13 +290,18 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                       per_agency=dict(out.per_agency), errors=out.errors,
                       neutralised=out.neutralised)
     staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
-    ctx.ledger.commit_batch(
-        file_id=file_id,
-        batch=BatchRow(batch_id=batch_id, file_id=file_id, status=status.value,
-                       records=out.records, accepted=out.accepted, rejected=out.rejected),
-        deliveries=deliveries,
-        receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
-        status=status, signer=out.verified.fingerprint)
+    try:
+        ctx.ledger.commit_batch(
+            file_id=file_id,
+            batch=BatchRow(batch_id=batch_id, file_id=file_id, status=status.value,
+                           records=out.records, accepted=out.accepted, rejected=out.rejected),
+            deliveries=deliveries,
+            receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
+            status=status, signer=out.verified.fingerprint)
+    except CommitConflict as exc:  # another node's batch took a case id (or this batch id)
+        intake.drop_staged_receipt(ctx, staged)  # after our check: check again, against it
+        log.info("batch.conflict", file_id=file_id, reason=str(exc))
+        return _process(ctx, channel, file_id, name, sha, received_at)
     faults.point("after_commit")
     for code, n in out.per_agency.items():
         if code in out.agencies:

@@ -110,7 +110,9 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
             if ctx.stop.is_set():
                 return outcomes
             if not ctx.ledger.take_file(row.id, ctx.owner, ctx.leases.seconds):
-                continue  # another node took it over first
+                if row.lease_until is not None:  # a live node has it — or a dead one, until
+                    ctx.leases.saw_busy(aware(row.lease_until).timestamp())
+                continue
             if row.lease_owner not in (None, ctx.owner):
                 log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
             with ctx.leases.keep_file(row.id):
@@ -287,6 +289,11 @@ def stage_receipt(ctx: Context, channel: Channel, tag: str, receipt: Receipt) ->
     with (directory / name).open("xb") as fh, channel.seal_receipt(ctx, fh) as w:
         w.write(receipt.to_json())
     return name
+
+
+def drop_staged_receipt(ctx: Context, staged: str) -> None:
+    """A receipt staged for a commit that did not happen."""
+    (ctx.state.staging_root / "receipts" / staged).unlink(missing_ok=True)
 
 
 @dataclass

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import structlog
+
 from gateway import faults
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
-from gateway.ledger import DeliveryRow, FileStatus
+from gateway.ledger import CommitConflict, DeliveryRow, FileStatus
 from gateway.state import file_sha256
 from gateway.validation import csvio
 from gateway.validation.cases import RowError
@@ -39,6 +41,8 @@ from gateway.validation.results import (
     flags,
     map_results_header,
 )
+
+log = structlog.get_logger("gateway.results")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.csv\.(?:pgp|gpg|asc)$")
 CHUNK_ROWS = 1000
@@ -226,11 +230,16 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                       rejected=out.rejected, errors=out.errors, neutralised=out.neutralised,
                       extra={"forwarded_as": fwd.name, "flags": dict(sorted(out.flagged.items()))})
     staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
-    ctx.ledger.commit_results(
-        file_id=file_id, agency_code=channel.agency, delivery=delivery,
-        receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
-        attempts=out.attempts, status=status, signer=out.verified.fingerprint,
-        records=out.records, accepted=out.accepted, rejected=out.rejected)
+    try:
+        ctx.ledger.commit_results(
+            file_id=file_id, agency_code=channel.agency, delivery=delivery,
+            receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
+            attempts=out.attempts, status=status, signer=out.verified.fingerprint,
+            records=out.records, accepted=out.accepted, rejected=out.rejected)
+    except CommitConflict as exc:  # another node counted attempts (or took the name) first
+        intake.drop_staged_receipt(ctx, staged)
+        log.info("results.conflict", file_id=file_id, reason=str(exc))
+        return _process(ctx, channel, file_id, name, sha, received_at)
     faults.point("after_results_commit")
     for flag, n in [*out.flagged.items(), ("none", out.unflagged)]:
         ctx.metrics.result_rows.labels(agency=channel.agency, flag=flag).inc(n)

@@ -296,6 +296,14 @@ class LeaseLost(GatewayError):
     code = "E_LEASE_LOST"
 
 
+class CommitConflict(LedgerError):
+    """Another node committed, meanwhile, something this commit contradicts — the same
+    case id in a batch, the same batch id, an attempt count, a delivery's name. Nothing
+    of this commit was kept; processing the file again sees the other node's work."""
+
+    code = "E_COMMIT_CONFLICT"
+
+
 class ClaimOutcome(StrEnum):
     NEW = "new"  # this caller owns the file now
     DUPLICATE = "duplicate"  # the same content was already finished
@@ -440,7 +448,9 @@ class Ledger:
                     FileRow.status == FileStatus.CLAIMED.value)
                     .values(lease_until=until).execution_options(synchronize_session=False))
                 held |= {f"file:{i}" for i in s.scalars(select(FileRow.id).where(
-                    FileRow.lease_owner == owner, FileRow.id.in_(list(file_ids))))}
+                    FileRow.id.in_(list(file_ids)),  # ours, or finished (by us: committed)
+                    or_(FileRow.lease_owner == owner,
+                        FileRow.status != FileStatus.CLAIMED.value)))}
         return ({*items, *(f"file:{i}" for i in file_ids)}) - held
 
     def finish_file(self, file_id: int, status: FileStatus, **fields: Any) -> None:
@@ -491,7 +501,7 @@ class Ledger:
     def commit_batch(self, *, file_id: int, batch: BatchRow, deliveries: list[DeliveryRow],
                      receipt: ReceiptRow, status: FileStatus, signer: str) -> None:
         """One transaction: the batch, its cases, pending deliveries and receipt, the file's end."""
-        with self.session() as s:
+        with self._conflicts(), self.session() as s:
             s.add(batch)
             s.flush()  # the batch id is unique: a concurrent twin fails here
             s.execute(insert(CaseRow).from_select(
@@ -513,6 +523,14 @@ class Ledger:
     def add_receipt(self, receipt: ReceiptRow) -> None:
         with self.session() as s:
             s.add(receipt)
+
+    @staticmethod
+    @contextmanager
+    def _conflicts() -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise CommitConflict(f"another node committed first: {_reason(exc)}") from exc
 
     def _finish(self, s: Session, file_id: int, status: FileStatus, **fields: Any) -> None:
         """End a claimed file — only while this node still holds it (the row is locked, so
@@ -630,7 +648,7 @@ class Ledger:
                        receipt: ReceiptRow, attempts: dict[tuple[str, str], int],
                        status: FileStatus, **fields: Any) -> None:
         """One transaction: the forwarded file (pending), the receipt, the attempt counts."""
-        with self.session() as s:
+        with self._conflicts(), self.session() as s:
             if delivery is not None:
                 s.add(delivery)
             s.add(receipt)

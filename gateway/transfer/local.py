@@ -155,8 +155,12 @@ class LocalZone:
 
     def watch(self, wake: Callable[[str], None]) -> BaseObserver:
         """Call ``wake(key)`` when a file is complete here: closed after writing, or moved
-        into place — never on create, when an upload has only just begun — or removed (an
-        agency fetching a slice). The caller stops the returned observer."""
+        into place — never on the create of an upload that has only just begun — or removed
+        (an agency fetching a slice). The caller stops the returned observer.
+
+        A file moved in from another directory (``mv`` from a drafts folder, another
+        node's shared filesystem) arrives as a *create* with its content already there —
+        inotify has no "moved from" half to pair it with; that one wakes the loop too."""
         key = self.key
         directory = str(self.path)
 
@@ -170,6 +174,14 @@ class LocalZone:
 
             def on_deleted(self, event: FileSystemEvent) -> None:
                 wake(key)
+
+            def on_created(self, event: FileSystemEvent) -> None:
+                try:
+                    moved_in = Path(os.fsdecode(event.src_path)).stat().st_size > 0  # not a fresh upload
+                except OSError:
+                    return
+                if moved_in and not event.is_directory:
+                    wake(key)
 
         observer = Observer()
         observer.schedule(Handler(), directory, recursive=False)
