@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-run
 # Debian packages the gateway and its integration tests drive for real
 # (gnupg, gpg-agent, openssh-server, postgresql).
 
-.PHONY: test demo lint system-deps venv bench faults clean
+.PHONY: test demo lint system-deps venv bench faults two-nodes clean
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
@@ -57,6 +57,13 @@ FAULT_SEED ?= 1
 faults: system-deps $(STAMP)
 	$(BIN)/python -m tests.faults --kills $(FAULT_KILLS) --seed $(FAULT_SEED) --json docs/faults.json
 	$(BIN)/python -m tests.reliability --faults docs/faults.json --readme README.md
+
+# Two daemons, one PostgreSQL, the same zones: HA_FILES batches and as many result files
+# dropped while they run; prints the figures (files, seconds, work per node) as JSON.
+HA_FILES ?= 100
+two-nodes: system-deps $(STAMP)
+	HA_FILES=$(HA_FILES) $(BIN)/pytest -q -s -p no:cacheprovider \
+		tests/integration/test_two_nodes.py -k exactly_once -o timeout=1200
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

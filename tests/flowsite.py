@@ -154,10 +154,15 @@ class Site:
         return LeakScanner(records).scan_files(self.written_files())
 
 
-ZONE_KINDS = ["local", "sftp"]
+# The flow suites run on both deployments: the embedded default (local zones, SQLite) and
+# the several-host one (SFTP zones, PostgreSQL) — each zone kind and each database once.
+SITES = ["local-sqlite", "sftp-postgresql"]
 
 
 def site_for(request, tmp_path: Path, keys: KeyBox) -> Site:
-    """For a fixture parametrised over ZONE_KINDS: every zone local, or every zone on SFTP."""
-    sshd = request.getfixturevalue("sshd") if request.param == "sftp" else None
-    return Site(tmp_path / "site", keys, sshd=sshd)
+    """For a fixture parametrised over SITES."""
+    zones, database = request.param.split("-")
+    sshd = request.getfixturevalue("sshd") if zones == "sftp" else None
+    url = (request.getfixturevalue("postgres").create_database() if database == "postgresql"
+           else None)
+    return Site(tmp_path / "site", keys, sshd=sshd, database_url=url)

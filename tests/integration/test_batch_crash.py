@@ -69,9 +69,12 @@ def test_a_gpg_child_killed_mid_batch_loses_nothing(tmp_path, keybox, which):
         for pid in os.listdir("/proc"):
             try:
                 argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
+                stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
             except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
                 continue
-            if argv and argv[0].endswith(b"gpg") and which.encode() in argv:
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            if (argv and argv[0].endswith(b"gpg") and which.encode() in argv
+                    and ppid == proc.pid):  # this run's gpg, never another test's
                 os.kill(int(pid), signal.SIGKILL)
                 killed = int(pid)
                 break

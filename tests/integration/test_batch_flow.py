@@ -7,12 +7,12 @@ import json
 import pytest
 
 from gateway import audit, synth
-from tests.flowsite import ZONE_KINDS, site_for
+from tests.flowsite import SITES, site_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=ZONE_KINDS)
+@pytest.fixture(params=SITES)
 def site(request, tmp_path, keybox):
     """The same flow tests with every zone local, and with every zone on a real SFTP server."""
     return site_for(request, tmp_path, keybox)

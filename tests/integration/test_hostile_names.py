@@ -17,12 +17,12 @@ import pytest
 
 from gateway import audit, synth
 from tests.conftest import run_cli
-from tests.flowsite import ZONE_KINDS, Site, site_for
+from tests.flowsite import SITES, Site, site_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=ZONE_KINDS)
+@pytest.fixture(params=SITES)
 def site(request, tmp_path, keybox):
     return site_for(request, tmp_path, keybox)
 

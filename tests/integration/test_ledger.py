@@ -8,7 +8,18 @@ import datetime as dt
 import pytest
 from sqlalchemy import inspect, select
 
-from gateway.ledger import BatchRow, CaseRow, ClaimOutcome, FileRow, FileStatus, Ledger
+from gateway.ledger import (
+    BatchRow,
+    CaseRow,
+    ClaimOutcome,
+    CommitConflict,
+    FileRow,
+    FileStatus,
+    LeaseLost,
+    LeaseRow,
+    Ledger,
+    ReceiptRow,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +113,64 @@ def test_times_keep_their_instant_whatever_their_zone(ledger):
                                deadline="2026-12-23", started_at=local), "C1", [])
     back = ledger.purge("C1").started_at
     assert back == local and back.tzinfo is not None
+
+
+def test_a_lease_is_one_nodes_until_it_runs_out(ledger):
+    assert ledger.take_lease("delivery:1", "n1", 60)
+    assert not ledger.take_lease("delivery:1", "n2", 60)  # live: n1 delivers it
+    assert ledger.take_lease("delivery:1", "n1", 60)  # n1 again (restarted): its own
+    assert ledger.leases_held("n1") == 1 and ledger.leases_held("n2") == 0
+    ledger.release_lease("delivery:1", "n2")  # not n2's to release
+    assert not ledger.take_lease("delivery:1", "n2", 60)
+    ledger.release_lease("delivery:1", "n1")
+    assert ledger.take_lease("delivery:1", "n2", -1)  # free; n2 takes it, then dies
+    assert ledger.take_lease("delivery:1", "n1", 60)  # ran out: taken over
+
+
+def test_renewal_keeps_leases_and_reports_the_lost(ledger):
+    f = claim(ledger, "n1", lease_seconds=60)
+    assert ledger.take_lease("purge:K1", "n1", -1)
+    assert ledger.renew_leases("n1", ["purge:K1"], [f.file_id], 60) == set()
+    assert not ledger.take_lease("purge:K1", "n2", 60)  # renewed: live again
+    ledger.finish_file(f.file_id, FileStatus.ACCEPTED)
+    assert ledger.renew_leases("n1", [], [f.file_id], 60) == set()  # finished is not lost
+    with ledger.session() as s:  # n1 stalled past its lease; n2 took the purge over
+        s.get_one(LeaseRow, "purge:K1").owner = "n2"
+    assert ledger.renew_leases("n1", ["purge:K1"], [], 60) == {"purge:K1"}
+
+
+def test_only_one_node_takes_a_dead_nodes_file_and_only_the_holder_commits(db_url):
+    n1, n2, n3 = (Ledger(db_url, owner=n) for n in ("n1", "n2", "n3"))
+    try:
+        f = claim(n1, "n1", lease_seconds=-1)  # n1 died holding it
+        assert [r.id for r in n2.resumable("n2", "case_file", "bank.outgoing")] == [f.file_id]
+        assert n2.take_file(f.file_id, "n2", 60)
+        assert not n3.take_file(f.file_id, "n3", 60)  # n2 has it now
+        with pytest.raises(LeaseLost):  # n1 comes back to life: its result is dropped
+            n1.finish_file(f.file_id, FileStatus.ACCEPTED)
+        n2.finish_file(f.file_id, FileStatus.ACCEPTED)
+        assert n2.file(f.file_id).status == "accepted"
+        assert not n3.take_file(f.file_id, "n3", 60)  # finished: nothing to take
+    finally:
+        for led in (n1, n2, n3):
+            led.close()
+
+
+def test_a_contradicting_commit_is_a_conflict_and_keeps_nothing(ledger):
+    def commit(sha, batch_id):
+        c = claim(ledger, "n1", sha=sha)
+        ledger.stage_cases(c.file_id, [("C1", 2, "AG001", "K1")])
+        ledger.commit_batch(
+            file_id=c.file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
+            batch=BatchRow(batch_id=batch_id, file_id=c.file_id, status="accepted", records=1,
+                           accepted=1, rejected=0),
+            receipt=ReceiptRow(file_id=c.file_id, file_sha256=sha, input_zone="bank.outgoing",
+                               input_name="x", zone="bank.incoming", staged="s", status="accepted"))
+        return c
+
+    commit("a" * 64, "b1")  # another node's batch committed first with case C1
+    with pytest.raises(CommitConflict, match="another node committed first"):
+        commit("b" * 64, "b2")
+    assert ledger.batch("b2") is None and ledger.live_case_count("AG001") == 1
+    (row,) = [f for f in ledger.files() if f.sha256 == "b" * 64]
+    assert row.status == "claimed"  # still its node's to process again

@@ -43,11 +43,13 @@ def test_up_and_down_with_data(db_url):
                                           status="rejected"))
             assert ledger.note_refused("bank.outgoing", ODD, "symlink")
             assert [r.input_name for r in ledger.pending_receipts()] == [ODD]  # round trip
+            assert ledger.take_lease("delivery:1", "n1", 60)  # 0003: leases
         finally:
             ledger.close()
         migrate.downgrade(engine, "0001")
         with engine.connect() as conn:
             assert not inspect(conn).has_table("refused_files")
+            assert not inspect(conn).has_table("leases")
             assert conn.execute(text("SELECT name FROM files")).scalar() == "B1.csv.pgp"
             assert conn.execute(text("SELECT value FROM meta")).scalar() == "1"
         migrate.upgrade(engine)

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import audit, synth
 from tests.conftest import run_cli
-from tests.flowsite import ZONE_KINDS, site_for
+from tests.flowsite import SITES, site_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def row(case_id: str, action: str = "CALL", when: str | None = None, target: str
             "contact_target": target, "collector_id": "col-7", **extra}
 
 
-@pytest.fixture(params=ZONE_KINDS)
+@pytest.fixture(params=SITES)
 def site(request, tmp_path, keybox):
     """The same flow tests with every zone local, and with every zone on a real SFTP server."""
     s = site_for(request, tmp_path, keybox)

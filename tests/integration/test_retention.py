@@ -13,7 +13,7 @@ import pytest
 from gateway import audit, synth
 from gateway.ledger import AttemptRow, CaseRow, DeliveryRow, FileRow, Ledger
 from tests.conftest import run_cli
-from tests.flowsite import ZONE_KINDS, Site, site_for
+from tests.flowsite import SITES, Site, site_for
 from tests.gpgparty import GpgParty
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def end_contract(site: Site, code: str, days_ago: int = 1) -> None:
                                                         f"terminated_on = {ended}", 1))
 
 
-@pytest.fixture(params=ZONE_KINDS)
+@pytest.fixture(params=SITES)
 def site(request, tmp_path, keybox):
     """Purges go through the zone interface: the same tests on local and on SFTP zones."""
     s = site_for(request, tmp_path, keybox)
@@ -62,7 +62,7 @@ def retention(site, *args):
 
 
 def cases_of(site, code):
-    ledger = Ledger(f"sqlite:///{site.state / 'gateway.db'}")
+    ledger = Ledger(site.cfg().gateway.db_url)
     try:
         with ledger.session() as s:
             return [c.case_id for c in s.query(CaseRow).filter_by(agency_code=code)]
@@ -72,7 +72,7 @@ def cases_of(site, code):
 
 def ledger_holdings(site, code):
     """What the ledger still says about an agency: live data vs the purged trail."""
-    ledger = Ledger(f"sqlite:///{site.state / 'gateway.db'}")
+    ledger = Ledger(site.cfg().gateway.db_url)
     try:
         with ledger.session() as s:
             return {
