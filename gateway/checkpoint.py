@@ -80,6 +80,7 @@ class Checkpoint:
     seq: int
     hash: str
     ts: str
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def load(folder: Path, open_signed: Callable[[bytes], bytes]) -> tuple[list[Chec
     for path in sorted(folder.glob(f"{PREFIX}*{SUFFIX}")):
         try:
             body = json.loads(open_signed(path.read_bytes()))
-            found.append(Checkpoint(path.name, int(body["seq"]), str(body["hash"]), str(body["ts"])))
+            found.append(Checkpoint(path.name, int(body["seq"]), str(body["hash"]), str(body["ts"]),
+                                    str(body.get("node", ""))))
         except CryptoError as exc:
             return found, f"checkpoint {path.name}: {exc} — it was not made by the gateway's key"
         except (ValueError, KeyError, TypeError):
@@ -131,10 +133,34 @@ def load(folder: Path, open_signed: Callable[[bytes], bytes]) -> tuple[list[Chec
     return sorted(found, key=lambda c: c.seq), ""
 
 
+def log_nodes(log_path: Path) -> set[str]:
+    """The nodes a log says wrote it (its ``audit.checkpoint`` entries name their node):
+    each node of a several-host site keeps its own log, and the bank's folder holds every
+    node's checkpoints."""
+    nodes: set[str] = set()
+    with log_path.open("rb") as fh:
+        for line in fh:
+            if b'"audit.checkpoint"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == "audit.checkpoint" and entry.get("node"):
+                nodes.add(str(entry["node"]))
+    return nodes
+
+
 def check(log_path: Path, folder: Path, open_signed: Callable[[bytes], bytes], *,
           writer_running: bool) -> Report:
     """The log against the checkpoints in *folder* (see the module docstring)."""
     checkpoints, problem = load(folder, open_signed)
+    if len({c.node for c in checkpoints}) > 1:  # several nodes' copies in one folder (the bank's)
+        mine = log_nodes(log_path)
+        if not mine:
+            problem = problem or ("the checkpoints come from several nodes and this log names "
+                                  "none of them (it holds no audit.checkpoint entry)")
+        checkpoints = [c for c in checkpoints if c.node in mine]
     chain = audit.verify(log_path, collect={c.seq for c in checkpoints})
     good: list[Checkpoint] = []
     if not problem:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway import audit, synth
+from tests.conftest import run_cli
 from tests.flowsite import Site
 from tests.integration.test_results_flow import results_csv, row
 
@@ -163,6 +164,11 @@ def test_two_nodes_process_every_input_exactly_once(tmp_path, keybox, postgres):
     work = [e["batch.accepted"] + e["results.accepted"] for e in events]
     assert all(w > 0 for w in work), f"one node did all the work: {work}"
     assert "Traceback" not in nodes[0].text() + nodes[1].text()
+    for node in nodes:  # each node's own log, against the bank's copies of every checkpoint
+        proc = run_cli("audit", "verify", "--file", str(node.state / "audit" / "audit.jsonl"),
+                       "--checkpoints", str(site.zone("bank", "incoming")),
+                       "--key", str(site.keys["gateway"].pub))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     print(json.dumps({"files": n, "batch_seconds": round(batch_seconds, 1),
                       "results_seconds": round(results_seconds, 1),
                       "work_per_node": work, "slices": slices}))

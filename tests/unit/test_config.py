@@ -58,6 +58,9 @@ def test_template_loads_and_resolves_paths(cfg_path):
     ('[agencies.roles.collector]', '[agencies.roles.collectr]',
      'agencies[0].roles.collectr: role "collectr" is not defined under [roles]'),
     ('receipts_role = "supervisor"', 'receipts_role = "boss"', "agencies[0].receipts_role:"),
+    ('# lease_seconds = 60', 'lease_seconds = 1', "gateway.lease_seconds: must be greater"),
+    ('# shared_dir = "/srv/gateway-shared"', 'shared_dir = "zones"',
+     "and gateway.shared_dir"),
 ])
 def test_one_line_per_problem_naming_the_key(cfg_path, old, new, expected):
     edit(cfg_path, old, new)
@@ -146,3 +149,10 @@ def test_error_message_carries_the_file_name(cfg_path):
     with pytest.raises(ConfigError) as exc:
         config.load(cfg_path)
     assert str(exc.value).startswith(f"{cfg_path}: gateway.purge_after_days:")
+
+
+def test_shared_dir_holds_what_another_node_needs(cfg_path):
+    edit(cfg_path, '# shared_dir = "/srv/gateway-shared"', 'shared_dir = "shared"')
+    gw = config.load(cfg_path).gateway
+    assert (gw.shared, gw.state_dir, gw.lease_seconds) == (
+        cfg_path.parent / "shared", cfg_path.parent / "var", 60)
