@@ -145,6 +145,7 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
         refused: dict[str, list[dict[str, str]]] = {}
         for r in ledger.refused_files():
             refused.setdefault(r.zone, []).append({"name": display_name(r.name), "reason": r.reason})
+        in_hand = ledger.work_in_hand()
     finally:
         ledger.close()
     rows = []
@@ -172,6 +173,10 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
             for f in r["refused"]:
                 out.print(f"refused in {r['zone']}: {f['name']!r} ({f['reason']}: never read; "
                           "remove it or replace it with a regular file)", markup=False)
+        for item, node, until, ran_out in in_hand:  # several nodes: who does what
+            state = "lease ran out: the next node to look takes it over" if ran_out else \
+                f"leased until {until:%H:%M:%S} UTC"
+            out.print(f"in hand: {item} by {node} ({state})", markup=False)
     if any(r["state"] == "failing" for r in rows):
         raise typer.Exit(1)
 

@@ -110,9 +110,7 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
             if ctx.stop.is_set():
                 return outcomes
             if not ctx.ledger.take_file(row.id, ctx.owner, ctx.leases.seconds):
-                if row.lease_until is not None:  # a live node has it — or a dead one, until
-                    ctx.leases.saw_busy(aware(row.lease_until).timestamp())
-                continue
+                continue  # another node took it over first
             if row.lease_owner not in (None, ctx.owner):
                 log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
             with ctx.leases.keep_file(row.id):
@@ -127,6 +125,8 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
                 handle = process if archived else reject_unencrypted
                 _count(ctx, channel, outcomes, _guarded(handle, ctx, channel, row.id, row.name,
                                                         row.sha256, aware(row.received_at)))
+        if (until := ctx.ledger.next_expiry(ctx.owner, channel.kind, channel.zone)) is not None:
+            ctx.leases.saw_busy(until.timestamp())  # a live node's — or a dead one's, until then
         entries = zone.list_ready()
         ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
         for entry in entries:

@@ -363,19 +363,20 @@ class Ledger:
     def claim_file(self, *, sha256: str, kind: str, zone: str, name: str, size: int,
                    owner: str, lease_seconds: int = 600, agency_code: str | None = None) -> Claim:
         """Take a file content for processing, exactly once across workers and restarts."""
-        now = utcnow()
-        until = now + dt.timedelta(seconds=lease_seconds)
         try:
             with self.session() as s:
+                until = self.clock(s) + dt.timedelta(seconds=lease_seconds)
                 row = FileRow(sha256=sha256, kind=kind, zone=zone, name=name, size=size,
                               agency_code=agency_code, lease_owner=owner, lease_until=until,
-                              received_at=now)
+                              received_at=utcnow())
                 s.add(row)
                 s.flush()
                 return Claim(ClaimOutcome.NEW, row.id, row.status)
         except IntegrityError:
             pass
         with self.session() as s:
+            now = self.clock(s)
+            until = now + dt.timedelta(seconds=lease_seconds)
             row = s.execute(select(FileRow).where(FileRow.sha256 == sha256)
                             .with_for_update()).scalar_one()
             if row.status != FileStatus.CLAIMED.value:
@@ -389,8 +390,8 @@ class Ledger:
     def take_file(self, file_id: int, owner: str, lease_seconds: int) -> bool:
         """Take over a claimed file whose worker died (our own, or a lease that ran out) —
         atomically, so of two nodes resuming it at once only one gets it."""
-        now = utcnow()
         with self.session() as s:
+            now = self.clock(s)
             taken = s.execute(update(FileRow).where(
                 FileRow.id == file_id, FileRow.status == FileStatus.CLAIMED.value,
                 or_(FileRow.lease_owner.is_(None), FileRow.lease_owner == owner,
@@ -409,16 +410,18 @@ class Ledger:
         """Claim *item* for *owner*: free, already ours, or its holder's lease ran out.
         The conditional UPDATE is the atomic claim (on PostgreSQL a concurrent claimer
         waits for the row and re-checks the condition; SQLite has one writer)."""
-        now = utcnow()
-        until = now + dt.timedelta(seconds=lease_seconds)
         try:
             with self.session() as s:
+                now = self.clock(s)
+                until = now + dt.timedelta(seconds=lease_seconds)
                 s.add(LeaseRow(item=item, owner=owner, until=until, taken_at=now))
                 s.flush()
                 return True
         except IntegrityError:
             pass
         with self.session() as s:
+            now = self.clock(s)
+            until = now + dt.timedelta(seconds=lease_seconds)
             taken = s.execute(update(LeaseRow).where(
                 LeaseRow.item == item, or_(LeaseRow.owner == owner, LeaseRow.until <= now))
                 .values(owner=owner, until=until, taken_at=now)
@@ -433,8 +436,8 @@ class Ledger:
                      lease_seconds: int) -> set[str]:
         """Extend this node's leases; returns the items (``file:<id>`` for files) it no
         longer holds — another node took them over."""
-        until = utcnow() + dt.timedelta(seconds=lease_seconds)
         with self.session() as s:
+            until = self.clock(s) + dt.timedelta(seconds=lease_seconds)
             held: set[str] = set()
             if items:
                 s.execute(update(LeaseRow).where(LeaseRow.owner == owner,
@@ -452,6 +455,14 @@ class Ledger:
                     or_(FileRow.lease_owner == owner,
                         FileRow.status != FileStatus.CLAIMED.value)))}
         return ({*items, *(f"file:{i}" for i in file_ids)}) - held
+
+    def clock(self, s: Session) -> dt.datetime:
+        """The time leases are measured by. On PostgreSQL, the server's: every node then
+        reads one clock, and a host whose clock is ahead cannot take a live node's work
+        (nor one behind keep a dead node's). SQLite serves one host: its clock."""
+        if self.engine.dialect.name == "postgresql":
+            return _aware(s.scalar(select(func.statement_timestamp()))) or utcnow()
+        return utcnow()
 
     def finish_file(self, file_id: int, status: FileStatus, **fields: Any) -> None:
         with self.session() as s:
@@ -553,13 +564,22 @@ class Ledger:
     def resumable(self, owner: str, kind: str, zone: str) -> list[FileRow]:
         """Claimed files whose worker died: ours (this node, restarted), or anyone's with an
         expired lease. Candidates only: :meth:`take_file` decides who gets each."""
-        now = utcnow()
         with self.session() as s:
+            now = self.clock(s)
             rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
                                                    FileRow.kind == kind, FileRow.zone == zone)
                              .order_by(FileRow.id))
             return [r for r in rows if r.lease_owner in (None, owner)
                     or (_aware(r.lease_until) or now) <= now]
+
+    def next_expiry(self, owner: str, kind: str, zone: str) -> dt.datetime | None:
+        """When the first live lease another node holds on a file of this channel runs out
+        (if that node is dead, this node takes the file over then)."""
+        with self.session() as s:
+            return _aware(s.scalar(select(func.min(FileRow.lease_until)).where(
+                FileRow.status == FileStatus.CLAIMED.value, FileRow.kind == kind,
+                FileRow.zone == zone, FileRow.lease_owner != owner,
+                FileRow.lease_until > self.clock(s))))
 
     def leases_held(self, owner: str) -> int:
         """Work items this node has claimed and is (or was, before a crash) working on."""
@@ -567,8 +587,21 @@ class Ledger:
             files = s.scalar(select(func.count()).select_from(FileRow).where(
                 FileRow.status == FileStatus.CLAIMED.value, FileRow.lease_owner == owner)) or 0
             other = s.scalar(select(func.count()).select_from(LeaseRow).where(
-                LeaseRow.owner == owner, LeaseRow.until > utcnow())) or 0
+                LeaseRow.owner == owner, LeaseRow.until > self.clock(s))) or 0
             return files + other
+
+    def work_in_hand(self) -> list[tuple[str, str, dt.datetime, bool]]:
+        """(item, node, lease until, lease ran out) for every claimed work item — what
+        `gateway status` shows of the nodes sharing this ledger."""
+        with self.session() as s:
+            now = self.clock(s)
+            files = [(f"file:{r.id} ({display_name(r.name)})", r.lease_owner or "?",
+                      _aware(r.lease_until) or now)
+                     for r in s.scalars(select(FileRow).where(
+                         FileRow.status == FileStatus.CLAIMED.value).order_by(FileRow.id))]
+            other = [(r.item, r.owner, _aware(r.until) or now)
+                     for r in s.scalars(select(LeaseRow).order_by(LeaseRow.item))]
+        return [(item, node, until, until <= now) for item, node, until in files + other]
 
     def staging_abandoned(self, file_id: int) -> bool:
         """Whether a staging directory may go: its file is no longer being processed and

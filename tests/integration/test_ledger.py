@@ -146,6 +146,8 @@ def test_only_one_node_takes_a_dead_nodes_file_and_only_the_holder_commits(db_ur
         assert [r.id for r in n2.resumable("n2", "case_file", "bank.outgoing")] == [f.file_id]
         assert n2.take_file(f.file_id, "n2", 60)
         assert not n3.take_file(f.file_id, "n3", 60)  # n2 has it now
+        assert n3.next_expiry("n3", "case_file", "bank.outgoing") is not None  # look again then
+        assert n2.next_expiry("n2", "case_file", "bank.outgoing") is None  # its own
         with pytest.raises(LeaseLost):  # n1 comes back to life: its result is dropped
             n1.finish_file(f.file_id, FileStatus.ACCEPTED)
         n2.finish_file(f.file_id, FileStatus.ACCEPTED)
@@ -174,3 +176,22 @@ def test_a_contradicting_commit_is_a_conflict_and_keeps_nothing(ledger):
     assert ledger.batch("b2") is None and ledger.live_case_count("AG001") == 1
     (row,) = [f for f in ledger.files() if f.sha256 == "b" * 64]
     assert row.status == "claimed"  # still its node's to process again
+
+
+def test_on_postgresql_leases_run_by_the_servers_clock(postgres, monkeypatch):
+    """A host whose clock runs an hour ahead must not take a live node's work."""
+    import gateway.ledger as ledger_mod
+
+    url = postgres.create_database()
+    n1, n2 = Ledger(url), Ledger(url)
+    try:
+        assert n1.take_lease("delivery:9", "n1", 60)
+        f = claim(n1, "n1", lease_seconds=60)
+        ahead = ledger_mod.utcnow() + dt.timedelta(hours=1)
+        monkeypatch.setattr(ledger_mod, "utcnow", lambda: ahead)
+        assert not n2.take_lease("delivery:9", "n2", 60)
+        assert not n2.take_file(f.file_id, "n2", 60)
+        assert n2.resumable("n2", "case_file", "bank.outgoing") == []
+    finally:
+        n1.close()
+        n2.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway import audit, synth
+from gateway.state import node_name
 from tests.conftest import run_cli
 from tests.flowsite import Site
 from tests.integration.test_results_flow import results_csv, row
@@ -184,6 +185,8 @@ def test_a_node_killed_mid_batch_is_taken_over_after_its_lease(tmp_path, keybox,
     died = time.monotonic()
     staging = site.root / "shared" / "staging"
     assert [p for p in staging.iterdir() if p.name.isdigit()], "nothing was half-done"
+    shown = run_cli("status", "-c", str(doomed.config))
+    assert f"in hand: file:1 (BIG.csv.pgp) by {node_name(doomed.state)}" in shown.stdout, shown
     survivor = Node(site, "node2").start()
     try:
         bank_in = site.zone("bank", "incoming")
@@ -193,6 +196,7 @@ def test_a_node_killed_mid_batch_is_taken_over_after_its_lease(tmp_path, keybox,
     finally:
         assert survivor.stop() == 0, survivor.text()[-2000:]
     assert took >= LEASE - 1, f"taken over after {took:.1f} s, before the lease ran out"
+    assert took < 25, f"taken over after {took:.1f} s: at the next rescan, not at the lease's end"
     assert listing(bank_in, ".receipt.json.pgp") == ["BIG.csv.pgp.receipt.json.pgp"]
     receipt = site.receipts()["BIG.csv.pgp.receipt.json.pgp"]
     assert (receipt["status"], receipt["counts"]["accepted"]) == ("accepted", 2500)
