@@ -195,6 +195,8 @@ def test_a_node_killed_mid_batch_is_taken_over_after_its_lease(tmp_path, keybox,
         wait_for(lambda: "lease.taken_over" in survivor.text(), 10)
     finally:
         assert survivor.stop() == 0, survivor.text()[-2000:]
+        subprocess.run(["gpgconf", "--homedir", str(doomed.state / "gnupg"), "--kill",
+                        "gpg-agent"], check=False, capture_output=True)  # kill -9 leaves it
     assert took >= LEASE - 1, f"taken over after {took:.1f} s, before the lease ran out"
     assert took < 25, f"taken over after {took:.1f} s: at the next rescan, not at the lease's end"
     assert listing(bank_in, ".receipt.json.pgp") == ["BIG.csv.pgp.receipt.json.pgp"]
