@@ -12,7 +12,7 @@ DEMO_DIR ?= demo-run
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 demo: system-deps $(STAMP)
 	rm -rf $(DEMO_DIR)
