@@ -103,6 +103,33 @@ def cases(n: int, agencies: Sequence[str], *, seed: int = 2026, today: dt.date |
         }
 
 
+RESULT_COLUMNS = ["case_id", "action_at", "action_code", "contact_target", "outcome", "amount",
+                  "promise_date", "new_mobile", "new_address", "note", "collector_id"]
+OUTCOMES = ["承诺还款", "无人接听", "已留言", "客户拒绝", "号码空号", "已还部分款项"]
+
+
+def results(case_ids: Sequence[str], n: int, *, seed: int = 7,
+            today: dt.date | None = None) -> Iterator[dict[str, str]]:
+    """An agency's result rows about *case_ids* (cycled): calls and messages in the day
+    (a few out of hours, to be flagged), promises and payments with their amounts."""
+    rnd = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
+    today = today or dt.date.today()
+    for i in range(n):
+        day = today - dt.timedelta(days=1 + (i // len(case_ids)) % 28)
+        at = dt.datetime.combine(day, dt.time(rnd.choice([7, 9, 10, 11, 14, 15, 16, 19, 22]),
+                                              rnd.randrange(60)))
+        action = rnd.choice(["CALL", "CALL", "CALL", "SMS", "SMS", "VISIT", "PROMISE_TO_PAY",
+                             "PAYMENT_REPORTED", "LETTER"])
+        row = {"case_id": case_ids[i % len(case_ids)], "action_at": at.isoformat(),
+               "action_code": action, "contact_target": "debtor",
+               "outcome": rnd.choice(OUTCOMES), "collector_id": f"col-{rnd.randrange(1, 200)}"}
+        if action in ("PROMISE_TO_PAY", "PAYMENT_REPORTED"):
+            row["amount"] = f"{rnd.randrange(100, 50000)}.{rnd.randrange(100):02d}"
+        if action == "PROMISE_TO_PAY":
+            row["promise_date"] = (today + dt.timedelta(days=rnd.randrange(1, 30))).isoformat()
+        yield row
+
+
 def to_csv(records: Sequence[dict[str, str]] | Iterator[dict[str, str]],
            columns: Sequence[str] = CASE_COLUMNS, headers: dict[str, str] | None = None,
            encoding: str = "utf-8") -> bytes:

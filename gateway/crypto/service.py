@@ -185,7 +185,8 @@ class Crypto:
             passphrase=passphrase_from_env(cfg.gateway.passphrase_env),
         )
         self.engine = Engine(self.keyring, signer=keyset.gateway,
-                             max_plaintext=cfg.gateway.max_plaintext_mb * 1024 * 1024)
+                             max_plaintext=cfg.gateway.max_plaintext_mb * 1024 * 1024,
+                             compress_level=cfg.gateway.compress_level)
 
     @classmethod
     def start(cls, cfg: Config) -> Crypto:

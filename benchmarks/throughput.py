@@ -1,0 +1,243 @@
+"""The gateway against the cost of its cryptography, batch and results, one JSON line each.
+
+    .venv/bin/python benchmarks/throughput.py [--cases 1000000] [--results 1000000]
+                                              [--compress-level 6] [--skip-results]
+
+For one size, in one run on one machine:
+
+1. builds a site: 5 agencies x 3 roles (supervisor, collector, analyst), every key;
+2. the bank's file: N realistic cases (valid resident ids and cards, Chinese names and
+   addresses) streamed into ``gpg --sign --encrypt`` as the bank (default compression) —
+   the benchmark's plaintext never touches the disk;
+3. **baseline**: ``gpg --decrypt`` of that file piped into ``gpg --sign --encrypt`` to one
+   recipient (default compression) — the cryptography alone, no parsing at all;
+4. **gateway**: ``gateway run --once`` as a subprocess, from the file in the drop zone to
+   its receipt in the bank's zone, with the resident memory of its whole process tree
+   (Python, every gpg child, the agent) sampled every 50 ms;
+5. the same for an agency's results file of M rows about its cases (baseline: decrypt, then
+   seal to the bank).
+
+Prints one JSON line per flow: cases (or rows), MB of CSV, baseline s, gateway s, ratio,
+cases/s, peak RSS MB, and the bytes of what the gateway sealed (slices or forwarded file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from gateway import scaffold, synth
+from gateway.crypto import keys
+from gateway.ledger import Ledger
+
+AGENCIES = [scaffold.AgencyTemplate(f"AG00{n}", f"Agency {n}", ("supervisor", "collector", "analyst"))
+            for n in range(1, 6)]
+CHUNK = 20000  # rows generated and written at a time
+
+
+def tree_rss_kb(root: int, marker: str) -> int:
+    """RSS of *root*, its descendants and any process whose command line holds *marker*
+    (the gpg-agent, which daemonises away from the tree)."""
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            cmdlines[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().decode("latin-1")
+        except (OSError, ValueError, IndexError):
+            continue
+    members, changed = {root}, True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in members and pid not in members:
+                members.add(pid)
+                changed = True
+    members |= {pid for pid, cmd in cmdlines.items() if marker in cmd}
+    total = 0
+    for pid in members:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+class Sampler(threading.Thread):
+    def __init__(self, root: int, marker: str) -> None:
+        super().__init__(daemon=True)
+        self.root, self.marker = root, marker
+        self.peak_kb = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak_kb = max(self.peak_kb, tree_rss_kb(self.root, self.marker))
+            time.sleep(0.05)
+
+
+class Gpg:
+    """A throw-away keyring holding what the parties and the baseline need."""
+
+    def __init__(self, home: Path, key_files: list[Path]) -> None:
+        home.mkdir(mode=0o700)
+        self.home = home
+        self.base = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--pinentry-mode",
+                     "loopback", "--passphrase", "", "--trust-model", "always"]
+        subprocess.run([*self.base, "--import", *map(str, key_files)], check=True,
+                       capture_output=True)
+
+    def seal_stream(self, rows: Iterator[bytes], signer: str, recipient: str, out: Path) -> int:
+        """Sign and encrypt the byte chunks *rows* into *out*; returns the plaintext size."""
+        size = 0
+        with out.open("wb") as fh:
+            proc = subprocess.Popen([*self.base, "-u", signer, "-r", recipient, "--sign",
+                                     "--encrypt"], stdin=subprocess.PIPE, stdout=fh)
+            assert proc.stdin is not None
+            for chunk in rows:
+                proc.stdin.write(chunk)
+                size += len(chunk)
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise SystemExit("gpg could not seal the benchmark's file")
+        return size
+
+    def baseline(self, src: Path, signer: str, recipient: str) -> float:
+        """decrypt | sign+encrypt to one recipient, output discarded: the cryptography alone."""
+        t0 = time.perf_counter()
+        dec = subprocess.Popen([*self.base, "--decrypt", str(src)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        enc = subprocess.Popen([*self.base, "-u", signer, "-r", recipient, "--sign", "--encrypt"],
+                               stdin=dec.stdout, stdout=subprocess.DEVNULL)
+        assert dec.stdout is not None
+        dec.stdout.close()
+        if enc.wait() != 0 or dec.wait() != 0:
+            raise SystemExit("the baseline gpg pipe failed")
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], check=False)
+
+
+def csv_chunks(records: Iterator[dict[str, str]], columns: list[str] | None = None) -> Iterator[bytes]:
+    first = True
+    while True:
+        chunk = [r for _, r in zip(range(CHUNK), records, strict=False)]
+        if not chunk:
+            return
+        data = synth.to_csv(chunk, columns) if columns else synth.to_csv(chunk)
+        yield data if first else data.split(b"\r\n", 1)[1]
+        first = False
+
+
+def run_gateway(cfg: Path, state: Path) -> tuple[float, float]:
+    """`gateway run --once`: seconds and the peak RSS (MB) of its process tree."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--once", "-c", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = Sampler(proc.pid, str(state))
+    sampler.start()
+    _out, err = proc.communicate()
+    elapsed = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"gateway run --once failed: {err.decode(errors='replace')[-500:]}")
+    return elapsed, sampler.peak_kb / 1024
+
+
+def outcome(root: Path, kind: str) -> dict[str, int | str]:
+    """What the ledger says of the last file of *kind*: status, accepted and rejected rows."""
+    ledger = Ledger(f"sqlite:///{root / 'var' / 'gateway.db'}")
+    try:
+        (f,) = ledger.files(kind=kind, limit=1)
+        return {"status": f.status, "accepted": f.accepted, "rejected": f.rejected}
+    finally:
+        ledger.close()
+
+
+def fingerprint(root: Path, name: str) -> str:
+    return keys.inspect(root / "keys" / f"{name}.pub.asc").fingerprint
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=1_000_000)
+    ap.add_argument("--results", type=int, default=None, help="result rows (default: --cases)")
+    ap.add_argument("--compress-level", type=int, default=None,
+                    help="[gateway] compress_level for the run (default: the config's default)")
+    ap.add_argument("--skip-results", action="store_true")
+    args = ap.parse_args()
+    n, m = args.cases, args.results or args.cases
+    with tempfile.TemporaryDirectory(prefix="gwtp", dir="/var/tmp") as tmp:
+        root = Path(tmp) / "site"
+        cfg = scaffold.init_project(root, agencies=AGENCIES, settle_seconds=0)
+        if args.compress_level is not None:
+            cfg.write_text(cfg.read_text().replace("# compress_level = 6",
+                                                   f"compress_level = {args.compress_level}"))
+        for name in scaffold.key_names(AGENCIES):
+            keys.generate(name, f"{name}@bench.example", root / "keys")
+        gpg = Gpg(Path(tmp) / "parties", [root / "keys" / "bank.sec.asc",
+                                          root / "keys" / "gateway.sec.asc",
+                                          root / "keys" / "ag001.sec.asc",
+                                          root / "keys" / "ag001-collector.pub.asc"])
+        try:
+            bank, gw = fingerprint(root, "bank"), fingerprint(root, "gateway")
+            agency, collector = fingerprint(root, "ag001"), fingerprint(root, "ag001-collector")
+            codes = [a.code for a in AGENCIES]
+            src = root / "bank-file.csv.pgp"
+            plain = gpg.seal_stream(csv_chunks(synth.cases(n, codes, seed=1)), bank, gw, src)
+            base = gpg.baseline(src, gw, collector)
+            os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
+            took, peak = run_gateway(cfg, root / "var")
+            if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():
+                raise SystemExit("no receipt for the batch")
+            sealed = sum(p.stat().st_size for a in codes
+                         for p in (root / "zones" / a / "inbox").iterdir())
+            print(json.dumps({"flow": "batch", "cases": n, "mb": round(plain / 1e6, 1),
+                              "baseline_s": round(base, 2), "gateway_s": round(took, 2),
+                              "ratio": round(took / base, 2), "cases_per_s": round(n / took),
+                              "peak_rss_mb": round(peak, 1), "sealed_mb": round(sealed / 1e6, 1),
+                              "compress_level": args.compress_level,
+                              **outcome(root, "case_file")}), flush=True)
+            if args.skip_results:
+                return 0
+            today = time.strftime("%Y%m")
+            mine = [f"C{today}{i:07d}" for i in range(0, n, len(codes))]  # AG001's cases
+            res = root / "results.csv.pgp"
+            plain = gpg.seal_stream(csv_chunks(synth.results(mine, m), synth.RESULT_COLUMNS),
+                                    agency, gw, res)
+            base = gpg.baseline(res, gw, bank)
+            os.link(res, root / "zones" / "AG001" / "outbox" / f"R{m}.csv.pgp")
+            took, peak = run_gateway(cfg, root / "var")
+            fwd = [p for p in (root / "zones" / "bank" / "incoming").iterdir()
+                   if p.name.startswith("results.")]
+            if len(fwd) != 1:
+                raise SystemExit("the results file was not forwarded")
+            print(json.dumps({"flow": "results", "rows": m, "mb": round(plain / 1e6, 1),
+                              "baseline_s": round(base, 2), "gateway_s": round(took, 2),
+                              "ratio": round(took / base, 2), "rows_per_s": round(m / took),
+                              "peak_rss_mb": round(peak, 1),
+                              "sealed_mb": round(fwd[0].stat().st_size / 1e6, 1),
+                              "compress_level": args.compress_level,
+                              **outcome(root, "results")}), flush=True)
+        finally:
+            gpg.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
