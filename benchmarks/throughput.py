@@ -115,17 +115,22 @@ class Gpg:
                 raise SystemExit("gpg could not seal the benchmark's file")
         return size
 
-    def baseline(self, src: Path, signer: str, recipient: str) -> float:
-        """decrypt | sign+encrypt to one recipient, output discarded: the cryptography alone."""
+    def baseline(self, src: Path, signer: str, recipient: str, *, level: int | None = None,
+                 out: Path | None = None) -> float:
+        """decrypt | sign+encrypt to one recipient (default compression, or zlib *level*),
+        output discarded or kept in *out*: the cryptography alone."""
+        z = [] if level is None else ["--compress-algo", "zlib" if level else "none", "-z",
+                                      str(level)]
         t0 = time.perf_counter()
         dec = subprocess.Popen([*self.base, "--decrypt", str(src)], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
-        enc = subprocess.Popen([*self.base, "-u", signer, "-r", recipient, "--sign", "--encrypt"],
-                               stdin=dec.stdout, stdout=subprocess.DEVNULL)
-        assert dec.stdout is not None
-        dec.stdout.close()
-        if enc.wait() != 0 or dec.wait() != 0:
-            raise SystemExit("the baseline gpg pipe failed")
+        with (out.open("wb") if out else open(os.devnull, "wb")) as sink:
+            enc = subprocess.Popen([*self.base, "-u", signer, "-r", recipient, *z, "--sign",
+                                    "--encrypt"], stdin=dec.stdout, stdout=sink)
+            assert dec.stdout is not None
+            dec.stdout.close()
+            if enc.wait() != 0 or dec.wait() != 0:
+                raise SystemExit("the baseline gpg pipe failed")
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -180,13 +185,15 @@ def main() -> int:
     ap.add_argument("--compress-level", type=int, default=None,
                     help="[gateway] compress_level for the run (default: the config's default)")
     ap.add_argument("--skip-results", action="store_true")
+    ap.add_argument("--compression", action="store_true",
+                    help="also time the baseline pipe at zlib levels 6, 1 and 0 (and the bytes)")
     args = ap.parse_args()
     n, m = args.cases, args.results or args.cases
     with tempfile.TemporaryDirectory(prefix="gwtp", dir="/var/tmp") as tmp:
         root = Path(tmp) / "site"
         cfg = scaffold.init_project(root, agencies=AGENCIES, settle_seconds=0)
         if args.compress_level is not None:
-            cfg.write_text(cfg.read_text().replace("# compress_level = 6",
+            cfg.write_text(cfg.read_text().replace("# compress_level = 1",
                                                    f"compress_level = {args.compress_level}"))
         for name in scaffold.key_names(AGENCIES):
             keys.generate(name, f"{name}@bench.example", root / "keys")
@@ -201,6 +208,15 @@ def main() -> int:
             src = root / "bank-file.csv.pgp"
             plain = gpg.seal_stream(csv_chunks(synth.cases(n, codes, seed=1)), bank, gw, src)
             base = gpg.baseline(src, gw, collector)
+            if args.compression:  # what each zlib level costs gpg, and what it saves
+                levels = {}
+                for z in (6, 1, 0):
+                    out = root / f"z{z}.pgp"
+                    t = min(gpg.baseline(src, gw, collector, level=z, out=out) for _ in range(3))
+                    levels[z] = {"s": round(t, 2), "mb": round(out.stat().st_size / 1e6, 1)}
+                    out.unlink()
+                print(json.dumps({"flow": "compression", "cases": n, "csv_mb": round(plain / 1e6, 1),
+                                  "best_of": 3, "levels": levels}), flush=True)
             os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
             took, peak = run_gateway(cfg, root / "var")
             if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():

@@ -33,7 +33,7 @@ max_daily_attempts = 6                     # more CALL/SMS on one case in one lo
 # state_dir; all mount one shared_dir for archive, staging and certificates.
 # shared_dir = "/srv/gateway-shared"
 # lease_seconds = 60                       # a dead node's work is taken over after this
-# compress_level = 6                       # zlib level of sealed slices: 0 (none) .. 9
+# compress_level = 1                       # zlib level of sealed slices: 0 (none) .. 9
 
 [bank]
 signing_keys = ["keys/bank.pub.asc"]       # whose signatures on case files are accepted
