@@ -113,19 +113,26 @@ def run_cmd(
     from gateway import daemon
     from gateway.audit import configure_logging
     from gateway.flows import Interrupted
+    from gateway.progress import TerminalProgress
 
     cfg = _load(config)
-    configure_logging(stream=sys.stdout)  # journald collects the service's stdout
+    bar = TerminalProgress(err) if once and sys.stderr.isatty() and sys.stdout.isatty() else None
+    # journald collects the service's stdout; with a bar, log lines print above it
+    configure_logging(stream=bar.log_stream() if bar else sys.stdout)
     with daemon.open_context(cfg) as ctx:
         if not once:
             daemon.run_forever(ctx, interval=interval, rescan=rescan)
             return
         daemon.install_signal_handlers(ctx)
+        if bar is not None:
+            ctx.progress = bar
         try:
             outcomes = daemon.run_once(ctx)
         except Interrupted:
             err.print("stopped: the file in hand was rolled back and will be resumed")
             return
+        finally:
+            ctx.progress.close()
         summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing pending"
         err.print(f"done: {summary}")
         if ctx.zone_errors:

@@ -17,6 +17,7 @@ from gateway.crypto.service import Crypto
 from gateway.leases import Leases
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
+from gateway.progress import Progress
 from gateway.state import State
 from gateway.transfer import open_zone
 from gateway.transfer.base import Zone
@@ -45,6 +46,7 @@ class Context:
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
     zone_reported: dict[str, str] = field(default_factory=dict)  # zone -> code already audited
     metrics: Metrics = field(default_factory=Metrics)
+    progress: Progress = field(default_factory=Progress)  # a bar on a terminal; else silent
 
     @classmethod
     def build(cls, cfg: Config, crypto: Crypto, ledger: Ledger, audit: AuditLog,

@@ -192,9 +192,14 @@ def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Pat
         _rows(ctx, file_id, batch_id, records, header, ctx.today(), strict, out, staging)
         return []
 
-    with archive.open("rb") as fh, ctx.crypto.open_from_bank(fh) as msg:
-        intake.read_signed_csv(msg, out, encoding=ctx.cfg.schema_.encoding,
-                               delimiter=ctx.cfg.schema_.delimiter, handle=handle, source=archive)
+    try:
+        with archive.open("rb") as raw, ctx.crypto.open_from_bank(
+                ctx.progress.track(raw, batch_id, archive.stat().st_size)) as msg:
+            intake.read_signed_csv(msg, out, encoding=ctx.cfg.schema_.encoding,
+                                   delimiter=ctx.cfg.schema_.delimiter, handle=handle,
+                                   source=archive)
+    finally:
+        ctx.progress.done()
 
 
 def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: object,
@@ -249,10 +254,12 @@ def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: ob
             chunk.append((row, rec))  # type: ignore[arg-type]
         if len(chunk) >= CHUNK_ROWS:
             flush()
+            ctx.progress.rows(out.records)
             faults.point("mid_batch")
         if ctx.stop.is_set():
             raise Interrupted
     flush()
+    ctx.progress.rows(out.records)
 
 
 # --- end states ------------------------------------------------------------------

@@ -143,9 +143,13 @@ def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
         _rows(ctx, agency, records, columns, out, staging)
         return []
 
-    with archive.open("rb") as fh, ctx.crypto.open_from_agency(agency, fh) as msg:
-        intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle=handle,
-                               source=archive)
+    try:
+        with archive.open("rb") as raw, ctx.crypto.open_from_agency(
+                agency, ctx.progress.track(raw, f"{agency} results", archive.stat().st_size)) as msg:
+            intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle=handle,
+                                   source=archive)
+    finally:
+        ctx.progress.done()
 
 
 def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out: _Outcome,
@@ -198,9 +202,11 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
             chunk.append(result)
         if len(chunk) >= CHUNK_ROWS:
             flush()
+            ctx.progress.rows(out.records)
         if ctx.stop.is_set():
             raise Interrupted
     flush()
+    ctx.progress.rows(out.records)
 
 
 def _open_forward(ctx: Context, agency: str, staging: Path, columns: list[str]) -> _Forward:

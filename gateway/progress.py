@@ -1,0 +1,134 @@
+"""Progress of the file in hand, for a person at a terminal (SPEC §11).
+
+`gateway run --once` on a TTY shows, per file, a bar of the ciphertext read so far
+(of its size), the rows, rows per second and the time left. A daemon under systemd
+shows nothing: its stdout is not a terminal and journald keeps the JSON lines. The
+flows only ever call the three methods of :class:`Progress`; the silent one costs a
+method call per 1,000 rows.
+
+The log lines of the same run are printed *through* the bar's console, so they
+appear above the bar instead of tearing it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import BinaryIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+
+
+class Progress:
+    """Silent: what a daemon and the tests use."""
+
+    def track(self, src: BinaryIO, label: str, total: int) -> BinaryIO:
+        """*src* (the ciphertext being decrypted), counted when shown."""
+        return src
+
+    def rows(self, n: int) -> None:
+        """*n* rows of the file in hand have been read."""
+
+    def done(self) -> None:
+        """The file in hand is finished (whatever its outcome)."""
+
+    def close(self) -> None:
+        """The run is over."""
+
+
+class _Counting:
+    """A binary reader that counts what was read through it (gpg is fed from a thread)."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self._src = src
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        self.count += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._src, name)
+
+
+class TerminalProgress(Progress):
+    """A rich progress bar per file on *console* (standard error, a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._bar = RichProgress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[rows]:>11,} rows"),
+            TextColumn("{task.fields[rate]:>9} rows/s"),
+            TimeRemainingColumn(),
+            console=console, transient=False, redirect_stdout=False, redirect_stderr=False)
+        self._task: TaskID | None = None
+        self._total = 1
+        self._reader: _Counting | None = None
+        self._t0 = 0.0
+        self._started = False
+
+    def track(self, src: BinaryIO, label: str, total: int) -> BinaryIO:
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        self._reader = _Counting(src)
+        self._total = max(total, 1)
+        self._task = self._bar.add_task(label, total=self._total, rows=0, rate="-")
+        self._t0 = time.monotonic()
+        return self._reader  # type: ignore[return-value]
+
+    def rows(self, n: int) -> None:
+        if self._task is None or self._reader is None:
+            return
+        elapsed = time.monotonic() - self._t0
+        rate = f"{n / elapsed:,.0f}" if elapsed > 0 else "-"
+        self._bar.update(self._task, completed=self._reader.count, rows=n, rate=rate)
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=self._total)
+            self._bar.stop_task(self._task)
+        self._task = self._reader = None
+
+    def close(self) -> None:
+        if self._started:
+            self._bar.stop()
+            self._started = False
+
+    def log_stream(self) -> _ConsoleStream:
+        """Where the run's log lines go while the bar is shown: above it."""
+        return _ConsoleStream(self.console)
+
+
+class _ConsoleStream:
+    """A text stream (for structlog's PrintLogger) that prints through a rich console."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._line = ""
+
+    def write(self, text: str) -> int:
+        """Whole lines only: a line printed in two writes (``print`` writes the text, then
+        the newline) would leave the cursor mid-line for the bar to be drawn after."""
+        self._line += text
+        *lines, self._line = self._line.split("\n")
+        for line in lines:
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        self._console.file.flush()
+
+    def isatty(self) -> bool:
+        return True  # readable lines, not JSON: a person is watching
