@@ -34,6 +34,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_open import tree_rss_kb  # the process tree's memory, as the engine benchmark samples it
+
 from gateway import scaffold, synth
 from gateway.crypto import keys
 from gateway.ledger import Ledger
@@ -41,39 +45,6 @@ from gateway.ledger import Ledger
 AGENCIES = [scaffold.AgencyTemplate(f"AG00{n}", f"Agency {n}", ("supervisor", "collector", "analyst"))
             for n in range(1, 6)]
 CHUNK = 20000  # rows generated and written at a time
-
-
-def tree_rss_kb(root: int, marker: str) -> int:
-    """RSS of *root*, its descendants and any process whose command line holds *marker*
-    (the gpg-agent, which daemonises away from the tree)."""
-    parents: dict[int, int] = {}
-    cmdlines: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-            cmdlines[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().decode("latin-1")
-        except (OSError, ValueError, IndexError):
-            continue
-    members, changed = {root}, True
-    while changed:
-        changed = False
-        for pid, ppid in parents.items():
-            if ppid in members and pid not in members:
-                members.add(pid)
-                changed = True
-    members |= {pid for pid, cmd in cmdlines.items() if marker in cmd}
-    total = 0
-    for pid in members:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
 
 
 class Sampler(threading.Thread):

@@ -85,7 +85,6 @@ class _Outcome(intake.Outcome):
     not_assigned: int = 0
     unflagged: int = 0  # accepted rows without any flag
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
-    attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # this file's CALL/SMS
     forward: _Forward | None = None
 
 
@@ -104,6 +103,7 @@ def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
     staging = ctx.state.staging(file_id)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=0o700, parents=True)
+    ctx.ledger.clear_staged(file_id)  # what an interrupted attempt counted
 
     def reject(errors: ErrorList, code: str, out: _Outcome | None = None) -> str:
         if out and out.forward:
@@ -140,7 +140,7 @@ def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
         columns, errors = map_results_header(first)
         if columns is None:
             return errors
-        _rows(ctx, agency, records, columns, out, staging)
+        _rows(ctx, agency, file_id, records, columns, out, staging)
         return []
 
     try:
@@ -152,7 +152,7 @@ def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
         ctx.progress.done()
 
 
-def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out: _Outcome,
+def _rows(ctx: Context, agency: str, file_id: int, records: Any, columns: tuple[str, ...], out: _Outcome,
           staging: Path) -> None:
     gw = ctx.cfg.gateway
     tz = gw.tz
@@ -166,7 +166,8 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
         owned = ctx.ledger.owned_cases(agency, [r.case_id for r in chunk])
         keys = {(r.case_id, r.at.astimezone(tz).date().isoformat()) for r in chunk
                 if r.action in ATTEMPT_ACTIONS and r.case_id in owned}
-        committed = ctx.ledger.attempt_counts(agency, [k for k in keys if k not in out.attempts])
+        before = ctx.ledger.attempt_counts(agency, file_id, keys)  # other files + earlier chunks
+        added: dict[tuple[str, str], int] = {}
         for r in chunk:
             if r.case_id not in owned:
                 out.not_assigned += 1
@@ -176,8 +177,8 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
             attempts_today = 0
             if r.action in ATTEMPT_ACTIONS:
                 key = (r.case_id, r.at.astimezone(tz).date().isoformat())
-                out.attempts[key] = out.attempts.get(key, 0) + 1
-                attempts_today = committed.get(key, 0) + out.attempts[key]
+                added[key] = added.get(key, 0) + 1
+                attempts_today = before.get(key, 0) + added[key]
             row_flags = flags(r, tz=tz, window=gw.contact_window, contract_end=contract_end,
                               attempts_today=attempts_today, max_attempts=gw.max_daily_attempts)
             out.flagged.update(row_flags)
@@ -191,6 +192,7 @@ def _rows(ctx: Context, agency: str, records: Any, columns: tuple[str, ...], out
                     out.neutralised += 1
             out.forward.csv.writerow([*values, agency, ";".join(row_flags)])
             out.accepted += 1
+        ctx.ledger.stage_attempts(file_id, added)
         chunk.clear()
 
     for row, values in records:
@@ -240,7 +242,7 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
         ctx.ledger.commit_results(
             file_id=file_id, agency_code=channel.agency, delivery=delivery,
             receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
-            attempts=out.attempts, status=status, signer=out.verified.fingerprint,
+            status=status, signer=out.verified.fingerprint,
             records=out.records, accepted=out.accepted, rejected=out.rejected)
     except CommitConflict as exc:  # another node counted attempts (or took the name) first
         intake.drop_staged_receipt(ctx, staged)

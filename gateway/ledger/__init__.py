@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     String,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -222,6 +223,17 @@ class AttemptRow(Base):
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, gateway zone
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StagedAttemptRow(Base):
+    """A results file's CALL/SMS counts per case and day while it is processed, chunk by
+    chunk; added to ``attempts`` when the file commits (memory stays flat)."""
+
+    __tablename__ = "staged_attempts"
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class PurgeRow(Base):
@@ -490,6 +502,7 @@ class Ledger:
         """Forget what an interrupted attempt staged for *file_id*."""
         with self.session() as s:
             s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
+            s.execute(delete(StagedAttemptRow).where(StagedAttemptRow.file_id == file_id))
 
     def stage_chunk(self, file_id: int, ids: list[str]) -> tuple[set[str], set[str]]:
         """Of *ids*: those already staged for this file, and those live in another batch."""
@@ -528,6 +541,7 @@ class Ledger:
     def reject_file(self, *, file_id: int, receipt: ReceiptRow, **fields: Any) -> None:
         with self.session() as s:
             s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
+            s.execute(delete(StagedAttemptRow).where(StagedAttemptRow.file_id == file_id))
             s.add(receipt)
             self._finish(s, file_id, FileStatus.REJECTED, **fields)
 
@@ -666,31 +680,70 @@ class Ledger:
                 CaseRow.agency_code == agency_code, CaseRow.case_id.in_(ids),
                 CaseRow.purged_at.is_(None))))
 
-    def attempt_counts(self, agency_code: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Committed counts for (case_id, day) pairs."""
+    def attempt_counts(self, agency_code: str, file_id: int,
+                       keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """For (case_id, day) pairs: what committed files counted plus what this file's
+        earlier chunks staged."""
         if not keys:
             return {}
         ids = sorted({k[0] for k in keys})
+        wanted = set(keys)
+        out: dict[tuple[str, str], int] = {}
         with self.session() as s:
-            rows = s.execute(select(AttemptRow.case_id, AttemptRow.day, AttemptRow.count).where(
-                AttemptRow.agency_code == agency_code, AttemptRow.case_id.in_(ids)))
-            wanted = set(keys)
-            return {(c, d): n for c, d, n in rows if (c, d) in wanted}
+            for c, d, n in [*s.execute(select(AttemptRow.case_id, AttemptRow.day, AttemptRow.count)
+                                       .where(AttemptRow.agency_code == agency_code,
+                                              AttemptRow.case_id.in_(ids))),
+                            *s.execute(select(StagedAttemptRow.case_id, StagedAttemptRow.day,
+                                              StagedAttemptRow.count)
+                                       .where(StagedAttemptRow.file_id == file_id,
+                                              StagedAttemptRow.case_id.in_(ids)))]:
+                if (c, d) in wanted:
+                    out[(c, d)] = out.get((c, d), 0) + n
+        return out
+
+    def stage_attempts(self, file_id: int, added: dict[tuple[str, str], int]) -> None:
+        """Add one chunk's counts to what the file has staged."""
+        if not added:
+            return
+        with self.session() as s:
+            ids = sorted({c for c, _ in added})
+            have = {(c, d) for c, d in s.execute(
+                select(StagedAttemptRow.case_id, StagedAttemptRow.day).where(
+                    StagedAttemptRow.file_id == file_id, StagedAttemptRow.case_id.in_(ids)))}
+            new = [{"file_id": file_id, "case_id": c, "day": d, "count": n}
+                   for (c, d), n in added.items() if (c, d) not in have]
+            if new:
+                s.execute(insert(StagedAttemptRow), new)
+            for (c, d), n in added.items():
+                if (c, d) in have:
+                    s.execute(update(StagedAttemptRow).where(
+                        StagedAttemptRow.file_id == file_id, StagedAttemptRow.case_id == c,
+                        StagedAttemptRow.day == d).values(count=StagedAttemptRow.count + n)
+                        .execution_options(synchronize_session=False))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
-                       receipt: ReceiptRow, attempts: dict[tuple[str, str], int],
-                       status: FileStatus, **fields: Any) -> None:
-        """One transaction: the forwarded file (pending), the receipt, the attempt counts."""
+                       receipt: ReceiptRow, status: FileStatus, **fields: Any) -> None:
+        """One transaction: the forwarded file (pending), the receipt, the staged attempt
+        counts added to the agency's (two set-based statements, however many there are)."""
+        staged = StagedAttemptRow
+        same = ((staged.file_id == file_id) & (staged.case_id == AttemptRow.case_id)
+                & (staged.day == AttemptRow.day))
         with self._conflicts(), self.session() as s:
             if delivery is not None:
                 s.add(delivery)
             s.add(receipt)
-            for (case_id, day), n in attempts.items():
-                row = s.get(AttemptRow, (agency_code, case_id, day))
-                if row is None:
-                    s.add(AttemptRow(agency_code=agency_code, case_id=case_id, day=day, count=n))
-                else:
-                    row.count += n
+            s.execute(update(AttemptRow).where(
+                AttemptRow.agency_code == agency_code, exists().where(same))
+                .values(count=AttemptRow.count + select(staged.count).where(same)
+                        .scalar_subquery())
+                .execution_options(synchronize_session=False))
+            s.execute(insert(AttemptRow).from_select(
+                ["agency_code", "case_id", "day", "count"],
+                select(literal(agency_code), staged.case_id, staged.day, staged.count).where(
+                    staged.file_id == file_id, ~exists().where(
+                        AttemptRow.agency_code == agency_code,
+                        AttemptRow.case_id == staged.case_id, AttemptRow.day == staged.day))))
+            s.execute(delete(staged).where(staged.file_id == file_id))
             self._finish(s, file_id, status, **fields)
 
     def delivery_name_taken(self, name: str) -> bool:

@@ -50,6 +50,7 @@ def test_up_and_down_with_data(db_url):
         with engine.connect() as conn:
             assert not inspect(conn).has_table("refused_files")
             assert not inspect(conn).has_table("leases")
+            assert not inspect(conn).has_table("staged_attempts")
             assert conn.execute(text("SELECT name FROM files")).scalar() == "B1.csv.pgp"
             assert conn.execute(text("SELECT value FROM meta")).scalar() == "1"
         migrate.upgrade(engine)

@@ -132,6 +132,23 @@ def test_attempts_are_counted_across_files(site):
     assert flags == ["", "", "", "", "", "", "", "ATTEMPTS", "ATTEMPTS"]
 
 
+def test_attempts_are_counted_across_chunks_of_one_file_and_earlier_files(site):
+    """The count of a case's day goes on across the 1,000-row chunks a large file is read
+    in, on top of what earlier files counted (it used to restart at the chunk boundary)."""
+    case, other = site.ag1[0], site.ag1[1]
+    site.upload("AG001", "r-a.csv.pgp", results_csv(
+        [row(case, "CALL", when=at(hour=9, minute=m)) for m in range(4)]))  # 4 today
+    site.run()
+    rows = [row(case, "SMS", when=at(hour=11))]  # the 5th, in the first chunk
+    rows += [row(other, "VISIT", when=at(hour=12, minute=m % 60)) for m in range(999)]
+    rows += [row(case, "SMS", when=at(hour=13, minute=m)) for m in range(2)]  # 6th, 7th: next chunk
+    site.upload("AG001", "r-b.csv.pgp", results_csv(rows))
+    assert site.run() == {"accepted": 1}
+    mine = [r for r in site.bank_results() if r["case_id"] == case]
+    assert [r["flags"] for r in sorted(mine, key=lambda r: r["action_at"])] == \
+        ["", "", "", "", "", "", "ATTEMPTS"]
+
+
 def test_late_after_contract_end_is_still_accepted(site):
     ended = (dt.datetime.now(TZ).date() - dt.timedelta(days=3)).isoformat()
     text = site.config.read_text()

@@ -23,6 +23,7 @@ from gateway import audit, synth
 from gateway.state import node_name
 from tests.conftest import run_cli
 from tests.flowsite import Site
+from tests.integration.test_daemon import wait_for
 from tests.integration.test_results_flow import results_csv, row
 
 pytestmark = pytest.mark.integration
@@ -67,15 +68,6 @@ class Node:
 
     def events(self) -> Counter[str]:
         return Counter(e["event"] for e in audit.AuditLog(self.state / "audit").entries())
-
-
-def wait_for(predicate, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def two_node_site(tmp_path: Path, keybox, postgres) -> Site:
