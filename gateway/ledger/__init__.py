@@ -350,14 +350,20 @@ class Ledger:
                                f"{exc.filename}") from exc
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, write: bool = True) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any exception.
 
         A database that cannot be written (a full disk, a lost server) is one readable
-        :class:`LedgerError`; nothing of the transaction was committed."""
+        :class:`LedgerError`; nothing of the transaction was committed. On SQLite a
+        transaction that will write takes the write lock when it begins (``BEGIN
+        IMMEDIATE``), waiting for it: one that read first and then wrote would fail at once
+        ("database is locked") whenever another writer — the lease-renewal thread, a CLI
+        command — committed in between. Read-only ones (``write=False``) stay deferred and
+        never wait for a writer (WAL)."""
         s = self._sessions()
         try:
             with s.begin():
+                s.connection(execution_options={migrate.SQLITE_WRITE: write})
                 yield s
         except OperationalError as exc:
             raise LedgerError(f"ledger {self.where}: {_reason(exc)}") from exc
@@ -413,7 +419,7 @@ class Ledger:
             return taken.rowcount == 1
 
     def file_lease_held(self, file_id: int, owner: str) -> bool:
-        with self.session() as s:
+        with self.session(write=False) as s:
             row = s.get_one(FileRow, file_id)
             return row.status == FileStatus.CLAIMED.value and row.lease_owner == owner
 
@@ -481,18 +487,18 @@ class Ledger:
             self._finish(s, file_id, status, **fields)
 
     def files(self, *, kind: str | None = None, limit: int = 100) -> list[FileRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             q = select(FileRow).order_by(FileRow.id.desc()).limit(limit)
             if kind:
                 q = q.where(FileRow.kind == kind)
             return list(s.scalars(q))
 
     def batch(self, batch_id: str) -> BatchRow | None:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.get(BatchRow, batch_id)
 
     def live_case_count(self, agency_code: str) -> int:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(CaseRow).where(
                 CaseRow.agency_code == agency_code, CaseRow.purged_at.is_(None))) or 0
 
@@ -506,7 +512,7 @@ class Ledger:
 
     def stage_chunk(self, file_id: int, ids: list[str]) -> tuple[set[str], set[str]]:
         """Of *ids*: those already staged for this file, and those live in another batch."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             staged = set(s.scalars(select(StagedCaseRow.case_id).where(
                 StagedCaseRow.file_id == file_id, StagedCaseRow.case_id.in_(ids))))
             live = set(s.scalars(select(CaseRow.case_id).where(
@@ -572,13 +578,13 @@ class Ledger:
             setattr(row, k, v)
 
     def file(self, file_id: int) -> FileRow:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.get_one(FileRow, file_id)
 
     def resumable(self, owner: str, kind: str, zone: str) -> list[FileRow]:
         """Claimed files whose worker died: ours (this node, restarted), or anyone's with an
         expired lease. Candidates only: :meth:`take_file` decides who gets each."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             now = self.clock(s)
             rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
                                                    FileRow.kind == kind, FileRow.zone == zone)
@@ -589,7 +595,7 @@ class Ledger:
     def next_expiry(self, owner: str, kind: str, zone: str) -> dt.datetime | None:
         """When the first live lease another node holds on a file of this channel runs out
         (if that node is dead, this node takes the file over then)."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             return _aware(s.scalar(select(func.min(FileRow.lease_until)).where(
                 FileRow.status == FileStatus.CLAIMED.value, FileRow.kind == kind,
                 FileRow.zone == zone, FileRow.lease_owner != owner,
@@ -597,7 +603,7 @@ class Ledger:
 
     def leases_held(self, owner: str) -> int:
         """Work items this node has claimed and is (or was, before a crash) working on."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             files = s.scalar(select(func.count()).select_from(FileRow).where(
                 FileRow.status == FileStatus.CLAIMED.value, FileRow.lease_owner == owner)) or 0
             other = s.scalar(select(func.count()).select_from(LeaseRow).where(
@@ -607,7 +613,7 @@ class Ledger:
     def work_in_hand(self) -> list[tuple[str, str, dt.datetime, bool]]:
         """(item, node, lease until, lease ran out) for every claimed work item — what
         `gateway status` shows of the nodes sharing this ledger."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             now = self.clock(s)
             files = [(f"file:{r.id} ({display_name(r.name)})", r.lease_owner or "?",
                       _aware(r.lease_until) or now)
@@ -621,7 +627,7 @@ class Ledger:
         """Whether a staging directory may go: its file is no longer being processed and
         nothing of it waits to be delivered. One transaction, so a commit by another node
         (status and pending deliveries at once) is seen whole or not at all."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             row = s.get(FileRow, file_id)
             if row is None or row.status == FileStatus.CLAIMED.value:
                 return row is None
@@ -629,7 +635,7 @@ class Ledger:
                 DeliveryRow.file_id == file_id, DeliveryRow.delivered_at.is_(None)))
 
     def pending_deliveries(self) -> list[DeliveryRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None))
                                   .order_by(DeliveryRow.id)))
 
@@ -638,7 +644,7 @@ class Ledger:
             s.add(delivery)
 
     def delivery(self, delivery_id: int) -> DeliveryRow:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.get_one(DeliveryRow, delivery_id)
 
     def mark_delivered(self, delivery_id: int) -> bool:
@@ -650,11 +656,11 @@ class Ledger:
                 .execution_options(synchronize_session=False)).rowcount == 1
 
     def receipt(self, receipt_id: int) -> ReceiptRow:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.get_one(ReceiptRow, receipt_id)
 
     def pending_receipts(self) -> list[ReceiptRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(ReceiptRow).where(
                 (ReceiptRow.sent_at.is_(None)) | (ReceiptRow.input_removed_at.is_(None)))
                 .order_by(ReceiptRow.id)))
@@ -667,7 +673,7 @@ class Ledger:
 
     def open_receipt_for(self, zone: str, name: str, sha256: str) -> ReceiptRow | None:
         """A receipt for this very arrival whose input was not removed yet (crash recovery)."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.scalars(select(ReceiptRow).where(
                 ReceiptRow.input_zone == zone, ReceiptRow.input_name == name,
                 ReceiptRow.file_sha256 == sha256, ReceiptRow.input_removed_at.is_(None))).first()
@@ -675,7 +681,7 @@ class Ledger:
     # -- results flow -------------------------------------------------------------
     def owned_cases(self, agency_code: str, ids: list[str]) -> set[str]:
         """Of *ids*, the live cases delivered to *agency_code*."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             return set(s.scalars(select(CaseRow.case_id).where(
                 CaseRow.agency_code == agency_code, CaseRow.case_id.in_(ids),
                 CaseRow.purged_at.is_(None))))
@@ -689,7 +695,7 @@ class Ledger:
         ids = sorted({k[0] for k in keys})
         wanted = set(keys)
         out: dict[tuple[str, str], int] = {}
-        with self.session() as s:
+        with self.session(write=False) as s:
             for c, d, n in [*s.execute(select(AttemptRow.case_id, AttemptRow.day, AttemptRow.count)
                                        .where(AttemptRow.agency_code == agency_code,
                                               AttemptRow.case_id.in_(ids))),
@@ -747,17 +753,17 @@ class Ledger:
             self._finish(s, file_id, status, **fields)
 
     def delivery_name_taken(self, name: str) -> bool:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(DeliveryRow)
                             .where(DeliveryRow.name == name)) > 0
 
     # -- retention ----------------------------------------------------------------
     def purge(self, contract_id: str) -> PurgeRow | None:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return s.get(PurgeRow, contract_id)
 
     def purge_objects(self, contract_id: str) -> list[PurgeObjectRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(PurgeObjectRow).where(
                 PurgeObjectRow.contract_id == contract_id).order_by(PurgeObjectRow.id)))
 
@@ -776,14 +782,14 @@ class Ledger:
             row.state, row.deleted_at = state, utcnow()
 
     def results_files(self, agency_code: str) -> list[FileRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(FileRow).where(
                 FileRow.kind == "results", FileRow.agency_code == agency_code,
                 FileRow.purged_at.is_(None))))
 
     def batch_files_fed(self, agency_code: str) -> list[tuple[FileRow, set[str]]]:
         """Bank files that fed *agency_code*, each with every agency it fed."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             batch_ids = set(s.scalars(select(DeliveryRow.batch_id).where(
                 DeliveryRow.agency_code == agency_code, DeliveryRow.batch_id.is_not(None))))
             out = []
@@ -798,7 +804,7 @@ class Ledger:
             return out
 
     def purged_agencies(self) -> set[str]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return set(s.scalars(select(PurgeRow.agency_code).where(
                 PurgeRow.finished_at.is_not(None))))
 
@@ -824,7 +830,7 @@ class Ledger:
     def uncollected(self, zone: str) -> list[DeliveryRow]:
         """Slices and manifests delivered into *zone* and not yet fetched by the agency. Not
         for an agency whose purge has begun: what its purge deleted was not collected."""
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(DeliveryRow).where(
                 DeliveryRow.zone == zone, DeliveryRow.kind.in_(("slice", "manifest")),
                 DeliveryRow.delivered_at.is_not(None), DeliveryRow.collected_at.is_(None),
@@ -869,17 +875,17 @@ class Ledger:
                     s.delete(row)
 
     def refused_files(self) -> list[RefusedFileRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(RefusedFileRow).order_by(RefusedFileRow.zone,
                                                                   RefusedFileRow.first_seen)))
 
     def zone_statuses(self) -> list[ZoneStatusRow]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return list(s.scalars(select(ZoneStatusRow).order_by(ZoneStatusRow.zone)))
 
     def batch_detail(self, batch_id: str) -> tuple[BatchRow, FileRow, list[DeliveryRow],
                                                    list[ReceiptRow]] | None:
-        with self.session() as s:
+        with self.session(write=False) as s:
             batch = s.get(BatchRow, batch_id)
             if batch is None:
                 return None

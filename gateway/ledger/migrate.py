@@ -45,8 +45,18 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+SQLITE_WRITE = "gateway_sqlite_write"  # execution option: this transaction will write
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """BEGIN IMMEDIATE for a transaction that will write (see ``Ledger.session``), plain
+    BEGIN otherwise — migrations included, which run under their own lock."""
+    write = conn.get_execution_options().get(SQLITE_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
