@@ -88,10 +88,6 @@ class Leases:
                 if self._files[file_id] <= 0:
                     del self._files[file_id]
 
-    def held(self) -> int:
-        with self._lock:
-            return len(self._items) + len(self._files)
-
     # -- renewing --------------------------------------------------------------------
     def renew(self) -> None:
         """Extend every lease in hand; one that another node holds now is logged as lost
