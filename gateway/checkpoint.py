@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ from gateway.crypto.engine import Engine, Keyring
 from gateway.errors import CryptoError
 from gateway.flows import Context, intake
 from gateway.ledger import DeliveryRow
-from gateway.state import file_sha256, write_private
+from gateway.state import write_private
 
 BANK_IN = "bank.incoming"
 INTERVAL = 3600.0  # seconds: at least one checkpoint an hour while events arrive
@@ -61,7 +62,8 @@ def seal(ctx: Context) -> str | None:
     write_private(ctx.state.staging_root / "checkpoints" / name, signed)
     # agency_code "": a checkpoint belongs to no agency (the column is not nullable).
     ctx.ledger.add_delivery(DeliveryRow(kind="checkpoint", agency_code="", zone=BANK_IN, name=name,
-                                        sha256=file_sha256(path), size=len(signed)))
+                                        sha256=hashlib.sha256(signed).hexdigest(),
+                                        size=len(signed)))
     intake.finish_pending(ctx, kinds={"checkpoint"})
     return name
 

@@ -124,14 +124,15 @@ def run_checks(cfg: Config) -> list[Finding]:
 def sharing_findings(cfg: Config) -> list[Finding]:
     """Several nodes on one ledger must see one archive and staging area (SPEC §12)."""
     gw = cfg.gateway
+    postgresql = gw.db_url.startswith("postgresql")
     if gw.shared_dir is not None:
         found = [Finding("ok", f"gateway.shared_dir: {gw.shared_dir} (archive, staging, "
                                "certificates; every node of this ledger must mount it)")]
-        if not gw.db_url.startswith("postgresql"):
+        if not postgresql:
             found.append(Finding("warn", "gateway.shared_dir is set but the ledger is SQLite: "
                                          "one node only; several nodes need PostgreSQL"))
         return found
-    if gw.db_url.startswith("postgresql"):
+    if postgresql:
         return [Finding("info", "gateway.shared_dir is not set: this node keeps its archive and "
                                 "staging in state_dir — fine alone; a second node on this "
                                 "ledger could not finish this node's work (set shared_dir "

@@ -78,8 +78,7 @@ class State:
         self.node = node_name(self.root)
         if self.shared != self.root:
             self._refuse_split_state()
-        for sub in ("audit/checkpoints",):
-            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / "audit" / "checkpoints").mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in SHARED:
             (self.shared / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
@@ -179,8 +178,12 @@ class State:
                 tmp.unlink()
         return path.read_bytes()
 
+    @property
+    def token_secrets(self) -> Path:
+        return self.shared / "secrets" / "tokens"
+
     def token_secret_path(self, contract_id: str) -> Path:
-        return self.shared / "secrets" / "tokens" / f"{_SAFE.sub('_', contract_id)}.key"
+        return self.token_secrets / f"{_SAFE.sub('_', contract_id)}.key"
 
 
 def runner_active(root: Path) -> bool:

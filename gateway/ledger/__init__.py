@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    bindparam,
     delete,
     exists,
     func,
@@ -720,12 +721,13 @@ class Ledger:
                    for (c, d), n in added.items() if (c, d) not in have]
             if new:
                 s.execute(insert(StagedAttemptRow), new)
-            for (c, d), n in added.items():
-                if (c, d) in have:
-                    s.execute(update(StagedAttemptRow).where(
-                        StagedAttemptRow.file_id == file_id, StagedAttemptRow.case_id == c,
-                        StagedAttemptRow.day == d).values(count=StagedAttemptRow.count + n)
-                        .execution_options(synchronize_session=False))
+            more = [{"f": file_id, "c": c, "d": d, "n": n}
+                    for (c, d), n in added.items() if (c, d) in have]
+            if more:  # one executemany, not a statement per key
+                t = StagedAttemptRow.__table__
+                s.connection().execute(t.update().where(
+                    t.c.file_id == bindparam("f"), t.c.case_id == bindparam("c"),
+                    t.c.day == bindparam("d")).values(count=t.c.count + bindparam("n")), more)
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
                        receipt: ReceiptRow, status: FileStatus, **fields: Any) -> None:

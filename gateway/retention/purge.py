@@ -110,9 +110,9 @@ def _hashed(ctx: Context, obj: Obj) -> Obj:
 
 
 def _path(ctx: Context, obj: PurgeObjectRow | Obj) -> Path:
-    sub = {"state:archive": "archive", "state:quarantine": "quarantine",
-           "state:secrets": "secrets/tokens"}[obj.location]
-    return ctx.state.shared / sub / obj.name
+    where = {"state:archive": ctx.state.archive, "state:quarantine": ctx.state.quarantine,
+             "state:secrets": ctx.state.token_secrets}[obj.location]
+    return where / obj.name
 
 
 def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None) -> list[PurgeReport]:
