@@ -10,12 +10,12 @@ second arrival of the same bytes finds it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -43,6 +43,8 @@ from sqlalchemy.types import TypeDecorator
 from gateway.errors import GatewayError
 from gateway.ledger import migrate
 from gateway.transfer.base import display_name, raw_name
+
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -848,6 +850,9 @@ class Ledger:
                 .execution_options(synchronize_session=False)).rowcount == 1
 
     def save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
+        _first_row_race(lambda: self._save_zone_status(zone, description, **fields))
+
+    def _save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
         with self.session() as s:
             row = s.get(ZoneStatusRow, zone)
             if row is None:
@@ -859,6 +864,9 @@ class Ledger:
 
     def note_refused(self, zone: str, name: str, reason: str) -> bool:
         """Remember a refused entry; True the first time (when it is to be audited)."""
+        return _first_row_race(lambda: self._note_refused(zone, name, reason))
+
+    def _note_refused(self, zone: str, name: str, reason: str) -> bool:
         with self.session() as s:
             row = s.get(RefusedFileRow, (zone, name))
             if row is not None and row.reason == reason:
@@ -897,6 +905,17 @@ class Ledger:
             receipts = list(s.scalars(select(ReceiptRow).where(ReceiptRow.file_id == file.id)
                                       .order_by(ReceiptRow.id)))
             return batch, file, deliveries, receipts
+
+
+def _first_row_race(write: Callable[[], T]) -> T:
+    """Run a read-then-insert-or-update *write*; if another node inserted the same row
+    between our read and our insert (two daemons starting together), run it again: the
+    row is there now and is updated. Without this the second daemon died of the
+    unique-key error."""
+    try:
+        return write()
+    except IntegrityError:
+        return write()
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
