@@ -53,6 +53,11 @@ def tree_rss_kb(root: int, marker: str) -> int:
                 members.add(pid)
                 changed = True
     members |= {pid for pid, cmd in cmdlines.items() if marker in cmd}
+    # A child between fork and exec is its parent's memory, not more of it: with vfork
+    # (which subprocess uses) it even shares the parent's address space; /proc shows
+    # the parent's RSS for it until exec, and summing both would count the gateway twice.
+    members -= {pid for pid in members
+                if parents.get(pid) in members and cmdlines.get(pid) == cmdlines.get(parents[pid])}
     total = 0
     for pid in members:
         try:

@@ -119,10 +119,11 @@ def csv_chunks(records: Iterator[dict[str, str]], columns: list[str] | None = No
         first = False
 
 
-def run_gateway(cfg: Path, state: Path) -> tuple[float, float]:
+def run_gateway(cfg: Path, state: Path, profile: str | None = None) -> tuple[float, float]:
     """`gateway run --once`: seconds and the peak RSS (MB) of its process tree."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--once", "-c", str(cfg)],
+    prof = ["-m", "cProfile", "-o", profile] if profile else []
+    proc = subprocess.Popen([sys.executable, *prof, "-m", "gateway", "run", "--once", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = Sampler(proc.pid, str(state))
     sampler.start()
@@ -156,6 +157,8 @@ def main() -> int:
     ap.add_argument("--compress-level", type=int, default=None,
                     help="[gateway] compress_level for the run (default: the config's default)")
     ap.add_argument("--skip-results", action="store_true")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="run the gateway under cProfile: PREFIX.batch.prof, PREFIX.results.prof")
     ap.add_argument("--compression", action="store_true",
                     help="also time the baseline pipe at zlib levels 6, 1 and 0 (and the bytes)")
     args = ap.parse_args()
@@ -189,7 +192,8 @@ def main() -> int:
                 print(json.dumps({"flow": "compression", "cases": n, "csv_mb": round(plain / 1e6, 1),
                                   "best_of": 3, "levels": levels}), flush=True)
             os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
-            took, peak = run_gateway(cfg, root / "var")
+            took, peak = run_gateway(cfg, root / "var",
+                                     args.profile and f"{args.profile}.batch.prof")
             if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():
                 raise SystemExit("no receipt for the batch")
             sealed = sum(p.stat().st_size for a in codes
@@ -209,7 +213,8 @@ def main() -> int:
                                     agency, gw, res)
             base = gpg.baseline(res, gw, bank)
             os.link(res, root / "zones" / "AG001" / "outbox" / f"R{m}.csv.pgp")
-            took, peak = run_gateway(cfg, root / "var")
+            took, peak = run_gateway(cfg, root / "var",
+                                     args.profile and f"{args.profile}.results.prof")
             fwd = [p for p in (root / "zones" / "bank" / "incoming").iterdir()
                    if p.name.startswith("results.")]
             if len(fwd) != 1:

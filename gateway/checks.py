@@ -21,7 +21,6 @@ from gateway.errors import GatewayError
 from gateway.ledger import Ledger
 from gateway.state import loose_entries
 from gateway.transfer.base import ZoneError
-from gateway.transfer.sftp import SftpZone
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,8 @@ def _check_sftp(key_path: str, spec: SftpSpec) -> Finding:
     if mode & 0o077:
         return Finding("error", f"{key_path}.private_key: {spec.private_key} is readable by group "
                                 f"or others (mode {mode:04o}); run chmod 600")
+    from gateway.transfer.sftp import SftpZone  # paramiko only where SFTP is configured
+
     zone = SftpZone(key_path, spec)
     try:
         zone.probe()

@@ -110,6 +110,9 @@ def run_cmd(
         "--rescan", help="Seconds between full rescans of watched local zones.")] = 30.0,
 ) -> None:
     """Run the gateway (foreground; SIGTERM stops cleanly). Exit 0 unless the gateway itself failed."""
+    from gateway import heap
+
+    heap.bound()  # before the engine's libraries load
     from gateway import daemon
     from gateway.audit import configure_logging
     from gateway.flows import Interrupted

@@ -27,11 +27,13 @@ import json
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 
 from gateway import faults
@@ -41,15 +43,16 @@ from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import BatchRow, CommitConflict, DeliveryRow, FileStatus
 from gateway.masking import RolePolicy, Rule
+from gateway.masking_columns import ChunkMasks, needs_neutralising
 from gateway.state import file_sha256
-from gateway.validation import csvio
-from gateway.validation.cases import CaseValidator, RowError, map_header
+from gateway.validation import chunks, csvio
+from gateway.validation.cases import HeaderMap, RowError, map_header
+from gateway.validation.columnar import ColumnarCases
 from gateway.validation.schema import FREE_TEXT_CASE_FIELDS
 
 log = structlog.get_logger("gateway.batches")
 
 NAME_RE = re.compile(r"^(?P<batch>[A-Za-z0-9][A-Za-z0-9._-]{0,63})\.csv\.(?:pgp|gpg|asc)$")
-CHUNK_ROWS = 1000  # rows checked against the ledger at a time: bounds memory
 BANK_OUT, BANK_IN = "bank.outgoing", "bank.incoming"
 
 
@@ -72,10 +75,8 @@ class _Slice:
     fh: IO[bytes]
     writer: SealWriter
     sink: csvio.TextSink
-    csv: object
     columns: list[str]
     policy: RolePolicy
-    free_text: tuple[int, ...]  # positions of free-text columns: formula-neutralised
     records: int = 0
 
 
@@ -98,22 +99,18 @@ class _AgencySlices:
                 fh = path.open("xb")
                 writer = ctx.crypto.seal_for_role(code, role, fh)
                 sink = csvio.TextSink(writer)
-                w = csvio.writer(sink)
-                w.writerow(columns)
-                free = tuple(i for i, c in enumerate(columns) if c in FREE_TEXT_CASE_FIELDS)
-                self.slices.append(_Slice(name, role, path, fh, writer, sink, w, columns, policy,
-                                          free))
+                csvio.writer(sink).writerow(columns)
+                self.slices.append(_Slice(name, role, path, fh, writer, sink, columns, policy))
         except BaseException:
             self.abort()
             raise
 
-    def write(self, rec: dict[str, str]) -> None:
+    def write(self, table: pa.Table) -> None:
+        """This agency's accepted rows of a chunk, masked per role, into each sealed slice."""
+        masks = ChunkMasks(table, self.secret, FREE_TEXT_CASE_FIELDS)
         for s in self.slices:
-            row = s.policy.row(s.columns, rec, self.secret)
-            for i in s.free_text:  # after masking: a masked "=x" is "=*", still a formula
-                row[i] = csvio.neutralise(row[i])
-            s.csv.writerow(row)  # type: ignore[attr-defined]
-            s.records += 1
+            s.sink.write_bytes(chunks.csv_bytes(masks.role(s.policy, s.columns)))
+            s.records += table.num_rows
 
     def close(self) -> None:
         for s in self.slices:
@@ -185,81 +182,82 @@ def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Pat
           out: _Outcome) -> None:
     strict = ctx.cfg.schema_.on_invalid == "reject_batch"
 
-    def handle(first: list[str], records: Iterator[tuple[int, list[str]]]) -> list[RowError]:
+    def handle(first: list[str], reader: chunks.ChunkReader) -> list[RowError]:
         header, errors = map_header(first, ctx.cfg)
         if header is None:
             return errors
-        _rows(ctx, file_id, batch_id, records, header, ctx.today(), strict, out, staging)
+        _rows(ctx, file_id, batch_id, reader, header, ctx.today(), strict, out, staging)
         return []
 
     try:
         with archive.open("rb") as raw, ctx.crypto.open_from_bank(
                 ctx.progress.track(raw, batch_id, archive.stat().st_size)) as msg:
             intake.read_signed_csv(msg, out, encoding=ctx.cfg.schema_.encoding,
-                                   delimiter=ctx.cfg.schema_.delimiter, handle=handle,
+                                   delimiter=ctx.cfg.schema_.delimiter, handle_chunks=handle,
                                    source=archive)
     finally:
         ctx.progress.done()
 
 
-def _rows(ctx: Context, file_id: int, batch_id: str, records: object, header: object,
+def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader, header: HeaderMap,
           today: dt.date, strict: bool, out: _Outcome, staging: Path) -> None:
-    validator = CaseValidator(ctx.cfg, header, today)  # type: ignore[arg-type]
-    present = header.present  # type: ignore[attr-defined]
-    free_text = FREE_TEXT_CASE_FIELDS & present
+    """Chunk by chunk: the columnar rules, the case ids against this file and the ledger,
+    then each agency's rows sealed into its slices — memory bounded by one chunk."""
+    engine = ColumnarCases(ctx.cfg, header, today)
+    free_text = sorted(FREE_TEXT_CASE_FIELDS & header.present)
     contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
-    chunk: list[tuple[int, dict[str, str]]] = []
-
-    def flush() -> None:
-        ids = [rec["case_id"] for _, rec in chunk]
-        staged, live = ctx.ledger.stage_chunk(file_id, ids)
-        seen: set[str] = set()
-        keep: list[tuple[int, dict[str, str]]] = []
-        for row, rec in chunk:
-            cid = rec["case_id"]
-            if cid in seen or cid in staged:
-                out.errors.add([RowError(row, cid, "case_id", "E_DUPLICATE_CASE",
-                                         "case_id appears more than once in this batch")])
-            elif cid in live:
-                out.errors.add([RowError(row, cid, "case_id", "E_CASE_EXISTS",
-                                         "case_id is a live case of an earlier batch")])
-            else:
-                keep.append((row, rec))
-            seen.add(cid)
-        ctx.ledger.stage_cases(file_id, [(r["case_id"], row, r["agency_code"],
-                                          contracts[r["agency_code"]]) for row, r in keep])
-        out.accepted += len(keep)
+    for chunk in reader.chunks(len(header.fields)):
+        out.records += chunk.records
+        checked = engine.check(chunk)
+        ids = checked.table.column("case_id").to_pylist()
+        keep, repeated = _new_cases(ctx, file_id, ids, checked.rows)
+        out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
+        table = checked.table.filter(pa.array(keep)) if repeated else checked.table
+        codes = table.column("agency_code").to_pylist()
+        ctx.ledger.stage_cases(file_id, list(zip(
+            table.column("case_id").to_pylist(), checked.rows[keep].tolist(), codes,
+            [contracts[c] for c in codes], strict=True)))
+        out.accepted += table.num_rows
         doomed = strict and bool(out.errors)
         if doomed:  # the batch will be rejected: stop sealing, keep validating for the receipt
             for agency in out.agencies.values():
                 agency.abort()
             out.agencies.clear()
-        for _, rec in keep:
-            code = rec["agency_code"]
-            out.per_agency[code] += 1
-            out.neutralised += sum(1 for k in free_text if csvio.needs_neutralising(rec.get(k, "")))
-            if doomed:
-                continue
-            if code not in out.agencies:
-                out.agencies[code] = _AgencySlices(ctx, staging, batch_id, code, present)
-            out.agencies[code].write(rec)
-        chunk.clear()
-
-    for row, values in records:  # type: ignore[attr-defined]
-        out.records += 1
-        rec, errors = validator.validate(row, values)
-        if errors:
-            out.errors.add(errors)
-        else:
-            chunk.append((row, rec))  # type: ignore[arg-type]
-        if len(chunk) >= CHUNK_ROWS:
-            flush()
-            ctx.progress.rows(out.records)
-            faults.point("mid_batch")
+        out.per_agency.update(collections.Counter(codes))
+        out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks()) for k in free_text)
+        if not doomed:
+            by_agency = table.column("agency_code")
+            for code in sorted(set(codes)):
+                if code not in out.agencies:
+                    out.agencies[code] = _AgencySlices(ctx, staging, batch_id, code, header.present)
+                out.agencies[code].write(table.filter(pc.equal(by_agency, code)))
+        ctx.progress.rows(out.records)
+        faults.point("mid_batch")
         if ctx.stop.is_set():
             raise Interrupted
-    flush()
-    ctx.progress.rows(out.records)
+
+
+def _new_cases(ctx: Context, file_id: int, ids: list[str],
+               rows: np.ndarray) -> tuple[np.ndarray, list[RowError]]:
+    """Which of a chunk's valid rows bring a new case id: not earlier in this file (this
+    chunk or one staged before it), not a live case of another batch."""
+    staged, live = ctx.ledger.stage_chunk(file_id, ids)
+    keep = np.ones(len(ids), dtype=bool)
+    if not staged and not live and len(set(ids)) == len(ids):
+        return keep, []
+    errors: list[RowError] = []
+    seen: set[str] = set()
+    for i, cid in enumerate(ids):
+        if cid in seen or cid in staged:
+            errors.append(RowError(int(rows[i]), cid, "case_id", "E_DUPLICATE_CASE",
+                                   "case_id appears more than once in this batch"))
+            keep[i] = False
+        elif cid in live:
+            errors.append(RowError(int(rows[i]), cid, "case_id", "E_CASE_EXISTS",
+                                   "case_id is a live case of an earlier batch"))
+            keep[i] = False
+        seen.add(cid)
+    return keep, errors
 
 
 # --- end states ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
@@ -57,7 +58,7 @@ from gateway.transfer.base import (
     display_name,
     name_bytes,
 )
-from gateway.validation import csvio
+from gateway.validation import chunks, csvio
 from gateway.validation.cases import RowError
 
 log = structlog.get_logger("gateway.intake")
@@ -314,24 +315,38 @@ class Outcome:
 
 
 RowsHandler = Callable[[list[str], Iterator[tuple[int, list[str]]]], list[RowError]]
+ChunksHandler = Callable[[list[str], chunks.ChunkReader], list[RowError]]
 
 
 def read_signed_csv(msg: OpenedMessage, out: Outcome, *, encoding: str, delimiter: str,
-                    handle: RowsHandler, source: Path) -> None:
-    """Stream a decrypted CSV into *handle*, then take gpg's verdict.
+                    handle: RowsHandler | None = None, handle_chunks: ChunksHandler | None = None,
+                    source: Path) -> None:
+    """Stream a decrypted CSV into a handler, then take gpg's verdict.
 
-    *handle(header, records)* returns the header's errors (the file is then
-    refused whole) or consumes the rows and returns ``[]``. Format errors make
-    the file fatal; a crypto error (the size cap, or the verdict) lands in
-    ``out.crypto`` and outranks everything else.
+    *handle(header, records)* gets the rows one by one, *handle_chunks(header, reader)*
+    a :class:`chunks.ChunkReader` for the columnar engine; either returns the header's
+    errors (the file is then refused whole) or consumes the rows and returns ``[]``.
+    Format errors make the file fatal; a crypto error (the size cap, or the verdict)
+    lands in ``out.crypto`` and outranks everything else.
     """
-    records = csvio.read_records(msg, encoding=encoding, delimiter=delimiter)
+    reader: chunks.ChunkReader | None = None
+    records: Iterator[tuple[int, list[str]]] | None = None
+    consume: Callable[[list[str]], list[RowError]]
     try:
-        first = next(records, None)
-        if first is None:
+        if handle_chunks is not None:
+            reader = chunks.ChunkReader(msg, encoding=encoding, delimiter=delimiter)
+            header = reader.header()
+            consume = functools.partial(handle_chunks, reader=reader)  # type: ignore[call-arg]
+        else:
+            assert handle is not None
+            records = csvio.read_records(msg, encoding=encoding, delimiter=delimiter)
+            first = next(records, None)
+            header = None if first is None else first[1]
+            consume = functools.partial(handle, records=records)  # type: ignore[call-arg]
+        if header is None:
             out.errors.add([RowError(0, None, None, "E_EMPTY", "the file is empty")])
             out.fatal = True
-        elif header_errors := handle(first[1], records):
+        elif header_errors := consume(header):
             out.errors.add(header_errors)
             out.fatal = True
         elif out.records == 0:
@@ -346,7 +361,10 @@ def read_signed_csv(msg: OpenedMessage, out: Outcome, *, encoding: str, delimite
         out.crypto = exc
         return
     finally:
-        records.close()
+        if records is not None:
+            records.close()  # type: ignore[attr-defined]
+        if reader is not None:
+            reader.close()
     try:
         out.verified = msg.verdict()
     except CryptoError as exc:

@@ -10,7 +10,7 @@ second arrival of the same bytes finds it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -515,11 +515,14 @@ class Ledger:
 
     def stage_chunk(self, file_id: int, ids: list[str]) -> tuple[set[str], set[str]]:
         """Of *ids*: those already staged for this file, and those live in another batch."""
+        staged: set[str] = set()
+        live: set[str] = set()
         with self.session(write=False) as s:
-            staged = set(s.scalars(select(StagedCaseRow.case_id).where(
-                StagedCaseRow.file_id == file_id, StagedCaseRow.case_id.in_(ids))))
-            live = set(s.scalars(select(CaseRow.case_id).where(
-                CaseRow.case_id.in_(ids), CaseRow.purged_at.is_(None))))
+            for part in _parts(ids):
+                staged.update(s.scalars(select(StagedCaseRow.case_id).where(
+                    StagedCaseRow.file_id == file_id, StagedCaseRow.case_id.in_(part))))
+                live.update(s.scalars(select(CaseRow.case_id).where(
+                    CaseRow.case_id.in_(part), CaseRow.purged_at.is_(None))))
         return staged, live
 
     def stage_cases(self, file_id: int, rows: list[tuple[str, int, str, str]]) -> None:
@@ -928,3 +931,11 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 def _reason(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig or exc).splitlines()[0]
+
+
+IN_LIST = 5000  # values bound in one IN (...): SQLite allows 32766 variables, PostgreSQL 65535
+
+
+def _parts(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), IN_LIST):
+        yield values[start:start + IN_LIST]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from gateway import config as config_mod
 from gateway.transfer.base import Zone
 from gateway.transfer.local import LocalZone
-from gateway.transfer.sftp import SftpZone
 from gateway.transfer.wrappers import MonitoredZone, RetryingZone
 
 
@@ -17,6 +16,8 @@ def open_zone(key: str, spec: config_mod.LocalZone | config_mod.SftpZone, *,
     if isinstance(spec, config_mod.LocalZone):
         inner = LocalZone(key, spec.path, file_mode=spec.file_mode,
                           settle=spec.settle_seconds if settle is None else settle)
-    else:
+    else:  # paramiko (~30 MB) is loaded only by a gateway that has an SFTP zone
+        from gateway.transfer.sftp import SftpZone
+
         inner = RetryingZone(SftpZone(key, spec, settle=settle or spec.settle_seconds))
     return MonitoredZone(inner)

@@ -36,6 +36,12 @@ class ZoneUnavailable(ZoneError):
     zone_level = True
 
 
+class TransientZoneError(ZoneUnavailable):
+    """The server could not be reached or the connection broke; trying again may work."""
+
+    code = "E_ZONE_UNREACHABLE"
+
+
 class NameTaken(ZoneError):
     """The target name exists already; the gateway never overwrites."""
 

@@ -39,6 +39,7 @@ from gateway.transfer.base import (
     FileChanged,
     FileMissing,
     NameTaken,
+    TransientZoneError,
     ZoneError,
     ZoneUnavailable,
     check_component,
@@ -61,12 +62,6 @@ _KEY_TYPES = {
     "rsa-sha2-256": ("rsa-sha2-512", "rsa-sha2-256"),
     "rsa-sha2-512": ("rsa-sha2-512", "rsa-sha2-256"),
 }
-
-
-class TransientZoneError(ZoneUnavailable):
-    """The server could not be reached or the connection broke; trying again may work."""
-
-    code = "E_ZONE_UNREACHABLE"
 
 
 class HostKeyMismatch(ZoneUnavailable):

@@ -24,8 +24,7 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
-from gateway.transfer.base import Entry, Zone
-from gateway.transfer.sftp import TransientZoneError
+from gateway.transfer.base import Entry, TransientZoneError, Zone
 
 log = structlog.get_logger("gateway.transfer")
 T = TypeVar("T")

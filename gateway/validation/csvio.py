@@ -48,14 +48,19 @@ def _lines(buffered: io.BufferedReader, encoding: str, position: list[int]) -> I
                                  position[0] + 1) from None
 
 
-def read_records(binary: BinaryIO, *, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (row, fields): row 0 is the header, then 1-based data rows."""
+def read_records(binary: BinaryIO, *, encoding: str, delimiter: str, start_row: int = -1,
+                 bom: bool = True) -> Iterator[tuple[int, list[str]]]:
+    """Yield (row, fields): row 0 is the header, then 1-based data rows.
+
+    *start_row* is the row before the stream's first record (the columnar reader hands
+    over mid-file); *bom* whether a UTF-8 BOM may open the stream.
+    """
     buffered = binary if isinstance(binary, io.BufferedReader) else io.BufferedReader(
         binary, buffer_size=256 * 1024)  # type: ignore[arg-type]
-    if buffered.peek(3)[:3] == b"\xef\xbb\xbf":
+    if bom and buffered.peek(3)[:3] == b"\xef\xbb\xbf":
         buffered.read(3)
         encoding = "utf-8"  # a UTF-8 BOM wins over the configured encoding
-    position = [-1]
+    position = [start_row]
     try:
         reader = csv.reader(_lines(buffered, encoding, position), delimiter=delimiter, strict=True)
         while True:
@@ -93,6 +98,13 @@ class TextSink:
         if self._size >= self._limit:
             self.flush()
         return len(s)
+
+    def write_bytes(self, b: bytes) -> None:
+        """Text already encoded (a chunk from :func:`chunks.csv_bytes`)."""
+        self._parts.append(b)
+        self._size += len(b)
+        if self._size >= self._limit:
+            self.flush()
 
     def flush(self) -> None:
         if self._parts:
