@@ -33,6 +33,14 @@ LIMIT_MB = 100
 
 def tree_rss_kb(root: int, marker: str) -> int:
     """RSS of *root*, its descendants and any process whose command line has *marker*."""
+    return tree_memory_kb(root, marker)[0]
+
+
+def tree_memory_kb(root: int, marker: str) -> tuple[int, int]:
+    """(RSS, PSS) summed over *root*, its descendants and any process whose command line
+    has *marker*. RSS counts a shared library page once per process that maps it — every
+    gpg child counts ~5 MB of libc and libgcrypt again; PSS divides each page among the
+    processes sharing it, so its sum is the memory the tree really holds."""
     parents: dict[int, int] = {}
     cmdlines: dict[int, str] = {}
     for entry in os.listdir("/proc"):
@@ -58,15 +66,17 @@ def tree_rss_kb(root: int, marker: str) -> int:
     # the parent's RSS for it until exec, and summing both would count the gateway twice.
     members -= {pid for pid in members
                 if parents.get(pid) in members and cmdlines.get(pid) == cmdlines.get(parents[pid])}
-    total = 0
+    rss = pss = 0
     for pid in members:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except OSError:
             continue
-    return total
+    return rss, pss
 
 
 class Sampler(threading.Thread):

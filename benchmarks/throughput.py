@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_open import tree_rss_kb  # the process tree's memory, as the engine benchmark samples it
+from bench_open import tree_memory_kb  # the process tree's memory, as the engine benchmark samples it
 
 from gateway import scaffold, synth
 from gateway.crypto import keys
@@ -51,12 +51,14 @@ class Sampler(threading.Thread):
     def __init__(self, root: int, marker: str) -> None:
         super().__init__(daemon=True)
         self.root, self.marker = root, marker
-        self.peak_kb = 0
+        self.peak_kb = 0  # RSS summed over the tree, as issue 11 asks
+        self.peak_pss_kb = 0  # the same, shared pages divided among their sharers
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.peak_kb = max(self.peak_kb, tree_rss_kb(self.root, self.marker))
+            rss, pss = tree_memory_kb(self.root, self.marker)
+            self.peak_kb, self.peak_pss_kb = max(self.peak_kb, rss), max(self.peak_pss_kb, pss)
             time.sleep(0.05)
 
 
@@ -119,8 +121,8 @@ def csv_chunks(records: Iterator[dict[str, str]], columns: list[str] | None = No
         first = False
 
 
-def run_gateway(cfg: Path, state: Path, profile: str | None = None) -> tuple[float, float]:
-    """`gateway run --once`: seconds and the peak RSS (MB) of its process tree."""
+def run_gateway(cfg: Path, state: Path, profile: str | None = None) -> tuple[float, float, float]:
+    """`gateway run --once`: seconds, and the peak RSS and PSS (MB) of its process tree."""
     t0 = time.perf_counter()
     prof = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen([sys.executable, *prof, "-m", "gateway", "run", "--once", "-c", str(cfg)],
@@ -133,7 +135,7 @@ def run_gateway(cfg: Path, state: Path, profile: str | None = None) -> tuple[flo
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"gateway run --once failed: {err.decode(errors='replace')[-500:]}")
-    return elapsed, sampler.peak_kb / 1024
+    return elapsed, sampler.peak_kb / 1024, sampler.peak_pss_kb / 1024
 
 
 def outcome(root: Path, kind: str) -> dict[str, int | str]:
@@ -192,8 +194,8 @@ def main() -> int:
                 print(json.dumps({"flow": "compression", "cases": n, "csv_mb": round(plain / 1e6, 1),
                                   "best_of": 3, "levels": levels}), flush=True)
             os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
-            took, peak = run_gateway(cfg, root / "var",
-                                     args.profile and f"{args.profile}.batch.prof")
+            took, peak, pss = run_gateway(cfg, root / "var",
+                                          args.profile and f"{args.profile}.batch.prof")
             if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():
                 raise SystemExit("no receipt for the batch")
             sealed = sum(p.stat().st_size for a in codes
@@ -201,7 +203,8 @@ def main() -> int:
             print(json.dumps({"flow": "batch", "cases": n, "mb": round(plain / 1e6, 1),
                               "baseline_s": round(base, 2), "gateway_s": round(took, 2),
                               "ratio": round(took / base, 2), "cases_per_s": round(n / took),
-                              "peak_rss_mb": round(peak, 1), "sealed_mb": round(sealed / 1e6, 1),
+                              "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
+                              "sealed_mb": round(sealed / 1e6, 1),
                               "compress_level": args.compress_level,
                               **outcome(root, "case_file")}), flush=True)
             if args.skip_results:
@@ -213,8 +216,8 @@ def main() -> int:
                                     agency, gw, res)
             base = gpg.baseline(res, gw, bank)
             os.link(res, root / "zones" / "AG001" / "outbox" / f"R{m}.csv.pgp")
-            took, peak = run_gateway(cfg, root / "var",
-                                     args.profile and f"{args.profile}.results.prof")
+            took, peak, pss = run_gateway(cfg, root / "var",
+                                          args.profile and f"{args.profile}.results.prof")
             fwd = [p for p in (root / "zones" / "bank" / "incoming").iterdir()
                    if p.name.startswith("results.")]
             if len(fwd) != 1:
@@ -222,7 +225,7 @@ def main() -> int:
             print(json.dumps({"flow": "results", "rows": m, "mb": round(plain / 1e6, 1),
                               "baseline_s": round(base, 2), "gateway_s": round(took, 2),
                               "ratio": round(took / base, 2), "rows_per_s": round(m / took),
-                              "peak_rss_mb": round(peak, 1),
+                              "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
                               "sealed_mb": round(fwd[0].stat().st_size / 1e6, 1),
                               "compress_level": args.compress_level,
                               **outcome(root, "results")}), flush=True)

@@ -26,6 +26,16 @@ ARENAS = 2  # not one heap per thread (the 15 drain threads): one per core
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") else None
+
+
+@functools.cache
 def bound() -> bool:
     """Whether glibc took the setting (not on another C library: nothing to do there).
 
@@ -33,10 +43,6 @@ def bound() -> bool:
     ``ARROW_DEFAULT_MEMORY_POOL``."""
     if "pyarrow" not in sys.modules:
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        return bool(libc and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                    and libc.mallopt(M_ARENA_MAX, ARENAS))
-    except (OSError, AttributeError):  # not glibc
-        return False
+    libc = _libc()  # None: not glibc, nothing to tune
+    return bool(libc and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and libc.mallopt(M_ARENA_MAX, ARENAS))

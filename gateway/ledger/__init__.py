@@ -529,8 +529,8 @@ class Ledger:
         """(case_id, row, agency_code, contract_id) for accepted rows of a file in progress."""
         if not rows:
             return
-        with self.session() as s:
-            s.execute(insert(StagedCaseRow), [
+        with self.session() as s:  # Core, not ORM: one executemany, no per-row bookkeeping
+            s.execute(StagedCaseRow.__table__.insert(), [
                 {"file_id": file_id, "case_id": c, "row": r, "agency_code": a, "contract_id": k}
                 for c, r, a, k in rows])
 
