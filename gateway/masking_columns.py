@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from gateway import masking
 from gateway.masking import Rule
-from gateway.validation import csvio
+from gateway.validation import chunks, csvio
 from gateway.validation.chunks import string_bytes
 from gateway.validation.schema import CASE_FIELDS, Kind
 
@@ -169,24 +169,42 @@ def needs_neutralising(col: pa.Array) -> int:
 
 class ChunkMasks:
     """The masked columns of one chunk of accepted rows, each computed once however many
-    roles share it (collector and field visitor see mostly the same columns)."""
+    agencies and roles share it. The chunk is sorted by agency, so an agency's rows are
+    one zero-copy slice of every masked column; only ``token`` is computed per agency
+    (each contract has its own key)."""
 
-    def __init__(self, table: pa.Table, secret: bytes | None, free_text: frozenset[str]) -> None:
-        self.table, self.secret, self.free_text = table, secret, free_text
+    def __init__(self, table: pa.Table, free_text: frozenset[str]) -> None:
+        self.table, self.free_text = table, free_text
         self._resident: pa.Array | None = None
-        self._done: dict[tuple[str, Rule], pa.Array] = {}
+        self._done: dict[tuple[str, Rule], tuple[pa.Array, bool]] = {}
 
-    def column(self, name: str, rule: Rule) -> pa.Array:
+    def column(self, name: str, rule: Rule) -> tuple[pa.Array, bool]:
+        """(the whole chunk's column under *rule*, whether no value of it needs CSV quotes)."""
         key = (name, rule)
         if key not in self._done:
             col = self.table.column(name).combine_chunks()
             if rule is Rule.MASK and self._resident is None and CASE_FIELDS[name].kind is Kind.ID_NUMBER:
                 self._resident = resident_rows(self.table)
-            col = apply(rule, name, col, resident=self._resident, secret=self.secret)
-            self._done[key] = neutralise(col) if name in self.free_text else col
+            col = apply(rule, name, col, resident=self._resident)
+            col = neutralise(col) if name in self.free_text else col
+            self._done[key] = (col, chunks.rows_with(col, chunks.QUOTE_BYTES) is None)
         return self._done[key]
 
-    def role(self, policy: masking.RolePolicy, columns: list[str]) -> list[pa.Array]:
-        """One role's slice: :meth:`masking.RolePolicy.row` for every row, then the free-text
-        columns neutralised (after masking: a masked ``=x`` is ``=*``, still a formula)."""
-        return [self.column(name, policy.rules[name]) for name in columns]
+    def role(self, policy: masking.RolePolicy, columns: list[str], start: int, length: int,
+             secret: bytes | None) -> tuple[list[pa.Array], list[bool]]:
+        """One role's view of rows *start*..*start+length* (one agency's): what
+        :meth:`masking.RolePolicy.row` gives for each row, free text neutralised (after
+        masking: a masked ``=x`` is ``=*``, still a formula); and which columns need no
+        CSV quoting."""
+        out, plain = [], []
+        for name in columns:
+            rule = policy.rules[name]
+            if rule is Rule.TOKEN:  # hex digits: neither a formula nor anything to quote
+                part = self.table.column(name).combine_chunks().slice(start, length)
+                out.append(apply(rule, name, part, resident=None, secret=secret))
+                plain.append(True)
+            else:
+                col, clean = self.column(name, rule)
+                out.append(col.slice(start, length))
+                plain.append(clean)
+        return out, plain

@@ -105,12 +105,13 @@ class _AgencySlices:
             self.abort()
             raise
 
-    def write(self, table: pa.Table) -> None:
-        """This agency's accepted rows of a chunk, masked per role, into each sealed slice."""
-        masks = ChunkMasks(table, self.secret, FREE_TEXT_CASE_FIELDS)
+    def write(self, masks: ChunkMasks, start: int, length: int) -> None:
+        """This agency's rows of a chunk (rows *start*..*start+length* of *masks*' sorted
+        chunk), masked per role, into each sealed slice."""
         for s in self.slices:
-            s.sink.write_bytes(chunks.csv_bytes(masks.role(s.policy, s.columns)))
-            s.records += table.num_rows
+            columns, plain = masks.role(s.policy, s.columns, start, length, self.secret)
+            s.sink.write_bytes(chunks.csv_bytes(columns, plain))
+            s.records += length
 
     def close(self) -> None:
         for s in self.slices:
@@ -225,16 +226,27 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
             out.agencies.clear()
         out.per_agency.update(collections.Counter(codes))
         out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks()) for k in free_text)
-        if not doomed:
-            by_agency = table.column("agency_code")
-            for code in sorted(set(codes)):
-                if code not in out.agencies:
-                    out.agencies[code] = _AgencySlices(ctx, staging, batch_id, code, header.present)
-                out.agencies[code].write(table.filter(pc.equal(by_agency, code)))
+        if not doomed and table.num_rows:
+            _seal(ctx, staging, batch_id, header, out, table, collections.Counter(codes))
         ctx.progress.rows(out.records)
         faults.point("mid_batch")
         if ctx.stop.is_set():
             raise Interrupted
+
+
+def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _Outcome,
+          table: pa.Table, per_agency: collections.Counter[str]) -> None:
+    """A chunk's accepted rows into their agencies' slices. Sorted by agency (a stable
+    sort: each slice keeps the file's row order), every mask is computed once for the
+    chunk and each agency's rows are a slice of it."""
+    table = table.take(pc.sort_indices(table.column("agency_code")))
+    masks = ChunkMasks(table, FREE_TEXT_CASE_FIELDS)
+    start = 0
+    for code in sorted(per_agency):
+        if code not in out.agencies:
+            out.agencies[code] = _AgencySlices(ctx, staging, batch_id, code, header.present)
+        out.agencies[code].write(masks, start, per_agency[code])
+        start += per_agency[code]
 
 
 def _new_cases(ctx: Context, file_id: int, ids: list[str],

@@ -517,22 +517,28 @@ class Ledger:
         """Of *ids*: those already staged for this file, and those live in another batch."""
         staged: set[str] = set()
         live: set[str] = set()
+        # One expanding parameter, not a bound literal per id: SQLAlchemy coerces each
+        # element of a plain in_(list) in Python (~10 µs an id; a million ids per batch).
+        ids_param = bindparam("ids", expanding=True)
+        in_staged = select(StagedCaseRow.case_id).where(
+            StagedCaseRow.file_id == bindparam("file_id"), StagedCaseRow.case_id.in_(ids_param))
+        in_live = select(CaseRow.case_id).where(CaseRow.case_id.in_(ids_param),
+                                                CaseRow.purged_at.is_(None))
         with self.session(write=False) as s:
             for part in _parts(ids):
-                staged.update(s.scalars(select(StagedCaseRow.case_id).where(
-                    StagedCaseRow.file_id == file_id, StagedCaseRow.case_id.in_(part))))
-                live.update(s.scalars(select(CaseRow.case_id).where(
-                    CaseRow.case_id.in_(part), CaseRow.purged_at.is_(None))))
+                staged.update(s.scalars(in_staged, {"file_id": file_id, "ids": list(part)}))
+                live.update(s.scalars(in_live, {"ids": list(part)}))
         return staged, live
 
     def stage_cases(self, file_id: int, rows: list[tuple[str, int, str, str]]) -> None:
         """(case_id, row, agency_code, contract_id) for accepted rows of a file in progress."""
         if not rows:
             return
-        with self.session() as s:  # Core, not ORM: one executemany, no per-row bookkeeping
-            s.execute(StagedCaseRow.__table__.insert(), [
-                {"file_id": file_id, "case_id": c, "row": r, "agency_code": a, "contract_id": k}
-                for c, r, a, k in rows])
+        # The driver's own executemany: SQLAlchemy's would process each row's parameters
+        # in Python first (a second per 100,000 cases).
+        sql = _STAGE_CASES_QMARK if self.engine.dialect.paramstyle == "qmark" else _STAGE_CASES_FORMAT
+        with self.session() as s:
+            s.connection().exec_driver_sql(sql, [(file_id, c, r, a, k) for c, r, a, k in rows])
 
     def commit_batch(self, *, file_id: int, batch: BatchRow, deliveries: list[DeliveryRow],
                      receipt: ReceiptRow, status: FileStatus, signer: str) -> None:
@@ -933,6 +939,9 @@ def _reason(exc: SQLAlchemyError) -> str:
     return str(orig or exc).splitlines()[0]
 
 
+_STAGE_CASES = "INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) VALUES "
+_STAGE_CASES_QMARK = _STAGE_CASES + "(?, ?, ?, ?, ?)"  # sqlite3
+_STAGE_CASES_FORMAT = _STAGE_CASES + "(%s, %s, %s, %s, %s)"  # psycopg
 IN_LIST = 5000  # values bound in one IN (...): SQLite allows 32766 variables, PostgreSQL 65535
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import importlib.util
 import io
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -34,6 +36,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gateway.validation import csvio
+
+# pyarrow converts a Python scalar argument (``pc.equal(col, "x")``) after trying to
+# import ``dateutil.relativedelta``; where python-dateutil is not installed that failed
+# import searches sys.path on every call — a quarter of a profile of a million cases.
+# A None entry is Python's own record of "no such module": the import fails at once.
+if importlib.util.find_spec("dateutil") is None:
+    sys.modules.setdefault("dateutil.relativedelta", None)  # type: ignore[arg-type]
 
 ROWS_PER_CHUNK = 4096  # rows checked, staged and sealed at a time: bounds memory
 FIRST_CHUNK = 1000  # chunks grow from this, doubling: a small file is still checked in steps
@@ -295,18 +304,19 @@ def rows_with(col: pa.Array, table: np.ndarray) -> np.ndarray | None:
     return marks[offsets[1:] - offsets[0]] > marks[offsets[:-1] - offsets[0]]
 
 
-_QUOTE_BYTES = np.zeros(256, dtype=bool)
-_QUOTE_BYTES[[ord(","), ord('"'), ord("\r"), ord("\n")]] = True
+QUOTE_BYTES = np.zeros(256, dtype=bool)
+QUOTE_BYTES[[ord(","), ord('"'), ord("\r"), ord("\n")]] = True
 
 
-def csv_bytes(columns: list[pa.Array]) -> bytes:
+def csv_bytes(columns: list[pa.Array], plain: list[bool] | None = None) -> bytes:
     """Rows of *columns* as ``csvio.writer`` writes them: comma-separated, a field quoted
-    (quotes doubled) when it holds a comma, a quote, CR or LF, each row ending CRLF."""
+    (quotes doubled) when it holds a comma, a quote, CR or LF, each row ending CRLF.
+    *plain* marks columns known to hold none of those (no need to look)."""
     if not columns or len(columns[0]) == 0:
         return b""
     quoted = []
-    for col in columns:
-        needs = rows_with(col, _QUOTE_BYTES)
+    for i, col in enumerate(columns):
+        needs = None if plain and plain[i] else rows_with(col, QUOTE_BYTES)
         if len(columns) == 1:  # csv.writer quotes a lone empty field: a row, not a blank line
             empty = pc.equal(pc.binary_length(col), 0).to_numpy(zero_copy_only=False)
             needs = empty if needs is None else needs | empty

@@ -137,9 +137,14 @@ def test_every_mask_equals_the_reference(recs, changes):
         recs[i % len(recs)][name] = value
     table = pa.table({c: pa.array([r[c] for r in recs], pa.string()) for c in synth.CASE_COLUMNS})
     secret = b"s" * 32
-    masks = masking_columns.ChunkMasks(table, secret, FREE_TEXT_CASE_FIELDS)
+    masks = masking_columns.ChunkMasks(table, FREE_TEXT_CASE_FIELDS)
+    cut = len(recs) // 2  # two agencies' slices of one chunk: offsets other than zero
     for name, rule in ALL_RULES:
-        got = masks.column(name, rule).to_pylist()
+        policy = masking.RolePolicy("r", {name: rule})
+        got = []
+        for start, length in ((0, cut), (cut, len(recs) - cut)):
+            (col,), _ = masks.role(policy, [name], start, length, secret)
+            got += col.to_pylist()
         want = []
         for r in recs:
             v = masking.apply(rule, name, r[name], id_type=r.get("id_type") or "resident_id",
@@ -166,6 +171,8 @@ def test_csv_bytes_are_csv_writers(table_rows):
     csv.writer(buf, lineterminator="\r\n").writerows(table_rows)
     columns = [pa.array([r[i] for r in table_rows], pa.string()) for i in range(width)]
     assert chunks.csv_bytes(columns) == buf.getvalue().encode()
+    sliced = [pa.array(["x", *[r[i] for r in table_rows]], pa.string()).slice(1) for i in range(width)]
+    assert chunks.csv_bytes(sliced) == buf.getvalue().encode()
 
 
 # --- the reader ------------------------------------------------------------------
