@@ -24,9 +24,12 @@ import collections
 import contextlib
 import datetime as dt
 import json
+import queue
 import re
 import secrets
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -203,35 +206,92 @@ def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Pat
 def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader, header: HeaderMap,
           today: dt.date, strict: bool, out: _Outcome, staging: Path) -> None:
     """Chunk by chunk: the columnar rules, the case ids against this file and the ledger,
-    then each agency's rows sealed into its slices — memory bounded by one chunk."""
+    then each agency's rows sealed into its slices — memory bounded by a few chunks.
+    Sealing runs on a thread of its own (:class:`_Sealer`), so one core reads and checks
+    chunk *k+1* while the other masks and writes chunk *k* into the gpg pipes."""
     engine = ColumnarCases(ctx.cfg, header, today)
     free_text = sorted(FREE_TEXT_CASE_FIELDS & header.present)
     contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
-    for chunk in reader.chunks(len(header.fields)):
-        out.records += chunk.records
-        checked = engine.check(chunk)
-        ids = checked.table.column("case_id").to_pylist()
-        keep, repeated = _new_cases(ctx, file_id, ids, checked.rows)
-        out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
-        table = checked.table.filter(pa.array(keep)) if repeated else checked.table
-        codes = table.column("agency_code").to_pylist()
-        ctx.ledger.stage_cases(file_id, list(zip(
-            table.column("case_id").to_pylist(), checked.rows[keep].tolist(), codes,
-            [contracts[c] for c in codes], strict=True)))
-        out.accepted += table.num_rows
-        doomed = strict and bool(out.errors)
-        if doomed:  # the batch will be rejected: stop sealing, keep validating for the receipt
-            for agency in out.agencies.values():
-                agency.abort()
-            out.agencies.clear()
-        out.per_agency.update(collections.Counter(codes))
-        out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks()) for k in free_text)
-        if not doomed and table.num_rows:
-            _seal(ctx, staging, batch_id, header, out, table, collections.Counter(codes))
-        ctx.progress.rows(out.records)
-        faults.point("mid_batch")
-        if ctx.stop.is_set():
-            raise Interrupted
+    sealer = _Sealer(lambda table, per_agency: _seal(ctx, staging, batch_id, header, out, table,
+                                                     per_agency))
+    try:
+        for chunk in reader.chunks(len(header.fields)):
+            out.records += chunk.records
+            checked = engine.check(chunk)
+            ids = checked.table.column("case_id").to_pylist()
+            keep, repeated = _new_cases(ctx, file_id, ids, checked.rows)
+            out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
+            table = checked.table.filter(pa.array(keep)) if repeated else checked.table
+            codes = table.column("agency_code").to_pylist()
+            ctx.ledger.stage_cases(file_id, list(zip(
+                table.column("case_id").to_pylist(), checked.rows[keep].tolist(), codes,
+                [contracts[c] for c in codes], strict=True)))
+            out.accepted += table.num_rows
+            per_agency = collections.Counter(codes)
+            out.per_agency.update(per_agency)
+            out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks())
+                                   for k in free_text)
+            if strict and out.errors:  # the batch will be rejected: stop sealing, keep
+                sealer.finish()  # validating for the receipt
+                for agency in out.agencies.values():
+                    agency.abort()
+                out.agencies.clear()
+            elif table.num_rows:
+                sealer.put(table, per_agency)
+            ctx.progress.rows(out.records)
+            faults.point("mid_batch")
+            if ctx.stop.is_set():
+                raise Interrupted
+        sealer.finish()
+    except BaseException:
+        sealer.stop()  # before the caller aborts the gpg writers the thread may be using
+        raise
+
+
+class _Sealer:
+    """Chunks to seal, in order, on one thread; at most :data:`QUEUED` wait (memory stays
+    bounded). An error there is raised here, at the next chunk handed over or at the end."""
+
+    QUEUED = 2
+
+    def __init__(self, seal: Callable[[pa.Table, collections.Counter[str]], None]) -> None:
+        self._seal = seal
+        self._queue: queue.Queue[tuple[pa.Table, collections.Counter[str]] | None] = \
+            queue.Queue(maxsize=self.QUEUED)
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="seal", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None and not self._stopping:
+                try:
+                    self._seal(*item)
+                except BaseException as exc:  # handed to the reading thread
+                    self._error = exc
+
+    def put(self, table: pa.Table, per_agency: collections.Counter[str]) -> None:
+        self._raise()
+        self._queue.put((table, per_agency))
+
+    def finish(self) -> None:
+        """Wait until everything handed over is sealed."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """Seal nothing more; wait for the chunk in hand (a pipe write returns or fails)."""
+        self._stopping = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _Outcome,

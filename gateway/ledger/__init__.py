@@ -517,17 +517,21 @@ class Ledger:
         """Of *ids*: those already staged for this file, and those live in another batch."""
         staged: set[str] = set()
         live: set[str] = set()
-        # One expanding parameter, not a bound literal per id: SQLAlchemy coerces each
-        # element of a plain in_(list) in Python (~10 µs an id; a million ids per batch).
-        ids_param = bindparam("ids", expanding=True)
-        in_staged = select(StagedCaseRow.case_id).where(
-            StagedCaseRow.file_id == bindparam("file_id"), StagedCaseRow.case_id.in_(ids_param))
-        in_live = select(CaseRow.case_id).where(CaseRow.case_id.in_(ids_param),
-                                                CaseRow.purged_at.is_(None))
+        # The driver's own parameters: SQLAlchemy would render and bind each id of the
+        # list in Python (~8 µs an id, twice; a million ids per batch).
+        qmark = self.engine.dialect.paramstyle == "qmark"
         with self.session(write=False) as s:
+            conn = s.connection()
             for part in _parts(ids):
-                staged.update(s.scalars(in_staged, {"file_id": file_id, "ids": list(part)}))
-                live.update(s.scalars(in_live, {"ids": list(part)}))
+                if qmark:  # SQLite: IN (?, ?, …)
+                    marks = ", ".join("?" * len(part))
+                    in_staged = (_STAGED_IN + f"({marks})", (file_id, *part))
+                    in_live = (_LIVE_IN + f"({marks})", tuple(part))
+                else:  # PostgreSQL: = ANY(array)
+                    in_staged = (_STAGED_ANY, (file_id, list(part)))
+                    in_live = (_LIVE_ANY, (list(part),))
+                staged.update(r[0] for r in conn.exec_driver_sql(*in_staged))
+                live.update(r[0] for r in conn.exec_driver_sql(*in_live))
         return staged, live
 
     def stage_cases(self, file_id: int, rows: list[tuple[str, int, str, str]]) -> None:
@@ -939,6 +943,10 @@ def _reason(exc: SQLAlchemyError) -> str:
     return str(orig or exc).splitlines()[0]
 
 
+_STAGED_IN = "SELECT case_id FROM staged_cases WHERE file_id = ? AND case_id IN "
+_LIVE_IN = "SELECT case_id FROM cases WHERE purged_at IS NULL AND case_id IN "
+_STAGED_ANY = "SELECT case_id FROM staged_cases WHERE file_id = %s AND case_id = ANY(%s)"
+_LIVE_ANY = "SELECT case_id FROM cases WHERE purged_at IS NULL AND case_id = ANY(%s)"
 _STAGE_CASES = "INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) VALUES "
 _STAGE_CASES_QMARK = _STAGE_CASES + "(?, ?, ?, ?, ?)"  # sqlite3
 _STAGE_CASES_FORMAT = _STAGE_CASES + "(%s, %s, %s, %s, %s)"  # psycopg
