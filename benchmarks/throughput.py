@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -121,12 +122,18 @@ def csv_chunks(records: Iterator[dict[str, str]], columns: list[str] | None = No
         first = False
 
 
-def run_gateway(cfg: Path, state: Path, profile: str | None = None) -> tuple[float, float, float]:
-    """`gateway run --once`: seconds, and the peak RSS and PSS (MB) of its process tree."""
+def run_gateway(cfg: Path, state: Path, profile: str | None = None,
+                terminal: str | None = None) -> tuple[float, float, float]:
+    """`gateway run --once`: seconds, and the peak RSS and PSS (MB) of its process tree.
+    With *terminal*, it runs under ``script`` (a terminal: the progress bar shows) and
+    the session is kept in that file."""
     t0 = time.perf_counter()
     prof = ["-m", "cProfile", "-o", profile] if profile else []
-    proc = subprocess.Popen([sys.executable, *prof, "-m", "gateway", "run", "--once", "-c", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, *prof, "-m", "gateway", "run", "--once", "-c", str(cfg)]
+    if terminal:
+        cmd = ["script", "-qec", shlex.join(cmd), terminal]
+    env = {**os.environ, "COLUMNS": "110", "TERM": "xterm"} if terminal else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     sampler = Sampler(proc.pid, str(state))
     sampler.start()
     _out, err = proc.communicate()
@@ -159,6 +166,8 @@ def main() -> int:
     ap.add_argument("--compress-level", type=int, default=None,
                     help="[gateway] compress_level for the run (default: the config's default)")
     ap.add_argument("--skip-results", action="store_true")
+    ap.add_argument("--terminal", metavar="FILE",
+                    help="run the batch at a terminal (script(1)) and keep the session in FILE")
     ap.add_argument("--profile", metavar="PREFIX",
                     help="run the gateway under cProfile: PREFIX.batch.prof, PREFIX.results.prof")
     ap.add_argument("--compression", action="store_true",
@@ -195,7 +204,8 @@ def main() -> int:
                                   "best_of": 3, "levels": levels}), flush=True)
             os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
             took, peak, pss = run_gateway(cfg, root / "var",
-                                          args.profile and f"{args.profile}.batch.prof")
+                                          args.profile and f"{args.profile}.batch.prof",
+                                          args.terminal)
             if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():
                 raise SystemExit("no receipt for the batch")
             sealed = sum(p.stat().st_size for a in codes

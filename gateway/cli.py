@@ -295,7 +295,19 @@ def retention_run(
         with daemon.read_context(cfg) as ctx:
             reports = purge.run(ctx, dry_run=True)
     else:
-        reports, handed_to = daemon.purge_due(cfg)
+        from gateway.progress import TerminalProgress
+
+        bar = TerminalProgress(err) if sys.stderr.isatty() and sys.stdout.isatty() and not as_json \
+            else None
+        if bar is not None:
+            from gateway.audit import configure_logging
+
+            configure_logging(stream=bar.log_stream())  # log lines above the bar, not through it
+        try:
+            reports, handed_to = daemon.purge_due(cfg, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
     if handed_to and not as_json:
         out.print(f"the running gateway (pid {handed_to}) was asked to purge now; it did:")
     data = [{"contract_id": r.decision.contract_id, "agency": r.decision.agency,

@@ -35,6 +35,7 @@ from gateway.errors import GatewayError
 from gateway.flows import Context, Interrupted, batches, intake, results
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
+from gateway.progress import Progress
 from gateway.retention import purge
 from gateway.state import State, StateBusy
 from gateway.transfer.base import ZoneError
@@ -100,7 +101,8 @@ def read_context(cfg: Config) -> Iterator[Context]:
         ledger.close()
 
 
-def purge_due(cfg: Config, *, timeout: float = 600.0) -> tuple[list[purge.PurgeReport], int | None]:
+def purge_due(cfg: Config, *, timeout: float = 600.0,
+              progress: Progress | None = None) -> tuple[list[purge.PurgeReport], int | None]:
     """`gateway retention run`: purge every contract that is due — here, or, while another
     gateway process holds the state directory, by asking it to run a pass now (SIGUSR1;
     every pass purges what is due) and waiting for its certificates. Returns the reports
@@ -112,6 +114,8 @@ def purge_due(cfg: Config, *, timeout: float = 600.0) -> tuple[list[purge.PurgeR
     while due:
         try:
             with open_context(cfg, actor=None) as ctx:
+                if progress is not None:  # a person at a terminal: one bar per contract
+                    ctx.progress = progress
                 purge.run(ctx)
             break
         except StateBusy as busy:

@@ -19,11 +19,14 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 
 class Progress:
@@ -38,6 +41,12 @@ class Progress:
 
     def done(self) -> None:
         """The file in hand is finished (whatever its outcome)."""
+
+    def count(self, label: str, total: int) -> None:
+        """Work of *total* items starts (a purge's objects); :meth:`step` per item."""
+
+    def step(self) -> None:
+        """One more item of the counted work is done."""
 
     def close(self) -> None:
         """The run is over."""
@@ -59,6 +68,18 @@ class _Counting:
         return getattr(self._src, name)
 
 
+class _Amount(ProgressColumn):
+    """Bytes of ciphertext read for a file (of its size); nothing more for counted work,
+    whose count is the next column."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn()
+
+    def render(self, task: Task) -> Text:
+        return self._bytes.render(task) if task.fields.get("unit") == "rows" else Text("")
+
+
 class TerminalProgress(Progress):
     """A rich progress bar per file on *console* (standard error, a terminal)."""
 
@@ -67,12 +88,14 @@ class TerminalProgress(Progress):
         self._bar = RichProgress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
-            DownloadColumn(),
-            TextColumn("{task.fields[rows]:>11,} rows"),
-            TextColumn("{task.fields[rate]:>9} rows/s"),
+            _Amount(),
+            TextColumn("{task.fields[rows]:>11,} {task.fields[unit]}"),
+            TextColumn("{task.fields[rate]:>9} {task.fields[unit]}/s"),
             TimeRemainingColumn(),
             console=console, transient=False, redirect_stdout=False, redirect_stderr=False)
         self._task: TaskID | None = None
+        self._counted: TaskID | None = None  # a purge's objects
+        self._steps = 0
         self._total = 1
         self._reader: _Counting | None = None
         self._t0 = 0.0
@@ -84,7 +107,7 @@ class TerminalProgress(Progress):
             self._started = True
         self._reader = _Counting(src)
         self._total = max(total, 1)
-        self._task = self._bar.add_task(label, total=self._total, rows=0, rate="-")
+        self._task = self._bar.add_task(label, total=self._total, rows=0, rate="-", unit="rows")
         self._t0 = time.monotonic()
         return self._reader  # type: ignore[return-value]
 
@@ -95,7 +118,26 @@ class TerminalProgress(Progress):
         rate = f"{n / elapsed:,.0f}" if elapsed > 0 else "-"
         self._bar.update(self._task, completed=self._reader.count, rows=n, rate=rate)
 
+    def count(self, label: str, total: int) -> None:
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        self._counted = self._bar.add_task(label, total=max(total, 1), rows=0, rate="-",
+                                           unit="objects")
+        self._steps, self._t0 = 0, time.monotonic()
+
+    def step(self) -> None:
+        if self._counted is None:
+            return
+        self._steps += 1
+        elapsed = time.monotonic() - self._t0
+        self._bar.update(self._counted, advance=1, rows=self._steps,
+                         rate=f"{self._steps / elapsed:,.0f}" if elapsed > 0 else "-")
+
     def done(self) -> None:
+        if self._counted is not None:
+            self._bar.stop_task(self._counted)
+            self._counted = None
         if self._task is not None:
             self._bar.update(self._task, completed=self._total)
             self._bar.stop_task(self._task)

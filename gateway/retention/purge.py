@@ -150,7 +150,9 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
     record = ctx.ledger.purge(agency.contract.id)
     assert record is not None
     started = intake.aware(record.started_at).astimezone(dt.UTC)
-    for n, obj in enumerate(ctx.ledger.purge_objects(agency.contract.id)):
+    todo = ctx.ledger.purge_objects(agency.contract.id)
+    ctx.progress.count(f"purge {agency.code}", sum(o.state == "planned" for o in todo))
+    for n, obj in enumerate(todo):
         if obj.state != "planned":
             continue
         if obj.location.startswith("state:"):
@@ -162,8 +164,10 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
             gone = zone.stat(obj.name) is None
             zone.remove(obj.name)
         ctx.ledger.mark_purged_object(obj.id, "absent" if gone else "deleted")
+        ctx.progress.step()
         if n == 0:
             faults.point("mid_purge")
+    ctx.progress.done()
     objects = ctx.ledger.purge_objects(agency.contract.id)
     now = ctx.now()
     late = now.astimezone(ctx.cfg.gateway.tz).date() > decision.deadline

@@ -238,13 +238,30 @@ def test_retention_run_while_the_daemon_runs(tmp_path, keybox):
     end_contract(site, "AG002")
     site.edit("purge_after_days = 30", "purge_after_days = 0")
     site.drop_cases("B1.csv.pgp", list(synth.cases(30000, ["AG001"], seed=81)))  # a long pass
+    audit_log = site.state / "audit" / "audit.jsonl"
+    started_before = audit_log.read_text().count('"gateway.started"')
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(site.config),
                              "--rescan", "600"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: runner_active(site.state), timeout=30)
-        cli = run_cli("retention", "run", "-c", str(site.config))
-        assert cli.returncode == 0, cli.stderr
+        # Held at its first pass (signal handlers in place: it has audited its start; the
+        # pass's purge still to come) until `retention run` has handed the purge over — the
+        # batch alone no longer makes the pass outlast the command.
+        wait_for(lambda: audit_log.read_text().count('"gateway.started"') > started_before, 30)
+        os.kill(proc.pid, signal.SIGSTOP)
+        log = tmp_path / "retention.err"
+        with log.open("w") as err:
+            cli_proc = subprocess.Popen([sys.executable, "-m", "gateway", "retention", "run", "-c",
+                                         str(site.config)], stdout=subprocess.PIPE, stderr=err,
+                                        text=True)
+            try:
+                wait_for(lambda: "retention.handed_over" in log.read_text(), timeout=60)
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            stdout, _ = cli_proc.communicate(timeout=120)
+        assert cli_proc.returncode == 0, log.read_text()
+        cli = subprocess.CompletedProcess(cli_proc.args, cli_proc.returncode, stdout, log.read_text())
         assert f"the running gateway (pid {proc.pid}) was asked to purge now" in cli.stdout
         assert "AG002 (contract" in cli.stdout and "certificate: deletion-certificate." in cli.stdout
     finally:

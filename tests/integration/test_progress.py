@@ -36,3 +36,22 @@ def test_run_once_on_a_terminal_shows_each_files_progress(tmp_path, keybox):
     assert piped.returncode == 0, piped.stderr
     assert "rows/s" not in piped.stdout + piped.stderr
     assert '"event": "pass.done"' in piped.stdout  # JSON lines for the journal
+
+
+def test_retention_run_on_a_terminal_shows_the_purge(tmp_path, keybox):
+    from tests.integration.test_retention import end_contract
+
+    site = Site(tmp_path / "site", keybox)
+    records = list(synth.cases(8, ["AG001", "AG002"], seed=31))
+    site.drop_cases("B1.csv.pgp", records)
+    assert site.run() == {"accepted": 1}
+    end_contract(site, "AG002")
+    site.edit("purge_after_days = 30", "purge_after_days = 0")  # due today
+    command = f"{sys.executable} -m gateway retention run -c {site.config}"
+    proc = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    screen = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, screen
+    assert "purge AG002" in screen and "objects/s" in screen, screen
+    assert "deleted" in screen and "certificate:" in screen  # the summary after the bar
+    assert site.inbox("AG002") == []
