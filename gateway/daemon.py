@@ -148,11 +148,14 @@ def observe(ctx: Context) -> None:
     """The gauges: what is pending, what this node holds, when each purge is due."""
     ctx.metrics.pending_deliveries.set(len(ctx.ledger.pending_deliveries()))
     ctx.metrics.leases_held.set(ctx.ledger.leases_held(ctx.owner))
-    ctx.metrics.purge_deadline.clear()
-    for d in purge.decisions(ctx):
-        if d.state is not purge.State.PURGED:
-            midnight = dt.datetime.combine(d.deadline, dt.time(), tzinfo=ctx.cfg.gateway.tz)
-            ctx.metrics.purge_deadline.labels(agency=d.agency).set(midnight.timestamp())
+    due = {d.agency: dt.datetime.combine(d.deadline, dt.time(), tzinfo=ctx.cfg.gateway.tz)
+           for d in purge.decisions(ctx) if d.state is not purge.State.PURGED}
+    gauge = ctx.metrics.purge_deadline
+    for agency, midnight in due.items():  # set, then drop the purged: a scrape in between
+        gauge.labels(agency=agency).set(midnight.timestamp())  # never sees the family empty
+    for agency in ctx.metrics.purge_agencies - due.keys():
+        gauge.remove(agency)
+    ctx.metrics.purge_agencies = set(due)
 
 
 def _pass(ctx: Context) -> collections.Counter[str]:

@@ -53,6 +53,7 @@ class Metrics:
         self.purge_deadline = Gauge("gateway_purge_deadline_timestamp_seconds",
                                     "When each agency's data must be purged (contract end + "
                                     "purge_after_days)", ["agency"], registry=r)
+        self.purge_agencies: set[str] = set()  # the labels purge_deadline has now
         self.key_expiry = Gauge("gateway_key_expiry_timestamp_seconds",
                                 "When each configured key expires (absent: never)",
                                 ["fingerprint", "use"], registry=r)
