@@ -13,6 +13,7 @@ expressions leave such rare rows to the readable rules).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,51 +87,58 @@ def _real_dates(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     return (y >= 1) & month_ok & (d >= 1) & (d <= days)
 
 
+def _on(candidates: np.ndarray, judge: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """*judge* (row indices -> verdicts) over the candidate rows only; false elsewhere."""
+    out = np.zeros(len(candidates), dtype=bool)
+    rows = np.flatnonzero(candidates)
+    if len(rows):
+        out[rows] = judge(rows)
+    return out
+
+
 def luhn_ok(col: pa.Array, candidates: np.ndarray) -> np.ndarray:
     """Luhn over the candidate rows (12-19 ASCII digits); false elsewhere."""
-    out = np.zeros(len(col), dtype=bool)
-    rows = np.flatnonzero(candidates)
-    if len(rows) == 0:
-        return out
     offsets, data = string_bytes(col)
-    ends, lengths = offsets[rows + 1], offsets[rows + 1] - offsets[rows]
-    back = np.arange(19)  # position from the right
-    inside = back[None, :] < lengths[:, None]
-    digits = np.where(inside, data[np.where(inside, ends[:, None] - 1 - back, 0)].astype(np.int64) - 48, 0)
-    doubled = digits[:, 1::2] * 2
-    digits[:, 1::2] = np.where(doubled > 9, doubled - 9, doubled)
-    out[rows] = digits.sum(axis=1) % 10 == 0
-    return out
+
+    def judge(rows: np.ndarray) -> np.ndarray:
+        ends, lengths = offsets[rows + 1], offsets[rows + 1] - offsets[rows]
+        back = np.arange(19)  # position from the right
+        inside = back[None, :] < lengths[:, None]
+        digits = np.where(inside, data[np.where(inside, ends[:, None] - 1 - back, 0)].astype(np.int64)
+                          - 48, 0)
+        doubled = digits[:, 1::2] * 2
+        digits[:, 1::2] = np.where(doubled > 9, doubled - 9, doubled)
+        return digits.sum(axis=1) % 10 == 0
+
+    return _on(candidates, judge)
 
 
 def resident_id_ok(col: pa.Array, candidates: np.ndarray, today: dt.date) -> np.ndarray:
     """Birth date real, not in the future, not before 1900, and the GB 11643 check
     character right — over candidate rows (18 ASCII characters of the right shape)."""
-    out = np.zeros(len(col), dtype=bool)
-    rows = np.flatnonzero(candidates)
-    if len(rows) == 0:
-        return out
-    d = _digits(col, rows, 0, 18)
-    year = d[:, 6] * 1000 + d[:, 7] * 100 + d[:, 8] * 10 + d[:, 9]
-    month, day = d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
-    born = year * 10000 + month * 100 + day
     limit = today.year * 10000 + today.month * 100 + today.day
-    dated = _real_dates(year, month, day) & (born <= limit) & (year >= 1900)
-    check = _RID_CHECK[(d[:, :17] @ _RID_WEIGHTS) % 11]
-    last = d[:, 17] + 48
-    out[rows] = dated & (check == np.where(last == ord("x"), ord("X"), last))
-    return out
+
+    def judge(rows: np.ndarray) -> np.ndarray:
+        d = _digits(col, rows, 0, 18)
+        year = d[:, 6] * 1000 + d[:, 7] * 100 + d[:, 8] * 10 + d[:, 9]
+        month, day = d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
+        born = year * 10000 + month * 100 + day
+        dated = _real_dates(year, month, day) & (born <= limit) & (year >= 1900)
+        check = _RID_CHECK[(d[:, :17] @ _RID_WEIGHTS) % 11]
+        last = d[:, 17] + 48
+        return dated & (check == np.where(last == ord("x"), ord("X"), last))
+
+    return _on(candidates, judge)
 
 
 def iso_dates_ok(col: pa.Array, candidates: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(col), dtype=bool)
-    rows = np.flatnonzero(candidates)
-    if len(rows) == 0:
-        return out
-    d = _digits(col, rows, 0, 10)
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    out[rows] = _real_dates(year, d[:, 5] * 10 + d[:, 6], d[:, 8] * 10 + d[:, 9])
-    return out
+    """Real calendar dates, over candidate rows (``YYYY-MM-DD`` in ASCII digits)."""
+    def judge(rows: np.ndarray) -> np.ndarray:
+        d = _digits(col, rows, 0, 10)
+        year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+        return _real_dates(year, d[:, 5] * 10 + d[:, 6], d[:, 8] * 10 + d[:, 9])
+
+    return _on(candidates, judge)
 
 
 def _lead_bytes() -> np.ndarray:

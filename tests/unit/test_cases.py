@@ -12,19 +12,6 @@ from gateway.validation.cases import CaseValidator, is_forbidden_column, map_hea
 TODAY = dt.date(2026, 11, 22)
 
 
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory):
-    path = scaffold.init_project(tmp_path_factory.mktemp("c") / "gw", today=dt.date(2026, 1, 1),
-                                 agencies=[scaffold.AgencyTemplate("AG001", "A"),
-                                           scaffold.AgencyTemplate("AG002", "B")])
-    text = path.read_text()
-    # AG002's contract ended in October; AG001's runs all year.
-    text = text.replace("end = 2027-01-01", "end = 2026-10-31", 2).replace(
-        "end = 2026-10-31", "end = 2027-01-01", 1)
-    path.write_text(text)
-    return config.load(path)
-
-
 @pytest.fixture
 def good():
     rec = next(synth.cases(1, ["AG001"], seed=3, today=TODAY))

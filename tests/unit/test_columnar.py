@@ -10,38 +10,24 @@ bytes, and the same records or the same format error out of the reader.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import config, masking, masking_columns, scaffold, synth
+from gateway import masking, masking_columns, synth
 from gateway.masking import Rule
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import CaseValidator, map_header
 from gateway.validation.columnar import PY_WHITESPACE, ColumnarCases
 from gateway.validation.schema import CASE_FIELDS, FREE_TEXT_CASE_FIELDS
+from tests.unit.test_cases import TODAY  # the day the shared `cfg` site is judged on
 
-TODAY = dt.date(2026, 11, 22)
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory):
-    path = scaffold.init_project(tmp_path_factory.mktemp("c") / "gw", today=dt.date(2026, 1, 1),
-                                 agencies=[scaffold.AgencyTemplate("AG001", "A"),
-                                           scaffold.AgencyTemplate("AG002", "B")])
-    text = path.read_text()
-    text = text.replace("end = 2027-01-01", "end = 2026-10-31", 2).replace(
-        "end = 2026-10-31", "end = 2027-01-01", 1)  # AG002's contract ended in October
-    path.write_text(text)
-    return config.load(path)
 
 
 VALID = list(synth.cases(40, ["AG001"], seed=11, today=TODAY))
