@@ -209,7 +209,8 @@ class ColumnarCases:
     def check(self, chunk: Chunk) -> Checked:
         table = chunk.table.rename_columns(list(self.fields))
         cols = {name: table.column(name).combine_chunks() for name in self.fields}
-        ok = self._valid(cols, table.num_rows)
+        resident = self._resident(cols)  # the ID number's rule and its normal form both ask
+        ok = self._valid(cols, table.num_rows, resident)
         doubtful = np.flatnonzero(~ok)
         errors: list[tuple[int, list[RowError]]] = []
         rescued: dict[int, dict[str, str]] = {}  # index -> the reference's record
@@ -226,7 +227,7 @@ class ColumnarCases:
             errors.append((row, self.reference.validate(row, values)[1]))
         errors.sort(key=lambda e: e[0])
         keep = ok.copy()
-        out = self._normalised(cols)
+        out = self._normalised(cols, resident)
         if rescued:
             index = np.fromiter(rescued, dtype=np.int64, count=len(rescued))
             keep[index] = True
@@ -240,26 +241,26 @@ class ColumnarCases:
         accepted = pa.table(out).filter(pa.array(keep))
         return Checked(accepted, chunk.rows[keep], [e for _, es in errors for e in es])
 
-    def _normalised(self, cols: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    def _normalised(self, cols: dict[str, pa.Array], resident: np.ndarray) -> dict[str, pa.Array]:
         """A resident ID's check character in upper case, as the reference writes it."""
         out = dict(cols)
         if "id_number" in cols:
-            resident = self._resident(cols)
             out["id_number"] = pc.if_else(pa.array(resident),
                                           pc.replace_substring(cols["id_number"], "x", "X"),
                                           cols["id_number"])
         return out
 
     def _resident(self, cols: dict[str, pa.Array]) -> np.ndarray:
+        """Rows whose ID number is a resident ID: id_type empty, ``resident_id`` or absent."""
         if "id_type" not in cols:
-            return np.ones(len(cols["id_number"]), dtype=bool)
+            return np.ones(len(cols["case_id"]), dtype=bool)
         return _bool(pc.is_in(cols["id_type"], pa.array(["", "resident_id"])))
 
-    def _valid(self, cols: dict[str, pa.Array], n: int) -> np.ndarray:
+    def _valid(self, cols: dict[str, pa.Array], n: int, resident: np.ndarray) -> np.ndarray:
         ok = np.ones(n, dtype=bool)
         for name, col in cols.items():
             empty = _bool(pc.equal(pc.binary_length(col), 0))
-            rule = self._rule(name, col, cols) | empty
+            rule = self._rule(name, col, cols, resident) | empty
             ok &= rule & ~empty if CASE_FIELDS[name].required else rule
         money = ("principal", "interest", "fees", "total_due")
         if ok.any():  # the sum over rows whose four amounts are valid (all four are required)
@@ -268,7 +269,8 @@ class ColumnarCases:
             ok &= _bool(pc.less_equal(cols["assigned_on"], cols["due_back_on"]))
         return ok
 
-    def _rule(self, name: str, col: pa.Array, cols: dict[str, pa.Array]) -> np.ndarray:
+    def _rule(self, name: str, col: pa.Array, cols: dict[str, pa.Array],
+              resident: np.ndarray) -> np.ndarray:
         """Rows whose non-empty value passes *name*'s rule (mirrors ``CaseValidator._field``)."""
         kind = CASE_FIELDS[name].kind
         if name == "case_id":
@@ -279,7 +281,6 @@ class ColumnarCases:
             allowed = {"product": f.PRODUCTS, "id_type": f.ID_TYPES, "currency": f.CURRENCIES}[name]
             return _bool(pc.is_in(col, pa.array(sorted(allowed))))
         if name == "id_number":
-            resident = self._resident(cols)
             shaped = resident & _matches(col, _RULES["resident_id"])
             other = ~resident & _matches(col, _RULES["other_id"])
             return resident_id_ok(col, shaped, self.today) | other
