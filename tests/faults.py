@@ -34,6 +34,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -184,10 +185,7 @@ def temporaries(site: Site) -> list[str]:
 
 def check_any_moment(site: Site, scanner: LeakScanner, since: float, s: Summary,
                      workdir: Path) -> None:
-    tmp_files = [p for p in Path(tempfile.gettempdir()).rglob("*")
-                 if not p.is_symlink() and p.is_file() and workdir not in p.parents
-                 and _mtime(p) >= since]
-    leaks = scanner.scan_files([*site.written_files(), *tmp_files])
+    leaks = scanner.scan_files([*site.written_files(), *written_since(since, workdir)])
     if leaks:
         s.plaintext_files += len({f for f, _ in leaks})
         s.problems += [f"plaintext {field} in {f}" for f, field in leaks[:5]]
@@ -228,11 +226,25 @@ def _lines(site: Site) -> int:
     return (site.state / "audit" / "audit.jsonl").read_bytes().count(b"\n") + 1
 
 
-def _mtime(p: Path) -> float:
-    try:
-        return p.stat().st_mtime
-    except OSError:
-        return 0.0
+def written_since(since: float, workdir: Path) -> list[Path]:
+    """Regular files in the system temp directory modified since *since*, outside *workdir*.
+
+    A walk with `os.walk` (scandir underneath), pruning the harness's own directory:
+    pathlib's `rglob` with a `parents` test took ~4 s per kill in CI, where the temp
+    directory holds the checkout's virtualenv and pytest's earlier sites.
+    """
+    found, skip = [], os.path.realpath(workdir)
+    for top, dirs, files in os.walk(os.path.realpath(tempfile.gettempdir())):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) != skip]
+        for name in files:
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # removed while we walked
+            if stat.S_ISREG(st.st_mode) and st.st_mtime >= since:
+                found.append(Path(path))
+    return found
 
 
 def run(kills: int, *, seed: int = 1, cases: int = 20000, workdir: Path | None = None,
