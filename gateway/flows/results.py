@@ -16,7 +16,6 @@ import datetime as dt
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,23 +28,16 @@ from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import CommitConflict, DeliveryRow, FileStatus
+from gateway.masking_columns import needs_neutralising, neutralise
 from gateway.state import file_sha256
-from gateway.validation import csvio
+from gateway.validation import chunks, csvio
 from gateway.validation.cases import RowError
-from gateway.validation.results import (
-    ATTEMPT_ACTIONS,
-    FREE_TEXT_RESULT_FIELDS,
-    RESULT_FIELDS,
-    Result,
-    ResultValidator,
-    flags,
-    map_results_header,
-)
+from gateway.validation.columnar_results import ColumnarResults
+from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_header
 
 log = structlog.get_logger("gateway.results")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.csv\.(?:pgp|gpg|asc)$")
-CHUNK_ROWS = 1000
 BANK_IN = "bank.incoming"
 
 
@@ -136,79 +128,57 @@ def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
 
 def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
           out: _Outcome) -> None:
-    def handle(first: list[str], records: Iterator[tuple[int, list[str]]]) -> list[RowError]:
+    def handle(first: list[str], reader: chunks.ChunkReader) -> list[RowError]:
         columns, errors = map_results_header(first)
         if columns is None:
             return errors
-        _rows(ctx, agency, file_id, records, columns, out, staging)
+        _rows(ctx, agency, file_id, reader, columns, out, staging)
         return []
 
     try:
         with archive.open("rb") as raw, ctx.crypto.open_from_agency(
                 agency, ctx.progress.track(raw, f"{agency} results", archive.stat().st_size)) as msg:
-            intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle=handle,
+            intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle_chunks=handle,
                                    source=archive)
     finally:
         ctx.progress.done()
 
 
-def _rows(ctx: Context, agency: str, file_id: int, records: Any, columns: tuple[str, ...], out: _Outcome,
-          staging: Path) -> None:
+def _rows(ctx: Context, agency: str, file_id: int, reader: chunks.ChunkReader,
+          columns: tuple[str, ...], out: _Outcome, staging: Path) -> None:
+    """Chunk by chunk: the columnar rules, ownership and the CALL/SMS counts against the
+    ledger, the flags, then the accepted rows sealed for the bank."""
     gw = ctx.cfg.gateway
-    tz = gw.tz
-    contract_end = ctx.cfg.agency(agency).contract.effective_end
-    validator = ResultValidator(columns, tz, ctx.now())
-    present = [c for c in RESULT_FIELDS if c in columns]
-    free_text = [i for i, c in enumerate(present) if c in FREE_TEXT_RESULT_FIELDS]
-    chunk: list[Result] = []
-
-    def flush() -> None:
-        owned = ctx.ledger.owned_cases(agency, [r.case_id for r in chunk])
-        keys = {(r.case_id, r.at.astimezone(tz).date().isoformat()) for r in chunk
-                if r.action in ATTEMPT_ACTIONS and r.case_id in owned}
-        before = ctx.ledger.attempt_counts(agency, file_id, keys)  # other files + earlier chunks
-        added: dict[tuple[str, str], int] = {}
-        for r in chunk:
-            if r.case_id not in owned:
-                out.not_assigned += 1
-                out.errors.add([RowError(r.row, r.case_id, "case_id", "E_NOT_ASSIGNED",
-                                         "case_id is not a case assigned to this agency")])
-                continue
-            attempts_today = 0
-            if r.action in ATTEMPT_ACTIONS:
-                key = (r.case_id, r.at.astimezone(tz).date().isoformat())
-                added[key] = added.get(key, 0) + 1
-                attempts_today = before.get(key, 0) + added[key]
-            row_flags = flags(r, tz=tz, window=gw.contact_window, contract_end=contract_end,
-                              attempts_today=attempts_today, max_attempts=gw.max_daily_attempts)
-            out.flagged.update(row_flags)
-            out.unflagged += not row_flags
+    engine = ColumnarResults(columns, gw.tz, ctx.now(), agency=agency, window=gw.contact_window,
+                             contract_end=ctx.cfg.agency(agency).contract.effective_end,
+                             max_attempts=gw.max_daily_attempts)
+    free_text = [c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS]
+    for chunk in reader.chunks(len(columns)):
+        out.records += chunk.records
+        judged = engine.judge(
+            chunk, owned=lambda ids: ctx.ledger.owned_cases(agency, ids),
+            counted=lambda keys: ctx.ledger.attempt_counts(agency, file_id, keys))
+        out.errors.add(judged.errors)
+        out.not_assigned += judged.not_assigned
+        out.flagged.update(judged.flagged)
+        out.unflagged += judged.unflagged
+        ctx.ledger.stage_attempts(file_id, judged.attempts)
+        table = judged.forward
+        if table.num_rows:
             if out.forward is None:
-                out.forward = _open_forward(ctx, agency, staging, [*present, "agency_code", "flags"])
-            values = [r.values.get(c, "") for c in present]
-            for i in free_text:
-                if csvio.needs_neutralising(values[i]):
-                    values[i] = csvio.neutralise(values[i])
-                    out.neutralised += 1
-            out.forward.csv.writerow([*values, agency, ";".join(row_flags)])
-            out.accepted += 1
-        ctx.ledger.stage_attempts(file_id, added)
-        chunk.clear()
-
-    for row, values in records:
-        out.records += 1
-        result, errors = validator.validate(row, values)
-        if errors:
-            out.errors.add(errors)
-        elif result is not None:
-            chunk.append(result)
-        if len(chunk) >= CHUNK_ROWS:
-            flush()
-            ctx.progress.rows(out.records)
+                out.forward = _open_forward(ctx, agency, staging, list(table.column_names))
+            written = []
+            for name in table.column_names:
+                col = table.column(name).combine_chunks()
+                if name in free_text:
+                    out.neutralised += needs_neutralising(col)
+                    col = neutralise(col)
+                written.append(col)
+            out.forward.sink.write_bytes(chunks.csv_bytes(written))
+            out.accepted += table.num_rows
+        ctx.progress.rows(out.records)
         if ctx.stop.is_set():
             raise Interrupted
-    flush()
-    ctx.progress.rows(out.records)
 
 
 def _open_forward(ctx: Context, agency: str, staging: Path, columns: list[str]) -> _Forward:

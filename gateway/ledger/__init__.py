@@ -24,7 +24,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    bindparam,
     delete,
     exists,
     func,
@@ -697,10 +696,13 @@ class Ledger:
     # -- results flow -------------------------------------------------------------
     def owned_cases(self, agency_code: str, ids: list[str]) -> set[str]:
         """Of *ids*, the live cases delivered to *agency_code*."""
+        owned: set[str] = set()
         with self.session(write=False) as s:
-            return set(s.scalars(select(CaseRow.case_id).where(
-                CaseRow.agency_code == agency_code, CaseRow.case_id.in_(ids),
-                CaseRow.purged_at.is_(None))))
+            conn = s.connection()
+            for part in _parts(ids):
+                owned.update(r[0] for r in conn.exec_driver_sql(*self._in_list(
+                    _OWNED, "agency_code", agency_code, part)))
+        return owned
 
     def attempt_counts(self, agency_code: str, file_id: int,
                        keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -712,37 +714,34 @@ class Ledger:
         wanted = set(keys)
         out: dict[tuple[str, str], int] = {}
         with self.session(write=False) as s:
-            for c, d, n in [*s.execute(select(AttemptRow.case_id, AttemptRow.day, AttemptRow.count)
-                                       .where(AttemptRow.agency_code == agency_code,
-                                              AttemptRow.case_id.in_(ids))),
-                            *s.execute(select(StagedAttemptRow.case_id, StagedAttemptRow.day,
-                                              StagedAttemptRow.count)
-                                       .where(StagedAttemptRow.file_id == file_id,
-                                              StagedAttemptRow.case_id.in_(ids)))]:
-                if (c, d) in wanted:
-                    out[(c, d)] = out.get((c, d), 0) + n
+            conn = s.connection()
+            for part in _parts(ids):
+                for sql, column, value in ((_COUNTED, "agency_code", agency_code),
+                                           (_STAGED_COUNTS, "file_id", file_id)):
+                    for c, d, n in conn.exec_driver_sql(*self._in_list(sql, column, value, part)):
+                        if (c, d) in wanted:
+                            out[(c, d)] = out.get((c, d), 0) + n
         return out
 
     def stage_attempts(self, file_id: int, added: dict[tuple[str, str], int]) -> None:
-        """Add one chunk's counts to what the file has staged."""
+        """Add one chunk's counts to what the file has staged (one upsert per key, sent
+        as one executemany)."""
         if not added:
             return
+        sql = _STAGE_ATTEMPTS
+        if self.engine.dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
         with self.session() as s:
-            ids = sorted({c for c, _ in added})
-            have = {(c, d) for c, d in s.execute(
-                select(StagedAttemptRow.case_id, StagedAttemptRow.day).where(
-                    StagedAttemptRow.file_id == file_id, StagedAttemptRow.case_id.in_(ids)))}
-            new = [{"file_id": file_id, "case_id": c, "day": d, "count": n}
-                   for (c, d), n in added.items() if (c, d) not in have]
-            if new:
-                s.execute(insert(StagedAttemptRow), new)
-            more = [{"f": file_id, "c": c, "d": d, "n": n}
-                    for (c, d), n in added.items() if (c, d) in have]
-            if more:  # one executemany, not a statement per key
-                t = StagedAttemptRow.__table__
-                s.connection().execute(t.update().where(
-                    t.c.file_id == bindparam("f"), t.c.case_id == bindparam("c"),
-                    t.c.day == bindparam("d")).values(count=t.c.count + bindparam("n")), more)
+            s.connection().exec_driver_sql(sql, [(file_id, c, d, n) for (c, d), n in added.items()])
+
+    def _in_list(self, sql: str, column: str, value: object,
+                 ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        """``sql column = value AND case_id IN ids`` (*sql* ends in WHERE or AND) in the
+        driver's own parameters (SQLAlchemy would bind each id in Python: ~8 µs an id)."""
+        if self.engine.dialect.paramstyle == "qmark":  # SQLite: IN (?, ?, …)
+            marks = ", ".join("?" * len(ids))
+            return f"{sql} {column} = ? AND case_id IN ({marks})", (value, *ids)
+        return f"{sql} {column} = %s AND case_id = ANY(%s)", (value, list(ids))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
                        receipt: ReceiptRow, status: FileStatus, **fields: Any) -> None:
@@ -947,6 +946,12 @@ _STAGED_IN = "SELECT case_id FROM staged_cases WHERE file_id = ? AND case_id IN 
 _LIVE_IN = "SELECT case_id FROM cases WHERE purged_at IS NULL AND case_id IN "
 _STAGED_ANY = "SELECT case_id FROM staged_cases WHERE file_id = %s AND case_id = ANY(%s)"
 _LIVE_ANY = "SELECT case_id FROM cases WHERE purged_at IS NULL AND case_id = ANY(%s)"
+_OWNED = "SELECT case_id FROM cases WHERE purged_at IS NULL AND"
+_COUNTED = "SELECT case_id, day, count FROM attempts WHERE"
+_STAGED_COUNTS = "SELECT case_id, day, count FROM staged_attempts WHERE"
+_STAGE_ATTEMPTS = ("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (file_id, case_id, day) DO UPDATE "
+                   "SET count = staged_attempts.count + excluded.count")
 _STAGE_CASES = "INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) VALUES "
 _STAGE_CASES_QMARK = _STAGE_CASES + "(?, ?, ?, ?, ?)"  # sqlite3
 _STAGE_CASES_FORMAT = _STAGE_CASES + "(%s, %s, %s, %s, %s)"  # psycopg

@@ -1,0 +1,297 @@
+"""The result rules of SPEC §8 over a chunk of columns: the fast twin of :mod:`results`.
+
+As with :mod:`columnar` for cases, each rule is an expression that says *this row is
+valid*, and only that: a row the expressions do not pass goes to the per-row
+:class:`results.ResultValidator`, which states its errors word for word or accepts it
+after all (spaces around a value, an offset or a fraction in ``action_at``). The
+differential property tests hold the two equal.
+
+The fast path reads ``action_at`` only in the form agencies' systems write,
+``YYYY-MM-DDTHH:MM:SS`` in the gateway's zone, and only on days whose UTC offset does
+not change: such a wall-clock time *is* the local time the flags need, and its UTC
+instant is the wall time minus that day's one offset. A day with a DST change (a
+time that happens twice or never) goes to the reference.
+
+Ownership and the ATTEMPTS count need the ledger; :meth:`ColumnarResults.judge` takes
+them as two functions, so the flow passes the ledger's and the tests a dictionary.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gateway.validation.cases import RowError
+from gateway.validation.chunks import Chunk
+from gateway.validation.columnar import _RULES, _bool, _digits, _matches, iso_dates_ok, text_ok
+from gateway.validation.results import (
+    ACTION_CODES,
+    ATTEMPT_ACTIONS,
+    CONTACT_TARGETS,
+    RESULT_FIELDS,
+    THIRD_PARTY_ALLOWED,
+    TIMED_CONTACT,
+    Result,
+    ResultValidator,
+)
+
+_WALL = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"
+_COLLECTOR = r"^[A-Za-z0-9._-]{1,32}$"
+_TEXT_LIMITS = {"outcome": 64, "note": 500, "new_address": 200}
+_US = 1_000_000
+_DAYS_KEPT = 10_000
+_SKEW = dt.timedelta(minutes=5)  # as the reference: a little clock skew is not the future
+# The flags in the order the reference lists them.
+FLAGS = ("HOURS", "ATTEMPTS", "THIRD_PARTY", "DISPUTE", "FRAUD", "LATE")
+NOT_ASSIGNED = "case_id is not a case assigned to this agency"
+
+AttemptKey = tuple[str, str]  # (case_id, local day)
+
+
+@dataclass
+class Checked:
+    """A chunk after the rules: accepted rows (field names, stripped values), their row
+    numbers, each one's local day (``YYYY-MM-DD``) and time of day (µs), the errors."""
+
+    table: pa.Table
+    rows: np.ndarray
+    day: pa.Array
+    time_us: np.ndarray
+    errors: list[RowError]
+
+
+@dataclass
+class Judged:
+    """What a chunk adds to the file: rows to forward (the bank's columns: the fields
+    present, ``agency_code``, ``flags``), errors in row order, flag counts, how many
+    rows were about someone else's case, and the CALL/SMS counts to stage."""
+
+    forward: pa.Table
+    errors: list[RowError]
+    flagged: collections.Counter[str]
+    unflagged: int
+    not_assigned: int
+    attempts: dict[AttemptKey, int]
+
+
+class ColumnarResults:
+    def __init__(self, columns: tuple[str, ...], tz: zoneinfo.ZoneInfo, now: dt.datetime, *,
+                 agency: str, window: tuple[dt.time, dt.time], contract_end: dt.date,
+                 max_attempts: int) -> None:
+        self.reference = ResultValidator(columns, tz, now)
+        self.columns = columns
+        self.present = [c for c in RESULT_FIELDS if c in columns]
+        self.tz = tz
+        self.latest_us = _epoch_us(now + _SKEW)
+        self.agency = agency
+        self.window_us = (_time_us(window[0]), _time_us(window[1]))
+        self.contract_end = contract_end.isoformat()
+        self.max_attempts = max_attempts
+        self._midnights: dict[str, int | None] = {}  # local day -> its midnight in UTC µs
+
+    # --- the rules ----------------------------------------------------------------
+
+    def check(self, chunk: Chunk) -> Checked:
+        table = chunk.table.rename_columns(list(self.columns))
+        cols = {name: table.column(name).combine_chunks() for name in self.columns}
+        n = table.num_rows
+        ok, day, time_us = self._valid(cols, n)
+        doubtful = np.flatnonzero(~ok)
+        errors: list[tuple[int, list[RowError]]] = []
+        rescued: dict[int, Result] = {}
+        if len(doubtful):
+            values = [cols[name].take(pa.array(doubtful)).to_pylist() for name in self.columns]
+            for i, row_values in zip(doubtful, zip(*values, strict=True), strict=True):
+                row = int(chunk.rows[i])
+                result, problems = self.reference.validate(row, list(row_values))
+                if problems:
+                    errors.append((row, problems))
+                elif result is not None:
+                    rescued[int(i)] = result
+        for row, values in chunk.odd:
+            errors.append((row, self.reference.validate(row, values)[1]))
+        errors.sort(key=lambda e: e[0])
+        keep = ok.copy()
+        out = {name: cols[name] for name in self.present}
+        if rescued:
+            index = np.fromiter(rescued, dtype=np.int64, count=len(rescued))
+            index.sort()  # replace_with_mask takes its replacements in row order
+            keep[index] = True
+            mask = np.zeros(n, dtype=bool)
+            mask[index] = True
+            results = [rescued[int(j)] for j in index]
+            for name in self.present:
+                out[name] = pc.replace_with_mask(out[name], pa.array(mask), pa.array(
+                    [r.values[name] for r in results], pa.string()))
+            local = [r.at.astimezone(self.tz) for r in results]
+            day = pc.replace_with_mask(day, pa.array(mask), pa.array(
+                [t.date().isoformat() for t in local], pa.string()))
+            time_us[index] = [_time_us(t.time()) for t in local]
+        chosen = pa.array(keep)
+        return Checked(pa.table(out).filter(chosen), chunk.rows[keep], day.filter(chosen),
+                       time_us[keep], [e for _, es in errors for e in es])
+
+    def _valid(self, cols: dict[str, pa.Array], n: int) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+        """Rows every rule passes, and for them the local day and time of ``action_at``."""
+        def value(name: str) -> pa.Array:
+            return cols[name] if name in cols else pa.repeat(pa.scalar("", pa.string()), n)
+
+        def given(name: str) -> np.ndarray:
+            return _bool(pc.greater(pc.binary_length(value(name)), 0))
+
+        ok = np.ones(n, dtype=bool)
+        for name, required in RESULT_FIELDS.items():
+            if required:
+                ok &= given(name)
+        action = value("action_code")
+        ok &= _matches(value("case_id"), _RULES["case_id"])
+        ok &= _bool(pc.is_in(action, pa.array(sorted(ACTION_CODES))))
+        ok &= _bool(pc.is_in(value("contact_target"), pa.array(sorted(CONTACT_TARGETS))))
+        ok &= _matches(value("collector_id"), _COLLECTOR)
+        for name, limit in _TEXT_LIMITS.items():
+            if name in cols:
+                ok &= text_ok(cols[name], limit) | ~given(name)
+        for name, rule in (("new_mobile", _RULES["phone"]), ("amount", _RULES["amount"])):
+            if name in cols:
+                ok &= _matches(cols[name], rule) | ~given(name)
+        if "promise_date" in cols:
+            col = cols["promise_date"]
+            ok &= iso_dates_ok(col, _matches(col, _RULES["date"])) | ~given("promise_date")
+        amount, promised = given("amount"), given("promise_date")
+        ok &= ~_bool(pc.equal(action, "PROMISE_TO_PAY")) | (amount & promised)
+        ok &= ~_bool(pc.equal(action, "PAYMENT_REPORTED")) | amount
+        ok &= ~_bool(pc.equal(action, "CONTACT_UPDATE")) | given("new_mobile") | given("new_address")
+        day, time_us, at_ok = self._action_at(value("action_at"), ok)
+        return ok & at_ok, day, time_us
+
+    def _action_at(self, col: pa.Array, candidates: np.ndarray
+                   ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """Wall-clock times on days of one UTC offset, real, not in the future."""
+        n = len(col)
+        ok = candidates & _matches(col, _WALL)
+        ok &= iso_dates_ok(col, ok)
+        time_us = np.zeros(n, dtype=np.int64)
+        day = pc.utf8_slice_codeunits(col, 0, 10)
+        rows = np.flatnonzero(ok)
+        if len(rows):
+            d = _digits(col, rows, 11, 8)
+            hh, mm, ss = d[:, 0] * 10 + d[:, 1], d[:, 3] * 10 + d[:, 4], d[:, 6] * 10 + d[:, 7]
+            ok[rows] = (hh < 24) & (mm < 60) & (ss < 60)
+            time_us[rows] = (hh * 3600 + mm * 60 + ss) * _US
+        rows = np.flatnonzero(ok)
+        if len(rows):
+            days = day.take(pa.array(rows))
+            unique = pc.unique(days)
+            known = [self._midnight(d) for d in unique.to_pylist()]
+            midnight = np.array([k or 0 for k in known], dtype=np.int64)
+            plain = np.array([k is not None for k in known], dtype=bool)
+            which = pc.index_in(days, unique).to_numpy(zero_copy_only=False)
+            utc = midnight[which] + time_us[rows]
+            ok[rows] = plain[which] & (utc <= self.latest_us)
+        return day, time_us, ok
+
+    def _midnight(self, day: str) -> int | None:
+        """The UTC µs of *day*'s local midnight if its UTC offset holds all day, else None."""
+        if day not in self._midnights:
+            if len(self._midnights) >= _DAYS_KEPT:  # a hostile file of many days: stay small
+                self._midnights.clear()
+            self._midnights[day] = None
+            date = dt.date.fromisoformat(day)
+            if date < dt.date.max:
+                start = dt.datetime.combine(date, dt.time(), self.tz)
+                offsets = {start.utcoffset(), dt.datetime.combine(date, dt.time(12), self.tz)
+                           .utcoffset(), dt.datetime.combine(date + dt.timedelta(days=1),
+                                                             dt.time(), self.tz).utcoffset()}
+                if len(offsets) == 1:
+                    self._midnights[day] = _epoch_us(start)
+        return self._midnights[day]
+
+    # --- ownership, attempts, flags ----------------------------------------------
+
+    def judge(self, chunk: Chunk, *, owned: Callable[[list[str]], Collection[str]],
+              counted: Callable[[list[AttemptKey]], dict[AttemptKey, int]]) -> Judged:
+        """The chunk's rules, then ownership (*owned*: of these case ids, the agency's
+        live ones), then the flags; *counted* gives, for (case, day) keys, the CALL/SMS
+        rows counted before this chunk (other files, earlier chunks)."""
+        c = self.check(chunk)
+        ids = c.table.column("case_id")
+        mine = _bool(pc.is_in(ids, pa.array(sorted(owned(pc.unique(ids).to_pylist())),
+                                            pa.string())))
+        errors = c.errors
+        if not mine.all():
+            foreign = np.flatnonzero(~mine)
+            shown = ids.take(pa.array(foreign)).to_pylist()
+            errors = sorted(errors + [
+                RowError(int(c.rows[i]), cid, "case_id", "E_NOT_ASSIGNED", NOT_ASSIGNED)
+                for i, cid in zip(foreign, shown, strict=True)], key=lambda e: e.row)
+            chosen = pa.array(mine)
+            c = Checked(c.table.filter(chosen), c.rows[mine], c.day.filter(chosen),
+                        c.time_us[mine], errors)
+        table = c.table
+        action = table.column("action_code").combine_chunks()
+        target = table.column("contact_target").combine_chunks()
+        tries, keys, added = self._attempts(table.column("case_id"), c.day, action, counted)
+        start, end = self.window_us
+        marks = {
+            "HOURS": _bool(pc.is_in(action, pa.array(sorted(TIMED_CONTACT))))
+            & _bool(pc.is_in(target, pa.array(["contact", "debtor"])))
+            & ~((c.time_us >= start) & (c.time_us < end)),
+            "ATTEMPTS": tries > self.max_attempts,
+            "THIRD_PARTY": _bool(pc.equal(target, "third_party"))
+            & ~_bool(pc.is_in(action, pa.array(sorted(THIRD_PARTY_ALLOWED)))),
+            "DISPUTE": _bool(pc.equal(action, "DISPUTE")),
+            "FRAUD": _bool(pc.equal(action, "FRAUD_SUSPECTED")),
+            "LATE": _bool(pc.greater(c.day, self.contract_end)),
+        }
+        any_flag = np.zeros(table.num_rows, dtype=bool)
+        flagged: collections.Counter[str] = collections.Counter()
+        for name, hit in marks.items():
+            if count := int(hit.sum()):
+                flagged[name] = count
+            any_flag |= hit
+        named = [pc.if_else(pa.array(marks[name]), f"{name};", "") for name in FLAGS]
+        text = pc.utf8_rtrim(pc.binary_join_element_wise(*named, ""), characters=";")
+        forward = table.append_column("agency_code", pa.repeat(
+            pa.scalar(self.agency, pa.string()), table.num_rows)).append_column("flags", text)
+        return Judged(forward, errors, flagged, int((~any_flag).sum()),
+                      len(mine) - int(mine.sum()), dict(zip(keys, added, strict=True)))
+
+    def _attempts(self, ids: pa.ChunkedArray, day: pa.Array, action: pa.Array,
+                  counted: Callable[[list[AttemptKey]], dict[AttemptKey, int]]
+                  ) -> tuple[np.ndarray, list[AttemptKey], list[int]]:
+        """Each row's CALL/SMS count for its case and day, itself included (0 for other
+        actions), in file order; and the chunk's count per (case, day) key."""
+        tries = np.zeros(len(action), dtype=np.int64)
+        rows = np.flatnonzero(_bool(pc.is_in(action, pa.array(sorted(ATTEMPT_ACTIONS)))))
+        if not len(rows):
+            return tries, [], []
+        picked = pa.array(rows)
+        joined = pc.binary_join_element_wise(ids.combine_chunks().take(picked), day.take(picked),
+                                             "\x00")
+        encoded = pc.dictionary_encode(joined)
+        which = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        keys = [tuple(k.split("\x00")) for k in encoded.dictionary.to_pylist()]
+        order = np.argsort(which, kind="stable")  # file order within each key
+        grouped = which[order]
+        first = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)])) + 1
+        before = counted(keys)  # type: ignore[arg-type]
+        base = np.array([before.get(k, 0) for k in keys], dtype=np.int64)  # type: ignore[call-overload]
+        tries[rows[order]] = base[grouped] + rank
+        added = np.bincount(which, minlength=len(keys))
+        return tries, keys, added.tolist()  # type: ignore[return-value]
+
+
+def _time_us(t: dt.time) -> int:
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * _US + t.microsecond
+
+
+def _epoch_us(at: dt.datetime) -> int:
+    return (at - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
