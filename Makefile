@@ -51,7 +51,7 @@ system-deps:
 # and as many result rows; one JSON line per flow. The engine alone: benchmarks/bench_open.py.
 BENCH_CASES ?= 1000000
 bench: system-deps $(STAMP)
-	$(BIN)/python benchmarks/throughput.py --cases $(BENCH_CASES)
+	$(BIN)/python benchmarks/throughput.py --cases $(BENCH_CASES) --floor
 
 # >= 50 seeded SIGKILLs from outside, then the README's reliability table regenerated from
 # this run and from the hostile-input suites (FAULT_KILLS / FAULT_SEED to vary it).
