@@ -46,6 +46,10 @@ EVENTS = frozenset({
     "security.cross_agency", "security.bad_signature",
     "retention.purged", "certificate.delivered",
     "key.refused", "zone.refused", "zone.error",
+    # the security team's console (SPEC §13): its accounts and everything they do
+    "console.account_added", "console.account_disabled", "console.account_reset",
+    "console.login", "console.login_failed", "console.locked", "console.logout",
+    "console.view", "console.export",
 })
 
 
@@ -106,6 +110,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "date": _pattern(r"\d{4}-\d{2}-\d{2}", "an ISO date"),
     "node": _pattern(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}", "a host name"),
     "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
+    "account": _pattern(r"[a-z][a-z0-9._-]{0,31}", "a console account name"),
 }
 
 

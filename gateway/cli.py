@@ -42,6 +42,9 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
 db_app = typer.Typer(help="The ledger's schema: migrations (SPEC §12).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="The security team's console accounts (SPEC §13).",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -516,6 +519,125 @@ def db_current(config: ConfigOpt = Path("gateway.toml")) -> None:
                   "`gateway db upgrade`", markup=False)
         raise typer.Exit(1)
     out.print(f"ledger {where}: revision {rev} (head)", markup=False)
+
+
+PasswordStdinOpt = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the password from one line of standard input instead of "
+    "asking twice at the terminal.")]
+
+
+def _accounts(cfg: config_mod.Config) -> Any:
+    from gateway.console.auth import Accounts
+    from gateway.ledger import Ledger
+
+    return Accounts(Ledger(cfg.gateway.db_url), _audit_log(cfg))
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password on: use --password-stdin")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _show_enrolment(enrolment: Any) -> None:
+    """The otpauth:// URI, and at a terminal the same as a QR code to scan."""
+    out.print(f"account {enrolment.account}: add it to an authenticator app (TOTP, 6 digits, "
+              f"30 s):", markup=False)
+    out.print(enrolment.uri, markup=False)
+    if sys.stdout.isatty():
+        import io
+
+        import qrcode
+
+        qr = qrcode.QRCode(border=2)
+        qr.add_data(enrolment.uri)
+        text = io.StringIO()
+        qr.print_ascii(out=text, invert=True)
+        out.print(text.getvalue(), markup=False)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Account name: 1-32 of a-z 0-9 . _ -.")],
+    role: Annotated[str, typer.Option("--role", help="auditor or operator.")],
+    password_stdin: PasswordStdinOpt = False,
+    config: ConfigOpt = Path("gateway.toml"),
+) -> None:
+    """Add a console account; prints its TOTP enrolment (URI, and a QR code at a terminal)."""
+    from gateway.console.auth import check_name, check_role
+
+    check_name(name)  # before asking for a password
+    check_role(role)
+    accounts = _accounts(_load(config))
+    try:
+        _show_enrolment(accounts.add(name, role, _new_password(password_stdin)))
+    finally:
+        accounts.ledger.close()
+
+
+@users_app.command("reset")
+def users_reset(
+    name: Annotated[str, typer.Argument(help="The account.")],
+    password_stdin: PasswordStdinOpt = False,
+    config: ConfigOpt = Path("gateway.toml"),
+) -> None:
+    """A new password and a new TOTP secret; unlocks and re-enables the account."""
+    accounts = _accounts(_load(config))
+    try:
+        _show_enrolment(accounts.reset(name, _new_password(password_stdin)))
+    finally:
+        accounts.ledger.close()
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument(help="The account.")],
+                  config: ConfigOpt = Path("gateway.toml")) -> None:
+    """Refuse every login to the account from now on (reset enables it again)."""
+    accounts = _accounts(_load(config))
+    try:
+        accounts.disable(name)
+        out.print(f"account {name}: disabled", markup=False)
+    finally:
+        accounts.ledger.close()
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
+    """Every console account: role, state, failures, last login."""
+    cfg = _load(config)
+    accounts = _accounts(cfg)
+    try:
+        rows = accounts.list()
+    finally:
+        accounts.ledger.close()
+    now = dt.datetime.now(dt.UTC)
+
+    def state(r: Any) -> str:
+        if r.disabled:
+            return "disabled"
+        return "locked" if r.locked_until and r.locked_until > now else "active"
+
+    def when(t: dt.datetime | None) -> str | None:
+        return t.astimezone(cfg.gateway.tz).isoformat(timespec="seconds") if t else None
+
+    items = [{"name": r.name, "role": r.role, "state": state(r), "failures": r.failures,
+              "locked_until": when(r.locked_until) if state(r) == "locked" else None,
+              "last_login": when(r.last_login_at), "created": when(r.created_at)} for r in rows]
+    if as_json:
+        out.print_json(json.dumps(items))
+        return
+    if not items:
+        out.print("no console accounts yet (gateway users add NAME --role auditor)")
+        return
+    table = Table("name", "role", "state", "failures", "last login", "created", box=None)
+    for i in items:
+        table.add_row(i["name"], i["role"], i["state"] + (f" until {i['locked_until']}"
+                                                          if i["locked_until"] else ""),
+                      str(i["failures"]), i["last_login"] or "never", i["created"])
+    out.print(table)
 
 
 @app.command("open")

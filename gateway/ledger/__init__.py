@@ -238,6 +238,25 @@ class StagedAttemptRow(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class AccountRow(Base):
+    """A console account (SPEC §13). The password only as an Argon2id hash; the TOTP
+    secret as it must be to check a code; *last_step* the TOTP time step last accepted
+    (a code works once); *failures* since the last good login (5 lock it)."""
+
+    __tablename__ = "console_accounts"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # auditor | operator
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str] = mapped_column(String(64))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    last_step: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+
 class PurgeRow(Base):
     """One purge per contract: planned first, executed object by object, then certified."""
 
@@ -772,6 +791,68 @@ class Ledger:
         with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(DeliveryRow)
                             .where(DeliveryRow.name == name)) > 0
+
+    # -- console accounts (SPEC §13) ------------------------------------------------
+    def add_account(self, row: AccountRow) -> bool:
+        """Add *row*; False if its name is taken."""
+        try:
+            with self.session() as s:
+                s.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    def account(self, name: str) -> AccountRow | None:
+        with self.session(write=False) as s:
+            row = s.get(AccountRow, name)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def accounts(self) -> list[AccountRow]:
+        with self.session(write=False) as s:
+            rows = list(s.scalars(select(AccountRow).order_by(AccountRow.name)))
+            s.expunge_all()
+            return rows
+
+    def change_account(self, name: str, **values: Any) -> bool:
+        """Set *values* on account *name*; False if there is none."""
+        with self.session() as s:
+            row = s.get(AccountRow, name, with_for_update=True)
+            if row is None:
+                return False
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.changed_at = utcnow()
+            return True
+
+    def login_failed(self, name: str, now: dt.datetime, *, lock_after: int,
+                     lock_for: dt.timedelta) -> bool:
+        """Count a failed login (a lockout that has run out starts the count afresh);
+        True if this failure locks the account. One transaction with the row locked:
+        two console hosts counting at once both count."""
+        with self.session() as s:
+            row = s.get(AccountRow, name, with_for_update=True)
+            if row is None:
+                return False
+            if row.locked_until is not None and row.locked_until <= now:
+                row.failures, row.locked_until = 0, None
+            row.failures += 1
+            if row.failures >= lock_after and row.locked_until is None:
+                row.locked_until = now + lock_for
+                return True
+            return False
+
+    def login_succeeded(self, name: str, step: int, now: dt.datetime) -> bool:
+        """Take TOTP time step *step* for *name*: False if it, or a later one, was taken
+        already (a code works once, even across console hosts)."""
+        with self.session() as s:
+            row = s.get(AccountRow, name, with_for_update=True)
+            if row is None or (row.last_step is not None and step <= row.last_step):
+                return False
+            row.last_step, row.failures, row.locked_until = step, 0, None
+            row.last_login_at = now
+            return True
 
     # -- retention ----------------------------------------------------------------
     def purge(self, contract_id: str) -> PurgeRow | None:

@@ -1,0 +1,185 @@
+"""Console accounts (SPEC §13): Argon2id passwords, a TOTP second factor, lockouts.
+
+The accounts live in the ledger, so two console hosts on one PostgreSQL share
+them, their failure counts and their lockouts; the counting is done in the
+ledger's transactions, not in a process's memory. What a login attempt did is
+written to the audit log with the account's name — never the password, the
+code, or a name that matches no account (a person who typed their password into
+the name field must not find it in the log).
+
+A login answers only "yes" or "no" to the person; the audit log says why
+(``password``, ``code``, ``code_reused``, ``locked``, ``disabled``,
+``unknown_account``) for the security team.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gateway.audit import AuditLog
+from gateway.errors import UsageError
+from gateway.ledger import AccountRow, Ledger, utcnow
+
+ROLES = ("auditor", "operator")
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024  # Argon2 takes any length; a megabyte "password" is an attack
+MAX_FAILURES = 5
+LOCKOUT = dt.timedelta(minutes=15)
+STEP_SECONDS = 30  # RFC 6238's time step; codes of one step either side are accepted
+ISSUER = "gateway console"
+NAME_RE = re.compile(r"[a-z][a-z0-9._-]{0,31}")
+
+# Argon2id with argon2-cffi's defaults: RFC 9106's second recommended profile
+# (t=3, m=64 MiB, p=4), ~0.1 s here — slow enough against guessing a stolen hash.
+_HASHER = PasswordHasher()
+# A hash to check when the name is unknown, so that a wrong name costs the same time as
+# a wrong password (the answer's timing does not tell which names exist).
+_DECOY = _HASHER.hash("not an account's password")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What the person needs to set up their authenticator app."""
+
+    account: str
+    secret: str  # base32, 160 bits
+    uri: str  # otpauth://totp/...
+
+
+@dataclass(frozen=True)
+class Login:
+    ok: bool
+    reason: str  # "ok", or why not (for the audit log only)
+    account: AccountRow | None = None
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(f"account name {name!r}: use 1-32 of a-z 0-9 . _ -, starting with a letter")
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UsageError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"password: at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise UsageError(f"password: at most {MAX_PASSWORD} characters")
+    if password != password.strip():
+        raise UsageError("password: no spaces at either end (they are easily mistyped)")
+    return password
+
+
+class Accounts:
+    """The console's accounts over the ledger, every change and login audited."""
+
+    def __init__(self, ledger: Ledger, audit: AuditLog,
+                 now: Callable[[], dt.datetime] = utcnow) -> None:
+        self.ledger, self.audit, self.now = ledger, audit, now
+
+    # --- administration (the ``gateway users`` commands) ----------------------------
+
+    def add(self, name: str, role: str, password: str) -> Enrolment:
+        check_name(name)
+        check_role(role)
+        secret = pyotp.random_base32()
+        row = AccountRow(name=name, role=role, password_hash=_HASHER.hash(check_password(password)),
+                         totp_secret=secret, disabled=False, failures=0)
+        if not self.ledger.add_account(row):
+            raise UsageError(f"account {name!r} exists (to start it afresh: gateway users reset {name})")
+        self.audit.record("console.account_added", account=name, role=role)
+        return _enrolment(name, secret)
+
+    def reset(self, name: str, password: str) -> Enrolment:
+        """A new password and a new TOTP secret; unlocks and re-enables the account."""
+        check_name(name)
+        secret = pyotp.random_base32()
+        if not self.ledger.change_account(name, password_hash=_HASHER.hash(check_password(password)),
+                                          totp_secret=secret, disabled=False, failures=0,
+                                          locked_until=None, last_step=None):
+            raise UsageError(f"no account {name!r} (see gateway users list)")
+        self.audit.record("console.account_reset", account=name)
+        return _enrolment(name, secret)
+
+    def disable(self, name: str) -> None:
+        check_name(name)
+        if not self.ledger.change_account(name, disabled=True):
+            raise UsageError(f"no account {name!r} (see gateway users list)")
+        self.audit.record("console.account_disabled", account=name)
+
+    def list(self) -> list[AccountRow]:
+        return self.ledger.accounts()
+
+    # --- logging in ------------------------------------------------------------------
+
+    def login(self, name: str, password: str, code: str) -> Login:
+        now = self.now()
+        row = self.ledger.account(name) if NAME_RE.fullmatch(name) else None
+        if row is None:
+            _verify(_DECOY, password)
+            return self._refuse(None, "unknown_account")
+        if row.disabled:
+            return self._refuse(row, "disabled")
+        if row.locked_until is not None and now < row.locked_until:
+            return self._refuse(row, "locked")
+        password_ok = _verify(row.password_hash, password)
+        step = _matching_step(row.totp_secret, code, now) if password_ok else None
+        if not password_ok or step is None:
+            return self._fail(row, now, "password" if not password_ok else "code")
+        if not self.ledger.login_succeeded(row.name, step, now):
+            return self._fail(row, now, "code_reused")
+        if _HASHER.check_needs_rehash(row.password_hash):  # the parameters were raised
+            self.ledger.change_account(row.name, password_hash=_HASHER.hash(password))
+        self.audit.record("console.login", account=row.name, role=row.role)
+        return Login(True, "ok", row)
+
+    def _fail(self, row: AccountRow, now: dt.datetime, reason: str) -> Login:
+        locked = self.ledger.login_failed(row.name, now, lock_after=MAX_FAILURES, lock_for=LOCKOUT)
+        refused = self._refuse(row, reason)
+        if locked:
+            self.audit.record("console.locked", account=row.name, count=MAX_FAILURES)
+        return refused
+
+    def _refuse(self, row: AccountRow | None, reason: str) -> Login:
+        self.audit.record("console.login_failed", account=row.name if row else None, reason=reason)
+        return Login(False, reason, row)
+
+
+def _enrolment(name: str, secret: str) -> Enrolment:
+    return Enrolment(name, secret, pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=ISSUER))
+
+
+def _verify(hashed: str, password: str) -> bool:
+    if len(password) > MAX_PASSWORD:
+        return False
+    try:
+        return _HASHER.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _matching_step(secret: str, code: str, now: dt.datetime) -> int | None:
+    """The time step whose code *code* is (this one or one either side), or None."""
+    if not re.fullmatch(r"[0-9]{6}", code):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now.timestamp()) // STEP_SECONDS
+    found = None
+    for step in (current - 1, current, current + 1):  # all three: the same time either way
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            found = step
+    return found
+
