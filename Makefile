@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-run
 
 # Debian packages the gateway and its integration tests drive for real
-# (gnupg, gpg-agent, openssh-server, postgresql).
+# (gnupg, gpg-agent, openssh-server, postgresql; chromium and chromium-driver for the
+# console's browser tests).
 
 .PHONY: test demo lint system-deps venv bench faults two-nodes clean
 
@@ -38,6 +39,8 @@ system-deps:
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -14,6 +14,7 @@ when not on a terminal, readable key=value lines on a terminal.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import errno
@@ -111,6 +112,9 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "node": _pattern(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}", "a host name"),
     "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
     "account": _pattern(r"[a-z][a-z0-9._-]{0,31}", "a console account name"),
+    "page": _pattern(r"[a-z_]{1,32}", "a console page name"),
+    "address": _pattern(r"[0-9A-Fa-f:.]{1,45}", "an IP address"),
+    "format": _pattern(r"csv|jsonl", "csv or jsonl"),
 }
 
 
@@ -220,6 +224,60 @@ class AuditLog:
         with self.path.open("rb") as fh:
             for line in fh:
                 yield json.loads(line)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which entries a person asked for (`gateway audit show`, the console's Audit log).
+    *event* is an event name, or a family ending in ``.`` (``security.``)."""
+
+    event: str | None = None
+    agency: str | None = None
+    actor: str | None = None
+    file: str | None = None
+    batch_id: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def matches(self, e: dict[str, Any]) -> bool:
+        if self.event and not (e.get("event") == self.event or (
+                self.event.endswith(".") and str(e.get("event", "")).startswith(self.event))):
+            return False
+        for name, wanted in (("agency", self.agency), ("actor", self.actor), ("file", self.file),
+                             ("batch_id", self.batch_id)):
+            if wanted and e.get(name) != wanted:
+                return False
+        if self.since or self.until:
+            ts = dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+            if (self.since and ts < self.since) or (self.until and ts >= self.until):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[dict[str, Any]]  # newest first
+    matching: int  # entries matching the filter in the whole log
+    older: int | None  # the seq to page on from (``before``), None on the last page
+
+
+def search(log: AuditLog, flt: Filter) -> Iterator[dict[str, Any]]:
+    """Matching entries in log order, streamed (memory does not grow with the log)."""
+    return (e for e in log.entries() if flt.matches(e))
+
+
+def page(log: AuditLog, flt: Filter, *, before: int | None = None, size: int = 50) -> Page:
+    """One page of matching entries, newest first, older than seq *before*."""
+    last: collections.deque[dict[str, Any]] = collections.deque(maxlen=size + 1)
+    matching = 0
+    for e in search(log, flt):
+        matching += 1
+        if before is None or e["seq"] < before:
+            last.append(e)
+    rows = list(reversed(last))
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, matching, rows[-1]["seq"] if more and rows else None)
 
 
 def _append(fd: int, data: bytes, path: Path) -> None:

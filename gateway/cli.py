@@ -148,31 +148,21 @@ def run_cmd(
 @app.command()
 def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
     """Each zone's last successful scan, files waiting and last error; exit 1 if one is failing."""
-    from gateway.ledger import Ledger
-    from gateway.transfer.base import display_name
+    from gateway.ledger import Ledger, queries
 
     cfg = _load(config)
     ledger = Ledger(cfg.gateway.db_url)
     try:
-        seen = {z.zone: z for z in ledger.zone_statuses()}
-        refused: dict[str, list[dict[str, str]]] = {}
-        for r in ledger.refused_files():
-            refused.setdefault(r.zone, []).append({"name": display_name(r.name), "reason": r.reason})
-        in_hand = ledger.work_in_hand()
+        zones, in_hand = queries.zone_health(cfg, ledger)
     finally:
         ledger.close()
-    rows = []
-    for key, spec in cfg.zones():
-        z = seen.get(key)
-        failing = bool(z and z.last_error_at and (z.last_scan_at is None
-                                                  or z.last_error_at >= z.last_scan_at))
-        rows.append({"zone": key, "location": spec.describe(),
-                     "last_scan": z.last_scan_at.isoformat() if z and z.last_scan_at else None,
-                     "waiting": z.waiting if z else 0,
-                     "last_error": z.last_error if z else None,
-                     "last_error_at": z.last_error_at.isoformat() if z and z.last_error_at else None,
-                     "state": "failing" if failing else "ok" if z and z.last_scan_at else "unknown",
-                     "refused": refused.get(key, [])})
+
+    def iso(t: dt.datetime | None) -> str | None:
+        return t.isoformat() if t else None
+
+    rows = [{"zone": z.zone, "location": z.location, "last_scan": iso(z.last_scan),
+             "waiting": z.waiting, "last_error": z.last_error, "last_error_at": iso(z.last_error_at),
+             "state": z.state, "refused": z.refused} for z in zones]
     if as_json:
         out.print_json(json.dumps(rows))
     else:
@@ -186,10 +176,10 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
             for f in r["refused"]:
                 out.print(f"refused in {r['zone']}: {f['name']!r} ({f['reason']}: never read; "
                           "remove it or replace it with a regular file)", markup=False)
-        for item, node, until, ran_out in in_hand:  # several nodes: who does what
-            state = "lease ran out: the next node to look takes it over" if ran_out else \
-                f"leased until {until:%H:%M:%S} UTC"
-            out.print(f"in hand: {item} by {node} ({state})", markup=False)
+        for w in in_hand:  # several nodes: who does what
+            state = "lease ran out: the next node to look takes it over" if w.ran_out else \
+                f"leased until {w.until:%H:%M:%S} UTC"
+            out.print(f"in hand: {w.item} by {w.node} ({state})", markup=False)
     if any(r["state"] == "failing" for r in rows):
         raise typer.Exit(1)
 
@@ -460,16 +450,8 @@ def audit_show(
 ) -> None:
     """List audit entries, optionally filtered."""
     log = _audit_log(_load(config))
-    since_ts = _parse_since(since) if since else None
-    rows = []
-    for e in log.entries():
-        if event and e.get("event") != event:
-            continue
-        if agency and e.get("agency") != agency:
-            continue
-        if since_ts and dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) < since_ts:
-            continue
-        rows.append(e)
+    flt = audit_mod.Filter(event=event, agency=agency, since=_parse_since(since) if since else None)
+    rows = list(audit_mod.search(log, flt))
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -638,6 +620,26 @@ def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = Fals
                                                           if i["locked_until"] else ""),
                       str(i["failures"]), i["last_login"] or "never", i["created"])
     out.print(table)
+
+
+@app.command()
+def console(config: ConfigOpt = Path("gateway.toml")) -> None:
+    """Serve the security team's console (SPEC §13) on [console] listen, until stopped.
+    It reads the ledger and the audit log; it never opens a key or a zone."""
+    import uvicorn
+
+    from gateway.console.app import create_app
+
+    cfg = _load(config)
+    host, _, port = cfg.console.listen.rpartition(":")
+    app = create_app(cfg)  # a ledger that cannot be opened is one line here, before serving
+    scheme = "https" if cfg.console.tls_cert else "http"
+    err.print(f"console: {scheme}://{cfg.console.listen}/ (ledger {app.state.console.ledger.where})",
+              markup=False)
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False,
+                server_header=False, proxy_headers=False,
+                ssl_certfile=str(cfg.console.tls_cert) if cfg.console.tls_cert else None,
+                ssl_keyfile=str(cfg.console.tls_key) if cfg.console.tls_key else None)
 
 
 @app.command("open")

@@ -263,8 +263,33 @@ class Agency(_Model):
     receipts_role: str = "supervisor"
 
 
+def _listen_address(v: str) -> str:
+    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}", v) or \
+            not 0 <= int(v.rpartition(":")[2]) < 65536:
+        raise ValueError('must be "host:port" such as "127.0.0.1:8080" (port 0: any free port)')
+    return v
+
+
+class ConsoleSection(_Model):
+    """The security team's console (SPEC §13): where it listens, and its TLS files if it
+    serves HTTPS itself rather than behind the bank's reverse proxy."""
+
+    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:8080"
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+    stale_days: int = Field(default=7, ge=1, le=365)  # a slice not collected after this is an alert
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ConsoleSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither "
+                             "(plain HTTP behind a TLS reverse proxy)")
+        return self
+
+
 class Config(_Model):
     gateway: GatewaySection
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
     bank: BankSection
     schema_: SchemaSection = Field(default_factory=SchemaSection, alias="schema")
     roles: dict[str, dict[str, Rule]]

@@ -14,11 +14,17 @@ A login answers only "yes" or "no" to the person; the audit log says why
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import hmac
+import json
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
@@ -109,14 +115,15 @@ class Accounts:
         secret = pyotp.random_base32()
         if not self.ledger.change_account(name, password_hash=_HASHER.hash(check_password(password)),
                                           totp_secret=secret, disabled=False, failures=0,
-                                          locked_until=None, last_step=None):
+                                          locked_until=None, last_step=None,
+                                          sessions_from=self.now()):
             raise UsageError(f"no account {name!r} (see gateway users list)")
         self.audit.record("console.account_reset", account=name)
         return _enrolment(name, secret)
 
     def disable(self, name: str) -> None:
         check_name(name)
-        if not self.ledger.change_account(name, disabled=True):
+        if not self.ledger.change_account(name, disabled=True, sessions_from=self.now()):
             raise UsageError(f"no account {name!r} (see gateway users list)")
         self.audit.record("console.account_disabled", account=name)
 
@@ -125,37 +132,125 @@ class Accounts:
 
     # --- logging in ------------------------------------------------------------------
 
-    def login(self, name: str, password: str, code: str) -> Login:
+    def login(self, name: str, password: str, code: str, *, address: str | None = None) -> Login:
+        """Password and code for *name*; audited (with the client's *address*) either way."""
         now = self.now()
         row = self.ledger.account(name) if NAME_RE.fullmatch(name) else None
         if row is None:
             _verify(_DECOY, password)
-            return self._refuse(None, "unknown_account")
+            return self._refuse(None, "unknown_account", address)
         if row.disabled:
-            return self._refuse(row, "disabled")
+            return self._refuse(row, "disabled", address)
         if row.locked_until is not None and now < row.locked_until:
-            return self._refuse(row, "locked")
+            return self._refuse(row, "locked", address)
         password_ok = _verify(row.password_hash, password)
         step = _matching_step(row.totp_secret, code, now) if password_ok else None
         if not password_ok or step is None:
-            return self._fail(row, now, "password" if not password_ok else "code")
+            return self._fail(row, now, "password" if not password_ok else "code", address)
         if not self.ledger.login_succeeded(row.name, step, now):
-            return self._fail(row, now, "code_reused")
+            return self._fail(row, now, "code_reused", address)
         if _HASHER.check_needs_rehash(row.password_hash):  # the parameters were raised
             self.ledger.change_account(row.name, password_hash=_HASHER.hash(password))
-        self.audit.record("console.login", account=row.name, role=row.role)
+        self.audit.record("console.login", account=row.name, role=row.role, address=address)
         return Login(True, "ok", row)
 
-    def _fail(self, row: AccountRow, now: dt.datetime, reason: str) -> Login:
+    def _fail(self, row: AccountRow, now: dt.datetime, reason: str, address: str | None) -> Login:
         locked = self.ledger.login_failed(row.name, now, lock_after=MAX_FAILURES, lock_for=LOCKOUT)
-        refused = self._refuse(row, reason)
+        refused = self._refuse(row, reason, address)
         if locked:
             self.audit.record("console.locked", account=row.name, count=MAX_FAILURES)
         return refused
 
-    def _refuse(self, row: AccountRow | None, reason: str) -> Login:
-        self.audit.record("console.login_failed", account=row.name if row else None, reason=reason)
+    def _refuse(self, row: AccountRow | None, reason: str, address: str | None) -> Login:
+        self.audit.record("console.login_failed", account=row.name if row else None, reason=reason,
+                          address=address)
         return Login(False, reason, row)
+
+
+    def logout(self, name: str) -> None:
+        """End every session of *name* (this browser's and any other's)."""
+        self.ledger.change_account(name, sessions_from=self.now())
+        self.audit.record("console.logout", account=name)
+
+    def holder(self, session: Session) -> AccountRow | None:
+        """The account a session speaks for, if it still may: it exists, is not disabled
+        or locked, and was not logged out, reset or disabled since the session began."""
+        row = self.ledger.account(session.account)
+        if row is None or row.disabled:
+            return None
+        now = self.now()
+        if row.locked_until is not None and now < row.locked_until:
+            return None
+        if row.sessions_from is not None and session.begun <= row.sessions_from.timestamp():
+            return None
+        return row
+
+
+# --- sessions and CSRF ------------------------------------------------------------------
+
+IDLE = dt.timedelta(minutes=15)
+ABSOLUTE = dt.timedelta(hours=8)
+
+
+@dataclass(frozen=True)
+class Session:
+    account: str
+    begun: float  # epoch seconds
+    seen: float
+    csrf: str  # the token every form of this session carries
+
+
+class Signer:
+    """Signed cookies (HMAC-SHA256). The key is made when the console starts and lives
+    only in its memory: the console keeps no long-lived secret on disk, and a restart
+    ends every session (at most 8 hours of work, usually 15 minutes of idleness)."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
+        mac = hmac.new(self._key, body, hashlib.sha256).digest()
+        return f"{body.decode()}.{base64.urlsafe_b64encode(mac).decode()}"
+
+    def unsign(self, value: str) -> dict[str, Any] | None:
+        body, _, mac = value.partition(".")
+        try:
+            expected = hmac.new(self._key, body.encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(base64.urlsafe_b64decode(mac.encode()), expected):
+                return None
+            payload = json.loads(base64.urlsafe_b64decode(body.encode()))
+        except (ValueError, binascii.Error, UnicodeError):
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def session(self, account: str, now: dt.datetime) -> tuple[str, Session]:
+        t = now.timestamp()
+        s = Session(account, t, t, secrets.token_urlsafe(24))
+        return self.cookie(s), s
+
+    def cookie(self, s: Session) -> str:
+        return self.sign({"a": s.account, "b": s.begun, "s": s.seen, "c": s.csrf})
+
+    def read(self, value: str | None, now: dt.datetime) -> tuple[Session | None, str]:
+        """The session in a cookie, or None and why ("none", "invalid", "expired")."""
+        if not value:
+            return None, "none"
+        p = self.unsign(value)
+        try:
+            s = Session(str(p["a"]), float(p["b"]), float(p["s"]), str(p["c"])) if p else None
+        except (KeyError, TypeError, ValueError):
+            s = None
+        if s is None:
+            return None, "invalid"
+        t = now.timestamp()
+        if t - s.seen > IDLE.total_seconds() or t - s.begun > ABSOLUTE.total_seconds():
+            return None, "expired"
+        return Session(s.account, s.begun, t, s.csrf), "ok"
+
+
+def same_token(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and hmac.compare_digest(str(a).encode(), str(b).encode())
 
 
 def _enrolment(name: str, secret: str) -> Enrolment:

@@ -241,7 +241,8 @@ class StagedAttemptRow(Base):
 class AccountRow(Base):
     """A console account (SPEC §13). The password only as an Argon2id hash; the TOTP
     secret as it must be to check a code; *last_step* the TOTP time step last accepted
-    (a code works once); *failures* since the last good login (5 lock it)."""
+    (a code works once); *failures* since the last good login (5 lock it);
+    *sessions_from*: a session begun before it is void (a logout, a reset)."""
 
     __tablename__ = "console_accounts"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -255,6 +256,7 @@ class AccountRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]
+    sessions_from: Mapped[dt.datetime | None]  # sessions begun earlier are void (logout, reset)
 
 
 class PurgeRow(Base):
@@ -354,14 +356,25 @@ class Claim:
 class Ledger:
     """The few queries the flows need, each in its own short transaction."""
 
-    def __init__(self, url: str, *, owner: str | None = None) -> None:
+    def __init__(self, url: str, *, owner: str | None = None, upgrade: bool = True) -> None:
+        """*upgrade*: bring the schema to this gateway's head (the daemon, the CLI); the
+        console, whose database role may not change the schema, only checks it is there."""
         self.url = url
         self.owner = owner  # this node, when it processes files: commits check its lease
         try:
-            if url.startswith("sqlite:///"):
+            if url.startswith("sqlite:///") and upgrade:
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = migrate.make_engine(url)
-            migrate.upgrade(self.engine)  # the schema comes from the migrations, under a lock
+            if upgrade:
+                migrate.upgrade(self.engine)  # the schema comes from the migrations, under a lock
+            else:
+                with self.engine.connect() as conn:
+                    found = migrate.current(conn)
+                if found != migrate.head():
+                    self.engine.dispose()
+                    raise LedgerError(f"the ledger {self.where} is at schema revision {found}, not "
+                                      f"{migrate.head()}: run `gateway db upgrade` (as the "
+                                      "gateway's user) first")
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot open the ledger database {self.where}: {_reason(exc)}") \

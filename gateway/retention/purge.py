@@ -29,8 +29,8 @@ import structlog
 from gateway import faults
 from gateway.config import Agency
 from gateway.flows import Context, intake
-from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
-from gateway.retention.policy import Decision, State, decide
+from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow, queries
+from gateway.retention.policy import Decision, State
 from gateway.state import file_sha256, write_private
 
 log = structlog.get_logger("gateway.retention")
@@ -60,17 +60,7 @@ class PurgeReport:
 
 def decisions(ctx: Context, today: dt.date | None = None) -> list[Decision]:
     """Every contract's state today (local date in the gateway's time zone)."""
-    today = today or ctx.today()
-    out = []
-    for a in ctx.cfg.agencies:
-        purge = ctx.ledger.purge(a.contract.id)
-        purged_on = (intake.aware(purge.finished_at).astimezone(ctx.cfg.gateway.tz).date()
-                     if purge and purge.finished_at else None)
-        out.append(decide(contract_id=a.contract.id, agency=a.code, end=a.contract.end,
-                          terminated_on=a.contract.terminated_on,
-                          purge_after_days=ctx.cfg.gateway.purge_after_days, today=today,
-                          purged_on=purged_on))
-    return out
+    return queries.contracts(ctx.cfg, ctx.ledger, today or ctx.today())
 
 
 def plan(ctx: Context, agency: Agency) -> list[Obj]:

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sessions_from", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name"),
     )
 

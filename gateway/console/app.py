@@ -1,0 +1,326 @@
+"""The console's routes (SPEC §13): thin — a page asks ``ledger.queries`` or ``audit`` and
+renders a template; what a person may see and do is decided in :mod:`console.auth`.
+
+Every response carries a strict Content-Security-Policy (``default-src 'self'``, no
+inline script or style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``;
+every asset is served from ``static/``. Every form carries the session's CSRF token
+(the login form a token of its own, bound to a short-lived signed cookie). Every
+page of records a person views and every export is audited with their account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from gateway import audit
+from gateway.config import Config
+from gateway.console.auth import Accounts, Session, Signer, same_token
+from gateway.ledger import AccountRow, Ledger, queries, utcnow
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "gw_session"
+LOGIN_COOKIE = "gw_login"  # the login form's CSRF token
+LOGIN_FORM_SECONDS = 600
+PAGE_SIZE = 50
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+FILTERS = ("event", "agency", "actor", "file", "batch_id", "since", "until")
+EXPORT_COLUMNS = ("seq", "ts", "event", "actor", "agency", "role", "zone", "file", "batch_id",
+                  "contract_id", "status", "reason", "records", "accepted", "rejected", "count",
+                  "account", "page")
+
+
+class Console:
+    """What the routes share: the config, the ledger, the audit log, accounts, signer."""
+
+    def __init__(self, cfg: Config, *, now: Callable[[], dt.datetime] = utcnow,
+                 signer: Signer | None = None) -> None:
+        self.cfg = cfg
+        self.now = now
+        self.ledger = Ledger(cfg.gateway.db_url, upgrade=False)
+        self.log = audit.AuditLog(cfg.gateway.state_dir / "audit", actor="console")
+        self.accounts = Accounts(self.ledger, self.log, now=now)
+        self.signer = signer or Signer()
+        self.secure = cfg.console.tls_cert is not None
+        self.templates = Jinja2Templates(env=jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
+        self.templates.env.filters["local"] = self.local
+
+    def local(self, value: dt.datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """A time in the gateway's zone (what the bank's staff read)."""
+        if value is None:
+            return "—"
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(self.cfg.gateway.tz).strftime(fmt)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def create_app(cfg: Config, **kwargs: Any) -> Starlette:
+    console = Console(cfg, **kwargs)
+
+    async def headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    routes = [
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/", overview),
+        Route("/audit", audit_page),
+        Route("/audit/export.{fmt:str}", audit_export),
+        Route("/audit/verify", audit_verify),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            console.close()
+
+    app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=headers)],
+                    lifespan=lifespan)
+    app.state.console = console
+    return app
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+def _console(request: Request) -> Console:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _signed_in(c: Console, request: Request) -> tuple[Session, AccountRow] | Response:
+    """The session and its account, or the response that sends the person to log in."""
+    session, why = c.signer.read(request.cookies.get(SESSION_COOKIE), c.now())
+    row = c.accounts.holder(session) if session else None
+    if session is None or row is None:
+        target = "/login?" + urllib.parse.urlencode({"ended": "1"} if why == "expired" or (
+            session and row is None) else {})
+        response = RedirectResponse(target.rstrip("?"), status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+    return session, row
+
+
+def _render(c: Console, request: Request, template: str, session: Session | None,
+            status: int = 200, **context: Any) -> HTMLResponse:
+    response = c.templates.TemplateResponse(
+        request, template, {"session": session, "cfg": c.cfg, "now": c.now(), **context},
+        status_code=status)
+    if session is not None:  # the idle timeout starts again
+        _set_session(c, response, c.signer.cookie(session))
+    return response
+
+
+def _set_session(c: Console, response: Response, value: str) -> None:
+    response.set_cookie(SESSION_COOKIE, value, httponly=True, secure=c.secure, samesite="strict",
+                        path="/")
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form(max_files=0, max_fields=20, max_part_size=4096)
+
+
+async def login_form(request: Request) -> Response:
+    return _login_page(_console(request), request, failed=False)
+
+
+def _login_page(c: Console, request: Request, *, failed: bool) -> Response:
+    token = c.signer.sign({"t": c.now().timestamp()})
+    response = _render(c, request, "login.html", None, status=401 if failed else 200,
+                       token=token, failed=failed, ended=request.query_params.get("ended") == "1")
+    response.set_cookie(LOGIN_COOKIE, token, max_age=LOGIN_FORM_SECONDS, httponly=True,
+                        secure=c.secure, samesite="strict", path="/login")
+    return response
+
+
+async def login(request: Request) -> Response:
+    c = _console(request)
+    form = await _form(request)
+    token = form.get("csrf")
+    issued = c.signer.unsign(str(token or ""))
+    if not same_token(str(token or ""), request.cookies.get(LOGIN_COOKIE)) or issued is None or \
+            c.now().timestamp() - float(issued.get("t", 0)) > LOGIN_FORM_SECONDS:
+        return Response("The login form has expired or did not come from this console: "
+                        "reload the page and try again.", status_code=403)
+    result = c.accounts.login(str(form.get("name", "")), str(form.get("password", "")),
+                              str(form.get("code", "")).strip(), address=_address(request))
+    if not result.ok or result.account is None:
+        return _login_page(c, request, failed=True)
+    value, _ = c.signer.session(result.account.name, c.now())
+    response = RedirectResponse("/", status_code=303)
+    _set_session(c, response, value)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    form = await _form(request)
+    if not same_token(str(form.get("csrf", "")), session.csrf):
+        return Response("Missing or wrong CSRF token.", status_code=403)
+    c.accounts.logout(row.name)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- pages -------------------------------------------------------------------------------
+
+async def overview(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    now = c.now()
+    zones, in_hand = queries.zone_health(c.cfg, c.ledger)
+    today = now.astimezone(c.cfg.gateway.tz).date()
+    contracts = [d for d in queries.contracts(c.cfg, c.ledger, today)
+                 if d.state.value in ("ended", "purge_due") and d.days_left <= 7]
+    week_ago = now - dt.timedelta(days=7)
+    security = list(audit.search(c.log, audit.Filter(event="security.", since=week_ago)))
+    c.log.record("console.view", account=row.name, page="overview")
+    return _render(c, request, "overview.html", session, account=row, zones=zones,
+                   in_hand=in_hand, contracts=contracts, security=security[-20:][::-1],
+                   security_total=len(security),
+                   security_since=c.local(week_ago, "%Y-%m-%dT%H:%M"))
+
+
+def _filter(c: Console, request: Request) -> tuple[audit.Filter, dict[str, str], list[str]]:
+    """The audit filter from the query string; local times in the gateway's zone."""
+    values = {k: request.query_params.get(k, "").strip() for k in FILTERS}
+    problems = []
+    times: dict[str, dt.datetime | None] = {"since": None, "until": None}
+    for key in times:
+        if values[key]:
+            try:
+                t = dt.datetime.fromisoformat(values[key])
+            except ValueError:
+                problems.append(f"{key}: {values[key]!r} is not a date or date-time")
+                continue
+            times[key] = t if t.tzinfo else t.replace(tzinfo=c.cfg.gateway.tz)
+    flt = audit.Filter(event=values["event"] or None, agency=values["agency"] or None,
+                       actor=values["actor"] or None, file=values["file"] or None,
+                       batch_id=values["batch_id"] or None, since=times["since"],
+                       until=times["until"])
+    return flt, values, problems
+
+
+async def audit_page(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    flt, values, problems = _filter(c, request)
+    try:
+        before = int(request.query_params["before"]) if "before" in request.query_params else None
+    except ValueError:
+        before = None
+    result = audit.page(c.log, flt, before=before, size=PAGE_SIZE)
+    c.log.record("console.view", account=row.name, page="audit", count=len(result.entries))
+    query = urllib.parse.urlencode({k: v for k, v in values.items() if v})
+    return _render(c, request, "audit.html", session, account=row, page=result, values=values,
+                   problems=problems, query=query, events=sorted(audit.EVENTS),
+                   agencies=[a.code for a in c.cfg.agencies])
+
+
+async def audit_export(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    _session, row = signed
+    fmt = request.path_params["fmt"]
+    if fmt not in ("csv", "jsonl"):
+        return Response("Export as .csv or .jsonl.", status_code=404)
+    flt, _values, problems = _filter(c, request)
+    if problems:
+        return Response("; ".join(problems), status_code=400)
+    c.log.record("console.export", account=row.name, page="audit", format=fmt)
+    stamp = c.now().astimezone(c.cfg.gateway.tz).strftime("%Y%m%dT%H%M%S")
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in _lines(c.log, flt, fmt):
+            yield chunk
+
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+    return StreamingResponse(body(), media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'})
+
+
+def _lines(log: audit.AuditLog, flt: audit.Filter, fmt: str) -> Iterator[bytes]:
+    """The filtered log, a few hundred entries at a time (memory stays flat)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    if fmt == "csv":
+        writer.writerow(EXPORT_COLUMNS)
+    for n, e in enumerate(audit.search(log, flt), start=1):
+        if fmt == "csv":
+            writer.writerow([_cell(e.get(k)) for k in EXPORT_COLUMNS])
+        else:
+            buf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
+        if n % 500 == 0:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; every value in the log is a safe word, a number or a list of codes."""
+    if value is None:
+        return ""
+    return ";".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+async def audit_verify(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    result = audit.verify(c.log.path)
+    c.log.record("console.view", account=row.name, page="audit_verify")
+    return _render(c, request, "verify.html", session, account=row, result=result,
+                   path=str(c.log.path))
