@@ -21,19 +21,14 @@ evidence of a crash or a forgery when none does.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import audit
-from gateway.crypto import keys
-from gateway.crypto.engine import Engine, Keyring
 from gateway.errors import CryptoError
 from gateway.flows import Context, intake
 from gateway.ledger import DeliveryRow
@@ -100,23 +95,6 @@ class Report:
     @property
     def last_good(self) -> Checkpoint | None:
         return self.good[-1] if self.good else None
-
-
-@contextlib.contextmanager
-def signature_checker(key_files: Sequence[Path], *, secret: bool = False) -> Iterator[
-        Callable[[bytes], bytes]]:
-    """A function that returns the text of a document clear-signed by one of the keys in
-    *key_files* (public key files, or — *secret* — the gateway's own key files, of which
-    only the public part is used), in a throw-away keyring."""
-    home = Path(tempfile.mkdtemp(prefix="gwv", dir="/tmp"))
-    try:
-        fprs = [keys.inspect(p).fingerprint for p in key_files]
-        with Keyring(home / "g", secret_keys=key_files if secret else (),
-                     public_keys=() if secret else key_files) as ring:
-            engine = Engine(ring)
-            yield lambda doc: engine.verify_clearsigned(doc, allowed_signers=fprs)[1]
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def load(folder: Path, open_signed: Callable[[bytes], bytes]) -> tuple[list[Checkpoint], str]:

@@ -400,6 +400,7 @@ def audit_verify(
     """Check the hash chain and the signed checkpoints; name the first broken entry, or the
     last good checkpoint, and exit 1 if anything does not hold."""
     from gateway import checkpoint
+    from gateway.crypto.signed import signature_checker
     from gateway.state import runner_active
 
     cfg = _load(config) if file is None or (checkpoints is not None and not key) else None
@@ -418,7 +419,7 @@ def audit_verify(
         return
     key_files = list(key) if key else [cfg.gateway.secret_key, *cfg.gateway.previous_secret_keys]  # type: ignore[union-attr]
     running = runner_active(cfg.gateway.state_dir) if cfg else False
-    with checkpoint.signature_checker(key_files, secret=not key) as opener:
+    with signature_checker(key_files, secret=not key) as opener:
         report = checkpoint.check(path, folder, opener, writer_running=running)
     last = report.last_good
     good = (f"last good checkpoint: entry {last.seq} ({last.file}, {last.ts})" if last

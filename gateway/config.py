@@ -278,6 +278,9 @@ class ConsoleSection(_Model):
     tls_cert: ConfigPath | None = None
     tls_key: ConfigPath | None = None
     stale_days: int = Field(default=7, ge=1, le=365)  # a slice not collected after this is an alert
+    # The gateway's *public* key file(s), old and new across a rotation: the console checks
+    # deletion certificates and audit checkpoints with them (it never reads the secret key).
+    gateway_public_keys: list[ConfigPath] = []
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> ConsoleSection:

@@ -52,6 +52,13 @@ incoming = {{ kind = "local", path = "zones/bank/incoming"{zopts} }}   # receipt
 # known_host = "ssh-ed25519 AAAA..."        # from `ssh-keyscan -t ed25519 sftp.bank.example`
 # path = "/incoming"
 
+[console]                                  # the security team's console (`gateway console`, SPEC §13)
+listen = "127.0.0.1:8080"                  # behind the bank's TLS reverse proxy, or set both:
+# tls_cert = "/etc/gateway/console.crt"
+# tls_key = "/etc/gateway/console.key"
+gateway_public_keys = ["keys/gateway.pub.asc"]   # checks certificates, checkpoints (no secret key)
+stale_days = 7                             # a slice not collected after this many days is an alert
+
 [schema]
 encoding = "utf-8"                         # or "gb18030"; a UTF-8 BOM is accepted either way
 delimiter = ","

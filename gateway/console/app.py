@@ -99,6 +99,11 @@ def create_app(cfg: Config, **kwargs: Any) -> Starlette:
         Route("/audit", audit_page),
         Route("/audit/export.{fmt:str}", audit_export),
         Route("/audit/verify", audit_verify),
+        Route("/access", access_page),
+        Route("/retention", retention_page),
+        Route("/retention/certificates/{name:str}", certificate),
+        Route("/keys", keys_page),
+        Route("/compliance", compliance_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     @contextlib.asynccontextmanager
@@ -220,7 +225,7 @@ async def overview(request: Request) -> Response:
     week_ago = now - dt.timedelta(days=7)
     security = list(audit.search(c.log, audit.Filter(event="security.", since=week_ago)))
     c.log.record("console.view", account=row.name, page="overview")
-    return _render(c, request, "overview.html", session, account=row, zones=zones,
+    return _render(c, request, "overview.html", session, account=row, zones=zones, active="overview",
                    in_hand=in_hand, contracts=contracts, security=security[-20:][::-1],
                    security_total=len(security),
                    security_since=c.local(week_ago, "%Y-%m-%dT%H:%M"))
@@ -261,6 +266,7 @@ async def audit_page(request: Request) -> Response:
     c.log.record("console.view", account=row.name, page="audit", count=len(result.entries))
     query = urllib.parse.urlencode({k: v for k, v in values.items() if v})
     return _render(c, request, "audit.html", session, account=row, page=result, values=values,
+                   active="audit",
                    problems=problems, query=query, events=sorted(audit.EVENTS),
                    agencies=[a.code for a in c.cfg.agencies])
 
@@ -322,5 +328,119 @@ async def audit_verify(request: Request) -> Response:
     session, row = signed
     result = audit.verify(c.log.path)
     c.log.record("console.view", account=row.name, page="audit_verify")
-    return _render(c, request, "verify.html", session, account=row, result=result,
+    return _render(c, request, "verify.html", session, account=row, result=result, active="audit",
                    path=str(c.log.path))
+
+
+async def access_page(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    roles = queries.access(c.cfg, c.ledger)
+    stale = c.now() - dt.timedelta(days=c.cfg.console.stale_days)
+    timelines = queries.batch_timelines(c.ledger)
+    c.log.record("console.view", account=row.name, page="access", count=len(timelines))
+    return _render(c, request, "access.html", session, account=row, roles=roles, stale=stale,
+                   timelines=timelines, active="access")
+
+
+def _certificate_checks(c: Console, names: list[str]) -> dict[str, str]:
+    """Each certificate file's verdict, checked with the gateway's public keys only."""
+    from gateway.crypto.signed import signature_checker
+    from gateway.errors import CryptoError, GatewayError
+
+    folder = c.cfg.gateway.shared / "certificates"
+    verdicts: dict[str, str] = {}
+    if not c.cfg.console.gateway_public_keys:
+        return dict.fromkeys(names, "not checked: set [console] gateway_public_keys")
+    try:
+        with signature_checker(c.cfg.console.gateway_public_keys) as opened:
+            for name in names:
+                try:
+                    opened((folder / name).read_bytes())
+                    verdicts[name] = "valid signature of the gateway"
+                except OSError as exc:
+                    verdicts[name] = f"cannot read the file: {exc.strerror}"
+                except CryptoError as exc:
+                    verdicts[name] = f"INVALID: {exc}"
+    except GatewayError as exc:
+        return dict.fromkeys(names, f"not checked: {exc}")
+    return verdicts
+
+
+async def retention_page(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    today = c.now().astimezone(c.cfg.gateway.tz).date()
+    held = queries.held(c.cfg, c.ledger, today)
+    checks = _certificate_checks(c, [h.certificate for h in held if h.certificate])
+    c.log.record("console.view", account=row.name, page="retention", count=len(held))
+    return _render(c, request, "retention.html", session, account=row, held=held, checks=checks,
+                   active="retention")
+
+
+async def certificate(request: Request) -> Response:
+    """A deletion certificate as the gateway signed it (only names the ledger knows)."""
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    _session, row = signed
+    name = request.path_params["name"]
+    today = c.now().astimezone(c.cfg.gateway.tz).date()
+    if name not in {h.certificate for h in queries.held(c.cfg, c.ledger, today) if h.certificate}:
+        return Response("No such certificate.", status_code=404)
+    try:
+        data = (c.cfg.gateway.shared / "certificates" / name).read_bytes()
+    except OSError as exc:
+        return Response(f"The certificate cannot be read: {exc.strerror}.", status_code=500)
+    c.log.record("console.export", account=row.name, page="retention", format="asc", file=name)
+    return Response(data, media_type="text/plain; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def keys_page(request: Request) -> Response:
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    views = queries.key_views(c.cfg)
+    refused = list(audit.search(c.log, audit.Filter(event="key.refused")))[-20:][::-1]
+    c.log.record("console.view", account=row.name, page="keys", count=len(views))
+    soon = c.now() + dt.timedelta(days=30)
+    return _render(c, request, "keys.html", session, account=row, views=views, refused=refused,
+                   soon=soon, active="keys")
+
+
+async def compliance_page(request: Request) -> Response:
+    from gateway.console.charts import stacked_bars
+
+    c = _console(request)
+    signed = _signed_in(c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
+    today = c.now().astimezone(c.cfg.gateway.tz).date()
+    try:
+        days_back = min(max(int(request.query_params.get("days", "30")), 1), 366)
+    except ValueError:
+        days_back = 30
+    since = today - dt.timedelta(days=days_back - 1)
+    days = queries.compliance(c.cfg, c.ledger, c.log, since)
+    labels = [(since + dt.timedelta(days=i)).isoformat() for i in range(days_back)]
+    series: dict[str, list[int]] = {f: [0] * days_back for f in (*queries.FLAG_NAMES, "NOT_ASSIGNED")}
+    for d in days:
+        i = (d.day - since).days
+        for f, n in d.flags.items():
+            series[f][i] += n
+        series["NOT_ASSIGNED"][i] += d.not_assigned
+    chart = stacked_bars(labels, series, title=f"Flags and E_NOT_ASSIGNED per day, last {days_back} days")
+    c.log.record("console.view", account=row.name, page="compliance", count=len(days))
+    return _render(c, request, "compliance.html", session, account=row, days=days, chart=chart,
+                   flags=queries.FLAG_NAMES, days_back=days_back, active="compliance")

@@ -212,7 +212,7 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
         ctx.ledger.commit_results(
             file_id=file_id, agency_code=channel.agency, delivery=delivery,
             receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
-            status=status, signer=out.verified.fingerprint,
+            status=status, signer=out.verified.fingerprint, flags=dict(out.flagged),
             records=out.records, accepted=out.accepted, rejected=out.rejected)
     except CommitConflict as exc:  # another node counted attempts (or took the name) first
         intake.drop_staged_receipt(ctx, staged)

@@ -259,6 +259,16 @@ class AccountRow(Base):
     sessions_from: Mapped[dt.datetime | None]  # sessions begun earlier are void (logout, reset)
 
 
+class ResultFlagRow(Base):
+    """How many accepted rows of a results file carry each flag (SPEC §8), and how many were
+    refused as ``NOT_ASSIGNED`` — the Compliance page's figures, kept with no case in them."""
+
+    __tablename__ = "result_flags"
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
+    flag: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class PurgeRow(Base):
     """One purge per contract: planned first, executed object by object, then certified."""
 
@@ -776,7 +786,8 @@ class Ledger:
         return f"{sql} {column} = %s AND case_id = ANY(%s)", (value, list(ids))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
-                       receipt: ReceiptRow, status: FileStatus, **fields: Any) -> None:
+                       receipt: ReceiptRow, status: FileStatus, flags: dict[str, int] | None = None,
+                       **fields: Any) -> None:
         """One transaction: the forwarded file (pending), the receipt, the staged attempt
         counts added to the agency's (two set-based statements, however many there are)."""
         staged = StagedAttemptRow
@@ -786,6 +797,8 @@ class Ledger:
             if delivery is not None:
                 s.add(delivery)
             s.add(receipt)
+            s.add_all([ResultFlagRow(file_id=file_id, flag=f, count=n)
+                       for f, n in sorted((flags or {}).items()) if n])
             s.execute(update(AttemptRow).where(
                 AttemptRow.agency_code == agency_code, exists().where(same))
                 .values(count=AttemptRow.count + select(staged.count).where(same)

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from sqlalchemy import func, select
+
+from gateway import audit
 from gateway.config import Config
-from gateway.ledger import Ledger
+from gateway.crypto import keys
+from gateway.crypto.keys import KeyPolicyError
+from gateway.ledger import BatchRow, DeliveryRow, FileRow, Ledger, ReceiptRow, ResultFlagRow
 from gateway.retention.policy import Decision, decide
 from gateway.transfer.base import display_name
 
@@ -71,3 +78,210 @@ def contracts(cfg: Config, ledger: Ledger, today: dt.date) -> list[Decision]:
                           purge_after_days=cfg.gateway.purge_after_days, today=today,
                           purged_on=finished.astimezone(cfg.gateway.tz).date() if finished else None))
     return out
+
+
+# --- access (who has fetched what) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class RoleAccess:
+    agency: str
+    role: str
+    delivered: int
+    collected: int
+    waiting: int  # delivered, not yet collected, not purged
+    oldest_waiting: dt.datetime | None  # when the oldest of those was delivered
+    median_hours: float | None  # from delivery to collection
+    max_hours: float | None
+
+
+@dataclass(frozen=True)
+class Step:
+    at: dt.datetime
+    what: str  # received | delivered | receipt | collected | purged
+    detail: str
+
+
+@dataclass(frozen=True)
+class BatchTimeline:
+    batch_id: str
+    file: str
+    received_at: dt.datetime
+    accepted: int
+    rejected: int
+    steps: list[Step]
+
+
+def access(cfg: Config, ledger: Ledger) -> list[RoleAccess]:
+    """Per agency and role: slices delivered, collected, still waiting, and how long the
+    agency took to fetch them. (Who fetched — the SSH login and address — joins this once
+    the access evidence of SPEC §14 is recorded.)"""
+    rows: dict[tuple[str, str], list[DeliveryRow]] = {
+        (a.code, r): [] for a in cfg.agencies for r in a.roles}
+    with ledger.session(write=False) as s:
+        for d in s.scalars(select(DeliveryRow).where(DeliveryRow.kind == "slice",
+                                                     DeliveryRow.delivered_at.is_not(None))):
+            rows.setdefault((d.agency_code, d.role or ""), []).append(d)
+    out = []
+    for (agency, role), ds in rows.items():
+        hours = sorted((d.collected_at - d.delivered_at).total_seconds() / 3600
+                       for d in ds if d.collected_at and d.delivered_at)
+        waiting = [d for d in ds if d.collected_at is None and d.purged_at is None]
+        out.append(RoleAccess(
+            agency, role, len(ds), len(hours), len(waiting),
+            min((d.delivered_at for d in waiting if d.delivered_at), default=None),
+            hours[len(hours) // 2] if hours else None, hours[-1] if hours else None))
+    return out
+
+
+def batch_timelines(ledger: Ledger, limit: int = 20) -> list[BatchTimeline]:
+    """The newest batches, each from the file received to every slice collected."""
+    out = []
+    with ledger.session(write=False) as s:
+        batches = list(s.execute(select(BatchRow, FileRow).join(FileRow, FileRow.id == BatchRow.file_id)
+                                 .order_by(BatchRow.committed_at.desc()).limit(limit)))
+        for batch, file in batches:
+            steps = [Step(file.received_at, "received", display_name(file.name))]
+            for d in s.scalars(select(DeliveryRow).where(DeliveryRow.batch_id == batch.batch_id)
+                               .order_by(DeliveryRow.id)):
+                who = f"{d.agency_code} {d.role or 'manifest'}"
+                if d.delivered_at:
+                    steps.append(Step(d.delivered_at, "delivered", f"{who}: {d.records} rows"))
+                if d.collected_at:
+                    steps.append(Step(d.collected_at, "collected", who))
+                if d.purged_at:
+                    steps.append(Step(d.purged_at, "purged", who))
+            for r in s.scalars(select(ReceiptRow).where(ReceiptRow.file_id == file.id)):
+                if r.sent_at:
+                    steps.append(Step(r.sent_at, "receipt", r.status))
+            out.append(BatchTimeline(batch.batch_id, display_name(file.name), file.received_at,
+                                     batch.accepted, batch.rejected,
+                                     sorted(steps, key=lambda x: x.at)))
+    return out
+
+
+# --- retention -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Held:
+    decision: Decision
+    slices: int  # slices and manifests in the agency's inbox: delivered, not purged
+    bytes: int
+    cases: int  # live cases
+    certificate: str | None  # the deletion certificate's file name, once purged
+
+
+def held(cfg: Config, ledger: Ledger, today: dt.date) -> list[Held]:
+    """Each contract's retention state and what the ledger says the agency still holds."""
+    out = []
+    for d in contracts(cfg, ledger, today):
+        with ledger.session(write=False) as s:
+            n, size = s.execute(select(func.count(), func.coalesce(func.sum(DeliveryRow.size), 0))
+                                .where(DeliveryRow.agency_code == d.agency,
+                                       DeliveryRow.kind.in_(("slice", "manifest")),
+                                       DeliveryRow.delivered_at.is_not(None),
+                                       DeliveryRow.purged_at.is_(None))).one()
+        purge = ledger.purge(d.contract_id)
+        out.append(Held(d, int(n), int(size), ledger.live_case_count(d.agency),
+                        purge.certificate if purge else None))
+    return out
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KeyView:
+    owner: str  # gateway | bank | an agency code
+    use: str  # what the gateway does with it
+    key_path: str  # the config key that names the file
+    fingerprint: str | None
+    algorithm: str | None
+    user_ids: tuple[str, ...]
+    expires: dt.datetime | None
+    problem: str | None  # why the key is refused or unreadable; None when in use
+
+
+def configured_keys(cfg: Config) -> list[tuple[str, str, str, Path, keys.Purpose]]:
+    """(owner, use, config key, file, purpose) of every *public* key the config names. The
+    gateway's secret key is not among them: its public half is `console.gateway_public_keys`."""
+    out = [("gateway", "signs receipts, slices, certificates, checkpoints",
+            f"console.gateway_public_keys[{i}]", p, keys.Purpose.VERIFY)
+           for i, p in enumerate(cfg.console.gateway_public_keys)]
+    out += [("bank", "its signatures on case files are accepted", f"bank.signing_keys[{i}]", p,
+             keys.Purpose.VERIFY) for i, p in enumerate(cfg.bank.signing_keys)]
+    out += [("bank", "receipts, results and certificates are encrypted to it",
+             f"bank.encrypt_to[{i}]", p, keys.Purpose.ENCRYPT) for i, p in enumerate(cfg.bank.encrypt_to)]
+    for n, a in enumerate(cfg.agencies):
+        out += [(a.code, "its signatures on result files are accepted",
+                 f"agencies[{n}].signing_keys[{i}]", p, keys.Purpose.VERIFY)
+                for i, p in enumerate(a.signing_keys)]
+        for role, spec in a.roles.items():
+            out += [(a.code, f"{role} slices are encrypted to it",
+                     f"agencies[{n}].roles.{role}.encrypt_to[{i}]", p, keys.Purpose.ENCRYPT)
+                    for i, p in enumerate(spec.encrypt_to)]
+    return out
+
+
+def key_views(cfg: Config) -> list[KeyView]:
+    """Each configured public key as the key policy judges it today."""
+    out = []
+    for owner, use, key_path, path, purpose in configured_keys(cfg):
+        info, problem = None, None
+        try:
+            info = keys.check(path, purpose)
+        except KeyPolicyError as exc:
+            problem = str(exc).replace(str(path), path.name)
+            try:
+                info = keys.inspect(path)  # refused, but readable: show what it is
+            except KeyPolicyError:
+                info = None
+        out.append(KeyView(owner, use, key_path, info.fingerprint if info else None,
+                           info.primary.description if info else None,
+                           info.user_ids if info else (), info.expires if info else None, problem))
+    return out
+
+
+# --- compliance -----------------------------------------------------------------------------
+
+FLAG_NAMES = ("HOURS", "ATTEMPTS", "THIRD_PARTY", "DISPUTE", "FRAUD", "LATE")
+
+
+@dataclass(frozen=True)
+class ComplianceDay:
+    agency: str
+    day: dt.date  # the local day the results arrived
+    files: int
+    rows: int  # accepted rows
+    flags: dict[str, int]  # FLAG_NAMES -> rows flagged
+    not_assigned: int  # rows about a case the agency does not hold (E_NOT_ASSIGNED)
+
+
+def compliance(cfg: Config, ledger: Ledger, log: audit.AuditLog,
+               since: dt.date) -> list[ComplianceDay]:
+    """Per agency and local day from *since*: results files, accepted rows, rows per flag
+    (the ledger) and ``E_NOT_ASSIGNED`` rows (the audit log's ``security.cross_agency``,
+    which counts them for refused files too)."""
+    tz = cfg.gateway.tz
+    start = dt.datetime.combine(since, dt.time(), tz)
+    days: dict[tuple[str, dt.date], dict[str, Any]] = {}
+
+    def bucket(agency: str, at: dt.datetime) -> dict[str, Any]:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=dt.UTC)
+        key = (agency, at.astimezone(tz).date())
+        return days.setdefault(key, {"files": 0, "rows": 0, "flags": dict.fromkeys(FLAG_NAMES, 0),
+                                     "not_assigned": 0})
+
+    with ledger.session(write=False) as s:
+        for f in s.scalars(select(FileRow).where(FileRow.kind == "results",
+                                                 FileRow.received_at >= start)):
+            b = bucket(f.agency_code or "", f.received_at)
+            b["files"] += 1
+            b["rows"] += f.accepted
+            for flag in s.scalars(select(ResultFlagRow).where(ResultFlagRow.file_id == f.id)):
+                if flag.flag in b["flags"]:
+                    b["flags"][flag.flag] += flag.count
+    for e in audit.search(log, audit.Filter(event="security.cross_agency", since=start)):
+        bucket(e.get("agency", ""), dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+               )["not_assigned"] += int(e.get("count", 0))
+    return [ComplianceDay(agency, day, v["files"], v["rows"], v["flags"], v["not_assigned"])
+            for (agency, day), v in sorted(days.items(), key=lambda kv: (kv[0][1], kv[0][0]))]

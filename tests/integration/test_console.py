@@ -11,10 +11,12 @@ never opens the gateway's secret key and never starts gpg.
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime as dt
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -32,8 +35,8 @@ import pytest
 from gateway import audit, synth
 from gateway.console.app import create_app
 from gateway.console.auth import LOCKOUT, MAX_FAILURES, Accounts
-from gateway.ledger import Ledger
-from tests.faults import results_csv
+from gateway.ledger import Ledger, queries
+from tests.faults import TZ, results_csv
 from tests.flowsite import Site
 from tests.leaks import LeakScanner
 
@@ -70,9 +73,15 @@ def exchange(tmp_path_factory, keybox):
     assert site.run() == {"accepted": 1}
     mine = [r["case_id"] for r in records if r["agency_code"] == "AG001"]
     theirs = [r["case_id"] for r in records if r["agency_code"] == "AG002"]
-    site.upload("AG001", "R1.csv.pgp", results_csv([*mine[:5], theirs[0]]))
+    day = (dt.datetime.now(TZ) - dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    actions = [("VISIT", "10:00"), ("CALL", "22:00"), ("DISPUTE", "11:00"), ("SMS", "07:00"),
+               ("CALL", "12:00")]  # two out of hours (HOURS), one DISPUTE
+    lines = [results_csv([]).decode().rstrip("\r\n")]
+    lines += [f"{c},{day}T{t}:00,{a},debtor,c1" for c, (a, t) in zip(mine, actions, strict=False)]
+    lines.append(f"{theirs[0]},{day}T10:00:00,VISIT,debtor,c1")  # not AG001's case
+    site.upload("AG001", "R1.csv.pgp", ("\r\n".join(lines) + "\r\n").encode())
     assert site.run() == {"partial": 1}
-    ended = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    ended = (dt.datetime.now(TZ).date() - dt.timedelta(days=1)).isoformat()  # the gateway's day
     text = site.config.read_text()
     i = text.index('code = "AG002"')
     site.config.write_text(text[:i] + text[i:].replace("# terminated_on = 2026-06-30",
@@ -205,8 +214,7 @@ def test_log_in_with_password_and_code_and_see_the_overview(console, browser, ex
     assert browser.title.startswith("Overview")
     alerts = browser.find_element(*by(".alerts")).text
     assert "1 security event in the last 7 days" in alerts
-    zones = browser.find_elements(*by("main table tbody tr"))
-    assert len(zones) >= len(site.cfg().zones())
+    assert "Zones" not in [h.text for h in browser.find_elements(*by("h2"))]  # operators only
     assert not csp_problems(browser)
     login = entries(site, "console.login")[-1]
     assert (login["account"], login["role"], login["address"]) == ("alice", "auditor", "127.0.0.1")
@@ -235,6 +243,8 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(console, browser, ex
     clock.tick(seconds=LOCKOUT.total_seconds())
     log_in(browser, server, clock, "bob", secrets["bob"])
     assert browser.current_url == server.url + "/"
+    zones = table(browser, "main section:nth-of-type(2) table")  # an operator sees zone health
+    assert [r[0] for r in zones] == [key for key, _ in site.cfg().zones()]
 
 
 def test_filter_the_audit_log_and_export_what_it_shows(console, browser, exchange):
@@ -305,13 +315,76 @@ def test_log_out_ends_the_session_everywhere(console, browser, exchange):
     assert browser.current_url.startswith(server.url + "/login")
 
 
+PAGES = {"overview": "/", "audit": "/audit", "access": "/access", "retention": "/retention",
+         "compliance": "/compliance", "keys": "/keys"}
+
+
+def test_every_page_renders_with_the_expected_counts(console, browser, exchange, tmp_path):
+    """Each page against counts made here from the audit log and the config; a screenshot
+    of each (into $GATEWAY_SCREENSHOTS when set: the README's pictures)."""
+    server, clock, secrets = console
+    site, _ = exchange
+    log_in(browser, server, clock, "alice", secrets["alice"])
+    shots = Path(os.environ.get("GATEWAY_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    for name, path in PAGES.items():
+        browser.get(server.url + path)
+        assert browser.title.startswith(browser.find_element(*by("h1")).text), name
+        browser.save_screenshot(str(shots / f"console-{name}.png"))
+        assert not csp_problems(browser), name
+    log = list(audit.AuditLog(site.state / "audit").entries())
+    delivered = collections.Counter((e["agency"], e["role"]) for e in log
+                                    if e["event"] == "slice.delivered" and e.get("role"))
+    browser.get(server.url + "/access")
+    rows = {(r[0], r[1]): int(r[2]) for r in table(browser, "#roles")}
+    assert {k: v for k, v in rows.items() if v} == dict(delivered)
+    browser.get(server.url + "/retention")
+    contracts = {r[1]: r for r in table(browser, "#contracts")}
+    cfg = site.cfg()
+    assert set(contracts) == {a.code for a in cfg.agencies}
+    purged = [e for e in log if e["event"] == "retention.purged"]
+    assert [e["agency"] for e in purged] == ["AG002"]
+    assert contracts["AG002"][2] == "purged"
+    assert purged[0]["file"] in contracts["AG002"][9]
+    assert "valid signature of the gateway" in contracts["AG002"][9]
+    status, _, body = fetch(server, f"/retention/certificates/{purged[0]['file']}", browser)
+    assert status == 200 and body.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
+    assert fetch(server, "/retention/certificates/..%2Fgateway.db", browser)[0] == 404
+    browser.get(server.url + "/keys")
+    keys = table(browser, "#keys")
+    configured = (len(cfg.console.gateway_public_keys) + len(cfg.bank.signing_keys)
+                  + len(cfg.bank.encrypt_to) + sum(len(a.signing_keys) + sum(
+                      len(r.encrypt_to) for r in a.roles.values()) for a in cfg.agencies))
+    assert len(keys) == configured and all(r[6] == "in use" for r in keys)
+    browser.get(server.url + "/compliance")
+    (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["file"] == "R1.csv.pgp"]
+    (row,) = [r for r in table(browser, "#compliance") if r[1] == "AG001"]
+    header = [th.text for th in browser.find_elements(*by("#compliance thead th"))]
+    shown = dict(zip(header, row, strict=True))
+    assert (int(shown["files"]), int(shown["rows accepted"])) == (1, receipt["counts"]["accepted"])
+    assert receipt["flags"] == {"DISPUTE": 1, "HOURS": 2}
+    assert {f: int(shown[f]) for f in queries.FLAG_NAMES} == {
+        f: receipt["flags"].get(f, 0) for f in queries.FLAG_NAMES}
+    assert int(shown["E_NOT_ASSIGNED"]) == 1 == sum(
+        e["code"] == "E_NOT_ASSIGNED" for e in receipt["errors"])
+    assert browser.find_element(*by("figure svg title")).get_attribute("textContent").startswith(
+        "Flags and E_NOT_ASSIGNED")
+    viewed = {e["page"] for e in entries(site, "console.view") if e["account"] == "alice"}
+    assert set(PAGES) <= viewed
+
+
+def table(browser, css: str) -> list[list[str]]:
+    return [[td.text for td in tr.find_elements(*by("td"))]
+            for tr in browser.find_elements(*by(f"{css} tbody tr"))]
+
+
 def test_no_page_or_export_holds_a_personal_value(console, browser, exchange):
     server, clock, secrets = console
     _site, records = exchange
     log_in(browser, server, clock, "alice", secrets["alice"])
     scanner = LeakScanner(records)
     seen = []
-    for path in ("/", "/audit", "/audit?event=security.", "/audit/verify"):
+    for path in (*PAGES.values(), "/audit?event=security.", "/audit/verify"):
         browser.get(server.url + path)
         seen.append((path, browser.page_source.encode()))
     for path in ("/audit/export.csv", "/audit/export.jsonl"):
@@ -321,17 +394,19 @@ def test_no_page_or_export_holds_a_personal_value(console, browser, exchange):
     assert len(seen[-1][1]) > 1000  # the export had the whole log to leak from
 
 
-def test_gateway_console_never_opens_the_secret_key_or_starts_gpg(exchange, tmp_path):
+def test_gateway_console_never_opens_the_secret_key(exchange):
     """`gateway console` as a process, under a Python audit hook that refuses to open the
-    gateway's secret key file (its mode is also 000) and to start any program."""
+    gateway's secret key file (its mode is also 000) or to hand it to a program (gpg is
+    run for public keys only: the Keys and Retention pages)."""
     site, _ = exchange
     cfg = site.cfg()
     port = free_port()
     config = site.config.with_name("console-test.toml")  # relative paths resolve alike
-    config.write_text(site.config.read_text().replace(
-        "[gateway]", f'[console]\nlisten = "127.0.0.1:{port}"\n\n[gateway]', 1))
+    text = site.config.read_text()
+    assert 'listen = "127.0.0.1:8080"' in text
+    config.write_text(text.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"', 1))
     key = cfg.gateway.secret_key
-    hook = tmp_path / "hook.py"
+    hook = site.root / "console-hook.py"
     hook.write_text(f"""
 import os, sys
 KEY = os.path.realpath({str(key)!r})
@@ -341,16 +416,21 @@ def hook(event, args):
         if os.path.realpath(path) == KEY:
             raise PermissionError("the console opened the secret key: " + path)
     if event in ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system"):
-        raise PermissionError("the console started a program: " + repr(args)[:200])
+        if KEY in repr(args) or os.path.basename(KEY) in repr(args):
+            raise PermissionError("the console handed the secret key to a program: " + repr(args)[:300])
 sys.addaudithook(hook)
 sys.argv = ["gateway", "console", "-c", {str(config)!r}]
 from gateway.cli import run
 run()
 """)
+    ledger = Ledger(cfg.gateway.db_url)
+    secret = Accounts(ledger, audit.AuditLog(site.state / "audit")).add(
+        "dave", "auditor", PASSWORD).secret
+    ledger.close()
     mode = key.stat().st_mode
     key.chmod(0)
     proc = subprocess.Popen([sys.executable, str(hook)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stderr=subprocess.PIPE, text=True, cwd=site.root)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -367,11 +447,37 @@ run()
         with pytest.raises(urllib.error.HTTPError) as refused:  # no form token: 403, no crash
             urllib.request.urlopen(req, timeout=5)
         assert refused.value.code == 403
+        session = http_login(url, "dave", secret)  # then the pages that run gpg (public keys)
+        for page in ("/keys", "/retention"):
+            with urllib.request.urlopen(urllib.request.Request(
+                    url + page, headers={"Cookie": session}), timeout=30) as resp:
+                assert resp.status == 200 and b"<h1>" in resp.read()
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=20)
         key.chmod(mode)
-    assert "secret key" not in err and "started a program" not in err, err
+    assert "secret key" not in err, err
     assert "Traceback" not in err, err
     assert f"console: http://127.0.0.1:{port}/" in err
 
+
+
+def http_login(url: str, name: str, secret: str) -> str:
+    """Log in without a browser (the form's token and cookie, then the POST); returns the
+    session cookie to send."""
+    import http.cookiejar
+    import re
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    with opener.open(url + "/login", timeout=10) as resp:
+        token = re.search(rb'name="csrf" value="([^"]+)"', resp.read()).group(1).decode()
+    form = urllib.parse.urlencode({"csrf": token, "name": name, "password": PASSWORD,
+                                   "code": pyotp.TOTP(secret).now()}).encode()
+    try:
+        opener.open(url + "/login", data=form, timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 303, exc.read()
+    cookies = {c.name: c.value for c in jar}
+    assert "gw_session" in cookies, cookies
+    return f"gw_session={cookies['gw_session']}"

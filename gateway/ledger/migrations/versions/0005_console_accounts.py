@@ -1,7 +1,10 @@
-"""Console accounts (SPEC §13, issue 12): Argon2id password hashes, TOTP secrets, lockouts.
+"""The console's tables (SPEC §13, issue 12): accounts (Argon2id password hashes, TOTP
+secrets, lockouts) and each results file's flag counts (the Compliance page).
 
 Accounts live in the ledger rather than a file so that two console hosts on one
-PostgreSQL share them, their failure counts and their lockouts.
+PostgreSQL share them, their failure counts and their lockouts. Flag counts were only
+in the (encrypted) receipts and the metrics; the Compliance page and the monthly
+reports need them per agency and day.
 
 Revision ID: 0005
 Revises: 0004
@@ -35,7 +38,16 @@ def upgrade() -> None:
         sa.Column("sessions_from", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name"),
     )
+    op.create_table(
+        "result_flags",
+        sa.Column("file_id", sa.Integer(), nullable=False),
+        sa.Column("flag", sa.String(16), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["file_id"], ["files.id"]),
+        sa.PrimaryKeyConstraint("file_id", "flag"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("result_flags")
     op.drop_table("console_accounts")
