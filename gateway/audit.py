@@ -335,7 +335,7 @@ def verify(path: Path, *, collect: Collection[int] = ()) -> Verification:
         return Verification(entries=0, ok=True)
     with path.open("rb") as fh:
         for n, line in enumerate(fh, start=1):
-            problem, entry = _check_line(line, n, prev)
+            problem, entry = check_line(line, n, prev)
             if problem:
                 return Verification(entries=n - 1, ok=False, broken_seq=n, problem=problem,
                                     last_hash=prev, hashes=hashes, last_event=last_event)
@@ -345,7 +345,7 @@ def verify(path: Path, *, collect: Collection[int] = ()) -> Verification:
     return Verification(entries=n, ok=True, last_hash=prev, hashes=hashes, last_event=last_event)
 
 
-def _check_line(line: bytes, n: int, prev: str) -> tuple[str, dict[str, Any]]:
+def check_line(line: bytes, n: int, prev: str) -> tuple[str, dict[str, Any]]:
     """(problem, entry) for entry number *n*; problem is empty when the entry is sound."""
     if not line.endswith(b"\n"):
         return "entry is incomplete (no line end)", {}

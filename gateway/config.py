@@ -281,6 +281,9 @@ class ConsoleSection(_Model):
     # The gateway's *public* key file(s), old and new across a rotation: the console checks
     # deletion certificates and audit checkpoints with them (it never reads the secret key).
     gateway_public_keys: list[ConfigPath] = []
+    # The console's index of the audit log (a cache, rebuilt when missing); default
+    # state_dir/audit/console-index.sqlite. The console's user must be able to write it.
+    audit_index: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> ConsoleSection:

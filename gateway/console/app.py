@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from gateway import audit
+from gateway.audit_index import AuditIndex
 from gateway.config import Config
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.ledger import AccountRow, Ledger, queries, utcnow
@@ -58,6 +59,9 @@ class Console:
         self.now = now
         self.ledger = Ledger(cfg.gateway.db_url, upgrade=False)
         self.log = audit.AuditLog(cfg.gateway.state_dir / "audit", actor="console")
+        self.index = AuditIndex(self.log.path, cfg.console.audit_index
+                                or self.log.directory / "console-index.sqlite")
+        self.index.refresh()  # the first time: the whole log (~10 s a million entries)
         self.accounts = Accounts(self.ledger, self.log, now=now)
         self.signer = signer or Signer()
         self.secure = cfg.console.tls_cert is not None
@@ -75,7 +79,13 @@ class Console:
             value = value.replace(tzinfo=dt.UTC)
         return value.astimezone(self.cfg.gateway.tz).strftime(fmt)
 
+    def entries(self, flt: audit.Filter) -> Iterator[dict[str, Any]]:
+        """Entries matching *flt* in log order, through the index (brought up to date)."""
+        self.index.refresh()
+        return self.index.entries(flt)
+
     def close(self) -> None:
+        self.index.close()
         self.ledger.close()
 
 
@@ -223,11 +233,12 @@ async def overview(request: Request) -> Response:
     contracts = [d for d in queries.contracts(c.cfg, c.ledger, today)
                  if d.state.value in ("ended", "purge_due") and d.days_left <= 7]
     week_ago = now - dt.timedelta(days=7)
-    security = list(audit.search(c.log, audit.Filter(event="security.", since=week_ago)))
+    c.index.refresh()
+    security = c.index.page(audit.Filter(event="security.", since=week_ago), size=20)
     c.log.record("console.view", account=row.name, page="overview")
     return _render(c, request, "overview.html", session, account=row, zones=zones, active="overview",
-                   in_hand=in_hand, contracts=contracts, security=security[-20:][::-1],
-                   security_total=len(security),
+                   in_hand=in_hand, contracts=contracts, security=security.entries,
+                   security_total=security.matching, chain=c.index.state(),
                    security_since=c.local(week_ago, "%Y-%m-%dT%H:%M"))
 
 
@@ -262,11 +273,12 @@ async def audit_page(request: Request) -> Response:
         before = int(request.query_params["before"]) if "before" in request.query_params else None
     except ValueError:
         before = None
-    result = audit.page(c.log, flt, before=before, size=PAGE_SIZE)
+    chain = c.index.refresh()
+    result = c.index.page(flt, before=before, size=PAGE_SIZE)
     c.log.record("console.view", account=row.name, page="audit", count=len(result.entries))
     query = urllib.parse.urlencode({k: v for k, v in values.items() if v})
     return _render(c, request, "audit.html", session, account=row, page=result, values=values,
-                   active="audit",
+                   active="audit", chain=chain,
                    problems=problems, query=query, events=sorted(audit.EVENTS),
                    agencies=[a.code for a in c.cfg.agencies])
 
@@ -287,7 +299,7 @@ async def audit_export(request: Request) -> Response:
     stamp = c.now().astimezone(c.cfg.gateway.tz).strftime("%Y%m%dT%H%M%S")
 
     async def body() -> AsyncIterator[bytes]:
-        for chunk in _lines(c.log, flt, fmt):
+        for chunk in _lines(c.entries(flt), fmt):
             yield chunk
 
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
@@ -295,13 +307,13 @@ async def audit_export(request: Request) -> Response:
         "Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'})
 
 
-def _lines(log: audit.AuditLog, flt: audit.Filter, fmt: str) -> Iterator[bytes]:
+def _lines(entries: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:
     """The filtered log, a few hundred entries at a time (memory stays flat)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     if fmt == "csv":
         writer.writerow(EXPORT_COLUMNS)
-    for n, e in enumerate(audit.search(log, flt), start=1):
+    for n, e in enumerate(entries, start=1):
         if fmt == "csv":
             writer.writerow([_cell(e.get(k)) for k in EXPORT_COLUMNS])
         else:
@@ -411,7 +423,8 @@ async def keys_page(request: Request) -> Response:
         return signed
     session, row = signed
     views = queries.key_views(c.cfg)
-    refused = list(audit.search(c.log, audit.Filter(event="key.refused")))[-20:][::-1]
+    c.index.refresh()
+    refused = c.index.page(audit.Filter(event="key.refused"), size=20).entries
     c.log.record("console.view", account=row.name, page="keys", count=len(views))
     soon = c.now() + dt.timedelta(days=30)
     return _render(c, request, "keys.html", session, account=row, views=views, refused=refused,
@@ -432,7 +445,7 @@ async def compliance_page(request: Request) -> Response:
     except ValueError:
         days_back = 30
     since = today - dt.timedelta(days=days_back - 1)
-    days = queries.compliance(c.cfg, c.ledger, c.log, since)
+    days = queries.compliance(c.cfg, c.ledger, c.entries, since)
     labels = [(since + dt.timedelta(days=i)).isoformat() for i in range(days_back)]
     series: dict[str, list[int]] = {f: [0] * days_back for f in (*queries.FLAG_NAMES, "NOT_ASSIGNED")}
     for d in days:

@@ -9,6 +9,7 @@ or a zone: the console, which holds neither, uses it as the CLI does.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,11 +256,13 @@ class ComplianceDay:
     not_assigned: int  # rows about a case the agency does not hold (E_NOT_ASSIGNED)
 
 
-def compliance(cfg: Config, ledger: Ledger, log: audit.AuditLog,
+def compliance(cfg: Config, ledger: Ledger,
+               cross_agency: Callable[[audit.Filter], Iterable[dict[str, Any]]],
                since: dt.date) -> list[ComplianceDay]:
     """Per agency and local day from *since*: results files, accepted rows, rows per flag
     (the ledger) and ``E_NOT_ASSIGNED`` rows (the audit log's ``security.cross_agency``,
-    which counts them for refused files too)."""
+    which counts them for refused files too; *cross_agency* gives the entries a filter
+    matches — the log read whole, or the console's index of it)."""
     tz = cfg.gateway.tz
     start = dt.datetime.combine(since, dt.time(), tz)
     days: dict[tuple[str, dt.date], dict[str, Any]] = {}
@@ -280,7 +283,7 @@ def compliance(cfg: Config, ledger: Ledger, log: audit.AuditLog,
             for flag in s.scalars(select(ResultFlagRow).where(ResultFlagRow.file_id == f.id)):
                 if flag.flag in b["flags"]:
                     b["flags"][flag.flag] += flag.count
-    for e in audit.search(log, audit.Filter(event="security.cross_agency", since=start)):
+    for e in cross_agency(audit.Filter(event="security.cross_agency", since=start)):
         bucket(e.get("agency", ""), dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
                )["not_assigned"] += int(e.get("count", 0))
     return [ComplianceDay(agency, day, v["files"], v["rows"], v["flags"], v["not_assigned"])
