@@ -27,12 +27,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import audit
 from gateway.errors import CryptoError
-from gateway.flows import Context, intake
 from gateway.ledger import DeliveryRow
 from gateway.state import write_private
+
+if TYPE_CHECKING:  # the checking half serves the console, which never imports the flows
+    from gateway.flows import Context
 
 BANK_IN = "bank.incoming"
 INTERVAL = 3600.0  # seconds: at least one checkpoint an hour while events arrive
@@ -42,6 +45,8 @@ PREFIX, SUFFIX = "audit-checkpoint.", ".json.asc"
 def seal(ctx: Context) -> str | None:
     """Checkpoint the log if anything was written since the last checkpoint, and send the
     bank its copy. Returns the checkpoint's file name (None: nothing new to seal)."""
+    from gateway.flows import intake
+
     last = ctx.audit.last_entry()
     if last is None or last["event"] == "audit.checkpoint":
         return None

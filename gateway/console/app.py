@@ -338,10 +338,32 @@ async def audit_verify(request: Request) -> Response:
     if isinstance(signed, Response):
         return signed
     session, row = signed
-    result = audit.verify(c.log.path)
+    report, why_not = _checkpoints(c)
+    result = report.chain if report else audit.verify(c.log.path)
     c.log.record("console.view", account=row.name, page="audit_verify")
     return _render(c, request, "verify.html", session, account=row, result=result, active="audit",
-                   path=str(c.log.path))
+                   report=report, why_not=why_not, path=str(c.log.path))
+
+
+def _checkpoints(c: Console) -> tuple[Any, str]:
+    """The chain and the signed checkpoints, checked with the gateway's public keys only
+    (as `gateway audit verify --key`); or None and why they could not be."""
+    from gateway import checkpoint
+    from gateway.crypto.signed import signature_checker
+    from gateway.errors import GatewayError
+    from gateway.state import runner_active
+
+    folder = checkpoint.directory(c.cfg.gateway.state_dir)
+    if not c.cfg.console.gateway_public_keys:
+        return None, "set [console] gateway_public_keys to check the signed checkpoints"
+    if not folder.is_dir():
+        return None, "the gateway has not sealed a checkpoint yet"
+    try:
+        with signature_checker(c.cfg.console.gateway_public_keys) as opened:
+            return checkpoint.check(c.log.path, folder, opened,
+                                    writer_running=runner_active(c.cfg.gateway.state_dir)), ""
+    except GatewayError as exc:
+        return None, f"the checkpoints could not be checked: {exc}"
 
 
 async def access_page(request: Request) -> Response:

@@ -278,6 +278,10 @@ def test_filter_the_audit_log_and_export_what_it_shows(console, browser, exchang
                                                                      ("alice", "jsonl")]
     browser.get(server.url + "/audit/verify")
     assert browser.find_element(*by("#verdict")).text.startswith("Intact:")
+    sealed = len(entries(site, "audit.checkpoint"))  # one per run of the flows above
+    assert sealed >= 3
+    assert browser.find_element(*by("#checkpoints")).text.startswith(
+        f"{sealed} signed checkpoints checked with the gateway's public key")
     assert not csp_problems(browser)
 
 
@@ -371,6 +375,19 @@ def test_every_page_renders_with_the_expected_counts(console, browser, exchange,
         "Flags and E_NOT_ASSIGNED")
     viewed = {e["page"] for e in entries(site, "console.view") if e["account"] == "alice"}
     assert set(PAGES) <= viewed
+
+
+def test_tables_sort_by_a_clicked_column(console, browser):
+    server, clock, secrets = console
+    log_in(browser, server, clock, "alice", secrets["alice"])
+    browser.get(server.url + "/keys")
+    heading = browser.find_elements(*by("#keys thead th"))[0]  # owner
+    heading.click()
+    owners = [r[0] for r in table(browser, "#keys")]
+    assert owners == sorted(owners) and heading.get_attribute("aria-sort") == "ascending"
+    heading.click()
+    assert [r[0] for r in table(browser, "#keys")] == sorted(owners, reverse=True)
+    assert not csp_problems(browser)  # the script is the console's own file
 
 
 def table(browser, css: str) -> list[list[str]]:
