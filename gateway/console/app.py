@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,21 @@ def _address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def signed_in(handler: Callable[[Console, Request, Session, AccountRow], Awaitable[Response]]
+              ) -> Callable[[Request], Awaitable[Response]]:
+    """A page for a signed-in person: the handler gets the console, the request, the session
+    and its account; anyone else is sent to log in."""
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        c = _console(request)
+        signed = _signed_in(c, request)
+        if isinstance(signed, Response):
+            return signed
+        return await handler(c, request, *signed)
+
+    return endpoint
+
+
 def _signed_in(c: Console, request: Request) -> tuple[Session, AccountRow] | Response:
     """The session and its account, or the response that sends the person to log in."""
     session, why = c.signer.read(request.cookies.get(SESSION_COOKIE), c.now())
@@ -204,12 +220,8 @@ async def login(request: Request) -> Response:
     return response
 
 
-async def logout(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def logout(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     form = await _form(request)
     if not same_token(str(form.get("csrf", "")), session.csrf):
         return Response("Missing or wrong CSRF token.", status_code=403)
@@ -221,12 +233,8 @@ async def logout(request: Request) -> Response:
 
 # --- pages -------------------------------------------------------------------------------
 
-async def overview(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def overview(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     now = c.now()
     zones, in_hand = queries.zone_health(c.cfg, c.ledger)
     today = now.astimezone(c.cfg.gateway.tz).date()
@@ -262,12 +270,8 @@ def _filter(c: Console, request: Request) -> tuple[audit.Filter, dict[str, str],
     return flt, values, problems
 
 
-async def audit_page(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def audit_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     flt, values, problems = _filter(c, request)
     try:
         before = int(request.query_params["before"]) if "before" in request.query_params else None
@@ -283,12 +287,8 @@ async def audit_page(request: Request) -> Response:
                    agencies=[a.code for a in c.cfg.agencies])
 
 
-async def audit_export(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    _session, row = signed
+@signed_in
+async def audit_export(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
     fmt = request.path_params["fmt"]
     if fmt not in ("csv", "jsonl"):
         return Response("Export as .csv or .jsonl.", status_code=404)
@@ -332,12 +332,8 @@ def _cell(value: Any) -> str:
     return ";".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-async def audit_verify(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def audit_verify(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     report, why_not = _checkpoints(c)
     result = report.chain if report else audit.verify(c.log.path)
     c.log.record("console.view", account=row.name, page="audit_verify")
@@ -366,12 +362,8 @@ def _checkpoints(c: Console) -> tuple[Any, str]:
         return None, f"the checkpoints could not be checked: {exc}"
 
 
-async def access_page(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def access_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     roles = queries.access(c.cfg, c.ledger)
     stale = c.now() - dt.timedelta(days=c.cfg.console.stale_days)
     timelines = queries.batch_timelines(c.ledger)
@@ -404,12 +396,8 @@ def _certificate_checks(c: Console, names: list[str]) -> dict[str, str]:
     return verdicts
 
 
-async def retention_page(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def retention_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     today = c.now().astimezone(c.cfg.gateway.tz).date()
     held = queries.held(c.cfg, c.ledger, today)
     checks = _certificate_checks(c, [h.certificate for h in held if h.certificate])
@@ -418,13 +406,9 @@ async def retention_page(request: Request) -> Response:
                    active="retention")
 
 
-async def certificate(request: Request) -> Response:
+@signed_in
+async def certificate(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
     """A deletion certificate as the gateway signed it (only names the ledger knows)."""
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    _session, row = signed
     name = request.path_params["name"]
     today = c.now().astimezone(c.cfg.gateway.tz).date()
     if name not in {h.certificate for h in queries.held(c.cfg, c.ledger, today) if h.certificate}:
@@ -438,12 +422,8 @@ async def certificate(request: Request) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-async def keys_page(request: Request) -> Response:
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
+@signed_in
+async def keys_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     views = queries.key_views(c.cfg)
     c.index.refresh()
     refused = c.index.page(audit.Filter(event="key.refused"), size=20).entries
@@ -453,14 +433,10 @@ async def keys_page(request: Request) -> Response:
                    soon=soon, active="keys")
 
 
-async def compliance_page(request: Request) -> Response:
+@signed_in
+async def compliance_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     from gateway.console.charts import stacked_bars
 
-    c = _console(request)
-    signed = _signed_in(c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
     today = c.now().astimezone(c.cfg.gateway.tz).date()
     try:
         days_back = min(max(int(request.query_params.get("days", "30")), 1), 366)
