@@ -1,0 +1,1 @@
+"""Access evidence from OpenSSH (SPEC §14): who fetched which file, from where, how much."""
