@@ -51,6 +51,9 @@ EVENTS = frozenset({
     "console.account_added", "console.account_disabled", "console.account_reset",
     "console.login", "console.login_failed", "console.locked", "console.logout",
     "console.view", "console.export",
+    # access evidence from OpenSSH (SPEC §14)
+    "slice.accessed", "security.role_mismatch", "security.foreign_access",
+    "security.unknown_login",
 })
 
 
@@ -115,6 +118,8 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "page": _pattern(r"[a-z_]{1,32}", "a console page name"),
     "address": _pattern(r"[0-9A-Fa-f:.]{1,45}", "an IP address"),
     "format": _pattern(r"csv|jsonl|asc", "csv, jsonl or asc"),
+    "login": _pattern(r"[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}", "an SSH login name"),
+    "complete": _flag,
 }
 
 

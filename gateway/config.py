@@ -261,6 +261,9 @@ class Agency(_Model):
     contract: Contract
     roles: dict[str, AgencyRole]
     receipts_role: str = "supervisor"
+    # SSH logins of the agency's staff on the host's sshd, and the role each works in
+    # (SPEC §14): who fetched a slice is read from internal-sftp's log by login.
+    ssh_users: dict[str, str] = {}
 
 
 def _listen_address(v: str) -> str:
@@ -293,9 +296,17 @@ class ConsoleSection(_Model):
         return self
 
 
+class AccessSection(_Model):
+    """Access evidence (SPEC §14): internal-sftp's log as a file that rsyslog writes (its
+    offset and inode are remembered in the ledger; rotation loses and doubles nothing)."""
+
+    sshd_log: ConfigPath | None = None
+
+
 class Config(_Model):
     gateway: GatewaySection
     console: ConsoleSection = Field(default_factory=ConsoleSection)
+    access: AccessSection = Field(default_factory=AccessSection)
     bank: BankSection
     schema_: SchemaSection = Field(default_factory=SchemaSection, alias="schema")
     roles: dict[str, dict[str, Rule]]
@@ -310,6 +321,13 @@ class Config(_Model):
             if a.code == code:
                 return a
         raise KeyError(code)
+
+    def ssh_login(self, login: str) -> tuple[str, str] | None:
+        """(agency code, role) of an SSH login, or None for a login no agency names."""
+        for a in self.agencies:
+            if login in a.ssh_users:
+                return a.code, a.ssh_users[login]
+        return None
 
     def zone_key(self, code: str, box: Literal["inbox", "outbox"]) -> str:
         """The config key path naming an agency's zone, e.g. ``agencies[0].inbox``."""
@@ -347,6 +365,7 @@ def _cross_checks(cfg: Config) -> list[str]:
                             "(agencies report results by it)")
     codes: dict[str, int] = {}
     contracts: dict[str, int] = {}
+    logins: dict[str, str] = {}
     for i, a in enumerate(cfg.agencies):
         where = f"agencies[{i}]"
         if a.code in codes:
@@ -365,6 +384,15 @@ def _cross_checks(cfg: Config) -> list[str]:
         if a.roles and a.receipts_role not in a.roles:
             problems.append(f'{where}.receipts_role: agency {a.code} has no role '
                             f'"{a.receipts_role}" to receive receipts')
+        for login, role in a.ssh_users.items():
+            if not re.fullmatch(r"[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}", login):
+                problems.append(f'{where}.ssh_users: "{login}" is not an SSH login name')
+            elif login in logins:
+                problems.append(f'{where}.ssh_users.{login}: the login is already mapped by '
+                                f"{logins[login]} (a login belongs to one agency)")
+            logins.setdefault(login, where)
+            if role not in a.roles:
+                problems.append(f'{where}.ssh_users.{login}: agency {a.code} has no role "{role}"')
     problems += _zone_aliases(cfg)
     if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
         problems.append(f"gateway.passphrase_env: environment variable "

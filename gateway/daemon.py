@@ -28,6 +28,7 @@ from types import FrameType
 import structlog
 
 from gateway import __version__, checkpoint, metrics
+from gateway.access import evidence
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
@@ -164,6 +165,7 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     intake.finish_pending(ctx)  # what a crash or an unreachable zone left committed but unsent
     outcomes = batches.run(ctx)
     outcomes.update(results.run(ctx))
+    collect_access(ctx)
     track_collection(ctx)
     if not ctx.stop.is_set():
         for report in purge.run(ctx):  # start-up and every pass: a missed deadline is caught
@@ -174,6 +176,18 @@ def _pass(ctx: Context) -> collections.Counter[str]:
         log.error("zone.failed", zone=key, error=str(exc))
     log.info("pass.done", **{k: v for k, v in outcomes.items()})
     return outcomes
+
+
+def collect_access(ctx: Context) -> None:
+    """Who read which delivered file, from internal-sftp's log (SPEC §14): before the
+    collections, so a slice's ``slice.accessed`` comes before its ``slice.collected``."""
+    if ctx.cfg.access.sshd_log is None:
+        return
+    try:
+        evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.owner)
+    except OSError as exc:  # the log unreadable: say so each pass; the exchange goes on
+        log.error("access.log_unreadable", path=str(ctx.cfg.access.sshd_log),
+                  error=exc.strerror or str(exc))
 
 
 def track_collection(ctx: Context) -> None:

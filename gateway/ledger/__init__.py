@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     delete,
     exists,
     func,
@@ -267,6 +268,18 @@ class ResultFlagRow(Base):
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
     flag: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class AccessCursorRow(Base):
+    """How far a node has read internal-sftp's log (SPEC §14): the file's inode, the offset
+    after the last whole line, and the parser's open sessions as JSON."""
+
+    __tablename__ = "access_cursors"
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)  # "<node>:<path>"
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(Text, default="{}")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class PurgeRow(Base):
@@ -817,6 +830,30 @@ class Ledger:
         with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(DeliveryRow)
                             .where(DeliveryRow.name == name)) > 0
+
+    # -- access evidence (SPEC §14) ---------------------------------------------------
+    def access_cursor(self, source: str) -> AccessCursorRow | None:
+        with self.session(write=False) as s:
+            row = s.get(AccessCursorRow, source)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def save_access_cursor(self, source: str, inode: int | None, offset: int, state: str) -> None:
+        with self.session() as s:
+            row = s.get(AccessCursorRow, source, with_for_update=True)
+            if row is None:
+                s.add(AccessCursorRow(source=source, inode=inode, offset=offset, state=state))
+            else:
+                row.inode, row.offset, row.state, row.updated_at = inode, offset, state, utcnow()
+
+    def delivery_named(self, name: str) -> DeliveryRow | None:
+        """The delivery the gateway placed under *name* (names are unique)."""
+        with self.session(write=False) as s:
+            row = s.scalars(select(DeliveryRow).where(DeliveryRow.name == name)).first()
+            if row is not None:
+                s.expunge(row)
+            return row
 
     # -- console accounts (SPEC §13) ------------------------------------------------
     def add_account(self, row: AccountRow) -> bool:

@@ -52,6 +52,7 @@ def test_up_and_down_with_data(db_url):
             assert not inspect(conn).has_table("leases")
             assert not inspect(conn).has_table("staged_attempts")
             assert not inspect(conn).has_table("console_accounts")
+            assert not inspect(conn).has_table("access_cursors")
             assert conn.execute(text("SELECT name FROM files")).scalar() == "B1.csv.pgp"
             assert conn.execute(text("SELECT value FROM meta")).scalar() == "1"
         migrate.upgrade(engine)

@@ -1,0 +1,166 @@
+"""Access evidence from a real OpenSSH (SPEC §14): AG001's inbox served by sshd's
+internal-sftp, chrooted, logging at INFO to ``<chroot>/dev/log``; a datagram socket
+bound there writes the lines to a file, as rsyslog would; the gateway reads that file.
+
+sshd refuses a chroot under a world-writable directory such as /tmp, so the site sits
+in a root-owned directory under /var/lib (removed at the end).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from gateway import audit, synth
+from tests.flowsite import Site
+from tests.sshd import Sshd
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+class Syslog(threading.Thread):
+    """What rsyslog does for one chroot: receive datagrams on ``dev/log``, append each to a
+    file; keeps its file open until told to reopen it (after a rotation)."""
+
+    def __init__(self, socket_path: Path, out: Path) -> None:
+        super().__init__(daemon=True)
+        self.out = out
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(socket_path))
+        socket_path.chmod(0o666)
+        self.sock.settimeout(0.2)
+        self.fh = out.open("ab", buffering=0)
+        self.received = 0
+        self.reopen_wanted = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if self.reopen_wanted.is_set():
+                self.fh.close()
+                self.fh = self.out.open("ab", buffering=0)
+                self.reopen_wanted.clear()
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            self.fh.write(data.rstrip(b"\n") + b"\n")
+            self.received += 1
+        self.fh.close()
+        self.sock.close()
+
+    def wait_for(self, n: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.received < n:
+            assert time.monotonic() < deadline, f"{self.received} lines logged, {n} expected"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def served(tmp_path, keybox):
+    """A site whose AG001 inbox holds a batch's slices, served by a chrooted sshd."""
+    base = Path(tempfile.mkdtemp(prefix="gwaccess", dir="/var/lib"))  # root-owned, 0700
+    try:
+        site = Site(base / "site", keybox)
+        log = base / "sftp.log"
+        site.edit('receipts_role = "supervisor"',
+                  'receipts_role = "supervisor"\nssh_users = { "root" = "collector" }')
+        site.edit("[console]", f'[access]\nsshd_log = "{log}"\n\n[console]')
+        records = list(synth.cases(12, ["AG001"], seed=3))
+        site.drop_cases("B1.csv.pgp", records)
+        assert site.run() == {"accepted": 1}
+        chroot = site.zone("AG001", "inbox").parent
+        (chroot / "dev").mkdir(mode=0o755)
+        syslog = Syslog(chroot / "dev" / "log", log)
+        syslog.start()
+        sshd = Sshd(tmp_path / "sshd")
+        sshd.config.write_text(
+            sshd.config.read_text().replace("Subsystem sftp internal-sftp",
+                                            "Subsystem sftp internal-sftp -l INFO")
+            + f"Match User {sshd.user}\n  ChrootDirectory {chroot}\n"
+              "  ForceCommand internal-sftp -l INFO\n  AllowTcpForwarding no\n")
+        sshd.start()
+        yield site, sshd, syslog, log
+        sshd.stop()
+        syslog.done.set()
+        syslog.join(timeout=5)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def sftp(sshd: Sshd) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    t = paramiko.Transport(("127.0.0.1", sshd.port))
+    t.connect(username=sshd.user, pkey=paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key)))
+    return t, paramiko.SFTPClient.from_transport(t)
+
+
+def events(site: Site, *names: str) -> list[dict]:
+    return [e for e in audit.AuditLog(site.state / "audit").entries() if e["event"] in names]
+
+
+def test_who_read_what_whole_or_not_and_in_which_role(served):
+    site, sshd, syslog, _log = served
+    inbox = site.zone("AG001", "inbox")
+    collector = next(p for p in inbox.iterdir() if ".collector." in p.name)
+    supervisor = next(p for p in inbox.iterdir() if ".supervisor." in p.name)
+    t, client = sftp(sshd)
+    client.getfo(f"/inbox/{collector.name}", io.BytesIO())  # the whole file
+    with client.open(f"/inbox/{collector.name}") as fh:  # half of it
+        fh.read(collector.stat().st_size // 2)
+    client.getfo(f"/inbox/{supervisor.name}", io.BytesIO())  # another role's
+    t.close()
+    syslog.wait_for(7)  # session opened, 3 x (open, close) … closed
+    site.run()
+    accessed = [(e["file"], e["role"], e["login"], e["address"], e["bytes"], e["complete"])
+                for e in events(site, "slice.accessed")]
+    c_size, s_size = collector.stat().st_size, supervisor.stat().st_size
+    assert accessed[0] == (collector.name, "collector", "root", "127.0.0.1", c_size, True)
+    assert accessed[1][:3] == (collector.name, "collector", "root") and accessed[1][5] is False
+    assert 0 < accessed[1][4] < c_size
+    assert accessed[2] == (supervisor.name, "supervisor", "root", "127.0.0.1", s_size, True)
+    assert len(accessed) == 3
+    mismatch = events(site, "security.role_mismatch")
+    assert [(e["file"], e["role"], e["login"]) for e in mismatch] == [
+        (supervisor.name, "supervisor", "root")]
+    site.run()  # nothing new in the log: nothing recorded twice
+    assert len(events(site, "slice.accessed")) == 3
+
+
+def test_rotation_in_the_middle_loses_and_doubles_nothing(served):
+    site, sshd, syslog, log = served
+    inbox = site.zone("AG001", "inbox")
+    collector = next(p for p in inbox.iterdir() if ".collector." in p.name)
+
+    def download(times: int) -> None:
+        t, client = sftp(sshd)
+        for _ in range(times):
+            client.getfo(f"/inbox/{collector.name}", io.BytesIO())
+        t.close()
+
+    download(1)
+    syslog.wait_for(4)
+    site.run()  # reads the first download
+    download(2)  # logged to sftp.log …
+    syslog.wait_for(10)
+    log.rename(log.with_name("sftp.log.1"))  # … which logrotate renames now
+    download(1)  # rsyslog has not reopened yet: still the old file
+    syslog.wait_for(14)
+    syslog.reopen_wanted.set()  # logrotate's postrotate: rsyslog opens a new sftp.log
+    time.sleep(0.5)
+    download(2)
+    syslog.wait_for(20)
+    site.run()
+    accessed = events(site, "slice.accessed")
+    assert len(accessed) == 6 and all(e["complete"] for e in accessed)
+    assert log.exists() and log.with_name("sftp.log.1").exists()
+    started = dt.datetime.fromisoformat(accessed[0]["ts"].replace("Z", "+00:00"))
+    assert all(dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) >= started for e in accessed)

@@ -1,0 +1,72 @@
+"""Reading internal-sftp's log file exactly once across appends, unfinished lines,
+rotation by renaming (with lines still arriving in the old file), cuts in place and
+small read limits."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.access.follow import Cursor, read_new
+
+
+def drain(path, cursor, limit=8 * 1024 * 1024):
+    out = []
+    while True:
+        lines, after = read_new(path, cursor, limit=limit)
+        if not lines and after == cursor:
+            return out, cursor
+        out += lines
+        cursor = after
+
+
+def test_appends_and_an_unfinished_line(tmp_path):
+    log = tmp_path / "sshd.log"
+    log.write_text("a\nb\n")
+    lines, cur = drain(log, Cursor(None, 0))
+    assert lines == ["a", "b"]
+    with log.open("a") as fh:
+        fh.write("c\npart")
+    lines, cur = drain(log, cur)
+    assert lines == ["c"]
+    with log.open("a") as fh:
+        fh.write("ial\n")
+    assert drain(log, cur)[0] == ["partial"]
+
+
+def test_rotation_by_renaming_loses_and_doubles_nothing(tmp_path):
+    log = tmp_path / "sshd.log"
+    log.write_text("1\n2\n")
+    lines, cur = drain(log, Cursor(None, 0))
+    assert lines == ["1", "2"]
+    with log.open("a") as fh:
+        fh.write("3\n")
+    log.rename(tmp_path / "sshd.log.1")  # logrotate
+    with (tmp_path / "sshd.log.1").open("a") as fh:
+        fh.write("4\n")  # rsyslog still writing to the old file until it reopens
+    log.write_text("5\n6\n")
+    lines, cur = drain(log, cur)
+    assert lines == ["3", "4", "5", "6"]
+    assert cur.inode == log.stat().st_ino
+
+
+def test_a_cut_in_place_starts_again_and_a_missing_file_waits(tmp_path):
+    log = tmp_path / "sshd.log"
+    log.write_text("old line\n" * 3)
+    _, cur = drain(log, Cursor(None, 0))
+    log.write_text("new\n")  # truncated and rewritten, same inode
+    assert drain(log, cur)[0] == ["new"]
+    log.unlink()
+    assert read_new(log, cur) == ([], cur)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(alphabet="abcé ", min_size=0, max_size=30), min_size=1, max_size=40),
+       st.integers(8, 64))
+def test_small_limits_read_every_line_once(tmp_path_factory, lines, limit):
+    log = tmp_path_factory.mktemp("f") / "sshd.log"
+    log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    got, _ = drain(log, Cursor(None, 0), limit=limit)
+    assert "".join(got) == "".join(lines)  # a line longer than the limit arrives in pieces
+    if all(len(line.encode()) + 1 <= limit for line in lines):
+        assert got == lines
