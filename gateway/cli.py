@@ -624,6 +624,41 @@ def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = Fals
 
 
 @app.command()
+def access(
+    config: ConfigOpt = Path("gateway.toml"),
+    agency: Annotated[str | None, typer.Option("--agency", help="Only this agency's files.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="ISO date or date-time (UTC if no offset).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who read which delivered file, from where, whole or not (SPEC §14: internal-sftp's
+    log, read by the daemon into the audit log)."""
+    from gateway.ledger import queries
+
+    cfg = _load(config)
+    flt = audit_mod.Filter(agency=agency, since=_parse_since(since) if since else None)
+    found = queries.reads(e for e in audit_mod.search(_audit_log(cfg), flt)
+                          if e["event"] in queries.ACCESS_EVENTS)
+    if as_json:
+        out.print_json(json.dumps([{"at": r.at.isoformat(), "agency": r.agency, "role": r.role,
+                                    "file": r.file, "login": r.login, "address": r.address,
+                                    "bytes": r.bytes, "complete": r.complete, "alarm": r.alarm}
+                                   for r in found]))
+        return
+    if not found:
+        where = "" if cfg.access.sshd_log else " ([access] sshd_log is not set: nothing is read)"
+        out.print(f"no read of a delivered file recorded{where}", markup=False)
+        return
+    table = Table("time", "agency", "role", "file", "login", "address", "bytes", "whole",
+                  "alarm", box=None)
+    for r in found:
+        table.add_row(r.at.astimezone(cfg.gateway.tz).strftime("%Y-%m-%d %H:%M:%S"), r.agency,
+                      r.role or "", r.file, r.login, r.address or "", f"{r.bytes:,}",
+                      "yes" if r.complete else "NO", r.alarm or "")
+    out.print(table)
+
+
+@app.command()
 def console(config: ConfigOpt = Path("gateway.toml")) -> None:
     """Serve the security team's console (SPEC §13) on [console] listen, until stopped.
     It reads the ledger and the audit log; it never opens a key or a zone."""

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import datetime as dt
 import functools
+import heapq
 import io
 import json
 import urllib.parse
@@ -363,10 +364,14 @@ def _checkpoints(c: Console) -> tuple[Any, str]:
 @signed_in
 async def access_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     roles = queries.access(c.cfg, c.ledger)
+    seen = queries.logins(queries.reads(heapq.merge(
+        c.entries(audit.Filter(event="slice.accessed")), c.entries(audit.Filter(event="security.")),
+        key=lambda e: e["seq"])))
     stale = c.now() - dt.timedelta(days=c.cfg.console.stale_days)
     timelines = queries.batch_timelines(c.ledger)
     c.log.record("console.view", account=row.name, page="access", count=len(timelines))
     return _render(c, request, "access.html", session, account=row, roles=roles, stale=stale,
+                   seen=seen, evidence=c.cfg.access.sshd_log is not None,
                    timelines=timelines, active="access")
 
 

@@ -288,3 +288,65 @@ def compliance(cfg: Config, ledger: Ledger,
                )["not_assigned"] += int(e.get("count", 0))
     return [ComplianceDay(agency, day, v["files"], v["rows"], v["flags"], v["not_assigned"])
             for (agency, day), v in sorted(days.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+# --- access evidence (SPEC §14) ------------------------------------------------------------
+
+ACCESS_EVENTS = ("slice.accessed", "security.role_mismatch", "security.foreign_access",
+                 "security.unknown_login")
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read of a delivered file, as internal-sftp's log showed it."""
+
+    at: dt.datetime
+    agency: str
+    role: str | None
+    file: str
+    login: str
+    address: str | None
+    bytes: int
+    complete: bool
+    alarm: str | None  # role_mismatch | foreign_access | unknown_login, if one was raised
+
+
+def reads(entries: Iterable[dict[str, Any]]) -> list[Read]:
+    """The reads in *entries* (audit entries of :data:`ACCESS_EVENTS`, in log order), each
+    with the security event it raised, if any (written right after it)."""
+    out: list[Read] = []
+    for e in entries:
+        if e["event"] == "slice.accessed":
+            out.append(Read(dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")), e["agency"],
+                            e.get("role"), e["file"], e["login"], e.get("address"),
+                            int(e.get("bytes", 0)), bool(e.get("complete")), None))
+        elif out and e["event"].startswith("security.") and out[-1].file == e.get("file") \
+                and out[-1].login == e.get("login") and out[-1].alarm is None:
+            last = out[-1]
+            out[-1] = Read(last.at, last.agency, last.role, last.file, last.login, last.address,
+                           last.bytes, last.complete, e["event"].removeprefix("security."))
+    return out
+
+
+@dataclass(frozen=True)
+class LoginSeen:
+    agency: str
+    role: str | None
+    login: str
+    addresses: tuple[str, ...]
+    reads: int
+    incomplete: int
+    last: dt.datetime
+    alarms: int
+
+
+def logins(found: list[Read]) -> list[LoginSeen]:
+    """Per agency, role and login: where from, how many reads, how many partial, the last."""
+    groups: dict[tuple[str, str | None, str], list[Read]] = {}
+    for r in found:
+        groups.setdefault((r.agency, r.role, r.login), []).append(r)
+    return [LoginSeen(a, role, login, tuple(sorted({r.address for r in rs if r.address})),
+                      len(rs), sum(not r.complete for r in rs), max(r.at for r in rs),
+                      sum(r.alarm is not None for r in rs))
+            for (a, role, login), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]),
+                                                                              kv[0][2]))]

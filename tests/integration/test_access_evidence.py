@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import paramiko
@@ -133,6 +137,14 @@ def test_who_read_what_whole_or_not_and_in_which_role(served):
         (supervisor.name, "supervisor", "root")]
     site.run()  # nothing new in the log: nothing recorded twice
     assert len(events(site, "slice.accessed")) == 3
+    shown = subprocess.run([sys.executable, "-m", "gateway", "access", "--agency", "AG001", "--json",
+                            "-c", str(site.config)], capture_output=True, text=True, check=True)
+    listed = json.loads(shown.stdout)
+    assert [(r["file"], r["login"], r["complete"], r["alarm"]) for r in listed] == [
+        (collector.name, "root", True, None), (collector.name, "root", False, None),
+        (supervisor.name, "root", True, "role_mismatch")]
+    page = console_page(site, "/access")  # the console's Access page gains the logins
+    assert "<td>root</td><td>127.0.0.1</td>" in page.replace("\n", "")
 
 
 def test_rotation_in_the_middle_loses_and_doubles_nothing(served):
@@ -164,3 +176,23 @@ def test_rotation_in_the_middle_loses_and_doubles_nothing(served):
     assert log.exists() and log.with_name("sftp.log.1").exists()
     started = dt.datetime.fromisoformat(accessed[0]["ts"].replace("Z", "+00:00"))
     assert all(dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) >= started for e in accessed)
+
+
+def console_page(site: Site, path: str) -> str:
+    """A page of a console serving *site*, fetched with a real session (no browser)."""
+    from gateway.console.auth import Accounts
+    from gateway.ledger import Ledger
+    from tests.integration.test_console import PASSWORD, Clock, Server, http_login
+
+    ledger = Ledger(site.cfg().gateway.db_url)
+    secret = Accounts(ledger, audit.AuditLog(site.state / "audit")).add(
+        "auditor", "auditor", PASSWORD).secret
+    ledger.close()
+    server = Server(site, Clock())
+    try:
+        cookie = http_login(server.url, "auditor", secret)
+        req = urllib.request.Request(server.url + path, headers={"Cookie": cookie})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.read().decode()
+    finally:
+        server.stop()
