@@ -53,7 +53,7 @@ EVENTS = frozenset({
     "console.view", "console.export",
     # access evidence from OpenSSH (SPEC §14)
     "slice.accessed", "security.role_mismatch", "security.foreign_access",
-    "security.unknown_login",
+    "security.unknown_login", "report.delivered",
 })
 
 

@@ -624,6 +624,43 @@ def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = Fals
 
 
 @app.command()
+def report(
+    agency: Annotated[str, typer.Option("--agency", help="The agency's code, e.g. AG001.")],
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM, in gateway.timezone.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the two files to.")] = Path(),
+    config: ConfigOpt = Path("gateway.toml"),
+) -> None:
+    """A monthly supervision report for one agency (SPEC §14): report.<agency>.<month>.html
+    (self-contained, printable) and .json, clear-signed by the gateway. No personal data."""
+    import re
+
+    from gateway.crypto.service import Crypto
+    from gateway.ledger import Ledger, utcnow
+    from gateway.reports.deliver import build
+
+    cfg = _load(config)
+    if agency not in {a.code for a in cfg.agencies}:
+        raise UsageError(f"--agency: no agency {agency!r} in the config "
+                         f"({', '.join(a.code for a in cfg.agencies)})")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise UsageError(f"--month: {month!r} is not YYYY-MM")
+    if not out_dir.is_dir():
+        raise UsageError(f"--out: {out_dir} is not a directory")
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        with Crypto.start(cfg) as crypto:  # signs as the gateway: run as the gateway's user
+            page, signed = build(cfg, ledger, _audit_log(cfg), crypto, agency, month, utcnow())
+    finally:
+        ledger.close()
+    for data, ext in ((page, "html"), (signed, "json")):
+        path = out_dir / f"report.{agency}.{month}.{ext}"
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        out.print(f"wrote {path}", markup=False)
+
+
+@app.command()
 def access(
     config: ConfigOpt = Path("gateway.toml"),
     agency: Annotated[str | None, typer.Option("--agency", help="Only this agency's files.")] = None,

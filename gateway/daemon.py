@@ -37,6 +37,7 @@ from gateway.flows import Context, Interrupted, batches, intake, results
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.progress import Progress
+from gateway.reports import deliver
 from gateway.retention import purge
 from gateway.state import State, StateBusy
 from gateway.transfer.base import ZoneError
@@ -171,6 +172,8 @@ def _pass(ctx: Context) -> collections.Counter[str]:
         for report in purge.run(ctx):  # start-up and every pass: a missed deadline is caught
             outcomes["purged"] += 1
             log.info("retention.purged", agency=report.decision.agency, files=len(report.objects))
+        if made := deliver.monthly(ctx):  # from the 1st: last month's reports, once
+            outcomes["reports"] += made
     save_health(ctx)
     for key, exc in ctx.zone_errors.items():
         log.error("zone.failed", zone=key, error=str(exc))

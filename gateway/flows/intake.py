@@ -67,7 +67,8 @@ HEAD = 64 * 1024  # bytes read first to tell an encrypted message from anything 
 SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 DELIVERY_EVENTS = {"slice": "slice.delivered", "manifest": "slice.delivered",
-                   "results": "results.forwarded", "certificate": "certificate.delivered"}
+                   "results": "results.forwarded", "certificate": "certificate.delivered",
+                   "report": "report.delivered"}
 
 
 @dataclass(frozen=True)
@@ -477,6 +478,8 @@ def _deliver(ctx: Context, d: DeliveryRow) -> None:
         if src.parent == ctx.state.staging_root / "checkpoints":
             src.unlink(missing_ok=True)  # the node's own copy stays in audit/checkpoints
     else:
+        if d.kind == "report":
+            src.unlink(missing_ok=True)  # delivered: the bank holds it now
         ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code,
                          role=d.role, batch_id=d.batch_id, records=d.records, zone=d.zone)
 
@@ -484,6 +487,8 @@ def _deliver(ctx: Context, d: DeliveryRow) -> None:
 def _delivery_source(ctx: Context, d: DeliveryRow) -> Path:
     if d.kind == "certificate":
         return ctx.state.certificates / d.name
+    if d.kind == "report":
+        return ctx.state.staging_root / "reports" / d.name
     if d.kind == "checkpoint":
         staged = ctx.state.staging_root / "checkpoints" / d.name
         if not staged.exists():  # sealed by a release that delivered from audit/checkpoints

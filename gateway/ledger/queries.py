@@ -350,3 +350,15 @@ def logins(found: list[Read]) -> list[LoginSeen]:
                       sum(r.alarm is not None for r in rs))
             for (a, role, login), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]),
                                                                               kv[0][2]))]
+
+
+def active(ledger: Ledger, agency: str, start: dt.datetime, end: dt.datetime) -> bool:
+    """Whether the gateway delivered to *agency* or received from it in [start, end)."""
+    with ledger.session(write=False) as s:
+        delivered = s.scalar(select(func.count()).select_from(DeliveryRow).where(
+            DeliveryRow.agency_code == agency, DeliveryRow.kind != "report",
+            DeliveryRow.delivered_at >= start,
+            DeliveryRow.delivered_at < end))
+        received = s.scalar(select(func.count()).select_from(FileRow).where(
+            FileRow.agency_code == agency, FileRow.received_at >= start, FileRow.received_at < end))
+    return bool(delivered or received)

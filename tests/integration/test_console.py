@@ -65,9 +65,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def exchange(tmp_path_factory, keybox):
-    """A site after a batch, AG001's results (one row about AG002's case) and a purge of
-    AG002's ended contract; and every case record, for the leak scan."""
-    site = Site(tmp_path_factory.mktemp("console") / "site", keybox)
+    return busy_site(tmp_path_factory.mktemp("console") / "site", keybox)
+
+
+def busy_site(root: Path, keybox) -> tuple[Site, list[dict[str, str]]]:
+    """A site after a batch, AG001's results (two out of hours, a dispute, one row about
+    AG002's case) and a purge of AG002's ended contract; and every case record, for the
+    leak scans."""
+    site = Site(root, keybox)
     records = list(synth.cases(30, ["AG001", "AG002"], seed=41))
     site.drop_cases("B1.csv.pgp", records)
     assert site.run() == {"accepted": 1}

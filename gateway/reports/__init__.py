@@ -1,0 +1,1 @@
+"""Monthly supervision reports (SPEC §14): figures, rendering, and their delivery."""

@@ -1,0 +1,144 @@
+"""A month's figures for one agency (SPEC §14): what the bank files to show it supervised
+how the agency handled its customers' data. Counted from the audit log — the record of
+what happened, which holds no personal data — and, for flags per day and the contract,
+from the ledger, through the same queries the console uses. No case, name or number
+of a person is in them.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from gateway.config import Config
+from gateway.ledger import Ledger, queries
+
+TYPE = "supervision-report"
+
+
+def month_bounds(month: str, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
+    """The first instant of *month* (``YYYY-MM``) and of the next, in the gateway's zone."""
+    year, mon = (int(x) for x in month.split("-"))
+    start = dt.datetime(year, mon, 1, tzinfo=tz)
+    end = dt.datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def previous_month(day: dt.date) -> str:
+    first = day.replace(day=1) - dt.timedelta(days=1)
+    return f"{first.year:04d}-{first.month:02d}"
+
+
+def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agency: str,
+            month: str, *, now: dt.datetime) -> dict[str, Any]:
+    """The report's content. *entries*: the audit log in order (all of it: a slice of
+    the month may be collected the month after, and that is reported as collected)."""
+    tz = cfg.gateway.tz
+    start, end = month_bounds(month, tz)
+    a = cfg.agency(agency)
+    inbox, outbox = cfg.zone_key(agency, "inbox"), cfg.zone_key(agency, "outbox")
+    counts: collections.Counter[str] = collections.Counter()
+    delivered: dict[str, tuple[dt.datetime, str]] = {}  # slice file -> when, role
+    collected: dict[str, dt.datetime] = {}
+    batches: set[str] = set()
+    rows_by_batch: dict[str, int] = {}
+    reads: list[dict[str, Any]] = []
+    refused_keys: list[str] = []
+    results = {"files": 0, "accepted_files": 0, "rejected_files": 0, "rows_received": 0,
+               "rows_forwarded": 0, "rows_rejected": 0}
+    for e in entries:
+        at = dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+        ours = e.get("agency") == agency or e.get("zone") in (inbox, outbox)
+        if not ours and e["event"] != "key.refused":
+            continue
+        event = e["event"]
+        if event == "slice.collected":
+            collected.setdefault(e["file"], at)  # collections after the month count too
+        if not start <= at < end:
+            continue
+        if event == "slice.delivered" and e.get("role"):
+            delivered[e["file"]] = (at, e["role"])
+            if e.get("batch_id"):
+                batches.add(e["batch_id"])
+                rows_by_batch[e["batch_id"]] = max(rows_by_batch.get(e["batch_id"], 0),
+                                                   int(e.get("records", 0)))
+        elif event == "slice.accessed":
+            reads.append(e)
+        elif event == "results.accepted":
+            results["files"] += 1
+            results["accepted_files"] += 1
+            results["rows_received"] += int(e.get("records", 0))
+            results["rows_forwarded"] += int(e.get("accepted", 0))
+            results["rows_rejected"] += int(e.get("rejected", 0))
+        elif event == "file.rejected" and e.get("zone") == outbox:
+            results["files"] += 1
+            results["rejected_files"] += 1
+            results["rows_received"] += int(e.get("records", 0))
+            results["rows_rejected"] += int(e.get("records", 0))
+        elif event == "security.cross_agency":
+            counts["cross_agency_rows"] += int(e.get("count", 0))
+            counts["cross_agency_files"] += 1
+        elif event in ("security.bad_signature", "security.role_mismatch",
+                       "security.foreign_access", "security.unknown_login"):
+            counts[event.removeprefix("security.")] += 1
+        elif event == "key.refused" and str(e.get("key", "")).startswith(
+                f"agencies[{[x.code for x in cfg.agencies].index(agency)}]."):
+            refused_keys.append(e["key"])
+    hours = sorted((collected[f] - at).total_seconds() / 3600 for f, (at, _) in delivered.items()
+                   if f in collected and collected[f] >= at)
+    never = sorted(f for f in delivered if f not in collected)
+    logins: dict[str, dict[str, Any]] = {}
+    for r in reads:
+        seen = logins.setdefault(r["login"], {"login": r["login"], "reads": 0, "partial": 0,
+                                              "addresses": set()})
+        seen["reads"] += 1
+        seen["partial"] += not r.get("complete")
+        if r.get("address"):
+            seen["addresses"].add(r["address"])
+    flags = _flags_by_day(cfg, ledger, agency, start, end)
+    contract = next(d for d in queries.contracts(cfg, ledger, now.astimezone(tz).date())
+                    if d.agency == agency)
+    purge = ledger.purge(a.contract.id)
+    return {
+        "type": TYPE, "agency": agency, "agency_name": a.name, "month": month,
+        "period": {"from": start.isoformat(), "to": end.isoformat(), "timezone": str(tz)},
+        "generated_at": now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "deliveries": {"batches": len(batches), "slices": len(delivered),
+                       "cases": sum(rows_by_batch.values()),
+                       "by_role": dict(sorted(collections.Counter(
+                           r for _, r in delivered.values()).items()))},
+        "collection": {"collected": len(hours), "never_collected": len(never),
+                       "never_collected_files": never,
+                       "median_hours": round(statistics.median(hours), 2) if hours else None,
+                       "max_hours": round(hours[-1], 2) if hours else None,
+                       "reads": len(reads),
+                       "by_login": [{**v, "addresses": sorted(v["addresses"])}
+                                    for _, v in sorted(logins.items())]},
+        "results": results,
+        "flags_by_day": flags,
+        "flags_total": dict(sorted(sum((collections.Counter(v) for v in flags.values()),
+                                       collections.Counter()).items())),
+        "security": {k: counts.get(k, 0) for k in (
+            "cross_agency_rows", "cross_agency_files", "bad_signature", "role_mismatch",
+            "foreign_access", "unknown_login")},
+        "keys": {"refused": refused_keys},
+        "contract": {"id": a.contract.id, "state": contract.state.value,
+                     "effective_end": contract.effective_end.isoformat(),
+                     "deadline": contract.deadline.isoformat(), "late": contract.late,
+                     "certificate": purge.certificate if purge else None},
+    }
+
+
+def _flags_by_day(cfg: Config, ledger: Ledger, agency: str, start: dt.datetime,
+                  end: dt.datetime) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for d in queries.compliance(cfg, ledger, lambda _flt: iter(()), start.date()):
+        if d.agency == agency and d.day < end.date():
+            nonzero = {f: n for f, n in d.flags.items() if n}
+            if nonzero:
+                out[d.day.isoformat()] = nonzero
+    return out
+

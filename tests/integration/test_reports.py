@@ -1,0 +1,169 @@
+"""Monthly supervision reports (SPEC §14): `gateway report` against counts made here from
+the zones and the audit log, its signature checked by gpg with the gateway's public key
+alone, its page opened in Chromium; and the daemon's delivery of last month's reports,
+once, across a restart and two crashes, on a simulated 1st of the month."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import audit, daemon
+from gateway.reports.deliver import names
+from tests.faults import TZ
+from tests.integration.test_console import CHROMIUM, DRIVER, busy_site
+from tests.leaks import LeakScanner
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory, keybox):
+    site, records = busy_site(tmp_path_factory.mktemp("reports") / "site", keybox)
+    inbox = site.zone("AG001", "inbox")
+    collected = next(p for p in inbox.iterdir() if ".collector." in p.name)
+    collected.unlink()  # the agency fetched its collector slice
+    site.run()  # slice.collected
+    return site, records, collected.name
+
+
+def signed_text(data: bytes) -> bytes:
+    """The text of a clear-signed message (dash-escaping undone)."""
+    body = data.split(b"\n\n", 1)[1].split(b"\n-----BEGIN PGP SIGNATURE-----", 1)[0]
+    return b"\n".join(line[2:] if line.startswith(b"- ") else line for line in body.split(b"\n"))
+
+
+def test_the_report_counts_what_happened_and_is_signed(busy, tmp_path, keybox):
+    site, records, collected = busy
+    month = dt.datetime.now(TZ).strftime("%Y-%m")
+    made = subprocess.run([sys.executable, "-m", "gateway", "report", "--agency", "AG001", "--month",
+                           month, "--out", str(tmp_path), "-c", str(site.config)],
+                          capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    signed = (tmp_path / f"report.AG001.{month}.json").read_bytes()
+    home = tmp_path / "gpg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
+    subprocess.run([*gpg, "--import", str(keybox["gateway"].pub)], check=True, capture_output=True)
+    assert subprocess.run([*gpg, "--verify", str(tmp_path / f"report.AG001.{month}.json")],
+                          capture_output=True, check=False).returncode == 0
+    report = json.loads(signed_text(signed))
+
+    log = list(audit.AuditLog(site.state / "audit").entries())
+    mine = [e for e in log if e.get("agency") == "AG001"]
+    slices = [e for e in mine if e["event"] == "slice.delivered" and e.get("role")]
+    waiting = {p.name for p in site.zone("AG001", "inbox").iterdir()}
+    assert report["deliveries"]["slices"] == len(slices) == 2
+    assert report["deliveries"]["batches"] == len({e["batch_id"] for e in slices})
+    assert report["deliveries"]["cases"] == sum(r["agency_code"] == "AG001" for r in records)
+    assert report["deliveries"]["by_role"] == dict(collections.Counter(e["role"] for e in slices))
+    assert report["collection"]["collected"] == 1
+    assert report["collection"]["never_collected_files"] == sorted(
+        e["file"] for e in slices if e["file"] in waiting)
+    assert collected not in report["collection"]["never_collected_files"]
+    (accepted,) = [e for e in mine if e["event"] == "results.accepted"]
+    assert report["results"] == {"files": 1, "accepted_files": 1, "rejected_files": 0,
+                                 "rows_received": accepted["records"],
+                                 "rows_forwarded": accepted["accepted"],
+                                 "rows_rejected": accepted["rejected"]}
+    (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["file"] == "R1.csv.pgp"]
+    assert report["flags_total"] == receipt["flags"] == {"DISPUTE": 1, "HOURS": 2}
+    assert report["security"]["cross_agency_rows"] == sum(
+        e["count"] for e in mine if e["event"] == "security.cross_agency") == 1
+    assert report["contract"]["state"] == "active" and report["contract"]["certificate"] is None
+    assert report["gateway_key"] == keybox["gateway"].fingerprint
+
+    page = (tmp_path / f"report.AG001.{month}.html").read_bytes()
+    assert b"Supervision report" in page and b"<svg" in page
+    scanner = LeakScanner(records)
+    assert not scanner.scan(page) and not scanner.scan(signed)
+    if CHROMIUM and DRIVER:  # the page as a person opens it (and the README's picture)
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,1400"):
+            opts.add_argument(arg)
+        driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
+        try:
+            driver.get((tmp_path / f"report.AG001.{month}.html").as_uri())
+            assert driver.title == f"Supervision report AG001 {month}"
+            shots = Path(os.environ.get("GATEWAY_SCREENSHOTS") or tmp_path)
+            shots.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(shots / "report.png"))
+        finally:
+            driver.quit()
+
+
+def test_a_purged_agency_s_report_names_its_certificate(busy, tmp_path):
+    site, _, _ = busy
+    month = dt.datetime.now(TZ).strftime("%Y-%m")
+    subprocess.run([sys.executable, "-m", "gateway", "report", "--agency", "AG002", "--month", month,
+                    "--out", str(tmp_path), "-c", str(site.config)], check=True, capture_output=True)
+    report = json.loads(signed_text((tmp_path / f"report.AG002.{month}.json").read_bytes()))
+    (purged,) = [e for e in audit.AuditLog(site.state / "audit").entries()
+                 if e["event"] == "retention.purged"]
+    assert report["contract"]["state"] == "purged"
+    assert report["contract"]["certificate"] == purged["file"]
+    bad = subprocess.run([sys.executable, "-m", "gateway", "report", "--agency", "AG009", "--month",
+                          month, "-c", str(site.config)], capture_output=True, text=True, check=False)
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2, "error: --agency: no agency 'AG009' in the config (AG001, AG002)")
+
+
+class Died(BaseException):
+    """The process dying at a fault point (no except clause of the gateway catches it)."""
+
+
+def test_last_month_s_reports_are_delivered_once_on_the_first(busy, monkeypatch):
+    site, _, _ = busy
+    today = dt.datetime.now(TZ)
+    month = today.strftime("%Y-%m")
+    first = (today.replace(day=28) + dt.timedelta(days=4)).replace(day=1, hour=0, minute=30)
+    expected = {n for code in ("AG001", "AG002") for n in names(code, month)}
+
+    def run(at: dt.datetime, crash_at: str | None = None) -> list[str]:
+        from gateway import faults
+
+        died = []
+
+        def point(name: str) -> None:
+            if name == crash_at and not died:  # a process dies once
+                died.append(name)
+                raise Died(name)
+
+        monkeypatch.setattr(faults, "point", point)
+        with daemon.open_context(site.cfg()) as ctx:
+            ctx.now = lambda: at.astimezone(dt.UTC)
+            with contextlib.suppress(Died):
+                daemon.run_once(ctx)
+        return died
+
+    def delivered() -> list[str]:
+        return sorted(p.name for p in site.zone("bank", "incoming").iterdir()
+                      if p.name.startswith("report."))
+
+    run(today)  # this month: nothing to report yet
+    assert delivered() == []
+    assert run(first, crash_at="after_report_staged")  # dies after staging the first file
+    assert delivered() == []
+    assert run(first, crash_at="after_first_delivery")  # dies after placing one in the zone
+    assert len(delivered()) == 1
+    run(first)  # the rest
+    run(first + dt.timedelta(hours=1))  # a restart later that day: nothing again
+    assert delivered() == sorted(expected)
+    events = [e for e in audit.AuditLog(site.state / "audit").entries()
+              if e["event"] == "report.delivered"]
+    assert sorted(e["file"] for e in events) == sorted(expected)  # each once
+    opened = site.open_as("bank", site.zone("bank", "incoming", f"report.AG001.{month}.json.pgp"))
+    assert opened.rc == 0 and b"BEGIN PGP SIGNED MESSAGE" in opened.body
+    assert json.loads(signed_text(opened.body))["agency"] == "AG001"
