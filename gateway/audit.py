@@ -117,7 +117,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "account": _pattern(r"[a-z][a-z0-9._-]{0,31}", "a console account name"),
     "page": _pattern(r"[a-z_]{1,32}", "a console page name"),
     "address": _pattern(r"[0-9A-Fa-f:.]{1,45}", "an IP address"),
-    "format": _pattern(r"csv|jsonl|asc", "csv, jsonl or asc"),
+    "format": _pattern(r"csv|jsonl|asc|html", "csv, jsonl, asc or html"),
     "login": _pattern(r"[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}", "an SSH login name"),
     "complete": _flag,
 }

@@ -17,6 +17,7 @@ import functools
 import heapq
 import io
 import json
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ from gateway.audit_index import AuditIndex
 from gateway.config import Config
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.ledger import AccountRow, Ledger, queries, utcnow
+from gateway.reports.figures import figures, previous_month
+from gateway.reports.render import as_html
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "gw_session"
@@ -116,6 +119,7 @@ def create_app(cfg: Config, **kwargs: Any) -> Starlette:
         Route("/retention/certificates/{name:str}", certificate),
         Route("/keys", keys_page),
         Route("/compliance", compliance_page),
+        Route("/compliance/reports/report.{agency:str}.{month:str}.html", report_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     @contextlib.asynccontextmanager
@@ -456,5 +460,22 @@ async def compliance_page(c: Console, request: Request, session: Session, row: A
         series["NOT_ASSIGNED"][i] += d.not_assigned
     chart = stacked_bars(labels, series, title=f"Flags and E_NOT_ASSIGNED per day, last {days_back} days")
     c.log.record("console.view", account=row.name, page="compliance", count=len(days))
+    months = [previous_month(today.replace(day=1) + dt.timedelta(days=31 * k)) for k in (1, 0, -1)]
     return _render(c, request, "compliance.html", session, account=row, days=days, chart=chart,
-                   flags=queries.FLAG_NAMES, days_back=days_back, active="compliance")
+                   flags=queries.FLAG_NAMES, days_back=days_back, active="compliance",
+                   months=months)
+
+
+@signed_in
+async def report_page(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
+    """A month's supervision report as the page the bank receives (SPEC §14); the signed
+    JSON comes from `gateway report` or the monthly delivery (the console holds no key)."""
+    agency, month = request.path_params["agency"], request.path_params["month"]
+    if agency not in {a.code for a in c.cfg.agencies} or not re.fullmatch(
+            r"\d{4}-(0[1-9]|1[0-2])", month):
+        return Response("No such report.", status_code=404)
+    body = figures(c.cfg, c.ledger, c.entries(audit.Filter()), agency, month, now=c.now())
+    c.log.record("console.export", account=row.name, page="compliance", format="html",
+                 agency=agency)
+    return HTMLResponse(as_html(body), headers={
+        "Content-Disposition": f'attachment; filename="report.{agency}.{month}.html"'})

@@ -409,6 +409,12 @@ def test_no_page_or_export_holds_a_personal_value(console, browser, exchange):
     for path in (*PAGES.values(), "/audit?event=security.", "/audit/verify"):
         browser.get(server.url + path)
         seen.append((path, browser.page_source.encode()))
+    month = dt.datetime.now(TZ).strftime("%Y-%m")
+    report = f"/compliance/reports/report.AG001.{month}.html"
+    status, _, page = fetch(server, report, browser)
+    assert status == 200 and b"Supervision report" in page
+    assert fetch(server, "/compliance/reports/report.AG009.2026-13.html", browser)[0] == 404
+    seen.append((report, page))
     for path in ("/audit/export.csv", "/audit/export.jsonl"):
         seen.append((path, fetch(server, path, browser)[2]))
     leaks = {path: scanner.scan(data) for path, data in seen}
