@@ -40,6 +40,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
     start, end = month_bounds(month, tz)
     a = cfg.agency(agency)
     inbox, outbox = cfg.zone_key(agency, "inbox"), cfg.zone_key(agency, "outbox")
+    keys_of = inbox.removesuffix("inbox")  # "agencies[i].": the agency's config keys
     counts: collections.Counter[str] = collections.Counter()
     delivered: dict[str, tuple[dt.datetime, str]] = {}  # slice file -> when, role
     collected: dict[str, dt.datetime] = {}
@@ -84,8 +85,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
         elif event in ("security.bad_signature", "security.role_mismatch",
                        "security.foreign_access", "security.unknown_login"):
             counts[event.removeprefix("security.")] += 1
-        elif event == "key.refused" and str(e.get("key", "")).startswith(
-                f"agencies[{[x.code for x in cfg.agencies].index(agency)}]."):
+        elif event == "key.refused" and str(e.get("key", "")).startswith(keys_of):
             refused_keys.append(e["key"])
     hours = sorted((collected[f] - at).total_seconds() / 3600 for f, (at, _) in delivered.items()
                    if f in collected and collected[f] >= at)
