@@ -85,9 +85,12 @@ LogLevel ERROR
 """)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, log_file: Path | None = None) -> None:
+        """Start listening. Its own messages go to stderr, or to *log_file* (``-E``): with
+        ``-e``, a non-root session's internal-sftp logs to stderr instead of syslog."""
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
+        where = ["-E", str(log_file)] if log_file else ["-e"]
+        self.proc = subprocess.Popen([SSHD, "-D", *where, "-f", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -65,34 +66,63 @@ class Syslog(threading.Thread):
     def wait_for(self, n: int, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
         while self.received < n:
-            assert time.monotonic() < deadline, f"{self.received} lines logged, {n} expected"
+            assert time.monotonic() < deadline, (f"{self.received} lines logged, {n} expected: "
+                                                 f"{self.out.read_text()}")
             time.sleep(0.05)
 
 
 @pytest.fixture
-def served(tmp_path, keybox):
-    """A site whose AG001 inbox holds a batch's slices, served by a chrooted sshd."""
-    base = Path(tempfile.mkdtemp(prefix="gwaccess", dir="/var/lib"))  # root-owned, 0700
+def logins():
+    """Two OS accounts for AG001's staff, a collector and a supervisor (key login only;
+    not locked, or sshd refuses them), removed at the end."""
+    names = {"collector": f"gwt{os.getpid()}c", "supervisor": f"gwt{os.getpid()}s"}
+    for name in names.values():
+        subprocess.run(["useradd", "--no-create-home", "--home-dir", "/inbox", "--shell",
+                        "/usr/sbin/nologin", name], check=True, capture_output=True)
+        subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+    try:
+        yield names
+    finally:
+        for name in names.values():
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def served(tmp_path, keybox, logins):
+    """A site whose AG001 inbox holds a batch's slices, served by a chrooted sshd to the
+    agency's collector and supervisor logins (and to root, a login no agency names)."""
+    base = Path(tempfile.mkdtemp(prefix="gwaccess", dir="/var/lib"))
+    base.chmod(0o755)  # root-owned, writable by no one else: sshd accepts a chroot below it
     try:
         site = Site(base / "site", keybox)
         log = base / "sftp.log"
         site.edit('receipts_role = "supervisor"',
-                  'receipts_role = "supervisor"\nssh_users = { "root" = "collector" }')
+                  'receipts_role = "supervisor"\nssh_users = { '
+                  f'"{logins["collector"]}" = "collector", "{logins["supervisor"]}" = "supervisor" }}')
+        site.edit('path = "zones/AG001/inbox", settle_seconds = 0 }',
+                  'path = "zones/AG001/inbox", settle_seconds = 0, file_mode = 0o644 }')
         site.edit("[console]", f'[access]\nsshd_log = "{log}"\n\n[console]')
         records = list(synth.cases(12, ["AG001"], seed=3))
         site.drop_cases("B1.csv.pgp", records)
         assert site.run() == {"accepted": 1}
         chroot = site.zone("AG001", "inbox").parent
-        (chroot / "dev").mkdir(mode=0o755)
+        (chroot / "dev").mkdir()
+        for d in (chroot, chroot / "dev", chroot / "inbox"):  # the gateway's runs in this
+            d.chmod(0o755)  # process leave its umask at 077: the logins must get through
         syslog = Syslog(chroot / "dev" / "log", log)
         syslog.start()
         sshd = Sshd(tmp_path / "sshd")
+        authorized = base / "authorized_keys"  # sshd reads it as the login: where it may
+        shutil.copy(sshd.authorized, authorized)
+        authorized.chmod(0o644)
         sshd.config.write_text(
             sshd.config.read_text().replace("Subsystem sftp internal-sftp",
                                             "Subsystem sftp internal-sftp -l INFO")
-            + f"Match User {sshd.user}\n  ChrootDirectory {chroot}\n"
+            .replace(f"AuthorizedKeysFile {sshd.authorized}", f"AuthorizedKeysFile {authorized}")
+
+            + f"Match User {sshd.user},{','.join(logins.values())}\n  ChrootDirectory {chroot}\n"
               "  ForceCommand internal-sftp -l INFO\n  AllowTcpForwarding no\n")
-        sshd.start()
+        sshd.start(log_file=tmp_path / "sshd.log")
         yield site, sshd, syslog, log
         sshd.stop()
         syslog.done.set()
@@ -101,9 +131,9 @@ def served(tmp_path, keybox):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def sftp(sshd: Sshd) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+def sftp(sshd: Sshd, user: str) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
     t = paramiko.Transport(("127.0.0.1", sshd.port))
-    t.connect(username=sshd.user, pkey=paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key)))
+    t.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key)))
     return t, paramiko.SFTPClient.from_transport(t)
 
 
@@ -111,49 +141,60 @@ def events(site: Site, *names: str) -> list[dict]:
     return [e for e in audit.AuditLog(site.state / "audit").entries() if e["event"] in names]
 
 
-def test_who_read_what_whole_or_not_and_in_which_role(served):
+def test_who_read_what_whole_or_not_and_in_which_role(served, logins):
     site, sshd, syslog, _log = served
+    col, sup = logins["collector"], logins["supervisor"]
     inbox = site.zone("AG001", "inbox")
     collector = next(p for p in inbox.iterdir() if ".collector." in p.name)
     supervisor = next(p for p in inbox.iterdir() if ".supervisor." in p.name)
-    t, client = sftp(sshd)
+    t, client = sftp(sshd, col)
     client.getfo(f"/inbox/{collector.name}", io.BytesIO())  # the whole file
     with client.open(f"/inbox/{collector.name}") as fh:  # half of it
         fh.read(collector.stat().st_size // 2)
-    client.getfo(f"/inbox/{supervisor.name}", io.BytesIO())  # another role's
+    client.getfo(f"/inbox/{supervisor.name}", io.BytesIO())  # another role's slice
     t.close()
-    syslog.wait_for(7)  # session opened, 3 x (open, close) … closed
+    t, client = sftp(sshd, sup)
+    client.getfo(f"/inbox/{supervisor.name}", io.BytesIO())  # the supervisor's own
+    t.close()
+    t, client = sftp(sshd, sshd.user)  # root: a login no agency names
+    client.getfo(f"/inbox/{collector.name}", io.BytesIO())
+    t.close()
+    syslog.wait_for(8 + 4 + 4)  # per session: opened, (open, close) per file, closed
     site.run()
     accessed = [(e["file"], e["role"], e["login"], e["address"], e["bytes"], e["complete"])
                 for e in events(site, "slice.accessed")]
     c_size, s_size = collector.stat().st_size, supervisor.stat().st_size
-    assert accessed[0] == (collector.name, "collector", "root", "127.0.0.1", c_size, True)
-    assert accessed[1][:3] == (collector.name, "collector", "root") and accessed[1][5] is False
+    assert accessed[0] == (collector.name, "collector", col, "127.0.0.1", c_size, True)
+    assert accessed[1][:3] == (collector.name, "collector", col) and accessed[1][5] is False
     assert 0 < accessed[1][4] < c_size
-    assert accessed[2] == (supervisor.name, "supervisor", "root", "127.0.0.1", s_size, True)
-    assert len(accessed) == 3
+    assert accessed[2] == (supervisor.name, "supervisor", col, "127.0.0.1", s_size, True)
+    assert accessed[3] == (supervisor.name, "supervisor", sup, "127.0.0.1", s_size, True)
+    assert accessed[4] == (collector.name, "collector", sshd.user, "127.0.0.1", c_size, True)
+    assert len(accessed) == 5
     mismatch = events(site, "security.role_mismatch")
-    assert [(e["file"], e["role"], e["login"]) for e in mismatch] == [
-        (supervisor.name, "supervisor", "root")]
+    assert [(e["file"], e["role"], e["login"]) for e in mismatch] == [(supervisor.name, "supervisor", col)]
+    unknown = events(site, "security.unknown_login")
+    assert [(e["file"], e["login"]) for e in unknown] == [(collector.name, sshd.user)]
     site.run()  # nothing new in the log: nothing recorded twice
-    assert len(events(site, "slice.accessed")) == 3
+    assert len(events(site, "slice.accessed")) == 5
     shown = subprocess.run([sys.executable, "-m", "gateway", "access", "--agency", "AG001", "--json",
                             "-c", str(site.config)], capture_output=True, text=True, check=True)
     listed = json.loads(shown.stdout)
     assert [(r["file"], r["login"], r["complete"], r["alarm"]) for r in listed] == [
-        (collector.name, "root", True, None), (collector.name, "root", False, None),
-        (supervisor.name, "root", True, "role_mismatch")]
+        (collector.name, col, True, None), (collector.name, col, False, None),
+        (supervisor.name, col, True, "role_mismatch"), (supervisor.name, sup, True, None),
+        (collector.name, sshd.user, True, "unknown_login")]
     page = console_page(site, "/access")  # the console's Access page gains the logins
-    assert "<td>root</td><td>127.0.0.1</td>" in page.replace("\n", "")
+    assert f"<td>{col}</td><td>127.0.0.1</td>" in page.replace("\n", "")
 
 
-def test_rotation_in_the_middle_loses_and_doubles_nothing(served):
+def test_rotation_in_the_middle_loses_and_doubles_nothing(served, logins):
     site, sshd, syslog, log = served
     inbox = site.zone("AG001", "inbox")
     collector = next(p for p in inbox.iterdir() if ".collector." in p.name)
 
     def download(times: int) -> None:
-        t, client = sftp(sshd)
+        t, client = sftp(sshd, logins["collector"])
         for _ in range(times):
             client.getfo(f"/inbox/{collector.name}", io.BytesIO())
         t.close()
