@@ -78,6 +78,17 @@ def test_the_report_counts_what_happened_and_is_signed(busy, tmp_path, keybox):
     assert report["flags_total"] == receipt["flags"] == {"DISPUTE": 1, "HOURS": 2}
     assert report["security"]["cross_agency_rows"] == sum(
         e["count"] for e in mine if e["event"] == "security.cross_agency") == 1
+    for name in ("bad_signature", "role_mismatch", "foreign_access", "unknown_login"):
+        assert report["security"][name] == sum(e["event"] == f"security.{name}" for e in mine)
+    reads = [e for e in mine if e["event"] == "slice.accessed"]
+    assert report["collection"]["reads"] == len(reads) and report["collection"]["by_login"] == []
+    (delivered_at,) = [dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) for e in slices
+                       if e["file"] == collected]
+    (collected_at,) = [dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) for e in mine
+                       if e["event"] == "slice.collected"]
+    hours = round((collected_at - delivered_at).total_seconds() / 3600, 2)
+    assert report["collection"]["median_hours"] == report["collection"]["max_hours"] == hours
+    assert report["keys"]["refused"] == [e["key"] for e in log if e["event"] == "key.refused"]
     assert report["contract"]["state"] == "active" and report["contract"]["certificate"] is None
     assert report["gateway_key"] == keybox["gateway"].fingerprint
 
