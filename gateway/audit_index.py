@@ -156,7 +156,9 @@ class AuditIndex:
         found = self.db.execute(
             f"SELECT seq, offset, length, hash FROM entries WHERE {where} "  # noqa: S608
             "ORDER BY seq DESC LIMIT ?", [*params, size + 1]).fetchall()
-        rows = [self._read(offset, length, digest, seq) for seq, offset, length, digest in found[:size]]
+        with self.log_path.open("rb") as fh:
+            rows = [_read(fh, offset, length, digest, seq)
+                    for seq, offset, length, digest in found[:size]]
         return Page(rows, matching, found[size - 1][0] if len(found) > size else None)
 
     def entries(self, flt: Filter) -> Iterator[dict[str, Any]]:
@@ -169,18 +171,20 @@ class AuditIndex:
                 "ORDER BY seq LIMIT 1000", [*params, last]).fetchall()
             if not found:
                 return
-            for seq, offset, length, digest in found:
-                yield self._read(offset, length, digest, seq)
+            with self.log_path.open("rb") as fh:  # once per slice, not once per entry
+                read = [_read(fh, offset, length, digest, seq) for seq, offset, length, digest in found]
+            yield from read
             last = found[-1][0]
 
-    def _read(self, offset: int, length: int, digest: str, seq: int) -> dict[str, Any]:
-        with self.log_path.open("rb") as fh:
-            fh.seek(offset)
-            entry = _lenient(fh.read(length))
-        if entry.get("hash") != digest or entry.get("seq") != seq:
-            return {"seq": seq, "ts": entry.get("ts", ""), "event": "audit.changed",
-                    "actor": "", "problem": "this entry changed after it was indexed"}
-        return entry
+
+def _read(fh: Any, offset: int, length: int, digest: str, seq: int) -> dict[str, Any]:
+    """The entry at *offset*, if it still carries the hash the index recorded."""
+    fh.seek(offset)
+    entry = _lenient(fh.read(length))
+    if entry.get("hash") != digest or entry.get("seq") != seq:
+        return {"seq": seq, "ts": entry.get("ts", ""), "event": "audit.changed",
+                "actor": "", "problem": "this entry changed after it was indexed"}
+    return entry
 
 
 def _lenient(line: bytes) -> dict[str, Any]:

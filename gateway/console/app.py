@@ -69,6 +69,9 @@ class Console:
         self.index.refresh()  # the first time: the whole log (~50 s for a million entries)
         self.accounts = Accounts(self.ledger, self.log, now=now)
         self.signer = signer or Signer()
+        # certificate -> (size, mtime) when its signature last checked out: a page view
+        # does not start gpg again for a file that has not changed
+        self.certificates_valid: dict[str, tuple[int, int]] = {}
         self.secure = cfg.console.tls_cert is not None
         self.templates = Jinja2Templates(env=jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
@@ -388,19 +391,42 @@ def _certificate_checks(c: Console, names: list[str]) -> dict[str, str]:
     verdicts: dict[str, str] = {}
     if not c.cfg.console.gateway_public_keys:
         return dict.fromkeys(names, "not checked: set [console] gateway_public_keys")
+    todo = []
+    for name in names:  # a file checked before and unchanged since keeps its verdict
+        stamp = _stamp(folder / name)
+        if stamp is not None and c.certificates_valid.get(name) == stamp:
+            verdicts[name] = VALID
+        else:
+            todo.append(name)
+    if not todo:
+        return verdicts
     try:
         with signature_checker(c.cfg.console.gateway_public_keys) as opened:
-            for name in names:
+            for name in todo:
                 try:
+                    stamp = _stamp(folder / name)
                     opened((folder / name).read_bytes())
-                    verdicts[name] = "valid signature of the gateway"
+                    verdicts[name] = VALID
+                    if stamp is not None:
+                        c.certificates_valid[name] = stamp
                 except OSError as exc:
                     verdicts[name] = f"cannot read the file: {exc.strerror}"
                 except CryptoError as exc:
                     verdicts[name] = f"INVALID: {exc}"
     except GatewayError as exc:
-        return dict.fromkeys(names, f"not checked: {exc}")
+        return verdicts | dict.fromkeys(todo, f"not checked: {exc}")
     return verdicts
+
+
+VALID = "valid signature of the gateway"
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 @signed_in
@@ -474,7 +500,7 @@ async def report_page(c: Console, request: Request, _session: Session, row: Acco
     if agency not in {a.code for a in c.cfg.agencies} or not re.fullmatch(
             r"\d{4}-(0[1-9]|1[0-2])", month):
         return Response("No such report.", status_code=404)
-    body = figures(c.cfg, c.ledger, c.entries(audit.Filter()), agency, month, now=c.now())
+    body = figures(c.cfg, c.ledger, c.log.entries(), agency, month, now=c.now())  # read in order
     c.log.record("console.export", account=row.name, page="compliance", format="html",
                  agency=agency)
     return HTMLResponse(as_html(body), headers={

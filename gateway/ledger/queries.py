@@ -17,10 +17,18 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gateway import audit
-from gateway.config import Config
+from gateway.config import Agency, Config
 from gateway.crypto import keys
 from gateway.crypto.keys import KeyPolicyError
-from gateway.ledger import BatchRow, DeliveryRow, FileRow, Ledger, ReceiptRow, ResultFlagRow
+from gateway.ledger import (
+    BatchRow,
+    DeliveryRow,
+    FileRow,
+    Ledger,
+    PurgeRow,
+    ReceiptRow,
+    ResultFlagRow,
+)
 from gateway.retention.policy import Decision, decide
 from gateway.transfer.base import display_name
 
@@ -68,17 +76,17 @@ def zone_health(cfg: Config, ledger: Ledger) -> tuple[list[ZoneHealth], list[InH
 
 def contracts(cfg: Config, ledger: Ledger, today: dt.date) -> list[Decision]:
     """Every contract's retention state on *today* (a local date in the gateway's zone)."""
-    out = []
-    for a in cfg.agencies:
-        purge = ledger.purge(a.contract.id)
-        finished = purge.finished_at if purge else None
-        if finished is not None and finished.tzinfo is None:
-            finished = finished.replace(tzinfo=dt.UTC)
-        out.append(decide(contract_id=a.contract.id, agency=a.code, end=a.contract.end,
-                          terminated_on=a.contract.terminated_on,
-                          purge_after_days=cfg.gateway.purge_after_days, today=today,
-                          purged_on=finished.astimezone(cfg.gateway.tz).date() if finished else None))
-    return out
+    return [_decision(cfg, a, ledger.purge(a.contract.id), today) for a in cfg.agencies]
+
+
+def _decision(cfg: Config, a: Agency, purge: PurgeRow | None, today: dt.date) -> Decision:
+    finished = purge.finished_at if purge else None
+    if finished is not None and finished.tzinfo is None:
+        finished = finished.replace(tzinfo=dt.UTC)
+    return decide(contract_id=a.contract.id, agency=a.code, end=a.contract.end,
+                  terminated_on=a.contract.terminated_on,
+                  purge_after_days=cfg.gateway.purge_after_days, today=today,
+                  purged_on=finished.astimezone(cfg.gateway.tz).date() if finished else None)
 
 
 # --- access (who has fetched what) -------------------------------------------------------
@@ -174,14 +182,15 @@ class Held:
 def held(cfg: Config, ledger: Ledger, today: dt.date) -> list[Held]:
     """Each contract's retention state and what the ledger says the agency still holds."""
     out = []
-    for d in contracts(cfg, ledger, today):
+    for a in cfg.agencies:
+        purge = ledger.purge(a.contract.id)  # once: the state and the certificate both need it
+        d = _decision(cfg, a, purge, today)
         with ledger.session(write=False) as s:
             n, size = s.execute(select(func.count(), func.coalesce(func.sum(DeliveryRow.size), 0))
                                 .where(DeliveryRow.agency_code == d.agency,
                                        DeliveryRow.kind.in_(("slice", "manifest")),
                                        DeliveryRow.delivered_at.is_not(None),
                                        DeliveryRow.purged_at.is_(None))).one()
-        purge = ledger.purge(d.contract_id)
         out.append(Held(d, int(n), int(size), ledger.live_case_count(d.agency),
                         purge.certificate if purge else None))
     return out
