@@ -407,7 +407,7 @@ class Ledger:
                                f"{exc.filename}") from exc
 
     @contextmanager
-    def session(self, *, write: bool = True) -> Iterator[Session]:
+    def session(self, *, write: bool = True, staging: bool = False) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any exception.
 
         A database that cannot be written (a full disk, a lost server) is one readable
@@ -416,11 +416,18 @@ class Ledger:
         IMMEDIATE``), waiting for it: one that read first and then wrote would fail at once
         ("database is locked") whenever another writer — the lease-renewal thread, a CLI
         command — committed in between. Read-only ones (``write=False``) stay deferred and
-        never wait for a writer (WAL)."""
+        never wait for a writer (WAL).
+
+        ``staging=True``: what the transaction writes is a file's staged work, which a
+        crash may lose (resuming the file clears it and stages it again), so its commit
+        does not wait for the disk (see ``migrate._sqlite_begin``)."""
         s = self._sessions()
         try:
             with s.begin():
-                s.connection(execution_options={migrate.SQLITE_WRITE: write})
+                conn = s.connection(execution_options={migrate.SQLITE_WRITE: write,
+                                                       migrate.STAGING: staging})
+                if staging and conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield s
         except OperationalError as exc:
             raise LedgerError(f"ledger {self.where}: {_reason(exc)}") from exc
@@ -595,7 +602,7 @@ class Ledger:
         # The driver's own executemany: SQLAlchemy's would process each row's parameters
         # in Python first (a second per 100,000 cases).
         sql = _STAGE_CASES_QMARK if self.engine.dialect.paramstyle == "qmark" else _STAGE_CASES_FORMAT
-        with self.session() as s:
+        with self.session(staging=True) as s:
             s.connection().exec_driver_sql(sql, [(file_id, c, r, a, k) for c, r, a, k in rows])
 
     def commit_batch(self, *, file_id: int, batch: BatchRow, deliveries: list[DeliveryRow],
@@ -786,7 +793,7 @@ class Ledger:
         sql = _STAGE_ATTEMPTS
         if self.engine.dialect.paramstyle != "qmark":
             sql = sql.replace("?", "%s")
-        with self.session() as s:
+        with self.session(staging=True) as s:
             s.connection().exec_driver_sql(sql, [(file_id, c, d, n) for (c, d), n in added.items()])
 
     def _in_list(self, sql: str, column: str, value: object,

@@ -53,20 +53,35 @@ def make_engine(url: str) -> Engine:
 
 
 SQLITE_WRITE = "gateway_sqlite_write"  # execution option: this transaction will write
+# Execution option: what this transaction writes is staged work a crash may lose (it is
+# cleared and staged again on resume), so its commit need not wait for the disk.
+STAGING = "gateway_staging"
 
 
 def _sqlite_begin(conn: Connection) -> None:
     """BEGIN IMMEDIATE for a transaction that will write (see ``Ledger.session``), plain
-    BEGIN otherwise — migrations included, which run under their own lock."""
-    write = conn.get_execution_options().get(SQLITE_WRITE, False)
+    BEGIN otherwise — migrations included, which run under their own lock.
+
+    A staging transaction commits with ``synchronous=NORMAL``: in WAL mode the commit
+    is atomic and ordered but not yet synced, and the next FULL commit's sync carries it
+    to the disk. A batch stages a few hundred chunks; a sync each cost seconds."""
+    options = conn.get_execution_options()
+    write = options.get(SQLITE_WRITE, False)
+    if write:
+        sync = "NORMAL" if options.get(STAGING, False) else "FULL"
+        info = conn.connection.info
+        if info.get("synchronous") != sync:
+            conn.exec_driver_sql(f"PRAGMA synchronous={sync}")
+            info["synchronous"] = sync
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_conn: Any, record: Any) -> None:
     dbapi_conn.isolation_level = None  # BEGIN comes from the "begin" event above
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; survives kill -9
     cur.execute("PRAGMA synchronous=FULL")  # a committed claim is on disk before we act on it
+    record.info["synchronous"] = "FULL"
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")  # milliseconds
     cur.close()
