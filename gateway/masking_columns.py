@@ -196,15 +196,34 @@ class ChunkMasks:
         :meth:`masking.RolePolicy.row` gives for each row, free text neutralised (after
         masking: a masked ``=x`` is ``=*``, still a formula); and which columns need no
         CSV quoting."""
+        return self.spans(policy, columns, [(start, length, secret)])
+
+    def spans(self, policy: masking.RolePolicy, columns: list[str],
+              spans: list[tuple[int, int, bytes | None]]) -> tuple[list[pa.Array], list[bool]]:
+        """:meth:`role` for several agencies at once: their spans (start, length, token
+        key) of the sorted chunk, in order, end to end in each column. The agencies that
+        share a role share one CSV build, cut into their slices afterwards: one build over
+        a chunk costs about what one over an agency's fifth of it does."""
+        first, total = spans[0][0], sum(n for _, n, _ in spans)
+        contiguous = all(spans[i][0] == spans[i - 1][0] + spans[i - 1][1]
+                         for i in range(1, len(spans)))
+
+        def cut(col: pa.Array) -> pa.Array:
+            if contiguous:
+                return col if first == 0 and total == len(col) else col.slice(first, total)
+            return pa.concat_arrays([col.slice(s, n) for s, n, _ in spans])
+
         out, plain = [], []
         for name in columns:
             rule = policy.rules[name]
             if rule is Rule.TOKEN:  # hex digits: neither a formula nor anything to quote
-                part = self.table.column(name).combine_chunks().slice(start, length)
-                out.append(apply(rule, name, part, resident=None, secret=secret))
+                col = self.table.column(name).combine_chunks()
+                parts = [apply(rule, name, col.slice(s, n), resident=None, secret=k)
+                         for s, n, k in spans]
+                out.append(parts[0] if len(parts) == 1 else pa.concat_arrays(parts))
                 plain.append(True)
             else:
                 col, clean = self.column(name, rule)
-                out.append(col.slice(start, length))
+                out.append(cut(col))
                 plain.append(clean)
         return out, plain

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +50,7 @@ from gateway.masking_columns import ChunkMasks, needs_neutralising
 from gateway.state import file_sha256
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import HeaderMap, RowError, map_header
-from gateway.validation.columnar import ColumnarCases
+from gateway.validation.columnar import Checked, ColumnarCases
 from gateway.validation.schema import FREE_TEXT_CASE_FIELDS
 
 log = structlog.get_logger("gateway.batches")
@@ -107,14 +107,6 @@ class _AgencySlices:
         except BaseException:
             self.abort()
             raise
-
-    def write(self, masks: ChunkMasks, start: int, length: int) -> None:
-        """This agency's rows of a chunk (rows *start*..*start+length* of *masks*' sorted
-        chunk), masked per role, into each sealed slice."""
-        for s in self.slices:
-            columns, plain = masks.role(s.policy, s.columns, start, length, self.secret)
-            s.sink.write_bytes(chunks.csv_bytes(columns, plain))
-            s.records += length
 
     def close(self) -> None:
         for s in self.slices:
@@ -207,83 +199,95 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
           today: dt.date, strict: bool, out: _Outcome, staging: Path) -> None:
     """Chunk by chunk: the columnar rules, the case ids against this file and the ledger,
     then each agency's rows sealed into its slices — memory bounded by a few chunks.
-    Sealing runs on a thread of its own (:class:`_Sealer`), so one core reads and checks
-    chunk *k+1* while the other masks and writes chunk *k* into the gpg pipes."""
+
+    Three stages, each on a thread of its own, joined by short queues (:class:`_Stage`):
+    this thread reads and checks chunk *k+2* while the ledger stages chunk *k+1* and the
+    sealer masks and writes chunk *k* into the gpg pipes. Most of each stage's work is
+    Arrow, SQLite or a pipe write, which run without the GIL, so two cores share them."""
     engine = ColumnarCases(ctx.cfg, header, today)
     free_text = sorted(FREE_TEXT_CASE_FIELDS & header.present)
     contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
-    sealer = _Sealer(lambda table, per_agency: _seal(ctx, staging, batch_id, header, out, table,
-                                                     per_agency))
+    sealer = _Stage("seal", lambda item: _seal(ctx, staging, batch_id, header, out, *item))
+    stager = _Stage("stage", lambda checked: _stage(ctx, file_id, checked, strict, out, sealer,
+                                                     free_text, contracts))
     try:
         for chunk in reader.chunks(len(header.fields)):
             out.records += chunk.records
-            checked = engine.check(chunk)
-            ids = checked.table.column("case_id").to_pylist()
-            keep, repeated = _new_cases(ctx, file_id, ids, checked.rows)
-            out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
-            table = checked.table.filter(pa.array(keep)) if repeated else checked.table
-            codes = table.column("agency_code").to_pylist()
-            ctx.ledger.stage_cases(file_id, list(zip(
-                table.column("case_id").to_pylist(), checked.rows[keep].tolist(), codes,
-                [contracts[c] for c in codes], strict=True)))
-            out.accepted += table.num_rows
-            per_agency = collections.Counter(codes)
-            out.per_agency.update(per_agency)
-            out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks())
-                                   for k in free_text)
-            if strict and out.errors:  # the batch will be rejected: stop sealing, keep
-                sealer.finish()  # validating for the receipt
-                for agency in out.agencies.values():
-                    agency.abort()
-                out.agencies.clear()
-            elif table.num_rows:
-                sealer.put(table, per_agency)
+            stager.put(engine.check(chunk))
             ctx.progress.rows(out.records)
             faults.point("mid_batch")
             if ctx.stop.is_set():
                 raise Interrupted
+        stager.finish()
         sealer.finish()
     except BaseException:
+        stager.stop()  # first: it may be handing the sealer a chunk, which the sealer takes
         sealer.stop()  # before the caller aborts the gpg writers the thread may be using
         raise
 
 
-class _Sealer:
-    """Chunks to seal, in order, on one thread; at most :data:`QUEUED` wait (memory stays
-    bounded). An error there is raised here, at the next chunk handed over or at the end."""
+def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Outcome,
+           sealer: _Stage, free_text: list[str], contracts: dict[str, str]) -> None:
+    """A checked chunk's case ids against this file and the ledger; the new ones staged
+    and handed to the sealer. The receipt's errors are added here, in chunk order."""
+    ids = checked.table.column("case_id").to_pylist()
+    keep, repeated = _new_cases(ctx, file_id, ids, checked.rows)
+    out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
+    table = checked.table.filter(pa.array(keep)) if repeated else checked.table
+    codes = table.column("agency_code").to_pylist()
+    ctx.ledger.stage_cases(file_id, list(zip(
+        table.column("case_id").to_pylist(), checked.rows[keep].tolist(), codes,
+        [contracts[c] for c in codes], strict=True)))
+    out.accepted += table.num_rows
+    per_agency = collections.Counter(codes)
+    out.per_agency.update(per_agency)
+    out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks())
+                           for k in free_text)
+    if strict and out.errors:  # the batch will be rejected: stop sealing, keep
+        sealer.finish()  # validating for the receipt
+        for agency in out.agencies.values():
+            agency.abort()
+        out.agencies.clear()
+    elif table.num_rows:
+        sealer.put((table, per_agency))
+
+
+class _Stage:
+    """Work items handled in order on a thread of their own; at most :data:`QUEUED` wait
+    (memory stays bounded). An error there is raised here, at the next item handed over
+    or at the end; the items after it are dropped."""
 
     QUEUED = 2
 
-    def __init__(self, seal: Callable[[pa.Table, collections.Counter[str]], None]) -> None:
-        self._seal = seal
-        self._queue: queue.Queue[tuple[pa.Table, collections.Counter[str]] | None] = \
-            queue.Queue(maxsize=self.QUEUED)
+    def __init__(self, name: str, handle: Callable[[Any], None]) -> None:
+        self._handle = handle
+        self._queue: queue.Queue[tuple[Any] | None] = queue.Queue(maxsize=self.QUEUED)
         self._error: BaseException | None = None
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="seal", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             if self._error is None and not self._stopping:
                 try:
-                    self._seal(*item)
-                except BaseException as exc:  # handed to the reading thread
+                    self._handle(item[0])
+                except BaseException as exc:  # handed to the thread that feeds this one
                     self._error = exc
 
-    def put(self, table: pa.Table, per_agency: collections.Counter[str]) -> None:
+    def put(self, item: Any) -> None:
         self._raise()
-        self._queue.put((table, per_agency))
+        self._queue.put((item,))
 
     def finish(self) -> None:
-        """Wait until everything handed over is sealed."""
+        """Wait until everything handed over is handled."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
         self._raise()
 
     def stop(self) -> None:
-        """Seal nothing more; wait for the chunk in hand (a pipe write returns or fails)."""
+        """Handle nothing more; wait for the item in hand (a pipe write returns or fails)."""
         self._stopping = True
         if self._thread.is_alive():
             self._queue.put(None)
@@ -298,15 +302,29 @@ def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _O
           table: pa.Table, per_agency: collections.Counter[str]) -> None:
     """A chunk's accepted rows into their agencies' slices. Sorted by agency (a stable
     sort: each slice keeps the file's row order), every mask is computed once for the
-    chunk and each agency's rows are a slice of it."""
+    chunk, each role's CSV is built once for all the agencies that have the role, and
+    each agency's slice gets its span of those bytes."""
     table = table.take(pc.sort_indices(table.column("agency_code")))
     masks = ChunkMasks(table, FREE_TEXT_CASE_FIELDS)
+    by_role: dict[str, list[tuple[_Slice, int, int, bytes | None]]] = {}
     start = 0
     for code in sorted(per_agency):
         if code not in out.agencies:
             out.agencies[code] = _AgencySlices(ctx, staging, batch_id, code, header.present)
-        out.agencies[code].write(masks, start, per_agency[code])
+        agency = out.agencies[code]
+        for s in agency.slices:  # a role's policy and columns are the same for every agency
+            by_role.setdefault(s.role, []).append((s, start, per_agency[code], agency.secret))
         start += per_agency[code]
+    for members in by_role.values():
+        first = members[0][0]
+        columns, plain = masks.spans(first.policy, first.columns,
+                                     [(at, n, key) for _, at, n, key in members])
+        lines = chunks.csv_lines(columns, plain)
+        at = 0
+        for s, _, n, _ in members:
+            s.sink.write_bytes(chunks.lines_bytes(lines, at, n))
+            s.records += n
+            at += n
 
 
 def _new_cases(ctx: Context, file_id: int, ids: list[str],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import importlib.util
 import io
 import re
@@ -130,16 +131,22 @@ class ChunkReader:
 
     # --- the records --------------------------------------------------------------
 
+    def options(self, width: int) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions,
+                                           pacsv.ConvertOptions]:
+        """How Arrow parses a plain block of *width* columns: strictly, every value a
+        string, UTF-8 checked."""
+        names = [str(i) for i in range(width)]
+        return (pacsv.ReadOptions(column_names=names, use_threads=False, block_size=2 * csvio.MAX_LINE),
+                pacsv.ParseOptions(delimiter=self._delimiter, quote_char='"', double_quote=True,
+                                   escape_char=False, newlines_in_values=False,
+                                   ignore_empty_lines=False),
+                pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                     strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                     check_utf8=True))
+
     def chunks(self, width: int) -> Iterator[Chunk]:
         self._width = width
-        names = [str(i) for i in range(width)]
-        options = (pacsv.ReadOptions(column_names=names, use_threads=False, block_size=2 * csvio.MAX_LINE),
-                   pacsv.ParseOptions(delimiter=self._delimiter, quote_char='"', double_quote=True,
-                                      escape_char=False, newlines_in_values=False,
-                                      ignore_empty_lines=False),
-                   pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                        strings_can_be_null=False, quoted_strings_can_be_null=False,
-                                        check_utf8=True))
+        options = self.options(width)
         tables: list[pa.Table] = []
         rows = 0
         while self._handover is None:
@@ -231,23 +238,38 @@ class ChunkReader:
                 return None
             end, data = len(data), data + b"\n"  # the last line has no line break
         block, self._pending = data[:end + 1], data[end + 1:]
-        utf8 = self._plain(block)
+        utf8 = self._plain(block, decode=first_line or not self._utf8)
         if utf8 is None:
             self._to_reference(block)
             return None
         self._raw = block
         return utf8
 
-    def _plain(self, block: bytes) -> bytes | None:
-        if b"\0" in block or block.count(b"\r") != block.count(b"\r\n"):
+    def _plain(self, block: bytes, *, decode: bool) -> bytes | None:
+        """*block* (whole lines) as UTF-8 if it is plain, else None. The line breaks are
+        judged from their positions (NumPy; the substring searches cost five times more).
+        *decode* False: UTF-8 left for Arrow's parser to check, which refuses exactly what
+        Python's decoder does (a test holds them equal) and hands the block over then."""
+        if b"\0" in block:
             return None
-        if block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block:
+        a = np.frombuffer(block, dtype=np.uint8)
+        if b"\r" in block:  # every CR is in a CRLF
+            cr = np.flatnonzero(a == 13)
+            if cr[-1] + 1 >= len(a) or not (a[cr + 1] == 10).all():
+                return None
+        if block.startswith((b"\n", b"\r\n")):  # an empty line first, or after a break:
             return None
-        try:
-            text = block.decode(self._encoding)
-        except UnicodeDecodeError:
+        breaks = np.flatnonzero(a == 10)
+        gaps = np.diff(breaks)  # \n\n, or \n\r\n
+        if (gaps == 1).any() or ((gaps == 2) & (a[breaks[:-1] + 1] == 13)).any():
             return None
-        utf8 = block if self._utf8 else text.encode("utf-8")
+        utf8 = block
+        if decode:
+            try:
+                text = block.decode(self._encoding)
+            except UnicodeDecodeError:
+                return None
+            utf8 = block if self._utf8 else text.encode("utf-8")
         if b'"' in utf8 and self._strict.fullmatch(utf8) is None:
             return None
         return utf8
@@ -293,13 +315,31 @@ def string_bytes(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
                      else np.zeros(1, dtype=np.uint8))
 
 
+@functools.lru_cache(maxsize=16)
+def _byte_sets(table: bytes) -> tuple[list[bytes], bytes]:
+    """The bytes a 256-entry table marks (one by one), and the bytes it does not."""
+    return ([bytes([b]) for b in range(256) if table[b]],
+            bytes(b for b in range(256) if not table[b]))
+
+
+def _none_of(data: bytes, table: bytes) -> bool:
+    """Whether *data* holds no byte that *table* marks: a search per byte when they are
+    few, else what is left after deleting the unmarked ones (both C loops; indexing the
+    table with every byte costs ten times more)."""
+    marked, unmarked = _byte_sets(table)
+    if len(marked) <= 4:
+        return not any(m in data for m in marked)
+    return not data.translate(None, unmarked)
+
+
 def rows_with(col: pa.Array, table: np.ndarray) -> np.ndarray | None:
     """Rows holding a byte that *table* (256 booleans) marks; None when no row does —
     one pass over the column's bytes instead of a regex per value."""
     offsets, data = string_bytes(col)
-    hits = table[data[offsets[0]:offsets[-1]]]
-    if not hits.any():
+    span = data[offsets[0]:offsets[-1]]
+    if _none_of(span.tobytes(), table.tobytes()):  # the usual case, at memchr speed
         return None
+    hits = table[span]
     marks = np.concatenate(([0], np.cumsum(hits, dtype=np.int64)))
     return marks[offsets[1:] - offsets[0]] > marks[offsets[:-1] - offsets[0]]
 
@@ -309,11 +349,18 @@ QUOTE_BYTES[[ord(","), ord('"'), ord("\r"), ord("\n")]] = True
 
 
 def csv_bytes(columns: list[pa.Array], plain: list[bool] | None = None) -> bytes:
-    """Rows of *columns* as ``csvio.writer`` writes them: comma-separated, a field quoted
-    (quotes doubled) when it holds a comma, a quote, CR or LF, each row ending CRLF.
-    *plain* marks columns known to hold none of those (no need to look)."""
+    """Rows of *columns* as ``csvio.writer`` writes them (see :func:`csv_lines`)."""
     if not columns or len(columns[0]) == 0:
         return b""
+    return lines_bytes(csv_lines(columns, plain))
+
+
+def csv_lines(columns: list[pa.Array], plain: list[bool] | None = None) -> pa.Array:
+    """Each row of *columns* as ``csvio.writer`` writes it, one string per row: comma-
+    separated, a field quoted (quotes doubled) when it holds a comma, a quote, CR or LF,
+    the row ending CRLF. *plain* marks columns known to hold none of those (no need to
+    look). One string per row, so consecutive rows are consecutive bytes
+    (:func:`lines_bytes`): several slices are cut from one build."""
     quoted = []
     for i, col in enumerate(columns):
         needs = None if plain and plain[i] else rows_with(col, QUOTE_BYTES)
@@ -326,7 +373,11 @@ def csv_bytes(columns: list[pa.Array], plain: list[bool] | None = None) -> bytes
         quoted.append(col)
     quoted[-1] = pc.binary_join_element_wise(quoted[-1], "\r\n", "")
     lines = pc.binary_join_element_wise(*quoted, ",") if len(quoted) > 1 else quoted[0]
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
+    return lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
+
+
+def lines_bytes(lines: pa.Array, start: int = 0, length: int | None = None) -> bytes:
+    """Rows *start*..*start+length* (default: to the end) of :func:`csv_lines`, as bytes."""
     offsets, _ = string_bytes(lines)
-    return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+    end = len(lines) if length is None else start + length
+    return lines.buffers()[2][int(offsets[start]):int(offsets[end])].to_pybytes()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 
 import numpy as np
 import pyarrow as pa
@@ -139,6 +140,33 @@ def test_every_mask_equals_the_reference(recs, changes):
         assert got == want, (name, rule)
 
 
+@SETTINGS
+@given(st.lists(st.sampled_from(VALID), min_size=1, max_size=9), st.data())
+def test_agencies_sharing_a_role_share_one_build(recs, data):
+    """What `_seal` does: a role's columns for several agencies' spans (each with its own
+    token key, some agencies left out), built into CSV once and cut, give each agency the
+    bytes its own build would."""
+    table = pa.table({c: pa.array([r[c] for r in recs], pa.string()) for c in synth.CASE_COLUMNS})
+    masks = masking_columns.ChunkMasks(table, FREE_TEXT_CASE_FIELDS)
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(recs)), max_size=3)))
+    bounds = [0, *cuts, len(recs)]
+    spans = [(a, b - a, bytes([65 + i]) * 32) for i, (a, b) in enumerate(itertools.pairwise(bounds))
+             if b > a and data.draw(st.booleans())]
+    if not spans:
+        return
+    policy = masking.RolePolicy("r", {**dict.fromkeys(synth.CASE_COLUMNS, Rule.FULL),
+                                      "customer_name": Rule.TOKEN, "home_address": Rule.REGION,
+                                      "id_number": Rule.MASK, "mobile": Rule.MASK})
+    columns = policy.columns(synth.CASE_COLUMNS)
+    built, plain = masks.spans(policy, columns, spans)
+    lines = chunks.csv_lines(built, plain)
+    at = 0
+    for start, length, key in spans:
+        own, own_plain = masks.role(policy, columns, start, length, key)
+        assert chunks.lines_bytes(lines, at, length) == chunks.csv_bytes(own, own_plain)
+        at += length
+
+
 @given(st.binary(max_size=80), st.binary(min_size=1, max_size=80))
 def test_token_is_hmac_sha256(secret, value):
     text = value.decode("utf-8", "replace")
@@ -163,6 +191,9 @@ def test_csv_bytes_are_csv_writers(table_rows):
 
 # --- the reader ------------------------------------------------------------------
 
+# Byte strings that are not UTF-8: a surrogate, overlong forms, beyond U+10FFFF, cut short.
+NOT_UTF8 = [b"\xed\xa0\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80",
+            b"\xe4\xb8", b"\x80", b"\xf0\x9f\x98"]
 CELL = st.text(alphabet=st.sampled_from('ab张1,;"\r\n \t'), max_size=5)
 
 
@@ -178,7 +209,7 @@ def csv_files(draw):
     for _ in range(draw(st.integers(0, 2))):  # damage: a byte in, a byte out, a row cut short
         at = draw(st.integers(0, len(data)))
         junk = draw(st.sampled_from([b"\0", b"\xff", b'"', b"\r", b"\n", b"\n\n", b",", b"\xef\xbb\xbf",
-                                     b"x" * 40]))
+                                     b"x" * 40, *NOT_UTF8]))
         data = data[:at] + junk + data[at + draw(st.integers(0, 2)):]
     if draw(st.booleans()):
         data = b"\xef\xbb\xbf" + data
@@ -223,6 +254,27 @@ def test_reader_gives_the_reference_records_or_its_error(csv_file, encoding, max
         assert chunk_read(data, encoding, width) == reference_read(data, encoding)
     finally:
         csvio.MAX_LINE = saved
+
+
+@given(st.lists(st.sampled_from([*NOT_UTF8, "张".encode(), b"a", b"\xef\xbf\xbe", b"\xf4\x8f\xbf\xbf"]))
+       .map(b"".join) | st.binary(max_size=12))
+def test_arrow_refuses_exactly_what_python_cannot_decode(value):
+    """The fast reader leaves a UTF-8 block's checking to Arrow's parser (a refused block
+    goes to the reference, which names the row): both must draw the line in one place."""
+    try:
+        value.decode("utf-8")
+        python = True
+    except UnicodeDecodeError:
+        python = False
+    reader = chunks.ChunkReader(io.BytesIO(b"h\n"), encoding="utf-8", delimiter=",")
+    reader.header()
+    options = reader.options(1)
+    try:
+        chunks.pacsv.read_csv(pa.py_buffer(b'"' + value.replace(b'"', b'""') + b'"\n'), *options)
+        arrow = True
+    except pa.ArrowInvalid:
+        arrow = False
+    assert arrow == python
 
 
 def test_a_plain_file_is_read_by_arrow_and_a_quoted_newline_by_the_reference():
