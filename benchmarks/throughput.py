@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -176,10 +177,12 @@ def csv_chunks(records: Iterator[dict[str, str]], columns: list[str] | None = No
 
 
 def run_gateway(cfg: Path, state: Path, profile: str | None = None,
-                terminal: str | None = None) -> tuple[float, float, float]:
-    """`gateway run --once`: seconds, and the peak RSS and PSS (MB) of its process tree.
+                terminal: str | None = None) -> tuple[float, float, float, float]:
+    """`gateway run --once`: seconds, the peak RSS and PSS (MB) of its process tree, and
+    the CPU seconds (user + system) of the gateway and the gpg processes it waited for.
     With *terminal*, it runs under ``script`` (a terminal: the progress bar shows) and
     the session is kept in that file."""
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     prof = ["-m", "cProfile", "-o", profile] if profile else []
     cmd = [sys.executable, *prof, "-m", "gateway", "run", "--once", "-c", str(cfg)]
@@ -191,11 +194,13 @@ def run_gateway(cfg: Path, state: Path, profile: str | None = None,
     sampler.start()
     _out, err = proc.communicate()
     elapsed = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
     sampler.stop.set()
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"gateway run --once failed: {err.decode(errors='replace')[-500:]}")
-    return elapsed, sampler.peak_kb / 1024, sampler.peak_pss_kb / 1024
+    return elapsed, sampler.peak_kb / 1024, sampler.peak_pss_kb / 1024, cpu
 
 
 def outcome(root: Path, kind: str) -> dict[str, int | str]:
@@ -259,9 +264,9 @@ def main() -> int:
                 print(json.dumps({"flow": "compression", "cases": n, "csv_mb": round(plain / 1e6, 1),
                                   "best_of": 3, "levels": levels}), flush=True)
             os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
-            took, peak, pss = run_gateway(cfg, root / "var",
-                                          args.profile and f"{args.profile}.batch.prof",
-                                          args.terminal)
+            took, peak, pss, cpu = run_gateway(cfg, root / "var",
+                                               args.profile and f"{args.profile}.batch.prof",
+                                               args.terminal)
             if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():
                 raise SystemExit("no receipt for the batch")
             sealed = sum(p.stat().st_size for a in codes
@@ -274,6 +279,7 @@ def main() -> int:
             print(json.dumps({"flow": "batch", "cases": n, "mb": round(plain / 1e6, 1),
                               "baseline_s": round(base, 2), "gateway_s": round(took, 2),
                               "ratio": round(took / base, 2), "cases_per_s": round(n / took),
+                              "cpu_s": round(cpu, 1),
                               "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
                               "sealed_mb": round(sealed / 1e6, 1),
                               "compress_level": args.compress_level, **floor,
@@ -287,8 +293,8 @@ def main() -> int:
                                     agency, gw, res)
             base = gpg.baseline(res, gw, bank)
             os.link(res, root / "zones" / "AG001" / "outbox" / f"R{m}.csv.pgp")
-            took, peak, pss = run_gateway(cfg, root / "var",
-                                          args.profile and f"{args.profile}.results.prof")
+            took, peak, pss, cpu = run_gateway(cfg, root / "var",
+                                               args.profile and f"{args.profile}.results.prof")
             fwd = [p for p in (root / "zones" / "bank" / "incoming").iterdir()
                    if p.name.startswith("results.")]
             if len(fwd) != 1:
@@ -296,6 +302,7 @@ def main() -> int:
             print(json.dumps({"flow": "results", "rows": m, "mb": round(plain / 1e6, 1),
                               "baseline_s": round(base, 2), "gateway_s": round(took, 2),
                               "ratio": round(took / base, 2), "rows_per_s": round(m / took),
+                              "cpu_s": round(cpu, 1),
                               "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
                               "sealed_mb": round(fwd[0].stat().st_size / 1e6, 1),
                               "compress_level": args.compress_level,
