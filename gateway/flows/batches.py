@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import queue
 import re
@@ -32,7 +33,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -70,12 +71,27 @@ def run(ctx: Context) -> collections.Counter[str]:
 # --- process ---------------------------------------------------------------------
 
 
+class _Hashed:
+    """A slice's file as gpg's output is written into it, hashed on the way: the digest
+    the manifest and the ledger record, without reading every slice back at the end."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.name = fh.name  # what an error about the file names
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.fh.write(data)
+
+
 @dataclass
 class _Slice:
     name: str
     role: str
     path: Path
     fh: IO[bytes]
+    out: _Hashed
     writer: SealWriter
     sink: csvio.TextSink
     columns: list[str]
@@ -100,10 +116,11 @@ class _AgencySlices:
                 name = f"{batch_id}.{code}.{role}.csv.pgp"
                 path = staging / name
                 fh = path.open("xb")
-                writer = ctx.crypto.seal_for_role(code, role, fh)
+                out = _Hashed(fh)
+                writer = ctx.crypto.seal_for_role(code, role, cast(BinaryIO, out))
                 sink = csvio.TextSink(writer)
                 csvio.writer(sink).writerow(columns)
-                self.slices.append(_Slice(name, role, path, fh, writer, sink, columns, policy))
+                self.slices.append(_Slice(name, role, path, fh, out, writer, sink, columns, policy))
         except BaseException:
             self.abort()
             raise
@@ -357,26 +374,32 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
             received_at: dt.datetime, batch_id: str, out: _Outcome, staging: Path) -> str:
     assert out.verified is not None
     deliveries: list[DeliveryRow] = []
+    manifests: list[tuple[str, str, Path]] = []
     created = ctx.now()
-    for code, agency in sorted(out.agencies.items()):
-        agency.close()
-        inbox = ctx.cfg.zone_key(code, "inbox")
-        files = []
-        for s in agency.slices:
-            digest = file_sha256(s.path)
-            size = s.path.stat().st_size
-            files.append({"name": s.name, "role": s.role, "records": s.records, "sha256": digest})
-            deliveries.append(DeliveryRow(file_id=file_id, kind="slice", batch_id=batch_id,
-                                          agency_code=code, role=s.role, zone=inbox, name=s.name,
-                                          sha256=digest, size=size, records=s.records))
-        manifest = {"batch_id": batch_id, "agency": code, "contract_id": agency.contract_id,
-                    "created_at": intake.iso(created), "files": files}
-        mname = f"{batch_id}.{code}.manifest.json.pgp"
-        mpath = staging / mname
-        with mpath.open("xb") as fh, ctx.crypto.seal_for_agency(code, fh) as w:
+    with contextlib.ExitStack() as sealing:  # every manifest's gpg at once (each starts up)
+        for code, agency in sorted(out.agencies.items()):
+            agency.close()
+            inbox = ctx.cfg.zone_key(code, "inbox")
+            files = []
+            for s in agency.slices:
+                digest = s.out.sha256.hexdigest()
+                size = s.path.stat().st_size
+                files.append({"name": s.name, "role": s.role, "records": s.records, "sha256": digest})
+                deliveries.append(DeliveryRow(file_id=file_id, kind="slice", batch_id=batch_id,
+                                              agency_code=code, role=s.role, zone=inbox,
+                                              name=s.name, sha256=digest, size=size,
+                                              records=s.records))
+            manifest = {"batch_id": batch_id, "agency": code, "contract_id": agency.contract_id,
+                        "created_at": intake.iso(created), "files": files}
+            mname = f"{batch_id}.{code}.manifest.json.pgp"
+            fh = sealing.enter_context((staging / mname).open("xb"))
+            w = sealing.enter_context(ctx.crypto.seal_for_agency(code, fh))
             w.write(json.dumps(manifest, ensure_ascii=False, indent=2).encode() + b"\n")
+            manifests.append((code, mname, staging / mname))
+    for code, mname, mpath in manifests:  # after the slices they list
         deliveries.append(DeliveryRow(file_id=file_id, kind="manifest", batch_id=batch_id,
-                                      agency_code=code, role=None, zone=inbox, name=mname,
+                                      agency_code=code, role=None,
+                                      zone=ctx.cfg.zone_key(code, "inbox"), name=mname,
                                       sha256=file_sha256(mpath), size=mpath.stat().st_size))
     status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
     receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
