@@ -252,9 +252,9 @@ def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Out
     out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
     table = checked.table.filter(pa.array(keep)) if repeated else checked.table
     codes = table.column("agency_code").to_pylist()
+    kept = [c for c, k in zip(ids, keep, strict=True) if k] if repeated else ids
     ctx.ledger.stage_cases(file_id, list(zip(
-        table.column("case_id").to_pylist(), checked.rows[keep].tolist(), codes,
-        [contracts[c] for c in codes], strict=True)))
+        kept, checked.rows[keep].tolist(), codes, [contracts[c] for c in codes], strict=True)))
     out.accepted += table.num_rows
     per_agency = collections.Counter(codes)
     out.per_agency.update(per_agency)
