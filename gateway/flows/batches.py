@@ -90,8 +90,7 @@ class _Slice:
     name: str
     role: str
     path: Path
-    fh: IO[bytes]
-    out: _Hashed
+    out: _Hashed  # the file, hashed as it is written
     writer: SealWriter
     sink: csvio.TextSink
     columns: list[str]
@@ -120,7 +119,7 @@ class _AgencySlices:
                 writer = ctx.crypto.seal_for_role(code, role, cast(BinaryIO, out))
                 sink = csvio.TextSink(writer)
                 csvio.writer(sink).writerow(columns)
-                self.slices.append(_Slice(name, role, path, fh, out, writer, sink, columns, policy))
+                self.slices.append(_Slice(name, role, path, out, writer, sink, columns, policy))
         except BaseException:
             self.abort()
             raise
@@ -129,14 +128,14 @@ class _AgencySlices:
         for s in self.slices:
             s.sink.flush()
             s.writer.close()
-            s.fh.flush()
-            s.fh.close()
+            s.out.fh.flush()
+            s.out.fh.close()
 
     def abort(self) -> None:
         for s in self.slices:
             s.writer.abort()
             with contextlib.suppress(OSError):
-                s.fh.close()
+                s.out.fh.close()
 
 
 @dataclass
