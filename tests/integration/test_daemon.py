@@ -117,7 +117,7 @@ def test_sigterm_mid_batch_delivers_all_or_nothing(site):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert rc == 0
+    assert rc == 0, proc.stderr.read()
     delivered = site.inbox("AG001") + site.inbox("AG002")
     assert len(delivered) in (0, 7), delivered  # everything or nothing
     print(f"SIGTERM mid-batch: {'rolled back' if not delivered else 'finished first'}")

@@ -288,3 +288,28 @@ def test_a_plain_file_is_read_by_arrow_and_a_quoted_newline_by_the_reference():
     reader.header()
     (chunk,) = list(reader.chunks(2))
     assert chunk.table.column("1").to_pylist() == ["x\r\ny", "4"] and reader._handover is not None
+
+
+def test_a_sigterm_mid_parse_reaches_the_gateway_not_arrow():
+    """Arrow's reader would swap in its own handler while it parses and raise ArrowCancelled:
+    the daemon ended as an "internal error" instead of stopping cleanly (seen in CI)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import pyarrow.csv as pacsv
+
+    block = pa.py_buffer(b"a,b,c\n" + b"12345,abcdef,xyz\n" * 400_000)
+    seen: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(signum))
+    try:
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:  # parsing nearly all the time
+            pacsv.read_csv(block)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert seen == [signal.SIGTERM]
