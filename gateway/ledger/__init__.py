@@ -159,7 +159,8 @@ class CaseRow(Base):
         # case_id is unique across *live* cases (SPEC §4); a purged case's id may return.
         Index("ux_cases_live", "case_id", unique=True,
               sqlite_where=text("purged_at IS NULL"), postgresql_where=text("purged_at IS NULL")),
-        Index("ix_cases_agency", "agency_code", "case_id"),
+        # purged_at too: the ownership check is answered from the index alone (0007)
+        Index("ix_cases_agency", "agency_code", "case_id", "purged_at"),
     )
 
 
@@ -172,6 +173,7 @@ class StagedCaseRow(Base):
     row: Mapped[int] = mapped_column(Integer)
     agency_code: Mapped[str] = mapped_column(String(32))
     contract_id: Mapped[str] = mapped_column(String(64))
+    __table_args__ = ({"sqlite_with_rowid": False},)  # rows in the key's b-tree (0007)
 
 
 class DeliveryRow(Base):
@@ -226,6 +228,7 @@ class AttemptRow(Base):
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, gateway zone
     count: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = ({"sqlite_with_rowid": False},)  # rows in the key's b-tree (0007)
 
 
 class StagedAttemptRow(Base):
@@ -237,6 +240,7 @@ class StagedAttemptRow(Base):
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+    __table_args__ = ({"sqlite_with_rowid": False},)  # rows in the key's b-tree (0007)
 
 
 class AccountRow(Base):
@@ -769,20 +773,24 @@ class Ledger:
     def attempt_counts(self, agency_code: str, file_id: int,
                        keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """For (case_id, day) pairs: what committed files counted plus what this file's
-        earlier chunks staged."""
-        if not keys:
-            return {}
-        ids = sorted({k[0] for k in keys})
-        wanted = set(keys)
+        earlier chunks staged. The pairs are joined to each table's key, so only the rows
+        asked for come back (asking by case id read every day each case had so far)."""
         out: dict[tuple[str, str], int] = {}
+        qmark = self.engine.dialect.paramstyle == "qmark"
         with self.session(write=False) as s:
             conn = s.connection()
-            for part in _parts(ids):
-                for sql, column, value in ((_COUNTED, "agency_code", agency_code),
-                                           (_STAGED_COUNTS, "file_id", file_id)):
-                    for c, d, n in _fetch(conn, *self._in_list(sql, column, value, part)):
-                        if (c, d) in wanted:
-                            out[(c, d)] = out.get((c, d), 0) + n
+            for part in _parts(sorted(set(keys)), IN_LIST // 2):
+                for table, column, value in (("attempts", "agency_code", agency_code),
+                                             ("staged_attempts", "file_id", file_id)):
+                    if qmark:  # SQLite: a VALUES list, two parameters a pair
+                        sql = _COUNTS_VALUES.format(pairs=", ".join("(?, ?)" for _ in part),
+                                                    table=table, column=column)
+                        params: tuple[Any, ...] = (*(x for pair in part for x in pair), value)
+                    else:  # PostgreSQL: two arrays, unnested side by side
+                        sql = _COUNTS_UNNEST.format(table=table, column=column)
+                        params = ([c for c, _ in part], [d for _, d in part], value)
+                    for c, d, n in _fetch(conn, sql, params):
+                        out[(c, d)] = out.get((c, d), 0) + n
         return out
 
     def stage_attempts(self, file_id: int, added: dict[tuple[str, str], int]) -> None:
@@ -1098,8 +1106,13 @@ _LIVE_IN = "SELECT case_id FROM cases WHERE purged_at IS NULL AND case_id IN "
 _STAGED_ANY = "SELECT case_id FROM staged_cases WHERE file_id = %s AND case_id = ANY(%s)"
 _LIVE_ANY = "SELECT case_id FROM cases WHERE purged_at IS NULL AND case_id = ANY(%s)"
 _OWNED = "SELECT case_id FROM cases WHERE purged_at IS NULL AND"
-_COUNTED = "SELECT case_id, day, count FROM attempts WHERE"
-_STAGED_COUNTS = "SELECT case_id, day, count FROM staged_attempts WHERE"
+# The counts of (case_id, day) pairs, joined to a table's key; {table} and {column} are
+# ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
+_COUNTS_VALUES = ("SELECT a.case_id, a.day, a.count FROM (VALUES {pairs}) AS k JOIN {table} a "
+                  "ON a.{column} = ? AND a.case_id = k.column1 AND a.day = k.column2")
+_COUNTS_UNNEST = ("SELECT a.case_id, a.day, a.count FROM unnest(%s::varchar[], %s::varchar[]) "
+                  "AS k(case_id, day) JOIN {table} a ON a.{column} = %s "
+                  "AND a.case_id = k.case_id AND a.day = k.day")
 _STAGE_ATTEMPTS = ("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (file_id, case_id, day) DO UPDATE "
                    "SET count = staged_attempts.count + excluded.count")
@@ -1115,6 +1128,6 @@ def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> Sequence[Any]:
     return conn.exec_driver_sql(sql, params).fetchall()  # type: ignore[arg-type]
 
 
-def _parts(values: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), IN_LIST):
-        yield values[start:start + IN_LIST]
+def _parts(values: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

@@ -82,6 +82,27 @@ def test_case_id_unique_among_live_cases(ledger):
     assert ledger.live_case_count("AG002") == 1 and ledger.live_case_count("AG001") == 0
 
 
+def test_attempt_counts_answer_exactly_the_pairs_asked(ledger):
+    """Committed counts (this agency's only) plus what this file staged, for the (case,
+    day) pairs asked and no others — more pairs than one query binds, on both databases."""
+    from gateway.ledger import IN_LIST, AttemptRow
+
+    c = claim(ledger)
+    with ledger.session() as s:
+        s.add_all([AttemptRow(agency_code="AG001", case_id="C1", day="2026-12-01", count=3),
+                   AttemptRow(agency_code="AG001", case_id="C1", day="2026-12-02", count=1),
+                   AttemptRow(agency_code="AG002", case_id="C2", day="2026-12-01", count=9)])
+    ledger.stage_attempts(c.file_id, {("C1", "2026-12-01"): 2, ("C2", "2026-12-01"): 1})
+    ledger.stage_attempts(c.file_id, {("C1", "2026-12-01"): 1})  # a later chunk adds
+    many = [(f"X{i}", "2026-12-01") for i in range(IN_LIST)]
+    asked = [("C1", "2026-12-01"), ("C2", "2026-12-01"), ("C3", "2026-12-01"), *many]
+    assert ledger.attempt_counts("AG001", c.file_id, asked) == {
+        ("C1", "2026-12-01"): 3 + 2 + 1, ("C2", "2026-12-01"): 1}
+    assert ledger.attempt_counts("AG002", c.file_id, [("C2", "2026-12-01")]) == {
+        ("C2", "2026-12-01"): 9 + 1}
+    assert ledger.attempt_counts("AG001", c.file_id, []) == {}
+
+
 def test_survives_reopen(tmp_path):
     url = f"sqlite:///{tmp_path / 'g.db'}"
     a = Ledger(url)

@@ -63,6 +63,56 @@ def test_up_and_down_with_data(db_url):
         engine.dispose()
 
 
+def test_0007_keeps_every_row_and_makes_the_lookups_covering(db_url):
+    """0007 rebuilds three SQLite tables WITHOUT ROWID and widens an index: the rows
+    survive the rebuild both ways, and the layout is what the revision says."""
+    engine = engine_for(db_url)
+
+    def layout(conn):
+        index = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("cases")}
+        if conn.dialect.name != "sqlite":
+            return index["ix_cases_agency"], None
+        tables = dict(conn.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN "
+            "('attempts', 'staged_attempts', 'staged_cases')")).all())
+        assert len(tables) == 3
+        return index["ix_cases_agency"], {n: "WITHOUT ROWID" in sql for n, sql in tables.items()}
+
+    def rows(conn):
+        return [conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2")).all()
+                for t in ("attempts", "staged_attempts", "staged_cases")]
+
+    try:
+        migrate.upgrade(engine, "0006")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO files (id, sha256, kind, zone, name, size, status, records, accepted, "
+                "rejected, received_at) VALUES (1, :sha, 'results', 'AG001.outbox', 'R1.csv.pgp', "
+                "10, 'processing', 0, 0, 0, CURRENT_TIMESTAMP)"), {"sha": "a" * 64})
+            conn.execute(text("INSERT INTO attempts (agency_code, case_id, day, count) VALUES "
+                              "('AG001', 'C1', '2026-12-01', 3), ('AG001', 'C2', '2026-12-01', 1)"))
+            conn.execute(text("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES "
+                              "(1, 'C1', '2026-12-02', 2)"))
+            conn.execute(text('INSERT INTO staged_cases (file_id, case_id, "row", agency_code, '
+                              "contract_id) VALUES (1, 'C9', 2, 'AG001', 'K1')"))
+            before = rows(conn)
+            assert layout(conn)[0] == ["agency_code", "case_id"]
+        migrate.upgrade(engine, "0007")
+        with engine.connect() as conn:
+            assert rows(conn) == before
+            index, without_rowid = layout(conn)
+            assert index == ["agency_code", "case_id", "purged_at"]
+            assert without_rowid is None or set(without_rowid.values()) == {True}  # sqlite
+        migrate.downgrade(engine, "0006")
+        with engine.connect() as conn:
+            assert rows(conn) == before
+            index, without_rowid = layout(conn)
+            assert index == ["agency_code", "case_id"]
+            assert without_rowid is None or set(without_rowid.values()) == {False}
+    finally:
+        engine.dispose()
+
+
 def test_models_match_the_head_revision(db_url):
     Ledger(db_url).close()
     engine = engine_for(db_url)
