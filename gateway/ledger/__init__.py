@@ -779,13 +779,13 @@ class Ledger:
         qmark = self.engine.dialect.paramstyle == "qmark"
         with self.session(write=False) as s:
             conn = s.connection()
-            for part in _parts(sorted(set(keys)), IN_LIST // 2):
+            for part in _parts(sorted(set(keys)), _PAIRS):
                 for table, column, value in (("attempts", "agency_code", agency_code),
                                              ("staged_attempts", "file_id", file_id)):
-                    if qmark:  # SQLite: a VALUES list, two parameters a pair
-                        sql = _COUNTS_VALUES.format(pairs=", ".join("(?, ?)" for _ in part),
-                                                    table=table, column=column)
-                        params: tuple[Any, ...] = (*(x for pair in part for x in pair), value)
+                    if qmark:  # SQLite: a VALUES list of _PAIRS pairs, the last padded
+                        sql = _COUNTS_VALUES.format(pairs=_PAIRS_MARKS, table=table, column=column)
+                        padded = [*part, *[("", "")] * (_PAIRS - len(part))]  # no case id is ""
+                        params: tuple[Any, ...] = (*(x for pair in padded for x in pair), value)
                     else:  # PostgreSQL: two arrays, unnested side by side
                         sql = _COUNTS_UNNEST.format(table=table, column=column)
                         params = ([c for c, _ in part], [d for _, d in part], value)
@@ -1110,6 +1110,11 @@ _OWNED = "SELECT case_id FROM cases WHERE purged_at IS NULL AND"
 # ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
 _COUNTS_VALUES = ("SELECT a.case_id, a.day, a.count FROM (VALUES {pairs}) AS k JOIN {table} a "
                   "ON a.{column} = ? AND a.case_id = k.column1 AND a.day = k.column2")
+# Pairs a statement, always as many: one statement text, prepared once per connection.
+# A statement per length (every chunk's) filled sqlite3's statement cache with compiled
+# VALUES lists: +45 MB of memory on 300,000 result rows.
+_PAIRS = 500
+_PAIRS_MARKS = ", ".join(["(?, ?)"] * _PAIRS)
 _COUNTS_UNNEST = ("SELECT a.case_id, a.day, a.count FROM unnest(%s::varchar[], %s::varchar[]) "
                   "AS k(case_id, day) JOIN {table} a ON a.{column} = %s "
                   "AND a.case_id = k.case_id AND a.day = k.day")
