@@ -780,7 +780,7 @@ class Ledger:
         qmark = self.engine.dialect.paramstyle == "qmark"
         with self.session(write=False) as s:
             conn = s.connection()
-            for part in _parts(sorted(set(keys)), _PAIRS):
+            for part in _parts(sorted(set(keys)), _PAIRS if qmark else IN_LIST):
                 for table, column, value in (("attempts", "agency_code", agency_code),
                                              ("staged_attempts", "file_id", file_id)):
                     if qmark:  # SQLite: a VALUES list of _PAIRS pairs, the last padded
