@@ -21,7 +21,8 @@ Prints one JSON line per flow: cases (or rows), MB of CSV, baseline s, gateway s
 cases/s, peak RSS MB, and the bytes of what the gateway sealed (slices or forwarded file);
 and ``start_s``, the best of three ``run --once`` passes with nothing pending (imports,
 keyring, ledger, the pass's checks) timed after the batch, with the rate net of it — the
-fixed start that makes 100,000 cases look slower per case than a million.
+part of a run's fixed cost that makes 100,000 cases look slower per case than a million
+(a batch's own fixed work, its 15 sealing processes and manifests, is not in it).
 """
 
 from __future__ import annotations
