@@ -171,13 +171,18 @@ def log_in(browser, server: Server, clock: Clock, name: str, secret: str, *,
 
 
 def submit(browser, css: str) -> None:
-    """Click *css* and wait for the next page to replace this one."""
+    """Click *css* and wait for the next page to replace this one. Asked about the old
+    button mid-navigation, chromedriver may answer "Node with given id does not belong to
+    the document" (a WebDriverException, not the StaleElementReferenceException the
+    condition expects; seen in CI): that is the page going, so the wait asks again."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     button = browser.find_element(*by(css))
     button.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(button))
+    WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(button))
 
 
 def csp_problems(browser) -> list[str]:
