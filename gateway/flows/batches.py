@@ -338,7 +338,7 @@ def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _O
         lines = chunks.csv_lines(columns, plain)
         at = 0
         for s, _, n, _ in members:
-            s.sink.write_bytes(chunks.lines_bytes(lines, at, n))
+            s.sink.write_bytes(chunks.lines_buffer(lines, at, n))
             s.records += n
             at += n
 

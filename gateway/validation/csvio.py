@@ -14,7 +14,10 @@ import contextlib
 import csv
 import io
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 MAX_LINE = 1024 * 1024  # bytes in one physical line; a case row is a few hundred
 csv.field_size_limit(MAX_LINE)
@@ -87,7 +90,7 @@ class TextSink:
 
     def __init__(self, raw: object, buffer_bytes: int = 256 * 1024) -> None:
         self._raw = raw
-        self._parts: list[bytes] = []
+        self._parts: list[Buffer] = []
         self._size = 0
         self._limit = buffer_bytes
 
@@ -99,10 +102,17 @@ class TextSink:
             self.flush()
         return len(s)
 
-    def write_bytes(self, b: bytes) -> None:
-        """Text already encoded (a chunk from :func:`chunks.csv_bytes`)."""
+    def write_bytes(self, b: Buffer) -> None:
+        """Text already encoded (a chunk from :func:`chunks.csv_bytes`, or a view of
+        Arrow's bytes). A part as large as the buffer goes to the writer as it is: joining
+        it to what waits would copy it once more."""
+        size = memoryview(b).nbytes
+        if size >= self._limit:
+            self.flush()
+            self._raw.write(b)  # type: ignore[attr-defined]
+            return
         self._parts.append(b)
-        self._size += len(b)
+        self._size += size
         if self._size >= self._limit:
             self.flush()
 
