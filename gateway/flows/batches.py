@@ -245,17 +245,26 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
 def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Outcome,
            sealer: _Stage, free_text: list[str], contracts: dict[str, str]) -> None:
     """A checked chunk's case ids against this file and the ledger; the new ones staged
-    and handed to the sealer. The receipt's errors are added here, in chunk order."""
-    ids = checked.table.column("case_id").to_pylist()
-    keep, repeated = _new_cases(ctx, file_id, ids, checked.rows)
+    and handed to the sealer. The receipt's errors are added here, in chunk order. No
+    Python object per row unless the chunk repeats a case id (see the ledger on why)."""
+    table, rows = checked.table, checked.rows
+    repeated: list[RowError] = []
+    if table.num_rows:
+        ids = table.column("case_id").combine_chunks()
+        cases = _cases_json(ids, rows, table.column("agency_code").combine_chunks())
+        staged, live = ctx.ledger.stage_chunk(file_id, cases)
+        if staged or live or pc.count_distinct(ids).as_py() != len(ids):
+            keep, repeated = _new_cases(ids.to_pylist(), rows, staged, live)
+            table, rows = table.filter(pa.array(keep)), rows[keep]
+            cases = _cases_json(table.column("case_id").combine_chunks(), rows,
+                                table.column("agency_code").combine_chunks())
+        if table.num_rows:
+            ctx.ledger.stage_cases(file_id, cases, contracts)
     out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
-    table = checked.table.filter(pa.array(keep)) if repeated else checked.table
-    codes = table.column("agency_code").to_pylist()
-    kept = [c for c, k in zip(ids, keep, strict=True) if k] if repeated else ids
-    ctx.ledger.stage_cases(file_id, list(zip(
-        kept, checked.rows[keep].tolist(), codes, [contracts[c] for c in codes], strict=True)))
     out.accepted += table.num_rows
-    per_agency = collections.Counter(codes)
+    counts = pc.value_counts(table.column("agency_code").combine_chunks())
+    per_agency = collections.Counter(dict(zip(counts.field("values").to_pylist(),
+                                              counts.field("counts").to_pylist(), strict=True)))
     out.per_agency.update(per_agency)
     out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks())
                            for k in free_text)
@@ -266,6 +275,26 @@ def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Out
         out.agencies.clear()
     elif table.num_rows:
         sealer.put((table, per_agency))
+
+
+# Bytes a JSON string cannot hold as they are. A valid case id ([A-Za-z0-9._-]) and an
+# agency code from the configuration hold none; should one ever, the chunk's array is
+# written by the json module instead.
+_JSON_ESCAPED = np.zeros(256, dtype=bool)
+_JSON_ESCAPED[[*range(0x20), ord('"'), ord("\\")]] = True
+
+
+def _cases_json(ids: pa.Array, rows: np.ndarray, codes: pa.Array) -> str:
+    """``[["case id", row, "agency"], …]`` for the ledger, built by Arrow."""
+    if not len(ids):
+        return "[]"
+    if chunks.rows_with(ids, _JSON_ESCAPED) is not None or \
+            chunks.rows_with(codes, _JSON_ESCAPED) is not None:
+        return json.dumps([list(t) for t in zip(ids.to_pylist(), rows.tolist(),
+                                                codes.to_pylist(), strict=True)])
+    items = pc.binary_join_element_wise('["', ids, '",', pc.cast(pa.array(rows), pa.string()),
+                                        ',"', codes, '"],', "")
+    return "[" + bytes(chunks.lines_buffer(items))[:-1].decode() + "]"
 
 
 class _Stage:
@@ -343,14 +372,11 @@ def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _O
             at += n
 
 
-def _new_cases(ctx: Context, file_id: int, ids: list[str],
-               rows: np.ndarray) -> tuple[np.ndarray, list[RowError]]:
+def _new_cases(ids: list[str], rows: np.ndarray, staged: set[str],
+               live: set[str]) -> tuple[np.ndarray, list[RowError]]:
     """Which of a chunk's valid rows bring a new case id: not earlier in this file (this
-    chunk or one staged before it), not a live case of another batch."""
-    staged, live = ctx.ledger.stage_chunk(file_id, ids)
+    chunk, or *staged* before it), not *live* in another batch."""
     keep = np.ones(len(ids), dtype=bool)
-    if not staged and not live and len(set(ids)) == len(ids):
-        return keep, []
     errors: list[RowError] = []
     seen: set[str] = set()
     for i, cid in enumerate(ids):

@@ -4,6 +4,7 @@ on SQLite and on a real PostgreSQL alike (one parametrised suite)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import inspect, select
@@ -19,6 +20,7 @@ from gateway.ledger import (
     LeaseRow,
     Ledger,
     ReceiptRow,
+    StagedCaseRow,
 )
 
 pytestmark = pytest.mark.integration
@@ -103,6 +105,37 @@ def test_attempt_counts_answer_exactly_the_pairs_asked(ledger):
     assert ledger.attempt_counts("AG001", c.file_id, []) == {}
 
 
+def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
+    """The batch flow hands the ledger a chunk as ``[["case id", row, "agency"], …]``:
+    what this file staged before and what another batch holds live come back; the
+    staged rows carry their agency's contract."""
+    first = claim(ledger, sha="a" * 64)
+    ledger.stage_cases(first.file_id, json.dumps([["L1", 2, "AG001"], ["L2", 3, "AG002"]]),
+                       {"AG001": "K1", "AG002": "K2"})
+    ledger.commit_batch(
+        file_id=first.file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
+        batch=BatchRow(batch_id="b1", file_id=first.file_id, status="accepted", records=2,
+                       accepted=2, rejected=0),
+        receipt=ReceiptRow(file_id=first.file_id, file_sha256="a" * 64, input_zone="bank.outgoing",
+                           input_name="x", zone="bank.incoming", staged="s", status="accepted"))
+    c = claim(ledger, sha="b" * 64)
+    contracts = {"AG001": "K1", "AG002": "K2", "AG003": "K3"}
+    ledger.stage_cases(c.file_id, json.dumps([["S1", 2, "AG003"], ["S2", 3, "AG001"]]), contracts)
+    many = [[f"X{i}", 10 + i, "AG002"] for i in range(6000)]  # more than any IN list held
+    asked = json.dumps([["S1", 40, "AG001"], ["L2", 41, "AG001"], ["N1", 42, "AG001"], *many])
+    assert ledger.stage_chunk(c.file_id, asked) == ({"S1"}, {"L2"})
+    assert ledger.stage_chunk(c.file_id, "[]") == (set(), set())
+    ledger.stage_cases(c.file_id, json.dumps(many), contracts)
+    with ledger.session(write=False) as s:
+        rows = s.execute(select(StagedCaseRow.case_id, StagedCaseRow.row, StagedCaseRow.agency_code,
+                                StagedCaseRow.contract_id)
+                         .where(StagedCaseRow.file_id == c.file_id)).all()
+    assert len(rows) == 2 + 6000
+    assert {tuple(r) for r in rows if r[0].startswith("S")} == {
+        ("S1", 2, "AG003", "K3"), ("S2", 3, "AG001", "K1")}
+    assert ("X5999", 6009, "AG002", "K2") in {tuple(r) for r in rows}
+
+
 def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
     """sqlite3 keeps each distinct statement text prepared (128 a connection, ~0.85 MB
     for 4,000 parameters): lookups whose text followed the input's length made the
@@ -115,10 +148,10 @@ def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
                  lambda _c, _cur, sql, *_a: texts.add(sql) if sql.startswith("SELECT") else None)
     for n in range(1, 3000, 97):  # 31 lengths
         ids = [f"C{i}" for i in range(n)]
-        ledger.stage_chunk(c.file_id, ids)
+        ledger.stage_chunk(c.file_id, json.dumps([[i, 1, "AG001"] for i in ids]))
         ledger.owned_cases("AG001", ids)
         ledger.attempt_counts("AG001", c.file_id, [(i, "2026-12-01") for i in ids])
-    assert len(texts) <= 2 * 3 + 3 + 2  # staged/live at 3 sizes, owned at 3, counts 2
+    assert len(texts) <= 2 + 3 + 2  # staged and live (one array each), owned at 3, counts 2
 
 
 def test_survives_reopen(tmp_path):
@@ -200,7 +233,7 @@ def test_only_one_node_takes_a_dead_nodes_file_and_only_the_holder_commits(db_ur
 def test_a_contradicting_commit_is_a_conflict_and_keeps_nothing(ledger):
     def commit(sha, batch_id):
         c = claim(ledger, "n1", sha=sha)
-        ledger.stage_cases(c.file_id, [("C1", 2, "AG001", "K1")])
+        ledger.stage_cases(c.file_id, json.dumps([["C1", 2, "AG001"]]), {"AG001": "K1"})
         ledger.commit_batch(
             file_id=c.file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
             batch=BatchRow(batch_id=batch_id, file_id=c.file_id, status="accepted", records=1,
