@@ -1,0 +1,16 @@
+"""What the daemon loads: each library in memory is paid for by every host all the time
+(the batch's process tree has a memory budget, issue 11), so the ones a pass rarely or
+never needs are imported where they are used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_a_pass_does_not_load_what_it_rarely_needs():
+    code = ("import sys, gateway.cli, gateway.heap; gateway.heap.bound(); "
+            "import gateway.daemon, gateway.flows.batches, gateway.flows.results; "
+            "print(' '.join(m for m in ('alembic', 'paramiko', 'jinja2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []  # migrations, SFTP zones, the monthly reports
