@@ -102,12 +102,14 @@ class TextSink:
             self.flush()
         return len(s)
 
+    DIRECT = 64 * 1024  # a pipe's capacity: a larger part gains nothing from company
+
     def write_bytes(self, b: Buffer) -> None:
         """Text already encoded (a chunk from :func:`chunks.csv_bytes`, or a view of
-        Arrow's bytes). A part as large as the buffer goes to the writer as it is: joining
-        it to what waits would copy it once more."""
+        Arrow's bytes). A part of :data:`DIRECT` bytes or more goes to the writer as it is
+        (after what waits): joining it to the rest would copy it once more."""
         size = memoryview(b).nbytes
-        if size >= self._limit:
+        if size >= min(self.DIRECT, self._limit):
             self.flush()
             self._raw.write(b)  # type: ignore[attr-defined]
             return
