@@ -14,3 +14,15 @@ def test_a_pass_does_not_load_what_it_rarely_needs():
             "print(' '.join(m for m in ('alembic', 'paramiko', 'jinja2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == []  # migrations, SFTP zones, the monthly reports
+
+
+def test_the_engine_libraries_start_no_thread_of_their_own():
+    """NumPy's OpenBLAS starts a thread per extra core at import, which spins waiting for
+    matrix work the gateway never gives it; ``heap.bound()`` (called first) turns it off.
+    Arrow's jemalloc keeps an idle background thread: that one sleeps."""
+    code = ("import os, time, gateway.cli, gateway.heap; gateway.heap.bound(); "
+            "import gateway.daemon, gateway.flows.batches; time.sleep(0.2); "
+            "print(' '.join(open(f'/proc/self/task/{t}/comm').read().strip() "
+            "for t in os.listdir('/proc/self/task')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert [t for t in out.stdout.split() if t != "jemalloc_bg_thd"] == ["python"]
