@@ -294,7 +294,7 @@ def _cases_json(ids: pa.Array, rows: np.ndarray, codes: pa.Array) -> str:
                                                 codes.to_pylist(), strict=True)])
     items = pc.binary_join_element_wise('["', ids, '",', pc.cast(pa.array(rows), pa.string()),
                                         ',"', codes, '"],', "")
-    return "[" + bytes(chunks.lines_buffer(items))[:-1].decode() + "]"
+    return "[" + str(memoryview(chunks.lines_buffer(items))[:-1], "utf-8") + "]"
 
 
 class _Stage:

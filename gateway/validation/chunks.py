@@ -249,7 +249,7 @@ class ChunkReader:
         self._compact()
         if not self._filled and self._eof:
             return None
-        self._fill(csvio.MAX_LINE)
+        self._fill(len(self._buf) - 1)  # a block of MAX_LINE bytes at most
         n, buf = self._filled, self._buf
         end = buf.find(b"\n", 0, n) if first_line else buf.rfind(b"\n", 0, n)
         if end < 0:
