@@ -25,4 +25,5 @@ def test_the_engine_libraries_start_no_thread_of_their_own():
             "print(' '.join(open(f'/proc/self/task/{t}/comm').read().strip() "
             "for t in os.listdir('/proc/self/task')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert [t for t in out.stdout.split() if t != "jemalloc_bg_thd"] == ["python"]
+    others = [t for t in out.stdout.split() if t != "jemalloc_bg_thd"]
+    assert len(others) == 1  # the main thread (named after the interpreter's file)
