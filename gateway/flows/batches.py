@@ -250,19 +250,18 @@ def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Out
     table, rows = checked.table, checked.rows
     repeated: list[RowError] = []
     if table.num_rows:
-        ids = table.column("case_id").combine_chunks()
-        cases = _cases_json(ids, rows, table.column("agency_code").combine_chunks())
+        cases = _cases_json(table, rows)
         staged, live = ctx.ledger.stage_chunk(file_id, cases)
+        ids = table.column("case_id")
         if staged or live or pc.count_distinct(ids).as_py() != len(ids):
             keep, repeated = _new_cases(ids.to_pylist(), rows, staged, live)
             table, rows = table.filter(pa.array(keep)), rows[keep]
-            cases = _cases_json(table.column("case_id").combine_chunks(), rows,
-                                table.column("agency_code").combine_chunks())
+            cases = _cases_json(table, rows)
         if table.num_rows:
             ctx.ledger.stage_cases(file_id, cases, contracts)
     out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
     out.accepted += table.num_rows
-    counts = pc.value_counts(table.column("agency_code").combine_chunks())
+    counts = pc.value_counts(table.column("agency_code"))
     per_agency = collections.Counter(dict(zip(counts.field("values").to_pylist(),
                                               counts.field("counts").to_pylist(), strict=True)))
     out.per_agency.update(per_agency)
@@ -284,8 +283,10 @@ _JSON_ESCAPED = np.zeros(256, dtype=bool)
 _JSON_ESCAPED[[*range(0x20), ord('"'), ord("\\")]] = True
 
 
-def _cases_json(ids: pa.Array, rows: np.ndarray, codes: pa.Array) -> str:
-    """``[["case id", row, "agency"], …]`` for the ledger, built by Arrow."""
+def _cases_json(table: pa.Table, rows: np.ndarray) -> str:
+    """``[["case id", row, "agency"], …]`` of a chunk's rows for the ledger, built by Arrow."""
+    ids = table.column("case_id").combine_chunks()
+    codes = table.column("agency_code").combine_chunks()
     if not len(ids):
         return "[]"
     if chunks.rows_with(ids, _JSON_ESCAPED) is not None or \

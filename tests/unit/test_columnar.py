@@ -362,6 +362,7 @@ def test_a_chunks_cases_reach_the_ledger_as_the_json_they_are(cases):
     valid case id holds one) goes through the json module instead: either way, the same
     array."""
     ids, rows, codes = zip(*cases, strict=True) if cases else ((), (), ())
-    text = _cases_json(pa.array(ids, pa.string()), np.array(rows, dtype=np.int64),
-                       pa.array(codes, pa.string()))
+    table = pa.table({"case_id": pa.array(ids, pa.string()),
+                      "agency_code": pa.array(codes, pa.string())})
+    text = _cases_json(table, np.array(rows, dtype=np.int64))
     assert json.loads(text) == [list(c) for c in cases]
