@@ -276,26 +276,10 @@ def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Out
         sealer.put((table, per_agency))
 
 
-# Bytes a JSON string cannot hold as they are. A valid case id ([A-Za-z0-9._-]) and an
-# agency code from the configuration hold none; should one ever, the chunk's array is
-# written by the json module instead.
-_JSON_ESCAPED = np.zeros(256, dtype=bool)
-_JSON_ESCAPED[[*range(0x20), ord('"'), ord("\\")]] = True
-
-
 def _cases_json(table: pa.Table, rows: np.ndarray) -> str:
-    """``[["case id", row, "agency"], …]`` of a chunk's rows for the ledger, built by Arrow."""
-    ids = table.column("case_id").combine_chunks()
-    codes = table.column("agency_code").combine_chunks()
-    if not len(ids):
-        return "[]"
-    if chunks.rows_with(ids, _JSON_ESCAPED) is not None or \
-            chunks.rows_with(codes, _JSON_ESCAPED) is not None:
-        return json.dumps([list(t) for t in zip(ids.to_pylist(), rows.tolist(),
-                                                codes.to_pylist(), strict=True)])
-    items = pc.binary_join_element_wise('["', ids, '",', pc.cast(pa.array(rows), pa.string()),
-                                        ',"', codes, '"],', "")
-    return "[" + str(memoryview(chunks.lines_buffer(items))[:-1], "utf-8") + "]"
+    """``[["case id", row, "agency"], …]`` of a chunk's rows for the ledger."""
+    return chunks.json_rows(table.column("case_id").combine_chunks(), pa.array(rows),
+                            table.column("agency_code").combine_chunks())
 
 
 class _Stage:

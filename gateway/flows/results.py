@@ -156,13 +156,14 @@ def _rows(ctx: Context, agency: str, file_id: int, reader: chunks.ChunkReader,
     for chunk in reader.chunks(len(columns)):
         out.records += chunk.records
         judged = engine.judge(
-            chunk, owned=lambda ids: ctx.ledger.owned_cases(agency, ids),
-            counted=lambda keys: ctx.ledger.attempt_counts(agency, file_id, keys))
+            chunk, foreign=lambda ids: ctx.ledger.foreign_cases(agency, chunks.json_rows(ids)),
+            counted=lambda case, day: ctx.ledger.attempt_counts(
+                agency, file_id, chunks.json_rows(case, day)))
         out.errors.add(judged.errors)
         out.not_assigned += judged.not_assigned
         out.flagged.update(judged.flagged)
         out.unflagged += judged.unflagged
-        ctx.ledger.stage_attempts(file_id, judged.attempts)
+        ctx.ledger.stage_attempts(file_id, chunks.json_rows(*judged.attempts.columns))
         table = judged.forward
         if table.num_rows:
             if out.forward is None:

@@ -404,6 +404,7 @@ class Ledger:
                                       f"{migrate.head()}: run `gateway db upgrade` (as the "
                                       "gateway's user) first")
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            self._qmark = self.engine.dialect.paramstyle == "qmark"  # SQLite's; psycopg: %s
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot open the ledger database {self.where}: {_reason(exc)}") \
                 from exc
@@ -589,7 +590,7 @@ class Ledger:
     def stage_chunk(self, file_id: int, cases: str) -> tuple[set[str], set[str]]:
         """Of the case ids in *cases* (the JSON array above): those already staged for
         this file, and those live in another batch."""
-        if self.engine.dialect.paramstyle == "qmark":
+        if self._qmark:
             staged_q, live_q = (_STAGED_JSON, (cases, file_id)), (_LIVE_JSON, (cases,))
         else:
             staged_q, live_q = (_STAGED_JSON_PG, (cases, file_id)), (_LIVE_JSON_PG, (cases,))
@@ -601,9 +602,8 @@ class Ledger:
     def stage_cases(self, file_id: int, cases: str, contracts: Mapping[str, str]) -> None:
         """Stage the accepted rows in *cases* (the JSON array above) for a file in
         progress, each with its agency's contract from *contracts*."""
-        qmark = self.engine.dialect.paramstyle == "qmark"
         arms = [x for pair in sorted(contracts.items()) for x in pair]
-        sql = _stage_json(len(contracts), qmark=qmark)
+        sql = _stage_json(len(contracts), qmark=self._qmark)
         with self.session(staging=True) as s:
             s.connection().exec_driver_sql(sql, (file_id, *arms, cases))
 
@@ -758,58 +758,43 @@ class Ledger:
                 ReceiptRow.file_sha256 == sha256, ReceiptRow.input_removed_at.is_(None))).first()
 
     # -- results flow -------------------------------------------------------------
-    def owned_cases(self, agency_code: str, ids: list[str]) -> set[str]:
-        """Of *ids*, the live cases delivered to *agency_code*."""
-        owned: set[str] = set()
-        with self.session(write=False) as s:
-            conn = s.connection()
-            for part in _parts(ids):
-                owned.update(r[0] for r in _fetch(conn, *self._in_list(
-                    _OWNED, "agency_code", agency_code, part)))
-        return owned
+    # The results flow hands the ledger a chunk's keys as JSON arrays too (see
+    # :func:`chunks.json_rows`), for the reason given for batches above: each
+    # check is one statement whatever the chunk's length, and what comes back is only
+    # what the flow must act on — the rare foreign case, the keys counted before.
 
-    def attempt_counts(self, agency_code: str, file_id: int,
-                       keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """For (case_id, day) pairs: what committed files counted plus what this file's
-        earlier chunks staged. The pairs are joined to each table's key, so only the rows
-        asked for come back (asking by case id read every day each case had so far)."""
-        out: dict[tuple[str, str], int] = {}
-        qmark = self.engine.dialect.paramstyle == "qmark"
+    def foreign_cases(self, agency_code: str, ids: str) -> set[str]:
+        """Of the case ids in *ids* (``[["case id"], …]``), those that are not live cases
+        delivered to *agency_code*: another agency's, a purged one's, or no case at all."""
+        sql, params = ((_FOREIGN_JSON, (ids, agency_code)) if self._qmark
+                       else (_FOREIGN_JSON_PG, (ids, agency_code)))
+        with self.session(write=False) as s:
+            return {r[0] for r in _fetch(s.connection(), sql, params)}
+
+    def attempt_counts(self, agency_code: str, file_id: int, keys: str) -> dict[int, int]:
+        """For the (case_id, day) pairs in *keys* (``[["case id", "day"], …]``): what
+        committed files counted plus what this file's earlier chunks staged, by the pair's
+        position in *keys*; a pair counted nowhere is left out."""
+        out: dict[int, int] = {}
         with self.session(write=False) as s:
             conn = s.connection()
-            for part in _parts(sorted(set(keys)), _PAIRS if qmark else IN_LIST):
-                for table, column, value in (("attempts", "agency_code", agency_code),
-                                             ("staged_attempts", "file_id", file_id)):
-                    if qmark:  # SQLite: a VALUES list of _PAIRS pairs, the last padded
-                        sql = _COUNTS_VALUES.format(pairs=_PAIRS_MARKS, table=table, column=column)
-                        padded = [*part, *[("", "")] * (_PAIRS - len(part))]  # no case id is ""
-                        params: tuple[Any, ...] = (*(x for pair in padded for x in pair), value)
-                    else:  # PostgreSQL: two arrays, unnested side by side
-                        sql = _COUNTS_UNNEST.format(table=table, column=column)
-                        params = ([c for c, _ in part], [d for _, d in part], value)
-                    for c, d, n in _fetch(conn, sql, params):
-                        out[(c, d)] = out.get((c, d), 0) + n
+            for table, column, value in (("attempts", "agency_code", agency_code),
+                                         ("staged_attempts", "file_id", file_id)):
+                sql = (_COUNTS_JSON if self._qmark else _COUNTS_JSON_PG).format(
+                    table=table, column=column)
+                for i, n in _fetch(conn, sql, (keys, value)):
+                    out[i] = out.get(i, 0) + n
         return out
 
-    def stage_attempts(self, file_id: int, added: dict[tuple[str, str], int]) -> None:
-        """Add one chunk's counts to what the file has staged (one upsert per key, sent
-        as one executemany)."""
-        if not added:
+    def stage_attempts(self, file_id: int, added: str) -> None:
+        """Add one chunk's counts, ``[["case id", "day", count], …]`` with each pair once,
+        to what the file has staged."""
+        if added == "[]":
             return
-        sql = _STAGE_ATTEMPTS
-        if self.engine.dialect.paramstyle != "qmark":
-            sql = sql.replace("?", "%s")
         with self.session(staging=True) as s:
-            s.connection().exec_driver_sql(sql, [(file_id, c, d, n) for (c, d), n in added.items()])
-
-    def _in_list(self, sql: str, column: str, value: object,
-                 ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
-        """``sql column = value AND case_id IN ids`` (*sql* ends in WHERE or AND) in the
-        driver's own parameters (SQLAlchemy would bind each id in Python: ~8 µs an id)."""
-        if self.engine.dialect.paramstyle == "qmark":  # SQLite: IN (?, ?, …)
-            marks, padded = _in_marks(ids)
-            return f"{sql} {column} = ? AND case_id IN {marks}", (value, *padded)
-        return f"{sql} {column} = %s AND case_id = ANY(%s)", (value, list(ids))
+            s.connection().exec_driver_sql(
+                _STAGE_ATTEMPTS_JSON if self._qmark else _STAGE_ATTEMPTS_JSON_PG,
+                (file_id, added))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
                        receipt: ReceiptRow, status: FileStatus, flags: dict[str, int] | None = None,
@@ -1127,49 +1112,34 @@ def _stage_json(agencies: int, *, qmark: bool) -> str:
             f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {rows}")
 
 
-_OWNED = "SELECT case_id FROM cases WHERE purged_at IS NULL AND"
-# The counts of (case_id, day) pairs, joined to a table's key; {table} and {column} are
-# ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
-_COUNTS_VALUES = ("SELECT a.case_id, a.day, a.count FROM (VALUES {pairs}) AS k JOIN {table} a "
-                  "ON a.{column} = ? AND a.case_id = k.column1 AND a.day = k.column2")
-# Pairs a statement, always as many: one statement text, prepared once per connection.
-# A statement per length (every chunk's) filled sqlite3's statement cache with compiled
-# VALUES lists: +45 MB of memory on 300,000 result rows.
-_PAIRS = 500
-_PAIRS_MARKS = ", ".join(["(?, ?)"] * _PAIRS)
-_COUNTS_UNNEST = ("SELECT a.case_id, a.day, a.count FROM unnest(%s::varchar[], %s::varchar[]) "
-                  "AS k(case_id, day) JOIN {table} a ON a.{column} = %s "
-                  "AND a.case_id = k.case_id AND a.day = k.day")
-_STAGE_ATTEMPTS = ("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (file_id, case_id, day) DO UPDATE "
-                   "SET count = staged_attempts.count + excluded.count")
-IN_LIST = 5000  # values bound in one IN (...): SQLite allows 32766 variables, PostgreSQL 65535
+_FOREIGN_JSON = ("SELECT json_extract(j.value, '$[0]') FROM json_each(?) AS j WHERE NOT EXISTS "
+                 "(SELECT 1 FROM cases AS c WHERE c.case_id = json_extract(j.value, '$[0]') "
+                 "AND c.purged_at IS NULL AND c.agency_code = ?)")
+_FOREIGN_JSON_PG = ("SELECT j.v->>0 FROM json_array_elements(%s::json) AS j(v) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM cases AS c WHERE c.case_id = j.v->>0 "
+                    "AND c.purged_at IS NULL AND c.agency_code = %s)")
+# The counts of (case_id, day) pairs by position, joined to a table's key; {table} and
+# {column} are ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
+_COUNTS_JSON = ("SELECT j.key, a.count FROM json_each(?) AS j CROSS JOIN {table} AS a "
+                "WHERE a.{column} = ? AND a.case_id = json_extract(j.value, '$[0]') "
+                "AND a.day = json_extract(j.value, '$[1]')")
+_COUNTS_JSON_PG = ("SELECT j.i - 1, a.count FROM json_array_elements(%s::json) "
+                   "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
+                   "AND a.case_id = j.v->>0 AND a.day = j.v->>1")
+# "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
+_STAGE_ATTEMPTS_JSON = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
+                        "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                        "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
+                        "ON CONFLICT (file_id, case_id, day) DO UPDATE "
+                        "SET count = staged_attempts.count + excluded.count")
+_STAGE_ATTEMPTS_JSON_PG = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
+                           "SELECT %s, j.v->>0, j.v->>1, (j.v->>2)::integer "
+                           "FROM json_array_elements(%s::json) AS j(v) "
+                           "ON CONFLICT (file_id, case_id, day) DO UPDATE "
+                           "SET count = staged_attempts.count + excluded.count")
 
 
 def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> Sequence[Any]:
     """All rows of a query at once: iterating a SQLAlchemy result fetches row by row
     (~2 µs a row in Python), and the case-id checks read a million rows a batch."""
     return conn.exec_driver_sql(sql, params).fetchall()  # type: ignore[arg-type]
-
-
-# The lengths an IN list is padded to (with "", which no case id is). sqlite3 keeps up
-# to 128 prepared statements per connection, ~0.85 MB each for 4,000 parameters: an IN
-# list of every length that came along (a chunk's valid rows, its distinct ids) made a
-# statement each: up to 128 × 0.85 MB, ~110 MB, kept for the connection's life.
-_IN_SIZES = (64, 512, IN_LIST)
-
-
-@functools.cache
-def _marks(n: int) -> str:
-    return "(" + ", ".join(["?"] * n) + ")"
-
-
-def _in_marks(values: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """``(?, ?, …)`` for one of :data:`_IN_SIZES` and *values* padded to it."""
-    size = next(n for n in _IN_SIZES if n >= len(values))
-    return _marks(size), (*values, *[""] * (size - len(values)))
-
-
-def _parts(values: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]

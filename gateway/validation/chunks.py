@@ -25,6 +25,7 @@ import csv
 import functools
 import importlib.util
 import io
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -419,3 +420,38 @@ def lines_buffer(lines: pa.Array, start: int = 0, length: int | None = None) -> 
 def lines_bytes(lines: pa.Array, start: int = 0, length: int | None = None) -> bytes:
     """:func:`lines_buffer` as bytes."""
     return lines_buffer(lines, start, length).to_pybytes()
+
+
+# Bytes a JSON string cannot hold as they are. What the flows hand the ledger — valid
+# case ids ([A-Za-z0-9._-]), dates, agency codes from the configuration — holds none;
+# should a value ever, the rows are written by the json module instead.
+_JSON_ESCAPED = np.zeros(256, dtype=bool)
+_JSON_ESCAPED[[*range(0x20), ord('"'), ord("\\")]] = True
+
+
+def json_rows(*arrays: pa.Array | pa.ChunkedArray) -> str:
+    """``[[a, b, …], …]``: the rows of the columns (strings quoted, integers as they are)
+    as one JSON array, the form in which the flows hand the ledger a chunk's keys —
+    unpacked there by one statement instead of a statement, or an executemany, per row."""
+    columns = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+    if not len(columns[0]):
+        return "[]"
+    texts = [pa.types.is_string(c.type) for c in columns]
+    if any(t and rows_with(c, _JSON_ESCAPED) is not None for c, t in zip(columns, texts, strict=True)):
+        return json.dumps([list(r) for r in zip(*(c.to_pylist() for c in columns), strict=True)])
+    parts: list[pa.Array | str] = []
+    for i, (col, text) in enumerate(zip(columns, texts, strict=True)):
+        parts += ["[" if i == 0 else ",", *(['"', col, '"'] if text else [pc.cast(col, pa.string())])]
+    items = pc.binary_join_element_wise(*_merged([*parts, "],"]), "")
+    return "[" + str(memoryview(lines_buffer(items))[:-1], "utf-8") + "]"
+
+
+def _merged(parts: list[pa.Array | str]) -> list[pa.Array | str]:
+    """Adjacent literal strings joined: fewer arguments for Arrow to walk per row."""
+    out: list[pa.Array | str] = []
+    for part in parts:
+        if isinstance(part, str) and out and isinstance(out[-1], str):
+            out[-1] += part
+        else:
+            out.append(part)
+    return out

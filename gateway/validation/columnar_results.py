@@ -13,7 +13,9 @@ instant is the wall time minus that day's one offset. A day with a DST change (a
 time that happens twice or never) goes to the reference.
 
 Ownership and the ATTEMPTS count need the ledger; :meth:`ColumnarResults.judge` takes
-them as two functions, so the flow passes the ledger's and the tests a dictionary.
+them as two functions of Arrow arrays, so the flow passes the ledger's and the tests a
+dictionary's. Neither makes a Python object per row: the ledger answers with the few
+foreign cases and the keys counted before.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ _SKEW = dt.timedelta(minutes=5)  # as the reference: a little clock skew is not 
 FLAGS = ("HOURS", "ATTEMPTS", "THIRD_PARTY", "DISPUTE", "FRAUD", "LATE")
 NOT_ASSIGNED = "case_id is not a case assigned to this agency"
 
-AttemptKey = tuple[str, str]  # (case_id, local day)
+# Of these distinct case ids, those that are not the agency's live cases.
+Foreign = Callable[[pa.Array], Collection[str]]
+# For (case_id, local day) keys given as two arrays: the CALL/SMS rows counted before,
+# by the key's position; a key counted nowhere may be left out.
+Counted = Callable[[pa.Array, pa.Array], dict[int, int]]
 
 
 @dataclass
@@ -71,14 +77,15 @@ class Checked:
 class Judged:
     """What a chunk adds to the file: rows to forward (the bank's columns: the fields
     present, ``agency_code``, ``flags``), errors in row order, flag counts, how many
-    rows were about someone else's case, and the CALL/SMS counts to stage."""
+    rows were about someone else's case, and the CALL/SMS counts to stage (``case_id``,
+    ``day``, ``count``: each key once)."""
 
     forward: pa.Table
     errors: list[RowError]
     flagged: collections.Counter[str]
     unflagged: int
     not_assigned: int
-    attempts: dict[AttemptKey, int]
+    attempts: pa.Table
 
 
 class ColumnarResults:
@@ -215,15 +222,14 @@ class ColumnarResults:
 
     # --- ownership, attempts, flags ----------------------------------------------
 
-    def judge(self, chunk: Chunk, *, owned: Callable[[list[str]], Collection[str]],
-              counted: Callable[[list[AttemptKey]], dict[AttemptKey, int]]) -> Judged:
-        """The chunk's rules, then ownership (*owned*: of these case ids, the agency's
-        live ones), then the flags; *counted* gives, for (case, day) keys, the CALL/SMS
-        rows counted before this chunk (other files, earlier chunks)."""
+    def judge(self, chunk: Chunk, *, foreign: Foreign, counted: Counted) -> Judged:
+        """The chunk's rules, then ownership (*foreign*: of these case ids, those not the
+        agency's live ones), then the flags; *counted* gives, for (case, day) keys, the
+        CALL/SMS rows counted before this chunk (other files, earlier chunks)."""
         c = self.check(chunk)
         ids = c.table.column("case_id")
-        mine = _bool(pc.is_in(ids, pa.array(sorted(owned(pc.unique(ids).to_pylist())),
-                                            pa.string())))
+        others = foreign(pc.unique(ids))
+        mine = ~_bool(pc.is_in(ids, pa.array(sorted(others), pa.string())))
         errors = c.errors
         if not mine.all():
             foreign = np.flatnonzero(~mine)
@@ -237,7 +243,7 @@ class ColumnarResults:
         table = c.table
         action = table.column("action_code").combine_chunks()
         target = table.column("contact_target").combine_chunks()
-        tries, keys, added = self._attempts(table.column("case_id"), c.day, action, counted)
+        tries, attempts = self._attempts(table.column("case_id"), c.day, action, counted)
         start, end = self.window_us
         marks = {
             "HOURS": _bool(pc.is_in(action, pa.array(sorted(TIMED_CONTACT))))
@@ -261,32 +267,34 @@ class ColumnarResults:
         forward = table.append_column("agency_code", pa.repeat(
             pa.scalar(self.agency, pa.string()), table.num_rows)).append_column("flags", text)
         return Judged(forward, errors, flagged, int((~any_flag).sum()),
-                      len(mine) - int(mine.sum()), dict(zip(keys, added, strict=True)))
+                      len(mine) - int(mine.sum()), attempts)
 
     def _attempts(self, ids: pa.ChunkedArray, day: pa.Array, action: pa.Array,
-                  counted: Callable[[list[AttemptKey]], dict[AttemptKey, int]]
-                  ) -> tuple[np.ndarray, list[AttemptKey], list[int]]:
+                  counted: Counted) -> tuple[np.ndarray, pa.Table]:
         """Each row's CALL/SMS count for its case and day, itself included (0 for other
         actions), in file order; and the chunk's count per (case, day) key."""
         tries = np.zeros(len(action), dtype=np.int64)
         rows = np.flatnonzero(_bool(pc.is_in(action, pa.array(sorted(ATTEMPT_ACTIONS)))))
         if not len(rows):
-            return tries, [], []
+            return tries, pa.table({"case_id": pa.array([], pa.string()),
+                                    "day": pa.array([], pa.string()),
+                                    "count": pa.array([], pa.int64())})
         picked = pa.array(rows)
-        joined = pc.binary_join_element_wise(ids.combine_chunks().take(picked), day.take(picked),
-                                             "\x00")
-        encoded = pc.dictionary_encode(joined)
+        case, when = ids.combine_chunks().take(picked), day.take(picked)
+        encoded = pc.dictionary_encode(pc.binary_join_element_wise(case, when, "\x00"))
         which = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        keys = [tuple(k.split("\x00")) for k in encoded.dictionary.to_pylist()]
         order = np.argsort(which, kind="stable")  # file order within each key
-        grouped = which[order]
+        grouped = which[order]  # keys are numbered by first appearance: 0, 1, 2, …
         first = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
         rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)])) + 1
-        before = counted(keys)  # type: ignore[arg-type]
-        base = np.array([before.get(k, 0) for k in keys], dtype=np.int64)  # type: ignore[call-overload]
+        shown = pa.array(order[first])  # each key's first row
+        case, when = case.take(shown), when.take(shown)
+        base = np.zeros(len(first), dtype=np.int64)
+        for key, n in counted(case, when).items():
+            base[key] = n
         tries[rows[order]] = base[grouped] + rank
-        added = np.bincount(which, minlength=len(keys))
-        return tries, keys, added.tolist()  # type: ignore[return-value]
+        added = np.bincount(which, minlength=len(first))
+        return tries, pa.table({"case_id": case, "day": when, "count": pa.array(added)})
 
 
 def _time_us(t: dt.time) -> int:

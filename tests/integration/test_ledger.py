@@ -85,24 +85,43 @@ def test_case_id_unique_among_live_cases(ledger):
 
 
 def test_attempt_counts_answer_exactly_the_pairs_asked(ledger):
-    """Committed counts (this agency's only) plus what this file staged, for the (case,
-    day) pairs asked and no others — more pairs than one query binds, on both databases."""
-    from gateway.ledger import IN_LIST, AttemptRow
+    """Committed counts (this agency's only) plus what this file staged, by the pair's
+    place in the array asked, for those pairs and no others — on both databases."""
+    from gateway.ledger import AttemptRow
 
     c = claim(ledger)
     with ledger.session() as s:
         s.add_all([AttemptRow(agency_code="AG001", case_id="C1", day="2026-12-01", count=3),
                    AttemptRow(agency_code="AG001", case_id="C1", day="2026-12-02", count=1),
                    AttemptRow(agency_code="AG002", case_id="C2", day="2026-12-01", count=9)])
-    ledger.stage_attempts(c.file_id, {("C1", "2026-12-01"): 2, ("C2", "2026-12-01"): 1})
-    ledger.stage_attempts(c.file_id, {("C1", "2026-12-01"): 1})  # a later chunk adds
-    many = [(f"X{i}", "2026-12-01") for i in range(IN_LIST)]
-    asked = [("C1", "2026-12-01"), ("C2", "2026-12-01"), ("C3", "2026-12-01"), *many]
-    assert ledger.attempt_counts("AG001", c.file_id, asked) == {
-        ("C1", "2026-12-01"): 3 + 2 + 1, ("C2", "2026-12-01"): 1}
-    assert ledger.attempt_counts("AG002", c.file_id, [("C2", "2026-12-01")]) == {
-        ("C2", "2026-12-01"): 9 + 1}
-    assert ledger.attempt_counts("AG001", c.file_id, []) == {}
+    ledger.stage_attempts(c.file_id, json.dumps([["C1", "2026-12-01", 2], ["C2", "2026-12-01", 1]]))
+    ledger.stage_attempts(c.file_id, json.dumps([["C1", "2026-12-01", 1]]))  # a later chunk adds
+    ledger.stage_attempts(c.file_id, "[]")
+    many = [[f"X{i}", "2026-12-01"] for i in range(6000)]
+    asked = json.dumps([["C3", "2026-12-01"], ["C1", "2026-12-01"], ["C2", "2026-12-01"], *many,
+                        ["C1", "2026-12-03"]])
+    assert ledger.attempt_counts("AG001", c.file_id, asked) == {1: 3 + 2 + 1, 2: 1}
+    assert ledger.attempt_counts("AG002", c.file_id, json.dumps([["C2", "2026-12-01"]])) == {
+        0: 9 + 1}
+    assert ledger.attempt_counts("AG001", c.file_id, "[]") == {}
+
+
+def test_foreign_cases_are_those_not_live_for_the_agency(ledger):
+    """Another agency's case, a purged one and an unknown id come back; the agency's own
+    live cases do not."""
+    c = claim(ledger)
+    with ledger.session() as s:
+        s.add(BatchRow(batch_id="b1", file_id=c.file_id, status="accepted", records=3,
+                       accepted=3, rejected=0))
+        s.add_all([CaseRow(case_id="C1", batch_id="b1", agency_code="AG001", contract_id="K1"),
+                   CaseRow(case_id="C2", batch_id="b1", agency_code="AG002", contract_id="K2"),
+                   CaseRow(case_id="C3", batch_id="b1", agency_code="AG001", contract_id="K1",
+                           purged_at=dt.datetime.now(dt.UTC))])
+    asked = json.dumps([["C1"], ["C2"], ["C3"], ["C4"]])
+    assert ledger.foreign_cases("AG001", asked) == {"C2", "C3", "C4"}
+    assert ledger.foreign_cases("AG002", asked) == {"C1", "C3", "C4"}
+    assert ledger.foreign_cases("AG001", json.dumps([["C1"]])) == set()
+    assert ledger.foreign_cases("AG001", "[]") == set()
 
 
 def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
@@ -139,7 +158,7 @@ def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
 def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
     """sqlite3 keeps each distinct statement text prepared (128 a connection, ~0.85 MB
     for 4,000 parameters): lookups whose text followed the input's length made the
-    process grow by tens of megabytes. Whatever the lengths, a handful of texts."""
+    process grow by tens of megabytes. Whatever the lengths, one text per lookup."""
     from sqlalchemy import event
 
     c = claim(ledger)
@@ -149,9 +168,9 @@ def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
     for n in range(1, 3000, 97):  # 31 lengths
         ids = [f"C{i}" for i in range(n)]
         ledger.stage_chunk(c.file_id, json.dumps([[i, 1, "AG001"] for i in ids]))
-        ledger.owned_cases("AG001", ids)
-        ledger.attempt_counts("AG001", c.file_id, [(i, "2026-12-01") for i in ids])
-    assert len(texts) <= 2 + 3 + 2  # staged and live (one array each), owned at 3, counts 2
+        ledger.foreign_cases("AG001", json.dumps([[i] for i in ids]))
+        ledger.attempt_counts("AG001", c.file_id, json.dumps([[i, "2026-12-01"] for i in ids]))
+    assert len(texts) == 2 + 1 + 2  # staged and live, foreign, counts from two tables
 
 
 def test_survives_reopen(tmp_path):

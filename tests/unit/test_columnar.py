@@ -366,3 +366,16 @@ def test_a_chunks_cases_reach_the_ledger_as_the_json_they_are(cases):
                       "agency_code": pa.array(codes, pa.string())})
     text = _cases_json(table, np.array(rows, dtype=np.int64))
     assert json.loads(text) == [list(c) for c in cases]
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=20),
+       st.integers(0, 3))
+def test_keys_reach_the_ledger_as_the_json_they_are(pairs, skip):
+    """The results flow's keys — one column (case ids) or two (case, day), sliced as
+    chunks are — come out as the array the json module would write."""
+    cases = pa.array([p[0] for p in pairs], pa.string()).slice(skip)
+    days = pa.array([p[1] for p in pairs], pa.string()).slice(skip)
+    assert json.loads(chunks.json_rows(cases)) == [[c] for c in cases.to_pylist()]
+    assert json.loads(chunks.json_rows(pa.chunked_array([cases]), days)) == [
+        list(p) for p in pairs[skip:]]

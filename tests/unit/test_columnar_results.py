@@ -130,9 +130,14 @@ def by_chunks(zone: str, values: list[list[str]], cuts: list[int]):
         if start == end:
             continue
         chunk = chunk_of(values[start:end], len(columns), first_row=start + 1)
-        judged = engine.judge(chunk, owned=lambda ids: set(ids) & set(OWNED),
-                              counted=lambda keys: {k: PRIOR.get(k, 0) + staged[k] for k in keys})
-        staged.update(judged.attempts)
+        judged = engine.judge(
+            chunk, foreign=lambda ids: set(ids.to_pylist()) - set(OWNED),
+            counted=lambda case, day: {
+                i: PRIOR.get(k, 0) + staged[k]
+                for i, k in enumerate(zip(case.to_pylist(), day.to_pylist(), strict=True))})
+        added = judged.attempts.to_pylist()
+        assert len({(a["case_id"], a["day"]) for a in added}) == len(added)  # each key once
+        staged.update({(a["case_id"], a["day"]): a["count"] for a in added})
         errors += judged.errors
         flagged.update(judged.flagged)
         unflagged += judged.unflagged
