@@ -25,15 +25,12 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import queue
 import re
 import secrets
 import shutil
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +42,7 @@ from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
+from gateway.flows.stage import Stage
 from gateway.ledger import BatchRow, CommitConflict, DeliveryRow, FileStatus
 from gateway.masking import RolePolicy, Rule
 from gateway.masking_columns import ChunkMasks, needs_neutralising
@@ -216,16 +214,16 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
     """Chunk by chunk: the columnar rules, the case ids against this file and the ledger,
     then each agency's rows sealed into its slices — memory bounded by a few chunks.
 
-    Three stages, each on a thread of its own, joined by short queues (:class:`_Stage`):
+    Three stages, each on a thread of its own, joined by short queues (:class:`Stage`):
     this thread reads and checks chunk *k+2* while the ledger stages chunk *k+1* and the
     sealer masks and writes chunk *k* into the gpg pipes. Most of each stage's work is
     Arrow, SQLite or a pipe write, which run without the GIL, so two cores share them."""
     engine = ColumnarCases(ctx.cfg, header, today)
     free_text = sorted(FREE_TEXT_CASE_FIELDS & header.present)
     contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
-    sealer = _Stage("seal", lambda item: _seal(ctx, staging, batch_id, header, out, *item))
-    stager = _Stage("stage", lambda checked: _stage(ctx, file_id, checked, strict, out, sealer,
-                                                     free_text, contracts))
+    sealer = Stage("seal", lambda item: _seal(ctx, staging, batch_id, header, out, *item))
+    stager = Stage("stage", lambda checked: _stage(ctx, file_id, checked, strict, out, sealer,
+                                                    free_text, contracts))
     try:
         for chunk in reader.chunks(len(header.fields)):
             out.records += chunk.records
@@ -243,7 +241,7 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
 
 
 def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Outcome,
-           sealer: _Stage, free_text: list[str], contracts: dict[str, str]) -> None:
+           sealer: Stage, free_text: list[str], contracts: dict[str, str]) -> None:
     """A checked chunk's case ids against this file and the ledger; the new ones staged
     and handed to the sealer. The receipt's errors are added here, in chunk order. No
     Python object per row unless the chunk repeats a case id (see the ledger on why)."""
@@ -280,52 +278,6 @@ def _cases_json(table: pa.Table, rows: np.ndarray) -> str:
     """``[["case id", row, "agency"], …]`` of a chunk's rows for the ledger."""
     return chunks.json_rows(table.column("case_id").combine_chunks(), pa.array(rows),
                             table.column("agency_code").combine_chunks())
-
-
-class _Stage:
-    """Work items handled in order on a thread of their own; at most :data:`QUEUED` wait
-    (memory stays bounded). An error there is raised here, at the next item handed over
-    or at the end; the items after it are dropped."""
-
-    QUEUED = 2
-
-    def __init__(self, name: str, handle: Callable[[Any], None]) -> None:
-        self._handle = handle
-        self._queue: queue.Queue[tuple[Any] | None] = queue.Queue(maxsize=self.QUEUED)
-        self._error: BaseException | None = None
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None and not self._stopping:
-                try:
-                    self._handle(item[0])
-                except BaseException as exc:  # handed to the thread that feeds this one
-                    self._error = exc
-
-    def put(self, item: Any) -> None:
-        self._raise()
-        self._queue.put((item,))
-
-    def finish(self) -> None:
-        """Wait until everything handed over is handled."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self._raise()
-
-    def stop(self) -> None:
-        """Handle nothing more; wait for the item in hand (a pipe write returns or fails)."""
-        self._stopping = True
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
 
 
 def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _Outcome,

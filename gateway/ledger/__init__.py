@@ -27,7 +27,6 @@ from sqlalchemy import (
     String,
     Text,
     delete,
-    exists,
     func,
     insert,
     literal,
@@ -800,27 +799,19 @@ class Ledger:
                        receipt: ReceiptRow, status: FileStatus, flags: dict[str, int] | None = None,
                        **fields: Any) -> None:
         """One transaction: the forwarded file (pending), the receipt, the staged attempt
-        counts added to the agency's (two set-based statements, however many there are)."""
+        counts added to the agency's. The counts go in by one upsert driven by the staged
+        rows: an UPDATE over the agency's counts (every day it ever had) then an INSERT
+        of the new ones cost as much as the agency's history, not this file."""
         staged = StagedAttemptRow
-        same = ((staged.file_id == file_id) & (staged.case_id == AttemptRow.case_id)
-                & (staged.day == AttemptRow.day))
         with self._conflicts(), self.session() as s:
             if delivery is not None:
                 s.add(delivery)
             s.add(receipt)
             s.add_all([ResultFlagRow(file_id=file_id, flag=f, count=n)
                        for f, n in sorted((flags or {}).items()) if n])
-            s.execute(update(AttemptRow).where(
-                AttemptRow.agency_code == agency_code, exists().where(same))
-                .values(count=AttemptRow.count + select(staged.count).where(same)
-                        .scalar_subquery())
-                .execution_options(synchronize_session=False))
-            s.execute(insert(AttemptRow).from_select(
-                ["agency_code", "case_id", "day", "count"],
-                select(literal(agency_code), staged.case_id, staged.day, staged.count).where(
-                    staged.file_id == file_id, ~exists().where(
-                        AttemptRow.agency_code == agency_code,
-                        AttemptRow.case_id == staged.case_id, AttemptRow.day == staged.day))))
+            s.flush()
+            s.connection().exec_driver_sql(_ADD_ATTEMPTS if self._qmark else _ADD_ATTEMPTS_PG,
+                                           (agency_code, file_id))
             s.execute(delete(staged).where(staged.file_id == file_id))
             self._finish(s, file_id, status, **fields)
 
@@ -1127,6 +1118,11 @@ _COUNTS_JSON_PG = ("SELECT j.i - 1, a.count FROM json_array_elements(%s::json) "
                    "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
                    "AND a.case_id = j.v->>0 AND a.day = j.v->>1")
 # "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
+_ADD_ATTEMPTS = ("INSERT INTO attempts (agency_code, case_id, day, count) "
+                 "SELECT ?, case_id, day, count FROM staged_attempts WHERE file_id = ? "
+                 "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
+                 "SET count = attempts.count + excluded.count")
+_ADD_ATTEMPTS_PG = _ADD_ATTEMPTS.replace("?", "%s")
 _STAGE_ATTEMPTS_JSON = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
                         "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
                         "json_extract(value, '$[2]') FROM json_each(?) WHERE true "

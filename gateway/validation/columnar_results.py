@@ -71,6 +71,7 @@ class Checked:
     day: pa.Array
     time_us: np.ndarray
     errors: list[RowError]
+    not_assigned: int = 0  # rows dropped by :meth:`ColumnarResults.owned`
 
 
 @dataclass
@@ -222,24 +223,28 @@ class ColumnarResults:
 
     # --- ownership, attempts, flags ----------------------------------------------
 
-    def judge(self, chunk: Chunk, *, foreign: Foreign, counted: Counted) -> Judged:
-        """The chunk's rules, then ownership (*foreign*: of these case ids, those not the
-        agency's live ones), then the flags; *counted* gives, for (case, day) keys, the
-        CALL/SMS rows counted before this chunk (other files, earlier chunks)."""
-        c = self.check(chunk)
+    def owned(self, c: Checked, foreign: Foreign) -> Checked:
+        """The checked rows about the agency's own live cases; the others become
+        ``E_NOT_ASSIGNED`` errors. *foreign* gives, of the chunk's distinct case ids, those
+        that are not the agency's live cases."""
         ids = c.table.column("case_id")
         others = foreign(pc.unique(ids))
+        if not others:
+            return c
         mine = ~_bool(pc.is_in(ids, pa.array(sorted(others), pa.string())))
-        errors = c.errors
-        if not mine.all():
-            foreign = np.flatnonzero(~mine)
-            shown = ids.take(pa.array(foreign)).to_pylist()
-            errors = sorted(errors + [
-                RowError(int(c.rows[i]), cid, "case_id", "E_NOT_ASSIGNED", NOT_ASSIGNED)
-                for i, cid in zip(foreign, shown, strict=True)], key=lambda e: e.row)
-            chosen = pa.array(mine)
-            c = Checked(c.table.filter(chosen), c.rows[mine], c.day.filter(chosen),
-                        c.time_us[mine], errors)
+        dropped = np.flatnonzero(~mine)
+        shown = ids.take(pa.array(dropped)).to_pylist()
+        errors = sorted(c.errors + [
+            RowError(int(c.rows[i]), cid, "case_id", "E_NOT_ASSIGNED", NOT_ASSIGNED)
+            for i, cid in zip(dropped, shown, strict=True)], key=lambda e: e.row)
+        chosen = pa.array(mine)
+        return Checked(c.table.filter(chosen), c.rows[mine], c.day.filter(chosen),
+                       c.time_us[mine], errors, c.not_assigned + len(dropped))
+
+    def judge(self, c: Checked, *, counted: Counted) -> Judged:
+        """The flags of the rows :meth:`check` and :meth:`owned` kept (each step may run
+        on a thread of its own); *counted* gives, for (case, day) keys, the CALL/SMS rows
+        counted before this chunk (other files, earlier chunks)."""
         table = c.table
         action = table.column("action_code").combine_chunks()
         target = table.column("contact_target").combine_chunks()
@@ -266,8 +271,8 @@ class ColumnarResults:
         text = pc.utf8_rtrim(pc.binary_join_element_wise(*named, ""), characters=";")
         forward = table.append_column("agency_code", pa.repeat(
             pa.scalar(self.agency, pa.string()), table.num_rows)).append_column("flags", text)
-        return Judged(forward, errors, flagged, int((~any_flag).sum()),
-                      len(mine) - int(mine.sum()), attempts)
+        return Judged(forward, c.errors, flagged, int((~any_flag).sum()), c.not_assigned,
+                      attempts)
 
     def _attempts(self, ids: pa.ChunkedArray, day: pa.Array, action: pa.Array,
                   counted: Counted) -> tuple[np.ndarray, pa.Table]:

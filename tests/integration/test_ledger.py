@@ -106,6 +106,29 @@ def test_attempt_counts_answer_exactly_the_pairs_asked(ledger):
     assert ledger.attempt_counts("AG001", c.file_id, "[]") == {}
 
 
+def test_committed_results_add_their_counts_to_the_agencys(ledger):
+    """A results file's staged counts join the agency's committed ones (adding to a day
+    already counted, creating a new one), another agency's stay as they were, and
+    nothing stays staged."""
+    from gateway.ledger import AttemptRow, StagedAttemptRow
+
+    c = claim(ledger, sha="c" * 64)
+    with ledger.session() as s:
+        s.add_all([AttemptRow(agency_code="AG001", case_id="C1", day="2026-12-01", count=3),
+                   AttemptRow(agency_code="AG002", case_id="C1", day="2026-12-01", count=5)])
+    ledger.stage_attempts(c.file_id, json.dumps([["C1", "2026-12-01", 2], ["C2", "2026-12-01", 1]]))
+    ledger.commit_results(
+        file_id=c.file_id, agency_code="AG001", delivery=None, status=FileStatus.ACCEPTED,
+        receipt=ReceiptRow(file_id=c.file_id, file_sha256="c" * 64, input_zone="AG001.outbox",
+                           input_name="r", zone="AG001.inbox", staged="s", status="accepted"),
+        flags={"ATTEMPTS": 1}, records=3, accepted=3, rejected=0)
+    with ledger.session(write=False) as s:
+        counts = {(a.agency_code, a.case_id, a.day): a.count for a in s.scalars(select(AttemptRow))}
+        assert s.scalars(select(StagedAttemptRow)).all() == []
+    assert counts == {("AG001", "C1", "2026-12-01"): 5, ("AG001", "C2", "2026-12-01"): 1,
+                      ("AG002", "C1", "2026-12-01"): 5}
+
+
 def test_foreign_cases_are_those_not_live_for_the_agency(ledger):
     """Another agency's case, a purged one and an unknown id come back; the agency's own
     live cases do not."""

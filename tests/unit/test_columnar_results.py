@@ -130,9 +130,10 @@ def by_chunks(zone: str, values: list[list[str]], cuts: list[int]):
         if start == end:
             continue
         chunk = chunk_of(values[start:end], len(columns), first_row=start + 1)
+        owned = engine.owned(engine.check(chunk),
+                             foreign=lambda ids: set(ids.to_pylist()) - set(OWNED))
         judged = engine.judge(
-            chunk, foreign=lambda ids: set(ids.to_pylist()) - set(OWNED),
-            counted=lambda case, day: {
+            owned, counted=lambda case, day: {
                 i: PRIOR.get(k, 0) + staged[k]
                 for i, k in enumerate(zip(case.to_pylist(), day.to_pylist(), strict=True))})
         added = judged.attempts.to_pylist()
