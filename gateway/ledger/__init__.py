@@ -168,7 +168,7 @@ class StagedCaseRow(Base):
     """A case id seen in a file being processed; moved to ``cases`` when the file commits."""
 
     __tablename__ = "staged_cases"
-    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
+    file_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the claim (0008)
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     row: Mapped[int] = mapped_column(Integer)
     agency_code: Mapped[str] = mapped_column(String(32))
@@ -236,7 +236,7 @@ class StagedAttemptRow(Base):
     chunk; added to ``attempts`` when the file commits (memory stays flat)."""
 
     __tablename__ = "staged_attempts"
-    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
+    file_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the claim (0008)
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)

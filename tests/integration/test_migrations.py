@@ -113,6 +113,45 @@ def test_0007_keeps_every_row_and_makes_the_lookups_covering(db_url):
         engine.dispose()
 
 
+def test_0008_drops_the_staging_keys_and_keeps_the_rows(db_url):
+    """0008 drops the staging tables' foreign keys to ``files`` (SQLite by rebuilding
+    them, still WITHOUT ROWID): the rows survive both ways, the keys go and come back."""
+    engine = engine_for(db_url)
+    tables = ("staged_attempts", "staged_cases")
+
+    def state(conn):
+        keys = {t: [fk["referred_table"] for fk in inspect(conn).get_foreign_keys(t)]
+                for t in tables}
+        rows = [conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2")).all() for t in tables]
+        if conn.dialect.name == "sqlite":
+            assert all("WITHOUT ROWID" in conn.execute(text(
+                "SELECT sql FROM sqlite_master WHERE name = :t"), {"t": t}).scalar()
+                for t in tables)
+        return keys, rows
+
+    try:
+        migrate.upgrade(engine, "0007")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO files (id, sha256, kind, zone, name, size, status, records, accepted, "
+                "rejected, received_at) VALUES (1, :sha, 'results', 'AG001.outbox', 'R1.csv.pgp', "
+                "10, 'processing', 0, 0, 0, CURRENT_TIMESTAMP)"), {"sha": "a" * 64})
+            conn.execute(text("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES "
+                              "(1, 'C1', '2026-12-02', 2)"))
+            conn.execute(text('INSERT INTO staged_cases (file_id, case_id, "row", agency_code, '
+                              "contract_id) VALUES (1, 'C9', 2, 'AG001', 'K1')"))
+            keys, before = state(conn)
+            assert keys == {t: ["files"] for t in tables}
+        migrate.upgrade(engine, "0008")
+        with engine.connect() as conn:
+            assert state(conn) == ({t: [] for t in tables}, before)
+        migrate.downgrade(engine, "0007")
+        with engine.connect() as conn:
+            assert state(conn) == ({t: ["files"] for t in tables}, before)
+    finally:
+        engine.dispose()
+
+
 def test_models_match_the_head_revision(db_url):
     Ledger(db_url).close()
     engine = engine_for(db_url)
