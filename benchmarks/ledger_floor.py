@@ -1,0 +1,113 @@
+"""The ledger's own work for one results file, alone: no gpg, no CSV, no rules.
+
+    .venv/bin/python benchmarks/ledger_floor.py [--rows 1000000] [--cases 200000]
+                                                 [--database-url URL]
+
+A results file asks the ledger, chunk by chunk, which of its case ids are not the
+agency's live cases, what each (case, day) of its CALL and SMS rows counted before,
+and stages the chunk's counts; the file's commit adds them to the agency's. This
+script does exactly those calls — the flow's statements, with the JSON arrays built
+beforehand and not timed — for the rows ``throughput.py`` sends (``synth.results``
+about the cases of one agency of five), and prints one JSON line: the seconds of
+each kind of call, summed, and the total. It is the part of the results flow that
+no change to the flow's Python can remove while every row's ownership and attempt
+count is checked against, and kept in, the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gateway import synth
+from gateway.ledger import BatchRow, FileStatus, Ledger, ReceiptRow
+from gateway.validation.chunks import ROWS_PER_CHUNK
+from gateway.validation.results import ATTEMPT_ACTIONS
+
+AGENCY = "AG001"
+
+
+def _claim(ledger: Ledger, sha: str, kind: str) -> int:
+    return ledger.claim_file(sha256=sha, kind=kind, zone="z", name=f"{kind}.csv.pgp", size=1,
+                             owner="bench").file_id
+
+
+def _receipt(file_id: int, sha: str) -> ReceiptRow:
+    return ReceiptRow(file_id=file_id, file_sha256=sha, input_zone="z", input_name="x",
+                      zone="z", staged="s", status="accepted")
+
+
+def assign(ledger: Ledger, ids: list[str]) -> None:
+    """The agency's cases, committed as one batch by the batch flow's own calls."""
+    sha = "b" * 64
+    file_id = _claim(ledger, sha, "case_file")
+    for start in range(0, len(ids), 50_000):
+        ledger.stage_cases(file_id, json.dumps([[c, i + 2, AGENCY] for i, c in
+                                                enumerate(ids[start:start + 50_000], start)]),
+                           {AGENCY: "K1"})
+    ledger.commit_batch(file_id=file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
+                        batch=BatchRow(batch_id="B1", file_id=file_id, status="accepted",
+                                       records=len(ids), accepted=len(ids), rejected=0),
+                        receipt=_receipt(file_id, sha))
+
+
+def chunk_calls(rows: list[dict[str, str]]) -> tuple[str, str, str]:
+    """The three arrays a chunk sends: its distinct ids, its CALL/SMS (case, day) keys,
+    and those keys with the chunk's count of each."""
+    ids = sorted({r["case_id"] for r in rows})
+    counts = collections.Counter((r["case_id"], r["action_at"][:10]) for r in rows
+                                 if r["action_code"] in ATTEMPT_ACTIONS)
+    keys = list(counts)
+    return (json.dumps([[c] for c in ids]), json.dumps([list(k) for k in keys]),
+            json.dumps([[c, d, counts[(c, d)]] for c, d in keys]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--cases", type=int, default=200_000, help="the agency's cases")
+    ap.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(args.database_url or f"sqlite:///{Path(tmp) / 'gateway.db'}")
+        today = dt.date.today()
+        ids = [f"C{today:%Y%m}{i:07d}" for i in range(args.cases)]
+        assign(ledger, ids)
+        results = synth.results(ids, args.rows)
+        arrays = []
+        while chunk := [r for _, r in zip(range(ROWS_PER_CHUNK), results, strict=False)]:
+            arrays.append(chunk_calls(chunk))
+        sha = "r" * 64
+        file_id = _claim(ledger, sha, "results")
+        spent = dict.fromkeys(("foreign_s", "counts_s", "stage_s", "commit_s"), 0.0)
+        for foreign, keys, added in arrays:
+            t = time.perf_counter()
+            assert not ledger.foreign_cases(AGENCY, foreign)
+            spent["foreign_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            ledger.attempt_counts(AGENCY, file_id, keys)
+            spent["counts_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            ledger.stage_attempts(file_id, added)
+            spent["stage_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        ledger.commit_results(file_id=file_id, agency_code=AGENCY, delivery=None,
+                              receipt=_receipt(file_id, sha), status=FileStatus.ACCEPTED,
+                              records=args.rows, accepted=args.rows, rejected=0)
+        spent["commit_s"] = time.perf_counter() - t
+        ledger.close()
+    line = {"rows": args.rows, "cases": args.cases, "chunks": len(arrays),
+            **{k: round(v, 2) for k, v in spent.items()},
+            "total_s": round(sum(spent.values()), 2)}
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
