@@ -63,6 +63,19 @@ def test_up_and_down_with_data(db_url):
         engine.dispose()
 
 
+def stage_a_results_file(conn):
+    """A results file in progress, as a ledger of 0006–0008 holds it: the claim and a
+    row in each staging table."""
+    conn.execute(text(
+        "INSERT INTO files (id, sha256, kind, zone, name, size, status, records, accepted, "
+        "rejected, received_at) VALUES (1, :sha, 'results', 'AG001.outbox', 'R1.csv.pgp', "
+        "10, 'processing', 0, 0, 0, CURRENT_TIMESTAMP)"), {"sha": "a" * 64})
+    conn.execute(text("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES "
+                      "(1, 'C1', '2026-12-02', 2)"))
+    conn.execute(text('INSERT INTO staged_cases (file_id, case_id, "row", agency_code, '
+                      "contract_id) VALUES (1, 'C9', 2, 'AG001', 'K1')"))
+
+
 def test_0007_keeps_every_row_and_makes_the_lookups_covering(db_url):
     """0007 rebuilds three SQLite tables WITHOUT ROWID and widens an index: the rows
     survive the rebuild both ways, and the layout is what the revision says."""
@@ -85,16 +98,9 @@ def test_0007_keeps_every_row_and_makes_the_lookups_covering(db_url):
     try:
         migrate.upgrade(engine, "0006")
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO files (id, sha256, kind, zone, name, size, status, records, accepted, "
-                "rejected, received_at) VALUES (1, :sha, 'results', 'AG001.outbox', 'R1.csv.pgp', "
-                "10, 'processing', 0, 0, 0, CURRENT_TIMESTAMP)"), {"sha": "a" * 64})
+            stage_a_results_file(conn)
             conn.execute(text("INSERT INTO attempts (agency_code, case_id, day, count) VALUES "
                               "('AG001', 'C1', '2026-12-01', 3), ('AG001', 'C2', '2026-12-01', 1)"))
-            conn.execute(text("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES "
-                              "(1, 'C1', '2026-12-02', 2)"))
-            conn.execute(text('INSERT INTO staged_cases (file_id, case_id, "row", agency_code, '
-                              "contract_id) VALUES (1, 'C9', 2, 'AG001', 'K1')"))
             before = rows(conn)
             assert layout(conn)[0] == ["agency_code", "case_id"]
         migrate.upgrade(engine, "0007")
@@ -132,14 +138,7 @@ def test_0008_drops_the_staging_keys_and_keeps_the_rows(db_url):
     try:
         migrate.upgrade(engine, "0007")
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO files (id, sha256, kind, zone, name, size, status, records, accepted, "
-                "rejected, received_at) VALUES (1, :sha, 'results', 'AG001.outbox', 'R1.csv.pgp', "
-                "10, 'processing', 0, 0, 0, CURRENT_TIMESTAMP)"), {"sha": "a" * 64})
-            conn.execute(text("INSERT INTO staged_attempts (file_id, case_id, day, count) VALUES "
-                              "(1, 'C1', '2026-12-02', 2)"))
-            conn.execute(text('INSERT INTO staged_cases (file_id, case_id, "row", agency_code, '
-                              "contract_id) VALUES (1, 'C9', 2, 'AG001', 'K1')"))
+            stage_a_results_file(conn)
             keys, before = state(conn)
             assert keys == {t: ["files"] for t in tables}
         migrate.upgrade(engine, "0008")
