@@ -799,9 +799,9 @@ class Ledger:
                        receipt: ReceiptRow, status: FileStatus, flags: dict[str, int] | None = None,
                        **fields: Any) -> None:
         """One transaction: the forwarded file (pending), the receipt, the staged attempt
-        counts added to the agency's. The counts go in by one upsert driven by the staged
-        rows: an UPDATE over the agency's counts (every day it ever had) then an INSERT
-        of the new ones cost as much as the agency's history, not this file."""
+        counts added to the agency's — by one upsert driven by the file's staged rows, so
+        it costs as much as this file (an UPDATE over every count the agency ever had,
+        then an INSERT of the new ones, cost as much as the agency's history)."""
         staged = StagedAttemptRow
         with self._conflicts(), self.session() as s:
             if delivery is not None:
@@ -1117,12 +1117,12 @@ _COUNTS_JSON = ("SELECT j.key, a.count FROM json_each(?) AS j CROSS JOIN {table}
 _COUNTS_JSON_PG = ("SELECT j.i - 1, a.count FROM json_array_elements(%s::json) "
                    "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
                    "AND a.case_id = j.v->>0 AND a.day = j.v->>1")
-# "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
 _ADD_ATTEMPTS = ("INSERT INTO attempts (agency_code, case_id, day, count) "
                  "SELECT ?, case_id, day, count FROM staged_attempts WHERE file_id = ? "
                  "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
                  "SET count = attempts.count + excluded.count")
 _ADD_ATTEMPTS_PG = _ADD_ATTEMPTS.replace("?", "%s")
+# "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
 _STAGE_ATTEMPTS_JSON = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
                         "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
                         "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
