@@ -9,7 +9,8 @@ and stages the chunk's counts; the file's commit adds them to the agency's. This
 script does exactly those calls — the flow's statements, with the JSON arrays built
 beforehand and not timed — for the rows ``throughput.py`` sends (``synth.results``
 about the cases of one agency of five), and prints one JSON line: the seconds of
-each kind of call, summed, and the total. It is the part of the results flow that
+each kind of call, summed, and the total. ``throughput.py --floor`` runs the same
+measurement beside the results flow's baseline (``ledger_floor_s``). It is the part of the results flow that
 no change to the flow's Python can remove while every row's ownership and attempt
 count is checked against, and kept in, the ledger.
 """
@@ -68,18 +69,13 @@ def chunk_calls(rows: list[dict[str, str]]) -> tuple[str, str, str]:
             json.dumps([[c, d, counts[(c, d)]] for c, d in keys]))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--cases", type=int, default=200_000, help="the agency's cases")
-    ap.add_argument("--database-url", help="default: SQLite in a temporary directory")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ledger = Ledger(args.database_url or f"sqlite:///{Path(tmp) / 'gateway.db'}")
-        today = dt.date.today()
-        ids = [f"C{today:%Y%m}{i:07d}" for i in range(args.cases)]
+def measure(url: str, ids: list[str], rows: int) -> dict[str, float]:
+    """The seconds of each kind of ledger call for *rows* result rows about *ids* (the
+    agency's cases, committed first as one batch) on the ledger at *url*."""
+    ledger = Ledger(url)
+    try:
         assign(ledger, ids)
-        results = synth.results(ids, args.rows)
+        results = synth.results(ids, rows)
         arrays = []
         while chunk := [r for _, r in zip(range(ROWS_PER_CHUNK), results, strict=False)]:
             arrays.append(chunk_calls(chunk))
@@ -99,13 +95,24 @@ def main() -> int:
         t = time.perf_counter()
         ledger.commit_results(file_id=file_id, agency_code=AGENCY, delivery=None,
                               receipt=_receipt(file_id, sha), status=FileStatus.ACCEPTED,
-                              records=args.rows, accepted=args.rows, rejected=0)
+                              records=rows, accepted=rows, rejected=0)
         spent["commit_s"] = time.perf_counter() - t
+    finally:
         ledger.close()
-    line = {"rows": args.rows, "cases": args.cases, "chunks": len(arrays),
-            **{k: round(v, 2) for k, v in spent.items()},
-            "total_s": round(sum(spent.values()), 2)}
-    print(json.dumps(line))
+    return {**{k: round(v, 2) for k, v in spent.items()}, "total_s": round(sum(spent.values()), 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--cases", type=int, default=200_000, help="the agency's cases")
+    ap.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    args = ap.parse_args()
+    ids = [f"C{dt.date.today():%Y%m}{i:07d}" for i in range(args.cases)]
+    with tempfile.TemporaryDirectory() as tmp:
+        spent = measure(args.database_url or f"sqlite:///{Path(tmp) / 'gateway.db'}", ids,
+                        args.rows)
+    print(json.dumps({"rows": args.rows, "cases": args.cases, **spent}))
     return 0
 
 

@@ -15,7 +15,8 @@ For one size, in one run on one machine:
    its receipt in the bank's zone, with the resident memory of its whole process tree
    (Python, every gpg child, the agent) sampled every 50 ms;
 5. the same for an agency's results file of M rows about its cases (baseline: decrypt, then
-   seal to the bank).
+   seal to the bank); with ``--floor``, also the ledger's calls for those rows alone
+   (``ledger_floor.py``), which a 2x target would have to fit beside everything else.
 
 Prints one JSON line per flow: cases (or rows), MB of CSV, baseline s, gateway s, ratio,
 cases/s, peak RSS MB, and the bytes of what the gateway sealed (slices or forwarded file);
@@ -42,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ledger_floor  # the results flow's ledger calls alone (--floor)
 from bench_open import tree_memory_kb  # the process tree's memory, as the engine benchmark samples it
 
 from gateway import scaffold, synth
@@ -234,7 +236,8 @@ def main() -> int:
                     help="run the gateway under cProfile: PREFIX.batch.prof, PREFIX.results.prof")
     ap.add_argument("--floor", action="store_true",
                     help="also time the batch's unavoidable cryptography: the bank's file "
-                         "decrypted while every delivered slice is sealed again, at once")
+                         "decrypted while every delivered slice is sealed again, at once; "
+                         "and the results file's ledger calls alone")
     ap.add_argument("--compression", action="store_true",
                     help="also time the baseline pipe at zlib levels 6, 1 and 0 (and the bytes)")
     args = ap.parse_args()
@@ -306,6 +309,11 @@ def main() -> int:
                    if p.name.startswith("results.")]
             if len(fwd) != 1:
                 raise SystemExit("the results file was not forwarded")
+            ledger = {}
+            if args.floor:  # the ledger's calls for these rows alone, on a ledger of their own
+                spent = ledger_floor.measure(f"sqlite:///{Path(tmp) / 'floor.db'}", mine, m)
+                ledger = {"ledger_floor_s": spent["total_s"],
+                          "ledger_floor_ratio": round(spent["total_s"] / base, 2)}
             print(json.dumps({"flow": "results", "rows": m, "mb": round(plain / 1e6, 1),
                               "baseline_s": round(base, 2), "gateway_s": round(took, 2),
                               "ratio": round(took / base, 2), "rows_per_s": round(m / took),
@@ -314,7 +322,7 @@ def main() -> int:
                               "cpu_s": round(cpu, 1),
                               "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
                               "sealed_mb": round(fwd[0].stat().st_size / 1e6, 1),
-                              "compress_level": args.compress_level,
+                              "compress_level": args.compress_level, **ledger,
                               **outcome(root, "results")}), flush=True)
         finally:
             gpg.close()
