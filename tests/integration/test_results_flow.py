@@ -186,3 +186,49 @@ def test_gateway_seal_is_what_agency_staff_use(site, tmp_path, keybox):
     assert proc.returncode == 0, proc.stderr
     assert site.run() == {"accepted": 1}
     assert [r["case_id"] for r in site.bank_results()] == [site.ag1[0]]
+
+
+def test_a_stop_mid_file_commits_nothing_and_the_rerun_counts_each_attempt_once(
+        site, monkeypatch):
+    """A stop requested while a results file is read (the chunks' second stage busy with
+    the ledger) ends the pass with nothing forwarded, counted or left in staging; the next
+    pass takes the file from the start, and what the first attempt staged is not counted
+    twice."""
+    from sqlalchemy import func, select
+
+    from gateway import daemon
+    from gateway.flows import Interrupted
+    from gateway.ledger import AttemptRow, StagedAttemptRow
+    from gateway.validation.columnar_results import ColumnarResults
+
+    case, other = site.ag1[0], site.ag1[1]
+    rows = [row(case, "CALL", when=at(hour=9, minute=m)) for m in range(4)]
+    rows += [row(other, "VISIT", when=at(hour=12, minute=m % 60)) for m in range(2500)]
+    rows += [row(case, "SMS", when=at(hour=13, minute=m)) for m in range(4)]  # 7th, 8th flagged
+    site.upload("AG001", "r.csv.pgp", results_csv(rows))
+    check, checked = ColumnarResults.check, []
+
+    def check_then_stop(self, chunk):
+        checked.append(chunk.records)
+        if len(checked) == 2:  # chunk one has gone to the ledger's stage
+            ctx.stop.set()
+        return check(self, chunk)
+
+    monkeypatch.setattr(ColumnarResults, "check", check_then_stop)
+    with daemon.open_context(site.cfg()) as ctx:
+        with pytest.raises(Interrupted):
+            daemon.run_once(ctx)
+        with ctx.ledger.session(write=False) as s:
+            assert s.scalar(select(func.count()).select_from(AttemptRow)) == 0
+    assert site.bank_results() == []
+    assert len(checked) == 2
+    monkeypatch.setattr(ColumnarResults, "check", check)
+    assert site.run() == {"accepted": 1}
+    forwarded = sorted(site.bank_results(), key=lambda r: r["action_at"])
+    assert len(forwarded) == len(rows)
+    mine = [r["flags"] for r in forwarded if r["case_id"] == case]
+    assert mine == ["", "", "", "", "", "", "ATTEMPTS", "ATTEMPTS"]
+    with daemon.open_context(site.cfg()) as ctx, ctx.ledger.session(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(StagedAttemptRow)) == 0
+        counts = dict(s.execute(select(AttemptRow.case_id, AttemptRow.count)).all())
+    assert counts == {case: 8}
