@@ -440,18 +440,10 @@ def json_rows(*arrays: pa.Array | pa.ChunkedArray) -> str:
     if any(t and rows_with(c, _JSON_ESCAPED) is not None for c, t in zip(columns, texts, strict=True)):
         return json.dumps([list(r) for r in zip(*(c.to_pylist() for c in columns), strict=True)])
     parts: list[pa.Array | str] = []
+    tail = "["  # what closes one value and opens the next, literals joined: fewer arguments
     for i, (col, text) in enumerate(zip(columns, texts, strict=True)):
-        parts += ["[" if i == 0 else ",", *(['"', col, '"'] if text else [pc.cast(col, pa.string())])]
-    items = pc.binary_join_element_wise(*_merged([*parts, "],"]), "")
+        parts += [tail + ("," if i else "") + ('"' if text else ""),
+                  col if text else pc.cast(col, pa.string())]
+        tail = '"' if text else ""
+    items = pc.binary_join_element_wise(*parts, tail + "],", "")
     return "[" + str(memoryview(lines_buffer(items))[:-1], "utf-8") + "]"
-
-
-def _merged(parts: list[pa.Array | str]) -> list[pa.Array | str]:
-    """Adjacent literal strings joined: fewer arguments for Arrow to walk per row."""
-    out: list[pa.Array | str] = []
-    for part in parts:
-        if isinstance(part, str) and out and isinstance(out[-1], str):
-            out[-1] += part
-        else:
-            out.append(part)
-    return out

@@ -281,9 +281,7 @@ class ColumnarResults:
         tries = np.zeros(len(action), dtype=np.int64)
         rows = np.flatnonzero(_bool(pc.is_in(action, pa.array(sorted(ATTEMPT_ACTIONS)))))
         if not len(rows):
-            return tries, pa.table({"case_id": pa.array([], pa.string()),
-                                    "day": pa.array([], pa.string()),
-                                    "count": pa.array([], pa.int64())})
+            return tries, _NO_ATTEMPTS
         picked = pa.array(rows)
         case, when = ids.combine_chunks().take(picked), day.take(picked)
         encoded = pc.dictionary_encode(pc.binary_join_element_wise(case, when, "\x00"))
@@ -300,6 +298,10 @@ class ColumnarResults:
         tries[rows[order]] = base[grouped] + rank
         added = np.bincount(which, minlength=len(first))
         return tries, pa.table({"case_id": case, "day": when, "count": pa.array(added)})
+
+
+_NO_ATTEMPTS = pa.table({"case_id": pa.array([], pa.string()), "day": pa.array([], pa.string()),
+                        "count": pa.array([], pa.int64())})
 
 
 def _time_us(t: dt.time) -> int:
