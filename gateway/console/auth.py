@@ -93,8 +93,10 @@ class Accounts:
     """The console's accounts over the ledger, every change and login audited."""
 
     def __init__(self, ledger: Ledger, audit: AuditLog,
-                 now: Callable[[], dt.datetime] = utcnow) -> None:
+                 now: Callable[[], dt.datetime] = utcnow, *,
+                 hasher: PasswordHasher = _HASHER) -> None:
         self.ledger, self.audit, self.now = ledger, audit, now
+        self.hasher = hasher  # a test counts its verifications through its own
 
     # --- administration (the ``gateway users`` commands) ----------------------------
 
@@ -102,7 +104,7 @@ class Accounts:
         check_name(name)
         check_role(role)
         secret = pyotp.random_base32()
-        row = AccountRow(name=name, role=role, password_hash=_HASHER.hash(check_password(password)),
+        row = AccountRow(name=name, role=role, password_hash=self.hasher.hash(check_password(password)),
                          totp_secret=secret, disabled=False, failures=0)
         if not self.ledger.add_account(row):
             raise UsageError(f"account {name!r} exists (to start it afresh: gateway users reset {name})")
@@ -113,7 +115,7 @@ class Accounts:
         """A new password and a new TOTP secret; unlocks and re-enables the account."""
         check_name(name)
         secret = pyotp.random_base32()
-        if not self.ledger.change_account(name, password_hash=_HASHER.hash(check_password(password)),
+        if not self.ledger.change_account(name, password_hash=self.hasher.hash(check_password(password)),
                                           totp_secret=secret, disabled=False, failures=0,
                                           locked_until=None, last_step=None,
                                           sessions_from=self.now()):
@@ -136,23 +138,33 @@ class Accounts:
         """Password and code for *name*; audited (with the client's *address*) either way."""
         now = self.now()
         row = self.ledger.account(name) if NAME_RE.fullmatch(name) else None
+        # One Argon2 verification on every path, before anything is decided: a refusal
+        # that skipped it (a disabled or locked account) would answer in milliseconds
+        # where a wrong name or password takes ~0.1 s, and so tell which names exist.
+        password_ok = self._verify(row.password_hash if row else _DECOY, password)
         if row is None:
-            _verify(_DECOY, password)
             return self._refuse(None, "unknown_account", address)
         if row.disabled:
             return self._refuse(row, "disabled", address)
         if row.locked_until is not None and now < row.locked_until:
             return self._refuse(row, "locked", address)
-        password_ok = _verify(row.password_hash, password)
         step = _matching_step(row.totp_secret, code, now) if password_ok else None
         if not password_ok or step is None:
             return self._fail(row, now, "password" if not password_ok else "code", address)
         if not self.ledger.login_succeeded(row.name, step, now):
             return self._fail(row, now, "code_reused", address)
-        if _HASHER.check_needs_rehash(row.password_hash):  # the parameters were raised
-            self.ledger.change_account(row.name, password_hash=_HASHER.hash(password))
+        if self.hasher.check_needs_rehash(row.password_hash):  # the parameters were raised
+            self.ledger.change_account(row.name, password_hash=self.hasher.hash(password))
         self.audit.record("console.login", account=row.name, role=row.role, address=address)
         return Login(True, "ok", row)
+
+    def _verify(self, hashed: str, password: str) -> bool:
+        if len(password) > MAX_PASSWORD:
+            return False
+        try:
+            return self.hasher.verify(hashed, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     def _fail(self, row: AccountRow, now: dt.datetime, reason: str, address: str | None) -> Login:
         locked = self.ledger.login_failed(row.name, now, lock_after=MAX_FAILURES, lock_for=LOCKOUT)
@@ -257,13 +269,6 @@ def _enrolment(name: str, secret: str) -> Enrolment:
     return Enrolment(name, secret, pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=ISSUER))
 
 
-def _verify(hashed: str, password: str) -> bool:
-    if len(password) > MAX_PASSWORD:
-        return False
-    try:
-        return _HASHER.verify(hashed, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def _matching_step(secret: str, code: str, now: dt.datetime) -> int | None:
