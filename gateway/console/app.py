@@ -41,6 +41,7 @@ from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.ledger import AccountRow, Ledger, queries, utcnow
 from gateway.reports.figures import figures, previous_month
 from gateway.reports.render import as_html
+from gateway.validation.csvio import neutralise
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "gw_session"
@@ -321,7 +322,9 @@ def _lines(entries: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:
         writer.writerow(EXPORT_COLUMNS)
     for n, e in enumerate(entries, start=1):
         if fmt == "csv":
-            writer.writerow([_cell(e.get(k)) for k in EXPORT_COLUMNS])
+            # a spreadsheet runs a cell that starts with = + - @ (an actor or zone such as
+            # "-2-3"): neutralised as in every CSV the gateway writes (SPEC §15)
+            writer.writerow([neutralise(_cell(e.get(k))) for k in EXPORT_COLUMNS])
         else:
             buf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
         if n % 500 == 0:
@@ -332,7 +335,7 @@ def _lines(entries: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell; every value in the log is a safe word, a number or a list of codes."""
+    """A CSV cell's text: a list of codes joined with ``;``."""
     if value is None:
         return ""
     return ";".join(map(str, value)) if isinstance(value, list) else str(value)

