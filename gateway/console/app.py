@@ -282,10 +282,9 @@ def _filter(c: Console, request: Request) -> tuple[audit.Filter, dict[str, str],
 @signed_in
 async def audit_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     flt, values, problems = _filter(c, request)
-    try:
-        before = int(request.query_params["before"]) if "before" in request.query_params else None
-    except ValueError:
-        before = None
+    before = _before(request.query_params.get("before"))
+    if isinstance(before, Response):
+        return before
     chain = c.index.refresh()
     result = c.index.page(flt, before=before, size=PAGE_SIZE)
     c.log.record("console.view", account=row.name, page="audit", count=len(result.entries))
@@ -294,6 +293,19 @@ async def audit_page(c: Console, request: Request, session: Session, row: Accoun
                    active="audit", chain=chain,
                    problems=problems, query=query, events=sorted(audit.EVENTS),
                    agencies=[a.code for a in c.cfg.agencies])
+
+
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: a larger number raised OverflowError (a 500)
+
+
+def _before(raw: str | None) -> int | Response | None:
+    """The page's ``before`` (an entry's seq, as the "Older entries" link writes it), or
+    the 400 for anything else."""
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,19}", raw.strip()) or not 0 < int(raw) <= MAX_SEQ:
+        return Response(f"before: must be an entry's number (1 to {MAX_SEQ}).", status_code=400)
+    return int(raw)
 
 
 @signed_in
@@ -495,13 +507,22 @@ async def compliance_page(c: Console, request: Request, session: Session, row: A
                    months=months)
 
 
+FIRST_MONTH = "1970-01"  # before the epoch there is no gateway; year 1 or 9999 overflowed
+
+
+def _reportable(c: Console, month: str) -> bool:
+    """A month that has begun (there is no report of the future) and is not before 1970."""
+    this_month = c.now().astimezone(c.cfg.gateway.tz).strftime("%Y-%m")
+    return re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month) is not None and \
+        FIRST_MONTH <= month <= this_month
+
+
 @signed_in
 async def report_page(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
     """A month's supervision report as the page the bank receives (SPEC §14); the signed
     JSON comes from `gateway report` or the monthly delivery (the console holds no key)."""
     agency, month = request.path_params["agency"], request.path_params["month"]
-    if agency not in {a.code for a in c.cfg.agencies} or not re.fullmatch(
-            r"\d{4}-(0[1-9]|1[0-2])", month):
+    if agency not in {a.code for a in c.cfg.agencies} or not _reportable(c, month):
         return Response("No such report.", status_code=404)
     body = figures(c.cfg, c.ledger, c.log.entries(), agency, month, now=c.now())  # read in order
     c.log.record("console.export", account=row.name, page="compliance", format="html",

@@ -10,6 +10,7 @@ and forwarded headers are believed only from the trusted proxy (8).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import http.client
 import io
 import json
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway import audit, config, scaffold
 from gateway.config import Config
@@ -125,3 +128,66 @@ def test_the_csv_export_neutralises_formula_leading_cells(console):
         assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in row.values()), row
     status, _, body = client.get("/audit/export.jsonl")
     assert {"-2-3", "@admin"} <= {json.loads(line)["actor"] for line in body.splitlines()}
+
+
+# --- finding 7: no 500 ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("target", "status"), [
+    ("/audit?before=99999999999999999999999", 400),  # OverflowError into SQLite
+    ("/audit?before=-1", 400),
+    ("/audit?before=x", 400),
+    ("/audit?before=1", 200),
+    ("/compliance/reports/report.AG001.0001-01.html", 404),  # date out of range
+    ("/compliance/reports/report.AG001.9999-12.html", 404),  # year 10000
+    ("/compliance/reports/report.AG001.1970-01.html", 200),
+])
+def test_numbers_and_months_out_of_range_are_refused_not_a_500(console, target, status):
+    _server, client, _cfg = console
+    assert client.get(target)[0] == status
+
+
+def test_a_report_of_this_month_but_not_of_the_next(console):
+    server, client, cfg = console
+    today = server.app.state.console.now().astimezone(cfg.gateway.tz).date()
+    this = today.strftime("%Y-%m")
+    following = (today.replace(day=1) + dt.timedelta(days=31)).strftime("%Y-%m")
+    assert client.get(f"/compliance/reports/report.AG001.{this}.html")[0] == 200
+    assert client.get(f"/compliance/reports/report.AG001.{following}.html")[0] == 404
+
+
+PARAMS = ("event", "agency", "actor", "file", "batch_id", "since", "until", "before", "days",
+          "ended", "fmt")
+DATES = st.builds(lambda y, m, d, rest: f"{y:04d}-{m:02d}-{d:02d}{rest}",
+                  st.integers(0, 10000), st.integers(0, 13), st.integers(0, 32),
+                  st.sampled_from(["", "T00:00", "T23:59:59", "T12:00+14:00", "T12:00-12:00",
+                                   "Z", " ", "T25:00"]))
+VALUES = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=40).map(
+        lambda t: urllib.parse.quote(t, safe="")),
+    st.binary(max_size=24).map(lambda b: urllib.parse.quote_from_bytes(b, safe="")),
+    st.integers().map(str),
+    st.integers(min_value=2**62).map(lambda n: str(n)),  # around SQLite's INTEGER limits
+    st.integers(min_value=2**62).map(lambda n: str(-n)),
+    DATES.map(lambda t: urllib.parse.quote(t, safe="")),
+    st.sampled_from(["security.", "console.", "AG001", "1", "0", "", "%00", "%FF", "-2-3"]),
+)
+MONTHS = st.builds(lambda y, m: f"{y:04d}-{m:02d}", st.integers(0, 9999), st.integers(0, 13))
+SEGMENTS = st.one_of(VALUES, MONTHS, st.sampled_from(["AG001", "csv", "jsonl", "..", "."]))
+TARGETS = st.one_of(
+    st.builds(lambda path, pairs: path + "?" + "&".join(f"{k}={v}" for k, v in pairs),
+              st.sampled_from(["/audit", "/audit/export.csv", "/audit/export.jsonl",
+                               "/compliance", "/login", "/"]),
+              st.lists(st.tuples(st.sampled_from(PARAMS), VALUES), max_size=5)),
+    st.builds(lambda fmt: f"/audit/export.{fmt}", SEGMENTS),
+    st.builds(lambda agency, month: f"/compliance/reports/report.{agency}.{month}.html",
+              st.one_of(st.just("AG001"), SEGMENTS), SEGMENTS),
+    st.builds(lambda name: f"/retention/certificates/{name}", SEGMENTS),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(target=TARGETS)
+def test_no_parameter_value_makes_a_server_error(console, target):
+    _server, client, _cfg = console
+    status, _, body = client.get(target)
+    assert status < 500, (target, body[:300])
