@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import ipaddress
 import os
 import posixpath
 import re
@@ -273,6 +274,36 @@ def _listen_address(v: str) -> str:
     return v
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+_HOST_NAME_RE = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
+
+
+def _host_name(v: str) -> str:
+    """A name the console answers to, as a browser writes it in ``Host`` (port aside)."""
+    name = v.strip().lower()
+    if name == "*":
+        raise ValueError('"*" would let any site\'s pages talk to the console (DNS '
+                         "rebinding); name the host(s) people type")
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        if not _HOST_NAME_RE.fullmatch(name):
+            raise ValueError(f'"{v}" is not a host name such as "console.bank.example" (no '
+                             "scheme, port or path)") from None
+        return name
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _proxy_address(v: str) -> str:
+    try:
+        net = ipaddress.ip_network(v.strip())
+    except ValueError:
+        raise ValueError(f'"{v}" is not an IP address such as "127.0.0.1" (or a network '
+                         'such as "10.0.0.0/24")') from None
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
 class ConsoleSection(_Model):
     """The security team's console (SPEC §13): where it listens, and its TLS files if it
     serves HTTPS itself rather than behind the bank's reverse proxy."""
@@ -280,6 +311,14 @@ class ConsoleSection(_Model):
     listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:8080"
     tls_cert: ConfigPath | None = None
     tls_key: ConfigPath | None = None
+    # The names the console answers to (the Host header, port aside); any other is a 400,
+    # so a page of another site that a DNS trick points at the console cannot use it, and
+    # no redirect is built from a forged Host. Default: see :attr:`hosts`.
+    allowed_hosts: list[Annotated[str, AfterValidator(_host_name)]] | None = Field(
+        default=None, min_length=1)
+    # The reverse proxy's address(es): only a request from there has its X-Forwarded-For
+    # (the client's address), -Proto (https: Secure cookies) and -Host believed.
+    trusted_proxy: list[Annotated[str, AfterValidator(_proxy_address)]] = []
     stale_days: int = Field(default=7, ge=1, le=365)  # a slice not collected after this is an alert
     # The gateway's *public* key file(s), old and new across a rotation: the console checks
     # deletion certificates and audit checkpoints with them (it never reads the secret key).
@@ -287,6 +326,22 @@ class ConsoleSection(_Model):
     # The console's index of the audit log (a cache, rebuilt when missing); default
     # state_dir/audit/console-index.sqlite. The console's user must be able to write it.
     audit_index: ConfigPath | None = None
+
+    @field_validator("trusted_proxy", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @property
+    def hosts(self) -> list[str]:
+        """``allowed_hosts``, or by default the host of ``listen`` (unless it is every
+        address: 0.0.0.0 or ::) and the loopback names."""
+        if self.allowed_hosts is not None:
+            return list(self.allowed_hosts)
+        host = self.listen.rpartition(":")[0]
+        bare = host.strip("[]")
+        own = [] if bare in ("0.0.0.0", "::") else [_host_name(host)]  # noqa: S104
+        return list(dict.fromkeys([*own, *LOOPBACK_NAMES]))
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> ConsoleSection:

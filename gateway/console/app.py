@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import heapq
 import io
+import ipaddress
 import json
 import re
 import urllib.parse
@@ -37,6 +38,7 @@ from starlette.templating import Jinja2Templates
 from gateway import audit
 from gateway.audit_index import AuditIndex
 from gateway.config import Config
+from gateway.console import proxy
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.ledger import AccountRow, Ledger, queries, utcnow
 from gateway.reports.figures import figures, previous_month
@@ -133,7 +135,9 @@ def create_app(cfg: Config, **kwargs: Any) -> Starlette:
         finally:
             console.close()
 
-    app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=headers)],
+    # the headers outermost: a refused Host's 400 carries them too
+    app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=headers),
+                                               *proxy.middleware(cfg.console)],
                     lifespan=lifespan)
     app.state.console = console
     return app
@@ -146,7 +150,19 @@ def _console(request: Request) -> Console:
 
 
 def _address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's IP address for the audit log (the proxy's X-Forwarded-For, when it
+    is trusted, may hold anything: what is not an address is not written down)."""
+    try:
+        ip = ipaddress.ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return None
+    return str(ip).partition("%")[0]  # an IPv6 zone (fe80::1%eth0) names our interface
+
+
+def _secure(c: Console, request: Request) -> bool:
+    """Cookies only over HTTPS: the console's own TLS, or the trusted proxy's (whose
+    X-Forwarded-Proto made the request's scheme https)."""
+    return c.secure or request.url.scheme == "https"
 
 
 def signed_in(handler: Callable[[Console, Request, Session, AccountRow], Awaitable[Response]]
@@ -172,7 +188,8 @@ def _signed_in(c: Console, request: Request) -> tuple[Session, AccountRow] | Res
         target = "/login?" + urllib.parse.urlencode({"ended": "1"} if why == "expired" or (
             session and row is None) else {})
         response = RedirectResponse(target.rstrip("?"), status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(c, request), httponly=True,
+                               samesite="strict")
         return response
     return session, row
 
@@ -183,13 +200,13 @@ def _render(c: Console, request: Request, template: str, session: Session | None
         request, template, {"session": session, "cfg": c.cfg, "now": c.now(), **context},
         status_code=status)
     if session is not None:  # the idle timeout starts again
-        _set_session(c, response, c.signer.cookie(session))
+        _set_session(c, request, response, c.signer.cookie(session))
     return response
 
 
-def _set_session(c: Console, response: Response, value: str) -> None:
-    response.set_cookie(SESSION_COOKIE, value, httponly=True, secure=c.secure, samesite="strict",
-                        path="/")
+def _set_session(c: Console, request: Request, response: Response, value: str) -> None:
+    response.set_cookie(SESSION_COOKIE, value, httponly=True, secure=_secure(c, request),
+                        samesite="strict", path="/")
 
 
 async def _form(request: Request) -> FormData:
@@ -205,7 +222,7 @@ def _login_page(c: Console, request: Request, *, failed: bool) -> Response:
     response = _render(c, request, "login.html", None, status=401 if failed else 200,
                        token=token, failed=failed, ended=request.query_params.get("ended") == "1")
     response.set_cookie(LOGIN_COOKIE, token, max_age=LOGIN_FORM_SECONDS, httponly=True,
-                        secure=c.secure, samesite="strict", path="/login")
+                        secure=_secure(c, request), samesite="strict", path="/login")
     return response
 
 
@@ -224,8 +241,9 @@ async def login(request: Request) -> Response:
         return _login_page(c, request, failed=True)
     value, _ = c.signer.session(result.account.name, c.now())
     response = RedirectResponse("/", status_code=303)
-    _set_session(c, response, value)
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    _set_session(c, request, response, value)
+    response.delete_cookie(LOGIN_COOKIE, path="/login", secure=_secure(c, request),
+                           httponly=True, samesite="strict")
     return response
 
 
@@ -236,7 +254,8 @@ async def logout(c: Console, request: Request, session: Session, row: AccountRow
         return Response("Missing or wrong CSRF token.", status_code=403)
     c.accounts.logout(row.name)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(c, request), httponly=True,
+                           samesite="strict")
     return response
 
 

@@ -106,8 +106,11 @@ class Server:
 
         self.port = port or free_port()
         self.app = create_app(cfg, now=clock)
+        # as `gateway console` runs it: the app, not uvicorn, decides whose X-Forwarded-*
+        # headers to believe ([console] trusted_proxy)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", access_log=False))
+                                                    log_level="warning", access_log=False,
+                                                    proxy_headers=False, server_header=False))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20

@@ -191,3 +191,81 @@ def test_no_parameter_value_makes_a_server_error(console, target):
     _server, client, _cfg = console
     status, _, body = client.get(target)
     assert status < 500, (target, body[:300])
+
+
+# --- finding 8: Host and the forwarded headers ---------------------------------------------
+
+def test_a_foreign_host_is_refused_and_never_redirected_to(console):
+    """DNS rebinding and forged redirects: `Host: evil.example` used to get
+    ``307 Location: http://evil.example/audit``; now 400, on every path."""
+    server, client, _cfg = console
+    for path in ("/audit/", "/login", "/static/console.css", "/"):
+        status, headers, body = client.get(path, Host="evil.example")
+        assert status == 400 and "Location" not in headers, (path, body)
+        assert headers["X-Frame-Options"] == "DENY"
+    for host in (f"127.0.0.1:{server.port}", "localhost", "[::1]:8080"):
+        assert client.get("/login", Host=host)[0] == 200, host
+    status, headers, _ = client.get("/audit/", Host=f"localhost:{server.port}")
+    assert status == 307 and headers["Location"] == f"http://localhost:{server.port}/audit"
+
+
+def test_forwarded_headers_are_ignored_without_a_trusted_proxy(console):
+    server, client, _cfg = console
+    spoofed = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+               "X-Forwarded-For": "203.0.113.7"}
+    status, headers, _ = client.get("/audit/", Host=f"127.0.0.1:{server.port}", **spoofed)
+    assert status == 307 and headers["Location"] == f"http://127.0.0.1:{server.port}/audit"
+    status, headers, _ = client.get("/login", **spoofed)
+    assert status == 200 and "secure" not in headers["Set-Cookie"].lower()
+
+
+def served(tmp_path: Path, console_toml: str) -> tuple[Server, Clock, Http, Config, str]:
+    cfg = make_site(tmp_path / "gw", console_toml)
+    clock = Clock()
+    server = Server(cfg, clock)
+    return server, clock, Http(server.port), cfg, ALICE[str(tmp_path / "gw")]
+
+
+def test_behind_the_trusted_proxy_its_headers_are_believed(tmp_path):
+    """The name, scheme and client the proxy passes on: redirects to the name the person
+    typed, Secure cookies over its HTTPS, and the person's address in the audit log."""
+    server, clock, client, cfg, secret = served(
+        tmp_path, 'trusted_proxy = "127.0.0.1"\nallowed_hosts = ["console.test"]')
+    try:
+        proxied = {"Host": "127.0.0.1:8080", "X-Forwarded-Host": "console.test:8443",
+                   "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+        sent = client.log_in(secret, clock, **proxied)
+        cookies = {c.split("=")[0]: c.lower() for c in sent.get_all("Set-Cookie")}
+        assert "; secure" in cookies["gw_session"] and "httponly" in cookies["gw_session"]
+        login = [e for e in audit.AuditLog(cfg.gateway.state_dir / "audit").entries()
+                 if e["event"] == "console.login"][-1]
+        assert login["address"] == "203.0.113.7"
+        status, headers, _ = client.get("/audit/", **proxied)
+        assert status == 307 and headers["Location"] == "https://console.test:8443/audit"
+        assert client.get("/audit", **proxied)[0] == 200
+        # a name the proxy passes on that is not allowed; the proxy's own Host is not used
+        assert client.get("/audit", **{**proxied, "X-Forwarded-Host": "evil.example"})[0] == 400
+        assert client.get("/audit", Host="127.0.0.1")[0] == 400  # only console.test is allowed
+        # plain HTTP through the proxy: no Secure
+        status, headers, _ = client.get("/login", **{**proxied, "X-Forwarded-Proto": "http"})
+        assert status == 200 and "secure" not in headers["Set-Cookie"].lower()
+        # a forwarded address that is no address is not written down (nor a 500)
+        assert client.get("/audit", **{**proxied, "X-Forwarded-For": "<script>"})[0] == 200
+    finally:
+        server.stop()
+
+
+def test_forwarded_headers_from_another_address_are_ignored(tmp_path):
+    server, clock, client, cfg, secret = served(tmp_path, 'trusted_proxy = ["192.0.2.1"]')
+    try:
+        spoofed = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+                   "X-Forwarded-For": "203.0.113.7"}
+        sent = client.log_in(secret, clock, **spoofed)
+        assert all("secure" not in c.lower() for c in sent.get_all("Set-Cookie"))
+        login = [e for e in audit.AuditLog(cfg.gateway.state_dir / "audit").entries()
+                 if e["event"] == "console.login"][-1]
+        assert login["address"] == "127.0.0.1"
+        status, headers, _ = client.get("/audit/", Host=f"localhost:{server.port}", **spoofed)
+        assert status == 307 and headers["Location"] == f"http://localhost:{server.port}/audit"
+    finally:
+        server.stop()
