@@ -19,11 +19,11 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
-import getpass
 import hashlib
 import json
 import logging
 import os
+import pwd
 import re
 import sys
 from collections.abc import Callable, Collection, Iterator
@@ -54,6 +54,10 @@ EVENTS = frozenset({
     # access evidence from OpenSSH (SPEC §14)
     "slice.accessed", "security.role_mismatch", "security.foreign_access",
     "security.unknown_login", "report.delivered",
+    # a value read from outside that no field pattern admits, kept as its hash (issue 22)
+    "security.unsafe_field",
+    # a piece of a daemon pass that raised something nobody expected; the rest went on
+    "pass.failed",
 })
 
 
@@ -116,11 +120,45 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
     "account": _pattern(r"[a-z][a-z0-9._-]{0,31}", "a console account name"),
     "page": _pattern(r"[a-z_]{1,32}", "a console page name"),
-    "address": _pattern(r"[0-9A-Fa-f:.]{1,45}", "an IP address"),
+    # sshd logs IPv6 link-local addresses with their interface (fe80::1%eth0) and UNKNOWN
+    # when it could not tell: both ordinary, both recorded as they are
+    "address": _pattern(r"[0-9A-Fa-f:.]{1,45}(%[A-Za-z0-9_.-]{1,16})?|UNKNOWN", "an IP address"),
     "format": _pattern(r"csv|jsonl|asc|html", "csv, jsonl, asc or html"),
     "login": _pattern(r"[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}", "an SSH login name"),
     "complete": _flag,
+    # the hash of an outside value that failed its own field's pattern (see outside())
+    "login_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "address_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "field": _pattern(r"[a-z_]{1,32}", "a field name"),
+    "part": _pattern(r"[a-z_]{1,32}(\.[A-Za-z0-9_-]{1,32})?", "a pass part"),
+    "error": _pattern(r"[A-Za-z_][A-Za-z0-9_]{0,63}", "an exception class name"),
 }
+
+OUTSIDE = frozenset({"login", "address"})  # fields whose values other parties write
+
+
+def fits(name: str, value: Any) -> bool:
+    """Whether *value* may be recorded as field *name* as it is."""
+    try:
+        FIELDS[name](value)
+    except ValueError:
+        return False
+    return True
+
+
+def outside(name: str, value: str | None) -> dict[str, str]:
+    """A value read from outside (an sshd log line) as an audit field: itself when it fits
+    the field's pattern, else its SHA-256 under ``<name>_sha256``. Never raises: a sender
+    can write anything into a log, and an odd login must not stop the pass that reads it.
+    The hash still lets an auditor confirm a suspected value (``printf %s 'CORP\\anna' |
+    sha256sum``) without the log holding free text."""
+    if value is None:
+        return {}
+    assert name in OUTSIDE, name
+    if fits(name, value):
+        return {name: value}
+    raw = value.encode("utf-8", "surrogateescape")
+    return {f"{name}_sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def canonical(obj: dict[str, Any]) -> bytes:
@@ -133,11 +171,59 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 def default_actor() -> str:
-    """``daemon`` for the service, the OS user for a person at the command line."""
+    """Who runs this command, as the kernel says — never ``USER`` or ``LOGNAME``, which any
+    caller sets (``USER=alice gateway users disable …`` once sealed alice into the chain).
+
+    The OS account of the real uid; when a person became it through ``sudo`` or ``su``,
+    ``person>account`` (``alice>root``). The person comes from the kernel's login uid
+    (``/proc/self/loginuid``, set at login by pam_loginuid and unchangeable afterwards —
+    what auditd calls the auid), or else from ``SUDO_USER`` when our parent process really
+    is sudo running as root (a variable alone proves nothing)."""
+    uid = os.getuid()
+    account = _user_name(uid)
+    person = None
+    login_uid = _login_uid()
+    if login_uid is not None and login_uid != uid:
+        person = _user_name(login_uid)
+    elif login_uid is None and _parent_is_sudo():
+        sudo_user = os.environ.get("SUDO_USER", "")
+        if _ACTOR_PART.fullmatch(sudo_user) and sudo_user != account:
+            person = sudo_user
+    return f"{person}>{account}" if person else account
+
+
+_ACTOR_PART = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_ACTOR = re.compile(r"[A-Za-z0-9_.@-]{1,64}(>[A-Za-z0-9_.@-]{1,64})?")
+
+
+def _user_name(uid: int) -> str:
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid{os.getuid()}"
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid with no passwd entry (a container's)
+        return f"uid{uid}"
+    return name if _ACTOR_PART.fullmatch(name) else f"uid{uid}"
+
+
+def _login_uid() -> int | None:
+    """The kernel's login uid, or None where there is none (no PAM login: a service, a
+    container, a CI runner: the value is then (uid_t)-1)."""
+    try:
+        raw = Path("/proc/self/loginuid").read_text().strip()
+    except OSError:
+        return None
+    return int(raw) if raw.isdigit() and int(raw) != 4294967295 else None
+
+
+def _parent_is_sudo() -> bool:
+    """Whether our parent process is sudo running as root: only then does SUDO_USER come
+    from sudo rather than from whoever started us."""
+    try:
+        status = Path(f"/proc/{os.getppid()}/status").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    real_uid = fields.get("Uid", "").split()
+    return fields.get("Name", "").strip() == "sudo" and real_uid[:1] == ["0"]
 
 
 class AuditLog:
@@ -153,7 +239,7 @@ class AuditLog:
         self.directory = Path(directory)
         self.path = self.directory / "audit.jsonl"
         self.actor = actor or default_actor()
-        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", self.actor):
+        if not _ACTOR.fullmatch(self.actor):
             self.actor = f"uid{os.getuid()}"
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:

@@ -6,27 +6,43 @@ offset after the last whole line — is kept in the ledger. When the file at the
 configured path is no longer the inode the cursor names, the rest of the old file
 is read first from wherever rotation put it (a file beside it with that inode),
 then the new file from its start: nothing is lost and nothing read twice. A file
-cut shorter than the offset in place (logrotate's ``copytruncate``) is read from its
-start again; what was written between the last read and the cut is lost, which is
-why the README asks for rotation by renaming.
+cut in place (logrotate's ``copytruncate``) is read from its start again — noticed
+when the file is shorter than the offset, and also when it has regrown past the offset
+before the next read: the cursor keeps a fingerprint of the file's first bytes
+(:data:`HEAD` of them, or all there were), and a file whose start no longer matches is
+a new file. What was written between the last read and the cut is lost, which is why
+the README asks for rotation by renaming.
+
+Each line comes with the offset just after it, so a caller can save the cursor after
+any line it has acted on: a restart never acts on a line twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 MAX_READ = 8 * 1024 * 1024  # bytes read at a time: memory stays bounded however far behind
+HEAD = 1024  # bytes of a file's start that identify it (syslog lines begin with a time)
 
 
 @dataclass(frozen=True)
 class Cursor:
     inode: int | None
     offset: int
+    head: str | None = None  # "<length>:<sha256>" of the file's first bytes when last read
 
 
-def read_new(path: Path, cursor: Cursor, *, limit: int = MAX_READ) -> tuple[list[str], Cursor]:
+@dataclass(frozen=True)
+class Line:
+    text: str  # without its line end; undecodable bytes as U+FFFD
+    end: int  # the offset just after this line: where a cursor saved after it points
+
+
+def read_new(path: Path, cursor: Cursor, *, limit: int = MAX_READ) -> tuple[list[Line], Cursor]:
     """Whole lines written since *cursor* (at most about *limit* bytes of them) and the
     cursor after them. Call again while it returns lines."""
     try:
@@ -38,12 +54,29 @@ def read_new(path: Path, cursor: Cursor, *, limit: int = MAX_READ) -> tuple[list
         if old is not None:
             lines, offset = _lines(old, cursor.offset, limit, final=True)
             if lines or offset != cursor.offset:
-                return lines, Cursor(cursor.inode, offset)
+                return lines, dataclasses.replace(cursor, offset=offset)
         return read_new(path, Cursor(st.st_ino, 0), limit=limit)  # the old one is done
-    if st.st_size < cursor.offset:  # cut in place
+    with path.open("rb") as fh:
+        head = fh.read(HEAD)
+    if st.st_size < cursor.offset or not _same_start(cursor.head, head):  # cut in place
         cursor = Cursor(st.st_ino, 0)
     lines, offset = _lines(path, cursor.offset, limit)
-    return lines, Cursor(st.st_ino, offset)
+    return lines, Cursor(st.st_ino, offset, _fingerprint(head))
+
+
+def _fingerprint(head: bytes) -> str:
+    return f"{len(head)}:{hashlib.sha256(head).hexdigest()}"
+
+
+def _same_start(saved: str | None, head: bytes) -> bool:
+    """Whether a file whose first bytes are *head* is the one the *saved* fingerprint was
+    taken of (it may have grown since: only the bytes fingerprinted then are compared)."""
+    if saved is None:
+        return True  # a cursor saved before fingerprints: trust the inode and size
+    length, _, _digest = saved.partition(":")
+    if not length.isdigit() or int(length) > len(head):
+        return False
+    return _fingerprint(head[:int(length)]) == saved
 
 
 def _rotated(path: Path, inode: int) -> Path | None:
@@ -62,7 +95,7 @@ def _rotated(path: Path, inode: int) -> Path | None:
     return None
 
 
-def _lines(path: Path, offset: int, limit: int, *, final: bool = False) -> tuple[list[str], int]:
+def _lines(path: Path, offset: int, limit: int, *, final: bool = False) -> tuple[list[Line], int]:
     """Whole lines of *path* from *offset*; a last line without its end waits, unless the
     file is *final* (rotated away: nothing more will be added to it)."""
     with path.open("rb") as fh:
@@ -76,8 +109,11 @@ def _lines(path: Path, offset: int, limit: int, *, final: bool = False) -> tuple
             if final and data and end < len(data):
                 end = len(data)  # a rotated file's unfinished last line is all there will be
             data = data[:end]
-    text = data.decode("utf-8", "replace")
-    return text.splitlines(), offset + len(data)
+    lines, at = [], offset
+    for raw in data.splitlines(keepends=True):  # split on bytes: \x1c or U+2028 in a
+        at += len(raw)                            # logged name does not cut its line
+        lines.append(Line(raw.rstrip(b"\r\n").decode("utf-8", "replace"), at))
+    return lines, offset + len(data)
 
 
 def _char_end(data: bytes) -> int:

@@ -25,17 +25,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-_LINE = re.compile(r"^(?:<\d{1,3}>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) "
-                   r"(?:\S+ )?internal-sftp\[(?P<pid>\d+)\]: (?P<msg>.*)$")
-_SESSION = re.compile(r"^session (?P<what>opened|closed) for local user (?P<login>\S+) "
-                      r"from \[(?P<address>[^\]]+)\]$")
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_LINE = re.compile(r"^(?:<\d{1,3}>)?(?P<ts>(?:" + "|".join(_MONTH_NAMES) + r") [ \d]\d \d{2}:\d{2}:\d{2}) "
+                   r"(?:\S+ )?internal-sftp\[(?P<pid>\d+)\]: (?P<msg>.*)$", re.ASCII)
+_SESSION = re.compile(r"^session (?P<what>opened|closed) for local user (?P<login>.+) "
+                      r"from \[(?P<address>[^\]]+)\]$")  # a directory login may hold spaces
 _OPEN = re.compile(r'^open "(?P<path>.*)" flags (?P<flags>[A-Z,]+) mode \d+$')
-_CLOSE = re.compile(r'^close "(?P<path>.*)" bytes read (?P<read>\d+) written (?P<written>\d+)$')
+_CLOSE = re.compile(r'^close "(?P<path>.*)" bytes read (?P<read>\d+) written (?P<written>\d+)$', re.ASCII)
 _REMOVE = re.compile(r'^remove name "(?P<path>.*)"$')
 _RENAME = re.compile(r'^rename old "(?P<old>.*)" new "(?P<new>.*)"$')
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ class SftpLog:
         if r := _RENAME.match(msg):
             return [Event("rename", at, pid, login, address, r["new"], old=r["old"])]
         return []
+
+    def snapshot(self) -> dict[str, Any]:
+        """The open sessions and files as JSON-ready data: saved with the cursor, so a
+        session that began before a restart still names its login after it."""
+        return {"sessions": {str(pid): list(v) for pid, v in self.sessions.items()},
+                "reading": [[pid, path, flags] for (pid, path), flags in self.reading.items()]}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take back what :meth:`snapshot` gave."""
+        self.sessions = {int(pid): (v[0], v[1]) for pid, v in data.get("sessions", {}).items()}
+        self.reading = {(int(pid), path): list(flags) for pid, path, flags in data.get("reading", [])}
 
     def _time(self, stamp: str) -> dt.datetime:
         """A syslog time ("Nov 23 04:58:18", no year, local): the latest such moment that is

@@ -327,14 +327,24 @@ def reads(entries: Iterable[dict[str, Any]]) -> list[Read]:
     for e in entries:
         if e["event"] == "slice.accessed":
             out.append(Read(dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")), e["agency"],
-                            e.get("role"), e["file"], e["login"], e.get("address"),
+                            e.get("role"), e["file"], shown(e, "login", "unknown") or "", shown(e, "address"),
                             int(e.get("bytes", 0)), bool(e.get("complete")), None))
         elif out and e["event"].startswith("security.") and out[-1].file == e.get("file") \
-                and out[-1].login == e.get("login") and out[-1].alarm is None:
+                and out[-1].login == shown(e, "login", "unknown") and out[-1].alarm is None:
             last = out[-1]
             out[-1] = Read(last.at, last.agency, last.role, last.file, last.login, last.address,
                            last.bytes, last.complete, e["event"].removeprefix("security."))
     return out
+
+
+def shown(e: dict[str, Any], name: str, missing: str | None = None) -> str | None:
+    """An outside value as recorded — or, where it fitted no audit pattern and was kept as
+    its hash (``login_sha256``), the hash's start, marked: the log never held the text."""
+    if name in e:
+        return str(e[name])
+    if f"{name}_sha256" in e:
+        return f"sha256:{e[f'{name}_sha256'][:16]}"
+    return missing
 
 
 @dataclass(frozen=True)

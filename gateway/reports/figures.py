@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import re
 import statistics
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,19 @@ from gateway.config import Config
 from gateway.ledger import Ledger, queries
 
 TYPE = "supervision-report"
+
+
+FIRST_MONTH, LAST_MONTH = "1970-01", "9998-12"  # what every clock and database here can hold
+
+
+def check_month(month: str) -> str:
+    """*month* if it names a month a report can cover (``YYYY-MM``, from 1970-01 to 9998-12),
+    else ValueError saying so — ``9999-12`` once ended in an internal error (its next month
+    is past what a date holds), ``0001-01`` in an overflow converting to UTC."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month, re.ASCII) or \
+            not FIRST_MONTH <= month <= LAST_MONTH:
+        raise ValueError(f"{month!r} is not a month from {FIRST_MONTH} to {LAST_MONTH} (YYYY-MM)")
+    return month
 
 
 def month_bounds(month: str, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
@@ -92,12 +106,13 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
     never = sorted(f for f in delivered if f not in collected)
     logins: dict[str, dict[str, Any]] = {}
     for r in reads:
-        seen = logins.setdefault(r["login"], {"login": r["login"], "reads": 0, "partial": 0,
-                                              "addresses": set()})
+        login = queries.shown(r, "login", "unknown")
+        seen = logins.setdefault(login, {"login": login, "reads": 0, "partial": 0,
+                                         "addresses": set()})
         seen["reads"] += 1
         seen["partial"] += not r.get("complete")
-        if r.get("address"):
-            seen["addresses"].add(r["address"])
+        if address := queries.shown(r, "address"):
+            seen["addresses"].add(address)
     flags = _flags_by_day(cfg, ledger, agency, start, end)
     contract = next(d for d in queries.contracts(cfg, ledger, now.astimezone(tz).date())
                     if d.agency == agency)

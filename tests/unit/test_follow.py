@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.access.follow import Cursor, read_new
+from gateway.access.follow import HEAD, Cursor, read_new
 
 
 def drain(path, cursor, limit=8 * 1024 * 1024):
@@ -16,7 +16,7 @@ def drain(path, cursor, limit=8 * 1024 * 1024):
         lines, after = read_new(path, cursor, limit=limit)
         if not lines and after == cursor:
             return out, cursor
-        out += lines
+        out += [line.text for line in lines]
         cursor = after
 
 
@@ -58,6 +58,46 @@ def test_a_cut_in_place_starts_again_and_a_missing_file_waits(tmp_path):
     assert drain(log, cur)[0] == ["new"]
     log.unlink()
     assert read_new(log, cur) == ([], cur)
+
+
+def test_a_cut_in_place_regrown_past_the_offset_is_read_from_its_start(tmp_path):
+    """copytruncate, then more lines than were read before the next pass: the size alone
+    says nothing; the file's first bytes no longer match the cursor's fingerprint."""
+    log = tmp_path / "sshd.log"
+    log.write_text("Dec  7 01:00:00 old one\nDec  7 01:00:01 old two\n")
+    _, cur = drain(log, Cursor(None, 0))
+    inode = log.stat().st_ino
+    with log.open("r+") as fh:
+        fh.truncate(0)
+        fh.write("".join(f"Dec  7 02:00:{i:02d} new {i}\n" for i in range(10)))
+    assert log.stat().st_ino == inode and log.stat().st_size > cur.offset
+    lines, _ = drain(log, cur)
+    assert lines == [f"Dec  7 02:00:{i:02d} new {i}" for i in range(10)]
+
+
+def test_a_growing_file_keeps_its_fingerprint_and_is_not_read_again(tmp_path):
+    """The fingerprint covers what there was (less than HEAD bytes at first); a file that
+    only grew is the same file, however far it grows."""
+    log = tmp_path / "sshd.log"
+    log.write_text("first\n")
+    _, cur = drain(log, Cursor(None, 0))
+    for i in range(3):
+        with log.open("a") as fh:
+            fh.write(f"{i}" * HEAD + "\n")
+        lines, cur = drain(log, cur)
+        assert lines == [f"{i}" * HEAD]
+
+
+def test_each_line_says_where_a_cursor_saved_after_it_points(tmp_path):
+    """A caller saves the cursor after a line it acted on; resuming from there reads the
+    rest, and nothing before it, again."""
+    log = tmp_path / "sshd.log"
+    log.write_bytes(b"one\r\ntwo\n\xff\xfe odd\nfour\n")
+    lines, after = read_new(log, Cursor(None, 0))
+    assert [line.text for line in lines] == ["one", "two", "\ufffd\ufffd odd", "four"]
+    assert lines[-1].end == after.offset == log.stat().st_size
+    resumed, _ = drain(log, Cursor(after.inode, lines[1].end, after.head))
+    assert resumed == ["\ufffd\ufffd odd", "four"]
 
 
 @settings(max_examples=50, deadline=None)

@@ -5,6 +5,7 @@ the year syslog leaves out, other programs' lines."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zoneinfo
 from pathlib import Path
 
@@ -91,12 +92,11 @@ def test_memory_holds_only_open_sessions_and_files():
 def test_open_sessions_survive_a_restart_through_the_saved_state():
     """The daemon saves the parser's open sessions with its cursor: a session that began
     before a restart still names its login after it."""
-    from gateway.access.evidence import _restore, _state
-
     p, name = "<38>Nov 23 10:00:00 internal-sftp[7]: ", "/inbox/a b.csv.pgp"
     first = SftpLog(TZ, NOW)
     first.feed(p + "session opened for local user anna from [10.1.2.3]")
     first.feed(p + f'open "{name}" flags READ mode 0666')
-    later = _restore(SftpLog(TZ, NOW), _state(first))
+    later = SftpLog(TZ, NOW)
+    later.restore(json.loads(json.dumps(first.snapshot())))
     (e,) = later.feed(p + f'close "{name}" bytes read 5 written 0')
     assert (e.kind, e.login, e.address, e.path, e.bytes) == ("read", "anna", "10.1.2.3", name, 5)
