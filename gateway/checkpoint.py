@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from gateway import audit
 from gateway.errors import CryptoError
 from gateway.ledger import DeliveryRow
-from gateway.state import write_private
+from gateway.state import read_regular, write_private
 
 if TYPE_CHECKING:  # the checking half serves the console, which never imports the flows
     from gateway.flows import Context
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the checking half serves the console, which never imports t
 BANK_IN = "bank.incoming"
 INTERVAL = 3600.0  # seconds: at least one checkpoint an hour while events arrive
 PREFIX, SUFFIX = "audit-checkpoint.", ".json.asc"
+MAX_BYTES = 1024 * 1024  # a checkpoint is a few hundred bytes; anything far larger is not one
 
 
 def seal(ctx: Context) -> str | None:
@@ -108,7 +109,11 @@ def load(folder: Path, open_signed: Callable[[bytes], bytes]) -> tuple[list[Chec
     found: list[Checkpoint] = []
     for path in sorted(folder.glob(f"{PREFIX}*{SUFFIX}")):
         try:
-            body = json.loads(open_signed(path.read_bytes()))
+            data = read_regular(path, limit=MAX_BYTES)
+        except OSError as exc:
+            return found, f"checkpoint {path.name}: {exc.strerror} — not a checkpoint file"
+        try:
+            body = json.loads(open_signed(data))
             found.append(Checkpoint(path.name, int(body["seq"]), str(body["hash"]), str(body["ts"]),
                                     str(body.get("node", ""))))
         except CryptoError as exc:

@@ -141,8 +141,11 @@ def run_cmd(
             ctx.progress.close()
         summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing pending"
         err.print(f"done: {summary}")
-        if ctx.zone_errors:
-            raise GatewayError("; ".join(str(e) for e in ctx.zone_errors.values()))
+        failed = [str(e) for e in ctx.zone_errors.values()] + [
+            f"{part} failed ({type(e).__name__}: {e}); the rest of the pass went on"
+            for part, e in ctx.part_errors.items()]
+        if failed:
+            raise GatewayError("; ".join(failed))
 
 
 @app.command()
@@ -632,18 +635,20 @@ def report(
 ) -> None:
     """A monthly supervision report for one agency (SPEC §14): report.<agency>.<month>.html
     (self-contained, printable) and .json, clear-signed by the gateway. No personal data."""
-    import re
-
     from gateway.crypto.service import Crypto
     from gateway.ledger import Ledger, utcnow
     from gateway.reports.deliver import build
+    from gateway.reports.figures import check_month
+    from gateway.state import write_private
 
     cfg = _load(config)
     if agency not in {a.code for a in cfg.agencies}:
         raise UsageError(f"--agency: no agency {agency!r} in the config "
                          f"({', '.join(a.code for a in cfg.agencies)})")
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        raise UsageError(f"--month: {month!r} is not YYYY-MM")
+    try:
+        check_month(month)
+    except ValueError as exc:
+        raise UsageError(f"--month: {exc}") from None
     if not out_dir.is_dir():
         raise UsageError(f"--out: {out_dir} is not a directory")
     ledger = Ledger(cfg.gateway.db_url)
@@ -654,9 +659,7 @@ def report(
         ledger.close()
     for data, ext in ((page, "html"), (signed, "json")):
         path = out_dir / f"report.{agency}.{month}.{ext}"
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_private(path, data)  # a fresh temporary name, never a planted link's target
         out.print(f"wrote {path}", markup=False)
 
 

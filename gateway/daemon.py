@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import functools
 import os
 import signal
 import threading
@@ -33,7 +34,7 @@ from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import GatewayError
-from gateway.flows import Context, Interrupted, batches, intake, results
+from gateway.flows import Context, Guard, Interrupted, batches, intake, results, unguarded
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.progress import Progress
@@ -162,23 +163,57 @@ def observe(ctx: Context) -> None:
 
 def _pass(ctx: Context) -> collections.Counter[str]:
     ctx.zone_errors.clear()
+    ctx.part_errors.clear()
     ctx.leases.busy_until = None
-    intake.finish_pending(ctx)  # what a crash or an unreachable zone left committed but unsent
-    outcomes = batches.run(ctx)
-    outcomes.update(results.run(ctx))
-    collect_access(ctx)
-    track_collection(ctx)
+    guard = functools.partial(isolated, ctx)
+    outcomes: collections.Counter[str] = collections.Counter()
+    with guard("outbox"):  # what a crash or an unreachable zone left committed but unsent
+        intake.finish_pending(ctx)
+    with guard("batches"):
+        outcomes.update(batches.run(ctx))
+    outcomes.update(results.run(ctx, guard=guard))
+    with guard("access"):
+        collect_access(ctx)
+    track_collection(ctx, guard)
     if not ctx.stop.is_set():
-        for report in purge.run(ctx):  # start-up and every pass: a missed deadline is caught
-            outcomes["purged"] += 1
+        for report in purge.run(ctx, guard=guard):  # start-up and every pass: a missed
+            outcomes["purged"] += 1                  # deadline is caught
             log.info("retention.purged", agency=report.decision.agency, files=len(report.objects))
-        if made := deliver.monthly(ctx):  # from the 1st: last month's reports, once
+        if made := deliver.monthly(ctx, guard=guard):  # from the 1st: last month's, once
             outcomes["reports"] += made
-    save_health(ctx)
+    with guard("health"):
+        save_health(ctx)
     for key, exc in ctx.zone_errors.items():
         log.error("zone.failed", zone=key, error=str(exc))
     log.info("pass.done", **{k: v for k, v in outcomes.items()})
     return outcomes
+
+
+@contextlib.contextmanager
+def isolated(ctx: Context, part: str) -> Iterator[None]:
+    """Run one piece of a pass so that whatever it raises stops only that piece: nothing
+    read from outside (a log line, a file, a name) may stop the pass, and a bug met by one
+    agency's work must not hold back another's purge. The failure is logged with its
+    traceback, counted (``gateway_pass_failures_total``), reported by ``/healthz`` and
+    ``run --once``, and audited as ``pass.failed`` once until the piece succeeds again
+    (a failure that repeats every few seconds is one event, as with zones). What a piece
+    had in hand is in the ledger's keeping: an unfinished file is resumed next pass as after
+    a crash. A stop request still stops the pass."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        ctx.part_errors[part] = exc
+        ctx.metrics.pass_failures.labels(part=part).inc()
+        log.error("pass.part_failed", part=part, kind=kind, error=str(exc)[:500],
+                  exc_info=not isinstance(exc, GatewayError | OSError))
+        if ctx.part_reported.get(part) != kind:
+            ctx.part_reported[part] = kind
+            ctx.audit.record("pass.failed", part=part, error=kind)
+    else:
+        ctx.part_reported.pop(part, None)
 
 
 def collect_access(ctx: Context) -> None:
@@ -193,24 +228,25 @@ def collect_access(ctx: Context) -> None:
                   error=exc.strerror or str(exc))
 
 
-def track_collection(ctx: Context) -> None:
+def track_collection(ctx: Context, guard: Guard = unguarded) -> None:
     """Audit ``slice.collected`` when an agency has removed a delivered file from its inbox."""
     for agency in ctx.cfg.agencies:
         key = ctx.cfg.zone_key(agency.code, "inbox")
         if key in ctx.zone_errors:
             continue
-        waiting = ctx.ledger.uncollected(key)
-        if not waiting:
-            continue
-        try:
-            present = {e.name for e in ctx.zones[key].list_all()}
-        except ZoneError as exc:
-            ctx.zone_failed(key, exc)
-            continue
-        for d in waiting:
-            if d.name not in present and ctx.ledger.mark_collected(d.id):  # once, by one node
-                ctx.audit.record("slice.collected", file=d.name, agency=agency.code, role=d.role,
-                                 batch_id=d.batch_id, zone=key)
+        with guard(f"collection.{agency.code}"):
+            waiting = ctx.ledger.uncollected(key)
+            if not waiting:
+                continue
+            try:
+                present = {e.name for e in ctx.zones[key].list_all()}
+            except ZoneError as exc:
+                ctx.zone_failed(key, exc)
+                continue
+            for d in waiting:
+                if d.name not in present and ctx.ledger.mark_collected(d.id):  # once, by one node
+                    ctx.audit.record("slice.collected", file=d.name, agency=agency.code,
+                                     role=d.role, batch_id=d.batch_id, zone=key)
 
 
 def save_health(ctx: Context) -> None:
@@ -228,9 +264,15 @@ def save_health(ctx: Context) -> None:
             ctx.zone_reported.pop(key, None)  # recovered: a new failure is audited again
         ctx.metrics.zone_up.labels(zone=key).set(0 if key in ctx.zone_errors else 1)
         h = zone.health
+        last_error, last_error_at = h.last_error, h.last_error_at
+        if (failed := ctx.zone_errors.get(key)) is not None:
+            # The pass's verdict, not only what the zone wrapper saw: a write refused for a
+            # full disk is one file's error to the wrapper, yet the zone cannot take what is
+            # pending for it — failing until a write succeeds (each pass retries it).
+            last_error, last_error_at = str(failed), dt.datetime.now(dt.UTC)
         ctx.ledger.save_zone_status(key, zone.describe(), last_scan_at=h.last_scan,
-                                    waiting=h.waiting, last_error=(h.last_error or "")[:500] or None,
-                                    last_error_at=h.last_error_at)
+                                    waiting=h.waiting, last_error=(last_error or "")[:500] or None,
+                                    last_error_at=last_error_at)
 
 
 def sleep_until_woken(wake: threading.Event, seconds: float, seen: Signals,
@@ -323,9 +365,11 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
             try:
                 health.begin()
                 run_once(ctx)
-                health.passed({k: str(e) for k, e in ctx.zone_errors.items()})
+                health.passed({k: str(e) for k, e in ctx.zone_errors.items()},
+                              {k: f"{type(e).__name__}: {e}" for k, e in ctx.part_errors.items()})
                 if time.monotonic() - sealed_at >= checkpoint.INTERVAL:
-                    checkpoint.seal(ctx)  # nothing new: nothing written
+                    with isolated(ctx, "checkpoint"):
+                        checkpoint.seal(ctx)  # nothing new: nothing written
                     sealed_at = time.monotonic()
             except Interrupted:
                 break

@@ -6,7 +6,7 @@ outcomes, agency codes, zone key paths, flags, event names, key fingerprints —
 a file name a sender chose, a case id or a personal value.
 
 ``/healthz`` answers 200 while the last pass ended within three intervals and no zone
-is failing, 503 with a one-line JSON reason otherwise (a load balancer or systemd's
+nor piece of the pass is failing, 503 with a one-line JSON reason otherwise (a load balancer or systemd's
 watchdog can act on it).
 """
 
@@ -59,6 +59,9 @@ class Metrics:
                                 ["fingerprint", "use"], registry=r)
         self.security_events = Counter("gateway_security_events_total",
                                        "security.* audit events", ["event"], registry=r)
+        self.pass_failures = Counter("gateway_pass_failures_total",
+                                     "Pieces of a pass that failed unexpectedly (the rest went on)",
+                                     ["part"], registry=r)
         self.leases_held = Gauge("gateway_leases_held", "Work items this node holds a lease on",
                                  registry=r)
 
@@ -82,6 +85,7 @@ class Health:
     last_pass: float | None = None  # time.monotonic() when the last pass ended
     running_since: float | None = None  # when the pass in progress began
     failing: dict[str, str] = field(default_factory=dict)  # zone key -> error
+    parts: dict[str, str] = field(default_factory=dict)  # pass part -> error, last pass
     pass_error: str | None = None  # why the last pass failed as a whole (the ledger, a disk)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -89,9 +93,10 @@ class Health:
         with self.lock:
             self.running_since = time.monotonic()
 
-    def passed(self, failing: dict[str, str]) -> None:
+    def passed(self, failing: dict[str, str], parts: dict[str, str] | None = None) -> None:
         with self.lock:
             self.last_pass, self.failing = time.monotonic(), dict(failing)
+            self.parts = dict(parts or {})
             self.running_since, self.pass_error = None, None
 
     def failed(self, error: str) -> None:
@@ -116,6 +121,10 @@ class Health:
                 zone, error = next(iter(sorted(self.failing.items())))
                 return 503, {"status": "zone_failing", "zones": sorted(self.failing),
                              "reason": f"{zone}: {error}"[:300]}
+            if self.parts:
+                part, error = next(iter(sorted(self.parts.items())))
+                return 503, {"status": "part_failing", "parts": sorted(self.parts),
+                             "reason": f"{part}: {error}"[:300]}
             return 200, {"status": "ok", "last_pass_seconds_ago": round(age, 1)}
 
 

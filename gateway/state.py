@@ -25,13 +25,16 @@ over must be able to read them (SPEC §12).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import re
 import secrets
+import signal
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -148,6 +151,7 @@ class State:
             except BlockingIOError:
                 raise StateBusy(f"another gateway process is running on {self.root}",
                                 pid=_read_pid(fd)) from None
+            _survive_pass_requests()  # before the pid is where a command can find it
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
@@ -186,6 +190,18 @@ class State:
         return self.token_secrets / f"{_SAFE.sub('_', contract_id)}.key"
 
 
+def _survive_pass_requests() -> None:
+    """`gateway retention run` asks the holder of the lock for a pass with SIGUSR1, whose
+    default action kills. A daemon installs its handler only when its loop starts, after
+    the lock: a request sent in between killed it (signal 10, then a restart loop). So the
+    holder ignores the signal from before its pid is published until it has a handler.
+    Nothing is lost by ignoring it: a daemon's first pass purges whatever is due, and any
+    other holder is a short command, after which `retention run` takes the lock itself."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
 def runner_active(root: Path) -> bool:
     """Whether a gateway process holds the state directory's lock now (read-only probe)."""
     try:
@@ -220,6 +236,23 @@ def write_private(path: Path, data: bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def read_regular(path: Path, *, limit: int) -> bytes:
+    """A small file's bytes, refusing anything that is not a regular file — a FIFO named
+    like a checkpoint once hung `audit verify` in ``read_bytes()`` — and anything longer
+    than *limit* bytes (OSError either way). Opened without blocking, checked, then read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)
 
 
 def loose_entries(root: Path) -> Iterator[tuple[Path, int, int]]:

@@ -6,6 +6,7 @@ functions of (context, input) and tests can build one over real parts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -31,6 +32,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+Guard = Callable[[str], contextlib.AbstractContextManager[object]]
+"""Runs one named piece of a pass (``results.AG001``, ``retention.AG002``): the daemon's
+guard keeps an unexpected failure of one piece from stopping the others
+(:func:`gateway.daemon.isolated`); a command that does one thing passes none and fails
+as a whole."""
+
+
+def unguarded(_part: str) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
 @dataclass
 class Context:
     cfg: Config
@@ -45,6 +57,8 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
     zone_reported: dict[str, str] = field(default_factory=dict)  # zone -> code already audited
+    part_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by pass part
+    part_reported: dict[str, str] = field(default_factory=dict)  # part -> error already audited
     metrics: Metrics = field(default_factory=Metrics)
     progress: Progress = field(default_factory=Progress)  # a bar on a terminal; else silent
 

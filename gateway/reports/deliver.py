@@ -30,7 +30,7 @@ from gateway.state import write_private
 if TYPE_CHECKING:
     from gateway.audit import AuditLog
     from gateway.config import Config
-    from gateway.flows import Context
+    from gateway.flows import Context, Guard
     from gateway.ledger import Ledger
 
 log = structlog.get_logger("gateway.reports")
@@ -53,39 +53,47 @@ def names(agency: str, month: str) -> tuple[str, str]:
     return f"report.{agency}.{month}.json.pgp", f"report.{agency}.{month}.html.pgp"
 
 
-def monthly(ctx: Context) -> int:
-    """Stage and deliver last month's reports not yet committed; returns how many."""
+def monthly(ctx: Context, *, guard: Guard | None = None) -> int:
+    """Stage and deliver last month's reports not yet committed, each agency's under *guard*;
+    returns how many."""
     now = ctx.now()
     month = previous_month(ctx.today())
     start, end = month_bounds(month, ctx.cfg.gateway.tz)
     made = 0
     for agency in ctx.cfg.agencies:
-        if not queries.active(ctx.ledger, agency.code, start, end):
-            continue  # nothing exchanged with the agency that month: nothing to report
-        wanted = [n for n in names(agency.code, month) if not ctx.ledger.delivery_name_taken(n)]
-        if not wanted:
-            continue
-        page, signed = build(ctx.cfg, ctx.ledger, ctx.audit, ctx.crypto, agency.code, month, now)
-        for name in wanted:
-            data = _sealed(ctx.crypto, signed if ".json." in name else page)
-            staged = ctx.state.staging_root / "reports" / name
-            staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_private(staged, data)
-            faults.point("after_report_staged")
-            try:
-                ctx.ledger.add_delivery(DeliveryRow(
-                    kind="report", agency_code=agency.code, zone=BANK_IN, name=name,
-                    sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
-            except IntegrityError:  # another node committed it first: theirs is delivered
-                with contextlib.suppress(OSError):
-                    staged.unlink()
-                continue
-            made += 1
+        with guard(f"reports.{agency.code}") if guard else contextlib.nullcontext():
+            if queries.active(ctx.ledger, agency.code, start, end):  # else nothing to report
+                made += _stage(ctx, agency.code, month, now)
     if made:
         from gateway.flows import intake
 
         intake.finish_pending(ctx, kinds={"report"})
         log.info("reports.delivered", month=month, files=made)
+    return made
+
+
+def _stage(ctx: Context, agency: str, month: str, now: dt.datetime) -> int:
+    """Build and commit the agency's report files for *month* not yet committed."""
+    wanted = [n for n in names(agency, month) if not ctx.ledger.delivery_name_taken(n)]
+    if not wanted:
+        return 0
+    page, signed = build(ctx.cfg, ctx.ledger, ctx.audit, ctx.crypto, agency, month, now)
+    made = 0
+    for name in wanted:
+        data = _sealed(ctx.crypto, signed if ".json." in name else page)
+        staged = ctx.state.staging_root / "reports" / name
+        staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(staged, data)
+        faults.point("after_report_staged")
+        try:
+            ctx.ledger.add_delivery(DeliveryRow(
+                kind="report", agency_code=agency, zone=BANK_IN, name=name,
+                sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+        except IntegrityError:  # another node committed it first: theirs is delivered
+            with contextlib.suppress(OSError):
+                staged.unlink()
+            continue
+        made += 1
     return made
 
 
