@@ -238,3 +238,31 @@ def test_the_audit_actor_is_the_os_user_whatever_the_environment_says(site):
     (entry,) = entries(site, "console.account_disabled")
     assert entry["actor"] == me  # not alice-colleague, daemon nor mallory>root
     assert Path(f"/proc/{os.getpid()}").exists()
+
+
+def test_a_piece_of_a_pass_that_raises_stops_only_itself(site, monkeypatch):
+    """A bug met in one piece (here: the access log's, made to raise) is logged, counted,
+    audited once while it lasts and reported by run --once; the purge, the collections and
+    the other agencies' results in the same pass go on."""
+    from gateway import daemon
+    from gateway.access import evidence
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("a bug nobody foresaw")
+
+    monkeypatch.setattr(evidence, "collect", broken)
+    end_contract(site, "AG002")
+    supervisor = next(p for p in site.zone("AG001", "inbox").iterdir() if ".supervisor." in p.name)
+    supervisor.unlink()
+    with daemon.open_context(site.cfg()) as ctx:
+        assert daemon.run_once(ctx) == {"purged": 1}
+        assert set(ctx.part_errors) == {"access"}
+        daemon.run_once(ctx)  # still failing: not audited again
+        assert ctx.metrics.pass_failures.labels(part="access")._value.get() == 2
+        monkeypatch.undo()
+        daemon.run_once(ctx)
+        assert ctx.part_errors == {}
+    (failed,) = entries(site, "pass.failed")
+    assert (failed["part"], failed["error"]) == ("access", "RuntimeError")
+    assert len(entries(site, "retention.purged")) == 1
+    assert [e["file"] for e in entries(site, "slice.collected")] == [supervisor.name]
