@@ -17,7 +17,7 @@ from gateway.config import Config, LocalZone
 from gateway.config import SftpZone as SftpSpec
 from gateway.crypto.engine import Engine, Keyring
 from gateway.crypto.service import KeySet, check_keys, passphrase_from_env
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import Ledger
 from gateway.state import loose_entries
 from gateway.transfer.base import ZoneError
@@ -89,7 +89,7 @@ def state_dir_findings(root: Path) -> list[Finding]:
 def run_checks(cfg: Config) -> list[Finding]:
     """Keys, self-test, zones and ledger for a config that already loaded (ConfigError otherwise)."""
     findings = [Finding("ok", f"config {cfg.source} is valid (sha256 {cfg.sha256[:16]}…)")]
-    keyset = check_keys(cfg)  # raises ConfigError with every key problem
+    keyset = _check_all_keys(cfg)  # raises ConfigError with every key problem
     findings += [Finding("warn", w) for w in keyset.warnings]
     gw = keyset.gateway
     findings.append(Finding("ok", f"gateway key {gw.fingerprint} ({gw.primary.description}, "
@@ -119,7 +119,30 @@ def run_checks(cfg: Config) -> list[Finding]:
     except GatewayError as exc:
         findings.append(Finding("error", f"gateway.database_url: {exc}"))
     findings += sharing_findings(cfg)
+    findings += console_findings(cfg)
     return findings
+
+
+def _check_all_keys(cfg: Config) -> KeySet:
+    """The key policy's problems and the console's TLS key's, refused together."""
+    from gateway.console.startup import tls_key_problem
+
+    console = [p for p in [tls_key_problem(cfg.console)] if p]
+    try:
+        keyset = check_keys(cfg)
+    except ConfigError as exc:
+        raise ConfigError([*exc.problems, *console], source=exc.source) from exc
+    if console:
+        raise ConfigError(console, source=str(cfg.source))
+    return keyset
+
+
+def console_findings(cfg: Config) -> list[Finding]:
+    """What `gateway console` would warn of when it starts (the same words)."""
+    from gateway.console.startup import cleartext_warning
+
+    warning = cleartext_warning(cfg.console)
+    return [Finding("warn", warning)] if warning else []
 
 
 def sharing_findings(cfg: Config) -> list[Finding]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import structlog
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
@@ -38,13 +39,15 @@ from starlette.templating import Jinja2Templates
 from gateway import audit
 from gateway.audit_index import AuditIndex
 from gateway.config import Config
-from gateway.console import proxy
+from gateway.console import proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
+from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import AccountRow, Ledger, queries, utcnow
 from gateway.reports.figures import figures, previous_month
 from gateway.reports.render import as_html
 from gateway.validation.csvio import neutralise
 
+log = structlog.get_logger("gateway.console")
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "gw_session"
 LOGIN_COOKIE = "gw_login"  # the login form's CSRF token
@@ -101,6 +104,13 @@ class Console:
 
 
 def create_app(cfg: Config, **kwargs: Any) -> Starlette:
+    """The console's app; refuses (ConfigError) a TLS key others may read, and warns (the
+    log) of a console that would take passwords over the network in clear — before any
+    database is opened, as `gateway check` says it."""
+    if (problem := startup.tls_key_problem(cfg.console)) is not None:
+        raise ConfigError(problem, source=str(cfg.source))
+    if (warning := startup.cleartext_warning(cfg.console)) is not None:
+        log.warning("console.cleartext", key="console.listen", problem=warning)
     console = Console(cfg, **kwargs)
 
     async def headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -386,7 +396,6 @@ def _checkpoints(c: Console) -> tuple[Any, str]:
     (as `gateway audit verify --key`); or None and why they could not be."""
     from gateway import checkpoint
     from gateway.crypto.signed import signature_checker
-    from gateway.errors import GatewayError
     from gateway.state import runner_active
 
     folder = checkpoint.directory(c.cfg.gateway.state_dir)
@@ -419,7 +428,7 @@ async def access_page(c: Console, request: Request, session: Session, row: Accou
 def _certificate_checks(c: Console, names: list[str]) -> dict[str, str]:
     """Each certificate file's verdict, checked with the gateway's public keys only."""
     from gateway.crypto.signed import signature_checker
-    from gateway.errors import CryptoError, GatewayError
+    from gateway.errors import CryptoError
 
     folder = c.cfg.gateway.shared / "certificates"
     verdicts: dict[str, str] = {}
