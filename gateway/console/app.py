@@ -37,12 +37,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from gateway import audit
-from gateway.audit_index import AuditIndex
 from gateway.config import Config
 from gateway.console import proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.errors import ConfigError, GatewayError
-from gateway.ledger import AccountRow, Ledger, queries, utcnow
+from gateway.ledger import AccountRow, queries, utcnow
 from gateway.reports.figures import figures, previous_month
 from gateway.reports.render import as_html
 from gateway.validation.csvio import neutralise
@@ -68,10 +67,13 @@ class Console:
                  signer: Signer | None = None) -> None:
         self.cfg = cfg
         self.now = now
-        self.ledger = Ledger(cfg.gateway.db_url, upgrade=False)
+        self.ledger = startup.open_ledger(cfg)
         self.log = audit.AuditLog(cfg.gateway.state_dir / "audit", actor="console")
-        self.index = AuditIndex(self.log.path, cfg.console.audit_index
-                                or self.log.directory / "console-index.sqlite")
+        try:
+            self.index = startup.open_index(cfg, self.log.path)
+        except GatewayError:
+            self.ledger.close()
+            raise
         self.index.refresh()  # the first time: the whole log (~50 s for a million entries)
         self.accounts = Accounts(self.ledger, self.log, now=now)
         self.signer = signer or Signer()

@@ -1,6 +1,7 @@
 """What is wrong with the console's setup before it serves a page, said once and the same
 way by ``gateway check`` and ``gateway console`` (issue 22, findings 9 and 10): a plain
-HTTP console reachable from other machines, a TLS key others may read.
+HTTP console reachable from other machines, a TLS key others may read, a ledger or an
+audit log that does not exist yet.
 
 Kept apart from :mod:`gateway.console.app` so that ``gateway check`` does not load the
 web stack to ask.
@@ -9,9 +10,14 @@ web stack to ask.
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 import stat
+from pathlib import Path
 
-from gateway.config import ConsoleSection
+from gateway.audit_index import AuditIndex
+from gateway.config import Config, ConsoleSection
+from gateway.errors import GatewayError
+from gateway.ledger import Ledger, LedgerError
 
 
 def loopback_only(listen: str) -> bool:
@@ -58,3 +64,31 @@ def tls_key_problem(section: ConsoleSection) -> str | None:
         return (f"console.tls_key: {path}: TLS key file is readable by group or others "
                 f"(mode {mode:04o}); run chmod 600 {path}")
     return None
+
+
+def open_ledger(cfg: Config) -> Ledger:
+    """The ledger, which the console reads but never creates: a SQLite file that is not
+    there would otherwise be made empty by the connection and named by its missing
+    schema revision."""
+    url = cfg.gateway.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise LedgerError(f"the ledger {url.removeprefix('sqlite:///')} does not exist yet: run "
+                          "`gateway db upgrade` as the gateway's user first (or check "
+                          "gateway.state_dir and gateway.database_url)")
+    return Ledger(url, upgrade=False)
+
+
+def open_index(cfg: Config, log_path: Path) -> AuditIndex:
+    """The console's index of the audit log, beside a log directory the gateway made."""
+    directory = log_path.parent
+    if not directory.is_dir():
+        raise GatewayError(f"the audit log's directory {directory} does not exist yet: the "
+                           "gateway makes it — add the console's first account (`gateway "
+                           "users add NAME --role auditor`) as the gateway's user first")
+    path = cfg.console.audit_index or directory / "console-index.sqlite"
+    try:
+        return AuditIndex(log_path, path)
+    except sqlite3.Error as exc:
+        raise GatewayError(f"cannot open the console's index of the audit log {path}: {exc}; "
+                           f"the console's user must be able to write {path.parent} (or set "
+                           "console.audit_index)") from exc

@@ -1,6 +1,7 @@
 """`gateway check` and `gateway console` on a console set up wrongly (issue 22): reachable
-over plain HTTP from other machines (finding 9), a TLS key others may read (finding 10).
-Each is one line naming what to do, with the exit status of its kind (errors.py)."""
+over plain HTTP from other machines (finding 9), a TLS key others may read (finding 10),
+started before the ledger or the audit log exists. Each is one line naming what to do,
+with the exit status of its kind (errors.py: 2 a config error, 1 a failure)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,25 @@ def test_console_refuses_to_start_with_a_tls_key_others_may_read(tmp_path):
     assert proc.stderr.splitlines() == [
         f"error: {path}: console.tls_key: {key}: TLS key file is readable by group or others "
         f"(mode 0640); run chmod 600 {key}"]
+
+
+def test_console_started_before_the_ledger_exists_says_what_to_do(tmp_path):
+    """One line, exit 1 (a ledger that cannot be opened, as for every command), and no
+    empty ledger file left behind; then, the ledger made, the same for the audit log."""
+    path = scaffold.init_project(tmp_path / "gw")
+    cfg = config.load(path)
+    proc = run_cli("console", "-c", str(path))
+    db = cfg.gateway.state_dir / "gateway.db"
+    assert (proc.returncode, proc.stderr.splitlines()) == (1, [
+        f"error: the ledger {db} does not exist yet: run `gateway db upgrade` as the gateway's "
+        "user first (or check gateway.state_dir and gateway.database_url)"])
+    assert not db.exists()
+    assert run_cli("db", "upgrade", "-c", str(path)).returncode == 0
+    proc = run_cli("console", "-c", str(path))
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: the audit log's directory {cfg.gateway.state_dir / 'audit'} "
+                           "does not exist yet") and "gateway users add" in line
 
 
 def test_console_logs_the_plain_http_warning_when_it_starts(setup):
