@@ -103,6 +103,37 @@ CATALOGUE: list[tuple[str, list[str]]] = [
       "integration/test_hostile_envelopes.py::test_two_concurrent_runs_deliver_once"]),
     ("`retention run` while the daemon runs",
      ["integration/test_daemon.py::test_retention_run_while_the_daemon_runs"]),
+    ("sshd log lines a pass cannot stop: logins `CORP\\anna`, `ev\"il<b>pwn</b>`, 80 characters, "
+     "not UTF-8; addresses `fe80::1%eth0`, `UNKNOWN`; reads of same-named copies outside the "
+     "inbox; three restarts record each read once",
+     ["integration/test_hostile_surfaces.py::"
+      "test_hostile_log_lines_stop_nothing_and_no_read_is_recorded_twice",
+      "integration/test_hostile_surfaces.py::"
+      "test_the_daemon_lives_through_a_hostile_log_and_records_each_read_once",
+      "unit/test_fuzz_access.py::test_any_line_is_taken_or_ignored",
+      "unit/test_fuzz_access.py::test_every_field_of_a_read_fits_the_audit_log"]),
+    ("sshd log cut in place and regrown past the saved offset; appends, cuts and rotations "
+     "of any bytes in any order",
+     ["unit/test_follow.py::test_a_cut_in_place_regrown_past_the_offset_is_read_from_its_start",
+      "unit/test_fuzz_access.py::test_the_follower_never_raises_and_never_goes_backwards"]),
+    ("A piece of a pass that raises (a bug): the rest of the pass goes on, audited once",
+     ["integration/test_hostile_surfaces.py::"
+      "test_a_piece_of_a_pass_that_raises_stops_only_itself"]),
+    ("SIGUSR1 (`retention run`) the moment the daemon's pid appears in its lock file",
+     ["integration/test_hostile_surfaces.py::"
+      "test_retention_run_right_after_the_daemon_starts_does_not_kill_it"]),
+    ("An agency's inbox full (tmpfs): `status` says failing until a write succeeds",
+     ["integration/test_hostile_surfaces.py::"
+      "test_status_says_failing_while_an_inbox_cannot_be_written"]),
+    ("`report --out` into a folder with links planted at its temporary names; months "
+     "9999-12, 0001-01, 1969-12, 2026-13, fullwidth digits",
+     ["integration/test_hostile_surfaces.py::test_report_does_not_write_through_planted_links",
+      "integration/test_hostile_surfaces.py::test_report_months_out_of_range_are_one_readable_line"]),
+    ("A FIFO named like a checkpoint in the folder `audit verify --checkpoints` reads",
+     ["integration/test_hostile_surfaces.py::test_audit_verify_refuses_a_fifo_named_like_a_checkpoint"]),
+    ("`USER`, `LOGNAME`, `SUDO_USER` set by the caller: the audit actor is the kernel's user",
+     ["integration/test_hostile_surfaces.py::"
+      "test_the_audit_actor_is_the_os_user_whatever_the_environment_says"]),
 ]
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 
