@@ -373,8 +373,12 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                     sealed_at = time.monotonic()
             except Interrupted:
                 break
-            except (GatewayError, OSError) as exc:  # a full disk, the database gone: nothing
-                log.error("pass.failed", error=str(exc), kind=type(exc).__name__)  # committed
+            except Exception as exc:  # a full disk, the database gone: nothing committed. And
+                # a bug outside every isolated piece: said, counted, tried again next pass —
+                # a daemon that exits on it would be restarted into the same bug.
+                log.error("pass.failed", error=str(exc), kind=type(exc).__name__,
+                          exc_info=not isinstance(exc, GatewayError | OSError))
+                ctx.metrics.pass_failures.labels(part="pass").inc()
                 health.failed(str(exc))
             sleep_until_woken(wake, next_wait(ctx, period), seen, ctx.stop)
     finally:

@@ -93,7 +93,10 @@ def record(cfg: Config, ledger: Ledger, audit: AuditLog, e: Event) -> int:
     delivery = ledger.delivery_named(name)
     if delivery is None or delivery.kind not in ("slice", "manifest") or delivery.delivered_at is None:
         return 0  # not one of ours (an agency reading its own upload, a listing)
-    inbox = served_inbox(cfg, delivery.agency_code)
+    try:
+        inbox = served_inbox(cfg, delivery.agency_code)
+    except KeyError:
+        return 0  # an agency since removed from the config: its inbox is served no more
     if posixpath.normpath(posixpath.join(inbox, e.path)) != f"{inbox}/{name}":
         return 0  # relative names start in the login's home, the inbox (deploy/)
     who = cfg.ssh_login(e.login) if e.login else None
