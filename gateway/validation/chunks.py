@@ -125,6 +125,10 @@ class ChunkReader:
         self._handover: _Prefixed | None = None  # set when the reference reader takes over
         self._reference: Iterator[tuple[int, list[str]]] | None = None
         self._strict = _strict_lines(delimiter.encode())
+        # Arrow splits on one ASCII byte other than NUL; [schema].delimiter may be any one
+        # character (a fullwidth comma "，"), and a file so delimited is read by the
+        # reference reader from its first byte — ParseOptions would refuse the delimiter.
+        self._arrow = delimiter.isascii() and delimiter != "\0"
         self._width = 0
         self._raw = 0  # the last plain block's length, at the buffer's start: a hand-over
         self._fill(3)
@@ -137,7 +141,7 @@ class ChunkReader:
 
     def header(self) -> list[str] | None:
         """Row 0, or None for an empty file."""
-        line = self._plain_block(first_line=True)
+        line = self._plain_block(first_line=True) if self._arrow else None
         if line is None:
             return self._reference_record()
         self._row = 0
@@ -161,13 +165,16 @@ class ChunkReader:
 
     def chunks(self, width: int) -> Iterator[Chunk]:
         self._width = width
-        options = self.options(width)
+        options = None  # made at the first plain block: Arrow may never be asked
         tables: list[pa.Table] = []
         rows = 0
+        if not self._arrow and self._handover is None:  # header() not asked first
+            self._to_reference(b"")
         while self._handover is None:
             block = self._plain_block(first_line=False)
             if block is None:
                 break
+            options = options or self.options(width)
             try:
                 table = pacsv.read_csv(pa.py_buffer(block), *options)
             except pa.ArrowInvalid:  # a row of another width: the reference reader explains
