@@ -129,7 +129,11 @@ def iso_date(value: str) -> tuple[dt.date | None, Problem]:
 
 
 def overdue_days(value: str) -> Problem:
-    if not (_DIGITS_RE.match(value) and 1 <= int(value) <= 9999):
+    # int() refuses more than 4,300 digits (ValueError), and a hostile line holds a million:
+    # only the last four digits are read as a number, any before them must be zeros (of
+    # whichever script: int() reads every Unicode decimal digit, and so did this rule).
+    if not (_DIGITS_RE.fullmatch(value) and not any(map(int, value[:-4]))
+            and 1 <= int(value[-4:]) <= 9999):
         return "E_OVERDUE_DAYS", "overdue_days must be an integer 1-9999"
     return None
 

@@ -33,18 +33,20 @@ from hypothesis import strategies as st
 from gateway import synth
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import (
+    CaseValidator,
     RowError,
     column_label,
     is_forbidden_column,
     map_header,
     printable_label,
 )
+from gateway.validation.columnar import ColumnarCases
 from gateway.validation.results import (
     map_results_header,
 )
 from gateway.validation.schema import CASE_FIELDS
 from tests.unit.test_cases import TODAY
-from tests.unit.test_columnar import NOT_UTF8, ODD, Trickle
+from tests.unit.test_columnar import NOT_UTF8, ODD, Trickle, chunk_of
 from tests.unit.test_columnar_results import ODD as RESULT_ODD
 from tests.unit.test_fuzz_settings import fuzz
 
@@ -366,3 +368,107 @@ def test_headers_map_or_are_refused_with_header_codes(cfg, header):
     for h in header:
         assert isinstance(is_forbidden_column(h), bool)
         assert printable_label(h).isprintable() and column_label(h, 1)
+
+
+# --- the case rules, both engines ------------------------------------------------------
+
+def check_codes(errors: list[RowError], codes: set[str]) -> None:
+    assert {e.code for e in errors} <= codes | HEADER_CODES | FORMAT_CODES | {"E_EMPTY"}, errors
+
+
+def cases_by_rows(cfg, data: bytes, encoding: str, delimiter: str):
+    """The per-row reference, as the flow would run it row by row."""
+    errors: list[RowError] = []
+    accepted: list[tuple[int, dict[str, str]]] = []
+    records = csvio.read_records(io.BytesIO(data), encoding=encoding, delimiter=delimiter)
+    try:
+        first = next(records, None)
+        if first is None:
+            return [EMPTY], accepted
+        header, problems = map_header(first[1], cfg)
+        if header is None:
+            return problems, accepted
+        validator = CaseValidator(cfg, header, TODAY)
+        for row, values in records:
+            rec, problems = validator.validate(row, values)
+            errors += problems
+            if rec is not None:
+                accepted.append((row, rec))
+    except csvio.CsvFormatError as exc:
+        errors.append(format_error(exc))
+    finally:
+        records.close()
+    return errors, accepted
+
+
+def cases_by_chunks(cfg, data: bytes, encoding: str, delimiter: str, step: int, per_chunk: int):
+    """The columnar engine, as ``batches._rows`` runs it."""
+    errors: list[RowError] = []
+    accepted: list[tuple[int, dict[str, str]]] = []
+    reader = chunks.ChunkReader(source(data, step), encoding=encoding, delimiter=delimiter,
+                                rows_per_chunk=per_chunk)
+    try:
+        first = reader.header()
+        if first is None:
+            return [EMPTY], accepted
+        header, problems = map_header(first, cfg)
+        if header is None:
+            return problems, accepted
+        engine = ColumnarCases(cfg, header, TODAY)
+        for chunk in reader.chunks(len(header.fields)):
+            checked = engine.check(chunk)
+            errors += checked.errors
+            accepted += zip(checked.rows.tolist(), checked.table.to_pylist(), strict=True)
+    except csvio.CsvFormatError as exc:
+        errors.append(format_error(exc))
+    finally:
+        reader.close()
+    return errors, accepted
+
+
+@fuzz(150)
+@given(hostile_files(synth.CASE_COLUMNS, VALID_CASES), st.sampled_from([0, 3]),
+       st.sampled_from([2, 4096]), st.sampled_from([None, 300]))
+def test_case_files_get_one_verdict_from_both_engines(cfg, upload, step, per_chunk, max_line):
+    encoding, delimiter, raw = upload
+    with line_limit(max_line):
+        expected = cases_by_rows(cfg, raw, encoding, delimiter)
+        got = cases_by_chunks(cfg, raw, encoding, delimiter, step, per_chunk)
+    check_codes(expected[0], CASE_CODES)
+    assert got == expected
+
+
+SHORT_CASE_COLUMNS = [*synth.CASE_COLUMNS[:11], "principal", "interest", "fees", "total_due",
+                      "overdue_days", "assigned_on", "due_back_on"]  # no contact, no currency
+
+
+@st.composite
+def case_rows(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows): valid rows with any field replaced, some of another width."""
+    columns = draw(st.sampled_from([synth.CASE_COLUMNS, SHORT_CASE_COLUMNS]))
+    values = []
+    for rec in draw(st.lists(st.sampled_from(VALID_CASES), min_size=1, max_size=8)):
+        row = [rec[c] for c in columns]
+        for i in draw(st.lists(st.sampled_from(range(len(columns))), max_size=5)):
+            row[i] = draw(hostile(columns[i]))
+        if not draw(st.integers(0, 10)):
+            row = row[:draw(st.integers(0, len(row)))]
+        values.append(row)
+    return columns, values
+
+
+@fuzz(300)
+@example(table=(synth.CASE_COLUMNS, [[  # 4,301 digits of overdue_days: int() raised ValueError
+    "" if c == "case_id" else "-0" if c == "principal" else "1" * 4301 if c == "overdue_days"
+    else VALID_CASES[0][c] for c in synth.CASE_COLUMNS]]))
+@given(case_rows())
+def test_case_rows_of_any_values_get_one_verdict(cfg, table):
+    """Values straight into the rules (no CSV framing in the way)."""
+    columns, values = table
+    header, _ = map_header(list(columns), cfg)
+    reference = CaseValidator(cfg, header, TODAY)
+    results = [reference.validate(row, list(v)) for row, v in enumerate(values, start=1)]
+    check_codes([e for _, errs in results for e in errs], CASE_CODES)
+    checked = ColumnarCases(cfg, header, TODAY).check(chunk_of(values, len(columns)))
+    assert checked.errors == [e for _, errs in results for e in errs]
+    assert checked.table.to_pylist() == [rec for rec, _ in results if rec is not None]
