@@ -46,14 +46,24 @@ def map_results_header(header: list[str]) -> tuple[tuple[str, ...] | None, list[
 
 
 def parse_action_at(value: str, tz: zoneinfo.ZoneInfo) -> dt.datetime | None:
-    """ISO 8601 date-time; without an offset it is local time in the gateway's zone."""
+    """ISO 8601 date-time; without an offset it is local time in the gateway's zone.
+
+    None also for an instant whose local time in *tz* falls outside years 1-9999
+    (``0001-01-01T00:00:00+14:00`` is still year 0 in Shanghai): the flags and the local
+    day need that time, and ``astimezone`` raises OverflowError for it."""
     if not _DT_RE.match(value):
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=tz)
+    try:
+        parsed.astimezone(tz)
+    except OverflowError:
+        return None
+    return parsed
 
 
 @dataclass(frozen=True)

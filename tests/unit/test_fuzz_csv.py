@@ -22,6 +22,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import zoneinfo
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -41,8 +43,14 @@ from gateway.validation.cases import (
     printable_label,
 )
 from gateway.validation.columnar import ColumnarCases
+from gateway.validation.columnar_results import ColumnarResults
 from gateway.validation.results import (
+    ATTEMPT_ACTIONS,
+    RESULT_FIELDS,
+    ResultValidator,
+    flags,
     map_results_header,
+    parse_action_at,
 )
 from gateway.validation.schema import CASE_FIELDS
 from tests.unit.test_cases import TODAY
@@ -472,3 +480,134 @@ def test_case_rows_of_any_values_get_one_verdict(cfg, table):
     checked = ColumnarCases(cfg, header, TODAY).check(chunk_of(values, len(columns)))
     assert checked.errors == [e for _, errs in results for e in errs]
     assert checked.table.to_pylist() == [rec for rec, _ in results if rec is not None]
+
+
+# --- the result rules, both engines ----------------------------------------------------
+
+RULES = dict(window=(dt.time(8), dt.time(21)), contract_end=dt.date(2026, 11, 19), max_attempts=2)
+RESULT_WORDS = st.sampled_from(["CALL", "SMS", "PROMISE_TO_PAY", "PAYMENT_REPORTED",
+                                "CONTACT_UPDATE", "DISPUTE", "debtor", "third_party", "C1", "X1"])
+
+
+def results_by_rows(data: bytes, encoding: str, delimiter: str, zone: str):
+    """Rows the reference accepts, as forwarded: present fields, agency, flags."""
+    tz = zoneinfo.ZoneInfo(zone)
+    now = ZONES[zone].replace(tzinfo=tz)
+    errors: list[RowError] = []
+    forward: list[tuple[int, list[str]]] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    records = csvio.read_records(io.BytesIO(data), encoding=encoding, delimiter=delimiter)
+    try:
+        first = next(records, None)
+        if first is None:
+            return [EMPTY], forward
+        columns, problems = map_results_header(first[1])
+        if columns is None:
+            return problems, forward
+        validator = ResultValidator(columns, tz, now)
+        present = [c for c in RESULT_FIELDS if c in columns]
+        for row, values in records:
+            result, problems = validator.validate(row, values)
+            errors += problems
+            if result is None:
+                continue
+            tries = 0
+            if result.action in ATTEMPT_ACTIONS:
+                key = (result.case_id, result.at.astimezone(tz).date().isoformat())
+                counts[key] += 1
+                tries = counts[key]
+            marks = flags(result, tz=tz, attempts_today=tries, **RULES)
+            forward.append((row, [*(result.values[c] for c in present), "AG001", ";".join(marks)]))
+    except csvio.CsvFormatError as exc:
+        errors.append(format_error(exc))
+    finally:
+        records.close()
+    return errors, forward
+
+
+def results_by_chunks(data: bytes, encoding: str, delimiter: str, zone: str, step: int,
+                      per_chunk: int):
+    """The columnar engine as ``results._rows`` runs it (every case the agency's own)."""
+    tz = zoneinfo.ZoneInfo(zone)
+    now = ZONES[zone].replace(tzinfo=tz)
+    errors: list[RowError] = []
+    forward: list[tuple[int, list[str]]] = []
+    staged: Counter[tuple[str, str]] = Counter()
+    reader = chunks.ChunkReader(source(data, step), encoding=encoding, delimiter=delimiter,
+                                rows_per_chunk=per_chunk)
+
+    def counted(case, day) -> dict[int, int]:
+        keys = zip(case.to_pylist(), day.to_pylist(), strict=True)
+        return {i: staged[k] for i, k in enumerate(keys) if staged[k]}
+
+    try:
+        first = reader.header()
+        if first is None:
+            return [EMPTY], forward
+        columns, problems = map_results_header(first)
+        if columns is None:
+            return problems, forward
+        engine = ColumnarResults(columns, tz, now, agency="AG001", **RULES)
+        for chunk in reader.chunks(len(columns)):
+            checked = engine.owned(engine.check(chunk), foreign=lambda ids: set())
+            judged = engine.judge(checked, counted=counted)
+            for a in judged.attempts.to_pylist():
+                staged[(a["case_id"], a["day"])] += a["count"]
+            errors += judged.errors
+            rows = [list(r.values()) for r in judged.forward.to_pylist()]
+            forward += zip(checked.rows.tolist(), rows, strict=True)
+    except csvio.CsvFormatError as exc:
+        errors.append(format_error(exc))
+    finally:
+        reader.close()
+    return errors, forward
+
+
+@fuzz(150)
+@given(hostile_files(synth.RESULT_COLUMNS, VALID_RESULTS), st.sampled_from(sorted(ZONES)),
+       st.sampled_from([0, 3]), st.sampled_from([2, 4096]))
+def test_results_files_get_one_verdict_from_both_engines(upload, zone, step, per_chunk):
+    encoding, delimiter, raw = upload
+    expected = results_by_rows(raw, encoding, delimiter, zone)
+    check_codes(expected[0], RESULT_CODES)
+    assert results_by_chunks(raw, encoding, delimiter, zone, step, per_chunk) == expected
+
+
+@st.composite
+def result_rows(draw: st.DrawFn) -> list[list[str]]:
+    """Valid result rows with any field replaced."""
+    out = []
+    for rec in draw(st.lists(st.sampled_from(VALID_RESULTS), min_size=1, max_size=10)):
+        rec = dict(rec)
+        for name in draw(st.lists(st.sampled_from(synth.RESULT_COLUMNS), max_size=4)):
+            rec[name] = draw(weighted((3, hostile(name)), (1, RESULT_WORDS)))
+        out.append([rec.get(c, "") for c in synth.RESULT_COLUMNS])
+    return out
+
+
+@fuzz(300)
+@example(values=[[  # still year 0 in Shanghai: astimezone raised OverflowError in the flags
+    "\xa0x", "0001-01-01T00:00:00+14:00", "VISIT", "debtor", "已留言", "", "", "", "", "",
+    "col-36"]], zone="Asia/Shanghai")
+@given(result_rows(), st.sampled_from(sorted(ZONES)))
+def test_result_rows_of_any_values_get_one_verdict(values, zone):
+    """Values straight into the rules, framing aside: as :func:`results_by_rows` and
+    :func:`results_by_chunks`, one chunk."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([synth.RESULT_COLUMNS, *values])
+    raw = buf.getvalue().encode("utf-8")
+    expected = results_by_rows(raw, "utf-8", ",", zone)
+    check_codes(expected[0], RESULT_CODES)
+    assert results_by_chunks(raw, "utf-8", ",", zone, 0, 4096) == expected
+
+
+@fuzz(500)
+@example(value="0001-01-01T00:00:00+14:00", zone="Asia/Shanghai")  # OverflowError, as above
+@given(datetimes | value_text, st.sampled_from(sorted(ZONES)))
+def test_action_at_is_a_local_time_or_refused(value, zone):
+    """An accepted ``action_at`` has a local time in the gateway's zone (flags need it)."""
+    tz = zoneinfo.ZoneInfo(zone)
+    at = parse_action_at(value, tz)
+    if at is not None:
+        assert at.tzinfo is not None
+        at.astimezone(tz)
