@@ -56,6 +56,8 @@ incoming = {{ kind = "local", path = "zones/bank/incoming"{zopts} }}   # receipt
 listen = "127.0.0.1:8080"                  # behind the bank's TLS reverse proxy, or set both:
 # tls_cert = "/etc/gateway/console.crt"
 # tls_key = "/etc/gateway/console.key"
+# allowed_hosts = ["console.bank.example"]   # Host names it answers (default: listen's, localhost)
+# trusted_proxy = "127.0.0.1"                # whose X-Forwarded-* it believes (docs/console-behind-nginx.md)
 gateway_public_keys = ["keys/gateway.pub.asc"]   # checks certificates, checkpoints (no secret key)
 stale_days = 7                             # a slice not collected after this many days is an alert
 
