@@ -134,7 +134,11 @@ def ends_early(path: Path) -> bool:
         first = fh.read(4096)
         if first.lstrip().startswith(_ARMOR_BEGIN):
             complete = [False]
-            truncated = _walk(_Stream(_armored_chunks(fh, first, complete)))
+            body = _armored_chunks(fh, first, complete)
+            truncated = _walk(_Stream(body))
+            if not truncated:  # the walk may stop early (garbage, an indeterminate length):
+                for _ in body:  # whether the END line came is still to be read, not assumed
+                    pass
             return truncated or not complete[0]
         return _walk(_Stream(_binary_chunks(fh, first)))
 
