@@ -22,6 +22,10 @@ from typing import BinaryIO
 _SESSION_KEY_TAGS = {1, 3}  # PKESK, SKESK: a message that stops after them has no data
 _ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 _ARMOR_END = b"-----END PGP MESSAGE-----"
+# Bytes outside the base64 alphabet, padding included: only data characters are counted
+# into groups of four (padding ends the data anyway).
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")))
 
 
 class _Stream:
@@ -68,9 +72,14 @@ def _binary_chunks(fh: BinaryIO, first: bytes) -> Iterator[bytes]:
 
 
 def _armored_chunks(fh: BinaryIO, first: bytes, complete: list[bool]) -> Iterator[bytes]:
-    """The base64 body of an armored message; sets ``complete[0]`` when the END line came."""
+    """The base64 body of an armored message; sets ``complete[0]`` when the END line came.
+
+    Base64 is decoded in whole groups of four characters, carried over from line to line:
+    RFC 4880 only bounds a line at 76 characters, and a line of 70 decoded on its own (as
+    if padded) would turn a complete message into one that seems to stop early."""
     lines = _lines(fh, first)
     in_body = headers_done = False
+    pending = b""  # base64 characters of an unfinished group
     for line in lines:
         line = line.strip()
         if not in_body:
@@ -78,17 +87,23 @@ def _armored_chunks(fh: BinaryIO, first: bytes, complete: list[bool]) -> Iterato
             continue
         if line == _ARMOR_END:
             complete[0] = True
-            return
+            break
         if not headers_done:
             if not line:
                 headers_done = True
-            elif b":" not in line:  # no armor headers: this is already body
-                headers_done = True
-                yield _b64(line)
+                continue
+            if b":" in line:
+                continue
+            headers_done = True  # no armor headers: this is already body
+        elif line.startswith(b"="):  # the CRC-24 line
             continue
-        if line.startswith(b"="):  # the CRC-24 line
-            continue
-        yield _b64(line)
+        pending += line.translate(None, _NOT_BASE64)
+        whole = len(pending) - len(pending) % 4
+        if whole:
+            yield _b64(pending[:whole])
+            pending = pending[whole:]
+    if pending:
+        yield _b64(pending)
 
 
 def _lines(fh: BinaryIO, first: bytes) -> Iterator[bytes]:
