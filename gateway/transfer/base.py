@@ -80,8 +80,11 @@ def check_component(name: str) -> str:
     directory. Looser than :func:`validate_name` on purpose: a sender's odd name — a
     newline, a backslash, bytes that are not UTF-8 — is still a file that must be
     answered and removed, not a reason to stop the zone."""
-    if (not name or name in (".", "..") or "/" in name or "\x00" in name
-            or len(name_bytes(name)) > MAX_NAME):
+    try:
+        fits = len(name_bytes(name)) <= MAX_NAME
+    except UnicodeEncodeError:  # a lone surrogate os.fsdecode never makes: no file's name
+        fits = False
+    if not fits or not name or name in (".", "..") or "/" in name or "\x00" in name:
         raise InvalidName(f"not a file name in this zone: {display_name(name)!r}")
     return name
 
