@@ -29,39 +29,48 @@ _NOT_BASE64 = bytes(sorted(set(range(256)) - set(
 
 
 class _Stream:
-    """Reads exactly-n bytes from an iterator of chunks; ``None`` when it runs dry first."""
+    """Reads exactly-n bytes from an iterator of chunks; ``None`` when it runs dry first.
+
+    Consumed bytes are passed over by an offset, not sliced off: slicing copied the rest of
+    the 256 KiB chunk at every read, and a file of two-byte packets took a second a chunk."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._buf = b""
+        self._at = 0  # bytes of _buf already read
+
+    def _next(self) -> bool:
+        """The next chunk after what is left of this one; False at the end."""
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            return False
+        self._buf = self._buf[self._at:] + chunk
+        self._at = 0
+        return True
 
     def read(self, n: int) -> bytes | None:
-        while len(self._buf) < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
+        while len(self._buf) - self._at < n:
+            if not self._next():
                 return None
-            self._buf += chunk
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+        at = self._at
+        self._at = at + n
+        return self._buf[at:at + n]
 
     def skip(self, n: int) -> bool:
-        while n > 0:
-            if not self._buf:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    return False
-                self._buf = chunk
-            step = min(n, len(self._buf))
-            self._buf = self._buf[step:]
-            n -= step
+        while n > len(self._buf) - self._at:
+            n -= len(self._buf) - self._at
+            self._buf, self._at = b"", 0
+            if not self._next():
+                return False
+        self._at += n
         return True
 
     def at_end(self) -> bool:
-        while not self._buf:
+        while self._at >= len(self._buf):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return True
-            self._buf = chunk
+            self._buf, self._at = chunk, 0
         return False
 
 
