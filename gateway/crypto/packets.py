@@ -22,6 +22,7 @@ from typing import BinaryIO
 _SESSION_KEY_TAGS = {1, 3}  # PKESK, SKESK: a message that stops after them has no data
 _ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 _ARMOR_END = b"-----END PGP MESSAGE-----"
+_LONG_LINE = 64 * 1024  # bytes of an armor line held before it is handed on in pieces
 # Bytes outside the base64 alphabet, padding included: only data characters are counted
 # into groups of four (padding ends the data anyway).
 _NOT_BASE64 = bytes(sorted(set(range(256)) - set(
@@ -116,12 +117,18 @@ def _armored_chunks(fh: BinaryIO, first: bytes, complete: list[bool]) -> Iterato
 
 
 def _lines(fh: BinaryIO, first: bytes) -> Iterator[bytes]:
+    """The file's lines; one longer than :data:`_LONG_LINE` in pieces of at least that
+    length. Armor lines have at most 76 characters (RFC 4880 §6.3): an endless line is a
+    hostile file's, and held whole it grew without bound and was re-split at every read."""
     pending = first
     while True:
         chunk = fh.read(256 * 1024)
         pending += chunk
         *whole, pending = pending.split(b"\n")
         yield from whole
+        if len(pending) > _LONG_LINE:  # base64 groups carry over, so a piece reads the same
+            yield pending
+            pending = b""
         if not chunk:
             if pending:
                 yield pending

@@ -13,6 +13,7 @@ the file stops after session keys.
 from __future__ import annotations
 
 import base64
+import io
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.crypto.packets import _Stream, _walk, ends_early, is_encrypted
+from gateway.crypto.packets import _lines, _Stream, _walk, ends_early, is_encrypted
 from tests.unit.test_fuzz_settings import fuzz
 
 SESSION_KEYS = {1, 3}  # PKESK, SKESK
@@ -291,3 +292,14 @@ def test_a_chunk_of_tiny_packets_is_walked_in_linear_time():
     whole = _walk_time([data])
     pieces = _walk_time([data[i:i + 2] for i in range(0, len(data), 2)])
     assert whole < 3 * pieces, (whole, pieces)  # here: 1x; 12x before
+
+
+def test_an_endless_armor_line_is_read_in_bounded_pieces(tmp_path):
+    """Armor in one line of 4 MiB: held whole, the line grew with the file and was split
+    again at every 256 KiB read. It is handed on in pieces, and reads as it did."""
+    raw = b"\xd2\xff" + (3 << 20).to_bytes(4, "big") + bytes(3 << 20)  # one 3 MiB packet
+    one_line = base64.b64encode(raw)
+    pieces = list(_lines(io.BytesIO(one_line), b""))
+    assert b"".join(pieces) == one_line and max(map(len, pieces)) <= 512 * 1024
+    assert walk(tmp_path, armor(raw, width=len(one_line))) is False
+    assert walk(tmp_path, armor(raw[:-1], width=len(one_line))) is True
