@@ -128,7 +128,8 @@ class ChunkReader:
         # Arrow splits on one ASCII byte other than NUL; [schema].delimiter may be any one
         # character (a fullwidth comma "，"), and a file so delimited is read by the
         # reference reader from its first byte — ParseOptions would refuse the delimiter.
-        self._arrow = delimiter.isascii() and delimiter != "\0"
+        # So is one that is the quote or a line break: "plain" (below) assumes it is not.
+        self._arrow = delimiter.isascii() and delimiter not in '\0"\r\n'
         self._width = 0
         self._raw = 0  # the last plain block's length, at the buffer's start: a hand-over
         self._fill(3)

@@ -148,6 +148,7 @@ def hostile(column: str) -> st.SearchStrategy[str]:
 # --- hostile files -------------------------------------------------------------------
 
 DELIMITERS = [",", ";", "\t", "|", "，"]  # what [schema].delimiter may be (one character)
+ODD_DELIMITERS = ['"', "\n", "\r", "\0", " ", "x", "'", "\\", "\u3000"]  # and the config takes these
 ENCODINGS = ["utf-8", "gb18030"]  # what [schema].encoding may be
 # What a sender's export may really be in: UTF-16 with and without its BOM, legacy codepages.
 FILE_ENCODINGS = ["utf-8", "utf-8", "utf-8-sig", "gb18030", "gbk", "big5", "shift_jis", "utf-16",
@@ -238,7 +239,8 @@ class Upload(NamedTuple):
 @st.composite
 def hostile_files(draw: st.DrawFn, columns: list[str], valid: list[dict[str, str]]) -> Upload:
     """A file of valid rows with hostile values, headers and framing — or random bytes."""
-    encoding, configured = draw(st.sampled_from(ENCODINGS)), draw(st.sampled_from(DELIMITERS))
+    encoding = draw(st.sampled_from(ENCODINGS))
+    configured = draw(st.sampled_from(DELIMITERS * 3 + ODD_DELIMITERS))
     if draw(st.integers(0, 5)) == 0:
         return Upload(encoding, configured, draw(st.binary(max_size=400)))
     head = draw(headers(columns))
@@ -324,6 +326,10 @@ def records_by_chunks(data: bytes, encoding: str, delimiter: str, width: int | N
 @fuzz(300)
 @example(  # [schema].delimiter "，" (one character, so the config takes it): Arrow refused it
     upload=Upload("utf-8", "，", b"\x01"), step=0, per_chunk=3, max_line=None, width_delta=0)
+@example(  # [schema].delimiter '"': the strict line grammar passed what csv.reader refuses,
+    upload=Upload("utf-8", '"', b'\xef\xbb\xbf" case_id\t"\t'  # and its csv.Error escaped
+                  + "\t".join(synth.CASE_COLUMNS[2:]).encode()),
+    step=0, per_chunk=3, max_line=None, width_delta=0)
 @given(hostile_files(synth.CASE_COLUMNS, VALID_CASES), st.sampled_from([0, 1, 5]),
        st.sampled_from([3, 4096]), st.sampled_from([None, 48, 300]), st.integers(0, 3))
 def test_both_readers_give_the_same_records_or_the_same_error(upload, step, per_chunk, max_line,
