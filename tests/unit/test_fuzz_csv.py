@@ -43,7 +43,7 @@ from gateway.validation.cases import (
     printable_label,
 )
 from gateway.validation.columnar import ColumnarCases
-from gateway.validation.columnar_results import ColumnarResults
+from gateway.validation.columnar_results import NOT_ASSIGNED, ColumnarResults
 from gateway.validation.results import (
     ATTEMPT_ACTIONS,
     RESULT_FIELDS,
@@ -66,7 +66,7 @@ CASE_CODES = {"E_ROW_SHAPE", "E_REQUIRED", "E_CASE_ID", "E_AGENCY", "E_CONTRACT_
               "E_CONTRACT_NOT_STARTED", "E_PRODUCT", "E_ID_TYPE", "E_ID_NUMBER", "E_BIRTH_DATE",
               "E_ID_CHECKSUM", "E_ACCOUNT", "E_LUHN", "E_PHONE", "E_TEXT", "E_AMOUNT", "E_DATE",
               "E_OVERDUE_DAYS", "E_CURRENCY", "E_TOTAL", "E_DATE_ORDER"}
-RESULT_CODES = {"E_ROW_SHAPE", "E_REQUIRED", "E_CASE_ID", "E_DATETIME", "E_FUTURE",
+RESULT_CODES = {"E_ROW_SHAPE", "E_REQUIRED", "E_CASE_ID", "E_DATETIME", "E_FUTURE", "E_NOT_ASSIGNED",
                 "E_ACTION_CODE", "E_CONTACT_TARGET", "E_COLLECTOR_ID", "E_TEXT", "E_PHONE",
                 "E_AMOUNT", "E_DATE"}
 EMPTY = RowError(0, None, None, "E_EMPTY", "the file is empty")
@@ -362,6 +362,18 @@ def test_lines_at_the_real_limit(encoding, delimiter, extra, ending):
     assert error is not None or len(expected[0][1][1][1]) == len(line) - len(ending) - len(b"1" + d)
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_quoted_field_past_the_field_limit(encoding):
+    """A quoted field of short lines but more than MAX_LINE characters in all (csv's
+    field_size_limit): ``E_CSV`` on its row from both readers, the rows before it read."""
+    field = "\r\n".join(["x" * 1000] * (csvio.MAX_LINE // 1000 + 2))
+    data = f'a,b\n1,2\n3,"{field}"\n4,5\n'.encode(encoding)
+    expected = records_by_rows(data, encoding, ",")
+    assert records_by_chunks(data, encoding, ",", None, 0, 4096) == expected
+    assert expected[1] is not None and (expected[1].code, expected[1].row) == ("E_CSV", 2)
+    assert expected[0] == [(0, ["a", "b"]), (1, ["1", "2"])]
+
+
 # --- the header mappings ---------------------------------------------------------------
 
 header_cells = st.lists(st.sampled_from([*synth.CASE_COLUMNS, *synth.RESULT_COLUMNS,
@@ -496,7 +508,8 @@ RESULT_WORDS = st.sampled_from(["CALL", "SMS", "PROMISE_TO_PAY", "PAYMENT_REPORT
 
 
 def results_by_rows(data: bytes, encoding: str, delimiter: str, zone: str):
-    """Rows the reference accepts, as forwarded: present fields, agency, flags."""
+    """Rows the reference accepts about the agency's cases, as forwarded: present fields,
+    agency, flags; a row about another case is ``E_NOT_ASSIGNED``."""
     tz = zoneinfo.ZoneInfo(zone)
     now = ZONES[zone].replace(tzinfo=tz)
     errors: list[RowError] = []
@@ -517,6 +530,10 @@ def results_by_rows(data: bytes, encoding: str, delimiter: str, zone: str):
             errors += problems
             if result is None:
                 continue
+            if result.case_id not in OWNED:
+                errors.append(RowError(row, result.case_id, "case_id", "E_NOT_ASSIGNED",
+                                       NOT_ASSIGNED))
+                continue
             tries = 0
             if result.action in ATTEMPT_ACTIONS:
                 key = (result.case_id, result.at.astimezone(tz).date().isoformat())
@@ -533,7 +550,7 @@ def results_by_rows(data: bytes, encoding: str, delimiter: str, zone: str):
 
 def results_by_chunks(data: bytes, encoding: str, delimiter: str, zone: str, step: int,
                       per_chunk: int):
-    """The columnar engine as ``results._rows`` runs it (every case the agency's own)."""
+    """The columnar engine as ``results._rows`` runs it (the agency holds :data:`OWNED`)."""
     tz = zoneinfo.ZoneInfo(zone)
     now = ZONES[zone].replace(tzinfo=tz)
     errors: list[RowError] = []
@@ -555,7 +572,8 @@ def results_by_chunks(data: bytes, encoding: str, delimiter: str, zone: str, ste
             return problems, forward
         engine = ColumnarResults(columns, tz, now, agency="AG001", **RULES)
         for chunk in reader.chunks(len(columns)):
-            checked = engine.owned(engine.check(chunk), foreign=lambda ids: set())
+            checked = engine.owned(engine.check(chunk),
+                                   foreign=lambda ids: set(ids.to_pylist()) - set(OWNED))
             judged = engine.judge(checked, counted=counted)
             for a in judged.attempts.to_pylist():
                 staged[(a["case_id"], a["day"])] += a["count"]
