@@ -36,7 +36,7 @@ import structlog
 from gateway.errors import AuditError
 
 GENESIS = "0" * 64
-_RESERVED = {"seq", "ts", "event", "actor", "prev", "hash"}
+RESERVED = frozenset({"seq", "ts", "event", "actor", "prev", "hash"})  # written by record()
 
 EVENTS = frozenset({
     "config.loaded", "gateway.started", "gateway.stopped",
@@ -250,7 +250,7 @@ class AuditLog:
         for name, value in fields.items():
             if value is None:
                 continue
-            if name in _RESERVED or name not in FIELDS:
+            if name in RESERVED or name not in FIELDS:
                 raise ValueError(f"audit field {name!r} is not allowed")
             try:
                 clean[name] = FIELDS[name](value)
@@ -308,13 +308,22 @@ class AuditLog:
             window = min(size, 65536)
             return json.loads(os.pread(fd, window, size - window).rstrip(b"\n").rsplit(b"\n", 1)[-1])
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """Parsed entries in order (no verification; see :func:`verify`)."""
+    def entries(self, *, start: int = 0) -> Iterator[dict[str, Any]]:
+        """Parsed entries in order from byte *start* (a :meth:`size` taken earlier); no
+        verification (see :func:`verify`)."""
         if not self.path.exists():
             return
         with self.path.open("rb") as fh:
+            fh.seek(start)
             for line in fh:
                 yield json.loads(line)
+
+    def size(self) -> int:
+        """Bytes in the log now: where the next entry will start."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
 
 @dataclass(frozen=True)

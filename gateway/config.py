@@ -356,6 +356,20 @@ class AccessSection(_Model):
     offset and inode are remembered in the ledger; rotation loses and doubles nothing)."""
 
     sshd_log: ConfigPath | None = None
+    # The path at which each agency's chrooted sshd serves its inbox, as the log names
+    # files: {inbox} is the inbox directory's own name, {agency} the agency's code. The
+    # default fits deploy/: the chroot is the inbox's parent, so the inbox is /inbox.
+    inbox_path: str = "/{inbox}"
+
+    @field_validator("inbox_path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/") or v.rstrip("/") == "":
+            raise ValueError("must be an absolute path inside the chroot, such as /{inbox}")
+        unknown = set(re.findall(r"\{([^}]*)\}", v)) - {"inbox", "agency"}
+        if unknown:
+            raise ValueError(f"{{{sorted(unknown)[0]}}} is not known: use {{inbox}} or {{agency}}")
+        return v.rstrip("/")
 
 
 class Config(_Model):

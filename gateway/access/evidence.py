@@ -13,21 +13,27 @@ after each slice of the log, so a restart goes on where the last pass stopped.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
 import posixpath
 from pathlib import Path
+from typing import Any
 
 import structlog
 
+from gateway import faults
 from gateway.access import follow
 from gateway.access.sshlog import Event, SftpLog
-from gateway.audit import AuditLog, fits, outside
+from gateway.audit import RESERVED, AuditLog, fits, outside
 from gateway.config import Config
 from gateway.ledger import Ledger, utcnow
 
 log = structlog.get_logger("gateway.access")
+
+
+Record = tuple[str, dict[str, Any]]  # an audit event and its fields, as written
 
 
 def collect(cfg: Config, ledger: Ledger, audit: AuditLog, node: str,
@@ -36,11 +42,15 @@ def collect(cfg: Config, ledger: Ledger, audit: AuditLog, node: str,
     of delivered files it recorded.
 
     Nothing in the log can stop this: a value no audit pattern admits is kept as its hash
-    (:func:`gateway.audit.outside`), and a line the parser cannot take is skipped, audited
-    (``pass.failed``, part ``access.line``) and passed over. The cursor is saved after every
-    line that was recorded, so a crash or a restart never records a read twice. What fails
-    around the log (the ledger, the audit disk) is raised: nothing is skipped for it, and
-    the next pass starts again from the last saved line."""
+    (:func:`gateway.audit.outside`), and a line the parser cannot take is passed over and
+    counted (one ``pass.failed`` of part ``access.line`` per call). What fails around the
+    log — the log unreadable or not a regular file, the ledger, the audit disk — is
+    raised: nothing is skipped for it, and the next pass starts from the last saved line.
+
+    Each read is recorded once, also across a kill at any moment: before a line's audit
+    entries are written, the cursor after the line is saved together with those entries
+    (a write-ahead record, ``pending``); a run that finds one writes whichever of them
+    the audit log does not hold past the size it had then."""
     path = cfg.access.sshd_log
     if path is None:
         return 0
@@ -51,78 +61,111 @@ def collect(cfg: Config, ledger: Ledger, audit: AuditLog, node: str,
         else follow.Cursor(None, 0)
     parser = SftpLog(cfg.gateway.tz, now or utcnow())
     parser.restore(state)
-    recorded = 0
-    while True:
-        lines, after = follow.read_new(Path(path), cursor)
-        if after == cursor and not lines:
-            return recorded
-        for line in lines:
-            done = sum(record(cfg, ledger, audit, event) for event in _feed(parser, line, audit))
-            if done:  # this line's reads are in the audit log: never again
-                recorded += done
-                _save(ledger, key, dataclasses.replace(after, offset=line.end), parser)
-        cursor = after
-        _save(ledger, key, cursor, parser)
+    recorded = _finish_pending(audit, state.get("pending"))
+    if state.get("pending"):
+        _save(ledger, key, cursor, parser)  # written now, or found written
+    skipped: collections.Counter[str] = collections.Counter()
+    try:
+        while True:
+            lines, after = follow.read_new(Path(path), cursor)
+            if after == cursor and not lines:
+                return recorded
+            for line in lines:
+                records = [r for event in _feed(parser, line, skipped)
+                           for r in evidence(cfg, ledger, event)]
+                if records:  # the line's entries, ahead of writing them
+                    _save(ledger, key, dataclasses.replace(after, offset=line.end), parser,
+                          pending={"audit_size": audit.size(), "records": records})
+                    faults.point("after_access_pending")
+                    recorded += _write(audit, records)
+                    faults.point("after_access_written")
+            cursor = after
+            _save(ledger, key, cursor, parser)
+    finally:
+        for error, n in skipped.items():
+            log.error("access.lines_skipped", error=error, lines=n)
+            audit.record("pass.failed", part="access.line", error=error, count=n)
 
 
-def _feed(parser: SftpLog, line: follow.Line, audit: AuditLog) -> list[Event]:
-    """The events one line completes; none, audited, if the parser cannot take it."""
+def _feed(parser: SftpLog, line: follow.Line, skipped: collections.Counter[str]) -> list[Event]:
+    """The events one line completes; none, counted, if the parser cannot take it."""
     try:
         return parser.feed(line.text)
     except Exception as exc:  # a parser bug must not stop the evidence behind it
-        log.exception("access.line_skipped", end=line.end)
-        audit.record("pass.failed", part="access.line", error=type(exc).__name__)
+        skipped[type(exc).__name__] += 1
         return []
 
 
 def served_inbox(cfg: Config, agency: str) -> str:
-    """The path at which an agency's chrooted sshd serves its inbox: the chroot is the
-    inbox's parent directory (deploy/sshd_config.d), so ``/`` and the inbox's own name."""
-    return "/" + Path(cfg.agency(agency).inbox.path).name
+    """The path at which an agency's chrooted sshd serves its inbox (``[access] inbox_path``)."""
+    inbox = Path(cfg.agency(agency).inbox.path).name
+    return cfg.access.inbox_path.replace("{inbox}", inbox).replace("{agency}", agency)
 
 
-def record(cfg: Config, ledger: Ledger, audit: AuditLog, e: Event) -> int:
-    """Audit one parsed event if it is a read of a file the gateway delivered, at the path
-    its agency's chroot serves it at. A same-named file elsewhere (a copy in the outbox or
-    in /tmp) is not the delivered file: reading it proves nothing about the slice."""
+def evidence(cfg: Config, ledger: Ledger, e: Event) -> list[Record]:
+    """The audit entries one parsed event calls for: none unless it is a read of a file the
+    gateway delivered, at the path its agency's chroot serves it at. A same-named file
+    elsewhere (a copy in the outbox or in /tmp) is not the delivered file: reading it proves
+    nothing about the slice (it is logged, for a site whose chroot layout differs)."""
     if e.kind != "read":
-        return 0
+        return []
     name = posixpath.basename(e.path)
     if not fits("file", name):
-        return 0  # not a name the gateway gives (nor one worth a database lookup)
+        return []  # not a name the gateway gives (nor one worth a database lookup)
     delivery = ledger.delivery_named(name)
     if delivery is None or delivery.kind not in ("slice", "manifest") or delivery.delivered_at is None:
-        return 0  # not one of ours (an agency reading its own upload, a listing)
+        return []  # not one of ours (an agency reading its own upload, a listing)
     try:
         inbox = served_inbox(cfg, delivery.agency_code)
     except KeyError:
-        return 0  # an agency since removed from the config: its inbox is served no more
-    if posixpath.normpath(posixpath.join(inbox, e.path)) != f"{inbox}/{name}":
-        return 0  # relative names start in the login's home, the inbox (deploy/)
+        return []  # an agency since removed from the config: its inbox is served no more
+    # Relative names start in the login's home, the inbox (deploy/); "//x" is "/x" to a
+    # file system, though not to normpath.
+    if "/" + posixpath.normpath(posixpath.join(inbox, e.path)).lstrip("/") != f"{inbox}/{name}":
+        log.warning("access.read_elsewhere", agency=delivery.agency_code, file=name,
+                    inbox_path=inbox)
+        return []
     who = cfg.ssh_login(e.login) if e.login else None
-    login = outside("login", e.login or "unknown")
     common = {"agency": delivery.agency_code, "file": delivery.name,
-              **outside("address", e.address), **login}
-    audit.record("slice.accessed", role=delivery.role, bytes=e.bytes,
-                 complete=e.bytes == delivery.size, **common)
-    if "login" not in login:
-        audit.record("security.unsafe_field", field="login", **common)
-        log.warning("access.unsafe_login", login_sha256=login["login_sha256"],
-                    agency=delivery.agency_code, file=delivery.name)
-    if "address_sha256" in common:
-        audit.record("security.unsafe_field", field="address", **common)
+              **outside("address", e.address), **outside("login", e.login or "unknown")}
+    out: list[Record] = [("slice.accessed", {"role": delivery.role, "bytes": e.bytes,
+                                             "complete": e.bytes == delivery.size, **common})]
+    for unsafe in ("login", "address"):
+        if f"{unsafe}_sha256" in common:
+            out.append(("security.unsafe_field", {"field": unsafe, **common}))
     if who is None:
-        audit.record("security.unknown_login", **common)
-        log.warning("access.unknown_login", **common)
+        out.append(("security.unknown_login", common))
     elif who[0] != delivery.agency_code:
-        audit.record("security.foreign_access", role=who[1], **common)
-        log.warning("access.foreign", **common)
+        out.append(("security.foreign_access", {"role": who[1], **common}))
     elif delivery.role is not None and who[1] != delivery.role:
-        audit.record("security.role_mismatch", role=delivery.role, **common)
-        log.warning("access.role_mismatch", role=delivery.role, login_role=who[1], **common)
-    return 1
+        out.append(("security.role_mismatch", {"role": delivery.role, **common}))
+    return [(event, {k: v for k, v in fields.items() if v is not None}) for event, fields in out]
 
 
-def _save(ledger: Ledger, key: str, cursor: follow.Cursor, parser: SftpLog) -> None:
-    state = {**parser.snapshot(), "head": cursor.head}
+def _write(audit: AuditLog, records: list[Record]) -> int:
+    """Audit *records*; returns how many reads they hold."""
+    for event, fields in records:
+        audit.record(event, **fields)
+        if event.startswith("security."):
+            log.warning(event.replace("security.", "access."), **fields)
+    return sum(event == "slice.accessed" for event, _ in records)
+
+
+def _finish_pending(audit: AuditLog, pending: dict[str, Any] | None) -> int:
+    """Write what a killed run saved ahead but may not have written: each pending entry
+    that the audit log does not hold, in order, past the size it had then (the gateway
+    alone writes access events to its log, so an equal entry there is this one)."""
+    if not pending:
+        return 0
+    wanted = [(event, fields) for event, fields in pending["records"]]
+    for entry in audit.entries(start=int(pending["audit_size"])):
+        fields = {k: v for k, v in entry.items() if k not in RESERVED}
+        if wanted and (entry["event"], fields) == wanted[0]:
+            wanted.pop(0)
+    return _write(audit, wanted)
+
+
+def _save(ledger: Ledger, key: str, cursor: follow.Cursor, parser: SftpLog, *,
+          pending: dict[str, Any] | None = None) -> None:
+    state = {**parser.snapshot(), "head": cursor.head, "pending": pending}
     ledger.save_access_cursor(key, cursor.inode, cursor.offset, json.dumps(state))

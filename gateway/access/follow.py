@@ -20,10 +20,13 @@ any line it has acted on: a restart never acts on a line twice.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_READ = 8 * 1024 * 1024  # bytes read at a time: memory stays bounded however far behind
 HEAD = 1024  # bytes of a file's start that identify it (syslog lines begin with a time)
@@ -38,30 +41,43 @@ class Cursor:
 
 @dataclass(frozen=True)
 class Line:
-    text: str  # without its line end; undecodable bytes as U+FFFD
+    text: str  # without its line end; bytes that are not UTF-8 as surrogates (surrogateescape)
     end: int  # the offset just after this line: where a cursor saved after it points
 
 
 def read_new(path: Path, cursor: Cursor, *, limit: int = MAX_READ) -> tuple[list[Line], Cursor]:
     """Whole lines written since *cursor* (at most about *limit* bytes of them) and the
-    cursor after them. Call again while it returns lines."""
+    cursor after them. Call again while it returns lines. A path that is not a regular
+    file (a FIFO would block the pass, and SIGTERM with it) is an OSError, as is one that
+    cannot be read: the caller says so; nothing is skipped."""
     try:
-        st = path.stat()
+        fh = _open_regular(path)
     except FileNotFoundError:
         return [], cursor  # between rotation and the new file: nothing yet
-    if cursor.inode is not None and st.st_ino != cursor.inode:
-        old = _rotated(path, cursor.inode)
-        if old is not None:
-            lines, offset = _lines(old, cursor.offset, limit, final=True)
-            if lines or offset != cursor.offset:
-                return lines, dataclasses.replace(cursor, offset=offset)
-        return read_new(path, Cursor(st.st_ino, 0), limit=limit)  # the old one is done
-    with path.open("rb") as fh:
-        head = fh.read(HEAD)
-    if st.st_size < cursor.offset or not _same_start(cursor.head, head):  # cut in place
-        cursor = Cursor(st.st_ino, 0)
-    lines, offset = _lines(path, cursor.offset, limit)
+    with fh:
+        st = os.fstat(fh.fileno())
+        if cursor.inode is not None and st.st_ino != cursor.inode:
+            old = _rotated(path, cursor.inode)
+            if old is not None:
+                with old:
+                    lines, offset = _lines(old, cursor.offset, limit, final=True)
+                if lines or offset != cursor.offset:
+                    return lines, dataclasses.replace(cursor, offset=offset)
+            cursor = Cursor(st.st_ino, 0)  # the old one is done
+        head = os.pread(fh.fileno(), HEAD, 0)
+        if st.st_size < cursor.offset or not _same_start(cursor.head, head):  # cut in place
+            cursor = Cursor(st.st_ino, 0)
+        lines, offset = _lines(fh, cursor.offset, limit)
     return lines, Cursor(st.st_ino, offset, _fingerprint(head))
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """*path* opened for reading without blocking, if it is a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return os.fdopen(fd, "rb")
 
 
 def _fingerprint(head: bytes) -> str:
@@ -79,40 +95,39 @@ def _same_start(saved: str | None, head: bytes) -> bool:
     return _fingerprint(head[:int(length)]) == saved
 
 
-def _rotated(path: Path, inode: int) -> Path | None:
-    """The file beside *path* that holds inode *inode* (``.1``, ``-20261123``, …), if any."""
+def _rotated(path: Path, inode: int) -> BinaryIO | None:
+    """The file beside *path* that holds inode *inode* (``.1``, ``-20261123``, …), open."""
     try:
         candidates = [p for p in path.parent.iterdir()
-                      if p.name.startswith(path.name) and p != path]
+                      if p.name.startswith(path.name) and p != path and not p.name.endswith(".gz")]
     except OSError:
         return None
     for p in sorted(candidates):
         try:
-            if p.stat().st_ino == inode and not p.name.endswith(".gz"):
-                return p
+            if p.lstat().st_ino == inode:
+                return _open_regular(p)
         except OSError:
             continue
     return None
 
 
-def _lines(path: Path, offset: int, limit: int, *, final: bool = False) -> tuple[list[Line], int]:
-    """Whole lines of *path* from *offset*; a last line without its end waits, unless the
+def _lines(fh: BinaryIO, offset: int, limit: int, *, final: bool = False) -> tuple[list[Line], int]:
+    """Whole lines of *fh* from *offset*; a last line without its end waits, unless the
     file is *final* (rotated away: nothing more will be added to it)."""
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        data = fh.read(limit)
-        if len(data) == limit:  # stop at the last line end within the limit
-            end = data.rfind(b"\n") + 1
-            data = data[:end] if end else data[:_char_end(data)]  # a huge line: in pieces
-        elif not final or not data.endswith(b"\n"):
-            end = data.rfind(b"\n") + 1
-            if final and data and end < len(data):
-                end = len(data)  # a rotated file's unfinished last line is all there will be
-            data = data[:end]
+    fh.seek(offset)
+    data = fh.read(limit)
+    if len(data) == limit:  # stop at the last line end within the limit
+        end = data.rfind(b"\n") + 1
+        data = data[:end] if end else data[:_char_end(data)]  # a huge line: in pieces
+    elif not final or not data.endswith(b"\n"):
+        end = data.rfind(b"\n") + 1
+        if final and data and end < len(data):
+            end = len(data)  # a rotated file's unfinished last line is all there will be
+        data = data[:end]
     lines, at = [], offset
     for raw in data.splitlines(keepends=True):  # split on bytes: \x1c or U+2028 in a
         at += len(raw)                            # logged name does not cut its line
-        lines.append(Line(raw.rstrip(b"\r\n").decode("utf-8", "replace"), at))
+        lines.append(Line(raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape"), at))
     return lines, offset + len(data)
 
 

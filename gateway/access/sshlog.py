@@ -30,8 +30,10 @@ from typing import Any
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LINE = re.compile(r"^(?:<\d{1,3}>)?(?P<ts>(?:" + "|".join(_MONTH_NAMES) + r") [ \d]\d \d{2}:\d{2}:\d{2}) "
                    r"(?:\S+ )?internal-sftp\[(?P<pid>\d+)\]: (?P<msg>.*)$", re.ASCII)
-_SESSION = re.compile(r"^session (?P<what>opened|closed) for local user (?P<login>.+) "
-                      r"from \[(?P<address>[^\]]+)\]$")  # a directory login may hold spaces
+_SESSION = re.compile(r"^session (?P<what>opened|closed) for local user (?P<login>.+) "  # a
+                      r"from \[(?P<address>[^\]\s]{1,64})\]$")  # directory login may hold spaces
+MAX_LINE = 8192  # characters: rsyslog's default message size; a longer line is not sshd's
+MAX_OPEN = 256  # handles remembered at once: an open refused by the file system logs no close
 _OPEN = re.compile(r'^open "(?P<path>.*)" flags (?P<flags>[A-Z,]+) mode \d+$')
 _CLOSE = re.compile(r'^close "(?P<path>.*)" bytes read (?P<read>\d+) written (?P<written>\d+)$', re.ASCII)
 _REMOVE = re.compile(r'^remove name "(?P<path>.*)"$')
@@ -66,39 +68,59 @@ class SftpLog:
     reading: dict[tuple[int, str], list[str]] = field(default_factory=dict)
 
     def feed(self, line: str) -> list[Event]:
+        if len(line) > MAX_LINE:
+            return []  # and the patterns below never see a line long enough to be slow
         m = _LINE.match(line.rstrip("\r\n"))
         if not m:
             return []
         pid, msg = int(m["pid"]), m["msg"]
         at = self._time(m["ts"])
         if s := _SESSION.match(msg):
+            self._forget_handles(pid)  # a pid the kernel gave again starts with none
             if s["what"] == "opened":
+                self.sessions.pop(pid, None)
                 self.sessions[pid] = (s["login"], s["address"])
+                while len(self.sessions) > MAX_OPEN * 16:  # sessions whose close never came
+                    del self.sessions[next(iter(self.sessions))]
                 return [Event("login", at, pid, s["login"], s["address"])]
             self.sessions.pop(pid, None)
-            for key in [k for k in self.reading if k[0] == pid]:
-                del self.reading[key]
             return [Event("logout", at, pid, s["login"], s["address"])]
         login, address = self.sessions.get(pid, (None, None))
         if o := _OPEN.match(msg):
             self.reading.setdefault((pid, o["path"]), []).append(o["flags"])
+            while sum(len(v) for v in self.reading.values()) > MAX_OPEN:
+                del self.reading[next(iter(self.reading))]  # the oldest: opens never closed
             return []
         if c := _CLOSE.match(msg):
-            handles = self.reading.get((pid, c["path"]), [])
-            flags = handles.pop(0) if handles else ""
-            if not handles:
-                self.reading.pop((pid, c["path"]), None)
+            nread, written = int(c["read"]), int(c["written"])
+            flags = self._close_handle(pid, c["path"], reading=nread > 0)
             out = []
-            if "READ" in flags.split(",") or (not flags and int(c["read"])):
-                out.append(Event("read", at, pid, login, address, c["path"], int(c["read"])))
-            if int(c["written"]) or "WRITE" in flags.split(","):
-                out.append(Event("write", at, pid, login, address, c["path"], int(c["written"])))
+            # Bytes read are a read whatever the handle's flags said (a refused WRITE open
+            # logs no close, and its flags must not turn the next read into a write).
+            if nread or "READ" in flags:
+                out.append(Event("read", at, pid, login, address, c["path"], nread))
+            if written or "WRITE" in flags:
+                out.append(Event("write", at, pid, login, address, c["path"], written))
             return out
         if r := _REMOVE.match(msg):
             return [Event("remove", at, pid, login, address, r["path"])]
         if r := _RENAME.match(msg):
             return [Event("rename", at, pid, login, address, r["new"], old=r["old"])]
         return []
+
+    def _close_handle(self, pid: int, path: str, *, reading: bool) -> list[str]:
+        """The flags of the handle a close line ends: one opened for reading if bytes were
+        read, else the oldest."""
+        handles = self.reading.get((pid, path), [])
+        pick = next((i for i, f in enumerate(handles) if reading and "READ" in f.split(",")), 0)
+        flags = handles.pop(pick).split(",") if handles else []
+        if not handles:
+            self.reading.pop((pid, path), None)
+        return flags
+
+    def _forget_handles(self, pid: int) -> None:
+        for key in [k for k in self.reading if k[0] == pid]:
+            del self.reading[key]
 
     def snapshot(self) -> dict[str, Any]:
         """The open sessions and files as JSON-ready data: saved with the cursor, so a

@@ -94,10 +94,10 @@ def test_each_line_says_where_a_cursor_saved_after_it_points(tmp_path):
     log = tmp_path / "sshd.log"
     log.write_bytes(b"one\r\ntwo\n\xff\xfe odd\nfour\n")
     lines, after = read_new(log, Cursor(None, 0))
-    assert [line.text for line in lines] == ["one", "two", "\ufffd\ufffd odd", "four"]
+    assert [line.text for line in lines] == ["one", "two", "\udcff\udcfe odd", "four"]
     assert lines[-1].end == after.offset == log.stat().st_size
     resumed, _ = drain(log, Cursor(after.inode, lines[1].end, after.head))
-    assert resumed == ["\ufffd\ufffd odd", "four"]
+    assert resumed == ["\udcff\udcfe odd", "four"]
 
 
 @settings(max_examples=50, deadline=None)
@@ -110,3 +110,20 @@ def test_small_limits_read_every_line_once(tmp_path_factory, lines, limit):
     assert "".join(got) == "".join(lines)  # a line longer than the limit arrives in pieces
     if all(len(line.encode()) + 1 <= limit for line in lines):
         assert got == lines
+
+
+def test_a_fifo_or_a_directory_at_the_path_is_an_error_not_a_hang(tmp_path):
+    """A FIFO opened for reading blocks until a writer comes — with the pass, and SIGTERM,
+    waiting behind it. The follower opens without blocking and refuses what is not a file."""
+    import os
+
+    import pytest
+
+    log = tmp_path / "sshd.log"
+    os.mkfifo(log)
+    with pytest.raises(OSError, match="not a regular file"):
+        read_new(log, Cursor(None, 0))
+    log.unlink()
+    log.mkdir()
+    with pytest.raises(OSError):
+        read_new(log, Cursor(None, 0))

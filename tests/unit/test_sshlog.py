@@ -100,3 +100,49 @@ def test_open_sessions_survive_a_restart_through_the_saved_state():
     later.restore(json.loads(json.dumps(first.snapshot())))
     (e,) = later.feed(p + f'close "{name}" bytes read 5 written 0')
     assert (e.kind, e.login, e.address, e.path, e.bytes) == ("read", "anna", "10.1.2.3", name, 5)
+
+
+P = "<38>Nov 23 10:00:00 internal-sftp[9]: "
+
+
+def test_a_refused_write_open_does_not_turn_the_next_read_into_a_write():
+    """internal-sftp logs an open before the file system answers it: a refused open never
+    gets its close line, and its flags must not be taken for the next handle's."""
+    events = feed([P + "session opened for local user anna from [10.0.0.1]",
+                   P + 'open "/inbox/f" flags WRITE,CREATE,TRUNCATE mode 0666',
+                   P + 'open "/inbox/f" flags READ mode 0666',
+                   P + 'close "/inbox/f" bytes read 17 written 0'])
+    assert [(e.kind, e.bytes) for e in events if e.kind in ("read", "write")] == [("read", 17)]
+
+
+def test_a_reused_pid_starts_without_the_old_sessions_handles():
+    log = SftpLog(TZ, NOW)
+    for line in (P + "session opened for local user anna from [10.0.0.1]",
+                 P + 'open "/inbox/f" flags WRITE mode 0666',  # refused: no close
+                 P + "session opened for local user bob from [10.0.0.2]"):  # pid 9 again
+        log.feed(line)
+    assert log.reading == {}
+
+
+def test_open_handles_are_bounded_whatever_an_agency_opens():
+    from gateway.access.sshlog import MAX_OPEN
+
+    log = SftpLog(TZ, NOW)
+    log.feed(P + "session opened for local user anna from [10.0.0.1]")
+    for i in range(MAX_OPEN * 4):
+        log.feed(P + f'open "/inbox/refused-{i}" flags WRITE mode 0666')
+    assert sum(len(v) for v in log.reading.values()) == MAX_OPEN
+    assert len(json.dumps(log.snapshot())) < 64 * 1024
+
+
+def test_a_long_line_is_ignored_and_the_patterns_stay_fast():
+    import time
+
+    from gateway.access.sshlog import MAX_LINE
+
+    log = SftpLog(TZ, NOW)
+    started = time.monotonic()
+    near = P + "session opened for local user " + "a" * (MAX_LINE - 200) + " from [x"
+    assert log.feed(near) == []  # no closing bracket: every split tried, each bounded
+    assert log.feed(P + "session opened for local user " + "a" * MAX_LINE + " from [1.2.3.4]") == []
+    assert time.monotonic() - started < 2
