@@ -168,9 +168,9 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     guard = functools.partial(isolated, ctx)
     outcomes: collections.Counter[str] = collections.Counter()
     with guard("outbox"):  # what a crash or an unreachable zone left committed but unsent
-        intake.finish_pending(ctx)
+        intake.finish_pending(ctx, guard=guard)
     with guard("batches"):
-        outcomes.update(batches.run(ctx))
+        outcomes.update(batches.run(ctx, guard=guard))
     outcomes.update(results.run(ctx, guard=guard))
     with guard("access"):
         collect_access(ctx)
@@ -189,19 +189,30 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     return outcomes
 
 
+def parts(cfg: Config) -> list[str]:
+    """Every piece a pass is made of, by the name :func:`isolated` gives it."""
+    each = [f"{kind}.{a.code}" for kind in ("results", "collection", "retention", "reports")
+            for a in cfg.agencies]
+    return ["pass", "outbox", "batches", "access", "access.line", "health", "checkpoint", *each]
+
+
 @contextlib.contextmanager
-def isolated(ctx: Context, part: str) -> Iterator[None]:
+def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = ()
+             ) -> Iterator[None]:
     """Run one piece of a pass so that whatever it raises stops only that piece: nothing
     read from outside (a log line, a file, a name) may stop the pass, and a bug met by one
     agency's work must not hold back another's purge. The failure is logged with its
     traceback, counted (``gateway_pass_failures_total``), reported by ``/healthz`` and
     ``run --once``, and audited as ``pass.failed`` once until the piece succeeds again
-    (a failure that repeats every few seconds is one event, as with zones). What a piece
-    had in hand is in the ledger's keeping: an unfinished file is resumed next pass as after
-    a crash. A stop request still stops the pass."""
+    (a failure that repeats every few seconds is one event, as with zones; "once" is per
+    process — a restart, or each `run --once`, audits a failure it meets again). Pieces
+    nest: an agency's results are one piece, each file in them another, so one file that
+    always fails holds back neither the agency's other files nor anything else. What a
+    piece had in hand is in the ledger's keeping: an unfinished file is resumed next pass
+    as after a crash. A stop request still stops the pass."""
     try:
         yield
-    except Interrupted:
+    except (Interrupted, *passing):
         raise
     except Exception as exc:
         kind = type(exc).__name__
@@ -210,22 +221,18 @@ def isolated(ctx: Context, part: str) -> Iterator[None]:
         log.error("pass.part_failed", part=part, kind=kind, error=str(exc)[:500],
                   exc_info=not isinstance(exc, GatewayError | OSError))
         if ctx.part_reported.get(part) != kind:
-            ctx.part_reported[part] = kind
             ctx.audit.record("pass.failed", part=part, error=kind)
+            ctx.part_reported[part] = kind  # only once it is in the log
     else:
-        ctx.part_reported.pop(part, None)
+        if part not in ctx.part_errors:  # a piece nested in it may have failed this pass
+            ctx.part_reported.pop(part, None)
 
 
 def collect_access(ctx: Context) -> None:
     """Who read which delivered file, from internal-sftp's log (SPEC §14): before the
     collections, so a slice's ``slice.accessed`` comes before its ``slice.collected``."""
-    if ctx.cfg.access.sshd_log is None:
-        return
-    try:
-        evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.owner)
-    except OSError as exc:  # the log unreadable: say so each pass; the exchange goes on
-        log.error("access.log_unreadable", path=str(ctx.cfg.access.sshd_log),
-                  error=exc.strerror or str(exc))
+    if ctx.cfg.access.sshd_log is not None:  # unreadable, a FIFO: the piece fails, is
+        evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.owner)  # said and alerted
 
 
 def track_collection(ctx: Context, guard: Guard = unguarded) -> None:
@@ -354,6 +361,8 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
     health = metrics.Health(max_age=3 * period)  # SPEC §12; a pass in progress is judged apart
     server = (metrics.serve(ctx.cfg.gateway.metrics_listen, ctx.metrics, health)
               if ctx.cfg.gateway.metrics_listen else None)
+    for part in parts(ctx.cfg):  # each series from 0, so its first failure is an increase
+        ctx.metrics.pass_failures.labels(part=part)
     ctx.audit.record("gateway.started", version=__version__)
     log.info("gateway.started", zones=len(ctx.zones), watched=len(observers),
              metrics=f"{server.server_address[0]}:{server.server_address[1]}" if server else None)
@@ -365,12 +374,12 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
             try:
                 health.begin()
                 run_once(ctx)
-                health.passed({k: str(e) for k, e in ctx.zone_errors.items()},
-                              {k: f"{type(e).__name__}: {e}" for k, e in ctx.part_errors.items()})
                 if time.monotonic() - sealed_at >= checkpoint.INTERVAL:
                     with isolated(ctx, "checkpoint"):
                         checkpoint.seal(ctx)  # nothing new: nothing written
                     sealed_at = time.monotonic()
+                health.passed({k: str(e) for k, e in ctx.zone_errors.items()},
+                              {k: f"{type(e).__name__}: {e}" for k, e in ctx.part_errors.items()})
             except Interrupted:
                 break
             except Exception as exc:  # a full disk, the database gone: nothing committed. And

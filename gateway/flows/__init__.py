@@ -11,6 +11,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway.audit import AuditLog
 from gateway.config import Config
@@ -32,14 +33,18 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-Guard = Callable[[str], contextlib.AbstractContextManager[object]]
-"""Runs one named piece of a pass (``results.AG001``, ``retention.AG002``): the daemon's
-guard keeps an unexpected failure of one piece from stopping the others
-(:func:`gateway.daemon.isolated`); a command that does one thing passes none and fails
-as a whole."""
+class Guard(Protocol):
+    """Runs one named piece of a pass (``results.AG001``, ``retention.AG002``): the daemon's
+    guard keeps an unexpected failure of one piece from stopping the others
+    (:func:`gateway.daemon.isolated`); a command that does one thing passes none and fails
+    as a whole. Exceptions in *passing* go through to the caller, who handles them."""
+
+    def __call__(self, part: str, *, passing: tuple[type[Exception], ...] = ()
+                 ) -> contextlib.AbstractContextManager[object]: ...
 
 
-def unguarded(_part: str) -> contextlib.AbstractContextManager[object]:
+def unguarded(_part: str, *, passing: tuple[type[Exception], ...] = ()
+              ) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 

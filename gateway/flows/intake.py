@@ -44,7 +44,7 @@ from gateway.crypto.engine import (
     Verified,
 )
 from gateway.errors import CryptoError
-from gateway.flows import Context
+from gateway.flows import Context, Guard, unguarded
 from gateway.flows.receipts import ErrorList, Receipt, receipt_name
 from gateway.ledger import ClaimOutcome, DeliveryRow, LeaseLost, ReceiptRow
 from gateway.state import copy_hashed
@@ -78,6 +78,11 @@ class Channel:
     receipt_zone: str  # config key of the sender's receiving zone
     agency: str | None = None  # the sending agency, for results
 
+    @property
+    def part(self) -> str:
+        """The piece of a daemon pass this channel's files are (see :class:`Guard`)."""
+        return "batches" if self.agency is None else f"results.{self.agency}"
+
     def seal_receipt(self, ctx: Context, dst: BinaryIO) -> SealWriter:
         """Receipts are encrypted to the sender: the bank, or the agency's receipts role."""
         if self.agency is None:
@@ -101,8 +106,10 @@ def name_fields(name: str) -> dict[str, str]:
     return {"name_sha256": hashlib.sha256(name_bytes(name)).hexdigest()}
 
 
-def run_channel(ctx: Context, channel: Channel, process: Process) -> collections.Counter[str]:
-    """Resume files whose worker died, then take every ready file of the channel's zone."""
+def run_channel(ctx: Context, channel: Channel, process: Process, *,
+                guard: Guard = unguarded) -> collections.Counter[str]:
+    """Resume files whose worker died, then take every ready file of the channel's zone;
+    each file under *guard*, so one that fails unexpectedly holds back no other."""
     outcomes: collections.Counter[str] = collections.Counter()
     zone = ctx.zones[channel.zone]
     if channel.zone in ctx.zone_errors:
@@ -115,7 +122,7 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
                 continue  # another node took it over first
             if row.lease_owner not in (None, ctx.owner):
                 log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
-            with ctx.leases.keep_file(row.id):
+            with guard(channel.part, passing=(ZoneError,)), ctx.leases.keep_file(row.id):
                 _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
                 archived = ctx.state.archived(row.sha256).exists()
                 if not archived and row.lease_owner not in (None, ctx.owner):
@@ -134,10 +141,11 @@ def run_channel(ctx: Context, channel: Channel, process: Process) -> collections
         for entry in entries:
             if ctx.stop.is_set():
                 break
-            if entry.refused:
-                _count(ctx, channel, outcomes, refuse(ctx, channel, entry.name, entry.refused))
-                continue
-            _count(ctx, channel, outcomes, pick_up(ctx, channel, entry, process))
+            with guard(channel.part, passing=(ZoneError,)):
+                if entry.refused:
+                    _count(ctx, channel, outcomes, refuse(ctx, channel, entry.name, entry.refused))
+                    continue
+                _count(ctx, channel, outcomes, pick_up(ctx, channel, entry, process))
     except ZoneError as exc:  # this zone is unusable for now; the others go on
         ctx.zone_failed(channel.zone, exc)
     return outcomes
@@ -427,17 +435,19 @@ def receipt_row(channel: Channel, file_id: int, name: str, sha: str, staged: str
                       input_removed_at=dt.datetime.now(dt.UTC))
 
 
-def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> None:
+def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None,
+                   guard: Guard = unguarded) -> None:
     """Move committed files into their zones and send receipts; safe to repeat after a crash.
 
     A zone that fails is recorded (``ctx.zone_failed``) and skipped: what is
     pending for it stays pending for the next pass, and other zones go on.
-    *kinds* limits the work to those deliveries (and sends no receipt).
+    *kinds* limits the work to those deliveries (and sends no receipt). Each delivery
+    and receipt runs under *guard*: one that fails unexpectedly holds back no other.
     """
     for d in ctx.ledger.pending_deliveries():
         if d.zone in ctx.zone_errors or (kinds is not None and d.kind not in kinds):
             continue
-        with ctx.leases.hold(f"delivery:{d.id}") as held:
+        with guard("outbox"), ctx.leases.hold(f"delivery:{d.id}") as held:
             # Held by a live node: it delivers. Taken: another node may have finished it
             # between the listing and the claim.
             if held and ctx.ledger.delivery(d.id).delivered_at is None:
@@ -447,7 +457,7 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> Non
     for r in ctx.ledger.pending_receipts():
         if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
             continue
-        with ctx.leases.hold(f"receipt:{r.id}") as held:
+        with guard("outbox"), ctx.leases.hold(f"receipt:{r.id}") as held:
             if not held:
                 continue
             r = ctx.ledger.receipt(r.id)

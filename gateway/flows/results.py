@@ -52,8 +52,8 @@ def run(ctx: Context, *, guard: Guard = unguarded) -> collections.Counter[str]:
     """Every agency's outbox, each under *guard*; returns how each file ended."""
     outcomes: collections.Counter[str] = collections.Counter()
     for channel in channels(ctx):
-        with guard(f"results.{channel.agency}"):
-            outcomes.update(intake.run_channel(ctx, channel, _process))
+        with guard(channel.part):
+            outcomes.update(intake.run_channel(ctx, channel, _process, guard=guard))
     return outcomes
 
 

@@ -266,3 +266,78 @@ def test_a_piece_of_a_pass_that_raises_stops_only_itself(site, monkeypatch):
     assert (failed["part"], failed["error"]) == ("access", "RuntimeError")
     assert len(entries(site, "retention.purged")) == 1
     assert [e["file"] for e in entries(site, "slice.collected")] == [supervisor.name]
+
+
+@pytest.mark.parametrize("fault", ["after_access_pending", "after_access_written"])
+def test_a_kill_around_the_audit_write_records_each_read_once(site, fault):
+    """Killed after the line's entries were saved ahead but before they were written, or
+    after they were written but before the cursor moved on: the next run writes what is
+    missing and nothing twice."""
+    inbox = site.zone("AG001", "inbox")
+    collector = next(p for p in inbox.iterdir() if ".collector." in p.name)
+    site.log.write_bytes(
+        sftp_lines(301, b"ag001-anna", b"10.0.0.1", f"//inbox/{collector.name}", 9)
+        + sftp_lines(302, b"ag001-bob", b"10.0.0.2", f"/inbox/{collector.name}", 3))
+    killed = run_cli("run", "--once", "-c", str(site.config), env={"GATEWAY_FAULT": fault})
+    assert killed.returncode == 137, killed.stderr
+    assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+    assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
+    reads = entries(site, "slice.accessed")
+    assert sorted((e["login"], e["bytes"]) for e in reads) == [("ag001-anna", 9), ("ag001-bob", 3)]
+    assert len(entries(site, "security.unknown_login")) == 1  # bob: named by no agency
+    assert run_cli("audit", "verify", "-c", str(site.config)).returncode == 0
+
+
+def test_a_fifo_as_the_log_fails_the_access_piece_and_nothing_else(site):
+    """A FIFO at the log's path once hung the pass (and SIGTERM with it). Now the access
+    piece fails — audited, exit 1 from run --once — and the rest of the pass goes on."""
+    os.mkfifo(site.log)
+    supervisor = next(p for p in site.zone("AG001", "inbox").iterdir() if ".supervisor." in p.name)
+    supervisor.unlink()
+    proc = subprocess.run([sys.executable, "-m", "gateway", "run", "--once", "-c", str(site.config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1 and "access failed" in proc.stderr, proc.stderr
+    assert "not a regular file" in proc.stderr
+    (failed,) = entries(site, "pass.failed")
+    assert (failed["part"], failed["error"]) == ("access", "OSError")
+    assert [e["file"] for e in entries(site, "slice.collected")] == [supervisor.name]
+
+
+def test_one_file_that_fails_unexpectedly_holds_back_no_other(site, monkeypatch):
+    """A bug met by one results file: the agency's other files, before and after it in the
+    outbox, are answered in the same pass; the failing one is tried again each pass and
+    audited once."""
+    from gateway import daemon
+    from gateway.flows import results
+
+    ag1 = [r["case_id"] for r in site.records if r["agency_code"] == "AG001"]
+    real = results._process
+
+    def process(ctx, channel, file_id, name, sha, received_at):
+        if name == "r2.csv.pgp":
+            raise RuntimeError("a bug this file meets")
+        return real(ctx, channel, file_id, name, sha, received_at)
+
+    monkeypatch.setattr(results, "_process", process)
+    for n in (1, 2, 3):
+        site.upload("AG001", f"r{n}.csv.pgp", results_csv([ag1[n]]))
+        os.utime(site.zone("AG001", "outbox", f"r{n}.csv.pgp"), (1_000_000 + n, 1_000_000 + n))
+    with daemon.open_context(site.cfg()) as ctx:
+        assert daemon.run_once(ctx) == {"accepted": 2}
+        assert set(ctx.part_errors) == {"results.AG001"}
+        daemon.run_once(ctx)
+    (failed,) = entries(site, "pass.failed")
+    assert (failed["part"], failed["error"]) == ("results.AG001", "RuntimeError")
+    assert len(site.agency_receipts("AG001")) == 2
+
+
+def results_csv(case_ids: list[str]) -> bytes:
+    import csv
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["case_id", "action_at", "action_code", "contact_target", "collector_id"])
+    yesterday = (dt.datetime.now(TZ) - dt.timedelta(days=1)).strftime("%Y-%m-%dT10:00:00")
+    for c in case_ids:
+        w.writerow([c, yesterday, "VISIT", "debtor", "c1"])
+    return buf.getvalue().encode()
