@@ -8,7 +8,8 @@ DEMO_DIR ?= demo-run
 # Debian packages the gateway and its integration tests drive for real
 # (gnupg, gpg-agent, openssh-server, postgresql; chromium and chromium-driver for the
 # console's browser tests; nginx-light, Debian 12's small nginx, for the console behind a
-# TLS reverse proxy — /usr/sbin is not on a user's PATH, hence the second test).
+# TLS reverse proxy — /usr/sbin is not on a user's PATH, hence the second test; rsyslog, which
+# carries internal-sftp's log lines out of the chroots as deploy/rsyslog.d says).
 
 .PHONY: test demo lint system-deps venv bench faults two-nodes clean
 
@@ -43,6 +44,7 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing="$$missing rsyslog"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
