@@ -646,7 +646,7 @@ def report(
         raise UsageError(f"--agency: no agency {agency!r} in the config "
                          f"({', '.join(a.code for a in cfg.agencies)})")
     try:
-        check_month(month)
+        check_month(month, today=utcnow().astimezone(cfg.gateway.tz).date())
     except ValueError as exc:
         raise UsageError(f"--month: {exc}") from None
     if not out_dir.is_dir():

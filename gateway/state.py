@@ -154,7 +154,10 @@ class State:
             _survive_pass_requests()  # before the pid is where a command can find it
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            yield
+            try:
+                yield
+            finally:  # a pid left behind could be another process's by the next look
+                os.ftruncate(fd, 0)
         finally:
             os.close(fd)
 
@@ -250,7 +253,10 @@ def read_regular(path: Path, *, limit: int) -> bytes:
         if st.st_size > limit:
             raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
         with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(limit + 1)[:limit]
+            data = fh.read(limit + 1)
+        if len(data) > limit:  # it grew since fstat: still not a file to trust whole
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return data
     finally:
         os.close(fd)
 

@@ -42,7 +42,7 @@ from gateway.console import proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import AccountRow, queries, utcnow
-from gateway.reports.figures import figures, previous_month
+from gateway.reports.figures import check_month, figures, previous_month
 from gateway.reports.render import as_html
 from gateway.validation.csvio import neutralise
 
@@ -537,14 +537,13 @@ async def compliance_page(c: Console, request: Request, session: Session, row: A
                    months=months)
 
 
-FIRST_MONTH = "1970-01"  # before the epoch there is no gateway; year 1 or 9999 overflowed
-
-
 def _reportable(c: Console, month: str) -> bool:
-    """A month that has begun (there is no report of the future) and is not before 1970."""
-    this_month = c.now().astimezone(c.cfg.gateway.tz).strftime("%Y-%m")
-    return re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month) is not None and \
-        FIRST_MONTH <= month <= this_month
+    """A month a report can cover and that has begun (:func:`check_month`)."""
+    try:
+        check_month(month, today=c.now().astimezone(c.cfg.gateway.tz).date())
+    except ValueError:
+        return False
+    return True
 
 
 @signed_in

@@ -303,6 +303,7 @@ def compliance(cfg: Config, ledger: Ledger,
 
 ACCESS_EVENTS = ("slice.accessed", "security.role_mismatch", "security.foreign_access",
                  "security.unknown_login")
+ALARMS = ACCESS_EVENTS[1:]  # what a read can raise (security.unsafe_field only marks a value)
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,7 @@ def reads(entries: Iterable[dict[str, Any]]) -> list[Read]:
             out.append(Read(dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")), e["agency"],
                             e.get("role"), e["file"], shown(e, "login", "unknown") or "", shown(e, "address"),
                             int(e.get("bytes", 0)), bool(e.get("complete")), None))
-        elif out and e["event"].startswith("security.") and out[-1].file == e.get("file") \
+        elif out and e["event"] in ALARMS and out[-1].file == e.get("file") \
                 and out[-1].login == shown(e, "login", "unknown") and out[-1].alarm is None:
             last = out[-1]
             out[-1] = Read(last.at, last.agency, last.role, last.file, last.login, last.address,

@@ -23,13 +23,16 @@ TYPE = "supervision-report"
 FIRST_MONTH, LAST_MONTH = "1970-01", "9998-12"  # what every clock and database here can hold
 
 
-def check_month(month: str) -> str:
-    """*month* if it names a month a report can cover (``YYYY-MM``, from 1970-01 to 9998-12),
-    else ValueError saying so — ``9999-12`` once ended in an internal error (its next month
-    is past what a date holds), ``0001-01`` in an overflow converting to UTC."""
+def check_month(month: str, *, today: dt.date | None = None) -> str:
+    """*month* if it names a month a report can cover (``YYYY-MM``, from 1970-01 to 9998-12,
+    and, given *today*, one that has begun: there is no report of the future), else
+    ValueError saying so — ``9999-12`` once ended in an internal error (its next month is
+    past what a date holds), ``0001-01`` in an overflow converting to UTC."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month, re.ASCII) or \
             not FIRST_MONTH <= month <= LAST_MONTH:
         raise ValueError(f"{month!r} is not a month from {FIRST_MONTH} to {LAST_MONTH} (YYYY-MM)")
+    if today is not None and month > f"{today.year:04d}-{today.month:02d}":
+        raise ValueError(f"{month} has not begun yet")
     return month
 
 
@@ -97,7 +100,8 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
             counts["cross_agency_rows"] += int(e.get("count", 0))
             counts["cross_agency_files"] += 1
         elif event in ("security.bad_signature", "security.role_mismatch",
-                       "security.foreign_access", "security.unknown_login"):
+                       "security.foreign_access", "security.unknown_login",
+                       "security.unsafe_field"):
             counts[event.removeprefix("security.")] += 1
         elif event == "key.refused" and str(e.get("key", "")).startswith(keys_of):
             refused_keys.append(e["key"])
@@ -138,7 +142,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
                                        collections.Counter()).items())),
         "security": {k: counts.get(k, 0) for k in (
             "cross_agency_rows", "cross_agency_files", "bad_signature", "role_mismatch",
-            "foreign_access", "unknown_login")},
+            "foreign_access", "unknown_login", "unsafe_field")},
         "keys": {"refused": refused_keys},
         "contract": {"id": a.contract.id, "state": contract.state.value,
                      "effective_end": contract.effective_end.isoformat(),

@@ -203,7 +203,8 @@ def test_report_does_not_write_through_planted_links(site, tmp_path):
     assert (out / f"report.AG001.{month}.html").read_bytes().lower().startswith(b"<!doctype html>")
 
 
-@pytest.mark.parametrize("month", ["9999-12", "0001-01", "1969-12", "2026-13", "２０２６-01"])
+@pytest.mark.parametrize("month", ["9999-12", "0001-01", "1969-12", "2026-13", "２０２６-01",
+                                   "9998-12"])
 def test_report_months_out_of_range_are_one_readable_line(site, tmp_path, month):
     proc = run_cli("report", "--agency", "AG001", "--month", month, "--out", str(tmp_path),
                    "-c", str(site.config))
