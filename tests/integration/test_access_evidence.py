@@ -229,7 +229,7 @@ def console_page(site: Site, path: str) -> str:
     secret = Accounts(ledger, audit.AuditLog(site.state / "audit")).add(
         "auditor", "auditor", PASSWORD).secret
     ledger.close()
-    server = Server(site, Clock())
+    server = Server(site.cfg(), Clock())
     try:
         cookie = http_login(server.url, "auditor", secret)
         req = urllib.request.Request(server.url + path, headers={"Cookie": cookie})
