@@ -212,6 +212,15 @@ class SchemaSection(_Model):
     on_invalid: Literal["reject_batch", "skip_rows"] = "reject_batch"
     columns: dict[str, str] = {}
 
+    @field_validator("delimiter")
+    @classmethod
+    def _separates(cls, v: str) -> str:
+        """A quote, a line end or NUL cannot separate fields: no export writes them, and a
+        file read with one is read as something else than was meant."""
+        if v in ('"', "\r", "\n", "\x00"):
+            raise ValueError(f"{v!r} cannot separate fields (try \",\", \";\", \"\\t\" or \"|\")")
+        return v
+
     @field_validator("columns")
     @classmethod
     def _canonical(cls, v: dict[str, str]) -> dict[str, str]:

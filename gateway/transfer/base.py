@@ -112,7 +112,7 @@ def is_plain(name: str) -> bool:
 
 def display_name(name: str) -> str:
     """A reversible, printable spelling of any name: backslash escapes for backslashes,
-    control and formatting characters and undecodable bytes. Used wherever a name is
+    control and formatting characters, spaces other than U+0020 and undecodable bytes. Used wherever a name is
     stored or shown (ledger, receipts, messages); :func:`raw_name` undoes it."""
     out = []
     for c in name:
@@ -120,7 +120,8 @@ def display_name(name: str) -> str:
             out.append("\\\\")
         elif 0xDC80 <= ord(c) <= 0xDCFF:  # an undecodable byte (surrogateescape)
             out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        elif unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        elif unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or \
+                (c != " " and not c.isprintable()):  # NBSP, U+3000: a name that looks spaced
             out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
         else:
             out.append(c)

@@ -156,3 +156,12 @@ def test_shared_dir_holds_what_another_node_needs(cfg_path):
     gw = config.load(cfg_path).gateway
     assert (gw.shared, gw.state_dir, gw.lease_seconds) == (
         cfg_path.parent / "shared", cfg_path.parent / "var", 60)
+
+
+@pytest.mark.parametrize("delimiter", ['"\\""', '"\\r"', '"\\n"', '"\\u0000"'])
+def test_a_delimiter_that_cannot_separate_fields_is_refused(cfg_path, delimiter):
+    """Found by the fuzz suite: with a quote as the delimiter, Arrow's reader raised
+    and the reference reader read something else than was meant."""
+    edit(cfg_path, 'delimiter = ","', f"delimiter = {delimiter}")
+    (problem,) = problems(cfg_path)
+    assert "schema.delimiter" in problem and "cannot separate fields" in problem

@@ -114,14 +114,13 @@ def test_display_name_is_printable_and_reversible(name):
     assert raw_name(shown) == name
 
 
-@pytest.mark.xfail(strict=True, reason="display_name leaves spaces other than U+0020 as they "
-                   "are, which str.isprintable() (test_zone_names' property) refuses")
 @pytest.mark.parametrize("raw", [b"\xc2\xa0", b"\xe3\x80\x80", b"a\xe2\x80\x80b"])
 def test_display_name_of_a_no_break_space_is_printable(raw):
     """test_zone_names.test_display_name_round_trips_any_file_name asserts isprintable()
     of any file system name's display; these names (NBSP, ideographic space, en quad)
-    fail it — found here, reported, not fixed: display_name is not a name check."""
-    assert display_name(os.fsdecode(raw)).isprintable()
+    failed it (found by this suite): a name that looks spaced is shown escaped."""
+    shown = display_name(os.fsdecode(raw))
+    assert shown.isprintable() and raw_name(shown) == os.fsdecode(raw)
 
 
 @fuzz(1000)
