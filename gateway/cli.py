@@ -139,13 +139,13 @@ def run_cmd(
             return
         finally:
             ctx.progress.close()
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing pending"
-        err.print(f"done: {summary}")
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
         failed = [str(e) for e in ctx.zone_errors.values()] + [
             f"{part} failed ({type(e).__name__}: {e}); the rest of the pass went on"
             for part, e in ctx.part_errors.items()]
-        if failed:
-            raise GatewayError("; ".join(failed))
+        if failed:  # one line: what failed, and what was done all the same
+            raise GatewayError("; ".join(failed) + (f" (done: {summary})" if summary else ""))
+        err.print(f"done: {summary or 'nothing pending'}")
 
 
 @app.command()

@@ -33,9 +33,9 @@ from gateway.access import evidence
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
-from gateway.errors import GatewayError
+from gateway.errors import AuditError, GatewayError
 from gateway.flows import Context, Guard, Interrupted, batches, intake, results, unguarded
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, LedgerError
 from gateway.metrics import Metrics
 from gateway.progress import Progress
 from gateway.reports import deliver
@@ -209,11 +209,13 @@ def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = 
     nest: an agency's results are one piece, each file in them another, so one file that
     always fails holds back neither the agency's other files nor anything else. What a
     piece had in hand is in the ledger's keeping: an unfinished file is resumed next pass
-    as after a crash. A stop request still stops the pass."""
+    as after a crash. A stop request still stops the pass, and so does the ledger or the
+    audit log failing (the database gone, the disk full): no piece can go on without them,
+    and the pass fails as one (``pass.failed`` in the log, ``/healthz`` 503 with the reason)."""
     try:
         yield
-    except (Interrupted, *passing):
-        raise
+    except (Interrupted, LedgerError, AuditError, *passing):
+        raise  # a stop; the ledger or the audit log failing fails every piece: the pass
     except Exception as exc:
         kind = type(exc).__name__
         ctx.part_errors[part] = exc
