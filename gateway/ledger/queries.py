@@ -20,17 +20,9 @@ from gateway import audit
 from gateway.config import Agency, Config
 from gateway.crypto import keys
 from gateway.crypto.keys import KeyPolicyError
-from gateway.ledger import (
-    BatchRow,
-    DeliveryRow,
-    FileRow,
-    Ledger,
-    PurgeRow,
-    ReceiptRow,
-    ResultFlagRow,
-)
+from gateway.ledger import BatchRow, DeliveryRow, FileRow, Ledger, PurgeRow, ReceiptRow, ResultFlagRow
+from gateway.names import display_name
 from gateway.retention.policy import Decision, decide
-from gateway.transfer.base import display_name
 
 
 @dataclass(frozen=True)

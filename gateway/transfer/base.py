@@ -8,7 +8,6 @@ are never listed as ready.
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -17,6 +16,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from gateway.errors import GatewayError
+from gateway.names import display_name as display_name  # re-exported: callers stay as they are
+from gateway.names import name_bytes as name_bytes
+from gateway.names import raw_name as raw_name
 
 TEMP_SUFFIXES = (".part", ".tmp", ".filepart")
 _BAD_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -70,11 +72,6 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
 
 
-def name_bytes(name: str) -> bytes:
-    """The name as the file system holds it (undecodable bytes travel as surrogates)."""
-    return os.fsencode(name)
-
-
 def check_component(name: str) -> str:
     """A name that may be *acted on* in a zone (stat, read, remove): it cannot leave the
     directory. Looser than :func:`validate_name` on purpose: a sender's odd name — a
@@ -108,39 +105,6 @@ def is_plain(name: str) -> bool:
         return False
     return len(raw) <= MAX_NAME and all(
         unicodedata.category(c) not in ("Cf", "Cc", "Cs", "Co", "Cn", "Zl", "Zp") for c in name)
-
-
-def display_name(name: str) -> str:
-    """A reversible, printable spelling of any name: backslash escapes for backslashes,
-    control and formatting characters, spaces other than U+0020 and undecodable bytes. Used wherever a name is
-    stored or shown (ledger, receipts, messages); :func:`raw_name` undoes it."""
-    out = []
-    for c in name:
-        if c == "\\":
-            out.append("\\\\")
-        elif 0xDC80 <= ord(c) <= 0xDCFF:  # an undecodable byte (surrogateescape)
-            out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        elif unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or \
-                (c != " " and not c.isprintable()):  # NBSP, U+3000: a name that looks spaced
-            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
-
-
-def raw_name(shown: str) -> str:
-    """The file name a :func:`display_name` spelling stands for."""
-    def one(m: re.Match[str]) -> str:
-        code = m.group(1)
-        if code == "\\":
-            return "\\"
-        if code[0] == "x":
-            return chr(0xDC00 + int(code[1:], 16))
-        return chr(int(code[1:], 16))  # \uXXXX or \UXXXXXXXX
-    return _ESCAPE.sub(one, shown)
 
 
 @dataclass(frozen=True)

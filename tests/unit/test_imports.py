@@ -27,3 +27,22 @@ def test_the_engine_libraries_start_no_thread_of_their_own():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     others = [t for t in out.stdout.split() if t != "jemalloc_bg_thd"]
     assert len(others) == 1  # the main thread (named after the interpreter's file)
+
+
+def test_the_ledgers_stores_depend_on_no_zone_flow_crypto_or_audit_log():
+    """The ledger stores identifiers; what moves, seals or audits them sits above it. (The
+    read model, ``ledger/queries.py``, still reads keys and audit entries: issue 23.)"""
+    import ast
+    from pathlib import Path
+
+    ledger = Path(__file__).resolve().parents[2] / "gateway" / "ledger"
+    above = ("gateway.transfer", "gateway.flows", "gateway.crypto", "gateway.audit")
+    found = []
+    for path in sorted(ledger.glob("*.py")):
+        if path.name == "queries.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [(path.name, n) for n in names if n.startswith(above)]
+    assert found == []

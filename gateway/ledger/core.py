@@ -1,0 +1,116 @@
+"""What every store of the ledger shares: the engine, one transaction at a time, the
+database's clock, and the mapping of its failures to :class:`LedgerError`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.errors import GatewayError
+from gateway.ledger import migrate
+from gateway.ledger.schema import LedgerError, T, utcnow
+
+
+class Core:
+    """The engine and its sessions; each store is a set of methods over them."""
+
+    def __init__(self, url: str, *, owner: str | None = None, upgrade: bool = True) -> None:
+        """*upgrade*: bring the schema to this gateway's head (the daemon, the CLI); the
+        console, whose database role may not change the schema, only checks it is there."""
+        self.url = url
+        self.owner = owner  # this node, when it processes files: commits check its lease
+        try:
+            if url.startswith("sqlite:///") and upgrade:
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = migrate.make_engine(url)
+            if upgrade:
+                migrate.upgrade(self.engine)  # the schema comes from the migrations, under a lock
+            else:
+                with self.engine.connect() as conn:
+                    found = migrate.current(conn)
+                if found != migrate.head():
+                    self.engine.dispose()
+                    raise LedgerError(f"the ledger {self.where} is at schema revision {found}, not "
+                                      f"{migrate.head()}: run `gateway db upgrade` (as the "
+                                      "gateway's user) first")
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            self._qmark = self.engine.dialect.paramstyle == "qmark"  # SQLite's; psycopg: %s
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"cannot open the ledger database {self.where}: {_reason(exc)}") \
+                from exc
+        except OSError as exc:
+            raise GatewayError(f"cannot open the ledger database: {exc.strerror}: "
+                               f"{exc.filename}") from exc
+
+    @contextmanager
+    def session(self, *, write: bool = True, staging: bool = False) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any exception.
+
+        A database that cannot be written (a full disk, a lost server) is one readable
+        :class:`LedgerError`; nothing of the transaction was committed. On SQLite a
+        transaction that will write takes the write lock when it begins (``BEGIN
+        IMMEDIATE``), waiting for it: one that read first and then wrote would fail at once
+        ("database is locked") whenever another writer — the lease-renewal thread, a CLI
+        command — committed in between. Read-only ones (``write=False``) stay deferred and
+        never wait for a writer (WAL).
+
+        ``staging=True``: what the transaction writes is a file's staged work, which a
+        crash may lose (resuming the file clears it and stages it again), so its commit
+        does not wait for the disk (see ``migrate._sqlite_begin``)."""
+        s = self._sessions()
+        try:
+            with s.begin():
+                conn = s.connection(execution_options={migrate.SQLITE_WRITE: write,
+                                                       migrate.STAGING: staging})
+                if staging and conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                yield s
+        except OperationalError as exc:
+            raise LedgerError(f"ledger {self.where}: {_reason(exc)}") from exc
+        finally:
+            s.close()
+
+    @property
+    def where(self) -> str:
+        return migrate.describe(self.url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def clock(self, s: Session) -> dt.datetime:
+        """The time leases are measured by. On PostgreSQL, the server's: every node then
+        reads one clock, and a host whose clock is ahead cannot take a live node's work
+        (nor one behind keep a dead node's). SQLite serves one host: its clock."""
+        if self.engine.dialect.name == "postgresql":
+            return _aware(s.scalar(select(func.statement_timestamp()))) or utcnow()
+        return utcnow()
+
+
+def _first_row_race(write: Callable[[], T]) -> T:
+    """Run a read-then-insert-or-update *write*; if another node inserted the same row
+    between our read and our insert (two daemons starting together), run it again: the
+    row is there now and is updated. Without this the second daemon died of the
+    unique-key error."""
+    try:
+        return write()
+    except IntegrityError:
+        return write()
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig or exc).splitlines()[0]

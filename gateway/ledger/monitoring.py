@@ -1,0 +1,72 @@
+"""What the daemon reports about its surroundings: each zone's health, files refused in a
+zone, and its cursors on the sshd log (SPEC §11, §14)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.ledger.core import Core, _first_row_race
+from gateway.ledger.schema import AccessCursorRow, RefusedFileRow, ZoneStatusRow, utcnow
+
+
+class MonitoringStore(Core):
+    def access_cursor(self, source: str) -> AccessCursorRow | None:
+        with self.session(write=False) as s:
+            row = s.get(AccessCursorRow, source)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def save_access_cursor(self, source: str, inode: int | None, offset: int, state: str) -> None:
+        with self.session() as s:
+            row = s.get(AccessCursorRow, source, with_for_update=True)
+            if row is None:
+                s.add(AccessCursorRow(source=source, inode=inode, offset=offset, state=state))
+            else:
+                row.inode, row.offset, row.state, row.updated_at = inode, offset, state, utcnow()
+
+    def save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
+        _first_row_race(lambda: self._save_zone_status(zone, description, **fields))
+
+    def _save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
+        with self.session() as s:
+            row = s.get(ZoneStatusRow, zone)
+            if row is None:
+                row = ZoneStatusRow(zone=zone, description=description)
+                s.add(row)
+            row.description, row.updated_at = description, utcnow()
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def note_refused(self, zone: str, name: str, reason: str) -> bool:
+        """Remember a refused entry; True the first time (when it is to be audited)."""
+        return _first_row_race(lambda: self._note_refused(zone, name, reason))
+
+    def _note_refused(self, zone: str, name: str, reason: str) -> bool:
+        with self.session() as s:
+            row = s.get(RefusedFileRow, (zone, name))
+            if row is not None and row.reason == reason:
+                return False
+            if row is None:
+                s.add(RefusedFileRow(zone=zone, name=name, reason=reason))
+            else:
+                row.reason = reason
+            return True
+
+    def forget_refused(self, zone: str, present: set[str]) -> None:
+        """Entries no longer in the zone (someone removed them) are no longer refused."""
+        with self.session() as s:
+            for row in s.scalars(select(RefusedFileRow).where(RefusedFileRow.zone == zone)):
+                if row.name not in present:
+                    s.delete(row)
+
+    def refused_files(self) -> list[RefusedFileRow]:
+        with self.session(write=False) as s:
+            return list(s.scalars(select(RefusedFileRow).order_by(RefusedFileRow.zone,
+                                                                  RefusedFileRow.first_seen)))
+
+    def zone_statuses(self) -> list[ZoneStatusRow]:
+        with self.session(write=False) as s:
+            return list(s.scalars(select(ZoneStatusRow).order_by(ZoneStatusRow.zone)))

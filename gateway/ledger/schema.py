@@ -1,0 +1,351 @@
+"""The ledger's tables and row types, and the errors its stores raise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from gateway.errors import GatewayError
+from gateway.names import display_name, raw_name
+
+T = TypeVar("T")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class FileName(TypeDecorator[str]):
+    """A zone file name as a sender chose it — newline, backslash, bytes that are not
+    UTF-8 and all. Stored in its reversible printable spelling
+    (:func:`~gateway.names.display_name`), so no name can fail to encode in a
+    query, and read back as the real name the zone knows."""
+
+    impl = String(1024)  # a 255-byte name, escaped, fits
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else display_name(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else raw_name(value)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Every time in the ledger is UTC. SQLite keeps no offset: an aware time in another
+    zone (a local clock) would come back as a different instant, so times are converted
+    to UTC on the way in, and come back aware (UTC) from either database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None or value.tzinfo is None:
+            return value  # naive: UTC already, by the convention of the code that made it
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None,
+                             dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class LedgerError(GatewayError):
+    """The ledger database failed."""
+
+    code = "E_LEDGER"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime}
+
+
+class FileStatus(StrEnum):
+    CLAIMED = "claimed"  # being processed (a lease holder works on it)
+    ACCEPTED = "accepted"
+    PARTIAL = "partial"  # skip_rows: some rows delivered, the rest reported
+    REJECTED = "rejected"
+
+
+class FileRow(Base):
+    """One distinct file content that arrived in a zone."""
+
+    __tablename__ = "files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # case_file | results
+    zone: Mapped[str] = mapped_column(String(80))  # config key path, e.g. bank.outgoing
+    name: Mapped[str] = mapped_column(FileName)
+    size: Mapped[int] = mapped_column(BigInteger)
+    agency_code: Mapped[str | None] = mapped_column(String(32))  # sender, for results
+    status: Mapped[str] = mapped_column(String(16), default=FileStatus.CLAIMED.value)
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    signer: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[str | None] = mapped_column(String(48))
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime | None]
+    archive_name: Mapped[str | None] = mapped_column(String(255))
+    purged_at: Mapped[dt.datetime | None]
+
+
+class BatchRow(Base):
+    """An accepted (or partially accepted) bank batch; its id is unique for the bank."""
+
+    __tablename__ = "batches"
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    records: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    committed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CaseRow(Base):
+    """A case delivered to an agency under a contract (no personal value, only the id)."""
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.batch_id"))
+    agency_code: Mapped[str] = mapped_column(String(32))
+    contract_id: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    purged_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        # case_id is unique across *live* cases (SPEC §4); a purged case's id may return.
+        Index("ux_cases_live", "case_id", unique=True,
+              sqlite_where=text("purged_at IS NULL"), postgresql_where=text("purged_at IS NULL")),
+        # purged_at too: the ownership check is answered from the index alone (0007)
+        Index("ix_cases_agency", "agency_code", "case_id", "purged_at"),
+    )
+
+
+class StagedCaseRow(Base):
+    """A case id seen in a file being processed; moved to ``cases`` when the file commits."""
+
+    __tablename__ = "staged_cases"
+    file_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the claim (0008)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer)
+    agency_code: Mapped[str] = mapped_column(String(32))
+    contract_id: Mapped[str] = mapped_column(String(64))
+    __table_args__ = ({"sqlite_with_rowid": False},)  # rows in the key's b-tree (0007)
+
+
+class DeliveryRow(Base):
+    """A file the gateway placed (or is about to place) in an agency's inbox."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
+    # slice | manifest | results | certificate | checkpoint
+    kind: Mapped[str] = mapped_column(String(16), default="slice")
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    agency_code: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str | None] = mapped_column(String(32))  # None for a manifest
+    zone: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the ciphertext
+    size: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[dt.datetime | None]  # None: committed, not yet moved into the inbox
+    collected_at: Mapped[dt.datetime | None]
+    purged_at: Mapped[dt.datetime | None]
+
+
+class ReceiptRow(Base):
+    """One receipt per arrival — duplicates included, so nothing goes unanswered.
+
+    Sending is two-phase: the row is committed with the sealed receipt staged
+    (``sent_at`` None), then the receipt is written to the zone and the input
+    removed; a crash in between is finished by the next run.
+    """
+
+    __tablename__ = "receipts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"))
+    file_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    input_zone: Mapped[str] = mapped_column(String(80))
+    input_name: Mapped[str] = mapped_column(FileName)
+    zone: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str | None] = mapped_column(String(255))  # chosen when sent
+    staged: Mapped[str] = mapped_column(String(255))  # file name under the staging directory
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+    input_removed_at: Mapped[dt.datetime | None]
+
+
+class AttemptRow(Base):
+    """Calls/messages per case and local day, across result files (the ATTEMPTS flag)."""
+
+    __tablename__ = "attempts"
+    agency_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, gateway zone
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = ({"sqlite_with_rowid": False},)  # rows in the key's b-tree (0007)
+
+
+class StagedAttemptRow(Base):
+    """A results file's CALL/SMS counts per case and day while it is processed, chunk by
+    chunk; added to ``attempts`` when the file commits (memory stays flat)."""
+
+    __tablename__ = "staged_attempts"
+    file_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the claim (0008)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    __table_args__ = ({"sqlite_with_rowid": False},)  # rows in the key's b-tree (0007)
+
+
+class AccountRow(Base):
+    """A console account (SPEC §13). The password only as an Argon2id hash; the TOTP
+    secret as it must be to check a code; *last_step* the TOTP time step last accepted
+    (a code works once); *failures* since the last good login (5 lock it);
+    *sessions_from*: a session begun before it is void (a logout, a reset)."""
+
+    __tablename__ = "console_accounts"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # auditor | operator
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str] = mapped_column(String(64))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    last_step: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+    sessions_from: Mapped[dt.datetime | None]  # sessions begun earlier are void (logout, reset)
+
+
+class ResultFlagRow(Base):
+    """How many accepted rows of a results file carry each flag (SPEC §8), and how many were
+    refused as ``NOT_ASSIGNED`` — the Compliance page's figures, kept with no case in them."""
+
+    __tablename__ = "result_flags"
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True)
+    flag: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class AccessCursorRow(Base):
+    """How far a node has read internal-sftp's log (SPEC §14): the file's inode, the offset
+    after the last whole line, and the parser's open sessions as JSON."""
+
+    __tablename__ = "access_cursors"
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)  # "<node>:<path>"
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(Text, default="{}")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PurgeRow(Base):
+    """One purge per contract: planned first, executed object by object, then certified."""
+
+    __tablename__ = "purges"
+    contract_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency_code: Mapped[str] = mapped_column(String(32))
+    effective_end: Mapped[str] = mapped_column(String(10))
+    deadline: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    late: Mapped[bool] = mapped_column(default=False)
+    cases: Mapped[int] = mapped_column(Integer, default=0)
+    certificate: Mapped[str | None] = mapped_column(String(255))
+
+
+class PurgeObjectRow(Base):
+    """Something a purge deletes: a zone file, an archived ciphertext, a token key."""
+
+    __tablename__ = "purge_objects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("purges.contract_id"), index=True)
+    location: Mapped[str] = mapped_column(String(80))  # zone key, or state:archive / state:quarantine …
+    name: Mapped[str] = mapped_column(FileName)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="planned")  # planned|deleted|absent
+    deleted_at: Mapped[dt.datetime | None]
+
+
+class ZoneStatusRow(Base):
+    """What the daemon last saw of each zone, for `gateway status`."""
+
+    __tablename__ = "zone_status"
+    zone: Mapped[str] = mapped_column(String(80), primary_key=True)
+    description: Mapped[str] = mapped_column(String(255))
+    last_scan_at: Mapped[dt.datetime | None]
+    waiting: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RefusedFileRow(Base):
+    """An entry in a zone the gateway will not read (a symlink, a FIFO, a file it may not
+    open): audited once as ``file.refused`` and listed by `gateway status` until it goes."""
+
+    __tablename__ = "refused_files"
+    zone: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(FileName, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LeaseRow(Base):
+    """A work item one node is doing: a pending delivery (``delivery:<id>``), a receipt to
+    send (``receipt:<id>``), a purge (``purge:<contract>``). Input files keep theirs in
+    ``files``. A lease past ``until`` is free for another node to take over."""
+
+    __tablename__ = "leases"
+    item: Mapped[str] = mapped_column(String(160), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    until: Mapped[dt.datetime]
+    taken_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LeaseLost(GatewayError):
+    """Another node took over a file this node was processing (its lease ran out — this node
+    could not renew it in time): this node's result is dropped, theirs counts."""
+
+    code = "E_LEASE_LOST"
+
+
+class CommitConflict(LedgerError):
+    """Another node committed, meanwhile, something this commit contradicts — the same
+    case id in a batch, the same batch id, an attempt count, a delivery's name. Nothing
+    of this commit was kept; processing the file again sees the other node's work."""
+
+    code = "E_COMMIT_CONFLICT"
+
+
+class ClaimOutcome(StrEnum):
+    NEW = "new"  # this caller owns the file now
+    DUPLICATE = "duplicate"  # the same content was already finished
+    BUSY = "busy"  # another worker holds a live lease on it
+    RESUMED = "resumed"  # a previous attempt died (lease expired); this caller takes over
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    file_id: int
+    status: str
