@@ -134,6 +134,55 @@ CATALOGUE: list[tuple[str, list[str]]] = [
     ("`USER`, `LOGNAME`, `SUDO_USER` set by the caller: the audit actor is the kernel's user",
      ["integration/test_hostile_surfaces.py::"
       "test_the_audit_actor_is_the_os_user_whatever_the_environment_says"]),
+    ("kill -9 after a log line's audit entries were saved ahead, and after they were written",
+     ["integration/test_hostile_surfaces.py::"
+      "test_a_kill_around_the_audit_write_records_each_read_once"]),
+    ("A FIFO at the sshd log's path; one results file that always fails (the others go on)",
+     ["integration/test_hostile_surfaces.py::"
+      "test_a_fifo_as_the_log_fails_the_access_piece_and_nothing_else",
+      "integration/test_hostile_surfaces.py::test_one_file_that_fails_unexpectedly_holds_back_no_other"]),
+    ("A line sent to the host's /dev/log as `internal-sftp[…]` (rsyslog, deploy/ as shipped)",
+     ["integration/test_deploy_rsyslog.py::test_only_the_chroots_sockets_feed_the_evidence_file"]),
+    ("Console login timing: a disabled or locked account answers as slowly as an unknown name",
+     ["unit/test_console_auth.py::test_every_refusal_verifies_one_password_hash",
+      "unit/test_console_auth.py::"
+      "test_a_disabled_or_locked_account_answers_as_slowly_as_an_unknown_name"]),
+    ("Console: formula cells in a CSV export; out-of-range numbers and months; any query "
+     "parameter (fuzzed) — never a 500",
+     ["unit/test_console_app.py::test_the_csv_export_neutralises_formula_leading_cells",
+      "unit/test_console_app.py::test_numbers_and_months_out_of_range_are_refused_not_a_500",
+      "unit/test_console_app.py::test_no_parameter_value_makes_a_server_error"]),
+    ("Console: a foreign `Host`, forwarded headers from anyone but the trusted proxy; behind "
+     "Debian's nginx with TLS (Secure cookies, a forged X-Forwarded-For)",
+     ["unit/test_console_app.py::test_a_foreign_host_is_refused_and_never_redirected_to",
+      "unit/test_console_app.py::test_forwarded_headers_are_ignored_without_a_trusted_proxy",
+      "unit/test_console_app.py::test_forwarded_headers_from_another_address_are_ignored",
+      "integration/test_console_proxy.py::"
+      "test_log_in_through_nginx_with_secure_cookies_pages_and_an_export",
+      "integration/test_console_proxy.py::test_a_foreign_host_through_nginx_gets_400_from_the_console",
+      "integration/test_console_proxy.py::test_a_forged_x_forwarded_for_does_not_reach_the_audit_log"]),
+    ("Console over plain HTTP beyond loopback (warned); its TLS key readable by others (refused)",
+     ["integration/test_console_setup.py::test_check_warns_of_a_console_reachable_over_plain_http",
+      "integration/test_console_setup.py::test_check_refuses_a_tls_key_others_may_read",
+      "integration/test_console_setup.py::"
+      "test_console_refuses_to_start_with_a_tls_key_others_may_read"]),
+    ("Fuzzed: both CSV engines on hostile bytes, encodings, delimiters, headers and values",
+     ["unit/test_fuzz_csv.py::test_both_readers_give_the_same_records_or_the_same_error",
+      "unit/test_fuzz_csv.py::test_headers_map_or_are_refused_with_header_codes",
+      "unit/test_fuzz_csv.py::test_case_files_get_one_verdict_from_both_engines",
+      "unit/test_fuzz_csv.py::test_case_rows_of_any_values_get_one_verdict",
+      "unit/test_fuzz_csv.py::test_results_files_get_one_verdict_from_both_engines",
+      "unit/test_fuzz_csv.py::test_result_rows_of_any_values_get_one_verdict"]),
+    ("Fuzzed: the OpenPGP packet walker on any bytes, cut and damaged real messages, armor",
+     ["unit/test_fuzz_packets.py::test_any_bytes_get_a_verdict",
+      "unit/test_fuzz_packets.py::test_real_messages_damaged_anyhow",
+      "unit/test_fuzz_packets.py::test_real_messages_whole_and_cut_at_every_byte",
+      "unit/test_fuzz_packets.py::test_armor_changes_no_verdict"]),
+    ("Fuzzed: file names at the zone boundary, in receipts, patterns and the audit log",
+     ["unit/test_fuzz_names.py::test_the_boundary_refuses_with_invalid_name",
+      "unit/test_fuzz_names.py::test_every_name_a_zone_lists_can_be_acted_on",
+      "unit/test_fuzz_names.py::test_a_receipt_name_is_always_writable",
+      "unit/test_fuzz_names.py::test_the_audit_names_a_file_or_its_hash"]),
 ]
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 
