@@ -477,16 +477,7 @@ run()
                             stderr=subprocess.PIPE, text=True, cwd=site.root)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/login", timeout=5) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "gateway console did not answer"
-                time.sleep(0.2)
+        wait_for_console(url, proc)
         req = urllib.request.Request(url + "/login", data=b"name=x&password=y&code=1")
         with pytest.raises(urllib.error.HTTPError) as refused:  # no form token: 403, no crash
             urllib.request.urlopen(req, timeout=5)
@@ -525,3 +516,17 @@ def http_login(url: str, name: str, secret: str) -> str:
     cookies = {c.name: c.value for c in jar}
     assert "gw_session" in cookies, cookies
     return f"gw_session={cookies['gw_session']}"
+
+
+def wait_for_console(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Until `gateway console` (*proc*) answers its login page at *url*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/login", timeout=5) as resp:
+                assert resp.status == 200
+                return
+        except OSError:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "gateway console did not answer"
+            time.sleep(0.2)

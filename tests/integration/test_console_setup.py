@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from gateway import audit, config, scaffold
 from gateway.console.auth import Accounts
 from gateway.ledger import Ledger
 from tests.conftest import run_cli
-from tests.integration.test_console import free_port
+from tests.integration.test_console import free_port, wait_for_console
 
 pytestmark = pytest.mark.integration
 
@@ -129,16 +127,7 @@ def test_console_logs_the_plain_http_warning_when_it_starts(setup):
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "console", "-c", str(setup.config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "gateway console did not answer"
-                time.sleep(0.2)
+        wait_for_console(f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=20)

@@ -21,7 +21,9 @@ import pytest
 from gateway import audit, synth
 from tests.conftest import run_cli
 from tests.flowsite import Site
+from tests.integration import test_retention as retention
 from tests.integration.test_daemon import start_daemon, stop_daemon
+from tests.integration.test_retention import results_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -56,11 +58,8 @@ def sftp_lines(pid: int, login: bytes, address: bytes, path: str, nread: int) ->
 
 
 def end_contract(site: Site, code: str) -> None:
-    ended = (dt.datetime.now(TZ).date() - dt.timedelta(days=1)).isoformat()
-    text = site.config.read_text()
-    i = text.index(f'code = "{code}"')
-    site.config.write_text(text[:i] + text[i:].replace("# terminated_on = 2026-06-30",
-                                                        f"terminated_on = {ended}", 1))
+    """The agency's contract ended yesterday and its purge is due now."""
+    retention.end_contract(site, code)
     site.edit("purge_after_days = 30", "purge_after_days = 0")
 
 
@@ -331,14 +330,3 @@ def test_one_file_that_fails_unexpectedly_holds_back_no_other(site, monkeypatch)
     assert (failed["part"], failed["error"]) == ("results.AG001", "RuntimeError")
     assert len(site.agency_receipts("AG001")) == 2
 
-
-def results_csv(case_ids: list[str]) -> bytes:
-    import csv
-    import io
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(["case_id", "action_at", "action_code", "contact_target", "collector_id"])
-    yesterday = (dt.datetime.now(TZ) - dt.timedelta(days=1)).strftime("%Y-%m-%dT10:00:00")
-    for c in case_ids:
-        w.writerow([c, yesterday, "VISIT", "debtor", "c1"])
-    return buf.getvalue().encode()
