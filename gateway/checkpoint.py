@@ -46,7 +46,7 @@ MAX_BYTES = 1024 * 1024  # a checkpoint is a few hundred bytes; anything far lar
 def seal(ctx: Context) -> str | None:
     """Checkpoint the log if anything was written since the last checkpoint, and send the
     bank its copy. Returns the checkpoint's file name (None: nothing new to seal)."""
-    from gateway.flows import intake
+    from gateway import outbox
 
     last = ctx.audit.last_entry()
     if last is None or last["event"] == "audit.checkpoint":
@@ -65,7 +65,7 @@ def seal(ctx: Context) -> str | None:
     ctx.ledger.add_delivery(DeliveryRow(kind="checkpoint", agency_code="", zone=BANK_IN, name=name,
                                         sha256=hashlib.sha256(signed).hexdigest(),
                                         size=len(signed)))
-    intake.finish_pending(ctx, kinds={"checkpoint"})
+    outbox.finish_pending(ctx, kinds={"checkpoint"})
     return name
 
 

@@ -28,13 +28,13 @@ from types import FrameType
 
 import structlog
 
-from gateway import __version__, checkpoint, metrics
+from gateway import __version__, checkpoint, metrics, outbox
 from gateway.access import evidence
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import AuditError, GatewayError
-from gateway.flows import Context, Guard, Interrupted, batches, intake, results, unguarded
+from gateway.flows import Context, Guard, Interrupted, batches, results, unguarded
 from gateway.ledger import Ledger, LedgerError
 from gateway.metrics import Metrics
 from gateway.progress import Progress
@@ -168,7 +168,7 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     guard = functools.partial(isolated, ctx)
     outcomes: collections.Counter[str] = collections.Counter()
     with guard("outbox"):  # what a crash or an unreachable zone left committed but unsent
-        intake.finish_pending(ctx, guard=guard)
+        outbox.finish_pending(ctx, guard=guard)
     with guard("batches"):
         outcomes.update(batches.run(ctx, guard=guard))
     outcomes.update(results.run(ctx, guard=guard))

@@ -8,6 +8,7 @@ apart from the zones so that the ledger, which stores names, depends on no trans
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import unicodedata
@@ -50,3 +51,19 @@ def raw_name(shown: str) -> str:
         point = int(code[1:], 16)  # \uXXXX or \UXXXXXXXX
         return chr(point) if point <= 0x10FFFF else m.group(0)  # not ours: left as it is
     return _ESCAPE.sub(one, shown)
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+def file_fields(name: str, sha256: str) -> dict[str, str]:
+    """Audit a file by name when the name is plainly safe, else by its hash only."""
+    return {"file": name} if _SAFE_NAME.fullmatch(name) else {"file_sha256": sha256}
+
+
+def name_fields(name: str) -> dict[str, str]:
+    """Audit an entry that was never read by its name when safe, else by the name's hash
+    (a name may be anything a sender typed; the audit log holds no free text)."""
+    if _SAFE_NAME.fullmatch(name):
+        return {"file": name}
+    return {"name_sha256": hashlib.sha256(name_bytes(name)).hexdigest()}

@@ -14,7 +14,7 @@ The path of one file (DESIGN.md "Data flow of a bank batch")::
 
 Before the commit, rollback is "delete the staging directory": nothing is
 visible to anyone. After it, delivery is idempotent and a crash is finished by
-the next run (:func:`intake.finish_pending`). A file whose worker died before the
+the next run (:func:`gateway.outbox.finish_pending`). A file whose worker died before the
 commit is processed again from the archive (:func:`resume`).
 """
 
@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from gateway import faults
+from gateway import clock, faults, outbox
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Guard, Interrupted, intake, unguarded
 from gateway.flows.intake import Channel
@@ -353,7 +353,7 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                                               name=s.name, sha256=digest, size=size,
                                               records=s.records))
             manifest = {"batch_id": batch_id, "agency": code, "contract_id": agency.contract_id,
-                        "created_at": intake.iso(created), "files": files}
+                        "created_at": clock.iso(created), "files": files}
             mname = f"{batch_id}.{code}.manifest.json.pgp"
             fh = sealing.enter_context((staging / mname).open("xb"))
             w = sealing.enter_context(ctx.crypto.seal_for_agency(code, fh))
@@ -390,7 +390,7 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
     ctx.audit.record("batch.accepted", batch_id=batch_id, sha256=sha, status=status.value,
                      records=out.records, accepted=out.accepted, rejected=out.rejected,
                      signer=out.verified.fingerprint, **intake.file_fields(name, sha))
-    intake.finish_pending(ctx)
+    outbox.finish_pending(ctx)
     return status.value
 
 

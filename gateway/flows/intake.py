@@ -1,15 +1,16 @@
-"""What every input channel shares: pick-up, claims, duplicates, rejection, two-phase sending.
+"""What every input channel shares: pick-up, claims, duplicates, rejection.
 
 A :class:`Channel` is one kind of input from one sender (the bank's case files,
 one agency's result files). For each file in its zone::
 
     copy the ciphertext into the archive (hashing it) -> claim the SHA-256 ->
     remove it from the zone -> the flow's ``process`` -> commit or reject ->
-    finish_pending: move staged files into zones, send the receipt
+    the outbox: move staged files into zones, send the receipt
 
 Everything after the claim is recorded in the ledger before it happens in a
-zone, and :func:`finish_pending` completes whatever a crash interrupted, so a
-file is never lost, and no slice, forwarded file or receipt is ever doubled.
+zone, and :func:`gateway.outbox.finish_pending` completes whatever a crash
+interrupted, so a file is never lost, and no slice, forwarded file or receipt is
+ever doubled.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
-import hashlib
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import structlog
 
-from gateway import faults
+from gateway import clock, faults, outbox
 from gateway.crypto import packets
 from gateway.crypto.engine import (
     E_BAD_SIGNATURE,
@@ -45,18 +45,16 @@ from gateway.crypto.engine import (
 )
 from gateway.errors import CryptoError
 from gateway.flows import Context, Guard, unguarded
-from gateway.flows.receipts import ErrorList, Receipt, receipt_name
-from gateway.ledger import ClaimOutcome, DeliveryRow, LeaseLost, ReceiptRow
+from gateway.flows.receipts import ErrorList, Receipt
+from gateway.ledger import ClaimOutcome, LeaseLost, ReceiptRow
+from gateway.names import file_fields, name_fields
 from gateway.state import copy_hashed
 from gateway.transfer.base import (
     Entry,
     FileChanged,
     FileMissing,
-    NameTaken,
-    Zone,
     ZoneError,
     display_name,
-    name_bytes,
 )
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import RowError
@@ -66,9 +64,6 @@ log = structlog.get_logger("gateway.intake")
 HEAD = 64 * 1024  # bytes read first to tell an encrypted message from anything else
 SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-DELIVERY_EVENTS = {"slice": "slice.delivered", "manifest": "slice.delivered",
-                   "results": "results.forwarded", "certificate": "certificate.delivered",
-                   "report": "report.delivered"}
 
 
 @dataclass(frozen=True)
@@ -91,19 +86,6 @@ class Channel:
 
 
 Process = Callable[[Context, Channel, int, str, str, dt.datetime], str]
-
-
-def file_fields(name: str, sha256: str) -> dict[str, str]:
-    """Audit a file by name when the name is plainly safe, else by its hash only."""
-    return {"file": name} if _SAFE_NAME.fullmatch(name) else {"file_sha256": sha256}
-
-
-def name_fields(name: str) -> dict[str, str]:
-    """Audit an entry that was never read by its name when safe, else by the name's hash
-    (a name may be anything a sender typed; the audit log holds no free text)."""
-    if _SAFE_NAME.fullmatch(name):
-        return {"file": name}
-    return {"name_sha256": hashlib.sha256(name_bytes(name)).hexdigest()}
 
 
 def run_channel(ctx: Context, channel: Channel, process: Process, *,
@@ -133,7 +115,7 @@ def run_channel(ctx: Context, channel: Channel, process: Process, *,
                     continue
                 handle = process if archived else reject_unencrypted
                 _count(ctx, channel, outcomes, _guarded(handle, ctx, channel, row.id, row.name,
-                                                        row.sha256, aware(row.received_at)))
+                                                        row.sha256, clock.aware(row.received_at)))
         if (until := ctx.ledger.next_expiry(ctx.owner, channel.kind, channel.zone)) is not None:
             ctx.leases.saw_busy(until.timestamp())  # a live node's — or a dead one's, until then
         entries = zone.list_ready()
@@ -210,7 +192,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry, process: Process) -> s
     ctx.metrics.bytes.labels(direction="in").inc(size)
     if ctx.ledger.open_receipt_for(zone.key, entry.name, sha) is not None:
         tmp.unlink(missing_ok=True)  # answered already; only the removal was interrupted
-        finish_pending(ctx)
+        outbox.finish_pending(ctx)
         return "answered"
     claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind, zone=zone.key, name=entry.name,
                                   size=size, owner=ctx.owner, agency_code=channel.agency,
@@ -280,14 +262,14 @@ def _duplicate(ctx: Context, channel: Channel, name: str, sha: str, received_at:
     receipt = Receipt(file=name, sha256=sha, received_at=received_at, status="duplicate",
                       signer=original.signer, batch_id=original.batch_id,
                       extra={"duplicate_of": {"file": display_name(original.name),
-                                              "received_at": iso(original.received_at)}})
+                                              "received_at": clock.iso(original.received_at)}})
     staged = stage_receipt(ctx, channel, f"dup-{secrets.token_hex(6)}", receipt)
     ctx.ledger.add_receipt(ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=channel.zone,
                                       input_name=name, zone=channel.receipt_zone, staged=staged,
                                       status="duplicate"))
     ctx.audit.record("file.duplicate", zone=channel.zone, sha256=sha, batch_id=original.batch_id,
                      agency=channel.agency, **file_fields(name, sha))
-    finish_pending(ctx)
+    outbox.finish_pending(ctx)
     return "duplicate"
 
 
@@ -424,7 +406,7 @@ def reject(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                      records=records, errors=errors.total, agency=channel.agency,
                      **file_fields(name, sha))
     log.info("file.rejected", file_sha256=sha, code=code, errors=errors.total)
-    finish_pending(ctx)
+    outbox.finish_pending(ctx)
     return "rejected"
 
 
@@ -433,120 +415,3 @@ def receipt_row(channel: Channel, file_id: int, name: str, sha: str, staged: str
     return ReceiptRow(file_id=file_id, file_sha256=sha, input_zone=channel.zone, input_name=name,
                       zone=channel.receipt_zone, staged=staged, status=status,
                       input_removed_at=dt.datetime.now(dt.UTC))
-
-
-def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None,
-                   guard: Guard = unguarded) -> None:
-    """Move committed files into their zones and send receipts; safe to repeat after a crash.
-
-    A zone that fails is recorded (``ctx.zone_failed``) and skipped: what is
-    pending for it stays pending for the next pass, and other zones go on.
-    *kinds* limits the work to those deliveries (and sends no receipt). Each delivery
-    and receipt runs under *guard*: one that fails unexpectedly holds back no other.
-    """
-    for d in ctx.ledger.pending_deliveries():
-        if d.zone in ctx.zone_errors or (kinds is not None and d.kind not in kinds):
-            continue
-        with guard("outbox"), ctx.leases.hold(f"delivery:{d.id}") as held:
-            # Held by a live node: it delivers. Taken: another node may have finished it
-            # between the listing and the claim.
-            if held and ctx.ledger.delivery(d.id).delivered_at is None:
-                _deliver(ctx, d)
-    if kinds is not None:
-        return
-    for r in ctx.ledger.pending_receipts():
-        if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
-            continue
-        with guard("outbox"), ctx.leases.hold(f"receipt:{r.id}") as held:
-            if not held:
-                continue
-            r = ctx.ledger.receipt(r.id)
-            if r.sent_at is not None and r.input_removed_at is not None:
-                continue
-            try:
-                _send_receipt(ctx, r)
-            except ZoneError as exc:
-                ctx.zone_failed(r.zone if r.sent_at is None else r.input_zone, exc)
-    for d in ctx.state.staging_root.iterdir():  # delivered or abandoned attempts
-        if d.name.isdigit() and ctx.ledger.staging_abandoned(int(d.name)):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _deliver(ctx: Context, d: DeliveryRow) -> None:
-    zone = ctx.zones[d.zone]
-    src = _delivery_source(ctx, d)
-    try:
-        place(zone, d.name, src, d.size)
-    except ZoneError as exc:
-        ctx.zone_failed(d.zone, exc)
-        return
-    faults.point("after_first_delivery")
-    if not ctx.ledger.mark_delivered(d.id):
-        return  # a node that lost this lease to us finished it too: it audited it
-    ctx.metrics.bytes.labels(direction="out").inc(d.size)
-    if d.kind == "checkpoint":  # the checkpoint entry itself says it goes to the bank
-        if src.parent == ctx.state.staging_root / "checkpoints":
-            src.unlink(missing_ok=True)  # the node's own copy stays in audit/checkpoints
-    else:
-        if d.kind == "report":
-            src.unlink(missing_ok=True)  # delivered: the bank holds it now
-        ctx.audit.record(DELIVERY_EVENTS[d.kind], file=d.name, agency=d.agency_code,
-                         role=d.role, batch_id=d.batch_id, records=d.records, zone=d.zone)
-
-
-def _delivery_source(ctx: Context, d: DeliveryRow) -> Path:
-    if d.kind == "certificate":
-        return ctx.state.certificates / d.name
-    if d.kind == "report":
-        return ctx.state.staging_root / "reports" / d.name
-    if d.kind == "checkpoint":
-        staged = ctx.state.staging_root / "checkpoints" / d.name
-        if not staged.exists():  # sealed by a release that delivered from audit/checkpoints
-            return ctx.state.root / "audit" / "checkpoints" / d.name
-        return staged
-    return ctx.state.staging(d.file_id or 0) / d.name
-
-
-def _send_receipt(ctx: Context, r: ReceiptRow) -> None:
-    src = ctx.state.staging_root / "receipts" / r.staged
-    if r.sent_at is None:
-        zone = ctx.zones[r.zone]
-        name = r.name
-        if name is None:  # choose once, remember, then write: a crash cannot pick ".2"
-            name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
-            ctx.ledger.update_receipt(r.id, name=name)
-        place(zone, name, src, src.stat().st_size)
-        ctx.metrics.bytes.labels(direction="out").inc(src.stat().st_size)
-        faults.point("after_receipt_written")
-        ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
-        ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,
-                         **file_fields(name, r.file_sha256))
-    if r.input_removed_at is None:
-        ctx.zones[r.input_zone].remove(r.input_name)
-        ctx.ledger.update_receipt(r.id, input_removed_at=dt.datetime.now(dt.UTC))
-    src.unlink(missing_ok=True)
-
-
-def place(zone: Zone, name: str, src: Path, size: int) -> None:
-    """Write *src* as *name*; if a previous attempt already did (same size), that counts."""
-    try:
-        with src.open("rb") as fh:
-            zone.write_atomic(name, fh)
-    except NameTaken:
-        existing = zone.stat(name)
-        if existing is None or existing.size != size:
-            raise ZoneError(f"{zone.key}: {name} exists with different content; "
-                            "not overwriting it") from None
-    except FileNotFoundError:  # staged file gone: only fine if the move already happened
-        existing = zone.stat(name)
-        if existing is None or existing.size != size:
-            raise
-
-
-def iso(ts: dt.datetime) -> str:
-    """UTC, ISO 8601, with Z — the one timestamp format in receipts, manifests, certificates."""
-    return aware(ts).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def aware(ts: dt.datetime) -> dt.datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import structlog
 
-from gateway import faults
+from gateway import faults, outbox
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Guard, Interrupted, intake, unguarded
 from gateway.flows.intake import Channel
@@ -248,5 +248,5 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                      status=status.value, records=out.records, accepted=out.accepted,
                      rejected=out.rejected, signer=out.verified.fingerprint,
                      **intake.file_fields(name, sha))
-    intake.finish_pending(ctx)
+    outbox.finish_pending(ctx)
     return status.value

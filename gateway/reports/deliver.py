@@ -65,9 +65,9 @@ def monthly(ctx: Context, *, guard: Guard | None = None) -> int:
             if queries.active(ctx.ledger, agency.code, start, end):  # else nothing to report
                 made += _stage(ctx, agency.code, month, now)
     if made:
-        from gateway.flows import intake
+        from gateway import outbox
 
-        intake.finish_pending(ctx, kinds={"report"})
+        outbox.finish_pending(ctx, kinds={"report"})
         log.info("reports.delivered", month=month, files=made)
     return made
 

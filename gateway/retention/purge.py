@@ -26,9 +26,9 @@ from pathlib import Path
 
 import structlog
 
-from gateway import faults
+from gateway import clock, faults, outbox
 from gateway.config import Agency
-from gateway.flows import Context, Guard, intake, unguarded
+from gateway.flows import Context, Guard, unguarded
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow, queries
 from gateway.retention.policy import Decision, State
 from gateway.state import file_sha256, write_private
@@ -140,7 +140,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
                            size=o.size, sha256=o.sha256) for o in fresh])
     record = ctx.ledger.purge(agency.contract.id)
     assert record is not None
-    started = intake.aware(record.started_at).astimezone(dt.UTC)
+    started = clock.aware(record.started_at).astimezone(dt.UTC)
     todo = ctx.ledger.purge_objects(agency.contract.id)
     ctx.progress.count(f"purge {agency.code}", sum(o.state == "planned" for o in todo))
     for n, obj in enumerate(todo):
@@ -171,8 +171,8 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
         "agency_name": agency.name,
         "effective_end": decision.effective_end.isoformat(),
         "deadline": decision.deadline.isoformat(),
-        "purge_started_at": intake.iso(started),
-        "purged_at": intake.iso(now),
+        "purge_started_at": clock.iso(started),
+        "purged_at": clock.iso(now),
         "late": late,
         "gateway_key": ctx.crypto.fingerprint,
         "ledger": {"case_assignments_deleted": cases},
@@ -195,7 +195,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
                      files=len(objects), bytes=sum(o.size for o in objects), cases=deleted_cases,
                      late=late, file=cert_name)
     log.info("retention.purged", agency=agency.code, files=len(objects), late=late)
-    intake.finish_pending(ctx)
+    outbox.finish_pending(ctx)
     return PurgeReport(decision, [Obj(o.location, o.name, o.size, o.sha256) for o in objects],
                        deleted_cases, certificate=cert_name)
 

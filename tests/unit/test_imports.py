@@ -46,3 +46,22 @@ def test_the_ledgers_stores_depend_on_no_zone_flow_crypto_or_audit_log():
                      else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             found += [(path.name, n) for n in names if n.startswith(above)]
     assert found == []
+
+
+def test_checkpoints_reports_and_retention_hand_work_to_the_outbox_not_a_flow():
+    """They import ``gateway.outbox`` to deliver; no module of ``gateway/flows/`` but the
+    package's face (the Context they are given)."""
+    import ast
+    from pathlib import Path
+
+    gateway = Path(__file__).resolve().parents[2] / "gateway"
+    found = []
+    for path in [gateway / "checkpoint.py", *sorted((gateway / "reports").glob("*.py")),
+                 *sorted((gateway / "retention").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mods = [f"{node.module}.{a.name}" for a in node.names] \
+                    if node.module == "gateway.flows" else [node.module]
+                found += [(path.name, m) for m in mods if m.startswith("gateway.flows.")
+                          and m.rsplit(".", 1)[1] not in ("Context", "Guard", "unguarded")]
+    assert found == []
