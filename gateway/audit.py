@@ -161,6 +161,24 @@ def outside(name: str, value: str | None) -> dict[str, str]:
     return {f"{name}_sha256": hashlib.sha256(raw).hexdigest()}
 
 
+def checked(event: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields an entry of *event* would hold (None dropped); ValueError for an unknown
+    event, field or unsafe value — before anything is written, or promised to be."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+    clean: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in RESERVED or name not in FIELDS:
+            raise ValueError(f"audit field {name!r} is not allowed")
+        try:
+            clean[name] = FIELDS[name](value)
+        except ValueError as exc:
+            raise ValueError(f"audit field {name!r} {exc}") from None
+    return clean
+
+
 def canonical(obj: dict[str, Any]) -> bytes:
     """The one serialisation that is hashed and written: sorted keys, no spaces, ASCII."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
@@ -244,18 +262,7 @@ class AuditLog:
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one entry; raise ValueError for an unknown event, field or unsafe value."""
-        if event not in EVENTS:
-            raise ValueError(f"unknown audit event {event!r}")
-        clean: dict[str, Any] = {}
-        for name, value in fields.items():
-            if value is None:
-                continue
-            if name in RESERVED or name not in FIELDS:
-                raise ValueError(f"audit field {name!r} is not allowed")
-            try:
-                clean[name] = FIELDS[name](value)
-            except ValueError as exc:
-                raise ValueError(f"audit field {name!r} {exc}") from None
+        clean = checked(event, fields)
         with self._locked() as fd:
             seq, prev = _tail(fd)
             ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

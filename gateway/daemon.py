@@ -165,7 +165,7 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     ctx.zone_errors.clear()
     ctx.part_errors.clear()
     ctx.leases.busy_until = None
-    guard = functools.partial(isolated, ctx)
+    guard = ctx.guard = functools.partial(isolated, ctx)
     outcomes: collections.Counter[str] = collections.Counter()
     with guard("outbox"):  # what a crash or an unreachable zone left committed but unsent
         outbox.finish_pending(ctx, guard=guard)
@@ -183,6 +183,8 @@ def _pass(ctx: Context) -> collections.Counter[str]:
             outcomes["reports"] += made
     with guard("health"):
         save_health(ctx)
+    for part in [p for p in ctx.part_reported if p not in ctx.part_errors]:
+        del ctx.part_reported[part]  # it went well: a new failure is audited again
     for key, exc in ctx.zone_errors.items():
         log.error("zone.failed", zone=key, error=str(exc))
     log.info("pass.done", **{k: v for k, v in outcomes.items()})
@@ -204,8 +206,9 @@ def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = 
     agency's work must not hold back another's purge. The failure is logged with its
     traceback, counted (``gateway_pass_failures_total``), reported by ``/healthz`` and
     ``run --once``, and audited as ``pass.failed`` once until the piece succeeds again
-    (a failure that repeats every few seconds is one event, as with zones; "once" is per
-    process — a restart, or each `run --once`, audits a failure it meets again). Pieces
+    (a failure that repeats every few seconds is one event per kind of exception, as with
+    zones, until a pass in which the piece did not fail; "once" is per process — a
+    restart, or each `run --once`, audits a failure it meets again). Pieces
     nest: an agency's results are one piece, each file in them another, so one file that
     always fails holds back neither the agency's other files nor anything else. What a
     piece had in hand is in the ledger's keeping: an unfinished file is resumed next pass
@@ -222,12 +225,9 @@ def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = 
         ctx.metrics.pass_failures.labels(part=part).inc()
         log.error("pass.part_failed", part=part, kind=kind, error=str(exc)[:500],
                   exc_info=not isinstance(exc, GatewayError | OSError))
-        if ctx.part_reported.get(part) != kind:
+        if kind not in ctx.part_reported.setdefault(part, set()):
             ctx.audit.record("pass.failed", part=part, error=kind)
-            ctx.part_reported[part] = kind  # only once it is in the log
-    else:
-        if part not in ctx.part_errors:  # a piece nested in it may have failed this pass
-            ctx.part_reported.pop(part, None)
+            ctx.part_reported[part].add(kind)  # only once it is in the log
 
 
 def collect_access(ctx: Context) -> None:

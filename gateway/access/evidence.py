@@ -26,7 +26,7 @@ import structlog
 from gateway import faults
 from gateway.access import follow
 from gateway.access.sshlog import Event, SftpLog
-from gateway.audit import RESERVED, AuditLog, fits, outside
+from gateway.audit import RESERVED, AuditLog, checked, fits, outside
 from gateway.config import Config
 from gateway.ledger import Ledger, utcnow
 
@@ -72,7 +72,7 @@ def collect(cfg: Config, ledger: Ledger, audit: AuditLog, node: str,
                 return recorded
             for line in lines:
                 records = [r for event in _feed(parser, line, skipped)
-                           for r in evidence(cfg, ledger, event)]
+                           for r in _checked(evidence(cfg, ledger, event), skipped)]
                 if records:  # the line's entries, ahead of writing them
                     _save(ledger, key, dataclasses.replace(after, offset=line.end), parser,
                           pending={"audit_size": audit.size(), "records": records})
@@ -93,6 +93,16 @@ def _feed(parser: SftpLog, line: follow.Line, skipped: collections.Counter[str])
         return parser.feed(line.text)
     except Exception as exc:  # a parser bug must not stop the evidence behind it
         skipped[type(exc).__name__] += 1
+        return []
+
+
+def _checked(records: list[Record], skipped: collections.Counter[str]) -> list[Record]:
+    """*records* as the audit log will take them — checked before they are promised (saved
+    ahead as pending): one it would refuse must not stop every later run."""
+    try:
+        return [(event, checked(event, fields)) for event, fields in records]
+    except ValueError:
+        skipped["ValueError"] += 1
         return []
 
 

@@ -63,7 +63,10 @@ class Context:
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
     zone_reported: dict[str, str] = field(default_factory=dict)  # zone -> code already audited
     part_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by pass part
-    part_reported: dict[str, str] = field(default_factory=dict)  # part -> error already audited
+    part_reported: dict[str, set[str]] = field(default_factory=dict)  # part -> errors audited
+    # the daemon's guard while a pass runs (see Guard); a command's context keeps none, so
+    # what fails there fails the command
+    guard: Guard = field(default=unguarded)
     metrics: Metrics = field(default_factory=Metrics)
     progress: Progress = field(default_factory=Progress)  # a bar on a terminal; else silent
 

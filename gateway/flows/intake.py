@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
-import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -63,7 +62,6 @@ log = structlog.get_logger("gateway.intake")
 
 HEAD = 64 * 1024  # bytes read first to tell an encrypted message from anything else
 SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,12 @@ def run_channel(ctx: Context, channel: Channel, process: Process, *,
             if row.lease_owner not in (None, ctx.owner):
                 log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
             with guard(channel.part, passing=(ZoneError,)), ctx.leases.keep_file(row.id):
-                _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
+                try:
+                    _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
+                except ZoneError as exc:  # the copy in the zone (gone, changed, unreadable):
+                    if exc.zone_level:   # the archive's and the claim are what count
+                        raise
+                    log.warning("file.left_in_zone", file_id=row.id, error=str(exc))
                 archived = ctx.state.archived(row.sha256).exists()
                 if not archived and row.lease_owner not in (None, ctx.owner):
                     # Its node removed it from the zone: the copy must be in the archive —

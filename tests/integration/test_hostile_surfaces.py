@@ -330,3 +330,26 @@ def test_one_file_that_fails_unexpectedly_holds_back_no_other(site, monkeypatch)
     assert (failed["part"], failed["error"]) == ("results.AG001", "RuntimeError")
     assert len(site.agency_receipts("AG001")) == 2
 
+
+
+def test_a_delivery_that_always_fails_holds_back_no_other_wherever_the_outbox_runs(site):
+    """A pending delivery the outbox cannot handle (its zone no longer configured): the
+    daemon's outbox and the batch flow's own call after its commit both pass it by; the new
+    batch is accepted and delivered in the same pass, and the failure is audited once."""
+    from gateway import daemon
+    from gateway.ledger import DeliveryRow, Ledger
+
+    ledger = Ledger(site.cfg().gateway.db_url)
+    ledger.add_delivery(DeliveryRow(kind="slice", agency_code="AG009", role="collector",
+                                    zone="agencies[9].inbox", name="B0.AG009.collector.csv.pgp",
+                                    sha256="0" * 64, size=1, file_id=None))
+    ledger.close()
+    site.drop_cases("B2.csv.pgp", list(synth.cases(6, ["AG001"], seed=24, prefix="E")))
+    with daemon.open_context(site.cfg()) as ctx:
+        assert daemon.run_once(ctx) == {"accepted": 1}
+        assert set(ctx.part_errors) == {"outbox"}
+        daemon.run_once(ctx)
+    assert sum(".E" not in n and n.startswith("B2.") for n in site.inbox("AG001")) == 3
+    (failed,) = entries(site, "pass.failed")
+    assert (failed["part"], failed["error"]) == ("outbox", "KeyError")
+    assert "B2.csv.pgp.receipt.json.pgp" in {p.name for p in site.zone("bank", "incoming").iterdir()}
