@@ -34,7 +34,7 @@ from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import AuditError, GatewayError
-from gateway.flows import Context, Guard, Interrupted, batches, results, unguarded
+from gateway.flows import Context, Interrupted, batches, results
 from gateway.ledger import Ledger, LedgerError
 from gateway.metrics import Metrics
 from gateway.progress import Progress
@@ -165,21 +165,21 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     ctx.zone_errors.clear()
     ctx.part_errors.clear()
     ctx.leases.busy_until = None
-    guard = ctx.guard = functools.partial(isolated, ctx)
+    guard = ctx.guard = functools.partial(isolated, ctx)  # every piece below runs under it
     outcomes: collections.Counter[str] = collections.Counter()
     with guard("outbox"):  # what a crash or an unreachable zone left committed but unsent
-        outbox.finish_pending(ctx, guard=guard)
+        outbox.finish_pending(ctx)
     with guard("batches"):
-        outcomes.update(batches.run(ctx, guard=guard))
-    outcomes.update(results.run(ctx, guard=guard))
+        outcomes.update(batches.run(ctx))
+    outcomes.update(results.run(ctx))
     with guard("access"):
         collect_access(ctx)
-    track_collection(ctx, guard)
+    track_collection(ctx)
     if not ctx.stop.is_set():
-        for report in purge.run(ctx, guard=guard):  # start-up and every pass: a missed
+        for report in purge.run(ctx):  # start-up and every pass: a missed
             outcomes["purged"] += 1                  # deadline is caught
             log.info("retention.purged", agency=report.decision.agency, files=len(report.objects))
-        if made := deliver.monthly(ctx, guard=guard):  # from the 1st: last month's, once
+        if made := deliver.monthly(ctx):  # from the 1st: last month's, once
             outcomes["reports"] += made
     with guard("health"):
         save_health(ctx)
@@ -237,13 +237,13 @@ def collect_access(ctx: Context) -> None:
         evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.owner)  # said and alerted
 
 
-def track_collection(ctx: Context, guard: Guard = unguarded) -> None:
+def track_collection(ctx: Context) -> None:
     """Audit ``slice.collected`` when an agency has removed a delivered file from its inbox."""
     for agency in ctx.cfg.agencies:
         key = ctx.cfg.zone_key(agency.code, "inbox")
         if key in ctx.zone_errors:
             continue
-        with guard(f"collection.{agency.code}"):
+        with ctx.guard(f"collection.{agency.code}"):
             waiting = ctx.ledger.uncollected(key)
             if not waiting:
                 continue

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway import faults
-from gateway.flows import Guard
 from gateway.flows.receipts import receipt_name
 from gateway.ledger import DeliveryRow, ReceiptRow
 from gateway.names import file_fields
@@ -61,22 +60,20 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None,
-                   guard: Guard | None = None) -> None:
+def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> None:
     """Move committed files into their zones and send receipts; safe to repeat after a crash.
 
     A zone that fails is recorded (``ctx.zone_failed``) and skipped: what is
     pending for it stays pending for the next pass, and other zones go on.
     *kinds* limits the work to those deliveries (and sends no receipt). Each delivery
-    and receipt runs under *guard* (the pass's, ``ctx.guard``, unless given): one that
-    fails unexpectedly holds back no other — also when a flow calls this right after its
-    commit, or a purge after its certificate.
+    and receipt runs under the pass's ``ctx.guard``: one that fails unexpectedly holds
+    back no other — also when a flow calls this right after its commit, or a purge after
+    its certificate.
     """
-    guard = guard or ctx.guard
     for d in ctx.ledger.pending_deliveries():
         if d.zone in ctx.zone_errors or (kinds is not None and d.kind not in kinds):
             continue
-        with guard("outbox"), ctx.leases.hold(f"delivery:{d.id}") as held:
+        with ctx.guard("outbox"), ctx.leases.hold(f"delivery:{d.id}") as held:
             # Held by a live node: it delivers. Taken: another node may have finished it
             # between the listing and the claim.
             if held and ctx.ledger.delivery(d.id).delivered_at is None:
@@ -86,7 +83,7 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None,
     for r in ctx.ledger.pending_receipts():
         if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
             continue
-        with guard("outbox"), ctx.leases.hold(f"receipt:{r.id}") as held:
+        with ctx.guard("outbox"), ctx.leases.hold(f"receipt:{r.id}") as held:
             if not held:
                 continue
             r = ctx.ledger.receipt(r.id)

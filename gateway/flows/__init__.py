@@ -35,9 +35,10 @@ def _now() -> dt.datetime:
 
 class Guard(Protocol):
     """Runs one named piece of a pass (``results.AG001``, ``retention.AG002``): the daemon's
-    guard keeps an unexpected failure of one piece from stopping the others
-    (:func:`gateway.daemon.isolated`); a command that does one thing passes none and fails
-    as a whole. Exceptions in *passing* go through to the caller, who handles them."""
+    guard (``Context.guard``, :func:`gateway.daemon.isolated`) keeps an unexpected failure
+    of one piece from stopping the others; a command that does one thing keeps
+    :func:`unguarded` and fails as a whole. Exceptions in *passing* go through to the
+    caller, who handles them."""
 
     def __call__(self, part: str, *, passing: tuple[type[Exception], ...] = ()
                  ) -> contextlib.AbstractContextManager[object]: ...

@@ -39,7 +39,7 @@ import structlog
 
 from gateway import clock, faults, outbox
 from gateway.crypto.engine import SealWriter
-from gateway.flows import Context, Guard, Interrupted, intake, unguarded
+from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.flows.stage import Stage
@@ -61,10 +61,10 @@ BANK_OUT, BANK_IN = "bank.outgoing", "bank.incoming"
 BANK = Channel(kind="case_file", zone=BANK_OUT, receipt_zone=BANK_IN)
 
 
-def run(ctx: Context, *, guard: Guard = unguarded) -> collections.Counter[str]:
-    """Everything pending for the bank's outgoing zone, each file under *guard*; returns
-    how each file ended."""
-    return intake.run_channel(ctx, BANK, _process, guard=guard)
+def run(ctx: Context) -> collections.Counter[str]:
+    """Everything pending for the bank's outgoing zone, each file under ``ctx.guard``;
+    returns how each file ended."""
+    return intake.run_channel(ctx, BANK, _process)
 
 
 # --- process ---------------------------------------------------------------------

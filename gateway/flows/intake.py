@@ -43,7 +43,7 @@ from gateway.crypto.engine import (
     Verified,
 )
 from gateway.errors import CryptoError
-from gateway.flows import Context, Guard, unguarded
+from gateway.flows import Context
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import ClaimOutcome, LeaseLost, ReceiptRow
 from gateway.names import file_fields, name_fields
@@ -86,10 +86,9 @@ class Channel:
 Process = Callable[[Context, Channel, int, str, str, dt.datetime], str]
 
 
-def run_channel(ctx: Context, channel: Channel, process: Process, *,
-                guard: Guard = unguarded) -> collections.Counter[str]:
+def run_channel(ctx: Context, channel: Channel, process: Process) -> collections.Counter[str]:
     """Resume files whose worker died, then take every ready file of the channel's zone;
-    each file under *guard*, so one that fails unexpectedly holds back no other."""
+    each file under ``ctx.guard``, so one that fails unexpectedly holds back no other."""
     outcomes: collections.Counter[str] = collections.Counter()
     zone = ctx.zones[channel.zone]
     if channel.zone in ctx.zone_errors:
@@ -102,7 +101,7 @@ def run_channel(ctx: Context, channel: Channel, process: Process, *,
                 continue  # another node took it over first
             if row.lease_owner not in (None, ctx.owner):
                 log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
-            with guard(channel.part, passing=(ZoneError,)), ctx.leases.keep_file(row.id):
+            with ctx.guard(channel.part, passing=(ZoneError,)), ctx.leases.keep_file(row.id):
                 try:
                     _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
                 except ZoneError as exc:  # the copy in the zone (gone, changed, unreadable):
@@ -126,7 +125,7 @@ def run_channel(ctx: Context, channel: Channel, process: Process, *,
         for entry in entries:
             if ctx.stop.is_set():
                 break
-            with guard(channel.part, passing=(ZoneError,)):
+            with ctx.guard(channel.part, passing=(ZoneError,)):
                 if entry.refused:
                     _count(ctx, channel, outcomes, refuse(ctx, channel, entry.name, entry.refused))
                     continue

@@ -24,7 +24,7 @@ import structlog
 
 from gateway import faults, outbox
 from gateway.crypto.engine import SealWriter
-from gateway.flows import Context, Guard, Interrupted, intake, unguarded
+from gateway.flows import Context, Interrupted, intake
 from gateway.flows.intake import Channel
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.flows.stage import Stage
@@ -48,12 +48,13 @@ def channels(ctx: Context) -> list[Channel]:
             for a in ctx.cfg.agencies]
 
 
-def run(ctx: Context, *, guard: Guard = unguarded) -> collections.Counter[str]:
-    """Every agency's outbox, each under *guard*; returns how each file ended."""
+def run(ctx: Context) -> collections.Counter[str]:
+    """Every agency's outbox, each (and each file in it) under ``ctx.guard``; returns how
+    each file ended."""
     outcomes: collections.Counter[str] = collections.Counter()
     for channel in channels(ctx):
-        with guard(channel.part):
-            outcomes.update(intake.run_channel(ctx, channel, _process, guard=guard))
+        with ctx.guard(channel.part):
+            outcomes.update(intake.run_channel(ctx, channel, _process))
     return outcomes
 
 

@@ -30,7 +30,7 @@ from gateway.state import write_private
 if TYPE_CHECKING:
     from gateway.audit import AuditLog
     from gateway.config import Config
-    from gateway.flows import Context, Guard
+    from gateway.flows import Context
     from gateway.ledger import Ledger
 
 log = structlog.get_logger("gateway.reports")
@@ -53,15 +53,15 @@ def names(agency: str, month: str) -> tuple[str, str]:
     return f"report.{agency}.{month}.json.pgp", f"report.{agency}.{month}.html.pgp"
 
 
-def monthly(ctx: Context, *, guard: Guard | None = None) -> int:
-    """Stage and deliver last month's reports not yet committed, each agency's under *guard*;
-    returns how many."""
+def monthly(ctx: Context) -> int:
+    """Stage and deliver last month's reports not yet committed, each agency's under
+    ``ctx.guard``; returns how many."""
     now = ctx.now()
     month = previous_month(ctx.today())
     start, end = month_bounds(month, ctx.cfg.gateway.tz)
     made = 0
     for agency in ctx.cfg.agencies:
-        with guard(f"reports.{agency.code}") if guard else contextlib.nullcontext():
+        with ctx.guard(f"reports.{agency.code}"):
             if queries.active(ctx.ledger, agency.code, start, end):  # else nothing to report
                 made += _stage(ctx, agency.code, month, now)
     if made:

@@ -28,7 +28,7 @@ import structlog
 
 from gateway import clock, faults, outbox
 from gateway.config import Agency
-from gateway.flows import Context, Guard, unguarded
+from gateway.flows import Context
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow, queries
 from gateway.retention.policy import Decision, State
 from gateway.state import file_sha256, write_private
@@ -105,9 +105,9 @@ def _path(ctx: Context, obj: PurgeObjectRow | Obj) -> Path:
     return where / obj.name
 
 
-def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None,
-        guard: Guard = unguarded) -> list[PurgeReport]:
-    """Purge every contract that is due (or only report, with *dry_run*), each under *guard*."""
+def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None) -> list[PurgeReport]:
+    """Purge every contract that is due (or only report, with *dry_run*), each under
+    ``ctx.guard``."""
     reports = []
     for d in decisions(ctx, today):
         if d.state is not State.PURGE_DUE:
@@ -115,7 +115,7 @@ def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None,
         if dry_run:
             reports.append(purge(ctx, ctx.cfg.agency(d.agency), d, dry_run=True))
             continue
-        with guard(f"retention.{d.agency}"), ctx.leases.hold(f"purge:{d.contract_id}") as held:
+        with ctx.guard(f"retention.{d.agency}"), ctx.leases.hold(f"purge:{d.contract_id}") as held:
             # Another node purging it now, or it finished one between our look and the claim.
             if held and not finished(ctx, d):
                 reports.append(purge(ctx, ctx.cfg.agency(d.agency), d))
