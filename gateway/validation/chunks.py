@@ -176,6 +176,9 @@ class ChunkReader:
             if block is None:
                 break
             options = options or self.options(width)
+            if bytes(block[:3]) == _BOM:  # Arrow drops a BOM at a block's start as the file's:
+                self._to_reference(bytes(self._view[:self._raw]))  # mid-file, it is a
+                break                                                # field's first character
             try:
                 table = pacsv.read_csv(pa.py_buffer(block), *options)
             except pa.ArrowInvalid:  # a row of another width: the reference reader explains
