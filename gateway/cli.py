@@ -151,7 +151,8 @@ def run_cmd(
 @app.command()
 def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
     """Each zone's last successful scan, files waiting and last error; exit 1 if one is failing."""
-    from gateway.ledger import Ledger, queries
+    from gateway import queries
+    from gateway.ledger import Ledger
 
     cfg = _load(config)
     ledger = Ledger(cfg.gateway.db_url)
@@ -673,7 +674,7 @@ def access(
 ) -> None:
     """Who read which delivered file, from where, whole or not (SPEC §14: internal-sftp's
     log, read by the daemon into the audit log)."""
-    from gateway.ledger import queries
+    from gateway import queries
 
     cfg = _load(config)
     flt = audit_mod.Filter(agency=agency, since=_parse_since(since) if since else None)

@@ -1,4 +1,4 @@
-"""The console's routes (SPEC §13): thin — a page asks ``ledger.queries`` or ``audit`` and
+"""The console's routes (SPEC §13): thin — a page asks ``gateway.queries`` or ``audit`` and
 renders a template; what a person may see and do is decided in :mod:`console.auth`.
 
 Every response carries a strict Content-Security-Policy (``default-src 'self'``, no
@@ -36,12 +36,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from gateway import audit
+from gateway import audit, queries
 from gateway.config import Config
 from gateway.console import proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.errors import ConfigError, GatewayError
-from gateway.ledger import AccountRow, queries, utcnow
+from gateway.ledger import AccountRow, utcnow
 from gateway.reports.figures import check_month, figures, previous_month
 from gateway.reports.render import as_html
 from gateway.validation.csvio import neutralise

@@ -17,10 +17,10 @@ This module is the face: :class:`Ledger` is the stores, one module each, over on
 :mod:`~gateway.ledger.accounts` console accounts
 :mod:`~gateway.ledger.retention` purges and what they deleted
 :mod:`~gateway.ledger.monitoring` zone health, refused files, sshd log cursors
-:mod:`~gateway.ledger.queries` the read model the CLI, console and reports share
 =============================  ==========================================================
 
-It imports nothing from the zones, the flows, the crypto or the audit log.
+It imports nothing from the zones, the flows, the crypto or the audit log; the read model
+that joins it with the audit log and the keyring is :mod:`gateway.queries`, above it.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from gateway import faults
+from gateway import faults, queries
 from gateway.crypto.service import Crypto
-from gateway.ledger import DeliveryRow, queries
+from gateway.ledger import DeliveryRow
 from gateway.reports.figures import figures, month_bounds, previous_month
 from gateway.state import write_private
 

@@ -14,8 +14,9 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
+from gateway import queries
 from gateway.config import Config
-from gateway.ledger import Ledger, queries
+from gateway.ledger import Ledger
 
 TYPE = "supervision-report"
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import structlog
 
-from gateway import clock, faults, outbox
+from gateway import clock, faults, outbox, queries
 from gateway.config import Agency
 from gateway.flows import Context
-from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow, queries
+from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
 from gateway.retention.policy import Decision, State
 from gateway.state import file_sha256, write_private
 

@@ -32,11 +32,11 @@ from typing import Any
 import pyotp
 import pytest
 
-from gateway import audit, synth
+from gateway import audit, queries, synth
 from gateway.config import Config
 from gateway.console.app import create_app
 from gateway.console.auth import LOCKOUT, MAX_FAILURES, Accounts
-from gateway.ledger import Ledger, queries
+from gateway.ledger import Ledger
 from tests.faults import TZ, results_csv
 from tests.flowsite import Site
 from tests.leaks import LeakScanner
