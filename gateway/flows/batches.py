@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import re
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -38,14 +35,25 @@ import pyarrow.compute as pc
 import structlog
 
 from gateway import clock, faults, outbox
+from gateway.config import Config
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
-from gateway.flows.intake import Channel
-from gateway.flows.receipts import ErrorList, Receipt
+from gateway.flows.arrival import (
+    Arrival,
+    Channel,
+    Flow,
+    Outcome,
+    Reading,
+    Rejection,
+    commit_with_receipt,
+    read_signed_csv,
+)
+from gateway.flows.receipts import Receipt
 from gateway.flows.stage import Stage
-from gateway.ledger import BatchRow, CommitConflict, DeliveryRow, FileStatus
+from gateway.ledger import BatchRow, DeliveryRow, FileStatus
 from gateway.masking import RolePolicy, Rule
 from gateway.masking_columns import ChunkMasks, needs_neutralising
+from gateway.names import file_fields
 from gateway.state import file_sha256
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import HeaderMap, RowError, map_header
@@ -58,13 +66,12 @@ NAME_RE = re.compile(r"^(?P<batch>[A-Za-z0-9][A-Za-z0-9._-]{0,63})\.csv\.(?:pgp|
 BANK_OUT, BANK_IN = "bank.outgoing", "bank.incoming"
 
 
-BANK = Channel(kind="case_file", zone=BANK_OUT, receipt_zone=BANK_IN)
 
 
 def run(ctx: Context) -> collections.Counter[str]:
     """Everything pending for the bank's outgoing zone, each file under ``ctx.guard``;
     returns how each file ended."""
-    return intake.run_channel(ctx, BANK, _process)
+    return intake.run_channel(ctx, BANK)
 
 
 # --- process ---------------------------------------------------------------------
@@ -138,80 +145,66 @@ class _AgencySlices:
 
 
 @dataclass
-class _Outcome(intake.Outcome):
+class _Reading(Reading):
+    batch_id: str = ""
     per_agency: collections.Counter[str] = field(default_factory=collections.Counter)
     agencies: dict[str, _AgencySlices] = field(default_factory=dict)
 
-
-def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
-             received_at: dt.datetime) -> str:
-    staging = ctx.state.staging(file_id)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700, parents=True)
-    ctx.ledger.clear_staged(file_id)
-
-    def reject(errors: ErrorList, code: str, out: _Outcome | None = None) -> str:
-        for agency in (out.agencies.values() if out else ()):
+    def abort(self) -> None:
+        for agency in self.agencies.values():
             agency.abort()
-        return intake.reject(ctx, channel, file_id, name, sha, received_at, errors, code,
-                             records=out.records if out else 0,
-                             signer=out.verified.fingerprint if out and out.verified else None)
 
-    m = NAME_RE.fullmatch(name)
+
+def _read_file(ctx: Context, arrival: Arrival, staging: Path) -> _Reading | Rejection:
+    m = NAME_RE.fullmatch(arrival.name)
     if not m:
-        return reject(intake.file_error("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
-                                        ".csv.asc) with batch_id [A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
-                      "E_NAME")
+        return Rejection.of_file("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
+                                 ".csv.asc) with batch_id [A-Za-z0-9][A-Za-z0-9._-]{0,63}")
     batch_id = m.group("batch")
     if ctx.ledger.batch(batch_id) is not None:
-        return reject(intake.file_error("E_BATCH_EXISTS", f"batch {batch_id} was already accepted "
-                                        "from a different file"), "E_BATCH_EXISTS")
-    out = _slice(ctx, file_id, batch_id, ctx.state.archived(sha), staging)
-    if out.crypto is not None:
-        out.verified = None  # no verdict: the sender is not authenticated
-        return reject(intake.file_error(out.crypto.code, out.crypto.message), out.crypto.code, out)
-    strict = ctx.cfg.schema_.on_invalid == "reject_batch"
-    if out.fatal or out.accepted == 0 or (strict and out.errors):
-        code = out.errors.listed[0].code if out.errors.listed else "E_NO_ROWS"
-        return reject(out.errors, code, out)
-    assert out.verified is not None
-    return _commit(ctx, channel, file_id, name, sha, received_at, batch_id, out, staging)
-
-
-def _slice(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Path) -> _Outcome:
-    out = _Outcome()
+        return Rejection.of_file("E_BATCH_EXISTS", f"batch {batch_id} was already accepted "
+                                 "from a different file")
+    out = _Reading(batch_id=batch_id)
     try:
-        _read(ctx, file_id, batch_id, archive, staging, out)
+        _read(ctx, _Batch(arrival.id, batch_id, staging), ctx.state.archived(arrival.sha256), out)
     except BaseException:  # interrupted or failed: no gpg writer may outlive this
-        for agency in out.agencies.values():
-            agency.abort()
+        out.abort()
         raise
+    if (refused := out.refusal(strict=ctx.cfg.schema_.on_invalid == "reject_batch")) is not None:
+        out.abort()
+        return refused
+    assert out.verified is not None
     return out
 
 
-def _read(ctx: Context, file_id: int, batch_id: str, archive: Path, staging: Path,
-          out: _Outcome) -> None:
-    strict = ctx.cfg.schema_.on_invalid == "reject_batch"
+@dataclass(frozen=True)
+class _Batch:
+    """The batch a file is being read as: its file id, batch id and staging directory."""
 
+    file_id: int
+    batch_id: str
+    staging: Path
+
+
+def _read(ctx: Context, batch: _Batch, archive: Path, out: _Reading) -> None:
     def handle(first: list[str], reader: chunks.ChunkReader) -> list[RowError]:
         header, errors = map_header(first, ctx.cfg)
         if header is None:
             return errors
-        _rows(ctx, file_id, batch_id, reader, header, ctx.today(), strict, out, staging)
+        _rows(ctx, batch, reader, header, out)
         return []
 
     try:
         with archive.open("rb") as raw, ctx.crypto.open_from_bank(
-                ctx.progress.track(raw, batch_id, archive.stat().st_size)) as msg:
-            intake.read_signed_csv(msg, out, encoding=ctx.cfg.schema_.encoding,
-                                   delimiter=ctx.cfg.schema_.delimiter, handle_chunks=handle,
-                                   source=archive)
+                ctx.progress.track(raw, batch.batch_id, archive.stat().st_size)) as msg:
+            read_signed_csv(msg, out, handle, encoding=ctx.cfg.schema_.encoding,
+                            delimiter=ctx.cfg.schema_.delimiter, source=archive)
     finally:
         ctx.progress.done()
 
 
-def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader, header: HeaderMap,
-          today: dt.date, strict: bool, out: _Outcome, staging: Path) -> None:
+def _rows(ctx: Context, batch: _Batch, reader: chunks.ChunkReader, header: HeaderMap,
+          out: _Reading) -> None:
     """Chunk by chunk: the columnar rules, the case ids against this file and the ledger,
     then each agency's rows sealed into its slices — memory bounded by a few chunks.
 
@@ -219,12 +212,10 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
     this thread reads and checks chunk *k+2* while the ledger stages chunk *k+1* and the
     sealer masks and writes chunk *k* into the gpg pipes. Most of each stage's work is
     Arrow, SQLite or a pipe write, which run without the GIL, so two cores share them."""
-    engine = ColumnarCases(ctx.cfg, header, today)
-    free_text = sorted(FREE_TEXT_CASE_FIELDS & header.present)
-    contracts = {a.code: a.contract.id for a in ctx.cfg.agencies}
-    sealer = Stage("seal", lambda item: _seal(ctx, staging, batch_id, header, out, *item))
-    stager = Stage("stage", lambda checked: _stage(ctx, file_id, checked, strict, out, sealer,
-                                                    free_text, contracts))
+    engine = ColumnarCases(ctx.cfg, header, ctx.today())
+    sealer = Stage("seal", lambda item: _seal(ctx, batch, header, out, item))
+    stager = Stage("stage", lambda checked: _stage(ctx, batch.file_id, _Staging(
+        ctx.cfg, header, sealer), checked, out))
     try:
         for chunk in reader.chunks(len(header.fields)):
             out.records += chunk.records
@@ -241,8 +232,18 @@ def _rows(ctx: Context, file_id: int, batch_id: str, reader: chunks.ChunkReader,
         raise
 
 
-def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Outcome,
-           sealer: Stage, free_text: list[str], contracts: dict[str, str]) -> None:
+class _Staging:
+    """What staging a chunk needs beside the chunk, the same for every chunk of a file."""
+
+    def __init__(self, cfg: Config, header: HeaderMap, sealer: Stage) -> None:
+        self.strict = cfg.schema_.on_invalid == "reject_batch"
+        self.free_text = sorted(FREE_TEXT_CASE_FIELDS & header.present)
+        self.contracts = {a.code: a.contract.id for a in cfg.agencies}
+        self.sealer = sealer
+
+
+def _stage(ctx: Context, file_id: int, staging: _Staging, checked: Checked,
+           out: _Reading) -> None:
     """A checked chunk's case ids against this file and the ledger; the new ones staged
     and handed to the sealer. The receipt's errors are added here, in chunk order. No
     Python object per row unless the chunk repeats a case id (see the ledger on why)."""
@@ -257,7 +258,7 @@ def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Out
             table, rows = table.filter(pa.array(keep)), rows[keep]
             cases = _cases_json(table, rows)
         if table.num_rows:
-            ctx.ledger.stage_cases(file_id, cases, contracts)
+            ctx.ledger.stage_cases(file_id, cases, staging.contracts)
     out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
     out.accepted += table.num_rows
     counts = pc.value_counts(table.column("agency_code"))
@@ -265,14 +266,13 @@ def _stage(ctx: Context, file_id: int, checked: Checked, strict: bool, out: _Out
                                               counts.field("counts").to_pylist(), strict=True)))
     out.per_agency.update(per_agency)
     out.neutralised += sum(needs_neutralising(table.column(k).combine_chunks())
-                           for k in free_text)
-    if strict and out.errors:  # the batch will be rejected: stop sealing, keep
-        sealer.finish()  # validating for the receipt
-        for agency in out.agencies.values():
-            agency.abort()
+                           for k in staging.free_text)
+    if staging.strict and out.errors:  # the batch will be rejected: stop sealing, keep
+        staging.sealer.finish()  # validating for the receipt
+        out.abort()
         out.agencies.clear()
     elif table.num_rows:
-        sealer.put((table, per_agency))
+        staging.sealer.put((table, per_agency))
 
 
 def _cases_json(table: pa.Table, rows: np.ndarray) -> str:
@@ -281,19 +281,21 @@ def _cases_json(table: pa.Table, rows: np.ndarray) -> str:
                             table.column("agency_code").combine_chunks())
 
 
-def _seal(ctx: Context, staging: Path, batch_id: str, header: HeaderMap, out: _Outcome,
-          table: pa.Table, per_agency: collections.Counter[str]) -> None:
+def _seal(ctx: Context, batch: _Batch, header: HeaderMap, out: _Reading,
+          item: tuple[pa.Table, collections.Counter[str]]) -> None:
     """A chunk's accepted rows into their agencies' slices. Sorted by agency (a stable
     sort: each slice keeps the file's row order), every mask is computed once for the
     chunk, each role's CSV is built once for all the agencies that have the role, and
     each agency's slice gets its span of those bytes."""
+    table, per_agency = item
     table = table.take(pc.sort_indices(table.column("agency_code")))
     masks = ChunkMasks(table, FREE_TEXT_CASE_FIELDS)
     by_role: dict[str, list[tuple[_Slice, int, int, bytes | None]]] = {}
     start = 0
     for code in sorted(per_agency):
         if code not in out.agencies:
-            out.agencies[code] = _AgencySlices(ctx, staging, batch_id, code, header.present)
+            out.agencies[code] = _AgencySlices(ctx, batch.staging, batch.batch_id, code,
+                                               header.present)
         agency = out.agencies[code]
         for s in agency.slices:  # a role's policy and columns are the same for every agency
             by_role.setdefault(s.role, []).append((s, start, per_agency[code], agency.secret))
@@ -333,9 +335,9 @@ def _new_cases(ids: list[str], rows: np.ndarray, staged: set[str],
 # --- end states ------------------------------------------------------------------
 
 
-def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
-            received_at: dt.datetime, batch_id: str, out: _Outcome, staging: Path) -> str:
+def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Outcome:
     assert out.verified is not None
+    batch_id, file_id = out.batch_id, arrival.id
     deliveries: list[DeliveryRow] = []
     manifests: list[tuple[str, str, Path]] = []
     created = ctx.now()
@@ -365,32 +367,26 @@ def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
                                       zone=ctx.cfg.zone_key(code, "inbox"), name=mname,
                                       sha256=file_sha256(mpath), size=mpath.stat().st_size))
     status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
-    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
-                      signer=out.verified.fingerprint, batch_id=batch_id, records=out.records,
-                      accepted=out.accepted, rejected=out.rejected,
+    receipt = Receipt(file=arrival.name, sha256=arrival.sha256, received_at=arrival.received_at,
+                      status=status.value, signer=out.verified.fingerprint, batch_id=batch_id,
+                      records=out.records, accepted=out.accepted, rejected=out.rejected,
                       per_agency=dict(out.per_agency), errors=out.errors,
                       neutralised=out.neutralised)
-    staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
-    try:
-        ctx.ledger.commit_batch(
-            file_id=file_id,
-            batch=BatchRow(batch_id=batch_id, file_id=file_id, status=status.value,
-                           records=out.records, accepted=out.accepted, rejected=out.rejected),
-            deliveries=deliveries,
-            receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
-            status=status, signer=out.verified.fingerprint)
-    except CommitConflict as exc:  # another node's batch took a case id (or this batch id)
-        intake.drop_staged_receipt(ctx, staged)  # after our check: check again, against it
-        log.info("batch.conflict", file_id=file_id, reason=str(exc))
-        return _process(ctx, channel, file_id, name, sha, received_at)
+    commit_with_receipt(ctx, arrival, receipt, lambda row: ctx.ledger.commit_batch(
+        file_id=file_id,
+        batch=BatchRow(batch_id=batch_id, file_id=file_id, status=status.value,
+                       records=out.records, accepted=out.accepted, rejected=out.rejected),
+        deliveries=deliveries, receipt=row, status=status, signer=out.verified.fingerprint))
     faults.point("after_commit")
     for code, n in out.per_agency.items():
         if code in out.agencies:
             ctx.metrics.cases_delivered.labels(agency=code).inc(n)
-    ctx.audit.record("batch.accepted", batch_id=batch_id, sha256=sha, status=status.value,
+    ctx.audit.record("batch.accepted", batch_id=batch_id, sha256=arrival.sha256, status=status.value,
                      records=out.records, accepted=out.accepted, rejected=out.rejected,
-                     signer=out.verified.fingerprint, **intake.file_fields(name, sha))
+                     signer=out.verified.fingerprint, **file_fields(arrival.name, arrival.sha256))
     outbox.finish_pending(ctx)
-    return status.value
+    return Outcome(status.value)
 
 
+BANK = Channel(kind="case_file", zone=BANK_OUT, receipt_zone=BANK_IN,
+               flow=Flow(read=_read_file, commit=_commit))

@@ -14,8 +14,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,11 +23,21 @@ import structlog
 from gateway import faults, outbox
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
-from gateway.flows.intake import Channel
-from gateway.flows.receipts import ErrorList, Receipt
+from gateway.flows.arrival import (
+    Arrival,
+    Channel,
+    Flow,
+    Outcome,
+    Reading,
+    Rejection,
+    commit_with_receipt,
+    read_signed_csv,
+)
+from gateway.flows.receipts import Receipt
 from gateway.flows.stage import Stage
-from gateway.ledger import CommitConflict, DeliveryRow, FileStatus
+from gateway.ledger import DeliveryRow, FileStatus
 from gateway.masking_columns import needs_neutralising, neutralise
+from gateway.names import file_fields
 from gateway.state import file_sha256
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import RowError
@@ -44,7 +52,7 @@ BANK_IN = "bank.incoming"
 
 def channels(ctx: Context) -> list[Channel]:
     return [Channel(kind="results", zone=ctx.cfg.zone_key(a.code, "outbox"),
-                    receipt_zone=ctx.cfg.zone_key(a.code, "inbox"), agency=a.code)
+                    receipt_zone=ctx.cfg.zone_key(a.code, "inbox"), flow=FLOW, agency=a.code)
             for a in ctx.cfg.agencies]
 
 
@@ -54,7 +62,7 @@ def run(ctx: Context) -> collections.Counter[str]:
     outcomes: collections.Counter[str] = collections.Counter()
     for channel in channels(ctx):
         with ctx.guard(channel.part):
-            outcomes.update(intake.run_channel(ctx, channel, _process))
+            outcomes.update(intake.run_channel(ctx, channel))
     return outcomes
 
 
@@ -76,11 +84,15 @@ class _Forward:
 
 
 @dataclass
-class _Outcome(intake.Outcome):
+class _Reading(Reading):
     not_assigned: int = 0
     unflagged: int = 0  # accepted rows without any flag
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
     forward: _Forward | None = None
+
+    def abort(self) -> None:
+        if self.forward:
+            self.forward.abort()
 
 
 def _forward_name(ctx: Context, agency: str) -> str:
@@ -92,63 +104,55 @@ def _forward_name(ctx: Context, agency: str) -> str:
     return name
 
 
-def _process(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
-             received_at: dt.datetime) -> str:
-    assert channel.agency is not None
-    staging = ctx.state.staging(file_id)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700, parents=True)
-    ctx.ledger.clear_staged(file_id)  # what an interrupted attempt counted
-
-    def reject(errors: ErrorList, code: str, out: _Outcome | None = None) -> str:
-        if out and out.forward:
-            out.forward.abort()
-        return intake.reject(ctx, channel, file_id, name, sha, received_at, errors, code,
-                             records=out.records if out else 0,
-                             signer=out.verified.fingerprint if out and out.verified else None)
-
-    if not NAME_RE.fullmatch(name):
-        return reject(intake.file_error("E_NAME", "file name must be <name>.csv.pgp (or .csv.gpg/"
-                                        ".csv.asc), name of [A-Za-z0-9._-], at most 64"), "E_NAME")
-    out = _Outcome()
+def _read_file(ctx: Context, arrival: Arrival, staging: Path) -> _Reading | Rejection:
+    agency = arrival.channel.agency
+    assert agency is not None
+    if not NAME_RE.fullmatch(arrival.name):
+        return Rejection.of_file("E_NAME", "file name must be <name>.csv.pgp (or .csv.gpg/"
+                                 ".csv.asc), name of [A-Za-z0-9._-], at most 64")
+    out = _Reading()
     try:
-        _read(ctx, channel.agency, file_id, ctx.state.archived(sha), staging, out)
+        _read(ctx, _Results(agency, arrival.id, staging), ctx.state.archived(arrival.sha256),
+              out)
     except BaseException:
-        if out.forward:
-            out.forward.abort()
+        out.abort()
         raise
-    if out.crypto is not None:
-        out.verified = None
-        return reject(intake.file_error(out.crypto.code, out.crypto.message), out.crypto.code, out)
-    if out.not_assigned:  # attributable now that the agency's signature checked out
-        ctx.audit.record("security.cross_agency", agency=channel.agency, count=out.not_assigned,
-                         zone=channel.zone, **intake.file_fields(name, sha))
-    if out.fatal or out.accepted == 0:
-        code = out.errors.listed[0].code if out.errors.listed else "E_NO_ROWS"
-        return reject(out.errors, code, out)
-    return _commit(ctx, channel, file_id, name, sha, received_at, out)
+    if out.crypto is None and out.not_assigned:  # attributable: the agency's signature held
+        ctx.audit.record("security.cross_agency", agency=agency, count=out.not_assigned,
+                         zone=arrival.channel.zone, **file_fields(arrival.name, arrival.sha256))
+    if (refused := out.refusal()) is not None:
+        out.abort()
+        return refused
+    return out
 
 
-def _read(ctx: Context, agency: str, file_id: int, archive: Path, staging: Path,
-          out: _Outcome) -> None:
+@dataclass(frozen=True)
+class _Results:
+    """The results file being read: whose, its file id and its staging directory."""
+
+    agency: str
+    file_id: int
+    staging: Path
+
+
+def _read(ctx: Context, file: _Results, archive: Path, out: _Reading) -> None:
     def handle(first: list[str], reader: chunks.ChunkReader) -> list[RowError]:
         columns, errors = map_results_header(first)
         if columns is None:
             return errors
-        _rows(ctx, agency, file_id, reader, columns, out, staging)
+        _rows(ctx, file, reader, columns, out)
         return []
 
     try:
-        with archive.open("rb") as raw, ctx.crypto.open_from_agency(
-                agency, ctx.progress.track(raw, f"{agency} results", archive.stat().st_size)) as msg:
-            intake.read_signed_csv(msg, out, encoding="utf-8", delimiter=",", handle_chunks=handle,
-                                   source=archive)
+        with archive.open("rb") as raw, ctx.crypto.open_from_agency(file.agency, ctx.progress.track(
+                raw, f"{file.agency} results", archive.stat().st_size)) as msg:
+            read_signed_csv(msg, out, handle, encoding="utf-8", delimiter=",", source=archive)
     finally:
         ctx.progress.done()
 
 
-def _rows(ctx: Context, agency: str, file_id: int, reader: chunks.ChunkReader,
-          columns: tuple[str, ...], out: _Outcome, staging: Path) -> None:
+def _rows(ctx: Context, file: _Results, reader: chunks.ChunkReader, columns: tuple[str, ...],
+          out: _Reading) -> None:
     """Chunk by chunk: the columnar rules, ownership and the CALL/SMS counts against the
     ledger, the flags, then the accepted rows sealed for the bank.
 
@@ -158,13 +162,11 @@ def _rows(ctx: Context, agency: str, file_id: int, reader: chunks.ChunkReader,
     ledger's work SQLite's, both without the GIL, so the two share two cores; one after
     the other, half the time went to SQLite while a core stood idle. The counts stay on
     one thread: a chunk's must be staged before the next chunk's are asked."""
-    gw = ctx.cfg.gateway
+    gw, agency = ctx.cfg.gateway, file.agency
     engine = ColumnarResults(columns, gw.tz, ctx.now(), agency=agency, window=gw.contact_window,
                              contract_end=ctx.cfg.agency(agency).contract.effective_end,
                              max_attempts=gw.max_daily_attempts)
-    free_text = [c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS]
-    judge = Stage("judge", lambda checked: _judge(ctx, agency, file_id, engine, checked,
-                                                  free_text, out, staging))
+    judge = Stage("judge", lambda checked: _judge(ctx, file, engine, checked, out))
     try:
         for chunk in reader.chunks(len(columns)):
             out.records += chunk.records
@@ -179,10 +181,12 @@ def _rows(ctx: Context, agency: str, file_id: int, reader: chunks.ChunkReader,
         raise
 
 
-def _judge(ctx: Context, agency: str, file_id: int, engine: ColumnarResults, checked: Checked,
-           free_text: list[str], out: _Outcome, staging: Path) -> None:
+def _judge(ctx: Context, file: _Results, engine: ColumnarResults, checked: Checked,
+           out: _Reading) -> None:
     """A checked chunk against the ledger; its counts staged, its accepted rows sealed.
     The receipt's errors are added here, in chunk order."""
+    agency, file_id = file.agency, file.file_id
+    free_text = [c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS]
     judged = engine.judge(checked, counted=lambda case, day: ctx.ledger.attempt_counts(
         agency, file_id, chunks.json_rows(case, day)))
     out.errors.add(judged.errors)
@@ -193,7 +197,7 @@ def _judge(ctx: Context, agency: str, file_id: int, engine: ColumnarResults, che
     table = judged.forward
     if table.num_rows:
         if out.forward is None:
-            out.forward = _open_forward(ctx, agency, staging, list(table.column_names))
+            out.forward = _open_forward(ctx, agency, file.staging, list(table.column_names))
         written = []
         for name in table.column_names:
             col = table.column(name).combine_chunks()
@@ -216,38 +220,34 @@ def _open_forward(ctx: Context, agency: str, staging: Path, columns: list[str]) 
     return _Forward(name, path, fh, writer, sink, w, columns)
 
 
-def _commit(ctx: Context, channel: Channel, file_id: int, name: str, sha: str,
-            received_at: dt.datetime, out: _Outcome) -> str:
-    assert out.verified is not None and out.forward is not None and channel.agency is not None
+def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Outcome:
+    agency, name, sha = arrival.channel.agency, arrival.name, arrival.sha256
+    assert out.verified is not None and out.forward is not None and agency is not None
     fwd = out.forward
     fwd.sink.flush()
     fwd.writer.close()
     fwd.fh.close()
-    delivery = DeliveryRow(file_id=file_id, kind="results", agency_code=channel.agency, role=None,
+    delivery = DeliveryRow(file_id=arrival.id, kind="results", agency_code=agency, role=None,
                            zone=BANK_IN, name=fwd.name, sha256=file_sha256(fwd.path),
                            size=fwd.path.stat().st_size, records=out.accepted)
     status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
-    receipt = Receipt(file=name, sha256=sha, received_at=received_at, status=status.value,
+    receipt = Receipt(file=name, sha256=sha, received_at=arrival.received_at, status=status.value,
                       signer=out.verified.fingerprint, records=out.records, accepted=out.accepted,
                       rejected=out.rejected, errors=out.errors, neutralised=out.neutralised,
                       extra={"forwarded_as": fwd.name, "flags": dict(sorted(out.flagged.items()))})
-    staged = intake.stage_receipt(ctx, channel, f"{file_id}-{secrets.token_hex(4)}", receipt)
-    try:
-        ctx.ledger.commit_results(
-            file_id=file_id, agency_code=channel.agency, delivery=delivery,
-            receipt=intake.receipt_row(channel, file_id, name, sha, staged, status.value),
-            status=status, signer=out.verified.fingerprint, flags=dict(out.flagged),
-            records=out.records, accepted=out.accepted, rejected=out.rejected)
-    except CommitConflict as exc:  # another node counted attempts (or took the name) first
-        intake.drop_staged_receipt(ctx, staged)
-        log.info("results.conflict", file_id=file_id, reason=str(exc))
-        return _process(ctx, channel, file_id, name, sha, received_at)
+    commit_with_receipt(ctx, arrival, receipt, lambda row: ctx.ledger.commit_results(
+        file_id=arrival.id, agency_code=agency, delivery=delivery, receipt=row, status=status,
+        signer=out.verified.fingerprint, flags=dict(out.flagged), records=out.records,
+        accepted=out.accepted, rejected=out.rejected))
     faults.point("after_results_commit")
     for flag, n in [*out.flagged.items(), ("none", out.unflagged)]:
-        ctx.metrics.result_rows.labels(agency=channel.agency, flag=flag).inc(n)
-    ctx.audit.record("results.accepted", agency=channel.agency, zone=channel.zone, sha256=sha,
+        ctx.metrics.result_rows.labels(agency=agency, flag=flag).inc(n)
+    ctx.audit.record("results.accepted", agency=agency, zone=arrival.channel.zone, sha256=sha,
                      status=status.value, records=out.records, accepted=out.accepted,
                      rejected=out.rejected, signer=out.verified.fingerprint,
-                     **intake.file_fields(name, sha))
+                     **file_fields(name, sha))
     outbox.finish_pending(ctx)
-    return status.value
+    return Outcome(status.value)
+
+
+FLOW = Flow(read=_read_file, commit=_commit)
