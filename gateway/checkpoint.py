@@ -51,9 +51,9 @@ def seal(ctx: Context) -> str | None:
     last = ctx.audit.last_entry()
     if last is None or last["event"] == "audit.checkpoint":
         return None
-    entry = ctx.audit.record("audit.checkpoint", node=_node(ctx.owner))
+    entry = ctx.audit.record("audit.checkpoint", node=_node(ctx.node))
     body = {"type": "audit-checkpoint", "seq": entry["seq"], "hash": entry["hash"],
-            "ts": entry["ts"], "node": _node(ctx.owner), "gateway_key": ctx.crypto.fingerprint}
+            "ts": entry["ts"], "node": _node(ctx.node), "gateway_key": ctx.crypto.fingerprint}
     signed = ctx.crypto.clearsign(json.dumps(body, indent=2).encode() + b"\n")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     name = f"{PREFIX}{stamp}{SUFFIX}"

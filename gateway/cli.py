@@ -131,18 +131,18 @@ def run_cmd(
             return
         daemon.install_signal_handlers(ctx)
         if bar is not None:
-            ctx.progress = bar
+            ctx.run.progress = bar
         try:
             outcomes = daemon.run_once(ctx)
         except Interrupted:
             err.print("stopped: the file in hand was rolled back and will be resumed")
             return
         finally:
-            ctx.progress.close()
+            ctx.run.progress.close()
         summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
-        failed = [str(e) for e in ctx.zone_errors.values()] + [
+        failed = [str(e) for e in ctx.run.zone_errors.values()] + [
             f"{part} failed ({type(e).__name__}: {e}); the rest of the pass went on"
-            for part, e in ctx.part_errors.items()]
+            for part, e in ctx.run.part_errors.items()]
         if failed:  # one line: what failed, and what was done all the same
             raise GatewayError("; ".join(failed) + (f" (done: {summary})" if summary else ""))
         err.print(f"done: {summary or 'nothing pending'}")
@@ -290,7 +290,7 @@ def retention_run(
     handed_to = None
     if dry_run:
         with daemon.read_context(cfg) as ctx:
-            reports = purge.run(ctx, dry_run=True)
+            reports = purge.preview(ctx)
     else:
         from gateway.progress import TerminalProgress
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 
+def now() -> dt.datetime:
+    """The one "now" (aware, UTC): what a Context's clock is unless a test or demo moves it."""
+    return dt.datetime.now(dt.UTC)
+
+
 def iso(ts: dt.datetime) -> str:
     """UTC, ISO 8601, with Z — the one timestamp format in receipts, manifests, certificates."""
     return aware(ts).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

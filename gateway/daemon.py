@@ -23,18 +23,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import structlog
 
-from gateway import __version__, checkpoint, metrics, outbox
+from gateway import __version__, checkpoint, clock, metrics, outbox
 from gateway.access import evidence
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import AuditError, GatewayError
-from gateway.flows import Context, Interrupted, batches, results
+from gateway.flows import Context, Interrupted, Services, batches, results
 from gateway.ledger import Ledger, LedgerError
 from gateway.metrics import Metrics
 from gateway.progress import Progress
@@ -49,8 +49,10 @@ log = structlog.get_logger("gateway.daemon")
 
 
 @contextlib.contextmanager
-def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Context]:
-    """Everything a flow needs, opened in order and closed in reverse; one runner per state dir."""
+def open_context(cfg: Config, *, actor: str | None = "daemon",
+                 now: Callable[[], dt.datetime] = clock.now) -> Iterator[Context]:
+    """Everything a flow needs, opened in order and closed in reverse; one runner per state
+    dir. *now* is the flows' clock: the demo and tests move it to a deadline."""
     state = State(cfg.gateway.state_dir, cfg.gateway.shared_dir)
     with state.lock(), contextlib.ExitStack() as stack:
         state.clean_temporaries()
@@ -68,8 +70,9 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
         for refused in crypto.keyset.refused:
             audit.record("key.refused", key=refused.key_path, fingerprint=refused.fingerprint)
             log.warning("key.refused", key=refused.key_path, problem=refused.problem)
-        ctx = Context.build(cfg, crypto, ledger, audit, state, metrics)
-        stack.callback(_close_zones, ctx)
+        ctx = Context.build(Services(cfg=cfg, ledger=ledger, audit=audit, state=state,
+                                     zones=Services.open_zones(cfg), now=now), crypto, metrics)
+        stack.callback(ctx.close_zones)
         ctx.leases.start()
         stack.callback(ctx.leases.close)  # before the ledger closes
         for use, key in crypto.keyset.uses():
@@ -85,22 +88,17 @@ def open_context(cfg: Config, *, actor: str | None = "daemon") -> Iterator[Conte
                 log.error("audit.checkpoint_failed", error=str(exc))
 
 
-def _close_zones(ctx: Context) -> None:
-    for zone in ctx.zones.values():
-        with contextlib.suppress(Exception):
-            zone.close()  # type: ignore[attr-defined]
-
-
 @contextlib.contextmanager
-def read_context(cfg: Config) -> Iterator[Context]:
+def read_context(cfg: Config) -> Iterator[Services]:
     """For read-only commands (status, dry runs): no lock, no keyring, nothing audited."""
     state = State(cfg.gateway.state_dir, cfg.gateway.shared_dir)
     ledger = Ledger(cfg.gateway.db_url)
-    ctx = Context.build(cfg, None, ledger, AuditLog(state.root / "audit"), state)  # type: ignore[arg-type]
+    services = Services(cfg=cfg, ledger=ledger, audit=AuditLog(state.root / "audit"),
+                        state=state, zones=Services.open_zones(cfg))
     try:
-        yield ctx
+        yield services
     finally:
-        _close_zones(ctx)
+        services.close_zones()
         ledger.close()
 
 
@@ -110,20 +108,20 @@ def purge_due(cfg: Config, *, timeout: float = 600.0,
     gateway process holds the state directory, by asking it to run a pass now (SIGUSR1;
     every pass purges what is due) and waiting for its certificates. Returns the reports
     and the pid the work was handed to (None: done here)."""
-    with read_context(cfg) as ctx:
-        due = [d for d in purge.decisions(ctx) if d.state is purge.State.PURGE_DUE]
+    with read_context(cfg) as view:
+        due = [d for d in purge.decisions(view) if d.state is purge.State.PURGE_DUE]
     handed_to: int | None = None
     deadline = time.monotonic() + timeout
     while due:
         try:
             with open_context(cfg, actor=None) as ctx:
                 if progress is not None:  # a person at a terminal: one bar per contract
-                    ctx.progress = progress
+                    ctx.run.progress = progress
                 purge.run(ctx)
             break
         except StateBusy as busy:
-            with read_context(cfg) as ctx:
-                if all(purge.finished(ctx, d) for d in due):
+            with read_context(cfg) as view:
+                if all(purge.finished(view, d) for d in due):
                     break
             if handed_to is None and busy.pid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):  # it purges
@@ -135,12 +133,12 @@ def purge_due(cfg: Config, *, timeout: float = 600.0,
                                    f"purge within {timeout:.0f} s; see `gateway retention "
                                    "status`") from None
             time.sleep(0.5)
-    with read_context(cfg) as ctx:
-        return [purge.report(ctx, d) for d in due], handed_to
+    with read_context(cfg) as view:
+        return [purge.report(view, d) for d in due], handed_to
 
 
 def run_once(ctx: Context) -> collections.Counter[str]:
-    """One pass over every zone; failing zones are recorded in ``ctx.zone_errors``."""
+    """One pass over every zone; failing zones are recorded in ``ctx.run.zone_errors``."""
     with ctx.metrics.pass_duration.time():
         outcomes = _pass(ctx)
     observe(ctx)
@@ -150,7 +148,7 @@ def run_once(ctx: Context) -> collections.Counter[str]:
 def observe(ctx: Context) -> None:
     """The gauges: what is pending, what this node holds, when each purge is due."""
     ctx.metrics.pending_deliveries.set(len(ctx.ledger.pending_deliveries()))
-    ctx.metrics.leases_held.set(ctx.ledger.leases_held(ctx.owner))
+    ctx.metrics.leases_held.set(ctx.ledger.leases_held(ctx.node))
     due = {d.agency: dt.datetime.combine(d.deadline, dt.time(), tzinfo=ctx.cfg.gateway.tz)
            for d in purge.decisions(ctx) if d.state is not purge.State.PURGED}
     gauge = ctx.metrics.purge_deadline
@@ -162,10 +160,10 @@ def observe(ctx: Context) -> None:
 
 
 def _pass(ctx: Context) -> collections.Counter[str]:
-    ctx.zone_errors.clear()
-    ctx.part_errors.clear()
+    ctx.run.zone_errors.clear()
+    ctx.run.part_errors.clear()
     ctx.leases.busy_until = None
-    guard = ctx.guard = functools.partial(isolated, ctx)  # every piece below runs under it
+    guard = ctx.run.guard = functools.partial(isolated, ctx)  # every piece below runs under it
     outcomes: collections.Counter[str] = collections.Counter()
     with guard("outbox"):  # what a crash or an unreachable zone left committed but unsent
         outbox.finish_pending(ctx)
@@ -175,7 +173,7 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     with guard("access"):
         collect_access(ctx)
     track_collection(ctx)
-    if not ctx.stop.is_set():
+    if not ctx.run.stop.is_set():
         for report in purge.run(ctx):  # start-up and every pass: a missed
             outcomes["purged"] += 1                  # deadline is caught
             log.info("retention.purged", agency=report.decision.agency, files=len(report.objects))
@@ -183,9 +181,9 @@ def _pass(ctx: Context) -> collections.Counter[str]:
             outcomes["reports"] += made
     with guard("health"):
         save_health(ctx)
-    for part in [p for p in ctx.part_reported if p not in ctx.part_errors]:
-        del ctx.part_reported[part]  # it went well: a new failure is audited again
-    for key, exc in ctx.zone_errors.items():
+    for part in [p for p in ctx.run.part_reported if p not in ctx.run.part_errors]:
+        del ctx.run.part_reported[part]  # it went well: a new failure is audited again
+    for key, exc in ctx.run.zone_errors.items():
         log.error("zone.failed", zone=key, error=str(exc))
     log.info("pass.done", **{k: v for k, v in outcomes.items()})
     return outcomes
@@ -221,29 +219,29 @@ def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = 
         raise  # a stop; the ledger or the audit log failing fails every piece: the pass
     except Exception as exc:
         kind = type(exc).__name__
-        ctx.part_errors[part] = exc
+        ctx.run.part_errors[part] = exc
         ctx.metrics.pass_failures.labels(part=part).inc()
         log.error("pass.part_failed", part=part, kind=kind, error=str(exc)[:500],
                   exc_info=not isinstance(exc, GatewayError | OSError))
-        if kind not in ctx.part_reported.setdefault(part, set()):
+        if kind not in ctx.run.part_reported.setdefault(part, set()):
             ctx.audit.record("pass.failed", part=part, error=kind)
-            ctx.part_reported[part].add(kind)  # only once it is in the log
+            ctx.run.part_reported[part].add(kind)  # only once it is in the log
 
 
 def collect_access(ctx: Context) -> None:
     """Who read which delivered file, from internal-sftp's log (SPEC §14): before the
     collections, so a slice's ``slice.accessed`` comes before its ``slice.collected``."""
     if ctx.cfg.access.sshd_log is not None:  # unreadable, a FIFO: the piece fails, is
-        evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.owner)  # said and alerted
+        evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.node)  # said and alerted
 
 
 def track_collection(ctx: Context) -> None:
     """Audit ``slice.collected`` when an agency has removed a delivered file from its inbox."""
     for agency in ctx.cfg.agencies:
         key = ctx.cfg.zone_key(agency.code, "inbox")
-        if key in ctx.zone_errors:
+        if key in ctx.run.zone_errors:
             continue
-        with ctx.guard(f"collection.{agency.code}"):
+        with ctx.run.guard(f"collection.{agency.code}"):
             waiting = ctx.ledger.uncollected(key)
             if not waiting:
                 continue
@@ -263,18 +261,18 @@ def save_health(ctx: Context) -> None:
     for key, zone in ctx.zones.items():
         if not isinstance(zone, MonitoredZone):
             continue
-        if not zone.touched and key not in ctx.zone_errors:
+        if not zone.touched and key not in ctx.run.zone_errors:
             try:
                 zone.list_all()
             except ZoneError as exc:
                 ctx.zone_failed(key, exc)
         zone.touched = False
-        if key not in ctx.zone_errors:
-            ctx.zone_reported.pop(key, None)  # recovered: a new failure is audited again
-        ctx.metrics.zone_up.labels(zone=key).set(0 if key in ctx.zone_errors else 1)
+        if key not in ctx.run.zone_errors:
+            ctx.run.zone_reported.pop(key, None)  # recovered: a new failure is audited again
+        ctx.metrics.zone_up.labels(zone=key).set(0 if key in ctx.run.zone_errors else 1)
         h = zone.health
         last_error, last_error_at = h.last_error, h.last_error_at
-        if (failed := ctx.zone_errors.get(key)) is not None:
+        if (failed := ctx.run.zone_errors.get(key)) is not None:
             # The pass's verdict, not only what the zone wrapper saw: a write refused for a
             # full disk is one file's error to the wrapper, yet the zone cannot take what is
             # pending for it — failing until a write succeeds (each pass retries it).
@@ -320,7 +318,7 @@ class Signals:
     was doing* — possibly in the middle of writing a log line, holding the logger's lock.
     A handler that logs (or sets an Event the main thread may be clearing) can then wait
     for a lock its own thread holds: the daemon froze, deaf to SIGTERM (seen in CI). So the
-    handlers only append to a list and set ``ctx.stop`` (whose lock the main thread never
+    handlers only append to a list and set ``ctx.run.stop`` (whose lock the main thread never
     takes); the loop logs and wakes up within half a second."""
 
     def __init__(self) -> None:
@@ -336,7 +334,7 @@ def install_signal_handlers(ctx: Context) -> Signals:
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         seen.pending.append(signal.Signals(signum).name)
-        ctx.stop.set()
+        ctx.run.stop.set()
 
     def pass_now(signum: int, _frame: FrameType | None) -> None:
         seen.pending.append(signal.Signals(signum).name)  # e.g. `gateway retention run`
@@ -370,7 +368,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
              metrics=f"{server.server_address[0]}:{server.server_address[1]}" if server else None)
     sealed_at = time.monotonic()
     try:
-        while not ctx.stop.is_set():
+        while not ctx.run.stop.is_set():
             wake.clear()
             log_signals(seen)
             try:
@@ -380,8 +378,8 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                     with isolated(ctx, "checkpoint"):
                         checkpoint.seal(ctx)  # nothing new: nothing written
                     sealed_at = time.monotonic()
-                health.passed({k: str(e) for k, e in ctx.zone_errors.items()},
-                              {k: f"{type(e).__name__}: {e}" for k, e in ctx.part_errors.items()})
+                health.passed({k: str(e) for k, e in ctx.run.zone_errors.items()},
+                              {k: f"{type(e).__name__}: {e}" for k, e in ctx.run.part_errors.items()})
             except Interrupted:
                 break
             except Exception as exc:  # a full disk, the database gone: nothing committed. And
@@ -391,7 +389,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                           exc_info=not isinstance(exc, GatewayError | OSError))
                 ctx.metrics.pass_failures.labels(part="pass").inc()
                 health.failed(str(exc))
-            sleep_until_woken(wake, next_wait(ctx, period), seen, ctx.stop)
+            sleep_until_woken(wake, next_wait(ctx, period), seen, ctx.run.stop)
     finally:
         if server is not None:
             server.shutdown()

@@ -179,8 +179,7 @@ def run_demo(directory: Path, console: Console) -> None:
     console.print(f"gateway.toml: AG003 terminated_on = {today}; purge_after_days = "
                   f"{cfg.gateway.purge_after_days}. The demo now runs with the clock set to "
                   f"{later:%Y-%m-%d %H:%M} local time, the purge deadline (simulated).")
-    with daemon.open_context(cfg) as ctx:
-        ctx.now = lambda: later
+    with daemon.open_context(cfg, now=lambda: later) as ctx:
         console.print(_retention_table(purge.status(ctx), "before"))
         (report,) = purge.run(ctx)
         console.print(_retention_table(purge.status(ctx), "after"))

@@ -11,7 +11,6 @@ retention hand it work without importing one another.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -66,14 +65,14 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> Non
     A zone that fails is recorded (``ctx.zone_failed``) and skipped: what is
     pending for it stays pending for the next pass, and other zones go on.
     *kinds* limits the work to those deliveries (and sends no receipt). Each delivery
-    and receipt runs under the pass's ``ctx.guard``: one that fails unexpectedly holds
+    and receipt runs under the pass's ``ctx.run.guard``: one that fails unexpectedly holds
     back no other — also when a flow calls this right after its commit, or a purge after
     its certificate.
     """
     for d in ctx.ledger.pending_deliveries():
-        if d.zone in ctx.zone_errors or (kinds is not None and d.kind not in kinds):
+        if d.zone in ctx.run.zone_errors or (kinds is not None and d.kind not in kinds):
             continue
-        with ctx.guard("outbox"), ctx.leases.hold(f"delivery:{d.id}") as held:
+        with ctx.run.guard("outbox"), ctx.leases.hold(f"delivery:{d.id}") as held:
             # Held by a live node: it delivers. Taken: another node may have finished it
             # between the listing and the claim.
             if held and ctx.ledger.delivery(d.id).delivered_at is None:
@@ -81,9 +80,9 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> Non
     if kinds is not None:
         return
     for r in ctx.ledger.pending_receipts():
-        if r.zone in ctx.zone_errors or r.input_zone in ctx.zone_errors:
+        if r.zone in ctx.run.zone_errors or r.input_zone in ctx.run.zone_errors:
             continue
-        with ctx.guard("outbox"), ctx.leases.hold(f"receipt:{r.id}") as held:
+        with ctx.run.guard("outbox"), ctx.leases.hold(f"receipt:{r.id}") as held:
             if not held:
                 continue
             r = ctx.ledger.receipt(r.id)
@@ -128,12 +127,12 @@ def _send_receipt(ctx: Context, r: ReceiptRow) -> None:
         place(zone, name, src, src.stat().st_size)
         ctx.metrics.bytes.labels(direction="out").inc(src.stat().st_size)
         faults.point("after_receipt_written")
-        ctx.ledger.update_receipt(r.id, sent_at=dt.datetime.now(dt.UTC))
+        ctx.ledger.update_receipt(r.id, sent_at=ctx.now())
         ctx.audit.record("receipt.sent", zone=r.zone, status=r.status,
                          **file_fields(name, r.file_sha256))
     if r.input_removed_at is None:
         ctx.zones[r.input_zone].remove(r.input_name)
-        ctx.ledger.update_receipt(r.id, input_removed_at=dt.datetime.now(dt.UTC))
+        ctx.ledger.update_receipt(r.id, input_removed_at=ctx.now())
     src.unlink(missing_ok=True)
 
 

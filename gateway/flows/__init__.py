@@ -1,7 +1,15 @@
 """The flows: bank case files to agency slices, agency results to the bank.
 
-A :class:`Context` bundles what every flow step needs, so the flows are
-functions of (context, input) and tests can build one over real parts.
+What a step is given comes in three parts, so a function's signature says what it
+may touch:
+
+- :class:`Services` — the long-lived parts a reader needs (configuration, ledger, audit
+  log, state directory, zones, the clock, this node); frozen, so no step swaps one.
+  Read-only commands and dry runs get only these: no keyring, no leases.
+- :class:`Context` — the services plus what a writer needs: the keyring, the leases,
+  the metrics, and :class:`Run`.
+- :class:`Run` — the one mutable part: the stop flag, what failed this pass and what has
+  been reported already, the daemon's guard, the progress display.
 """
 
 from __future__ import annotations
@@ -9,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway import clock
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
@@ -27,10 +36,6 @@ from gateway.transfer.base import Zone
 
 class Interrupted(Exception):
     """Stop requested while reading a file: roll back; its claim is resumed by the next run."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Guard(Protocol):
@@ -49,17 +54,41 @@ def unguarded(_part: str, *, passing: tuple[type[Exception], ...] = ()
     return contextlib.nullcontext()
 
 
-@dataclass
-class Context:
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """The long-lived parts every step may read."""
+
     cfg: Config
-    crypto: Crypto
     ledger: Ledger
     audit: AuditLog
     state: State
-    zones: dict[str, Zone]
-    leases: Leases
-    owner: str  # this node (State.node): lease holder, checkpoint author
-    now: Callable[[], dt.datetime] = _now
+    zones: Mapping[str, Zone]
+    now: Callable[[], dt.datetime] = clock.now
+
+    @staticmethod
+    def open_zones(cfg: Config) -> dict[str, Zone]:
+        return {key: open_zone(key, spec) for key, spec in cfg.zones()}
+
+    def close_zones(self) -> None:
+        for zone in self.zones.values():
+            with contextlib.suppress(Exception):
+                zone.close()  # type: ignore[attr-defined]  # remote zones hold a connection
+
+    @property
+    def node(self) -> str:
+        """This node (State.node): lease holder, checkpoint author."""
+        return self.state.node
+
+    def today(self) -> dt.date:
+        """The processing day in the gateway's time zone (contracts are local dates)."""
+        return self.now().astimezone(self.cfg.gateway.tz).date()
+
+
+@dataclass(kw_only=True)
+class Run:
+    """What changes while a process runs. The errors are this pass's; what was reported
+    stays while the failure lasts, so an alert is raised once, not every pass."""
+
     stop: threading.Event = field(default_factory=threading.Event)
     zone_errors: dict[str, Exception] = field(default_factory=dict)  # this pass, by zone key
     zone_reported: dict[str, str] = field(default_factory=dict)  # zone -> code already audited
@@ -68,31 +97,36 @@ class Context:
     # the daemon's guard while a pass runs (see Guard); a command's context keeps none, so
     # what fails there fails the command
     guard: Guard = field(default=unguarded)
-    metrics: Metrics = field(default_factory=Metrics)
     progress: Progress = field(default_factory=Progress)  # a bar on a terminal; else silent
 
+
+@dataclass(frozen=True, kw_only=True)
+class Context(Services):
+    """The services and what writing needs besides."""
+
+    crypto: Crypto
+    leases: Leases
+    metrics: Metrics = field(default_factory=Metrics)
+    run: Run = field(default_factory=Run)
+
     @classmethod
-    def build(cls, cfg: Config, crypto: Crypto, ledger: Ledger, audit: AuditLog,
-              state: State, metrics: Metrics | None = None) -> Context:
-        zones = {key: open_zone(key, spec) for key, spec in cfg.zones()}
-        return cls(cfg=cfg, crypto=crypto, ledger=ledger, audit=audit, state=state, zones=zones,
-                   leases=Leases(ledger, state.node, cfg.gateway.lease_seconds),
-                   owner=state.node, metrics=metrics or Metrics())
+    def build(cls, services: Services, crypto: Crypto, metrics: Metrics | None = None) -> Context:
+        return cls(cfg=services.cfg, ledger=services.ledger, audit=services.audit,
+                   state=services.state, zones=services.zones, now=services.now, crypto=crypto,
+                   leases=Leases(services.ledger, services.node, services.cfg.gateway.lease_seconds),
+                   metrics=metrics or Metrics())
 
     def zone_failed(self, key: str, exc: Exception) -> None:
         """Remember a zone's failure for this pass; audit it once (refusals as zone.refused)."""
-        if key in self.zone_errors:
+        run = self.run
+        if key in run.zone_errors:
             return
-        self.zone_errors[key] = exc
+        run.zone_errors[key] = exc
         code = getattr(exc, "code", "E_ZONE")
-        if self.zone_reported.get(key) == code:
+        if run.zone_reported.get(key) == code:
             return  # still failing the same way: audited when it started, not every pass
-        self.zone_reported[key] = code
+        run.zone_reported[key] = code
         refused = code in ("E_HOST_KEY", "E_AUTH")
         self.audit.record("zone.refused" if refused else "zone.error", zone=key, code=code,
                           reason="host_key_mismatch" if code == "E_HOST_KEY" else
                           "authentication_refused" if code == "E_AUTH" else "unavailable")
-
-    def today(self) -> dt.date:
-        """The processing day in the gateway's time zone (contracts are local dates)."""
-        return self.now().astimezone(self.cfg.gateway.tz).date()

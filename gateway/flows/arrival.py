@@ -219,7 +219,7 @@ def commit_with_receipt(ctx: Context, arrival: Arrival, receipt: Receipt,
 def reject(ctx: Context, arrival: Arrival, rejection: Rejection) -> Outcome:
     """Nothing is delivered: staging dropped, original quarantined, a receipt says why."""
     file_id, name, sha, channel = arrival.id, arrival.name, arrival.sha256, arrival.channel
-    if ctx.ledger.owner is not None and not ctx.ledger.file_lease_held(file_id, ctx.owner):
+    if ctx.ledger.owner is not None and not ctx.ledger.file_lease_held(file_id, ctx.node):
         raise LeaseLost(f"file {file_id} was taken over by another node")  # its archive stays
     shutil.rmtree(ctx.state.staging(file_id), ignore_errors=True)
     archive, quarantine = ctx.state.archived(sha), ctx.state.quarantined(sha, name)

@@ -69,7 +69,7 @@ BANK_OUT, BANK_IN = "bank.outgoing", "bank.incoming"
 
 
 def run(ctx: Context) -> collections.Counter[str]:
-    """Everything pending for the bank's outgoing zone, each file under ``ctx.guard``;
+    """Everything pending for the bank's outgoing zone, each file under ``ctx.run.guard``;
     returns how each file ended."""
     return intake.run_channel(ctx, BANK)
 
@@ -196,11 +196,11 @@ def _read(ctx: Context, batch: _Batch, archive: Path, out: _Reading) -> None:
 
     try:
         with archive.open("rb") as raw, ctx.crypto.open_from_bank(
-                ctx.progress.track(raw, batch.batch_id, archive.stat().st_size)) as msg:
+                ctx.run.progress.track(raw, batch.batch_id, archive.stat().st_size)) as msg:
             read_signed_csv(msg, out, handle, encoding=ctx.cfg.schema_.encoding,
                             delimiter=ctx.cfg.schema_.delimiter, source=archive)
     finally:
-        ctx.progress.done()
+        ctx.run.progress.done()
 
 
 def _rows(ctx: Context, batch: _Batch, reader: chunks.ChunkReader, header: HeaderMap,
@@ -220,9 +220,9 @@ def _rows(ctx: Context, batch: _Batch, reader: chunks.ChunkReader, header: Heade
         for chunk in reader.chunks(len(header.fields)):
             out.records += chunk.records
             stager.put(engine.check(chunk))
-            ctx.progress.rows(out.records)
+            ctx.run.progress.rows(out.records)
             faults.point("mid_batch")
-            if ctx.stop.is_set():
+            if ctx.run.stop.is_set():
                 raise Interrupted
         stager.finish()
         sealer.finish()

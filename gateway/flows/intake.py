@@ -53,20 +53,20 @@ log = structlog.get_logger("gateway.intake")
 HEAD = 64 * 1024  # bytes read first to tell an encrypted message from anything else
 def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
     """Resume files whose worker died, then take every ready file of the channel's zone;
-    each file under ``ctx.guard``, so one that fails unexpectedly holds back no other."""
+    each file under ``ctx.run.guard``, so one that fails unexpectedly holds back no other."""
     outcomes: collections.Counter[str] = collections.Counter()
     zone = ctx.zones[channel.zone]
-    if channel.zone in ctx.zone_errors:
+    if channel.zone in ctx.run.zone_errors:
         return outcomes
     try:
-        for row in ctx.ledger.resumable(ctx.owner, channel.kind, zone=channel.zone):
-            if ctx.stop.is_set():
+        for row in ctx.ledger.resumable(ctx.node, channel.kind, zone=channel.zone):
+            if ctx.run.stop.is_set():
                 return outcomes
-            if not ctx.ledger.take_file(row.id, ctx.owner, ctx.leases.seconds):
+            if not ctx.ledger.take_file(row.id, ctx.node, ctx.leases.seconds):
                 continue  # another node took it over first
-            if row.lease_owner not in (None, ctx.owner):
+            if row.lease_owner not in (None, ctx.node):
                 log.warning("lease.taken_over", item=f"file:{row.id}", previous=row.lease_owner)
-            with ctx.guard(channel.part, passing=(ZoneError,)), ctx.leases.keep_file(row.id):
+            with ctx.run.guard(channel.part, passing=(ZoneError,)), ctx.leases.keep_file(row.id):
                 try:
                     _finish_pickup(ctx, channel, row.name, row.sha256, row.size)
                 except ZoneError as exc:  # the copy in the zone (gone, changed, unreadable):
@@ -74,7 +74,7 @@ def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
                         raise
                     log.warning("file.left_in_zone", file_id=row.id, error=str(exc))
                 archived = ctx.state.archived(row.sha256).exists()
-                if not archived and row.lease_owner not in (None, ctx.owner):
+                if not archived and row.lease_owner not in (None, ctx.node):
                     # Its node removed it from the zone: the copy must be in the archive —
                     # unless that node's archive is not the one this node sees.
                     log.error("file.not_in_shared_archive", file_id=row.id,
@@ -84,14 +84,14 @@ def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
                                   channel)
                 _count(ctx, outcomes, arrival.channel, guarded(ctx, arrival) if archived
                        else guarded(ctx, arrival, reject_unencrypted))
-        if (until := ctx.ledger.next_expiry(ctx.owner, channel.kind, channel.zone)) is not None:
+        if (until := ctx.ledger.next_expiry(ctx.node, channel.kind, channel.zone)) is not None:
             ctx.leases.saw_busy(until.timestamp())  # a live node's — or a dead one's, until then
         entries = zone.list_ready()
         ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
         for entry in entries:
-            if ctx.stop.is_set():
+            if ctx.run.stop.is_set():
                 break
-            with ctx.guard(channel.part, passing=(ZoneError,)):
+            with ctx.run.guard(channel.part, passing=(ZoneError,)):
                 if entry.refused:
                     _count(ctx, outcomes, channel, refuse(ctx, channel, entry.name, entry.refused))
                     continue
@@ -153,7 +153,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry) -> Outcome:
         outbox.finish_pending(ctx)
         return Outcome.ANSWERED
     claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind, zone=zone.key, name=entry.name,
-                                  size=size, owner=ctx.owner, agency_code=channel.agency,
+                                  size=size, owner=ctx.node, agency_code=channel.agency,
                                   lease_seconds=ctx.leases.seconds)
     if claim.outcome is ClaimOutcome.BUSY:
         tmp.unlink(missing_ok=True)

@@ -57,11 +57,11 @@ def channels(ctx: Context) -> list[Channel]:
 
 
 def run(ctx: Context) -> collections.Counter[str]:
-    """Every agency's outbox, each (and each file in it) under ``ctx.guard``; returns how
+    """Every agency's outbox, each (and each file in it) under ``ctx.run.guard``; returns how
     each file ended."""
     outcomes: collections.Counter[str] = collections.Counter()
     for channel in channels(ctx):
-        with ctx.guard(channel.part):
+        with ctx.run.guard(channel.part):
             outcomes.update(intake.run_channel(ctx, channel))
     return outcomes
 
@@ -144,11 +144,11 @@ def _read(ctx: Context, file: _Results, archive: Path, out: _Reading) -> None:
         return []
 
     try:
-        with archive.open("rb") as raw, ctx.crypto.open_from_agency(file.agency, ctx.progress.track(
+        with archive.open("rb") as raw, ctx.crypto.open_from_agency(file.agency, ctx.run.progress.track(
                 raw, f"{file.agency} results", archive.stat().st_size)) as msg:
             read_signed_csv(msg, out, handle, encoding="utf-8", delimiter=",", source=archive)
     finally:
-        ctx.progress.done()
+        ctx.run.progress.done()
 
 
 def _rows(ctx: Context, file: _Results, reader: chunks.ChunkReader, columns: tuple[str, ...],
@@ -172,8 +172,8 @@ def _rows(ctx: Context, file: _Results, reader: chunks.ChunkReader, columns: tup
             out.records += chunk.records
             judge.put(engine.owned(engine.check(chunk), foreign=lambda ids: ctx.ledger
                                    .foreign_cases(agency, chunks.json_rows(ids))))
-            ctx.progress.rows(out.records)
-            if ctx.stop.is_set():
+            ctx.run.progress.rows(out.records)
+            if ctx.run.stop.is_set():
                 raise Interrupted
         judge.finish()
     except BaseException:

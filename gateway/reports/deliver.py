@@ -55,13 +55,13 @@ def names(agency: str, month: str) -> tuple[str, str]:
 
 def monthly(ctx: Context) -> int:
     """Stage and deliver last month's reports not yet committed, each agency's under
-    ``ctx.guard``; returns how many."""
+    ``ctx.run.guard``; returns how many."""
     now = ctx.now()
     month = previous_month(ctx.today())
     start, end = month_bounds(month, ctx.cfg.gateway.tz)
     made = 0
     for agency in ctx.cfg.agencies:
-        with ctx.guard(f"reports.{agency.code}"):
+        with ctx.run.guard(f"reports.{agency.code}"):
             if queries.active(ctx.ledger, agency.code, start, end):  # else nothing to report
                 made += _stage(ctx, agency.code, month, now)
     if made:

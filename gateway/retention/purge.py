@@ -28,7 +28,7 @@ import structlog
 
 from gateway import clock, faults, outbox, queries
 from gateway.config import Agency
-from gateway.flows import Context
+from gateway.flows import Context, Services
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
 from gateway.retention.policy import Decision, State
 from gateway.state import file_sha256, write_private
@@ -58,12 +58,12 @@ class PurgeReport:
         return sum(o.size for o in self.objects)
 
 
-def decisions(ctx: Context, today: dt.date | None = None) -> list[Decision]:
+def decisions(ctx: Services, today: dt.date | None = None) -> list[Decision]:
     """Every contract's state today (local date in the gateway's time zone)."""
     return queries.contracts(ctx.cfg, ctx.ledger, today or ctx.today())
 
 
-def plan(ctx: Context, agency: Agency) -> list[Obj]:
+def plan(ctx: Services, agency: Agency) -> list[Obj]:
     """Exactly what a purge of *agency* deletes now — names and sizes; the SHA-256 of each
     object is read by :func:`_hashed` only for what a certificate will list."""
     objs: list[Obj] = []
@@ -87,7 +87,7 @@ def plan(ctx: Context, agency: Agency) -> list[Obj]:
     return objs
 
 
-def _hashed(ctx: Context, obj: Obj) -> Obj:
+def _hashed(ctx: Services, obj: Obj) -> Obj:
     if obj.location.startswith("state:"):
         digest = file_sha256(_path(ctx, obj))
     else:
@@ -99,38 +99,53 @@ def _hashed(ctx: Context, obj: Obj) -> Obj:
     return Obj(obj.location, obj.name, obj.size, digest)
 
 
-def _path(ctx: Context, obj: PurgeObjectRow | Obj) -> Path:
+def _path(ctx: Services, obj: PurgeObjectRow | Obj) -> Path:
     where = {"state:archive": ctx.state.archive, "state:quarantine": ctx.state.quarantine,
              "state:secrets": ctx.state.token_secrets}[obj.location]
     return where / obj.name
 
 
-def run(ctx: Context, *, dry_run: bool = False, today: dt.date | None = None) -> list[PurgeReport]:
-    """Purge every contract that is due (or only report, with *dry_run*), each under
-    ``ctx.guard``."""
+def preview(view: Services, today: dt.date | None = None) -> list[PurgeReport]:
+    """What purging every contract that is due would delete now (``--dry-run``)."""
+    reports = []
+    for d in decisions(view, today):
+        if d.state is not State.PURGE_DUE:
+            continue
+        agency = view.cfg.agency(d.agency)
+        _, planned, fresh = _todo(view, agency)
+        objs = [Obj(o.location, o.name, o.size, o.sha256) for o in planned if o.state == "planned"]
+        reports.append(PurgeReport(d, objs + fresh, view.ledger.live_case_count(agency.code),
+                                   dry_run=True))
+    return reports
+
+
+def run(ctx: Context, *, today: dt.date | None = None) -> list[PurgeReport]:
+    """Purge every contract that is due, each under ``ctx.run.guard``."""
     reports = []
     for d in decisions(ctx, today):
         if d.state is not State.PURGE_DUE:
             continue
-        if dry_run:
-            reports.append(purge(ctx, ctx.cfg.agency(d.agency), d, dry_run=True))
-            continue
-        with ctx.guard(f"retention.{d.agency}"), ctx.leases.hold(f"purge:{d.contract_id}") as held:
+        with ctx.run.guard(f"retention.{d.agency}"), ctx.leases.hold(f"purge:{d.contract_id}") as held:
             # Another node purging it now, or it finished one between our look and the claim.
             if held and not finished(ctx, d):
                 reports.append(purge(ctx, ctx.cfg.agency(d.agency), d))
     return reports
 
 
-def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = False) -> PurgeReport:
-    existing = ctx.ledger.purge(agency.contract.id)
-    planned = ctx.ledger.purge_objects(agency.contract.id) if existing else []
+def _todo(view: Services, agency: Agency) -> tuple[PurgeRow | None, list[PurgeObjectRow],
+                                                    list[Obj]]:
+    """A purge of *agency* begun (if one was), what it planned, and what has appeared
+    since — hashed, for the certificate."""
+    existing = view.ledger.purge(agency.contract.id)
+    planned = view.ledger.purge_objects(agency.contract.id) if existing else []
     known = {(o.location, o.name) for o in planned}
-    fresh = [_hashed(ctx, o) for o in plan(ctx, agency) if (o.location, o.name) not in known]
+    return existing, planned, [_hashed(view, o) for o in plan(view, agency)
+                               if (o.location, o.name) not in known]
+
+
+def purge(ctx: Context, agency: Agency, decision: Decision) -> PurgeReport:
+    existing, _, fresh = _todo(ctx, agency)
     cases = ctx.ledger.live_case_count(agency.code)
-    if dry_run:
-        objs = [Obj(o.location, o.name, o.size, o.sha256) for o in planned if o.state == "planned"]
-        return PurgeReport(decision, objs + fresh, cases, dry_run=True)
     row = None if existing else PurgeRow(
         contract_id=agency.contract.id, agency_code=agency.code, started_at=ctx.now(),
         effective_end=decision.effective_end.isoformat(), deadline=decision.deadline.isoformat())
@@ -142,7 +157,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
     assert record is not None
     started = clock.aware(record.started_at).astimezone(dt.UTC)
     todo = ctx.ledger.purge_objects(agency.contract.id)
-    ctx.progress.count(f"purge {agency.code}", sum(o.state == "planned" for o in todo))
+    ctx.run.progress.count(f"purge {agency.code}", sum(o.state == "planned" for o in todo))
     for n, obj in enumerate(todo):
         if obj.state != "planned":
             continue
@@ -155,10 +170,10 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
             gone = zone.stat(obj.name) is None
             zone.remove(obj.name)
         ctx.ledger.mark_purged_object(obj.id, "absent" if gone else "deleted")
-        ctx.progress.step()
+        ctx.run.progress.step()
         if n == 0:
             faults.point("mid_purge")
-    ctx.progress.done()
+    ctx.run.progress.done()
     objects = ctx.ledger.purge_objects(agency.contract.id)
     now = ctx.now()
     late = now.astimezone(ctx.cfg.gateway.tz).date() > decision.deadline
@@ -200,12 +215,12 @@ def purge(ctx: Context, agency: Agency, decision: Decision, *, dry_run: bool = F
                        deleted_cases, certificate=cert_name)
 
 
-def finished(ctx: Context, decision: Decision) -> bool:
+def finished(ctx: Services, decision: Decision) -> bool:
     row = ctx.ledger.purge(decision.contract_id)
     return row is not None and row.finished_at is not None
 
 
-def report(ctx: Context, decision: Decision) -> PurgeReport:
+def report(ctx: Services, decision: Decision) -> PurgeReport:
     """What the ledger says a (finished) purge deleted — whoever ran it."""
     row = ctx.ledger.purge(decision.contract_id)
     objs = [Obj(o.location, o.name, o.size, o.sha256)
@@ -225,7 +240,7 @@ class Holding:
     certificate: str | None
 
 
-def status(ctx: Context, today: dt.date | None = None) -> list[Holding]:
+def status(ctx: Services, today: dt.date | None = None) -> list[Holding]:
     out = []
     for d in decisions(ctx, today):
         agency = ctx.cfg.agency(d.agency)

@@ -152,7 +152,7 @@ def test_the_daemon_seals_periodically_while_it_runs(tmp_path, keybox, monkeypat
         while time.monotonic() < deadline and not any(
                 e["event"] == "audit.checkpoint" for e in audit.AuditLog(site.state / "audit").entries()):
             time.sleep(0.1)
-        ctx.stop.set()
+        ctx.run.stop.set()
         worker.join(timeout=20)
     events = [e["event"] for e in lines(site)]
     first = events.index("audit.checkpoint")

@@ -6,6 +6,7 @@ and the audit actor of a command whose environment lies."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -256,12 +257,12 @@ def test_a_piece_of_a_pass_that_raises_stops_only_itself(site, monkeypatch):
     supervisor.unlink()
     with daemon.open_context(site.cfg()) as ctx:
         assert daemon.run_once(ctx) == {"purged": 1}
-        assert set(ctx.part_errors) == {"access"}
+        assert set(ctx.run.part_errors) == {"access"}
         daemon.run_once(ctx)  # still failing: not audited again
         assert ctx.metrics.pass_failures.labels(part="access")._value.get() == 2
         monkeypatch.undo()
         daemon.run_once(ctx)
-        assert ctx.part_errors == {}
+        assert ctx.run.part_errors == {}
     (failed,) = entries(site, "pass.failed")
     assert (failed["part"], failed["error"]) == ("access", "RuntimeError")
     assert len(entries(site, "retention.purged")) == 1
@@ -311,20 +312,20 @@ def test_one_file_that_fails_unexpectedly_holds_back_no_other(site, monkeypatch)
     from gateway.flows import results
 
     ag1 = [r["case_id"] for r in site.records if r["agency_code"] == "AG001"]
-    real = results._process
+    real = results.FLOW
 
-    def process(ctx, channel, file_id, name, sha, received_at):
-        if name == "r2.csv.pgp":
+    def read(ctx, arrival, staging):
+        if arrival.name == "r2.csv.pgp":
             raise RuntimeError("a bug this file meets")
-        return real(ctx, channel, file_id, name, sha, received_at)
+        return real.read(ctx, arrival, staging)
 
-    monkeypatch.setattr(results, "_process", process)
+    monkeypatch.setattr(results, "FLOW", dataclasses.replace(real, read=read))
     for n in (1, 2, 3):
         site.upload("AG001", f"r{n}.csv.pgp", results_csv([ag1[n]]))
         os.utime(site.zone("AG001", "outbox", f"r{n}.csv.pgp"), (1_000_000 + n, 1_000_000 + n))
     with daemon.open_context(site.cfg()) as ctx:
         assert daemon.run_once(ctx) == {"accepted": 2}
-        assert set(ctx.part_errors) == {"results.AG001"}
+        assert set(ctx.run.part_errors) == {"results.AG001"}
         daemon.run_once(ctx)
     (failed,) = entries(site, "pass.failed")
     assert (failed["part"], failed["error"]) == ("results.AG001", "RuntimeError")
@@ -347,7 +348,7 @@ def test_a_delivery_that_always_fails_holds_back_no_other_wherever_the_outbox_ru
     site.drop_cases("B2.csv.pgp", list(synth.cases(6, ["AG001"], seed=24, prefix="E")))
     with daemon.open_context(site.cfg()) as ctx:
         assert daemon.run_once(ctx) == {"accepted": 1}
-        assert set(ctx.part_errors) == {"outbox"}
+        assert set(ctx.run.part_errors) == {"outbox"}
         daemon.run_once(ctx)
     assert sum(".E" not in n and n.startswith("B2.") for n in site.inbox("AG001")) == 3
     (failed,) = entries(site, "pass.failed")

@@ -153,10 +153,9 @@ def test_last_month_s_reports_are_delivered_once_on_the_first(busy, monkeypatch)
                 raise Died(name)
 
         monkeypatch.setattr(faults, "point", point)
-        with daemon.open_context(site.cfg()) as ctx:
-            ctx.now = lambda: at.astimezone(dt.UTC)
-            with contextlib.suppress(Died):
-                daemon.run_once(ctx)
+        with daemon.open_context(site.cfg(), now=lambda: at.astimezone(dt.UTC)) as ctx, \
+                contextlib.suppress(Died):
+            daemon.run_once(ctx)
         return died
 
     def delivered() -> list[str]:

@@ -211,7 +211,7 @@ def test_a_stop_mid_file_commits_nothing_and_the_rerun_counts_each_attempt_once(
     def check_then_stop(self, chunk):
         checked.append(chunk.records)
         if len(checked) == 2:  # chunk one has gone to the ledger's stage
-            ctx.stop.set()
+            ctx.run.stop.set()
         return check(self, chunk)
 
     monkeypatch.setattr(ColumnarResults, "check", check_then_stop)
