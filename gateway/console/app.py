@@ -19,10 +19,11 @@ import io
 import ipaddress
 import json
 import re
+import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import structlog
@@ -37,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from gateway import audit, queries
+from gateway.audit_index import AuditIndex, State
 from gateway.config import Config
 from gateway.console import proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
@@ -59,9 +61,61 @@ EXPORT_COLUMNS = ("seq", "ts", "event", "actor", "agency", "role", "zone", "file
                   "contract_id", "status", "reason", "records", "accepted", "rejected", "count",
                   "account", "page")
 
+T = TypeVar("T")
+
+
+class SharedIndex:
+    """The audit index for every worker thread, one call at a time.
+
+    :class:`AuditIndex` keeps one SQLite connection that any thread may use
+    (``check_same_thread=False``) but whose transactions are not per thread: two
+    refreshes at once begin a transaction inside the other's ("cannot start a
+    transaction within a transaction", a 500) and read each other's half-indexed rows:
+    the index then recorded an intact chain as broken ("sequence number is 3, expected 4").
+    An export's entries take the lock for each step only, so a long export lets the
+    other pages in between its slices."""
+
+    def __init__(self, index: AuditIndex) -> None:
+        self._index = index
+        self._lock = threading.Lock()
+
+    def refresh(self) -> State:
+        with self._lock:
+            return self._index.refresh()
+
+    def state(self) -> State:
+        with self._lock:
+            return self._index.state()
+
+    def page(self, flt: audit.Filter, *, before: int | None = None, size: int = 50) -> audit.Page:
+        with self._lock:
+            return self._index.page(flt, before=before, size=size)
+
+    def entries(self, flt: audit.Filter) -> Iterator[dict[str, Any]]:
+        return self._stepwise(self._index.entries(flt))
+
+    def _stepwise(self, items: Iterator[T]) -> Iterator[T]:
+        """*items*, each step under the lock: the index's generator queries the database
+        inside ``next``, on whichever worker thread Starlette iterates it."""
+        while True:
+            with self._lock:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+            yield item
+
+    def close(self) -> None:
+        with self._lock:
+            self._index.close()
+
 
 class Console:
-    """What the routes share: the config, the ledger, the audit log, accounts, signer."""
+    """What the routes share: the config, the ledger, the audit log, accounts, signer.
+
+    Safe to share between threads: the ledger opens a session (a connection of its
+    pool) per call, the audit log a descriptor per append, and the audit index is
+    behind :class:`SharedIndex`."""
 
     def __init__(self, cfg: Config, *, now: Callable[[], dt.datetime] = utcnow,
                  signer: Signer | None = None) -> None:
@@ -70,7 +124,7 @@ class Console:
         self.ledger = startup.open_ledger(cfg)
         self.log = audit.AuditLog(cfg.gateway.state_dir / "audit", actor="console")
         try:
-            self.index = startup.open_index(cfg, self.log.path)
+            self.index = SharedIndex(startup.open_index(cfg, self.log.path))
         except GatewayError:
             self.ledger.close()
             raise
