@@ -6,6 +6,14 @@ inline script or style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store
 every asset is served from ``static/``. Every form carries the session's CSRF token
 (the login form a token of its own, bound to a short-lived signed cookie). Every
 page of records a person views and every export is audited with their account.
+
+Every route does its work on Starlette's worker threads, not on the event loop: a page
+reads the ledger, appends to the audit log (an exclusive ``flock`` and an ``fsync``,
+waiting as long as the daemon holds the lock) and may run gpg, and on the loop any one
+of them stalled every other request, the login page and the stylesheet included (issue
+23). So a page is a plain ``def`` (Starlette runs it in its threadpool), the session
+check with it (it reads the accounts table); a route that must read a form awaits the
+form on the loop and hands the rest to :func:`run_in_threadpool`.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ import json
 import re
 import threading
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
 import structlog
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -132,7 +141,8 @@ class Console:
         self.accounts = Accounts(self.ledger, self.log, now=now)
         self.signer = signer or Signer()
         # certificate -> (size, mtime) when its signature last checked out: a page view
-        # does not start gpg again for a file that has not changed
+        # does not start gpg again for a file that has not changed (two threads that
+        # check one file at once both run gpg and store the same stamp)
         self.certificates_valid: dict[str, tuple[int, int]] = {}
         self.secure = cfg.console.tls_cert is not None
         self.templates = Jinja2Templates(env=jinja2.Environment(
@@ -198,8 +208,8 @@ def create_app(cfg: Config, **kwargs: Any) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         try:
             yield
-        finally:
-            console.close()
+        finally:  # the index's lock may be held by an export still on a worker thread
+            await run_in_threadpool(console.close)
 
     # the headers outermost: a refused Host's 400 carries them too
     app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=headers),
@@ -231,17 +241,18 @@ def _secure(c: Console, request: Request) -> bool:
     return c.secure or request.url.scheme == "https"
 
 
-def signed_in(handler: Callable[[Console, Request, Session, AccountRow], Awaitable[Response]]
-              ) -> Callable[[Request], Awaitable[Response]]:
+def signed_in(handler: Callable[[Console, Request, Session, AccountRow], Response]
+              ) -> Callable[[Request], Response]:
     """A page for a signed-in person: the handler gets the console, the request, the session
-    and its account; anyone else is sent to log in."""
+    and its account; anyone else is sent to log in. A plain function, so that Starlette
+    runs the session check (the accounts table) and the page on a worker thread."""
     @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
+    def endpoint(request: Request) -> Response:
         c = _console(request)
         signed = _signed_in(c, request)
         if isinstance(signed, Response):
             return signed
-        return await handler(c, request, *signed)
+        return handler(c, request, *signed)
 
     return endpoint
 
@@ -279,7 +290,7 @@ async def _form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=20, max_part_size=4096)
 
 
-async def login_form(request: Request) -> Response:
+def login_form(request: Request) -> Response:
     return _login_page(_console(request), request, failed=False)
 
 
@@ -293,8 +304,13 @@ def _login_page(c: Console, request: Request, *, failed: bool) -> Response:
 
 
 async def login(request: Request) -> Response:
-    c = _console(request)
+    """The form is read on the event loop; checking it (Argon2, the accounts table, the
+    audit log) on a worker thread."""
     form = await _form(request)
+    return await run_in_threadpool(_login, _console(request), request, form)
+
+
+def _login(c: Console, request: Request, form: FormData) -> Response:
     token = form.get("csrf")
     issued = c.signer.unsign(str(token or ""))
     if not same_token(str(token or ""), request.cookies.get(LOGIN_COOKIE)) or issued is None or \
@@ -313,12 +329,18 @@ async def login(request: Request) -> Response:
     return response
 
 
-@signed_in
-async def logout(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+async def logout(request: Request) -> Response:
+    """As a :func:`signed_in` page, but with a form to read on the event loop between the
+    session check and the log-out, each of which runs on a worker thread."""
+    c = _console(request)
+    signed = await run_in_threadpool(_signed_in, c, request)
+    if isinstance(signed, Response):
+        return signed
+    session, row = signed
     form = await _form(request)
     if not same_token(str(form.get("csrf", "")), session.csrf):
         return Response("Missing or wrong CSRF token.", status_code=403)
-    c.accounts.logout(row.name)
+    await run_in_threadpool(c.accounts.logout, row.name)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(c, request), httponly=True,
                            samesite="strict")
@@ -328,7 +350,7 @@ async def logout(c: Console, request: Request, session: Session, row: AccountRow
 # --- pages -------------------------------------------------------------------------------
 
 @signed_in
-async def overview(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def overview(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     now = c.now()
     zones, in_hand = queries.zone_health(c.cfg, c.ledger)
     today = now.astimezone(c.cfg.gateway.tz).date()
@@ -365,7 +387,7 @@ def _filter(c: Console, request: Request) -> tuple[audit.Filter, dict[str, str],
 
 
 @signed_in
-async def audit_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def audit_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     flt, values, problems = _filter(c, request)
     before = _before(request.query_params.get("before"))
     if isinstance(before, Response):
@@ -394,7 +416,7 @@ def _before(raw: str | None) -> int | Response | None:
 
 
 @signed_in
-async def audit_export(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
+def audit_export(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
     fmt = request.path_params["fmt"]
     if fmt not in ("csv", "jsonl"):
         return Response("Export as .csv or .jsonl.", status_code=404)
@@ -439,7 +461,7 @@ def _cell(value: Any) -> str:
 
 
 @signed_in
-async def audit_verify(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def audit_verify(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     report, why_not = _checkpoints(c)
     result = report.chain if report else audit.verify(c.log.path)
     c.log.record("console.view", account=row.name, page="audit_verify")
@@ -468,7 +490,7 @@ def _checkpoints(c: Console) -> tuple[Any, str]:
 
 
 @signed_in
-async def access_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def access_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     roles = queries.access(c.cfg, c.ledger)
     seen = queries.logins(queries.reads(heapq.merge(
         c.entries(audit.Filter(event="slice.accessed")), c.entries(audit.Filter(event="security.")),
@@ -529,7 +551,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 @signed_in
-async def retention_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def retention_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     today = c.now().astimezone(c.cfg.gateway.tz).date()
     held = queries.held(c.cfg, c.ledger, today)
     checks = _certificate_checks(c, [h.certificate for h in held if h.certificate])
@@ -539,7 +561,7 @@ async def retention_page(c: Console, request: Request, session: Session, row: Ac
 
 
 @signed_in
-async def certificate(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
+def certificate(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
     """A deletion certificate as the gateway signed it (only names the ledger knows)."""
     name = request.path_params["name"]
     known = {p.certificate for a in c.cfg.agencies if (p := c.ledger.purge(a.contract.id))}
@@ -555,7 +577,7 @@ async def certificate(c: Console, request: Request, _session: Session, row: Acco
 
 
 @signed_in
-async def keys_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def keys_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     views = queries.key_views(c.cfg)
     c.index.refresh()
     refused = c.index.page(audit.Filter(event="key.refused"), size=20).entries
@@ -566,7 +588,7 @@ async def keys_page(c: Console, request: Request, session: Session, row: Account
 
 
 @signed_in
-async def compliance_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+def compliance_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     from gateway.console.charts import stacked_bars
 
     today = c.now().astimezone(c.cfg.gateway.tz).date()
@@ -601,7 +623,7 @@ def _reportable(c: Console, month: str) -> bool:
 
 
 @signed_in
-async def report_page(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
+def report_page(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
     """A month's supervision report as the page the bank receives (SPEC §14); the signed
     JSON comes from `gateway report` or the monthly delivery (the console holds no key)."""
     agency, month = request.path_params["agency"], request.path_params["month"]
