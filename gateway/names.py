@@ -13,6 +13,8 @@ import os
 import re
 import unicodedata
 
+from gateway import identifiers
+
 
 def name_bytes(name: str) -> bytes:
     """The name as the file system holds it (undecodable bytes travel as surrogates)."""
@@ -53,7 +55,7 @@ def raw_name(shown: str) -> str:
     return _ESCAPE.sub(one, shown)
 
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_SAFE_NAME = identifiers.full(identifiers.FILE_NAME)
 
 
 def file_fields(name: str, sha256: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from gateway import clock, faults, outbox
+from gateway import clock, faults, identifiers, outbox
 from gateway.config import Config
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
@@ -62,7 +62,7 @@ from gateway.validation.schema import FREE_TEXT_CASE_FIELDS
 
 log = structlog.get_logger("gateway.batches")
 
-NAME_RE = re.compile(r"^(?P<batch>[A-Za-z0-9][A-Za-z0-9._-]{0,63})\.csv\.(?:pgp|gpg|asc)$")
+NAME_RE = re.compile(rf"^(?P<batch>{identifiers.BATCH_ID}){identifiers.ENCRYPTED_CSV}$")
 BANK_OUT, BANK_IN = "bank.outgoing", "bank.incoming"
 
 

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import structlog
 
-from gateway import faults, outbox
+from gateway import faults, identifiers, outbox
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
 from gateway.flows.arrival import (
@@ -46,7 +46,7 @@ from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_head
 
 log = structlog.get_logger("gateway.results")
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.csv\.(?:pgp|gpg|asc)$")
+NAME_RE = re.compile(rf"^{identifiers.BATCH_ID}{identifiers.ENCRYPTED_CSV}$")
 BANK_IN = "bank.incoming"
 
 
