@@ -213,9 +213,10 @@ def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = 
     as after a crash. A stop request still stops the pass, and so does the ledger or the
     audit log failing (the database gone, the disk full): no piece can go on without them,
     and the pass fails as one (``pass.failed`` in the log, ``/healthz`` 503 with the reason)."""
+    through: tuple[type[BaseException], ...] = (Interrupted, LedgerError, AuditError, *passing)
     try:
         yield
-    except (Interrupted, LedgerError, AuditError, *passing):
+    except through:
         raise  # a stop; the ledger or the audit log failing fails every piece: the pass
     except Exception as exc:
         kind = type(exc).__name__
@@ -308,7 +309,8 @@ def next_wait(ctx: Context, default: float) -> float:
 
 
 def _local_zones(ctx: Context) -> list[LocalZone]:
-    return [z.inner for z in ctx.zones.values() if isinstance(getattr(z, "inner", None), LocalZone)]
+    return [z.inner for z in ctx.zones.values()
+            if isinstance(z, MonitoredZone) and isinstance(z.inner, LocalZone)]
 
 
 class Signals:
@@ -365,7 +367,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
         ctx.metrics.pass_failures.labels(part=part)
     ctx.audit.record("gateway.started", version=__version__)
     log.info("gateway.started", zones=len(ctx.zones), watched=len(observers),
-             metrics=f"{server.server_address[0]}:{server.server_address[1]}" if server else None)
+             metrics=f"{server.server_address[0]!s}:{server.server_address[1]}" if server else None)
     sealed_at = time.monotonic()
     try:
         while not ctx.run.stop.is_set():

@@ -92,9 +92,9 @@ def finish_pending(ctx: Context, *, kinds: Collection[str] | None = None) -> Non
                 _send_receipt(ctx, r)
             except ZoneError as exc:
                 ctx.zone_failed(r.zone if r.sent_at is None else r.input_zone, exc)
-    for d in ctx.state.staging_root.iterdir():  # delivered or abandoned attempts
-        if d.name.isdigit() and ctx.ledger.staging_abandoned(int(d.name)):
-            shutil.rmtree(d, ignore_errors=True)
+    for staged in ctx.state.staging_root.iterdir():  # delivered or abandoned attempts
+        if staged.name.isdigit() and ctx.ledger.staging_abandoned(int(staged.name)):
+            shutil.rmtree(staged, ignore_errors=True)
 
 
 def _deliver(ctx: Context, d: DeliveryRow) -> None:
@@ -122,7 +122,7 @@ def _send_receipt(ctx: Context, r: ReceiptRow) -> None:
         zone = ctx.zones[r.zone]
         name = r.name
         if name is None:  # choose once, remember, then write: a crash cannot pick ".2"
-            name = receipt_name(r.input_name, lambda n, z=zone: z.stat(n) is not None)
+            name = receipt_name(r.input_name, lambda n: zone.stat(n) is not None)
             ctx.ledger.update_receipt(r.id, name=name)
         place(zone, name, src, src.stat().st_size)
         ctx.metrics.bytes.labels(direction="out").inc(src.stat().st_size)

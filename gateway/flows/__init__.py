@@ -45,7 +45,7 @@ class Guard(Protocol):
     :func:`unguarded` and fails as a whole. Exceptions in *passing* go through to the
     caller, who handles them."""
 
-    def __call__(self, part: str, *, passing: tuple[type[Exception], ...] = ()
+    def __call__(self, part: str, /, *, passing: tuple[type[Exception], ...] = ()
                  ) -> contextlib.AbstractContextManager[object]: ...
 
 

@@ -372,11 +372,12 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
                       records=out.records, accepted=out.accepted, rejected=out.rejected,
                       per_agency=dict(out.per_agency), errors=out.errors,
                       neutralised=out.neutralised)
+    signer = out.verified.fingerprint
     commit_with_receipt(ctx, arrival, receipt, lambda row: ctx.ledger.commit_batch(
         file_id=file_id,
         batch=BatchRow(batch_id=batch_id, file_id=file_id, status=status.value,
                        records=out.records, accepted=out.accepted, rejected=out.rejected),
-        deliveries=deliveries, receipt=row, status=status, signer=out.verified.fingerprint))
+        deliveries=deliveries, receipt=row, status=status, signer=signer))
     faults.point("after_commit")
     for code, n in out.per_agency.items():
         if code in out.agencies:

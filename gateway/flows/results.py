@@ -235,9 +235,10 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
                       signer=out.verified.fingerprint, records=out.records, accepted=out.accepted,
                       rejected=out.rejected, errors=out.errors, neutralised=out.neutralised,
                       extra={"forwarded_as": fwd.name, "flags": dict(sorted(out.flagged.items()))})
+    signer = out.verified.fingerprint
     commit_with_receipt(ctx, arrival, receipt, lambda row: ctx.ledger.commit_results(
         file_id=arrival.id, agency_code=agency, delivery=delivery, receipt=row, status=status,
-        signer=out.verified.fingerprint, flags=dict(out.flagged), records=out.records,
+        signer=signer, flags=dict(out.flagged), records=out.records,
         accepted=out.accepted, rejected=out.rejected))
     faults.point("after_results_commit")
     for flag, n in [*out.flagged.items(), ("none", out.unflagged)]:
