@@ -12,8 +12,10 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +27,10 @@ from gateway import config as config_mod
 from gateway.crypto import keys as keys_mod
 from gateway.crypto.service import passphrase_from_env
 from gateway.errors import CryptoError, GatewayError, UsageError
+
+if TYPE_CHECKING:
+    from gateway.console.auth import Accounts
+    from gateway.ledger import Ledger
 
 app = typer.Typer(
     name="gateway",
@@ -64,6 +70,20 @@ def _load(path: Path) -> config_mod.Config:
 
 def _audit_log(cfg: config_mod.Config) -> audit_mod.AuditLog:
     return audit_mod.AuditLog(cfg.gateway.state_dir / "audit")
+
+
+@contextmanager
+def _ledger(cfg: config_mod.Config) -> Iterator[Ledger]:
+    """The ledger for one command, closed however the command ends: its engine keeps a pool
+    of connections (a PostgreSQL server counts them) until it is disposed of. Opening it
+    brings the schema to head under the migration lock, as every opening does."""
+    from gateway.ledger import Ledger
+
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 @app.command()
@@ -152,14 +172,10 @@ def run_cmd(
 def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
     """Each zone's last successful scan, files waiting and last error; exit 1 if one is failing."""
     from gateway import queries
-    from gateway.ledger import Ledger
 
     cfg = _load(config)
-    ledger = Ledger(cfg.gateway.db_url)
-    try:
+    with _ledger(cfg) as ledger:
         zones, in_hand = queries.zone_health(cfg, ledger)
-    finally:
-        ledger.close()
 
     def iso(t: dt.datetime | None) -> str | None:
         return t.isoformat() if t else None
@@ -196,11 +212,8 @@ def batches(
     limit: Annotated[int, typer.Option("--limit", help="How many files to list.")] = 50,
 ) -> None:
     """Processing history of bank case files, or one batch in detail."""
-    from gateway.ledger import Ledger
-
     cfg = _load(config)
-    ledger = Ledger(cfg.gateway.db_url)
-    try:
+    with _ledger(cfg) as ledger:
         if batch is None:
             rows = [{"id": f.id, "file": f.name, "batch_id": f.batch_id, "status": f.status,
                      "records": f.records, "accepted": f.accepted, "rejected": f.rejected,
@@ -245,8 +258,6 @@ def batches(
         out.print(table)
         for r in receipts:
             out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
-    finally:
-        ledger.close()
 
 
 @retention_app.command("status")
@@ -480,14 +491,10 @@ def _parse_since(value: str) -> dt.datetime:
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = Path("gateway.toml")) -> None:
     """Bring the ledger's schema to this gateway's head revision (run does this at start)."""
-    from gateway.ledger import Ledger, migrate
+    from gateway.ledger import migrate
 
-    cfg = _load(config)
-    ledger = Ledger(cfg.gateway.db_url)  # opening upgrades, under the migration lock
-    try:
+    with _ledger(_load(config)) as ledger:  # opening upgrades, under the migration lock
         out.print(f"ledger {ledger.where}: at revision {migrate.head()} (head)", markup=False)
-    finally:
-        ledger.close()
 
 
 @db_app.command("current")
@@ -513,11 +520,12 @@ PasswordStdinOpt = Annotated[bool, typer.Option(
     "asking twice at the terminal.")]
 
 
-def _accounts(cfg: config_mod.Config) -> Any:
+@contextmanager
+def _accounts(cfg: config_mod.Config) -> Iterator[Accounts]:
     from gateway.console.auth import Accounts
-    from gateway.ledger import Ledger
 
-    return Accounts(Ledger(cfg.gateway.db_url), _audit_log(cfg))
+    with _ledger(cfg) as ledger:
+        yield Accounts(ledger, _audit_log(cfg))
 
 
 def _new_password(from_stdin: bool) -> str:
@@ -558,11 +566,8 @@ def users_add(
 
     check_name(name)  # before asking for a password
     check_role(role)
-    accounts = _accounts(_load(config))
-    try:
+    with _accounts(_load(config)) as accounts:
         _show_enrolment(accounts.add(name, role, _new_password(password_stdin)))
-    finally:
-        accounts.ledger.close()
 
 
 @users_app.command("reset")
@@ -572,34 +577,25 @@ def users_reset(
     config: ConfigOpt = Path("gateway.toml"),
 ) -> None:
     """A new password and a new TOTP secret; unlocks and re-enables the account."""
-    accounts = _accounts(_load(config))
-    try:
+    with _accounts(_load(config)) as accounts:
         _show_enrolment(accounts.reset(name, _new_password(password_stdin)))
-    finally:
-        accounts.ledger.close()
 
 
 @users_app.command("disable")
 def users_disable(name: Annotated[str, typer.Argument(help="The account.")],
                   config: ConfigOpt = Path("gateway.toml")) -> None:
     """Refuse every login to the account from now on (reset enables it again)."""
-    accounts = _accounts(_load(config))
-    try:
+    with _accounts(_load(config)) as accounts:
         accounts.disable(name)
-        out.print(f"account {name}: disabled", markup=False)
-    finally:
-        accounts.ledger.close()
+    out.print(f"account {name}: disabled", markup=False)
 
 
 @users_app.command("list")
 def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
     """Every console account: role, state, failures, last login."""
     cfg = _load(config)
-    accounts = _accounts(cfg)
-    try:
+    with _accounts(cfg) as accounts:
         rows = accounts.list()
-    finally:
-        accounts.ledger.close()
     now = dt.datetime.now(dt.UTC)
 
     def state(r: Any) -> str:
@@ -637,7 +633,7 @@ def report(
     """A monthly supervision report for one agency (SPEC §14): report.<agency>.<month>.html
     (self-contained, printable) and .json, clear-signed by the gateway. No personal data."""
     from gateway.crypto.service import Crypto
-    from gateway.ledger import Ledger, utcnow
+    from gateway.ledger import utcnow
     from gateway.reports.deliver import build
     from gateway.reports.figures import check_month
     from gateway.state import write_private
@@ -652,12 +648,9 @@ def report(
         raise UsageError(f"--month: {exc}") from None
     if not out_dir.is_dir():
         raise UsageError(f"--out: {out_dir} is not a directory")
-    ledger = Ledger(cfg.gateway.db_url)
-    try:
-        with Crypto.start(cfg) as crypto:  # signs as the gateway: run as the gateway's user
-            page, signed = build(cfg, ledger, _audit_log(cfg), crypto, agency, month, utcnow())
-    finally:
-        ledger.close()
+    # signs as the gateway: run as the gateway's user
+    with _ledger(cfg) as ledger, Crypto.start(cfg) as crypto:
+        page, signed = build(cfg, ledger, _audit_log(cfg), crypto, agency, month, utcnow())
     for data, ext in ((page, "html"), (signed, "json")):
         path = out_dir / f"report.{agency}.{month}.{ext}"
         write_private(path, data)  # a fresh temporary name, never a planted link's target
