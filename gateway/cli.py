@@ -8,11 +8,12 @@ and only with ``GATEWAY_DEBUG=1``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -70,6 +71,27 @@ def _load(path: Path) -> config_mod.Config:
 
 def _audit_log(cfg: config_mod.Config) -> audit_mod.AuditLog:
     return audit_mod.AuditLog(cfg.gateway.state_dir / "audit")
+
+
+def _render(data: Any, as_json: bool, text: Callable[[], None]) -> None:
+    """Print *data* as JSON for a script, or call *text* to print it for a person. One place
+    decides, so every ``--json`` is written alike: dataclasses as objects, times in ISO 8601."""
+    if as_json:
+        out.print_json(json.dumps(data, default=_plain))
+    else:
+        text()
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dt.date):  # datetimes too
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _table(*columns: str) -> Table:
+    return Table(*columns, box=None)
 
 
 @contextmanager
@@ -183,11 +205,10 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
     rows = [{"zone": z.zone, "location": z.location, "last_scan": iso(z.last_scan),
              "waiting": z.waiting, "last_error": z.last_error, "last_error_at": iso(z.last_error_at),
              "state": z.state, "refused": z.refused} for z in zones]
-    if as_json:
-        out.print_json(json.dumps(rows))
-    else:
-        table = Table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
-                      "last error", box=None)
+
+    def text() -> None:
+        table = _table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
+                       "last error")
         for r in rows:
             table.add_row(r["zone"], r["location"], r["state"], (r["last_scan"] or "never")[:19],
                           str(r["waiting"]), str(len(r["refused"])), r["last_error"] or "")
@@ -200,6 +221,8 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
             state = "lease ran out: the next node to look takes it over" if w.ran_out else \
                 f"leased until {w.until:%H:%M:%S} UTC"
             out.print(f"in hand: {w.item} by {w.node} ({state})", markup=False)
+
+    _render(rows, as_json, text)
     if any(r["state"] == "failing" for r in rows):
         raise typer.Exit(1)
 
@@ -219,16 +242,17 @@ def batches(
                      "records": f.records, "accepted": f.accepted, "rejected": f.rejected,
                      "error_code": f.error_code, "received_at": f.received_at.isoformat(),
                      "sha256": f.sha256} for f in ledger.files(kind="case_file", limit=limit)]
-            if as_json:
-                out.print_json(json.dumps(rows))
-                return
-            table = Table("received", "file", "batch", "status", "records", "accepted", "rejected",
-                          "error", box=None)
-            for r in rows:
-                table.add_row(r["received_at"][:19], r["file"], r["batch_id"] or "", r["status"],
-                              str(r["records"]), str(r["accepted"]), str(r["rejected"]),
-                              r["error_code"] or "")
-            out.print(table)
+
+            def files() -> None:
+                table = _table("received", "file", "batch", "status", "records", "accepted",
+                               "rejected", "error")
+                for r in rows:
+                    table.add_row(r["received_at"][:19], r["file"], r["batch_id"] or "", r["status"],
+                                  str(r["records"]), str(r["accepted"]), str(r["rejected"]),
+                                  r["error_code"] or "")
+                out.print(table)
+
+            _render(rows, as_json, files)
             return
         detail = ledger.batch_detail(batch)
         if detail is None:
@@ -245,19 +269,20 @@ def batches(
             "receipts": [{"name": r.name, "status": r.status,
                           "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in receipts],
         }
-        if as_json:
-            out.print_json(json.dumps(data))
-            return
-        out.print(f"batch {b.batch_id}: {b.status}, {b.accepted}/{b.records} records accepted "
-                  f"({b.rejected} rejected)")
-        out.print(f"  file {f.name} sha256 {f.sha256}, signed by {f.signer}")
-        table = Table("delivered", "file", "agency", "role", "records", box=None)
-        for d in deliveries:
-            table.add_row((d.delivered_at.isoformat()[:19] if d.delivered_at else "pending"),
-                          d.name, d.agency_code, d.role or "(manifest)", str(d.records))
-        out.print(table)
-        for r in receipts:
-            out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
+
+        def text() -> None:
+            out.print(f"batch {b.batch_id}: {b.status}, {b.accepted}/{b.records} records accepted "
+                      f"({b.rejected} rejected)")
+            out.print(f"  file {f.name} sha256 {f.sha256}, signed by {f.signer}")
+            table = _table("delivered", "file", "agency", "role", "records")
+            for d in deliveries:
+                table.add_row((d.delivered_at.isoformat()[:19] if d.delivered_at else "pending"),
+                              d.name, d.agency_code, d.role or "(manifest)", str(d.records))
+            out.print(table)
+            for r in receipts:
+                out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
+
+        _render(data, as_json, text)
 
 
 @retention_app.command("status")
@@ -274,16 +299,17 @@ def retention_status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt 
              "deadline": h.decision.deadline.isoformat(), "days_left": h.decision.days_left,
              "files": h.files, "bytes": h.bytes, "cases": h.cases, "certificate": h.certificate,
              "late": h.decision.late} for h in holdings]
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    table = Table("contract", "agency", "state", "effective end", "deadline", "days left", "files",
-                  "bytes", "cases", "certificate", box=None)
-    for r in rows:
-        table.add_row(r["contract_id"], r["agency"], r["state"] + (" (late)" if r["late"] else ""),
-                      r["effective_end"], r["deadline"], str(r["days_left"]), str(r["files"]),
-                      f"{r['bytes']:,}", str(r["cases"]), r["certificate"] or "")
-    out.print(table)
+
+    def text() -> None:
+        table = _table("contract", "agency", "state", "effective end", "deadline", "days left",
+                       "files", "bytes", "cases", "certificate")
+        for r in rows:
+            table.add_row(r["contract_id"], r["agency"], r["state"] + (" (late)" if r["late"] else ""),
+                          r["effective_end"], r["deadline"], str(r["days_left"]), str(r["files"]),
+                          f"{r['bytes']:,}", str(r["cases"]), r["certificate"] or "")
+        out.print(table)
+
+    _render(rows, as_json, text)
 
 
 @retention_app.command("run")
@@ -323,20 +349,22 @@ def retention_run(
              "dry_run": r.dry_run, "cases": r.cases, "certificate": r.certificate,
              "objects": [{"zone": o.location, "name": o.name, "size": o.size, "sha256": o.sha256}
                          for o in r.objects]} for r in reports]
-    if as_json:
-        out.print_json(json.dumps(data))
-        return
-    if not reports:
-        out.print("no contract is due for purging")
-    for r in data:
-        verb = "would delete" if r["dry_run"] else "deleted"
-        out.print(f"{r['agency']} (contract {r['contract_id']}, deadline {r['deadline']}"
-                  f"{', LATE' if r['late'] else ''}): {verb} {len(r['objects'])} objects and "
-                  f"{r['cases']} case assignments")
-        for o in r["objects"]:
-            out.print(f"  {o['zone']}  {o['name']}  {o['size']} bytes  {o['sha256'][:16]}")
-        if r["certificate"]:
-            out.print(f"  certificate: {r['certificate']} (state_dir/certificates/, sent to the bank)")
+
+    def text() -> None:
+        if not reports:
+            out.print("no contract is due for purging")
+        for r in data:
+            verb = "would delete" if r["dry_run"] else "deleted"
+            out.print(f"{r['agency']} (contract {r['contract_id']}, deadline {r['deadline']}"
+                      f"{', LATE' if r['late'] else ''}): {verb} {len(r['objects'])} objects and "
+                      f"{r['cases']} case assignments")
+            for o in r["objects"]:
+                out.print(f"  {o['zone']}  {o['name']}  {o['size']} bytes  {o['sha256'][:16]}")
+            if r["certificate"]:
+                out.print(f"  certificate: {r['certificate']} (state_dir/certificates/, sent to "
+                          "the bank)")
+
+    _render(data, as_json, text)
 
 
 @keys_app.command("generate")
@@ -386,18 +414,19 @@ def keys_show(file: Annotated[Path, typer.Argument(help="An ASCII-armored key fi
                   "expires": k.expires.isoformat() if k.expires else None,
                   "revoked": k.revoked, "expired": k.expired} for k in info.keys],
     }
-    if as_json:
-        out.print_json(json.dumps(data))
-        return
-    out.print(f"{'secret' if info.secret else 'public'} key {info.fingerprint}")
-    for uid in info.user_ids:
-        out.print(f"  user id   {uid}")
-    for k in info.keys:
-        state = "revoked" if k.revoked else "expired" if k.expired else "valid"
-        exp = k.expires.date().isoformat() if k.expires else "never"
-        out.print(f"  {k.fingerprint[-16:]}  {k.description:<10} caps={k.capabilities:<4} "
-                  f"expires={exp}  {state}")
-    out.print(f"  policy    {verdict}")
+
+    def text() -> None:
+        out.print(f"{'secret' if info.secret else 'public'} key {info.fingerprint}")
+        for uid in info.user_ids:
+            out.print(f"  user id   {uid}")
+        for k in info.keys:
+            state = "revoked" if k.revoked else "expired" if k.expired else "valid"
+            exp = k.expires.date().isoformat() if k.expires else "never"
+            out.print(f"  {k.fingerprint[-16:]}  {k.description:<10} caps={k.capabilities:<4} "
+                      f"expires={exp}  {state}")
+        out.print(f"  policy    {verdict}")
+
+    _render(data, as_json, text)
 
 
 @audit_app.command("verify")
@@ -468,16 +497,17 @@ def audit_show(
     log = _audit_log(_load(config))
     flt = audit_mod.Filter(event=event, agency=agency, since=_parse_since(since) if since else None)
     rows = list(audit_mod.search(log, flt))
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    table = Table("seq", "time (UTC)", "event", "actor", "details", box=None)
-    for e in rows:
-        details = " ".join(f"{k}={v}" for k, v in e.items()
-                           if k not in {"seq", "ts", "event", "actor", "prev", "hash"})
-        table.add_row(str(e["seq"]), e["ts"][:19], e["event"], e["actor"], details)
-    out.print(table)
-    out.print(f"{len(rows)} entries")
+
+    def text() -> None:
+        table = _table("seq", "time (UTC)", "event", "actor", "details")
+        for e in rows:
+            details = " ".join(f"{k}={v}" for k, v in e.items()
+                               if k not in {"seq", "ts", "event", "actor", "prev", "hash"})
+            table.add_row(str(e["seq"]), e["ts"][:19], e["event"], e["actor"], details)
+        out.print(table)
+        out.print(f"{len(rows)} entries")
+
+    _render(rows, as_json, text)
 
 
 def _parse_since(value: str) -> dt.datetime:
@@ -609,18 +639,19 @@ def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = Fals
     items = [{"name": r.name, "role": r.role, "state": state(r), "failures": r.failures,
               "locked_until": when(r.locked_until) if state(r) == "locked" else None,
               "last_login": when(r.last_login_at), "created": when(r.created_at)} for r in rows]
-    if as_json:
-        out.print_json(json.dumps(items))
-        return
-    if not items:
-        out.print("no console accounts yet (gateway users add NAME --role auditor)")
-        return
-    table = Table("name", "role", "state", "failures", "last login", "created", box=None)
-    for i in items:
-        table.add_row(i["name"], i["role"], i["state"] + (f" until {i['locked_until']}"
-                                                          if i["locked_until"] else ""),
-                      str(i["failures"]), i["last_login"] or "never", i["created"])
-    out.print(table)
+
+    def text() -> None:
+        if not items:
+            out.print("no console accounts yet (gateway users add NAME --role auditor)")
+            return
+        table = _table("name", "role", "state", "failures", "last login", "created")
+        for i in items:
+            table.add_row(i["name"], i["role"], i["state"] + (f" until {i['locked_until']}"
+                                                              if i["locked_until"] else ""),
+                          str(i["failures"]), i["last_login"] or "never", i["created"])
+        out.print(table)
+
+    _render(items, as_json, text)
 
 
 @app.command()
@@ -673,23 +704,21 @@ def access(
     flt = audit_mod.Filter(agency=agency, since=_parse_since(since) if since else None)
     found = queries.reads(e for e in audit_mod.search(_audit_log(cfg), flt)
                           if e["event"] in queries.ACCESS_EVENTS)
-    if as_json:
-        out.print_json(json.dumps([{"at": r.at.isoformat(), "agency": r.agency, "role": r.role,
-                                    "file": r.file, "login": r.login, "address": r.address,
-                                    "bytes": r.bytes, "complete": r.complete, "alarm": r.alarm}
-                                   for r in found]))
-        return
-    if not found:
-        where = "" if cfg.access.sshd_log else " ([access] sshd_log is not set: nothing is read)"
-        out.print(f"no read of a delivered file recorded{where}", markup=False)
-        return
-    table = Table("time", "agency", "role", "file", "login", "address", "bytes", "whole",
-                  "alarm", box=None)
-    for r in found:
-        table.add_row(r.at.astimezone(cfg.gateway.tz).strftime("%Y-%m-%d %H:%M:%S"), r.agency,
-                      r.role or "", r.file, r.login, r.address or "", f"{r.bytes:,}",
-                      "yes" if r.complete else "NO", r.alarm or "")
-    out.print(table)
+
+    def text() -> None:
+        if not found:
+            where = "" if cfg.access.sshd_log else " ([access] sshd_log is not set: nothing is read)"
+            out.print(f"no read of a delivered file recorded{where}", markup=False)
+            return
+        table = _table("time", "agency", "role", "file", "login", "address", "bytes", "whole",
+                       "alarm")
+        for r in found:
+            table.add_row(r.at.astimezone(cfg.gateway.tz).strftime("%Y-%m-%d %H:%M:%S"), r.agency,
+                          r.role or "", r.file, r.login, r.address or "", f"{r.bytes:,}",
+                          "yes" if r.complete else "NO", r.alarm or "")
+        out.print(table)
+
+    _render(found, as_json, text)  # each read as an object, in Read's field order
 
 
 @app.command()
