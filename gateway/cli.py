@@ -30,6 +30,7 @@ from gateway.crypto.service import passphrase_from_env
 from gateway.errors import CryptoError, GatewayError, UsageError
 
 if TYPE_CHECKING:
+    from gateway import queries
     from gateway.console.auth import Accounts
     from gateway.ledger import Ledger
 
@@ -199,31 +200,25 @@ def status(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -
     with _ledger(cfg) as ledger:
         zones, in_hand = queries.zone_health(cfg, ledger)
 
-    def iso(t: dt.datetime | None) -> str | None:
-        return t.isoformat() if t else None
-
-    rows = [{"zone": z.zone, "location": z.location, "last_scan": iso(z.last_scan),
-             "waiting": z.waiting, "last_error": z.last_error, "last_error_at": iso(z.last_error_at),
-             "state": z.state, "refused": z.refused} for z in zones]
-
     def text() -> None:
         table = _table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
                        "last error")
-        for r in rows:
-            table.add_row(r["zone"], r["location"], r["state"], (r["last_scan"] or "never")[:19],
-                          str(r["waiting"]), str(len(r["refused"])), r["last_error"] or "")
+        for z in zones:
+            table.add_row(z.zone, z.location, z.state,
+                          z.last_scan.isoformat()[:19] if z.last_scan else "never", str(z.waiting),
+                          str(len(z.refused)), z.last_error or "")
         out.print(table)
-        for r in rows:
-            for f in r["refused"]:
-                out.print(f"refused in {r['zone']}: {f['name']!r} ({f['reason']}: never read; "
+        for z in zones:
+            for f in z.refused:
+                out.print(f"refused in {z.zone}: {f['name']!r} ({f['reason']}: never read; "
                           "remove it or replace it with a regular file)", markup=False)
         for w in in_hand:  # several nodes: who does what
             state = "lease ran out: the next node to look takes it over" if w.ran_out else \
                 f"leased until {w.until:%H:%M:%S} UTC"
             out.print(f"in hand: {w.item} by {w.node} ({state})", markup=False)
 
-    _render(rows, as_json, text)
-    if any(r["state"] == "failing" for r in rows):
+    _render(zones, as_json, text)
+    if any(z.state == "failing" for z in zones):
         raise typer.Exit(1)
 
 
@@ -235,54 +230,38 @@ def batches(
     limit: Annotated[int, typer.Option("--limit", help="How many files to list.")] = 50,
 ) -> None:
     """Processing history of bank case files, or one batch in detail."""
-    cfg = _load(config)
-    with _ledger(cfg) as ledger:
+    from gateway import queries
+
+    with _ledger(_load(config)) as ledger:
         if batch is None:
-            rows = [{"id": f.id, "file": f.name, "batch_id": f.batch_id, "status": f.status,
-                     "records": f.records, "accepted": f.accepted, "rejected": f.rejected,
-                     "error_code": f.error_code, "received_at": f.received_at.isoformat(),
-                     "sha256": f.sha256} for f in ledger.files(kind="case_file", limit=limit)]
-
-            def files() -> None:
-                table = _table("received", "file", "batch", "status", "records", "accepted",
-                               "rejected", "error")
-                for r in rows:
-                    table.add_row(r["received_at"][:19], r["file"], r["batch_id"] or "", r["status"],
-                                  str(r["records"]), str(r["accepted"]), str(r["rejected"]),
-                                  r["error_code"] or "")
-                out.print(table)
-
-            _render(rows, as_json, files)
-            return
-        detail = ledger.batch_detail(batch)
-        if detail is None:
+            files = queries.case_files(ledger, limit)
+        elif (detail := queries.batch_detail(ledger, batch)) is None:
             raise GatewayError(f"no accepted batch {batch!r} (see 'gateway batches')")
-        b, f, deliveries, receipts = detail
-        data = {
-            "batch_id": b.batch_id, "status": b.status, "file": f.name, "sha256": f.sha256,
-            "signer": f.signer, "received_at": f.received_at.isoformat(),
-            "records": b.records, "accepted": b.accepted, "rejected": b.rejected,
-            "deliveries": [{"name": d.name, "agency": d.agency_code, "role": d.role,
-                            "records": d.records, "sha256": d.sha256,
-                            "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
-                           for d in deliveries],
-            "receipts": [{"name": r.name, "status": r.status,
-                          "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in receipts],
-        }
+    if batch is None:
+        _render(files, as_json, lambda: _print_case_files(files))
+    else:
+        _render(detail, as_json, lambda: _print_batch(detail))
 
-        def text() -> None:
-            out.print(f"batch {b.batch_id}: {b.status}, {b.accepted}/{b.records} records accepted "
-                      f"({b.rejected} rejected)")
-            out.print(f"  file {f.name} sha256 {f.sha256}, signed by {f.signer}")
-            table = _table("delivered", "file", "agency", "role", "records")
-            for d in deliveries:
-                table.add_row((d.delivered_at.isoformat()[:19] if d.delivered_at else "pending"),
-                              d.name, d.agency_code, d.role or "(manifest)", str(d.records))
-            out.print(table)
-            for r in receipts:
-                out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
 
-        _render(data, as_json, text)
+def _print_case_files(files: list[queries.CaseFile]) -> None:
+    table = _table("received", "file", "batch", "status", "records", "accepted", "rejected", "error")
+    for f in files:
+        table.add_row(f.received_at.isoformat()[:19], f.file, f.batch_id or "", f.status,
+                      str(f.records), str(f.accepted), str(f.rejected), f.error_code or "")
+    out.print(table)
+
+
+def _print_batch(b: queries.BatchDetail) -> None:
+    out.print(f"batch {b.batch_id}: {b.status}, {b.accepted}/{b.records} records accepted "
+              f"({b.rejected} rejected)")
+    out.print(f"  file {b.file} sha256 {b.sha256}, signed by {b.signer}")
+    table = _table("delivered", "file", "agency", "role", "records")
+    for d in b.deliveries:
+        table.add_row(d.delivered_at.isoformat()[:19] if d.delivered_at else "pending", d.name,
+                      d.agency, d.role or "(manifest)", str(d.records))
+    out.print(table)
+    for r in b.receipts:
+        out.print(f"  receipt {r.name or '(pending)'}: {r.status}")
 
 
 @retention_app.command("status")
@@ -392,23 +371,15 @@ def keys_generate(
 def keys_show(file: Annotated[Path, typer.Argument(help="An ASCII-armored key file.")],
               as_json: JsonOpt = False) -> None:
     """Show a key file's fingerprint, algorithm, capabilities, expiry and policy verdict."""
-    info = keys_mod.inspect(file)
-    verdict = "meets the key policy"
-    purposes = ([keys_mod.Purpose.GATEWAY] if info.secret
-                else [keys_mod.Purpose.ENCRYPT, keys_mod.Purpose.VERIFY])
-    problems = []
-    for p in purposes:
-        try:
-            keys_mod.check(file, p)
-        except keys_mod.KeyPolicyError as exc:
-            problems.append(f"{p.value}: {str(exc).removeprefix(f'{file}: ')}")
-    if problems:
-        verdict = "; ".join(problems)
+    from gateway import queries
+
+    judged = queries.key_file_verdict(file)
+    info = judged.info
     data: dict[str, Any] = {
         "file": str(file), "fingerprint": info.fingerprint, "secret": info.secret,
         "user_ids": list(info.user_ids), "revoked": info.revoked, "expired": info.expired,
         "expires": info.expires.isoformat() if info.expires else None,
-        "policy": verdict if problems else "ok",
+        "policy": judged.verdict if judged.problems else "ok",
         "keys": [{"fingerprint": k.fingerprint, "algorithm": k.description,
                   "capabilities": k.capabilities, "created": k.created.isoformat(),
                   "expires": k.expires.isoformat() if k.expires else None,
@@ -420,11 +391,10 @@ def keys_show(file: Annotated[Path, typer.Argument(help="An ASCII-armored key fi
         for uid in info.user_ids:
             out.print(f"  user id   {uid}")
         for k in info.keys:
-            state = "revoked" if k.revoked else "expired" if k.expired else "valid"
             exp = k.expires.date().isoformat() if k.expires else "never"
             out.print(f"  {k.fingerprint[-16:]}  {k.description:<10} caps={k.capabilities:<4} "
-                      f"expires={exp}  {state}")
-        out.print(f"  policy    {verdict}")
+                      f"expires={exp}  {queries.subkey_state(k)}")
+        out.print(f"  policy    {judged.verdict}")
 
     _render(data, as_json, text)
 
@@ -623,22 +593,18 @@ def users_disable(name: Annotated[str, typer.Argument(help="The account.")],
 @users_app.command("list")
 def users_list(config: ConfigOpt = Path("gateway.toml"), as_json: JsonOpt = False) -> None:
     """Every console account: role, state, failures, last login."""
-    cfg = _load(config)
-    with _accounts(cfg) as accounts:
-        rows = accounts.list()
-    now = dt.datetime.now(dt.UTC)
+    from gateway import queries
 
-    def state(r: Any) -> str:
-        if r.disabled:
-            return "disabled"
-        return "locked" if r.locked_until and r.locked_until > now else "active"
+    cfg = _load(config)
+    with _ledger(cfg) as ledger:
+        found = queries.accounts(ledger, dt.datetime.now(dt.UTC))
 
     def when(t: dt.datetime | None) -> str | None:
         return t.astimezone(cfg.gateway.tz).isoformat(timespec="seconds") if t else None
 
-    items = [{"name": r.name, "role": r.role, "state": state(r), "failures": r.failures,
-              "locked_until": when(r.locked_until) if state(r) == "locked" else None,
-              "last_login": when(r.last_login_at), "created": when(r.created_at)} for r in rows]
+    items = [{"name": a.name, "role": a.role, "state": a.state, "failures": a.failures,
+              "locked_until": when(a.locked_until), "last_login": when(a.last_login),
+              "created": when(a.created)} for a in found]
 
     def text() -> None:
         if not items:
@@ -702,8 +668,7 @@ def access(
 
     cfg = _load(config)
     flt = audit_mod.Filter(agency=agency, since=_parse_since(since) if since else None)
-    found = queries.reads(e for e in audit_mod.search(_audit_log(cfg), flt)
-                          if e["event"] in queries.ACCESS_EVENTS)
+    found = queries.logged_reads(_audit_log(cfg), flt)
 
     def text() -> None:
         if not found:

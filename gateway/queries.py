@@ -20,20 +20,31 @@ from gateway import audit
 from gateway.config import Agency, Config
 from gateway.crypto import keys
 from gateway.crypto.keys import KeyPolicyError
-from gateway.ledger import BatchRow, DeliveryRow, FileRow, Ledger, PurgeRow, ReceiptRow, ResultFlagRow
+from gateway.ledger import (
+    AccountRow,
+    BatchRow,
+    DeliveryRow,
+    FileRow,
+    Ledger,
+    PurgeRow,
+    ReceiptRow,
+    ResultFlagRow,
+)
 from gateway.names import display_name
 from gateway.retention.policy import Decision, decide
 
 
 @dataclass(frozen=True)
 class ZoneHealth:
+    """A zone's health; the fields in the order `gateway status --json` has written them."""
+
     zone: str  # its config key path
     location: str
-    state: str  # ok | failing | unknown (never scanned)
     last_scan: dt.datetime | None
     waiting: int
     last_error: str | None
     last_error_at: dt.datetime | None
+    state: str  # ok | failing | unknown (never scanned)
     refused: list[dict[str, str]] = field(default_factory=list)  # name, reason
 
 
@@ -160,6 +171,77 @@ def batch_timelines(ledger: Ledger, limit: int = 20) -> list[BatchTimeline]:
     return out
 
 
+# --- case files and batches (`gateway batches`) ----------------------------------------
+# Field names and order are those of the command's --json, which scripts read.
+
+@dataclass(frozen=True)
+class CaseFile:
+    id: int
+    file: str
+    batch_id: str | None  # None: refused before a batch id was read
+    status: str
+    records: int
+    accepted: int
+    rejected: int
+    error_code: str | None
+    received_at: dt.datetime
+    sha256: str
+
+
+def case_files(ledger: Ledger, limit: int) -> list[CaseFile]:
+    """The newest bank case files, accepted or not (a refused one is not a batch)."""
+    return [CaseFile(f.id, f.name, f.batch_id, f.status, f.records, f.accepted, f.rejected,
+                     f.error_code, f.received_at, f.sha256)
+            for f in ledger.files(kind="case_file", limit=limit)]
+
+
+@dataclass(frozen=True)
+class BatchDelivery:
+    name: str
+    agency: str
+    role: str | None  # None: the batch's manifest
+    records: int
+    sha256: str
+    delivered_at: dt.datetime | None  # None: staged, not placed yet
+
+
+@dataclass(frozen=True)
+class BatchReceipt:
+    name: str | None  # chosen when it is sent
+    status: str
+    sent_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class BatchDetail:
+    batch_id: str
+    status: str
+    file: str
+    sha256: str
+    signer: str | None
+    received_at: dt.datetime
+    records: int
+    accepted: int
+    rejected: int
+    deliveries: list[BatchDelivery]
+    receipts: list[BatchReceipt]
+
+
+def batch_detail(ledger: Ledger, batch_id: str) -> BatchDetail | None:
+    """One accepted batch with the file it came in, what went to each agency and the
+    receipts to the bank: what an operator answers the bank's "where is batch X?" with."""
+    found = ledger.batch_detail(batch_id)
+    if found is None:
+        return None
+    b, f, deliveries, receipts = found
+    return BatchDetail(
+        b.batch_id, b.status, f.name, f.sha256, f.signer, f.received_at, b.records, b.accepted,
+        b.rejected,
+        [BatchDelivery(d.name, d.agency_code, d.role, d.records, d.sha256, d.delivered_at)
+         for d in deliveries],
+        [BatchReceipt(r.name, r.status, r.sent_at) for r in receipts])
+
+
 # --- retention -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -221,6 +303,37 @@ def configured_keys(cfg: Config) -> list[tuple[str, str, str, Path, keys.Purpose
                      f"agencies[{n}].roles.{role}.encrypt_to[{i}]", p, keys.Purpose.ENCRYPT)
                     for i, p in enumerate(spec.encrypt_to)]
     return out
+
+
+@dataclass(frozen=True)
+class KeyFileVerdict:
+    info: keys.KeyInfo
+    problems: list[str]  # "<purpose>: why the policy refuses the file for it"; [] = it meets it
+
+    @property
+    def verdict(self) -> str:
+        return "; ".join(self.problems) or "meets the key policy"
+
+
+def key_file_verdict(path: Path) -> KeyFileVerdict:
+    """A key file judged for every use a file of its kind can have, before a config names it:
+    a secret key file can only be the gateway's own (sign and decrypt); a public one is
+    either encrypted to or trusted for signatures, so it must do both to be used anywhere."""
+    info = keys.inspect(path)
+    purposes = [keys.Purpose.GATEWAY] if info.secret else [keys.Purpose.ENCRYPT, keys.Purpose.VERIFY]
+    problems = []
+    for purpose in purposes:
+        try:
+            keys.check(path, purpose)
+        except KeyPolicyError as exc:
+            problems.append(f"{purpose.value}: {str(exc).removeprefix(f'{path}: ')}")
+    return KeyFileVerdict(info, problems)
+
+
+def subkey_state(key: keys.SubKey) -> str:
+    """revoked | expired | valid: a revocation is final, so it is named even when the key
+    has also expired."""
+    return "revoked" if key.revoked else "expired" if key.expired else "valid"
 
 
 def key_views(cfg: Config) -> list[KeyView]:
@@ -313,6 +426,12 @@ class Read:
     alarm: str | None  # role_mismatch | foreign_access | unknown_login, if one was raised
 
 
+def logged_reads(log: audit.AuditLog, flt: audit.Filter) -> list[Read]:
+    """The reads that *flt* matches, from the audit log read whole (the reference reading;
+    the console reads its index of the log instead)."""
+    return reads(e for e in audit.search(log, flt) if e["event"] in ACCESS_EVENTS)
+
+
 def reads(entries: Iterable[dict[str, Any]]) -> list[Read]:
     """The reads in *entries* (audit entries of :data:`ACCESS_EVENTS`, in log order), each
     with the security event it raised, if any (written right after it)."""
@@ -374,3 +493,36 @@ def active(ledger: Ledger, agency: str, start: dt.datetime, end: dt.datetime) ->
         received = s.scalar(select(func.count()).select_from(FileRow).where(
             FileRow.agency_code == agency, FileRow.received_at >= start, FileRow.received_at < end))
     return bool(delivered or received)
+
+
+# --- console accounts ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AccountView:
+    name: str
+    role: str
+    state: str  # disabled | locked | active: see account_state
+    failures: int
+    locked_until: dt.datetime | None  # only while the account is locked
+    last_login: dt.datetime | None
+    created: dt.datetime
+
+
+def account_state(row: AccountRow, now: dt.datetime) -> str:
+    """What a login to the account would meet at *now*. Disabled comes first: a lock that
+    runs out does not enable an account, only a reset does. (The console's login and
+    session checks in ``gateway.console.auth`` apply the same rule.)"""
+    if row.disabled:
+        return "disabled"
+    return "locked" if row.locked_until is not None and row.locked_until > now else "active"
+
+
+def accounts(ledger: Ledger, now: dt.datetime) -> list[AccountView]:
+    """Every console account, by name, as it stands at *now*."""
+    out = []
+    for row in ledger.accounts():
+        state = account_state(row, now)
+        out.append(AccountView(row.name, row.role, state, row.failures,
+                               row.locked_until if state == "locked" else None,
+                               row.last_login_at, row.created_at))
+    return out
