@@ -1,0 +1,94 @@
+"""The ``gateway`` command line: parse, call one service function, render.
+
+Every user-facing failure is a GatewayError; :func:`main` prints its message
+(one line per problem) and exits with its status — 0 success, 1 failure,
+2 usage or configuration error (SPEC §11). A traceback appears only for a bug,
+and only with ``GATEWAY_DEBUG=1``.
+
+The commands live in this package's modules by whom they serve (:mod:`.operate`,
+:mod:`.records`, :mod:`.keys`, :mod:`.audit`, :mod:`.users`) over what they share
+(:mod:`.common`); they are named here, in the order ``gateway --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from gateway import __version__
+from gateway.cli import audit, keys, operate, records, users
+from gateway.cli.common import err, out
+from gateway.errors import CryptoError, GatewayError
+
+app = typer.Typer(
+    name="gateway",
+    help="Secure case-file exchange between a bank and its collection agencies.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for _name, _command in (
+        ("init", operate.init), ("check", operate.check), ("demo", operate.demo),
+        ("run", operate.run_cmd), ("status", operate.status), ("batches", records.batches),
+        ("report", records.report), ("access", records.access), ("console", operate.console),
+        ("open", keys.open_cmd), ("seal", keys.seal_cmd)):
+    app.command(_name)(_command)
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(records.retention_app, name="retention")
+app.add_typer(audit.audit_app, name="audit")
+app.add_typer(operate.db_app, name="db")
+app.add_typer(users.users_app, name="users")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    """Secure case-file exchange between a bank and its collection agencies."""
+    from gateway.audit import configure_logging
+
+    configure_logging(stream=sys.stderr)  # stdout stays clean for --json; `run` logs to stdout
+    if version:
+        out.print(f"gateway {__version__}")
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map every failure to one readable message and an exit status."""
+    os.umask(0o077)  # SPEC §15: nothing the gateway writes is readable by group or others
+    try:
+        app(args=argv, prog_name="gateway", standalone_mode=True)
+    except SystemExit as exc:  # typer/click end every run this way, usage errors included
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except CryptoError as exc:  # peers and scripts key on the stable code
+        err.print(f"error: {exc.code}: {exc}", markup=False)
+        return exc.exit_code
+    except GatewayError as exc:
+        for line in str(exc).splitlines() or [exc.code]:
+            err.print(f"error: {line}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except OSError as exc:  # the machine, not the gateway: a full disk, a permission
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}", markup=False)
+        return 1
+    except Exception as exc:  # a bug: say so in one line, traceback only on request
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} (this is a bug; rerun with "
+                  "GATEWAY_DEBUG=1 for the traceback)", markup=False)
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
