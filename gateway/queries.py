@@ -178,7 +178,7 @@ def batch_timelines(ledger: Ledger, limit: int = 20) -> list[BatchTimeline]:
 class CaseFile:
     id: int
     file: str
-    batch_id: str | None  # None: refused before a batch id was read
+    batch_id: str | None  # None: no batch was accepted from it
     status: str
     records: int
     accepted: int
@@ -316,9 +316,10 @@ class KeyFileVerdict:
 
 
 def key_file_verdict(path: Path) -> KeyFileVerdict:
-    """A key file judged for every use a file of its kind can have, before a config names it:
-    a secret key file can only be the gateway's own (sign and decrypt); a public one is
-    either encrypted to or trusted for signatures, so it must do both to be used anywhere."""
+    """A key file judged before any config names it, so for what a file of its kind is given
+    to the gateway for: a secret one as the gateway's own (sign and decrypt), a public one as
+    a partner's, to encrypt to and to verify with. Each use it fails is named on its own, so a
+    key fit for one use only (a signing-only key) says so rather than failing as a whole."""
     info = keys.inspect(path)
     purposes = [keys.Purpose.GATEWAY] if info.secret else [keys.Purpose.ENCRYPT, keys.Purpose.VERIFY]
     problems = []
