@@ -17,6 +17,7 @@ This module is the face: :class:`Ledger` is the stores, one module each, over on
 :mod:`~gateway.ledger.accounts` console accounts
 :mod:`~gateway.ledger.retention` purges and what they deleted
 :mod:`~gateway.ledger.monitoring` zone health, refused files, sshd log cursors
+:mod:`~gateway.ledger.dialects` the SQL in which SQLite and PostgreSQL differ, one object each
 =============================  ==========================================================
 
 It imports nothing from the zones, the flows, the crypto or the audit log; the read model

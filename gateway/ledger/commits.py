@@ -3,7 +3,6 @@ results flow's ownership checks and attempt counts, in the dialect's SQL."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -47,20 +46,16 @@ class CommitStore(ClaimStore):
     def stage_chunk(self, file_id: int, cases: str) -> tuple[set[str], set[str]]:
         """Of the case ids in *cases* (the JSON array above): those already staged for
         this file, and those live in another batch."""
-        if self._qmark:
-            staged_q, live_q = (_STAGED_JSON, (cases, file_id)), (_LIVE_JSON, (cases,))
-        else:
-            staged_q, live_q = (_STAGED_JSON_PG, (cases, file_id)), (_LIVE_JSON_PG, (cases,))
         with self.session(write=False) as s:
             conn = s.connection()
-            return ({r[0] for r in _fetch(conn, *staged_q)},
-                    {r[0] for r in _fetch(conn, *live_q)})
+            return ({r[0] for r in _fetch(conn, self.dialect.staged_cases, (cases, file_id))},
+                    {r[0] for r in _fetch(conn, self.dialect.live_cases, (cases,))})
 
     def stage_cases(self, file_id: int, cases: str, contracts: Mapping[str, str]) -> None:
         """Stage the accepted rows in *cases* (the JSON array above) for a file in
         progress, each with its agency's contract from *contracts*."""
         arms = [x for pair in sorted(contracts.items()) for x in pair]
-        sql = _stage_json(len(contracts), qmark=self._qmark)
+        sql = self.dialect.stage_cases(len(contracts))
         with self.session(staging=True) as s:
             s.connection().exec_driver_sql(sql, (file_id, *arms, cases))
 
@@ -103,10 +98,9 @@ class CommitStore(ClaimStore):
     def foreign_cases(self, agency_code: str, ids: str) -> set[str]:
         """Of the case ids in *ids* (``[["case id"], …]``), those that are not live cases
         delivered to *agency_code*: another agency's, a purged one's, or no case at all."""
-        sql, params = ((_FOREIGN_JSON, (ids, agency_code)) if self._qmark
-                       else (_FOREIGN_JSON_PG, (ids, agency_code)))
         with self.session(write=False) as s:
-            return {r[0] for r in _fetch(s.connection(), sql, params)}
+            return {r[0] for r in _fetch(s.connection(), self.dialect.foreign_cases,
+                                         (ids, agency_code))}
 
     def attempt_counts(self, agency_code: str, file_id: int, keys: str) -> dict[int, int]:
         """For the (case_id, day) pairs in *keys* (``[["case id", "day"], …]``): what
@@ -117,8 +111,7 @@ class CommitStore(ClaimStore):
             conn = s.connection()
             for table, column, value in (("attempts", "agency_code", agency_code),
                                          ("staged_attempts", "file_id", file_id)):
-                sql = (_COUNTS_JSON if self._qmark else _COUNTS_JSON_PG).format(
-                    table=table, column=column)
+                sql = self.dialect.counts.format(table=table, column=column)
                 for i, n in _fetch(conn, sql, (keys, value)):
                     out[i] = out.get(i, 0) + n
         return out
@@ -129,9 +122,7 @@ class CommitStore(ClaimStore):
         if added == "[]":
             return
         with self.session(staging=True) as s:
-            s.connection().exec_driver_sql(
-                _STAGE_ATTEMPTS_JSON if self._qmark else _STAGE_ATTEMPTS_JSON_PG,
-                (file_id, added))
+            s.connection().exec_driver_sql(self.dialect.stage_attempts, (file_id, added))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
                        receipt: ReceiptRow, status: FileStatus, flags: dict[str, int] | None = None,
@@ -148,70 +139,9 @@ class CommitStore(ClaimStore):
             s.add_all([ResultFlagRow(file_id=file_id, flag=f, count=n)
                        for f, n in sorted((flags or {}).items()) if n])
             s.flush()
-            s.connection().exec_driver_sql(_ADD_ATTEMPTS if self._qmark else _ADD_ATTEMPTS_PG,
-                                           (agency_code, file_id))
+            s.connection().exec_driver_sql(self.dialect.add_attempts, (agency_code, file_id))
             s.execute(delete(staged).where(staged.file_id == file_id))
             self._finish(s, file_id, status, **fields)
-
-
-# The chunk's JSON array first (CROSS JOIN keeps SQLite from scanning the table instead).
-_STAGED_JSON = ("SELECT s.case_id FROM json_each(?) AS j CROSS JOIN staged_cases AS s "
-                "WHERE s.file_id = ? AND s.case_id = json_extract(j.value, '$[0]')")
-_LIVE_JSON = ("SELECT c.case_id FROM json_each(?) AS j CROSS JOIN cases AS c "
-              "WHERE c.case_id = json_extract(j.value, '$[0]') AND c.purged_at IS NULL")
-_STAGED_JSON_PG = ("SELECT s.case_id FROM json_array_elements(%s::json) AS j(v) "
-                   "JOIN staged_cases AS s ON s.file_id = %s AND s.case_id = j.v->>0")
-_LIVE_JSON_PG = ("SELECT c.case_id FROM json_array_elements(%s::json) AS j(v) "
-                 "JOIN cases AS c ON c.case_id = j.v->>0 AND c.purged_at IS NULL")
-
-
-@functools.cache
-def _stage_json(agencies: int, *, qmark: bool) -> str:
-    """The insert of a chunk's JSON array; the contract is a CASE over the agency (an
-    agency not in it leaves contract_id NULL, which the column refuses)."""
-    if qmark:
-        p, at = "?", "json_extract(value, '$[{}]')"
-        rows = "FROM json_each(?)"
-        case_id, row, agency = at.format(0), at.format(1), at.format(2)
-    else:
-        p = "%s"
-        rows = "FROM json_array_elements(%s::json) AS j(v)"
-        case_id, row, agency = "j.v->>0", "(j.v->>1)::integer", "j.v->>2"
-    arms = " ".join([f"WHEN {p} THEN {p}"] * agencies) or "ELSE NULL"
-    return ("INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) "
-            f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {rows}")
-
-
-_FOREIGN_JSON = ("SELECT json_extract(j.value, '$[0]') FROM json_each(?) AS j WHERE NOT EXISTS "
-                 "(SELECT 1 FROM cases AS c WHERE c.case_id = json_extract(j.value, '$[0]') "
-                 "AND c.purged_at IS NULL AND c.agency_code = ?)")
-_FOREIGN_JSON_PG = ("SELECT j.v->>0 FROM json_array_elements(%s::json) AS j(v) WHERE NOT EXISTS "
-                    "(SELECT 1 FROM cases AS c WHERE c.case_id = j.v->>0 "
-                    "AND c.purged_at IS NULL AND c.agency_code = %s)")
-# The counts of (case_id, day) pairs by position, joined to a table's key; {table} and
-# {column} are ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
-_COUNTS_JSON = ("SELECT j.key, a.count FROM json_each(?) AS j CROSS JOIN {table} AS a "
-                "WHERE a.{column} = ? AND a.case_id = json_extract(j.value, '$[0]') "
-                "AND a.day = json_extract(j.value, '$[1]')")
-_COUNTS_JSON_PG = ("SELECT j.i - 1, a.count FROM json_array_elements(%s::json) "
-                   "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
-                   "AND a.case_id = j.v->>0 AND a.day = j.v->>1")
-_ADD_ATTEMPTS = ("INSERT INTO attempts (agency_code, case_id, day, count) "
-                 "SELECT ?, case_id, day, count FROM staged_attempts WHERE file_id = ? "
-                 "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
-                 "SET count = attempts.count + excluded.count")
-_ADD_ATTEMPTS_PG = _ADD_ATTEMPTS.replace("?", "%s")
-# "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
-_STAGE_ATTEMPTS_JSON = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
-                        "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                        "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
-                        "ON CONFLICT (file_id, case_id, day) DO UPDATE "
-                        "SET count = staged_attempts.count + excluded.count")
-_STAGE_ATTEMPTS_JSON_PG = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
-                           "SELECT %s, j.v->>0, j.v->>1, (j.v->>2)::integer "
-                           "FROM json_array_elements(%s::json) AS j(v) "
-                           "ON CONFLICT (file_id, case_id, day) DO UPDATE "
-                           "SET count = staged_attempts.count + excluded.count")
 
 
 def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> Sequence[Any]:

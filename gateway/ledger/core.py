@@ -8,13 +8,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import GatewayError
-from gateway.ledger import migrate
+from gateway.ledger import dialects, migrate
 from gateway.ledger.schema import LedgerError, T, utcnow
 
 
@@ -30,6 +29,7 @@ class Core:
             if url.startswith("sqlite:///") and upgrade:
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = migrate.make_engine(url)
+            self.dialect = dialects.for_engine(self.engine)
             if upgrade:
                 migrate.upgrade(self.engine)  # the schema comes from the migrations, under a lock
             else:
@@ -41,7 +41,6 @@ class Core:
                                       f"{migrate.head()}: run `gateway db upgrade` (as the "
                                       "gateway's user) first")
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-            self._qmark = self.engine.dialect.paramstyle == "qmark"  # SQLite's; psycopg: %s
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot open the ledger database {self.where}: {_reason(exc)}") \
                 from exc
@@ -69,8 +68,8 @@ class Core:
             with s.begin():
                 conn = s.connection(execution_options={migrate.SQLITE_WRITE: write,
                                                        migrate.STAGING: staging})
-                if staging and conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                if staging:
+                    self.dialect.begin_staging(conn)
                 yield s
         except OperationalError as exc:
             raise LedgerError(f"ledger {self.where}: {_reason(exc)}") from exc
@@ -88,9 +87,7 @@ class Core:
         """The time leases are measured by. On PostgreSQL, the server's: every node then
         reads one clock, and a host whose clock is ahead cannot take a live node's work
         (nor one behind keep a dead node's). SQLite serves one host: its clock."""
-        if self.engine.dialect.name == "postgresql":
-            return _aware(s.scalar(select(func.statement_timestamp()))) or utcnow()
-        return utcnow()
+        return _aware(self.dialect.server_now(s)) or utcnow()
 
 
 def _first_row_race(write: Callable[[], T]) -> T:

@@ -1,0 +1,141 @@
+"""The SQL in which SQLite and PostgreSQL differ, one object per database, chosen once when
+the ledger opens its engine — so a store says what it wants (``self.dialect.live_cases``)
+and never which database it is on.
+
+The differences are the hot paths' JSON arrays (``json_each`` and ``json_extract`` against
+``json_array_elements`` and ``->>``), the parameter markers (``?`` against ``%s``: these
+statements go to the driver as they are written, see :func:`stage_cases`), the clock
+leases are measured by, and how a staging transaction is told not to wait for the disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import ClassVar
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from gateway.ledger.schema import LedgerError
+
+
+class Dialect:
+    """What a store may ask of its database's SQL; the subclasses are the two databases."""
+
+    name: ClassVar[str]
+    # Of a chunk's case ids (a JSON array ``[["case id", …], …]``): those this file staged
+    # already (parameters: the array, the file id), those live in a batch (the array).
+    staged_cases: ClassVar[str]
+    live_cases: ClassVar[str]
+    # Of a chunk's case ids: those not live and delivered to an agency (the array, the agency).
+    foreign_cases: ClassVar[str]
+    # The counts of (case_id, day) pairs by position, joined to a table's key; {table} and
+    # {column} are ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
+    counts: ClassVar[str]
+    # A file's staged counts added to its agency's (parameters: the agency, the file id).
+    add_attempts: ClassVar[str]
+    # One chunk's counts added to the file's staged ones (the file id, the array).
+    stage_attempts: ClassVar[str]
+    # How the insert of a chunk's cases reads the array (see :func:`stage_cases`).
+    param: ClassVar[str]
+    rows: ClassVar[str]
+    case_fields: ClassVar[tuple[str, str, str]]
+
+    def stage_cases(self, agencies: int) -> str:
+        """The insert of a chunk's cases for a file with *agencies* agencies."""
+        return stage_cases(type(self), agencies)
+
+    def begin_staging(self, conn: Connection) -> None:
+        """Let a transaction that only writes staged work commit without waiting for the
+        disk (a crash loses it; resuming the file stages it again)."""
+
+    def server_now(self, s: Session) -> dt.datetime | None:
+        """The database server's clock, if leases go by it (None: the host's)."""
+        return None
+
+
+class SQLite(Dialect):
+    """One host's ledger. Its staging transactions are lightened when they begin, by
+    ``migrate._sqlite_begin``; its clock is the host's — one host, one clock."""
+
+    name = "sqlite"
+    # The chunk's JSON array first (CROSS JOIN keeps SQLite from scanning the table instead).
+    staged_cases = ("SELECT s.case_id FROM json_each(?) AS j CROSS JOIN staged_cases AS s "
+                    "WHERE s.file_id = ? AND s.case_id = json_extract(j.value, '$[0]')")
+    live_cases = ("SELECT c.case_id FROM json_each(?) AS j CROSS JOIN cases AS c "
+                  "WHERE c.case_id = json_extract(j.value, '$[0]') AND c.purged_at IS NULL")
+    foreign_cases = ("SELECT json_extract(j.value, '$[0]') FROM json_each(?) AS j WHERE NOT EXISTS "
+                     "(SELECT 1 FROM cases AS c WHERE c.case_id = json_extract(j.value, '$[0]') "
+                     "AND c.purged_at IS NULL AND c.agency_code = ?)")
+    counts = ("SELECT j.key, a.count FROM json_each(?) AS j CROSS JOIN {table} AS a "
+              "WHERE a.{column} = ? AND a.case_id = json_extract(j.value, '$[0]') "
+              "AND a.day = json_extract(j.value, '$[1]')")
+    add_attempts = ("INSERT INTO attempts (agency_code, case_id, day, count) "
+                    "SELECT ?, case_id, day, count FROM staged_attempts WHERE file_id = ? "
+                    "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
+                    "SET count = attempts.count + excluded.count")
+    # "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
+    stage_attempts = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
+                      "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                      "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
+                      "ON CONFLICT (file_id, case_id, day) DO UPDATE "
+                      "SET count = staged_attempts.count + excluded.count")
+    param = "?"
+    rows = "FROM json_each(?)"
+    case_fields = ("json_extract(value, '$[0]')", "json_extract(value, '$[1]')",
+                   "json_extract(value, '$[2]')")
+
+
+class Postgres(Dialect):
+    """Several nodes' ledger: leases go by the server's clock, which every node reads."""
+
+    name = "postgresql"
+    staged_cases = ("SELECT s.case_id FROM json_array_elements(%s::json) AS j(v) "
+                    "JOIN staged_cases AS s ON s.file_id = %s AND s.case_id = j.v->>0")
+    live_cases = ("SELECT c.case_id FROM json_array_elements(%s::json) AS j(v) "
+                  "JOIN cases AS c ON c.case_id = j.v->>0 AND c.purged_at IS NULL")
+    foreign_cases = ("SELECT j.v->>0 FROM json_array_elements(%s::json) AS j(v) WHERE NOT EXISTS "
+                     "(SELECT 1 FROM cases AS c WHERE c.case_id = j.v->>0 "
+                     "AND c.purged_at IS NULL AND c.agency_code = %s)")
+    counts = ("SELECT j.i - 1, a.count FROM json_array_elements(%s::json) "
+              "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
+              "AND a.case_id = j.v->>0 AND a.day = j.v->>1")
+    add_attempts = SQLite.add_attempts.replace("?", "%s")
+    stage_attempts = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
+                      "SELECT %s, j.v->>0, j.v->>1, (j.v->>2)::integer "
+                      "FROM json_array_elements(%s::json) AS j(v) "
+                      "ON CONFLICT (file_id, case_id, day) DO UPDATE "
+                      "SET count = staged_attempts.count + excluded.count")
+    param = "%s"
+    rows = "FROM json_array_elements(%s::json) AS j(v)"
+    case_fields = ("j.v->>0", "(j.v->>1)::integer", "j.v->>2")
+
+    def begin_staging(self, conn: Connection) -> None:
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+    def server_now(self, s: Session) -> dt.datetime | None:
+        return s.scalar(select(func.statement_timestamp()))
+
+
+def for_engine(engine: Engine) -> Dialect:
+    """The SQL of *engine*'s database; the ledger is written for these two only."""
+    for dialect in (SQLite, Postgres):
+        if engine.dialect.name == dialect.name:
+            return dialect()
+    raise LedgerError(f"the ledger runs on SQLite or PostgreSQL, not {engine.dialect.name}")
+
+
+@functools.cache
+def stage_cases(dialect: type[Dialect], agencies: int) -> str:
+    """The insert of a chunk's JSON array; the contract is a CASE over the agency (an
+    agency not in it leaves contract_id NULL, which the column refuses). The statement
+    goes to the driver as written (``exec_driver_sql``: no compiling, for a few hundred
+    chunks a batch), so its markers are the driver's own; cached by the number of
+    agencies, the only thing in it that varies."""
+    p = dialect.param
+    case_id, row, agency = dialect.case_fields
+    arms = " ".join([f"WHEN {p} THEN {p}"] * agencies) or "ELSE NULL"
+    return ("INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) "
+            f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {dialect.rows}")
