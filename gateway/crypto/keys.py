@@ -16,7 +16,9 @@ import stat
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TypedDict, Unpack
 
+from gateway import keywords
 from gateway.crypto import _gpg
 from gateway.errors import GatewayError, KeyPolicyError
 
@@ -264,21 +266,21 @@ class GeneratedKey:
     secret_path: Path
 
 
-def generate(
-    name: str,
-    email: str,
-    out_dir: Path,
-    *,
-    algorithm: str = "ed25519",
-    expire: str = "2y",
-    passphrase: str | None = None,
-    faked_time: str | None = None,
-) -> GeneratedKey:
-    """Create ``NAME.pub.asc`` and ``NAME.sec.asc`` (mode 0600) in *out_dir*; never overwrite.
+class KeyOptions(TypedDict, total=False):
+    """How :func:`generate` makes a key, where the defaults will not do."""
 
-    *faked_time* (``YYYYMMDDTHHMMSS``) exists for tests that need keys that are
-    already expired.
-    """
+    algorithm: str  # one of ALGORITHMS; ed25519 if not given
+    expire: str  # gpg's validity, e.g. 2y (the default), 18m, never
+    passphrase: str | None  # protects the secret key file; none if not given
+    # YYYYMMDDTHHMMSS: for tests that need keys that are already expired
+    faked_time: str | None
+
+
+def generate(name: str, email: str, out_dir: Path, **options: Unpack[KeyOptions]) -> GeneratedKey:
+    """Create ``NAME.pub.asc`` and ``NAME.sec.asc`` (mode 0600) in *out_dir*; never overwrite."""
+    keywords.check(options, KeyOptions)
+    algorithm, expire = options.get("algorithm", "ed25519"), options.get("expire", "2y")
+    passphrase, faked_time = options.get("passphrase"), options.get("faked_time")
     if not _NAME_RE.match(name):
         raise KeyPolicyError(f"key name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
     if algorithm not in ALGORITHMS:

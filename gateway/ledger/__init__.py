@@ -34,7 +34,9 @@ from gateway.ledger.outbox import OutboxStore
 from gateway.ledger.retention import RetentionStore
 from gateway.ledger.schema import (
     AccessCursorRow,
+    AccountChange,
     AccountRow,
+    Arrival,
     AttemptRow,
     Base,
     BatchRow,
@@ -43,6 +45,7 @@ from gateway.ledger.schema import (
     ClaimOutcome,
     CommitConflict,
     DeliveryRow,
+    FileEnd,
     FileRow,
     FileStatus,
     LeaseLost,
@@ -50,9 +53,11 @@ from gateway.ledger.schema import (
     LedgerError,
     PurgeObjectRow,
     PurgeRow,
+    ReceiptProgress,
     ReceiptRow,
     RefusedFileRow,
     ResultFlagRow,
+    ResultsEnd,
     StagedAttemptRow,
     StagedCaseRow,
     ZoneStatusRow,
@@ -60,11 +65,11 @@ from gateway.ledger.schema import (
 )
 
 __all__ = [
-    "AccessCursorRow", "AccountRow", "AttemptRow", "Base", "BatchRow", "CaseRow", "Claim",
-    "ClaimOutcome", "CommitConflict", "DeliveryRow", "FileRow", "FileStatus", "LeaseLost",
-    "LeaseRow", "Ledger", "LedgerError", "PurgeObjectRow", "PurgeRow", "ReceiptRow",
-    "RefusedFileRow", "ResultFlagRow", "StagedAttemptRow", "StagedCaseRow", "ZoneStatusRow",
-    "utcnow",
+    "AccessCursorRow", "AccountChange", "AccountRow", "Arrival", "AttemptRow", "Base", "BatchRow",
+    "CaseRow", "Claim", "ClaimOutcome", "CommitConflict", "DeliveryRow", "FileEnd", "FileRow",
+    "FileStatus", "LeaseLost", "LeaseRow", "Ledger", "LedgerError", "PurgeObjectRow", "PurgeRow",
+    "ReceiptProgress", "ReceiptRow", "RefusedFileRow", "ResultFlagRow", "ResultsEnd",
+    "StagedAttemptRow", "StagedCaseRow", "ZoneStatusRow", "utcnow",
 ]
 
 

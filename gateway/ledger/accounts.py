@@ -4,13 +4,14 @@ transaction."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Unpack
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.ledger.core import Core
-from gateway.ledger.schema import AccountRow, utcnow
+from gateway import keywords
+from gateway.ledger.core import Core, _assign
+from gateway.ledger.schema import AccountChange, AccountRow, utcnow
 
 
 class AccountStore(Core):
@@ -36,14 +37,14 @@ class AccountStore(Core):
             s.expunge_all()
             return rows
 
-    def change_account(self, name: str, **values: Any) -> bool:
-        """Set *values* on account *name*; False if there is none."""
+    def change_account(self, name: str, **change: Unpack[AccountChange]) -> bool:
+        """Set *change* on account *name*; False if there is none."""
+        keywords.check(change, AccountChange)  # a misspelling fails whether or not *name* exists
         with self.session() as s:
             row = s.get(AccountRow, name, with_for_update=True)
             if row is None:
                 return False
-            for key, value in values.items():
-                setattr(row, key, value)
+            _assign(row, change, AccountChange)
             row.changed_at = utcnow()
             return True
 

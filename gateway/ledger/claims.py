@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from typing import Any
+from typing import Unpack
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.ledger.core import Core, _aware
+from gateway import keywords
+from gateway.ledger.core import Core, _assign, _aware
 from gateway.ledger.schema import (
+    Arrival,
     BatchRow,
     CaseRow,
     Claim,
     ClaimOutcome,
     DeliveryRow,
+    FileEnd,
     FileRow,
     FileStatus,
     LeaseLost,
@@ -28,14 +31,15 @@ from gateway.names import display_name
 
 
 class ClaimStore(Core):
-    def claim_file(self, *, sha256: str, kind: str, zone: str, name: str, size: int,
-                   owner: str, lease_seconds: int = 600, agency_code: str | None = None) -> Claim:
+    def claim_file(self, *, owner: str, lease_seconds: int = 600,
+                   **arrival: Unpack[Arrival]) -> Claim:
         """Take a file content for processing, exactly once across workers and restarts."""
+        keywords.check(arrival, Arrival)
+        sha256 = arrival["sha256"]
         try:
             with self.session() as s:
                 until = self.clock(s) + dt.timedelta(seconds=lease_seconds)
-                row = FileRow(sha256=sha256, kind=kind, zone=zone, name=name, size=size,
-                              agency_code=agency_code, lease_owner=owner, lease_until=until,
+                row = FileRow(**arrival, lease_owner=owner, lease_until=until,
                               received_at=utcnow())
                 s.add(row)
                 s.flush()
@@ -123,11 +127,11 @@ class ClaimStore(Core):
                         FileRow.status != FileStatus.CLAIMED.value)))}
         return ({*items, *(f"file:{i}" for i in file_ids)}) - held
 
-    def finish_file(self, file_id: int, status: FileStatus, **fields: Any) -> None:
+    def finish_file(self, file_id: int, status: FileStatus, **fields: Unpack[FileEnd]) -> None:
         with self.session() as s:
-            self._finish(s, file_id, status, **fields)
+            self._finish(s, file_id, status, fields)
 
-    def _finish(self, s: Session, file_id: int, status: FileStatus, **fields: Any) -> None:
+    def _finish(self, s: Session, file_id: int, status: FileStatus, fields: FileEnd) -> None:
         """End a claimed file — only while this node still holds it (the row is locked, so
         a node taking it over waits, then finds it finished). A node that lost its lease
         commits nothing: the one that took over does."""
@@ -138,8 +142,7 @@ class ClaimStore(Core):
         row.status = status.value
         row.finished_at = utcnow()
         row.lease_owner = row.lease_until = None
-        for k, v in fields.items():
-            setattr(row, k, v)
+        _assign(row, fields, FileEnd)
 
     def file(self, file_id: int) -> FileRow:
         with self.session(write=False) as s:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import delete, insert, literal, select
 from sqlalchemy.engine import Connection
@@ -18,9 +18,11 @@ from gateway.ledger.schema import (
     CaseRow,
     CommitConflict,
     DeliveryRow,
+    FileEnd,
     FileStatus,
     ReceiptRow,
     ResultFlagRow,
+    ResultsEnd,
     StagedAttemptRow,
     StagedCaseRow,
     utcnow,
@@ -72,15 +74,16 @@ class CommitStore(ClaimStore):
                 .where(StagedCaseRow.file_id == file_id)))
             s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
             s.add_all([*deliveries, receipt])
-            self._finish(s, file_id, status, batch_id=batch.batch_id, signer=signer,
-                         records=batch.records, accepted=batch.accepted, rejected=batch.rejected)
+            self._finish(s, file_id, status, FileEnd(
+                batch_id=batch.batch_id, signer=signer, records=batch.records,
+                accepted=batch.accepted, rejected=batch.rejected))
 
-    def reject_file(self, *, file_id: int, receipt: ReceiptRow, **fields: Any) -> None:
+    def reject_file(self, *, file_id: int, receipt: ReceiptRow, **fields: Unpack[FileEnd]) -> None:
         with self.session() as s:
             s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
             s.execute(delete(StagedAttemptRow).where(StagedAttemptRow.file_id == file_id))
             s.add(receipt)
-            self._finish(s, file_id, FileStatus.REJECTED, **fields)
+            self._finish(s, file_id, FileStatus.REJECTED, fields)
 
     @staticmethod
     @contextmanager
@@ -125,12 +128,13 @@ class CommitStore(ClaimStore):
             s.connection().exec_driver_sql(self.dialect.stage_attempts, (file_id, added))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
-                       receipt: ReceiptRow, status: FileStatus, flags: dict[str, int] | None = None,
-                       **fields: Any) -> None:
-        """One transaction: the forwarded file (pending), the receipt, the staged attempt
-        counts added to the agency's — by one upsert driven by the file's staged rows, so
-        it costs as much as this file (an UPDATE over every count the agency ever had,
-        then an INSERT of the new ones, cost as much as the agency's history)."""
+                       receipt: ReceiptRow, status: FileStatus,
+                       **end: Unpack[ResultsEnd]) -> None:
+        """One transaction: the forwarded file (pending), the receipt, the flag counts, the
+        staged attempt counts added to the agency's — by one upsert driven by the file's
+        staged rows, so it costs as much as this file (an UPDATE over every count the agency
+        ever had, then an INSERT of the new ones, cost as much as the agency's history)."""
+        flags = end.pop("flags", None)
         staged = StagedAttemptRow
         with self._conflicts(), self.session() as s:
             if delivery is not None:
@@ -141,7 +145,7 @@ class CommitStore(ClaimStore):
             s.flush()
             s.connection().exec_driver_sql(self.dialect.add_attempts, (agency_code, file_id))
             s.execute(delete(staged).where(staged.file_id == file_id))
-            self._finish(s, file_id, status, **fields)
+            self._finish(s, file_id, status, end)
 
 
 def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> Sequence[Any]:

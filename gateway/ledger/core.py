@@ -4,17 +4,19 @@ database's clock, and the mapping of its failures to :class:`LedgerError`."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import keywords
 from gateway.errors import GatewayError
 from gateway.ledger import dialects, migrate
-from gateway.ledger.schema import LedgerError, T, utcnow
+from gateway.ledger.schema import Base, LedgerError, T, utcnow
 
 
 class Core:
@@ -99,6 +101,14 @@ def _first_row_race(write: Callable[[], T]) -> T:
         return write()
     except IntegrityError:
         return write()
+
+
+def _assign(row: Base, values: Mapping[str, object], typed: Any) -> None:
+    """Set *values* on *row*, each named in the ``TypedDict`` *typed*: a misspelled column
+    raises instead of becoming an attribute the database never sees."""
+    keywords.check(values, typed)
+    for key, value in values.items():
+        setattr(row, key, value)
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -3,7 +3,7 @@ zone, and its cursors on the sshd log (SPEC §11, §14)."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
 
 from sqlalchemy import select
 
@@ -27,18 +27,22 @@ class MonitoringStore(Core):
             else:
                 row.inode, row.offset, row.state, row.updated_at = inode, offset, state, utcnow()
 
-    def save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
-        _first_row_race(lambda: self._save_zone_status(zone, description, **fields))
+    def save_zone_status(self, zone: str, description: str, *, last_scan_at: dt.datetime | None,
+                         waiting: int, last_error: str | None,
+                         last_error_at: dt.datetime | None) -> None:
+        """What a pass saw of *zone*, all of it: a field left out would keep the last
+        pass's value beside this one's."""
+        def save() -> None:
+            with self.session() as s:
+                row = s.get(ZoneStatusRow, zone)
+                if row is None:
+                    row = ZoneStatusRow(zone=zone, description=description)
+                    s.add(row)
+                row.description, row.updated_at = description, utcnow()
+                row.last_scan_at, row.waiting = last_scan_at, waiting
+                row.last_error, row.last_error_at = last_error, last_error_at
 
-    def _save_zone_status(self, zone: str, description: str, **fields: Any) -> None:
-        with self.session() as s:
-            row = s.get(ZoneStatusRow, zone)
-            if row is None:
-                row = ZoneStatusRow(zone=zone, description=description)
-                s.add(row)
-            row.description, row.updated_at = description, utcnow()
-            for k, v in fields.items():
-                setattr(row, k, v)
+        _first_row_race(save)
 
     def note_refused(self, zone: str, name: str, reason: str) -> bool:
         """Remember a refused entry; True the first time (when it is to be audited)."""

@@ -3,12 +3,12 @@ each delivered slice was collected."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Unpack
 
 from sqlalchemy import func, select, update
 
-from gateway.ledger.core import Core
-from gateway.ledger.schema import DeliveryRow, PurgeRow, ReceiptRow, utcnow
+from gateway.ledger.core import Core, _assign
+from gateway.ledger.schema import DeliveryRow, PurgeRow, ReceiptProgress, ReceiptRow, utcnow
 
 
 class OutboxStore(Core):
@@ -43,11 +43,9 @@ class OutboxStore(Core):
                 (ReceiptRow.sent_at.is_(None)) | (ReceiptRow.input_removed_at.is_(None)))
                 .order_by(ReceiptRow.id)))
 
-    def update_receipt(self, receipt_id: int, **fields: Any) -> None:
+    def update_receipt(self, receipt_id: int, **progress: Unpack[ReceiptProgress]) -> None:
         with self.session() as s:
-            row = s.get_one(ReceiptRow, receipt_id)
-            for k, v in fields.items():
-                setattr(row, k, v)
+            _assign(s.get_one(ReceiptRow, receipt_id), progress, ReceiptProgress)
 
     def open_receipt_for(self, zone: str, name: str, sha256: str) -> ReceiptRow | None:
         """A receipt for this very arrival whose input was not removed yet (crash recovery)."""

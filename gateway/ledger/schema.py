@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.engine import Dialect
@@ -342,6 +342,60 @@ class ClaimOutcome(StrEnum):
     DUPLICATE = "duplicate"  # the same content was already finished
     BUSY = "busy"  # another worker holds a live lease on it
     RESUMED = "resumed"  # a previous attempt died (lease expired); this caller takes over
+
+
+class _Arrival(TypedDict):
+    sha256: str
+    kind: str  # case_file | results
+    zone: str
+    name: str
+    size: int
+
+
+class Arrival(_Arrival, total=False):
+    """A file content as it arrived, to be claimed: its :class:`FileRow`'s first columns."""
+
+    agency_code: str | None  # the sender, for results
+
+
+class FileEnd(TypedDict, total=False):
+    """What a file's row records when its claim ends, besides its status: the columns of
+    :class:`FileRow` the flows set then, and only those (the rest are the claim's)."""
+
+    batch_id: str | None
+    signer: str | None
+    error_code: str | None
+    records: int
+    accepted: int
+    rejected: int
+    archive_name: str | None
+
+
+class ResultsEnd(FileEnd, total=False):
+    """A results file's end: its row's, and how many accepted rows carry each flag."""
+
+    flags: dict[str, int] | None
+
+
+class ReceiptProgress(TypedDict, total=False):
+    """The columns of :class:`ReceiptRow` that sending it moves on, one step at a time."""
+
+    name: str | None
+    sent_at: dt.datetime | None
+    input_removed_at: dt.datetime | None
+
+
+class AccountChange(TypedDict, total=False):
+    """The columns of :class:`AccountRow` the console changes (a reset, a disabling, a
+    logout, a rehashed password); a login's counters have their own transactions."""
+
+    password_hash: str
+    totp_secret: str
+    disabled: bool
+    failures: int
+    locked_until: dt.datetime | None
+    last_step: int | None
+    sessions_from: dt.datetime | None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypedDict, Unpack
+
+from gateway import keywords
 
 MAX_PURGE_AFTER_DAYS = 30
 
@@ -57,10 +60,20 @@ def deadline(effective_end: dt.date, purge_after_days: int) -> dt.date:
     return effective_end + dt.timedelta(days=max(purge_after_days, 1))
 
 
-def decide(*, contract_id: str, agency: str, end: dt.date, terminated_on: dt.date | None,
-           purge_after_days: int, today: dt.date, purged_on: dt.date | None = None) -> Decision:
+class Terms(TypedDict):
+    """What the configuration says of a contract: whose it is and when it ends."""
+
+    contract_id: str
+    agency: str
+    end: dt.date
+    terminated_on: dt.date | None
+
+
+def decide(*, purge_after_days: int, today: dt.date, purged_on: dt.date | None = None,
+           **terms: Unpack[Terms]) -> Decision:
     """The state of one contract on *today* (a local date in the gateway's time zone)."""
-    effective_end = terminated_on or end
+    keywords.check(terms, Terms)
+    effective_end = terms["terminated_on"] or terms["end"]
     due = deadline(effective_end, purge_after_days)
     days_left = (due - today).days
     if purged_on is not None:
@@ -71,4 +84,5 @@ def decide(*, contract_id: str, agency: str, end: dt.date, terminated_on: dt.dat
         state, late = State.ENDED, False
     else:
         state, late = State.PURGE_DUE, today > due
-    return Decision(contract_id, agency, state, effective_end, due, days_left, late)
+    return Decision(terms["contract_id"], terms["agency"], state, effective_end, due, days_left,
+                    late)
