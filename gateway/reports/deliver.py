@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -37,16 +38,26 @@ log = structlog.get_logger("gateway.reports")
 BANK_IN = "bank.incoming"
 
 
-def build(cfg: Config, ledger: Ledger, log_: AuditLog, crypto: Crypto, agency: str, month: str,
-          now: dt.datetime) -> tuple[bytes, bytes]:
+@dataclass(frozen=True)
+class Sources:
+    """What a report is made from, and who signs it: the daemon's own (its pass's
+    context), or those `gateway report` opens for the one report it writes."""
+
+    cfg: Config
+    ledger: Ledger
+    audit: AuditLog
+    crypto: Crypto
+
+
+def build(src: Sources, agency: str, month: str, now: dt.datetime) -> tuple[bytes, bytes]:
     """(HTML page, clear-signed JSON) of *agency*'s report on *month*."""
-    body = figures(cfg, ledger, log_.entries(), agency, month, now=now)
-    body["gateway_key"] = crypto.fingerprint
+    body = figures(src.cfg, src.ledger, src.audit.entries(), agency, month, now=now)
+    body["gateway_key"] = src.crypto.fingerprint
     # Here, not at the top: the daemon asks monthly() every pass, and Jinja (~2 MB, 70 ms
     # of its start) is needed once a month.
     from gateway.reports.render import as_html, as_json
 
-    return as_html(body).encode(), crypto.clearsign(as_json(body))
+    return as_html(body).encode(), src.crypto.clearsign(as_json(body))
 
 
 def names(agency: str, month: str) -> tuple[str, str]:
@@ -77,7 +88,7 @@ def _stage(ctx: Context, agency: str, month: str, now: dt.datetime) -> int:
     wanted = [n for n in names(agency, month) if not ctx.ledger.delivery_name_taken(n)]
     if not wanted:
         return 0
-    page, signed = build(ctx.cfg, ctx.ledger, ctx.audit, ctx.crypto, agency, month, now)
+    page, signed = build(Sources(ctx.cfg, ctx.ledger, ctx.audit, ctx.crypto), agency, month, now)
     made = 0
     for name in wanted:
         data = _sealed(ctx.crypto, signed if ".json." in name else page)
