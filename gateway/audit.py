@@ -313,7 +313,9 @@ class AuditLog:
             _tail(fd)  # raises for a damaged last line
             size = os.fstat(fd).st_size
             window = min(size, 65536)
-            return json.loads(os.pread(fd, window, size - window).rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            last: dict[str, Any] = json.loads(
+                os.pread(fd, window, size - window).rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            return last
 
     def entries(self, *, start: int = 0) -> Iterator[dict[str, Any]]:
         """Parsed entries in order from byte *start* (a :meth:`size` taken earlier); no

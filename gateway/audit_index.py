@@ -213,9 +213,10 @@ def _row(seq: int, offset: int, length: int, e: dict[str, Any]) -> tuple[Any, ..
             e.get("file"), e.get("batch_id"), str(e.get("hash", "")))
 
 
-def _where(flt: Filter) -> tuple[str, list[Any]]:
+def _where(flt: Filter) -> tuple[str, list[str | int]]:
     """The filter as SQL over the index; the same meaning as :meth:`Filter.matches`."""
-    parts, params = ["1=1"], []
+    parts: list[str] = ["1=1"]
+    params: list[str | int] = []
     if flt.event:
         if flt.event.endswith("."):
             parts.append("event >= ? AND event < ?")  # a family: every name with the prefix

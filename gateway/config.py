@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from gateway.errors import ConfigError
 from gateway.masking import Rule, rule_problem
@@ -521,7 +522,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out.replace("schema_", "schema")
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
         return "is required"

@@ -91,8 +91,8 @@ def run_demo(directory: Path, console: Console) -> None:
             _open(keydir / f"ag001-{role}.sec.asc", keydir / "gateway.pub.asc", path).decode())))
         views[role] = dict(zip(rows[0], rows[1], strict=True))
         others = [r for r in roles if r != role]
-        can_others = _open(keydir / f"ag001-{others[0]}.sec.asc", keydir / "gateway.pub.asc", path,
-                           check=False)
+        can_others = _try_open(keydir / f"ag001-{others[0]}.sec.asc", keydir / "gateway.pub.asc",
+                               path)
         if can_others is not None:
             raise GatewayError(f"demo: {others[0]} could read the {role} slice")
     table = Table("field", *roles, title="the same case, as each role receives it")
@@ -134,12 +134,12 @@ def run_demo(directory: Path, console: Console) -> None:
     ]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerows(results)
-    sealed = directory / "zones" / "AG001" / "outbox" / "R-AG001-001.csv.pgp"
+    uploaded = directory / "zones" / "AG001" / "outbox" / "R-AG001-001.csv.pgp"
     with tempfile.TemporaryDirectory() as agency_side:  # the agency's own machine, not the gateway's
         plain = Path(agency_side) / "results.csv"
         plain.write_text(buf.getvalue(), encoding="utf-8")
         seal_file(plain, key=keydir / "ag001.sec.asc", recipient=keydir / "gateway.pub.asc",
-                  out=sealed)
+                  out=uploaded)
     console.print("AG001 uploads R-AG001-001.csv.pgp: 4 rows — one call at 22:40 (outside "
                   "08:00-21:00), one about a case that belongs to AG002")
     with daemon.open_context(cfg) as ctx:
@@ -231,16 +231,20 @@ def _bank_seals(keydir: Path, plaintext: bytes) -> bytes:
     return proc.stdout
 
 
-def _open(secret: Path, gateway_pub: Path, path: Path, *, check: bool = True) -> bytes | None:
+def _open(secret: Path, gateway_pub: Path, path: Path) -> bytes:
     """What a receiving party does: plain GnuPG with its own key; the gateway must have signed."""
+    opened = _try_open(secret, gateway_pub, path)
+    if opened is None:
+        raise GatewayError(f"demo: could not open {path.name}")
+    return opened
+
+
+def _try_open(secret: Path, gateway_pub: Path, path: Path) -> bytes | None:
+    """The plaintext, or None if *secret* cannot open *path* (or the gateway did not sign it)."""
     with _gpg.scratch_home() as home:
         for f in (secret, gateway_pub):
             _gpg.run(home, ["--import", str(f)], passphrase="")
         proc = _gpg.run(home, ["--decrypt"], stdin=path.read_bytes(), passphrase="")
     gw = keys.inspect(gateway_pub).fingerprint
     ok = proc.returncode == 0 and f"VALIDSIG {gw}".encode() in proc.stderr
-    if not ok:
-        if check:
-            raise GatewayError(f"demo: could not open {path.name}")
-        return None
-    return proc.stdout
+    return proc.stdout if ok else None

@@ -13,7 +13,6 @@ appear above the bar instead of tearing it.
 from __future__ import annotations
 
 import time
-from typing import BinaryIO
 
 from rich.console import Console
 from rich.progress import (
@@ -28,11 +27,13 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
+from gateway.streams import Readable
+
 
 class Progress:
     """Silent: what a daemon and the tests use."""
 
-    def track(self, src: BinaryIO, label: str, total: int) -> BinaryIO:
+    def track(self, src: Readable, label: str, total: int) -> Readable:
         """*src* (the ciphertext being decrypted), counted when shown."""
         return src
 
@@ -55,7 +56,7 @@ class Progress:
 class _Counting:
     """A binary reader that counts what was read through it (gpg is fed from a thread)."""
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: Readable) -> None:
         self._src = src
         self.count = 0
 
@@ -101,7 +102,7 @@ class TerminalProgress(Progress):
         self._t0 = 0.0
         self._started = False
 
-    def track(self, src: BinaryIO, label: str, total: int) -> BinaryIO:
+    def track(self, src: Readable, label: str, total: int) -> Readable:
         if not self._started:
             self._bar.start()
             self._started = True
@@ -109,7 +110,7 @@ class TerminalProgress(Progress):
         self._total = max(total, 1)
         self._task = self._bar.add_task(label, total=self._total, rows=0, rate="-", unit="rows")
         self._t0 = time.monotonic()
-        return self._reader  # type: ignore[return-value]
+        return self._reader
 
     def rows(self, n: int) -> None:
         if self._task is None or self._reader is None:

@@ -12,14 +12,14 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import func, select
 
 from gateway import audit
 from gateway.config import Agency, Config
 from gateway.crypto import keys
-from gateway.crypto.keys import KeyPolicyError
+from gateway.errors import KeyPolicyError
 from gateway.ledger import (
     AccountRow,
     BatchRow,
@@ -450,6 +450,10 @@ def reads(entries: Iterable[dict[str, Any]]) -> list[Read]:
     return out
 
 
+@overload
+def shown(e: dict[str, Any], name: str, missing: str) -> str: ...
+@overload
+def shown(e: dict[str, Any], name: str, missing: None = None) -> str | None: ...
 def shown(e: dict[str, Any], name: str, missing: str | None = None) -> str | None:
     """An outside value as recorded — or, where it fitted no audit pattern and was kept as
     its hash (``login_sha256``), the hash's start, marked: the log never held the text."""

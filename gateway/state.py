@@ -37,9 +37,9 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from gateway.errors import GatewayError
+from gateway.streams import Readable
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -276,7 +276,7 @@ def loose_entries(root: Path) -> Iterator[tuple[Path, int, int]]:
                 yield p, mode, want
 
 
-def copy_hashed(src: BinaryIO, dst: Path | None, *, head: bytes = b"") -> tuple[str, int]:
+def copy_hashed(src: Readable, dst: Path | None, *, head: bytes = b"") -> tuple[str, int]:
     """Copy *head* and then *src* into a new file *dst* (fsynced) — or only hash them, when
     *dst* is None — and return the SHA-256 and size. A local write error (a full disk)
     names *dst*, so the one line a person sees says where."""

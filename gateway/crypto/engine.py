@@ -36,11 +36,15 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 from gateway.crypto import _gpg
 from gateway.crypto.keys import KeyInfo
 from gateway.errors import CryptoError, GatewayError
+from gateway.streams import Readable
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 CHUNK = 256 * 1024  # bytes per read/write; pipes are enlarged to match (F_SETPIPE_SZ)
 _PIPE_SIZE = 1024 * 1024
@@ -176,7 +180,7 @@ class Engine:
         self.max_plaintext = max_plaintext
         self.compress_level = compress_level
 
-    def open(self, src: BinaryIO, *, allowed_signers: Collection[str]) -> OpenedMessage:
+    def open(self, src: Readable, *, allowed_signers: Collection[str]) -> OpenedMessage:
         """Start decrypting *src*; read the untrusted plaintext, then ask for the verdict."""
         allowed = frozenset(f.upper() for f in allowed_signers)
         if not allowed:
@@ -254,8 +258,9 @@ class _GpgProcess:
             raise
         os.close(status_w)
         for stream in (self.proc.stdin, self.proc.stdout):
+            assert stream is not None  # PIPE
             with contextlib.suppress(OSError, AttributeError):  # Linux only; fewer wake-ups
-                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # type: ignore[union-attr]
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         if passphrase is not None:
             os.close(pass_r)
             try:
@@ -272,9 +277,11 @@ class _GpgProcess:
         for t in self._threads:
             t.start()
 
-    def _collect(self, stream: BinaryIO, is_status: bool) -> None:
+    def _collect(self, stream: io.BufferedIOBase, is_status: bool) -> None:
+        """*stream*: a pipe opened buffered (``os.fdopen(fd, "rb")``, Popen's), whose
+        ``read1`` returns what the pipe has rather than wait for a full buffer."""
         with stream:
-            for chunk in iter(lambda: stream.read1(8192), b""):  # type: ignore[attr-defined]
+            for chunk in iter(lambda: stream.read1(8192), b""):
                 if is_status:
                     self.status_raw += chunk
                 else:  # keep only the tail: gpg diagnostics, bounded
@@ -312,7 +319,7 @@ class OpenedMessage(io.RawIOBase):
     caller did not get to the verdict.
     """
 
-    def __init__(self, engine: Engine, src: BinaryIO, allowed: frozenset[str]) -> None:
+    def __init__(self, engine: Engine, src: Readable, allowed: frozenset[str]) -> None:
         super().__init__()
         self._engine = engine
         self._allowed = allowed
@@ -323,7 +330,7 @@ class OpenedMessage(io.RawIOBase):
         self._feeder = threading.Thread(target=self._feed, args=(src,), daemon=True)
         self._feeder.start()
 
-    def _feed(self, src: BinaryIO) -> None:
+    def _feed(self, src: Readable) -> None:
         stdin = self._gpg.proc.stdin
         assert stdin is not None
         try:
@@ -341,12 +348,12 @@ class OpenedMessage(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Buffer, /) -> int:
         stdout = self._gpg.proc.stdout
-        assert stdout is not None
+        assert isinstance(stdout, io.BufferedReader)  # Popen's pipe, buffered by default
         if self._done:
             return 0
-        n = stdout.raw.readinto(buffer) or 0  # type: ignore[attr-defined]  # unbuffered: no extra copy
+        n = stdout.raw.readinto(memoryview(buffer)) or 0  # unbuffered: no extra copy
         self._count += n
         if self._count > self._engine.max_plaintext:
             self.close()
@@ -468,14 +475,16 @@ class SealWriter:
 
     def _copy_out(self) -> None:
         stdout = self._gpg.proc.stdout
-        assert stdout is not None
+        assert isinstance(stdout, io.BufferedReader)  # Popen's pipe, buffered by default
         try:
-            for chunk in iter(lambda: stdout.read1(CHUNK), b""):  # type: ignore[attr-defined]
+            for chunk in iter(lambda: stdout.read1(CHUNK), b""):
                 self._dst.write(chunk)
         except BaseException as exc:
             self._drain_error = exc
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: Buffer) -> int:
+        """*data*: bytes, or a view of a buffer (Arrow's, as the columnar writer passes
+        them on without a copy)."""
         stdin = self._gpg.proc.stdin
         assert stdin is not None
         try:
@@ -484,7 +493,7 @@ class SealWriter:
             self.abort()
             raise CryptoError(f"gpg stopped while sealing: {_stderr_tail(bytes(self._gpg.stderr_tail))}",
                               code=E_SEAL) from None
-        return len(data)
+        return memoryview(data).nbytes
 
     def close(self) -> None:
         """Finish the message; raise unless gpg confirms the signature and the encryption."""

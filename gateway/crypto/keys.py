@@ -134,26 +134,38 @@ def _ts(value: str) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
 
 
+@dataclass
+class _Listed:
+    """A primary key's lines of a listing, as far as they are read."""
+
+    secret: bool
+    primary: SubKey | None = None  # None until its fpr line
+    uids: list[str] = field(default_factory=list)
+    subs: list[SubKey] = field(default_factory=list)
+
+
 def parse_colons(path: Path, text: str, now: dt.datetime | None = None) -> list[KeyInfo]:
-    """Parse ``--with-colons`` listing into :class:`KeyInfo` objects (one per primary key)."""
+    """Parse ``--with-colons`` listing into :class:`KeyInfo` objects (one per primary key).
+
+    A primary key whose fingerprint line never came is left out (it used to end the
+    parse with an AttributeError); a file of nothing else is then not a key file."""
     now = now or dt.datetime.now(dt.UTC)
     infos: list[KeyInfo] = []
-    current: dict[str, object] | None = None
+    current: _Listed | None = None
     pending: list[str] | None = None  # the pub/sub line waiting for its fpr line
 
     def finish() -> None:
-        if current is not None:
-            infos.append(KeyInfo(path=path, fingerprint=current["primary"].fingerprint,  # type: ignore[union-attr]
-                                 user_ids=tuple(current["uids"]),  # type: ignore[arg-type]
-                                 secret=bool(current["secret"]), primary=current["primary"],  # type: ignore[arg-type]
-                                 subkeys=tuple(current["subs"])))  # type: ignore[arg-type]
+        if current is not None and current.primary is not None:
+            infos.append(KeyInfo(path=path, fingerprint=current.primary.fingerprint,
+                                 user_ids=tuple(current.uids), secret=current.secret,
+                                 primary=current.primary, subkeys=tuple(current.subs)))
 
     for line in text.splitlines():
         f = line.split(":")
         kind = f[0]
         if kind in ("pub", "sec"):
             finish()
-            current = {"secret": kind == "sec", "uids": [], "subs": [], "primary": None}
+            current = _Listed(secret=kind == "sec")
             pending = f
         elif kind in ("sub", "ssb"):
             pending = f
@@ -172,12 +184,12 @@ def parse_colons(path: Path, text: str, now: dt.datetime | None = None) -> list[
                 revoked=p[1] == "r",
                 expired=p[1] == "e" or (expires is not None and expires <= now),
             )
-            if current["primary"] is None:
-                current["primary"] = sub
+            if current.primary is None:
+                current.primary = sub
             else:
-                current["subs"].append(sub)  # type: ignore[union-attr]
+                current.subs.append(sub)
         elif kind == "uid" and current is not None:
-            current["uids"].append(f[9] if len(f) > 9 else "")  # type: ignore[union-attr]
+            current.uids.append(f[9] if len(f) > 9 else "")
     finish()
     return infos
 

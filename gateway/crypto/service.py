@@ -18,8 +18,9 @@ from typing import BinaryIO, Self
 from gateway.config import Config
 from gateway.crypto import keys
 from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
-from gateway.crypto.keys import KeyInfo, KeyPolicyError, KeyRefused, Purpose
-from gateway.errors import ConfigError
+from gateway.crypto.keys import KeyInfo, KeyRefused, Purpose
+from gateway.errors import ConfigError, KeyPolicyError
+from gateway.streams import Readable
 
 
 @dataclass(frozen=True)
@@ -196,10 +197,10 @@ class Crypto:
     def fingerprint(self) -> str:
         return self.keyset.gateway.fingerprint
 
-    def open_from_bank(self, src: BinaryIO) -> OpenedMessage:
+    def open_from_bank(self, src: Readable) -> OpenedMessage:
         return self.engine.open(src, allowed_signers=[k.fingerprint for k in self.keyset.bank_signers])
 
-    def open_from_agency(self, code: str, src: BinaryIO) -> OpenedMessage:
+    def open_from_agency(self, code: str, src: Readable) -> OpenedMessage:
         """Only *this* agency's signing keys count — another agency's valid key does not."""
         return self.engine.open(src, allowed_signers=[
             k.fingerprint for k in self.keyset.agency_signers[code]])

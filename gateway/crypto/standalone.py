@@ -42,13 +42,20 @@ def _engine(secret: Path, public: Path, passphrase: Secret | None,
 
 @contextlib.contextmanager
 def _atomic_output(out: Path | None, default: BinaryIO) -> Iterator[BinaryIO]:
-    """Write to OUT via a private temp file renamed on success; never overwrite."""
+    """Write to OUT as :func:`_atomic_file` does, or to *default* when there is no OUT."""
     if out is None:
         yield default
         return
+    with _atomic_file(out) as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def _atomic_file(out: Path) -> Iterator[BinaryIO]:
+    """Write to OUT via a private temp file renamed on success; never overwrite."""
     if out.exists():
         raise UsageError(f"{out} already exists; not overwriting it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     tmp_path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -77,7 +84,7 @@ def seal_file(src: Path, *, key: Path, recipient: Path, out: Path,
     """Sign SRC with KEY and encrypt it to RECIPIENT (the gateway) into OUT."""
     with (_engine(key, recipient, passphrase, Purpose.SIGNER, Purpose.ENCRYPT) as (eng, me, them),
           src.open("rb") as fh,
-          _atomic_output(out, None) as sink,  # type: ignore[arg-type]
+          _atomic_file(out) as sink,
           eng.seal(sink, recipients=[them.fingerprint]) as writer):
         while chunk := fh.read(64 * 1024):
             writer.write(chunk)

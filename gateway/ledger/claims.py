@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import keywords
-from gateway.ledger.core import Core, _assign, _aware
+from gateway.ledger.core import Core, _assign, _aware, _rowcount
 from gateway.ledger.schema import (
     Arrival,
     BatchRow,
@@ -70,7 +70,7 @@ class ClaimStore(Core):
                     FileRow.lease_until <= now))
                 .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_seconds))
                 .execution_options(synchronize_session=False))
-            return taken.rowcount == 1
+            return _rowcount(taken) == 1
 
     def file_lease_held(self, file_id: int, owner: str) -> bool:
         with self.session(write=False) as s:
@@ -97,7 +97,7 @@ class ClaimStore(Core):
                 LeaseRow.item == item, or_(LeaseRow.owner == owner, LeaseRow.until <= now))
                 .values(owner=owner, until=until, taken_at=now)
                 .execution_options(synchronize_session=False))
-            return taken.rowcount == 1
+            return _rowcount(taken) == 1
 
     def release_lease(self, item: str, owner: str) -> None:
         with self.session() as s:

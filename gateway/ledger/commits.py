@@ -151,4 +151,4 @@ class CommitStore(ClaimStore):
 def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> Sequence[Any]:
     """All rows of a query at once: iterating a SQLAlchemy result fetches row by row
     (~2 µs a row in Python), and the case-id checks read a million rows a batch."""
-    return conn.exec_driver_sql(sql, params).fetchall()  # type: ignore[arg-type]
+    return conn.exec_driver_sql(sql, params).fetchall()

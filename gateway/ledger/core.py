@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -101,6 +101,13 @@ def _first_row_race(write: Callable[[], T]) -> T:
         return write()
     except IntegrityError:
         return write()
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched: its result is a cursor's, which the types of
+    ``Session.execute`` (one signature for every statement) do not say."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _assign(row: Base, values: Mapping[str, object], typed: Any) -> None:

@@ -4,7 +4,7 @@ and never which database it is on.
 
 The differences are the hot paths' JSON arrays (``json_each`` and ``json_extract`` against
 ``json_array_elements`` and ``->>``), the parameter markers (``?`` against ``%s``: these
-statements go to the driver as they are written, see :func:`stage_cases`), the clock
+statements go to the driver as they are written, see :func:`_stage_cases`), the clock
 leases are measured by, and how a staging transaction is told not to wait for the disk.
 """
 
@@ -38,14 +38,14 @@ class Dialect:
     add_attempts: ClassVar[str]
     # One chunk's counts added to the file's staged ones (the file id, the array).
     stage_attempts: ClassVar[str]
-    # How the insert of a chunk's cases reads the array (see :func:`stage_cases`).
+    # How the insert of a chunk's cases reads the array (see :func:`_stage_cases`).
     param: ClassVar[str]
     rows: ClassVar[str]
     case_fields: ClassVar[tuple[str, str, str]]
 
     def stage_cases(self, agencies: int) -> str:
         """The insert of a chunk's cases for a file with *agencies* agencies."""
-        return stage_cases(type(self), agencies)
+        return _stage_cases(self.param, self.rows, self.case_fields, agencies)
 
     def begin_staging(self, conn: Connection) -> None:
         """Let a transaction that only writes staged work commit without waiting for the
@@ -128,14 +128,13 @@ def for_engine(engine: Engine) -> Dialect:
 
 
 @functools.cache
-def stage_cases(dialect: type[Dialect], agencies: int) -> str:
+def _stage_cases(p: str, rows: str, fields: tuple[str, str, str], agencies: int) -> str:
     """The insert of a chunk's JSON array; the contract is a CASE over the agency (an
     agency not in it leaves contract_id NULL, which the column refuses). The statement
     goes to the driver as written (``exec_driver_sql``: no compiling, for a few hundred
-    chunks a batch), so its markers are the driver's own; cached by the number of
-    agencies, the only thing in it that varies."""
-    p = dialect.param
-    case_id, row, agency = dialect.case_fields
+    chunks a batch), so its markers are the driver's own. Cached: for one database only
+    the number of agencies varies."""
+    case_id, row, agency = fields
     arms = " ".join([f"WHEN {p} THEN {p}"] * agencies) or "ELSE NULL"
     return ("INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) "
-            f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {dialect.rows}")
+            f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {rows}")

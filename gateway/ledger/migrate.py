@@ -203,11 +203,12 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
             # dropping the old copy would fail. Off for the migration (a PRAGMA that only
             # works outside a transaction), checked before the commit, on again after.
             raw = conn.connection.dbapi_connection
-            raw.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            assert raw is not None  # None only once the connection is invalidated
+            raw.cursor().execute("PRAGMA foreign_keys=OFF")
             try:
                 yield conn
             finally:
-                raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                raw.cursor().execute("PRAGMA foreign_keys=ON")
     finally:
         if fd >= 0:
             os.close(fd)

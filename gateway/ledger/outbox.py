@@ -7,7 +7,7 @@ from typing import Unpack
 
 from sqlalchemy import func, select, update
 
-from gateway.ledger.core import Core, _assign
+from gateway.ledger.core import Core, _assign, _rowcount
 from gateway.ledger.schema import DeliveryRow, PurgeRow, ReceiptProgress, ReceiptRow, utcnow
 
 
@@ -28,10 +28,10 @@ class OutboxStore(Core):
     def mark_delivered(self, delivery_id: int) -> bool:
         """True if this call marked it (another node may have delivered it meanwhile)."""
         with self.session() as s:
-            return s.execute(update(DeliveryRow).where(
+            return _rowcount(s.execute(update(DeliveryRow).where(
                 DeliveryRow.id == delivery_id, DeliveryRow.delivered_at.is_(None))
                 .values(delivered_at=utcnow())
-                .execution_options(synchronize_session=False)).rowcount == 1
+                .execution_options(synchronize_session=False))) == 1
 
     def receipt(self, receipt_id: int) -> ReceiptRow:
         with self.session(write=False) as s:
@@ -56,8 +56,8 @@ class OutboxStore(Core):
 
     def delivery_name_taken(self, name: str) -> bool:
         with self.session(write=False) as s:
-            return s.scalar(select(func.count()).select_from(DeliveryRow)
-                            .where(DeliveryRow.name == name)) > 0
+            return (s.scalar(select(func.count()).select_from(DeliveryRow)
+                             .where(DeliveryRow.name == name)) or 0) > 0
 
     def delivery_named(self, name: str) -> DeliveryRow | None:
         """The delivery the gateway placed under *name* (names are unique)."""
@@ -84,7 +84,7 @@ class OutboxStore(Core):
     def mark_collected(self, delivery_id: int) -> bool:
         """True if this call marked it: of two nodes noticing, one audits it."""
         with self.session() as s:
-            return s.execute(update(DeliveryRow).where(
+            return _rowcount(s.execute(update(DeliveryRow).where(
                 DeliveryRow.id == delivery_id, DeliveryRow.collected_at.is_(None))
                 .values(collected_at=utcnow())
-                .execution_options(synchronize_session=False)).rowcount == 1
+                .execution_options(synchronize_session=False))) == 1

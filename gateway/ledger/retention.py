@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from gateway.ledger.core import Core
+from gateway.ledger.core import Core, _rowcount
 from gateway.ledger.schema import (
     AttemptRow,
     BatchRow,
@@ -50,8 +50,9 @@ class RetentionStore(Core):
     def batch_files_fed(self, agency_code: str) -> list[tuple[FileRow, set[str]]]:
         """Bank files that fed *agency_code*, each with every agency it fed."""
         with self.session(write=False) as s:
-            batch_ids = set(s.scalars(select(DeliveryRow.batch_id).where(
-                DeliveryRow.agency_code == agency_code, DeliveryRow.batch_id.is_not(None))))
+            batch_ids = {b for b in s.scalars(select(DeliveryRow.batch_id).where(
+                DeliveryRow.agency_code == agency_code, DeliveryRow.batch_id.is_not(None)))
+                if b is not None}
             out = []
             for batch_id in sorted(batch_ids):
                 batch = s.get(BatchRow, batch_id)
@@ -73,7 +74,7 @@ class RetentionStore(Core):
         """One transaction: forget the agency's cases, mark what was deleted, queue the certificate."""
         now = utcnow()
         with self.session() as s:
-            cases = s.execute(delete(CaseRow).where(CaseRow.agency_code == agency_code)).rowcount
+            cases = _rowcount(s.execute(delete(CaseRow).where(CaseRow.agency_code == agency_code)))
             s.execute(delete(AttemptRow).where(AttemptRow.agency_code == agency_code))
             for d in s.scalars(select(DeliveryRow).where(DeliveryRow.agency_code == agency_code,
                                                          DeliveryRow.kind != "certificate")):

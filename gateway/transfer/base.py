@@ -19,6 +19,7 @@ from gateway.errors import GatewayError
 from gateway.names import display_name as display_name  # re-exported: callers stay as they are
 from gateway.names import name_bytes as name_bytes
 from gateway.names import raw_name as raw_name
+from gateway.streams import Readable
 
 TEMP_SUFFIXES = (".part", ".tmp", ".filepart")
 _BAD_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -137,7 +138,7 @@ class Zone(Protocol):
         """Every regular file, temporary names included — what a purge must remove."""
         ...
 
-    def open_read(self, name: str) -> AbstractContextManager[BinaryIO]: ...
+    def open_read(self, name: str) -> AbstractContextManager[Readable]: ...
 
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
         """Write under a temporary name, then move into place; NameTaken if *name* exists."""
@@ -148,6 +149,6 @@ class Zone(Protocol):
     def stat(self, name: str) -> Entry | None: ...
 
 
-def iter_chunks(src: BinaryIO, size: int = 256 * 1024) -> Iterator[bytes]:
+def iter_chunks(src: Readable, size: int = 256 * 1024) -> Iterator[bytes]:
     while chunk := src.read(size):
         yield chunk

@@ -31,6 +31,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from gateway.streams import Readable
 from gateway.transfer.base import (
     Entry,
     FileChanged,
@@ -104,7 +105,7 @@ class LocalZone:
         return sorted(entries, key=lambda x: (x.mtime, x.name))
 
     @contextlib.contextmanager
-    def open_read(self, name: str) -> Iterator[BinaryIO]:
+    def open_read(self, name: str) -> Iterator[Readable]:
         try:
             fd = os.open(self._p(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
@@ -115,7 +116,7 @@ class LocalZone:
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ZoneError(f"{self.key}: {display_name(name)!r} is not a regular file")
-            yield _StableReader(self.key, name, fh)  # type: ignore[misc]
+            yield _StableReader(self.key, name, fh)
 
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
         final = self.path / validate_name(name)

@@ -24,6 +24,7 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
+from gateway.streams import Readable
 from gateway.transfer.base import Entry, TransientZoneError, Zone
 
 log = structlog.get_logger("gateway.transfer")
@@ -32,7 +33,7 @@ T = TypeVar("T")
 
 @contextlib.contextmanager
 def _guarded_open(inner: Zone, name: str,
-                  guard: Callable[[Callable[[], BinaryIO]], BinaryIO]) -> Iterator[BinaryIO]:
+                  guard: Callable[[Callable[[], Readable]], Readable]) -> Iterator[Readable]:
     """Open through *guard* (retry, or record); the stream itself is not guarded."""
     stack = contextlib.ExitStack()
     fh = guard(lambda: stack.enter_context(inner.open_read(name)))
@@ -85,7 +86,7 @@ class RetryingZone:
             return self.inner.write_atomic(name, src)
         return self._retry("upload", attempt)
 
-    def open_read(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    def open_read(self, name: str) -> contextlib.AbstractContextManager[Readable]:
         return _guarded_open(self.inner, name, lambda fn: self._retry("open", fn))
 
     def close(self) -> None:
@@ -144,7 +145,7 @@ class MonitoredZone:
     def write_atomic(self, name: str, src: BinaryIO) -> Entry:
         return self._watch(lambda: self.inner.write_atomic(name, src))
 
-    def open_read(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    def open_read(self, name: str) -> contextlib.AbstractContextManager[Readable]:
         return _guarded_open(self.inner, name, self._watch)
 
     def close(self) -> None:

@@ -28,23 +28,27 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from gateway.streams import Readable, ReadsInto
 from gateway.validation import csvio
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 # pyarrow converts a Python scalar argument (``pc.equal(col, "x")``) after trying to
 # import ``dateutil.relativedelta``; where python-dateutil is not installed that failed
 # import searches sys.path on every call — a quarter of a profile of a million cases.
 # A None entry is Python's own record of "no such module": the import fails at once.
 if importlib.util.find_spec("dateutil") is None:
-    sys.modules.setdefault("dateutil.relativedelta", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("dateutil.relativedelta", None)  # type: ignore[arg-type]  # typeshed: modules only
 
 # Arrow's CSV reader, in the main thread, swaps in its own SIGINT/SIGTERM handler while it
 # parses and turns a signal into ArrowCancelled — so a SIGTERM that lands mid-parse ended
@@ -82,13 +86,14 @@ class _Prefixed(io.RawIOBase):
     """Bytes already read, then the rest of the stream: what the reference reader reads
     from once the fast path stops."""
 
-    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+    def __init__(self, prefix: bytes, rest: Readable) -> None:
         self._prefix, self._rest = memoryview(prefix), rest
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Buffer, /) -> int:
+        b = memoryview(buffer).cast("B")  # any writable buffer, as io.RawIOBase promises
         if self._prefix:
             n = min(len(b), len(self._prefix))
             b[:n] = self._prefix[:n]
@@ -104,7 +109,7 @@ class ChunkReader:
     :data:`ROWS_PER_CHUNK` records. Format errors raise :class:`csvio.CsvFormatError`
     with the row, exactly as :func:`csvio.read_records` does."""
 
-    def __init__(self, binary: BinaryIO, *, encoding: str, delimiter: str,
+    def __init__(self, binary: ReadsInto, *, encoding: str, delimiter: str,
                  rows_per_chunk: int = ROWS_PER_CHUNK) -> None:
         self._in = binary
         self._encoding = encoding
@@ -123,7 +128,7 @@ class ChunkReader:
         self._eof = False
         self._row = -1  # the last record handed out; the header is row 0
         self._handover: _Prefixed | None = None  # set when the reference reader takes over
-        self._reference: Iterator[tuple[int, list[str]]] | None = None
+        self._reference: Generator[tuple[int, list[str]]] | None = None
         self._strict = _strict_lines(delimiter.encode())
         # Arrow splits on one ASCII byte other than NUL; [schema].delimiter may be any one
         # character (a fullwidth comma "，"), and a file so delimited is read by the
@@ -342,7 +347,7 @@ class ChunkReader:
 
     def close(self) -> None:
         if self._reference is not None:
-            self._reference.close()  # type: ignore[attr-defined]
+            self._reference.close()
 
 
 # --- writing -----------------------------------------------------------------------

@@ -222,7 +222,8 @@ class ColumnarCases:
                 if problems:
                     errors.append((row, problems))
                 else:
-                    rescued[int(i)] = rec  # type: ignore[assignment]
+                    assert rec is not None  # no problem: the reference made the record
+                    rescued[int(i)] = rec
         for row, values in chunk.odd:
             errors.append((row, self.reference.validate(row, values)[1]))
         errors.sort(key=lambda e: e[0])

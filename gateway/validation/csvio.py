@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -29,7 +29,7 @@ class CsvFormatError(Exception):
         self.code, self.message, self.row = code, message, row
 
 
-def _lines(buffered: io.BufferedReader, encoding: str, position: list[int]) -> Iterator[str]:
+def _lines(buffered: BinaryIO, encoding: str, position: list[int]) -> Iterator[str]:
     """Physical lines, decoded one by one so an encoding error has an exact row.
 
     Splitting bytes on LF is safe for both encodings: 0x0A never occurs inside a
@@ -51,15 +51,15 @@ def _lines(buffered: io.BufferedReader, encoding: str, position: list[int]) -> I
                                  position[0] + 1) from None
 
 
-def read_records(binary: BinaryIO, *, encoding: str, delimiter: str, start_row: int = -1,
-                 bom: bool = True) -> Iterator[tuple[int, list[str]]]:
+def read_records(binary: io.RawIOBase | io.BufferedIOBase, *, encoding: str, delimiter: str,
+                 start_row: int = -1, bom: bool = True) -> Generator[tuple[int, list[str]]]:
     """Yield (row, fields): row 0 is the header, then 1-based data rows.
 
     *start_row* is the row before the stream's first record (the columnar reader hands
     over mid-file); *bom* whether a UTF-8 BOM may open the stream.
     """
     buffered = binary if isinstance(binary, io.BufferedReader) else io.BufferedReader(
-        binary, buffer_size=256 * 1024)  # type: ignore[arg-type]
+        binary, buffer_size=256 * 1024)
     if bom and buffered.peek(3)[:3] == b"\xef\xbb\xbf":
         buffered.read(3)
         encoding = "utf-8"  # a UTF-8 BOM wins over the configured encoding
@@ -81,6 +81,12 @@ def read_records(binary: BinaryIO, *, encoding: str, delimiter: str, start_row: 
                 buffered.detach()  # keep the caller's stream open
 
 
+class BinaryWriter(Protocol):
+    """What :class:`TextSink` writes to: a SealWriter, a file."""
+
+    def write(self, data: Buffer, /) -> object: ...
+
+
 class TextSink:
     """Text -> UTF-8 bytes for a binary writer (a SealWriter), buffered.
 
@@ -88,7 +94,7 @@ class TextSink:
     per row and per role. Call :meth:`flush` before closing the writer below.
     """
 
-    def __init__(self, raw: object, buffer_bytes: int = 256 * 1024) -> None:
+    def __init__(self, raw: BinaryWriter, buffer_bytes: int = 256 * 1024) -> None:
         self._raw = raw
         self._parts: list[Buffer] = []
         self._size = 0
@@ -111,7 +117,7 @@ class TextSink:
         size = memoryview(b).nbytes
         if size >= min(self.DIRECT, self._limit):
             self.flush()
-            self._raw.write(b)  # type: ignore[attr-defined]
+            self._raw.write(b)
             return
         self._parts.append(b)
         self._size += size
@@ -120,7 +126,7 @@ class TextSink:
 
     def flush(self) -> None:
         if self._parts:
-            self._raw.write(b"".join(self._parts))  # type: ignore[attr-defined]
+            self._raw.write(b"".join(self._parts))
             self._parts.clear()
             self._size = 0
 
