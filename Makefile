@@ -15,6 +15,7 @@ DEMO_DIR ?= demo-run
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q --durations=15
 
 demo: system-deps $(STAMP)
@@ -23,6 +24,7 @@ demo: system-deps $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 venv: $(STAMP)
 
@@ -76,4 +78,4 @@ two-nodes: system-deps $(STAMP)
 		tests/integration/test_two_nodes.py -k exactly_once -o timeout=1200
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache
