@@ -40,6 +40,7 @@ from gateway.metrics import Metrics
 from gateway.progress import Progress
 from gateway.reports import deliver
 from gateway.retention import purge
+from gateway.retention.policy import State as ContractState
 from gateway.state import State, StateBusy
 from gateway.transfer.base import ZoneError
 from gateway.transfer.local import LocalZone
@@ -109,7 +110,7 @@ def purge_due(cfg: Config, *, timeout: float = 600.0,
     every pass purges what is due) and waiting for its certificates. Returns the reports
     and the pid the work was handed to (None: done here)."""
     with read_context(cfg) as view:
-        due = [d for d in purge.decisions(view) if d.state is purge.State.PURGE_DUE]
+        due = [d for d in purge.decisions(view) if d.state is ContractState.PURGE_DUE]
     handed_to: int | None = None
     deadline = time.monotonic() + timeout
     while due:
@@ -150,7 +151,7 @@ def observe(ctx: Context) -> None:
     ctx.metrics.pending_deliveries.set(len(ctx.ledger.pending_deliveries()))
     ctx.metrics.leases_held.set(ctx.ledger.leases_held(ctx.node))
     due = {d.agency: dt.datetime.combine(d.deadline, dt.time(), tzinfo=ctx.cfg.gateway.tz)
-           for d in purge.decisions(ctx) if d.state is not purge.State.PURGED}
+           for d in purge.decisions(ctx) if d.state is not ContractState.PURGED}
     gauge = ctx.metrics.purge_deadline
     for agency, midnight in due.items():  # set, then drop the purged: a scrape in between
         gauge.labels(agency=agency).set(midnight.timestamp())  # never sees the family empty

@@ -86,7 +86,7 @@ def report(
     (self-contained, printable) and .json, clear-signed by the gateway. No personal data."""
     from gateway.crypto.service import Crypto
     from gateway.ledger import utcnow
-    from gateway.reports.deliver import build
+    from gateway.reports.deliver import Sources, build
     from gateway.reports.figures import check_month
     from gateway.state import write_private
 
@@ -102,7 +102,7 @@ def report(
         raise UsageError(f"--out: {out_dir} is not a directory")
     # signs as the gateway: run as the gateway's user
     with open_ledger(cfg) as ledger, Crypto.start(cfg) as crypto:
-        page, signed = build(cfg, ledger, audit_log(cfg), crypto, agency, month, utcnow())
+        page, signed = build(Sources(cfg, ledger, audit_log(cfg), crypto), agency, month, utcnow())
     for data, ext in ((page, "html"), (signed, "json")):
         path = out_dir / f"report.{agency}.{month}.{ext}"
         write_private(path, data)  # a fresh temporary name, never a planted link's target

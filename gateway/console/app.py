@@ -222,7 +222,8 @@ def create_app(cfg: Config, **kwargs: Any) -> Starlette:
 # --- sessions ----------------------------------------------------------------------------
 
 def _console(request: Request) -> Console:
-    return request.app.state.console  # type: ignore[no-any-return]
+    console: Console = request.app.state.console  # Starlette's app state holds Any
+    return console
 
 
 def _address(request: Request) -> str | None:

@@ -3,7 +3,7 @@ neither), only shapes with fill colours and text — readable printed, too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from markupsafe import Markup
@@ -11,7 +11,7 @@ from markupsafe import Markup
 PALETTE = ("#a3201b", "#d9822b", "#6b4fa3", "#2b6cb0", "#b83280", "#4a5568", "#2f855a")
 
 
-def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[int]], *, title: str,
+def stacked_bars(labels: Sequence[str], series: Mapping[str, Sequence[int]], *, title: str,
                  width: int = 900, height: int = 260) -> Markup:
     """One bar per label, one coloured part per series, a legend and a y scale."""
     left, bottom, top, right = 40, 40, 30, 10
@@ -28,7 +28,7 @@ def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[int]], *, tit
              f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" font-size="11">0</text>']
     for i, label in enumerate(labels):
         x = left + i * step + (step - bar) / 2
-        y = top + plot_h
+        y: float = top + plot_h
         for k, (name, values) in enumerate(series.items()):
             h = plot_h * values[i] / peak
             if h:

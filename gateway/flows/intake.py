@@ -20,7 +20,6 @@ import collections
 import datetime as dt
 import secrets
 from pathlib import Path
-from typing import BinaryIO
 
 import structlog
 
@@ -40,6 +39,7 @@ from gateway.flows.receipts import Receipt
 from gateway.ledger import ClaimOutcome, ReceiptRow
 from gateway.names import file_fields, name_fields
 from gateway.state import copy_hashed
+from gateway.streams import Readable
 from gateway.transfer.base import (
     Entry,
     FileChanged,
@@ -175,7 +175,7 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry) -> Outcome:
         return guarded(ctx, arrival) if keep else guarded(ctx, arrival, reject_unencrypted)
 
 
-def _copy_if_encrypted(src: BinaryIO, tmp: Path | None) -> tuple[str, int, bool]:
+def _copy_if_encrypted(src: Readable, tmp: Path | None) -> tuple[str, int, bool]:
     """Hash *src*, copying it to *tmp* only if it starts as an encrypted message; returns
     (SHA-256, size, copied)."""
     head = src.read(HEAD)
