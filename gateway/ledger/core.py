@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import keywords
@@ -75,6 +76,10 @@ class Core:
                 yield s
         except OperationalError as exc:
             raise LedgerError(f"ledger {self.where}: {_reason(exc)}") from exc
+        except PoolTimeout as exc:  # every pooled connection busy: the console's pages run
+            # on many worker threads at once; the page says so rather than failing with a 500
+            raise LedgerError(f"ledger {self.where}: no free connection in the pool "
+                              f"({_reason(exc)})") from exc
         finally:
             s.close()
 
