@@ -13,6 +13,7 @@ appear above the bar instead of tearing it.
 from __future__ import annotations
 
 import time
+from typing import TextIO, cast
 
 from rich.console import Console
 from rich.progress import (
@@ -149,9 +150,10 @@ class TerminalProgress(Progress):
             self._bar.stop()
             self._started = False
 
-    def log_stream(self) -> _ConsoleStream:
-        """Where the run's log lines go while the bar is shown: above it."""
-        return _ConsoleStream(self.console)
+    def log_stream(self) -> TextIO:
+        """Where the run's log lines go while the bar is shown: above it. (structlog types
+        its PrintLogger's file as TextIO; it calls write, flush and isatty, all here.)"""
+        return cast(TextIO, _ConsoleStream(self.console))
 
 
 class _ConsoleStream:

@@ -47,7 +47,11 @@ def audit_verify(
 
     # the bank verifies with no config: a file, its checkpoint copies and the public key
     cfg = load(config) if file is None or (checkpoints is not None and not key) else None
-    path = file or audit_log(cfg).path  # type: ignore[arg-type]
+    if file is not None:
+        path = file
+    else:
+        assert cfg is not None  # loaded whenever no file is given
+        path = audit_log(cfg).path
     folder = checkpoints or (checkpoint.directory(cfg.gateway.state_dir) if cfg else None)
     if folder is None or not folder.is_dir():
         if checkpoints is not None:
@@ -60,7 +64,11 @@ def audit_verify(
         out.print(f"audit log {path}: {result.entries} entries, chain intact, last hash "
                   f"{result.last_hash} (no checkpoints to compare with)", markup=False)
         return
-    key_files = list(key) if key else [cfg.gateway.secret_key, *cfg.gateway.previous_secret_keys]  # type: ignore[union-attr]
+    if key:
+        key_files = list(key)
+    else:
+        assert cfg is not None  # loaded whenever checkpoints are checked without --key
+        key_files = [cfg.gateway.secret_key, *cfg.gateway.previous_secret_keys]
     running = runner_active(cfg.gateway.state_dir) if cfg else False
     with signature_checker(key_files, secret=not key) as opener:
         report = checkpoint.check(path, folder, opener, writer_running=running)

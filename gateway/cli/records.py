@@ -6,7 +6,7 @@ only asked for and printed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -44,14 +44,15 @@ def batches(
     from gateway import queries
 
     with open_ledger(load(config)) as ledger:
-        if batch is None:
-            files = queries.case_files(ledger, limit)
-        elif (detail := queries.batch_detail(ledger, batch)) is None:
-            raise GatewayError(f"no accepted batch {batch!r} (see 'gateway batches')")
+        files = queries.case_files(ledger, limit) if batch is None else []
+        detail = None if batch is None else queries.batch_detail(ledger, batch)
     if batch is None:
         render(files, as_json, lambda: _print_case_files(files))
+    elif detail is None:
+        raise GatewayError(f"no accepted batch {batch!r} (see 'gateway batches')")
     else:
-        render(detail, as_json, lambda: _print_batch(detail))
+        shown = detail
+        render(shown, as_json, lambda: _print_batch(shown))
 
 
 def _print_case_files(files: list[queries.CaseFile]) -> None:
@@ -147,7 +148,7 @@ def retention_status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = Fals
 
     with daemon.read_context(load(config)) as ctx:
         holdings = purge.status(ctx)
-    rows = [{"contract_id": h.decision.contract_id, "agency": h.decision.agency,
+    rows: list[dict[str, Any]] = [{"contract_id": h.decision.contract_id, "agency": h.decision.agency,
              "state": h.decision.state.value, "effective_end": h.decision.effective_end.isoformat(),
              "deadline": h.decision.deadline.isoformat(), "days_left": h.decision.days_left,
              "files": h.files, "bytes": h.bytes, "cases": h.cases, "certificate": h.certificate,
@@ -194,7 +195,7 @@ def retention_run(
                 bar.close()
     if handed_to and not as_json:
         out.print(f"the running gateway (pid {handed_to}) was asked to purge now; it did:")
-    data = [{"contract_id": r.decision.contract_id, "agency": r.decision.agency,
+    data: list[dict[str, Any]] = [{"contract_id": r.decision.contract_id, "agency": r.decision.agency,
              "deadline": r.decision.deadline.isoformat(), "late": r.decision.late,
              "dry_run": r.dry_run, "cases": r.cases, "certificate": r.certificate,
              "objects": [{"zone": o.location, "name": o.name, "size": o.size, "sha256": o.sha256}

@@ -8,7 +8,7 @@ import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -51,7 +51,8 @@ def _new_password(from_stdin: bool) -> str:
         return line[:-1] if line.endswith("\n") else line
     if not sys.stdin.isatty():
         raise UsageError("no terminal to ask for the password on: use --password-stdin")
-    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
 def _show_enrolment(enrolment: Enrolment) -> None:
@@ -117,7 +118,7 @@ def users_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> 
     def when(t: dt.datetime | None) -> str | None:
         return t.astimezone(cfg.gateway.tz).isoformat(timespec="seconds") if t else None
 
-    items = [{"name": a.name, "role": a.role, "state": a.state, "failures": a.failures,
+    items: list[dict[str, Any]] = [{"name": a.name, "role": a.role, "state": a.state, "failures": a.failures,
               "locked_until": when(a.locked_until), "last_login": when(a.last_login),
               "created": when(a.created)} for a in found]
 

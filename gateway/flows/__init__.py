@@ -72,7 +72,7 @@ class Services:
     def close_zones(self) -> None:
         for zone in self.zones.values():
             with contextlib.suppress(Exception):
-                zone.close()  # type: ignore[attr-defined]  # remote zones hold a connection
+                zone.close()
 
     @property
     def node(self) -> str:

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from gateway import keywords
 from gateway.ledger.core import Core, _assign, _aware, _rowcount
 from gateway.ledger.schema import (
-    Arrival,
     BatchRow,
     CaseRow,
     Claim,
@@ -21,6 +20,7 @@ from gateway.ledger.schema import (
     DeliveryRow,
     FileEnd,
     FileRow,
+    FileSeen,
     FileStatus,
     LeaseLost,
     LeaseRow,
@@ -32,9 +32,9 @@ from gateway.names import display_name
 
 class ClaimStore(Core):
     def claim_file(self, *, owner: str, lease_seconds: int = 600,
-                   **arrival: Unpack[Arrival]) -> Claim:
+                   **arrival: Unpack[FileSeen]) -> Claim:
         """Take a file content for processing, exactly once across workers and restarts."""
-        keywords.check(arrival, Arrival)
+        keywords.check(arrival, FileSeen)
         sha256 = arrival["sha256"]
         try:
             with self.session() as s:

@@ -344,7 +344,7 @@ class ClaimOutcome(StrEnum):
     RESUMED = "resumed"  # a previous attempt died (lease expired); this caller takes over
 
 
-class _Arrival(TypedDict):
+class _FileSeen(TypedDict):
     sha256: str
     kind: str  # case_file | results
     zone: str
@@ -352,7 +352,7 @@ class _Arrival(TypedDict):
     size: int
 
 
-class Arrival(_Arrival, total=False):
+class FileSeen(_FileSeen, total=False):
     """A file content as it arrived, to be claimed: its :class:`FileRow`'s first columns."""
 
     agency_code: str | None  # the sender, for results

@@ -148,6 +148,10 @@ class Zone(Protocol):
 
     def stat(self, name: str) -> Entry | None: ...
 
+    def close(self) -> None:
+        """Let go of what the zone holds open (an SFTP connection); it reopens when used."""
+        ...
+
 
 def iter_chunks(src: Readable, size: int = 256 * 1024) -> Iterator[bytes]:
     while chunk := src.read(size):

@@ -190,6 +190,9 @@ class LocalZone:
         observer.start()
         return observer
 
+    def close(self) -> None:
+        """A directory holds nothing open between calls."""
+
     def remove(self, name: str) -> None:
         try:
             self._p(name).unlink()

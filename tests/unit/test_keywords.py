@@ -12,9 +12,9 @@ from gateway import keywords
 from gateway.ledger import (
     AccountChange,
     AccountRow,
-    Arrival,
     FileEnd,
     FileRow,
+    FileSeen,
     ReceiptProgress,
     ReceiptRow,
     ResultsEnd,
@@ -22,7 +22,7 @@ from gateway.ledger import (
 from gateway.retention.policy import decide
 
 
-@pytest.mark.parametrize(("typed", "row"), [(Arrival, FileRow), (FileEnd, FileRow),
+@pytest.mark.parametrize(("typed", "row"), [(FileSeen, FileRow), (FileEnd, FileRow),
                                             (ReceiptProgress, ReceiptRow),
                                             (AccountChange, AccountRow)])
 def test_the_ledgers_keywords_name_columns_of_their_row(typed, row):
@@ -34,10 +34,10 @@ def test_results_end_is_the_files_end_and_its_flags():
 
 
 def test_optional_keys_are_optional_and_the_rest_required():
-    keywords.check({"sha256": "a", "kind": "k", "zone": "z", "name": "n", "size": 1}, Arrival)
+    keywords.check({"sha256": "a", "kind": "k", "zone": "z", "name": "n", "size": 1}, FileSeen)
     keywords.check({}, FileEnd)
     with pytest.raises(TypeError, match=r"missing keyword argument.* size"):
-        keywords.check({"sha256": "a", "kind": "k", "zone": "z", "name": "n"}, Arrival)
+        keywords.check({"sha256": "a", "kind": "k", "zone": "z", "name": "n"}, FileSeen)
 
 
 def test_a_misspelled_keyword_is_refused():
