@@ -515,8 +515,8 @@ class AccountView:
 
 def account_state(row: AccountRow, now: dt.datetime) -> str:
     """What a login to the account would meet at *now*. Disabled comes first: a lock that
-    runs out does not enable an account, only a reset does. (The console's login and
-    session checks in ``gateway.console.auth`` apply the same rule.)"""
+    runs out does not enable an account, only a reset does. The console's login and
+    session checks (``gateway.console.auth``) ask this too."""
     if row.disabled:
         return "disabled"
     return "locked" if row.locked_until is not None and row.locked_until > now else "active"

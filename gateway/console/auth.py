@@ -33,6 +33,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gateway.audit import AuditLog
 from gateway.errors import UsageError
 from gateway.ledger import AccountRow, Ledger, utcnow
+from gateway.queries import account_state
 
 ROLES = ("auditor", "operator")
 MIN_PASSWORD = 12
@@ -144,10 +145,8 @@ class Accounts:
         password_ok = self._verify(row.password_hash if row else _DECOY, password)
         if row is None:
             return self._refuse(None, "unknown_account", address)
-        if row.disabled:
-            return self._refuse(row, "disabled", address)
-        if row.locked_until is not None and now < row.locked_until:
-            return self._refuse(row, "locked", address)
+        if (state := account_state(row, now)) != "active":
+            return self._refuse(row, state, address)
         step = _matching_step(row.totp_secret, code, now) if password_ok else None
         if not password_ok or step is None:
             return self._fail(row, now, "password" if not password_ok else "code", address)
@@ -188,10 +187,7 @@ class Accounts:
         """The account a session speaks for, if it still may: it exists, is not disabled
         or locked, and was not logged out, reset or disabled since the session began."""
         row = self.ledger.account(session.account)
-        if row is None or row.disabled:
-            return None
-        now = self.now()
-        if row.locked_until is not None and now < row.locked_until:
+        if row is None or account_state(row, self.now()) != "active":
             return None
         if row.sessions_from is not None and session.begun <= row.sessions_from.timestamp():
             return None
