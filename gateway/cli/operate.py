@@ -95,10 +95,7 @@ def run_cmd(
         finally:
             ctx.run.progress.close()
         summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
-        failed = [str(e) for e in ctx.run.zone_errors.values()] + [
-            f"{part} failed ({type(e).__name__}: {e}); the rest of the pass went on"
-            for part, e in ctx.run.part_errors.items()]
-        if failed:  # one line: what failed, and what was done all the same
+        if failed := ctx.run.failures():  # one line: what failed, and what was done all the same
             raise GatewayError("; ".join(failed) + (f" (done: {summary})" if summary else ""))
         err.print(f"done: {summary or 'nothing pending'}")
 

@@ -99,6 +99,12 @@ class Run:
     guard: Guard = field(default=unguarded)
     progress: Progress = field(default_factory=Progress)  # a bar on a terminal; else silent
 
+    def failures(self) -> list[str]:
+        """What failed this pass, a phrase each, for a person (``run --once``'s last line)."""
+        return [str(e) for e in self.zone_errors.values()] + [
+            f"{part} failed ({type(e).__name__}: {e}); the rest of the pass went on"
+            for part, e in self.part_errors.items()]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Context(Services):
