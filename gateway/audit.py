@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from gateway import identifiers
 from gateway.errors import AuditError
 
 GENESIS = "0" * 64
@@ -90,7 +91,7 @@ def _codes(value: Any) -> Any:
     return [check(v) for v in value]
 
 
-_SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
+_SAFE_NAME = identifiers.FILE_NAME
 _HEX64 = r"[0-9a-f]{64}"
 FIELDS: dict[str, Callable[[Any], Any]] = {
     "file": _pattern(_SAFE_NAME, "a file name of [A-Za-z0-9._-]"),
@@ -100,10 +101,10 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "config_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
     "zone": _pattern(r"[A-Za-z0-9_.\[\]-]{1,80}", "a zone key path"),
     "key": _pattern(r"[A-Za-z0-9_.\[\]-]{1,120}", "a config key path"),
-    "batch_id": _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "a batch id"),
-    "agency": _pattern(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", "an agency code"),
-    "role": _pattern(r"[a-z][a-z0-9_]{0,31}", "a role name"),
-    "contract_id": _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "a contract id"),
+    "batch_id": _pattern(identifiers.BATCH_ID, "a batch id"),
+    "agency": _pattern(identifiers.AGENCY_CODE, "an agency code"),
+    "role": _pattern(identifiers.ROLE, "a role name"),
+    "contract_id": _pattern(identifiers.CONTRACT_ID, "a contract id"),
     "fingerprint": _pattern(r"[0-9A-F]{40}|[0-9A-F]{64}", "an upper-case key fingerprint"),
     "signer": _pattern(r"[0-9A-F]{40}|[0-9A-F]{64}", "an upper-case key fingerprint"),
     "code": _pattern(r"E_[A-Z0-9_]{1,40}", "an error code"),
@@ -116,7 +117,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "neutralised": _count, "covers_seq": _count,
     "late": _flag, "dry_run": _flag,
     "date": _pattern(r"\d{4}-\d{2}-\d{2}", "an ISO date"),
-    "node": _pattern(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}", "a host name"),
+    "node": _pattern(identifiers.NODE, "a host name"),
     "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
     "account": _pattern(r"[a-z][a-z0-9._-]{0,31}", "a console account name"),
     "page": _pattern(r"[a-z_]{1,32}", "a console page name"),

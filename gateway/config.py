@@ -32,13 +32,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from gateway import identifiers
 from gateway.errors import ConfigError
 from gateway.masking import Rule, rule_problem
 from gateway.validation.schema import CASE_FIELDS
 
 MAX_PURGE_AFTER_DAYS = 30
-AGENCY_CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"  # appears in file names: no dots
-ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+AGENCY_CODE_RE = f"^{identifiers.AGENCY_CODE}$"  # appears in file names: no dots
+ROLE_NAME_RE = identifiers.full(identifiers.ROLE)
 _HOSTKEY_TYPES = {"ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "ssh-rsa", "rsa-sha2-256", "rsa-sha2-512"}
 
@@ -241,7 +242,7 @@ class SchemaSection(_Model):
 
 
 class Contract(_Model):
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    id: str = Field(pattern=f"^{identifiers.CONTRACT_ID}$")
     start: dt.date
     end: dt.date
     terminated_on: dt.date | None = None

@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TypedDict, Unpack
 
-from gateway import keywords
+from gateway import identifiers, keywords
 from gateway.crypto import _gpg
 from gateway.errors import GatewayError, KeyPolicyError
 
@@ -268,7 +268,7 @@ ALGORITHMS = {
     "rsa3072": ("rsa3072", "rsa3072"),
     "rsa4096": ("rsa4096", "rsa4096"),
 }
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME_RE = identifiers.full(identifiers.KEY_NAME)
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ def generate(name: str, email: str, out_dir: Path, **options: Unpack[KeyOptions]
     algorithm, expire = options.get("algorithm", "ed25519"), options.get("expire", "2y")
     passphrase, faked_time = options.get("passphrase"), options.get("faked_time")
     if not _NAME_RE.match(name):
-        raise KeyPolicyError(f"key name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
+        raise KeyPolicyError(f"key name {name!r} must match {identifiers.KEY_NAME}")
     if algorithm not in ALGORITHMS:
         raise KeyPolicyError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
     if not re.fullmatch(r"[^<>\s@]+@[^<>\s@]+", email):

@@ -159,7 +159,7 @@ def _read_file(ctx: Context, arrival: Arrival, staging: Path) -> _Reading | Reje
     m = NAME_RE.fullmatch(arrival.name)
     if not m:
         return Rejection.of_file("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
-                                 ".csv.asc) with batch_id [A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+                                 f".csv.asc) with batch_id {identifiers.BATCH_ID}")
     batch_id = m.group("batch")
     if ctx.ledger.batch(batch_id) is not None:
         return Rejection.of_file("E_BATCH_EXISTS", f"batch {batch_id} was already accepted "
