@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,15 +51,26 @@ class State:
 
 
 class AuditIndex:
+    """The index, safe to share between the console's worker threads.
+
+    It keeps one SQLite connection, which any thread may use (``check_same_thread=False``)
+    but whose transactions are not per thread: two refreshes at once would begin a
+    transaction inside the other's ("cannot start a transaction within a transaction")
+    and read each other's half-indexed rows — an intact chain recorded as broken. So one
+    call at a time holds the connection; an export's entries take it for each slice only,
+    so a long export lets the other pages in between."""
+
     def __init__(self, log_path: Path, index_path: Path) -> None:
         self.log_path, self.path = Path(log_path), Path(index_path)
+        self._lock = threading.RLock()
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost tail is re-read
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
 
     # --- keeping up with the log ----------------------------------------------------------
 
@@ -73,6 +85,10 @@ class AuditIndex:
 
     def refresh(self) -> State:
         """Index what was appended since the last call (everything, the first time)."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> State:
         if not self.log_path.exists():
             self._reset()
             return self.state()
@@ -141,21 +157,24 @@ class AuditIndex:
         self.db.execute("COMMIT")
 
     def state(self) -> State:
-        broken = self._meta("broken_seq")
-        return State(int(self._meta("seq", "0")), int(broken) if broken else None,
-                     self._meta("problem"))
+        with self._lock:
+            broken = self._meta("broken_seq")
+            return State(int(self._meta("seq", "0")), int(broken) if broken else None,
+                         self._meta("problem"))
 
     # --- queries ---------------------------------------------------------------------------
 
     def page(self, flt: Filter, *, before: int | None = None, size: int = 50) -> Page:
         """What :func:`audit.page` gives, from the index: newest first, older than *before*."""
         where, params = _where(flt)
-        matching = self.db.execute(f"SELECT count(*) FROM entries WHERE {where}", params).fetchone()[0]  # noqa: S608
-        if before is not None:
-            where, params = f"{where} AND seq < ?", [*params, before]
-        found = self.db.execute(
-            f"SELECT seq, offset, length, hash FROM entries WHERE {where} "  # noqa: S608
-            "ORDER BY seq DESC LIMIT ?", [*params, size + 1]).fetchall()
+        with self._lock:
+            matching = self.db.execute(f"SELECT count(*) FROM entries WHERE {where}",  # noqa: S608
+                                       params).fetchone()[0]
+            if before is not None:
+                where, params = f"{where} AND seq < ?", [*params, before]
+            found = self.db.execute(
+                f"SELECT seq, offset, length, hash FROM entries WHERE {where} "  # noqa: S608
+                "ORDER BY seq DESC LIMIT ?", [*params, size + 1]).fetchall()
         with self.log_path.open("rb") as fh:
             rows = [_read(fh, offset, length, digest, seq)
                     for seq, offset, length, digest in found[:size]]
@@ -166,9 +185,10 @@ class AuditIndex:
         where, params = _where(flt)
         last = 0
         while True:  # in slices: memory stays flat however many entries match
-            found = self.db.execute(
-                f"SELECT seq, offset, length, hash FROM entries WHERE {where} AND seq > ? "  # noqa: S608
-                "ORDER BY seq LIMIT 1000", [*params, last]).fetchall()
+            with self._lock:
+                found = self.db.execute(
+                    f"SELECT seq, offset, length, hash FROM entries WHERE {where} AND seq > ? "  # noqa: S608
+                    "ORDER BY seq LIMIT 1000", [*params, last]).fetchall()
             if not found:
                 return
             with self.log_path.open("rb") as fh:  # once per slice, not once per entry

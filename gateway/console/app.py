@@ -19,19 +19,15 @@ form on the loop and hands the rest to :func:`run_in_threadpool`.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import functools
 import heapq
-import io
 import ipaddress
-import json
 import re
-import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jinja2
 import structlog
@@ -47,15 +43,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from gateway import audit, queries
-from gateway.audit_index import AuditIndex, State
 from gateway.config import Config
-from gateway.console import proxy, startup
+from gateway.console import export, proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import AccountRow, utcnow
 from gateway.reports.figures import check_month, figures, previous_month
 from gateway.reports.render import as_html
-from gateway.validation.csvio import neutralise
 
 log = structlog.get_logger("gateway.console")
 HERE = Path(__file__).resolve().parent
@@ -66,65 +60,14 @@ PAGE_SIZE = 50
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 FILTERS = ("event", "agency", "actor", "file", "batch_id", "since", "until")
-EXPORT_COLUMNS = ("seq", "ts", "event", "actor", "agency", "role", "zone", "file", "batch_id",
-                  "contract_id", "status", "reason", "records", "accepted", "rejected", "count",
-                  "account", "page")
-
-T = TypeVar("T")
-
-
-class SharedIndex:
-    """The audit index for every worker thread, one call at a time.
-
-    :class:`AuditIndex` keeps one SQLite connection that any thread may use
-    (``check_same_thread=False``) but whose transactions are not per thread: two
-    refreshes at once begin a transaction inside the other's ("cannot start a
-    transaction within a transaction", a 500) and read each other's half-indexed rows:
-    the index then recorded an intact chain as broken ("sequence number is 3, expected 4").
-    An export's entries take the lock for each step only, so a long export lets the
-    other pages in between its slices."""
-
-    def __init__(self, index: AuditIndex) -> None:
-        self._index = index
-        self._lock = threading.Lock()
-
-    def refresh(self) -> State:
-        with self._lock:
-            return self._index.refresh()
-
-    def state(self) -> State:
-        with self._lock:
-            return self._index.state()
-
-    def page(self, flt: audit.Filter, *, before: int | None = None, size: int = 50) -> audit.Page:
-        with self._lock:
-            return self._index.page(flt, before=before, size=size)
-
-    def entries(self, flt: audit.Filter) -> Iterator[dict[str, Any]]:
-        return self._stepwise(self._index.entries(flt))
-
-    def _stepwise(self, items: Iterator[T]) -> Iterator[T]:
-        """*items*, each step under the lock: the index's generator queries the database
-        inside ``next``, on whichever worker thread Starlette iterates it."""
-        while True:
-            with self._lock:
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
-            yield item
-
-    def close(self) -> None:
-        with self._lock:
-            self._index.close()
 
 
 class Console:
     """What the routes share: the config, the ledger, the audit log, accounts, signer.
 
     Safe to share between threads: the ledger opens a session (a connection of its
-    pool) per call, the audit log a descriptor per append, and the audit index is
-    behind :class:`SharedIndex`."""
+    pool) per call, the audit log a descriptor per append, and the audit index takes
+    one call at a time (:class:`~gateway.audit_index.AuditIndex`)."""
 
     def __init__(self, cfg: Config, *, now: Callable[[], dt.datetime] = utcnow,
                  signer: Signer | None = None) -> None:
@@ -133,7 +76,7 @@ class Console:
         self.ledger = startup.open_ledger(cfg)
         self.log = audit.AuditLog(cfg.gateway.state_dir / "audit", actor="console")
         try:
-            self.index = SharedIndex(startup.open_index(cfg, self.log.path))
+            self.index = startup.open_index(cfg, self.log.path)
         except GatewayError:
             self.ledger.close()
             raise
@@ -430,35 +373,8 @@ def audit_export(c: Console, request: Request, _session: Session, row: AccountRo
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
     # A plain iterator: Starlette reads it on a worker thread, so a long export of the log
     # (file reads, index queries) never holds up the other pages.
-    return StreamingResponse(_lines(c.entries(flt), fmt), media_type=media, headers={
+    return StreamingResponse(export.lines(c.entries(flt), fmt), media_type=media, headers={
         "Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'})
-
-
-def _lines(entries: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:
-    """The filtered log, a few hundred entries at a time (memory stays flat)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    if fmt == "csv":
-        writer.writerow(EXPORT_COLUMNS)
-    for n, e in enumerate(entries, start=1):
-        if fmt == "csv":
-            # a spreadsheet runs a cell that starts with = + - @ (an actor or zone such as
-            # "-2-3"): neutralised as in every CSV the gateway writes (SPEC §15)
-            writer.writerow([neutralise(_cell(e.get(k))) for k in EXPORT_COLUMNS])
-        else:
-            buf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
-        if n % 500 == 0:
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode()
-
-
-def _cell(value: Any) -> str:
-    """A CSV cell's text: a list of codes joined with ``;``."""
-    if value is None:
-        return ""
-    return ";".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 @signed_in
