@@ -54,7 +54,8 @@ log = structlog.get_logger("gateway.intake")
 SIGNATURE_CODES = frozenset({E_UNSIGNED, E_BAD_SIGNATURE, E_UNKNOWN_SIGNER, E_REVOKED_OR_EXPIRED})
 # How often one file is checked again because another node committed first. Each retry
 # means another node committed a conflicting batch in the seconds this one was read; a
-# file still in conflict after this many is left claimed and tried on the next pass.
+# file still in conflict after this many stays claimed and is taken again next pass
+# (only this file waits: a conflict is not a ledger failure that stops the pass).
 MAX_CONFLICTS = 5
 
 
@@ -71,10 +72,11 @@ class Outcome(enum.StrEnum):
     BUSY = "busy"
     NOT_READY = "not_ready"
     LEASE_LOST = "lease_lost"
+    CONFLICT = "conflict"  # other nodes' commits kept getting in first: next pass
 
     @property
     def final(self) -> bool:
-        return self not in (Outcome.BUSY, Outcome.NOT_READY, Outcome.LEASE_LOST)
+        return self not in (Outcome.BUSY, Outcome.NOT_READY, Outcome.LEASE_LOST, Outcome.CONFLICT)
 
 
 @dataclass(frozen=True)
@@ -189,8 +191,12 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
         except CommitConflict as exc:  # another node's commit took a case id or a name
             log.info("file.conflict", kind=arrival.channel.kind, file_id=arrival.id,
                      reason=str(exc))
-    raise CommitConflict(f"file {arrival.id} was in conflict with another node's commit "
-                         f"{MAX_CONFLICTS} times; it stays claimed for the next pass")
+        except BaseException:  # no gpg writer outlives a commit that failed
+            reading.abort()
+            raise
+    log.warning("file.conflict_again", kind=arrival.channel.kind, file_id=arrival.id,
+                attempts=MAX_CONFLICTS)
+    return Outcome.CONFLICT
 
 
 def guarded(ctx: Context, arrival: Arrival,
@@ -206,12 +212,14 @@ def guarded(ctx: Context, arrival: Arrival,
 
 def commit_with_receipt(ctx: Context, arrival: Arrival, receipt: Receipt,
            record: Callable[[ReceiptRow], None]) -> None:
-    """Seal *receipt* into staging, then *record* the commit with its row; the staged
-    receipt is dropped again if the commit does not happen."""
+    """Seal *receipt* into staging, then *record* the commit with its row. The staged
+    receipt is dropped again only on a conflict, which is certain to have rolled back:
+    after any other failure (a connection lost during COMMIT) the commit may have landed,
+    and its receipt must still be there for the outbox to send."""
     staged = stage_receipt(ctx, arrival.channel, f"{arrival.id}-{secrets.token_hex(4)}", receipt)
     try:
         record(arrival.receipt_row(staged, receipt.status, ctx.now()))
-    except BaseException:
+    except CommitConflict:
         (ctx.state.staging_root / "receipts" / staged).unlink(missing_ok=True)
         raise
 

@@ -214,8 +214,8 @@ def _rows(ctx: Context, batch: _Batch, reader: chunks.ChunkReader, header: Heade
     Arrow, SQLite or a pipe write, which run without the GIL, so two cores share them."""
     engine = ColumnarCases(ctx.cfg, header, ctx.today())
     sealer = Stage("seal", lambda item: _seal(ctx, batch, header, out, item))
-    stager = Stage("stage", lambda checked: _stage(ctx, batch.file_id, _Staging(
-        ctx.cfg, header, sealer), checked, out))
+    staging = _Staging(ctx.cfg, header, sealer)
+    stager = Stage("stage", lambda checked: _stage(ctx, batch.file_id, staging, checked, out))
     try:
         for chunk in reader.chunks(len(header.fields)):
             out.records += chunk.records

@@ -333,6 +333,39 @@ def test_one_file_that_fails_unexpectedly_holds_back_no_other(site, monkeypatch)
 
 
 
+
+def test_a_file_that_keeps_meeting_conflicts_waits_alone(site, monkeypatch):
+    """Other nodes' commits getting in first, again and again: after a bounded number of
+    tries the file waits for the next pass, still claimed; the pass is not failed (a
+    conflict is not a ledger failure), its staged receipts are gone, and the next pass
+    answers the file once."""
+    from gateway import daemon
+    from gateway.flows import arrival, results
+    from gateway.ledger import CommitConflict
+
+    ag1 = [r["case_id"] for r in site.records if r["agency_code"] == "AG001"]
+    real, tries = results.FLOW, []
+
+    def taken_first(_row):
+        raise CommitConflict("another node's commit took a case id first")
+
+    def commit(ctx, file, reading, staging):
+        tries.append(file.name)
+        receipt = arrival.Receipt(file=file.name, sha256=file.sha256,
+                                  received_at=file.received_at, status="accepted")
+        arrival.commit_with_receipt(ctx, file, receipt, taken_first)
+
+    monkeypatch.setattr(results, "FLOW", dataclasses.replace(real, commit=commit))
+    site.upload("AG001", "r1.csv.pgp", results_csv([ag1[0]]))
+    with daemon.open_context(site.cfg()) as ctx:
+        assert daemon.run_once(ctx) == {"conflict": 1}
+        assert ctx.run.part_errors == {} and ctx.run.failures() == []
+        assert tries == ["r1.csv.pgp"] * arrival.MAX_CONFLICTS
+        assert list((ctx.state.staging_root / "receipts").iterdir()) == []
+        monkeypatch.setattr(results, "FLOW", real)
+        assert daemon.run_once(ctx) == {"accepted": 1}
+    assert len(site.agency_receipts("AG001")) == 1
+
 def test_a_delivery_that_always_fails_holds_back_no_other_wherever_the_outbox_runs(site):
     """A pending delivery the outbox cannot handle (its zone no longer configured): the
     daemon's outbox and the batch flow's own call after its commit both pass it by; the new

@@ -86,3 +86,26 @@ def test_a_disabled_or_locked_account_answers_as_slowly_as_an_unknown_name(accou
     unknown = median_seconds("nobody")
     for name in ("dora", "lena"):
         assert median_seconds(name) > unknown / 2, name
+
+
+def test_guesses_side_by_side_meet_the_same_lockout(tmp_path):
+    """The console checks logins on worker threads: twelve wrong passwords sent at once
+    are still refused from the sixth on as "locked" (each login reads the account's
+    failures before its Argon2 check), and the right password during the lock fails."""
+    import concurrent.futures
+
+    import pyotp
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'gateway.db'}")
+    accts = Accounts(ledger, AuditLog(tmp_path / "audit", actor="console"), now=Clock())
+    secret = accts.add("mara", "auditor", PASSWORD).secret
+    try:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(lambda _: accts.login("mara", "a wrong guess", "000000"),
+                                    range(12)))
+        reasons = sorted(r.reason for r in results)
+        assert reasons == ["locked"] * (12 - MAX_FAILURES) + ["password"] * MAX_FAILURES
+        code = pyotp.TOTP(secret).at(Clock()())
+        assert accts.login("mara", PASSWORD, code).reason == "locked"
+    finally:
+        ledger.close()
