@@ -166,12 +166,18 @@ R = TypeVar("R", bound=Reading)
 
 @dataclass(frozen=True)
 class Flow(Generic[R]):
-    """What differs between channels. *read* takes the archived file into *staging* and
-    returns its reading — or a rejection, having aborted whatever it had opened; *commit*
-    records the reading's end state in one ledger transaction (raising
-    :class:`CommitConflict` if another node's commit got in first) and says how it ended."""
+    """What differs between channels, in the order the driver calls it:
 
-    read: Callable[[Context, Arrival, Path], R | Rejection]
+    - *begin*: what the name alone decides — a rejection, or an empty reading;
+    - *read*: the archived file decrypted into the reading, its output sealed into
+      *staging* (the driver aborts the reading's gpg writers if this raises);
+    - *verdict*: the file refused whole after reading, or None;
+    - *commit*: the reading's end state recorded in one ledger transaction (raising
+      :class:`CommitConflict` if another node's commit got in first); how it ended."""
+
+    begin: Callable[[Context, Arrival], R | Rejection]
+    read: Callable[[Context, Arrival, R, Path], None]
+    verdict: Callable[[Context, Arrival, R], Rejection | None]
     commit: Callable[[Context, Arrival, R, Path], Outcome]
 
 
@@ -183,9 +189,17 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700, parents=True)
         ctx.ledger.clear_staged(arrival.id)  # what an interrupted attempt counted
-        reading = flow.read(ctx, arrival, staging)
+        reading = flow.begin(ctx, arrival)
         if isinstance(reading, Rejection):
             return reject(ctx, arrival, reading)
+        try:
+            flow.read(ctx, arrival, reading, staging)
+        except BaseException:  # interrupted or failed: no gpg writer may outlive this
+            reading.abort()
+            raise
+        if (refused := flow.verdict(ctx, arrival, reading)) is not None:
+            reading.abort()
+            return reject(ctx, arrival, refused)
         try:
             return flow.commit(ctx, arrival, reading, staging)
         except CommitConflict as exc:  # another node's commit took a case id or a name

@@ -155,7 +155,7 @@ class _Reading(Reading):
             agency.abort()
 
 
-def _read_file(ctx: Context, arrival: Arrival, staging: Path) -> _Reading | Rejection:
+def _begin(ctx: Context, arrival: Arrival) -> _Reading | Rejection:
     m = NAME_RE.fullmatch(arrival.name)
     if not m:
         return Rejection.of_file("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
@@ -164,17 +164,15 @@ def _read_file(ctx: Context, arrival: Arrival, staging: Path) -> _Reading | Reje
     if ctx.ledger.batch(batch_id) is not None:
         return Rejection.of_file("E_BATCH_EXISTS", f"batch {batch_id} was already accepted "
                                  "from a different file")
-    out = _Reading(batch_id=batch_id)
-    try:
-        _read(ctx, _Batch(arrival.id, batch_id, staging), ctx.state.archived(arrival.sha256), out)
-    except BaseException:  # interrupted or failed: no gpg writer may outlive this
-        out.abort()
-        raise
-    if (refused := out.refusal(strict=ctx.cfg.schema_.on_invalid == "reject_batch")) is not None:
-        out.abort()
-        return refused
-    assert out.verified is not None
-    return out
+    return _Reading(batch_id=batch_id)
+
+
+def _read_file(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> None:
+    _read(ctx, _Batch(arrival.id, out.batch_id, staging), ctx.state.archived(arrival.sha256), out)
+
+
+def _verdict(ctx: Context, _arrival: Arrival, out: _Reading) -> Rejection | None:
+    return out.refusal(strict=ctx.cfg.schema_.on_invalid == "reject_batch")
 
 
 @dataclass(frozen=True)
@@ -390,4 +388,4 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
 
 
 BANK = Channel(kind="case_file", zone=BANK_OUT, receipt_zone=BANK_IN,
-               flow=Flow(read=_read_file, commit=_commit))
+               flow=Flow(begin=_begin, read=_read_file, verdict=_verdict, commit=_commit))

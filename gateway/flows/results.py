@@ -104,26 +104,25 @@ def _forward_name(ctx: Context, agency: str) -> str:
     return name
 
 
-def _read_file(ctx: Context, arrival: Arrival, staging: Path) -> _Reading | Rejection:
-    agency = arrival.channel.agency
-    assert agency is not None
+def _begin(_ctx: Context, arrival: Arrival) -> _Reading | Rejection:
     if not NAME_RE.fullmatch(arrival.name):
         return Rejection.of_file("E_NAME", "file name must be <name>.csv.pgp (or .csv.gpg/"
                                  ".csv.asc), name of [A-Za-z0-9._-], at most 64")
-    out = _Reading()
-    try:
-        _read(ctx, _Results(agency, arrival.id, staging), ctx.state.archived(arrival.sha256),
-              out)
-    except BaseException:
-        out.abort()
-        raise
+    return _Reading()
+
+
+def _read_file(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> None:
+    agency = arrival.channel.agency
+    assert agency is not None
+    _read(ctx, _Results(agency, arrival.id, staging), ctx.state.archived(arrival.sha256), out)
+
+
+def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
     if out.crypto is None and out.not_assigned:  # attributable: the agency's signature held
-        ctx.audit.record("security.cross_agency", agency=agency, count=out.not_assigned,
-                         zone=arrival.channel.zone, **file_fields(arrival.name, arrival.sha256))
-    if (refused := out.refusal()) is not None:
-        out.abort()
-        return refused
-    return out
+        ctx.audit.record("security.cross_agency", agency=arrival.channel.agency,
+                         count=out.not_assigned, zone=arrival.channel.zone,
+                         **file_fields(arrival.name, arrival.sha256))
+    return out.refusal()
 
 
 @dataclass(frozen=True)
@@ -251,4 +250,4 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
     return Outcome(status.value)
 
 
-FLOW = Flow(read=_read_file, commit=_commit)
+FLOW = Flow(begin=_begin, read=_read_file, verdict=_verdict, commit=_commit)

@@ -314,10 +314,10 @@ def test_one_file_that_fails_unexpectedly_holds_back_no_other(site, monkeypatch)
     ag1 = [r["case_id"] for r in site.records if r["agency_code"] == "AG001"]
     real = results.FLOW
 
-    def read(ctx, arrival, staging):
+    def read(ctx, arrival, reading, staging):
         if arrival.name == "r2.csv.pgp":
             raise RuntimeError("a bug this file meets")
-        return real.read(ctx, arrival, staging)
+        real.read(ctx, arrival, reading, staging)
 
     monkeypatch.setattr(results, "FLOW", dataclasses.replace(real, read=read))
     for n in (1, 2, 3):
