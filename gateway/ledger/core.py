@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import keywords
+from gateway import clock, keywords
 from gateway.errors import GatewayError
 from gateway.ledger import dialects, migrate
 from gateway.ledger.schema import Base, LedgerError, T, utcnow
@@ -124,10 +124,8 @@ def _assign(row: Base, values: Mapping[str, object], typed: Any) -> None:
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite returns naive datetimes; everything stored is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
+    """SQLite returns naive datetimes; everything stored is UTC (:func:`clock.aware`)."""
+    return None if value is None else clock.aware(value)
 
 
 def _reason(exc: SQLAlchemyError) -> str:

@@ -12,14 +12,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from gateway import clock
 from gateway.errors import GatewayError
 from gateway.names import display_name, raw_name
 
 T = TypeVar("T")
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+utcnow = clock.now  # the ledger's rows and the console stamp with the one clock
 
 
 class FileName(TypeDecorator[str]):
