@@ -48,7 +48,7 @@ from gateway.console import export, proxy, startup
 from gateway.console.auth import Accounts, Session, Signer, same_token
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import AccountRow, utcnow
-from gateway.reports.figures import check_month, figures, previous_month
+from gateway.reports.figures import check_month, figures, recent_months
 from gateway.reports.render import as_html
 
 log = structlog.get_logger("gateway.console")
@@ -524,7 +524,7 @@ def compliance_page(c: Console, request: Request, session: Session, row: Account
         series["NOT_ASSIGNED"][i] += d.not_assigned
     chart = stacked_bars(labels, series, title=f"Flags and E_NOT_ASSIGNED per day, last {days_back} days")
     c.log.record("console.view", account=row.name, page="compliance", count=len(days))
-    months = [previous_month(today.replace(day=1) + dt.timedelta(days=31 * k)) for k in (1, 0, -1)]
+    months = recent_months(today, 3)
     return _render(c, request, "compliance.html", session, account=row, days=days, chart=chart,
                    flags=queries.FLAG_NAMES, days_back=days_back, active="compliance",
                    months=months)

@@ -50,6 +50,18 @@ def previous_month(day: dt.date) -> str:
     return f"{first.year:04d}-{first.month:02d}"
 
 
+def recent_months(day: dt.date, count: int) -> list[str]:
+    """The month *day* falls in and the *count* - 1 before it, newest first. Stepped a
+    calendar month at a time: a step of 31 days from the 1st once lost a month whenever
+    a shorter one came between (December listed 2026-12, 2026-11, 2026-09)."""
+    months = [f"{day.year:04d}-{day.month:02d}"]
+    first = day.replace(day=1)
+    for _ in range(count - 1):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+        months.append(f"{first.year:04d}-{first.month:02d}")
+    return months
+
+
 def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agency: str,
             month: str, *, now: dt.datetime) -> dict[str, Any]:
     """The report's content. *entries*: the audit log in order (all of it: a slice of

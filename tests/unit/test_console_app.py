@@ -269,3 +269,36 @@ def test_forwarded_headers_from_another_address_are_ignored(tmp_path):
         assert status == 307 and headers["Location"] == f"http://localhost:{server.port}/audit"
     finally:
         server.stop()
+
+
+# --- the Compliance page's monthly reports -------------------------------------------------
+
+def test_compliance_lists_the_last_three_calendar_months_in_its_body(tmp_path):
+    """The reports table once sat in ``{% block title %}`` — invisible, and the browser's
+    title read ``Compliance<h2>Monthly supervision reports</h2>…`` — and its months were
+    stepped by 31 days, so December listed 2026-12, 2026-11, 2026-09 and March skipped
+    January and February. Each day below is a month whose step went wrong or a year's turn."""
+    server, clock, client, cfg, secret = served(tmp_path, "")
+    tz = cfg.gateway.tz
+    try:
+        for day, expected in [
+            (dt.date(2027, 1, 15), ["2027-01", "2026-12", "2026-11"]),
+            (dt.date(2027, 2, 28), ["2027-02", "2027-01", "2026-12"]),
+            (dt.date(2027, 3, 1), ["2027-03", "2027-02", "2027-01"]),
+            (dt.date(2027, 12, 31), ["2027-12", "2027-11", "2027-10"]),
+        ]:
+            clock.now = dt.datetime(day.year, day.month, day.day, 12, tzinfo=tz).astimezone(dt.UTC)
+            client.log_in(secret, clock)
+            status, _, body = client.get("/compliance")
+            page = body.decode()
+            assert status == 200, page
+            title = re.search(r"<title>(.*?)</title>", page, re.DOTALL).group(1)
+            assert title == "Compliance · gateway console"
+            main = page[page.index("<main>"):page.index("</main>")]
+            assert '<table id="reports">' in main and "Monthly supervision reports" in main
+            header = re.search(r'<table id="reports">\s*<thead>(.*?)</thead>', main, re.DOTALL)
+            assert re.findall(r"<th>(\d{4}-\d{2})</th>", header.group(1)) == expected, day
+            for m in expected:  # every listed report opens
+                assert client.get(f"/compliance/reports/report.AG001.{m}.html")[0] == 200
+    finally:
+        server.stop()

@@ -6,6 +6,7 @@ ValueError that the CLI turns into one line — never an internal error."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import zoneinfo
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.reports.figures import check_month, month_bounds, previous_month
+from gateway.reports.figures import check_month, month_bounds, previous_month, recent_months
 
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "300"))
 ZONES = [zoneinfo.ZoneInfo(z) for z in ("Asia/Shanghai", "Pacific/Kiritimati", "Etc/GMT+12", "UTC")]
@@ -43,3 +44,15 @@ def test_a_month_is_checked_or_refused_and_never_breaks_later(month, tz):
 def test_months_the_probes_tried_are_refused(month):
     with pytest.raises(ValueError, match="is not a month from 1970-01 to 9998-12"):
         check_month(month)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.dates(min_value=dt.date(1971, 1, 1), max_value=dt.date(9998, 12, 31)))
+@example(dt.date(2026, 12, 7))  # listed 2026-12, 2026-11, 2026-09
+@example(dt.date(2027, 3, 1))  # listed 2027-03, 2027-02, 2026-12
+def test_recent_months_are_consecutive_calendar_months(day):
+    got = recent_months(day, 13)
+    assert got[0] == day.strftime("%Y-%m")
+    for newer, older in itertools.pairwise(got):
+        start, _ = month_bounds(newer, dt.UTC)
+        assert previous_month(start.date()) == older
