@@ -101,6 +101,11 @@ def check_keys(cfg: Config) -> KeySet:
                 msg = str(exc).replace(str(path), _shown(path, base), 1)
                 problems.append(f"{where}: {msg}")
                 continue
+            if purpose is Purpose.ENCRYPT and info.fingerprint in own:
+                problems.append(f"{where}: {_shown(path, base)} is the gateway's own key "
+                                f"({own[info.fingerprint]}, {info.fingerprint}), not the "
+                                "recipient's; what is sealed to it only the gateway can read")
+                continue
             usable.append(info)
             public_files.append(path)
         if not usable and skipped:
@@ -109,8 +114,16 @@ def check_keys(cfg: Config) -> KeySet:
         return usable
 
     gw = one("gateway.secret_key", cfg.gateway.secret_key, Purpose.GATEWAY)
-    previous = [k for i, p in enumerate(cfg.gateway.previous_secret_keys)
-                if (k := one(f"gateway.previous_secret_keys[{i}]", p, Purpose.DECRYPT_ONLY))]
+    olds: list[tuple[str, KeyInfo]] = []
+    for i, p in enumerate(cfg.gateway.previous_secret_keys):
+        if k := one(f"gateway.previous_secret_keys[{i}]", p, Purpose.DECRYPT_ONLY):
+            olds.append((f"gateway.previous_secret_keys[{i}]", k))
+    previous = [k for _, k in olds]
+    # The gateway's keys, old and new, by fingerprint (a copy under a partner's file name
+    # is the same key): as a recipient one passes every key check, yet the partner could
+    # read nothing sealed to it — the bank no receipt, no result, no certificate.
+    own = {k.fingerprint: where for where, k in [*([("gateway.secret_key", gw)] if gw else []),
+                                                 *olds]}
     bank_signers = many("bank.signing_keys", cfg.bank.signing_keys, Purpose.VERIFY)
     bank_recipients = many("bank.encrypt_to", cfg.bank.encrypt_to, Purpose.ENCRYPT)
     agency_signers: dict[str, list[KeyInfo]] = {}

@@ -124,6 +124,33 @@ def test_secret_key_in_a_public_slot_is_refused(setup):
     assert "holds a secret key" in errors_of(proc)[0]
 
 
+def test_the_gateways_own_key_as_the_banks_recipient_is_refused(setup):
+    """Receipts and results sealed only to the gateway's key are unreadable by the bank;
+    `check` once passed it. Known by its fingerprint: a copy under the bank's name too."""
+    setup.edit('encrypt_to = ["keys/bank.pub.asc"]', 'encrypt_to = ["keys/gateway.pub.asc"]')
+    proc = run_cli("check", "-c", str(setup.config))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = errors_of(proc)
+    assert "bank.encrypt_to[0]" in line and "the gateway's own key" in line
+    shutil.copy(setup.dir / "keys" / "gateway.pub.asc", setup.dir / "keys" / "bank-enc.pub.asc")
+    setup.edit('encrypt_to = ["keys/gateway.pub.asc"]',
+               'encrypt_to = ["keys/bank.pub.asc", "keys/bank-enc.pub.asc"]')
+    proc = run_cli("check", "-c", str(setup.config))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = errors_of(proc)
+    assert "bank.encrypt_to[1]" in line and "the gateway's own key" in line
+
+
+def test_the_gateways_own_key_as_a_roles_recipient_is_refused(setup):
+    shutil.copy(setup.dir / "keys" / "gateway.pub.asc",
+                setup.dir / "keys" / "ag001-collector.pub.asc")
+    proc = run_cli("check", "-c", str(setup.config))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = errors_of(proc)
+    assert "agencies[0].roles.collector.encrypt_to[0]" in line
+    assert "the gateway's own key" in line
+
+
 def test_missing_config_is_one_line(tmp_path):
     proc = run_cli("check", "-c", str(tmp_path / "nope.toml"))
     assert proc.returncode == 2
