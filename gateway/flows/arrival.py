@@ -283,7 +283,7 @@ ChunksHandler = Callable[[list[str], chunks.ChunkReader], list[RowError]]
 
 
 def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, encoding: str,
-                    delimiter: str, source: Path) -> None:
+                    delimiter: str, source: Path, encoding_hint: str = "") -> None:
     """Stream a decrypted CSV into a handler, then take gpg's verdict.
 
     *handle(header, reader)* gets the header and a :class:`chunks.ChunkReader` for the
@@ -291,7 +291,8 @@ def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, 
     consumes the rows and returns ``[]``. Format errors make the file fatal; a crypto
     error (the size cap, or the verdict) lands in ``out.crypto`` and outranks everything
     else. *source* is the archived file, looked at again only to tell a truncated upload
-    from a damaged one.
+    from a damaged one. *encoding_hint*, when the sender can choose the encoding, ends an
+    E_ENCODING message with what to do about it.
     """
     reader: chunks.ChunkReader | None = None
     try:
@@ -307,7 +308,10 @@ def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, 
             out.errors.add([RowError(0, None, None, "E_NO_ROWS", "the file has a header but no rows")])
             out.fatal = True
     except csvio.CsvFormatError as exc:
-        out.errors.add([RowError(exc.row, None, None, exc.code, exc.message)])
+        message = exc.message
+        if exc.code == "E_ENCODING" and encoding_hint:
+            message = f"{message}; {encoding_hint}"
+        out.errors.add([RowError(exc.row, None, None, exc.code, message)])
         out.fatal = True
     except CryptoError as exc:
         if exc.code != E_TOO_LARGE:  # E_SEAL: our own gpg failed — not the sender's fault;

@@ -184,6 +184,13 @@ class _Batch:
     staging: Path
 
 
+def _encoding_hint(configured: str) -> str:
+    """What the bank can do about an E_ENCODING: the message alone ("not valid utf-8
+    text") never said that the case files' encoding is a setting."""
+    other = "utf-8" if configured == "gb18030" else "gb18030"
+    return f"if the bank's export uses another encoding (e.g. {other}), set schema.encoding"
+
+
 def _read(ctx: Context, batch: _Batch, archive: Path, out: _Reading) -> None:
     def handle(first: list[str], reader: chunks.ChunkReader) -> list[RowError]:
         header, errors = map_header(first, ctx.cfg)
@@ -196,7 +203,8 @@ def _read(ctx: Context, batch: _Batch, archive: Path, out: _Reading) -> None:
         with archive.open("rb") as raw, ctx.crypto.open_from_bank(
                 ctx.run.progress.track(raw, batch.batch_id, archive.stat().st_size)) as msg:
             read_signed_csv(msg, out, handle, encoding=ctx.cfg.schema_.encoding,
-                            delimiter=ctx.cfg.schema_.delimiter, source=archive)
+                            delimiter=ctx.cfg.schema_.delimiter, source=archive,
+                            encoding_hint=_encoding_hint(ctx.cfg.schema_.encoding))
     finally:
         ctx.run.progress.done()
 

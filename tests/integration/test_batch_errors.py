@@ -139,3 +139,29 @@ def test_revoked_bank_key_in_config_is_refused_at_start(site):
     from gateway.errors import ConfigError
     with pytest.raises(ConfigError, match="revoked"):
         site.run()
+
+
+def test_a_gb18030_export_read_as_utf8_names_the_setting(site, records):
+    """`E_ENCODING — a line is not valid utf-8 text` left the bank guessing; the message
+    now names the other encoding and the setting that chooses it."""
+    site.drop("B1.csv.pgp", csv_of(records, encoding="gb18030"))
+    assert site.run() == {"rejected": 1}
+    (error,) = only_receipt(site)["errors"]
+    assert error["code"] == "E_ENCODING"
+    assert error["message"] == ("a line is not valid utf-8 text; if the bank's export uses "
+                                "another encoding (e.g. gb18030), set schema.encoding")
+
+
+def test_results_that_are_not_utf8_name_no_setting(site, records):
+    """Results are UTF-8 whatever the bank's schema says: no setting to point an agency to."""
+    site.drop("B1.csv.pgp", csv_of(records))
+    assert site.run() == {"accepted": 1}
+    header = "case_id,action_at,action_code,contact_target,outcome,amount,promise_date," \
+             "new_mobile,new_address,note,collector_id\r\n"
+    mine = next(r["case_id"] for r in records if r["agency_code"] == "AG001")
+    body = f"{mine},2026-01-05T10:00:00,CALL,debtor,已接通,,,,,,c1\r\n"
+    site.upload("AG001", "R1.csv.pgp", (header + body).encode("gb18030"))
+    assert site.run() == {"rejected": 1}
+    (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["status"] == "rejected"]
+    (error,) = receipt["errors"]
+    assert error == {**error, "code": "E_ENCODING", "message": "a line is not valid utf-8 text"}
