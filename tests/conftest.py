@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -112,6 +113,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
                           text=True, env=full_env, input=None if stdin is None else stdin.decode(),
+                          check=False)
+
+
+def run_cli_at(at: dt.datetime, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gateway *args*` in a process whose clock (``gateway.ledger.utcnow``, what a command
+    asks for "now") reads *at*: a report on this month, say, once the month has ended."""
+    import sys
+
+    script = ("import datetime as dt, gateway.ledger as ledger; "
+              f"ledger.utcnow = lambda: dt.datetime.fromisoformat({at.isoformat()!r}); "
+              "from gateway.cli import run; run()")
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
                           check=False)
 
 

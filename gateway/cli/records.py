@@ -5,6 +5,7 @@ only asked for and printed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -80,11 +81,15 @@ def _print_batch(b: queries.BatchDetail) -> None:
 def report(
     agency: Annotated[str, typer.Option("--agency", help="The agency's code, e.g. AG001.")],
     month: Annotated[str, typer.Option("--month", help="YYYY-MM, in gateway.timezone.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the two files to.")] = Path(),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", help="Directory to write the two files to; made (mode 0700) if missing.")] = Path(),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace report files already in --out.")] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """A monthly supervision report for one agency (SPEC §14): report.<agency>.<month>.html
-    (self-contained, printable) and .json, clear-signed by the gateway. No personal data."""
+    (self-contained, printable) and .json, clear-signed by the gateway. No personal data.
+    Only a month that has ended: the console shows the current one as it stands."""
     from gateway.crypto.service import Crypto
     from gateway.ledger import utcnow
     from gateway.reports.deliver import Sources, build
@@ -96,16 +101,21 @@ def report(
         raise UsageError(f"--agency: no agency {agency!r} in the config "
                          f"({', '.join(a.code for a in cfg.agencies)})")
     try:
-        check_month(month, today=utcnow().astimezone(cfg.gateway.tz).date())
+        check_month(month, today=utcnow().astimezone(cfg.gateway.tz).date(), ended=True)
     except ValueError as exc:
         raise UsageError(f"--month: {exc}") from None
-    if not out_dir.is_dir():
+    if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out: {out_dir} is not a directory")
+    paths = [out_dir / f"report.{agency}.{month}.{ext}" for ext in ("html", "json")]
+    # A report already made may be the one filed with the bank: replaced only when asked.
+    # lexists: a link planted under the name counts too.
+    if not force and (there := next((p for p in paths if os.path.lexists(p)), None)):
+        raise UsageError(f"--out: {there} already exists; --force replaces it")
     # signs as the gateway: run as the gateway's user
     with open_ledger(cfg) as ledger, Crypto.start(cfg) as crypto:
         page, signed = build(Sources(cfg, ledger, audit_log(cfg), crypto), agency, month, utcnow())
-    for data, ext in ((page, "html"), (signed, "json")):
-        path = out_dir / f"report.{agency}.{month}.{ext}"
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # reports are the bank's business
+    for data, path in zip((page, signed), paths, strict=True):
         write_private(path, data)  # a fresh temporary name, never a planted link's target
         out.print(f"wrote {path}", markup=False)
 

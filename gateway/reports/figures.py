@@ -24,16 +24,25 @@ TYPE = "supervision-report"
 FIRST_MONTH, LAST_MONTH = "1970-01", "9998-12"  # what every clock and database here can hold
 
 
-def check_month(month: str, *, today: dt.date | None = None) -> str:
+def check_month(month: str, *, today: dt.date | None = None, ended: bool = False) -> str:
     """*month* if it names a month a report can cover (``YYYY-MM``, from 1970-01 to 9998-12,
     and, given *today*, one that has begun: there is no report of the future), else
     ValueError saying so — ``9999-12`` once ended in an internal error (its next month is
-    past what a date holds), ``0001-01`` in an overflow converting to UTC."""
+    past what a date holds), ``0001-01`` in an overflow converting to UTC.
+
+    *ended*: the month must also be over. The console shows this month's page as it
+    stands; a report someone files (`gateway report`) counts a whole month, and one made
+    mid-month once went out half-counted under the whole month's name."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month, re.ASCII) or \
             not FIRST_MONTH <= month <= LAST_MONTH:
         raise ValueError(f"{month!r} is not a month from {FIRST_MONTH} to {LAST_MONTH} (YYYY-MM)")
-    if today is not None and month > f"{today.year:04d}-{today.month:02d}":
-        raise ValueError(f"{month} has not begun yet")
+    if today is not None:
+        this = f"{today.year:04d}-{today.month:02d}"
+        if month > this:
+            raise ValueError(f"{month} has not begun yet")
+        if ended and month == this:
+            raise ValueError(f"{month} has not ended yet; the latest month to report is "
+                             f"{previous_month(today)}")
     return month
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway import audit, synth
+from gateway.reports.figures import previous_month
 from tests.conftest import run_cli
 from tests.flowsite import Site
 from tests.integration import test_retention as retention
@@ -190,7 +191,7 @@ def test_report_does_not_write_through_planted_links(site, tmp_path):
     pointed its writes at any file the gateway's user owns; the targets stay untouched."""
     out = tmp_path / "out"
     out.mkdir()
-    month = dt.datetime.now(TZ).strftime("%Y-%m")
+    month = previous_month(dt.datetime.now(TZ).date())  # a month that has ended
     target = site.state / "audit" / "audit.jsonl"
     before = target.read_bytes()
     for ext in ("html", "json"):

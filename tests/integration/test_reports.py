@@ -18,6 +18,7 @@ import pytest
 
 from gateway import audit, daemon
 from gateway.reports.deliver import names
+from tests.conftest import run_cli, run_cli_at
 from tests.faults import TZ
 from tests.integration.test_console import CHROMIUM, DRIVER, busy_site
 from tests.leaks import LeakScanner
@@ -41,12 +42,17 @@ def signed_text(data: bytes) -> bytes:
     return b"\n".join(line[2:] if line.startswith(b"- ") else line for line in body.split(b"\n"))
 
 
+def next_month() -> dt.datetime:
+    """An hour into next month (the gateway's zone): when this month's report can be made."""
+    today = dt.datetime.now(TZ)
+    return (today.replace(day=28) + dt.timedelta(days=4)).replace(day=1, hour=1, minute=0)
+
+
 def test_the_report_counts_what_happened_and_is_signed(busy, tmp_path, keybox):
     site, records, collected = busy
     month = dt.datetime.now(TZ).strftime("%Y-%m")
-    made = subprocess.run([sys.executable, "-m", "gateway", "report", "--agency", "AG001", "--month",
-                           month, "--out", str(tmp_path), "-c", str(site.config)],
-                          capture_output=True, text=True, check=False)
+    made = run_cli_at(next_month(), "report", "--agency", "AG001", "--month", month,
+                      "--out", str(tmp_path), "-c", str(site.config))
     assert made.returncode == 0, made.stderr
     signed = (tmp_path / f"report.AG001.{month}.json").read_bytes()
     home = tmp_path / "gpg"
@@ -118,8 +124,9 @@ def test_the_report_counts_what_happened_and_is_signed(busy, tmp_path, keybox):
 def test_a_purged_agency_s_report_names_its_certificate(busy, tmp_path):
     site, _, _ = busy
     month = dt.datetime.now(TZ).strftime("%Y-%m")
-    subprocess.run([sys.executable, "-m", "gateway", "report", "--agency", "AG002", "--month", month,
-                    "--out", str(tmp_path), "-c", str(site.config)], check=True, capture_output=True)
+    made = run_cli_at(next_month(), "report", "--agency", "AG002", "--month", month,
+                      "--out", str(tmp_path), "-c", str(site.config))
+    assert made.returncode == 0, made.stderr
     report = json.loads(signed_text((tmp_path / f"report.AG002.{month}.json").read_bytes()))
     (purged,) = [e for e in audit.AuditLog(site.state / "audit").entries()
                  if e["event"] == "retention.purged"]
@@ -129,6 +136,49 @@ def test_a_purged_agency_s_report_names_its_certificate(busy, tmp_path):
                           month, "-c", str(site.config)], capture_output=True, text=True, check=False)
     assert (bad.returncode, bad.stderr.strip()) == (
         2, "error: --agency: no agency 'AG009' in the config (AG001, AG002)")
+
+
+def test_a_month_that_has_not_ended_is_refused(busy, tmp_path):
+    """A report of this month (or a later one) once came out half-counted, under the name
+    the whole month's report takes; now one line, exit 2, and nothing written."""
+    site, _, _ = busy
+    today = dt.datetime.now(TZ)
+    this = today.strftime("%Y-%m")
+    for month, why in ((this, f"{this} has not ended yet"),
+                       (next_month().strftime("%Y-%m"), "has not begun yet")):
+        proc = run_cli("report", "--agency", "AG001", "--month", month, "--out", str(tmp_path),
+                       "-c", str(site.config))
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("error: --month: ") and why in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_makes_its_folder_and_overwrites_only_with_force(busy, tmp_path):
+    """`--out` had to exist, and a second run replaced the reports in it without a word."""
+    site, _, _ = busy
+    month = dt.datetime.now(TZ).strftime("%Y-%m")
+    folder = tmp_path / "reports" / month
+    argv = ("report", "--agency", "AG001", "--month", month, "--out", str(folder),
+            "-c", str(site.config))
+    made = run_cli_at(next_month(), *argv)
+    assert made.returncode == 0, made.stderr
+    assert folder.stat().st_mode & 0o777 == 0o700
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(files) == [f"report.AG001.{month}.html", f"report.AG001.{month}.json"]
+
+    again = run_cli_at(next_month() + dt.timedelta(hours=1), *argv)
+    assert again.returncode == 2, again.stderr
+    (line,) = again.stderr.strip().splitlines()
+    assert line == (f"error: --out: {folder / f'report.AG001.{month}.html'} already exists; "
+                    "--force replaces it")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+    forced = run_cli_at(next_month() + dt.timedelta(hours=1), *argv, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()}.keys() == files.keys()
+    assert (folder / f"report.AG001.{month}.json").read_bytes() != files[
+        f"report.AG001.{month}.json"]  # made an hour later: generated_at differs
 
 
 class Died(BaseException):
