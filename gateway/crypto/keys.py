@@ -227,13 +227,13 @@ def check(path: Path, purpose: Purpose) -> KeyInfo:
     path = Path(path)
     secret_wanted = purpose in (Purpose.GATEWAY, Purpose.DECRYPT_ONLY, Purpose.SIGNER,
                                 Purpose.RECIPIENT)
-    if secret_wanted and path.is_file():
-        problem = file_mode_problem(path)
-        if problem:
-            raise KeyPolicyError(f"{path}: {problem}")
     info = inspect(path)
+    # What the file holds before its mode: a public key given as a secret key (copied,
+    # so 0644) was once told to chmod 600 first, and only then that chmod could not help.
     if secret_wanted and not info.secret:
         raise KeyPolicyError(f"{path}: holds no secret key (a public key was given)")
+    if secret_wanted and (problem := file_mode_problem(path)):
+        raise KeyPolicyError(f"{path}: {problem}")
     if not secret_wanted and info.secret:
         raise KeyPolicyError(f"{path}: holds a secret key; configure the public key here and keep "
                              "the secret key with its owner")

@@ -117,6 +117,18 @@ def test_public_key_given_as_gateway_secret(setup):
     assert "holds no secret key" in errors_of(proc)[0]
 
 
+def test_a_loose_public_key_as_gateway_secret_says_what_it_is_first(setup):
+    """Copied from the public key, the file has 0644 too: `check` once asked for chmod 600
+    and only after it said the file holds no secret key — the fix that matters."""
+    shutil.copy(setup.dir / "keys" / "gateway.pub.asc", setup.dir / "keys" / "gateway.sec.asc")
+    (setup.dir / "keys" / "gateway.sec.asc").chmod(0o644)
+    proc = run_cli("check", "-c", str(setup.config))
+    assert proc.returncode == 2
+    (line,) = errors_of(proc)
+    assert "gateway.secret_key" in line and "holds no secret key" in line
+    assert "mode" not in line and "chmod" not in line
+
+
 def test_secret_key_in_a_public_slot_is_refused(setup):
     shutil.copy(setup.keys["bank"].sec, setup.dir / "keys" / "bank.pub.asc")
     proc = run_cli("check", "-c", str(setup.config))
