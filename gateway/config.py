@@ -72,27 +72,49 @@ def _file_mode(v: int) -> int:
 FileMode = Annotated[int, AfterValidator(_file_mode)]
 
 
+_FILE_MODE_HELP = (
+    "Permissions of the files the gateway places in the zone, in octal: the default 0o640 lets "
+    "the zone's SFTP group read them. The owner (the gateway) must have read and write; no "
+    "execute bits, and no write for others.")
+
+
 class LocalZone(_Model):
-    kind: Literal["local"]
-    path: ConfigPath
-    settle_seconds: float = Field(default=2.0, ge=0, le=600)  # left unchanged this long = complete
-    file_mode: FileMode = 0o640
+    kind: Literal["local"] = Field(
+        description='"local": a directory on this host (or on a filesystem mounted here).')
+    path: ConfigPath = Field(
+        description="The zone's directory. Every zone needs a directory of its own, outside "
+                    "gateway.state_dir and gateway.shared_dir.")
+    settle_seconds: float = Field(  # left unchanged this long = complete
+        default=2.0, ge=0, le=600,
+        description="A file is taken once nothing has changed it (size, modification or change "
+                    "time) for this many seconds, so a file still being written is never read "
+                    "half-way.")
+    file_mode: FileMode = Field(default=0o640, description=_FILE_MODE_HELP)
 
     def describe(self) -> str:
         return f"local:{self.path}"
 
 
 class SftpZone(_Model):
-    kind: Literal["sftp"]
-    host: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
-    username: str = Field(min_length=1)
-    private_key: ConfigPath
-    passphrase_env: str | None = None
-    known_host: str
-    path: str
-    settle_seconds: float = Field(default=2.0, ge=0.1, le=600)  # stability check between two polls
-    file_mode: FileMode = 0o640
+    kind: Literal["sftp"] = Field(description='"sftp": a directory on a remote SFTP server.')
+    host: str = Field(min_length=1, description="The SFTP server's host name or IP address.")
+    port: int = Field(default=22, ge=1, le=65535, description="The SFTP server's port.")
+    username: str = Field(min_length=1, description="The gateway's login on the SFTP server.")
+    private_key: ConfigPath = Field(
+        description="The SSH private key file the gateway logs in with (file mode 0600).")
+    passphrase_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the private key's "
+                                  "passphrase, if it has one.")
+    known_host: str = Field(
+        description='The server\'s pinned host key, such as "ssh-ed25519 AAAA…" as '
+                    "`ssh-keyscan -t ed25519 HOST` prints it (a known_hosts line \"host type "
+                    "key\" is accepted too). There is no trust on first use.")
+    path: str = Field(description="The zone's directory on the server, as an absolute path.")
+    settle_seconds: float = Field(  # stability check between two polls
+        default=2.0, ge=0.1, le=600,
+        description="A remote file is taken once its size and modification time have stayed "
+                    "the same for this many seconds.")
+    file_mode: FileMode = Field(default=0o640, description=_FILE_MODE_HELP)
 
     @field_validator("known_host")
     @classmethod
@@ -136,24 +158,69 @@ def _hours(v: str) -> str:
 
 
 class GatewaySection(_Model):
-    state_dir: ConfigPath
-    database_url: str | None = None
-    secret_key: ConfigPath
-    passphrase_env: str | None = None
-    previous_secret_keys: list[ConfigPath] = []
-    timezone: str = "Asia/Shanghai"
-    purge_after_days: int = Field(default=30, ge=0)
-    contact_hours: Annotated[str, AfterValidator(_hours)] = "08:00-21:00"
-    max_daily_attempts: int = Field(default=6, ge=1, le=1000)
-    max_plaintext_mb: int = Field(default=4096, ge=1)
-    metrics_listen: str = "127.0.0.1:9464"  # /metrics and /healthz; "" switches them off
+    state_dir: ConfigPath = Field(
+        description="The gateway's own directory: ledger (when SQLite), keyring, archive, "
+                    "quarantine, audit log, certificates. Only the gateway's user may read it; "
+                    "zones must lie outside it.")
+    database_url: str | None = Field(
+        default=None,
+        description="The ledger's database, e.g. \"postgresql+psycopg://gw@db/gateway\" (needed "
+                    "when several nodes share the work). Unset: SQLite, gateway.db in state_dir.")
+    secret_key: ConfigPath = Field(
+        description="The gateway's own OpenPGP key pair file (file mode 0600): it signs what the "
+                    "gateway sends and decrypts what is sent to it.")
+    passphrase_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the secret key's passphrase, if "
+                    "it has one; the variable must be set wherever the gateway starts.")
+    previous_secret_keys: list[ConfigPath] = Field(
+        default=[], description="Old gateway key files during a key rotation: used only to "
+                                "decrypt what was encrypted to them.")
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="The local time zone, as a name such as \"Asia/Shanghai\": contract dates, "
+                    "contact hours and report months are local time here.")
+    purge_after_days: int = Field(
+        default=30, ge=0,
+        description="Days after a contract's end (or early termination) until its data is "
+                    "purged: at most 30, since data must be deleted within 30 days of a "
+                    "contract's end.")
+    contact_hours: Annotated[str, AfterValidator(_hours)] = Field(
+        default="08:00-21:00",
+        description="The hours in which collection actions are allowed, local time, as "
+                    "\"HH:MM-HH:MM\" (the end may be 24:00); actions outside them are flagged "
+                    "HOURS. The start must be before the end: a range over midnight is not "
+                    "supported.")
+    max_daily_attempts: int = Field(
+        default=6, ge=1, le=1000,
+        description="Calls and text messages on one case in one local day beyond this number "
+                    "are flagged ATTEMPTS.")
+    max_plaintext_mb: int = Field(
+        default=4096, ge=1,
+        description="The most an incoming file may decrypt to, in MiB; a file that decrypts to "
+                    "more is refused (the cap against compression bombs).")
+    metrics_listen: str = Field(  # /metrics and /healthz; "" switches them off
+        default="127.0.0.1:9464",
+        description="Where the running gateway serves /metrics and /healthz, as \"host:port\" "
+                    "(port 0: any free port); \"\" switches them off.")
     # Several nodes on one PostgreSQL ledger: where any node finds another's work to finish
     # (archive, quarantine, staging, certificates, token keys); default: state_dir.
-    shared_dir: ConfigPath | None = None
-    lease_seconds: int = Field(default=60, ge=5, le=3600)  # a dead node's work is taken over after
+    shared_dir: ConfigPath | None = Field(
+        default=None,
+        description="Several nodes on one PostgreSQL ledger: the directory they all mount, where "
+                    "any node finds another's work to finish (archive, quarantine, staging, "
+                    "certificates, token keys). Zones must lie outside it. Unset: state_dir.")
+    lease_seconds: int = Field(  # a dead node's work is taken over after
+        default=60, ge=5, le=3600,
+        description="Several nodes: a node's hold on a piece of work lasts this long unless "
+                    "renewed, so a dead node's work is taken over after this many seconds.")
     # zlib level of what the gateway seals (slices, receipts, results), 0 = none. Level 1:
     # 2.5x less gpg CPU than 6 for 16 % more bytes (README "Measurements").
-    compress_level: int = Field(default=1, ge=0, le=9)
+    compress_level: int = Field(
+        default=1, ge=0, le=9,
+        description="zlib level of what the gateway encrypts (slices, receipts, results): 0 is "
+                    "none, 9 the smallest. Level 1 costs about 2.5 times less CPU than 6 for "
+                    "16 % more bytes.")
 
     @field_validator("metrics_listen")
     @classmethod
@@ -202,17 +269,35 @@ class GatewaySection(_Model):
 
 
 class BankSection(_Model):
-    signing_keys: list[ConfigPath] = Field(min_length=1)
-    encrypt_to: list[ConfigPath] = Field(min_length=1)
-    outgoing: Zone
-    incoming: Zone
+    signing_keys: list[ConfigPath] = Field(
+        min_length=1, description="The bank's public key files whose signatures on case files "
+                                  "are accepted.")
+    encrypt_to: list[ConfigPath] = Field(
+        min_length=1, description="The bank's public key files that receipts, results, "
+                                  "certificates and reports are encrypted to.")
+    outgoing: Zone = Field(description="The zone where the bank drops case files.")
+    incoming: Zone = Field(
+        description="The zone where the gateway places what the bank receives: receipts, "
+                    "results, deletion certificates, audit checkpoints, monthly reports.")
 
 
 class SchemaSection(_Model):
-    encoding: Literal["utf-8", "gb18030"] = "utf-8"
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    on_invalid: Literal["reject_batch", "skip_rows"] = "reject_batch"
-    columns: dict[str, str] = {}
+    encoding: Literal["utf-8", "gb18030"] = Field(
+        default="utf-8", description="Character encoding of the bank's case files; a UTF-8 "
+                                     "byte order mark is accepted either way.")
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1,
+        description="The one character that separates fields in the bank's case files, such as "
+                    "\",\", \";\", \"\\t\" or \"|\"; a quote, a line end or NUL cannot.")
+    on_invalid: Literal["reject_batch", "skip_rows"] = Field(
+        default="reject_batch",
+        description="A case file with some invalid rows: \"reject_batch\" rejects it whole; "
+                    "\"skip_rows\" delivers the valid rows and reports the rest in the receipt.")
+    columns: dict[str, str] = Field(
+        default={},
+        description="The headers of the bank's file where they differ from the canonical field "
+                    "names: canonical field = \"header in the bank's file\". A header may stand "
+                    "for one field only and must not be empty.")
 
     @field_validator("delimiter")
     @classmethod
@@ -242,10 +327,16 @@ class SchemaSection(_Model):
 
 
 class Contract(_Model):
-    id: str = Field(pattern=f"^{identifiers.CONTRACT_ID}$")
-    start: dt.date
-    end: dt.date
-    terminated_on: dt.date | None = None
+    id: str = Field(
+        pattern=f"^{identifiers.CONTRACT_ID}$",
+        description="The contract's id, used by no other agency: 1 to 64 letters, digits, \".\", "
+                    "\"_\" or \"-\", beginning with a letter or digit.")
+    start: dt.date = Field(description="The contract's first day.")
+    end: dt.date = Field(description="The contract's last day; not before start.")
+    terminated_on: dt.date | None = Field(
+        default=None,
+        description="Set on early termination: the contract's end from then on (between start "
+                    "and end), from which the purge deadline counts.")
 
     @model_validator(mode="after")
     def _order(self) -> Contract:
@@ -261,21 +352,41 @@ class Contract(_Model):
 
 
 class AgencyRole(_Model):
-    encrypt_to: list[ConfigPath] = Field(min_length=1)
+    encrypt_to: list[ConfigPath] = Field(
+        min_length=1, description="Public key files of the staff in this role: the role's "
+                                  "slices are encrypted to these keys only.")
 
 
 class Agency(_Model):
-    code: str = Field(pattern=AGENCY_CODE_RE)
-    name: str = Field(min_length=1, max_length=200)
-    signing_keys: list[ConfigPath] = Field(min_length=1)
-    inbox: Zone
-    outbox: Zone
-    contract: Contract
-    roles: dict[str, AgencyRole]
-    receipts_role: str = "supervisor"
+    code: str = Field(
+        pattern=AGENCY_CODE_RE,
+        description="The agency's code, used by no other agency, as case files' agency_code "
+                    "and file names carry it: 1 to 32 letters, digits, \"_\" or \"-\", beginning "
+                    "with a letter or digit (no dots).")
+    name: str = Field(min_length=1, max_length=200,
+                      description="The agency's name, as people read it.")
+    signing_keys: list[ConfigPath] = Field(
+        min_length=1, description="The agency's public key files whose signatures on results "
+                                  "files are accepted.")
+    inbox: Zone = Field(description="The zone where the gateway places the agency's slices, "
+                                    "manifests and the receipts for its results files.")
+    outbox: Zone = Field(description="The zone where the agency drops its results files.")
+    contract: Contract = Field(
+        description="The agency's contract: its end decides when the agency's data is purged.")
+    roles: dict[str, AgencyRole] = Field(
+        description="The roles the agency's staff work in, each one defined under [roles], with "
+                    "the keys its slices are encrypted to. At least one.")
+    receipts_role: str = Field(
+        default="supervisor",
+        description="The role whose keys receive the receipts for the agency's results files; "
+                    "one of the agency's roles.")
     # SSH logins of the agency's staff on the host's sshd, and the role each works in
     # (SPEC §14): who fetched a slice is read from internal-sftp's log by login.
-    ssh_users: dict[str, str] = {}
+    ssh_users: dict[str, str] = Field(
+        default={},
+        description="The SSH logins of the agency's staff on this host's sshd and the role each "
+                    "works in, e.g. { \"ag001-anna\" = \"collector\" }: who fetched a slice is read "
+                    "from internal-sftp's log by login. A login belongs to one agency.")
 
 
 def _listen_address(v: str) -> str:
@@ -319,24 +430,49 @@ class ConsoleSection(_Model):
     """The security team's console (SPEC §13): where it listens, and its TLS files if it
     serves HTTPS itself rather than behind the bank's reverse proxy."""
 
-    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:8080"
-    tls_cert: ConfigPath | None = None
-    tls_key: ConfigPath | None = None
+    listen: Annotated[str, AfterValidator(_listen_address)] = Field(
+        default="127.0.0.1:8080",
+        description="Where the console listens, as \"host:port\" (port 0: any free port): behind "
+                    "the bank's TLS reverse proxy, or serving HTTPS itself with tls_cert and "
+                    "tls_key.")
+    tls_cert: ConfigPath | None = Field(
+        default=None, description="The certificate file (PEM) when the console serves HTTPS "
+                                  "itself; set together with tls_key, or neither.")
+    tls_key: ConfigPath | None = Field(
+        default=None, description="The private key file of tls_cert; set both or neither.")
     # The names the console answers to (the Host header, port aside); any other is a 400,
     # so a page of another site that a DNS trick points at the console cannot use it, and
     # no redirect is built from a forged Host. Default: see :attr:`hosts`.
     allowed_hosts: list[Annotated[str, AfterValidator(_host_name)]] | None = Field(
-        default=None, min_length=1)
+        default=None, min_length=1,
+        description="The host names the console answers to, e.g. [\"console.bank.example\"] (no "
+                    "scheme, port or path; not \"*\"); a request for any other name is refused, so "
+                    "another site's page cannot use the console through a DNS trick. Unset: the "
+                    "host of listen (unless 0.0.0.0 or ::), localhost, 127.0.0.1 and [::1].")
     # The reverse proxy's address(es): only a request from there has its X-Forwarded-For
     # (the client's address), -Proto (https: Secure cookies) and -Host believed.
-    trusted_proxy: list[Annotated[str, AfterValidator(_proxy_address)]] = []
-    stale_days: int = Field(default=7, ge=1, le=365)  # a slice not collected after this is an alert
+    trusted_proxy: list[Annotated[str, AfterValidator(_proxy_address)]] = Field(
+        default=[],
+        description="The reverse proxy's IP address or network (one, or a list): only a request "
+                    "from there has its X-Forwarded-For, -Proto and -Host headers believed (see "
+                    "docs/console-behind-nginx.md).")
+    stale_days: int = Field(  # a slice not collected after this is an alert
+        default=7, ge=1, le=365,
+        description="A slice its agency has not collected after this many days is an alert.")
     # The gateway's *public* key file(s), old and new across a rotation: the console checks
     # deletion certificates and audit checkpoints with them (it never reads the secret key).
-    gateway_public_keys: list[ConfigPath] = []
+    gateway_public_keys: list[ConfigPath] = Field(
+        default=[],
+        description="The gateway's public key file(s), old and new across a rotation: the "
+                    "console checks deletion certificates and audit checkpoints with them (it "
+                    "never reads the secret key).")
     # The console's index of the audit log (a cache, rebuilt when missing); default
     # state_dir/audit/console-index.sqlite. The console's user must be able to write it.
-    audit_index: ConfigPath | None = None
+    audit_index: ConfigPath | None = Field(
+        default=None,
+        description="The console's index of the audit log (a cache, rebuilt when missing), "
+                    "which the console's user must be able to write. Unset: "
+                    "state_dir/audit/console-index.sqlite.")
 
     @field_validator("trusted_proxy", mode="before")
     @classmethod
@@ -366,11 +502,20 @@ class AccessSection(_Model):
     """Access evidence (SPEC §14): internal-sftp's log as a file that rsyslog writes (its
     offset and inode are remembered in the ledger; rotation loses and doubles nothing)."""
 
-    sshd_log: ConfigPath | None = None
+    sshd_log: ConfigPath | None = Field(
+        default=None,
+        description="The file rsyslog writes internal-sftp's log lines to (deploy/rsyslog.d): "
+                    "the gateway reads from it who fetched which delivered file. Rotate it by "
+                    "renaming it. Unset: no access evidence is read.")
     # The path at which each agency's chrooted sshd serves its inbox, as the log names
     # files: {inbox} is the inbox directory's own name, {agency} the agency's code. The
     # default fits deploy/: the chroot is the inbox's parent, so the inbox is /inbox.
-    inbox_path: str = "/{inbox}"
+    inbox_path: str = Field(
+        default="/{inbox}",
+        description="Where each agency's chrooted sshd serves its inbox, as the log names files "
+                    "(an absolute path inside the chroot): {inbox} stands for the inbox "
+                    "directory's own name, {agency} for the agency's code. Only a read there "
+                    "counts. The default fits deploy/, where the chroot is the inbox's parent.")
 
     @field_validator("inbox_path")
     @classmethod
@@ -384,17 +529,38 @@ class AccessSection(_Model):
 
 
 class Config(_Model):
-    gateway: GatewaySection
-    console: ConsoleSection = Field(default_factory=ConsoleSection)
-    access: AccessSection = Field(default_factory=AccessSection)
-    bank: BankSection
-    schema_: SchemaSection = Field(default_factory=SchemaSection, alias="schema")
-    roles: dict[str, dict[str, Rule]]
-    agencies: list[Agency] = Field(min_length=1)
+    gateway: GatewaySection = Field(
+        description="The gateway itself: its directories, its key, local time, retention and "
+                    "the limits it enforces.")
+    console: ConsoleSection = Field(
+        default_factory=ConsoleSection,
+        description="The security team's console (`gateway console`): where it listens, and "
+                    "its TLS files if it serves HTTPS itself rather than behind the bank's "
+                    "reverse proxy.")
+    access: AccessSection = Field(
+        default_factory=AccessSection,
+        description="Access evidence: who fetched which delivered file, read from "
+                    "internal-sftp's log as rsyslog writes it (rotation loses and doubles "
+                    "nothing).")
+    bank: BankSection = Field(description="The bank: its keys and its two zones.")
+    schema_: SchemaSection = Field(
+        default_factory=SchemaSection, alias="schema",
+        description="How the bank's case files are read: encoding, delimiter, headers, and what "
+                    "happens to invalid rows.")
+    roles: dict[str, dict[str, Rule]] = Field(
+        description="What each kind of agency staff may see: per role, canonical case field = "
+                    "rule; a field a role does not list is dropped. A role name is a lowercase "
+                    "letter, then up to 31 lowercase letters, digits or \"_\". Every role must "
+                    "keep case_id (agencies report results by it).")
+    agencies: list[Agency] = Field(
+        min_length=1, description="One [[agencies]] table per collection agency.")
 
     # Set by load(); not part of the file.
-    source: Path = Field(default=Path("gateway.toml"), exclude=True)
-    sha256: str = Field(default="", exclude=True)
+    source: Path = Field(default=Path("gateway.toml"), exclude=True,
+                         description="The file the configuration was read from (not a key).")
+    sha256: str = Field(default="", exclude=True,
+                        description="The SHA-256 of the file read (not a key): the audit log "
+                                    "records which configuration was in force.")
 
     def agency(self, code: str) -> Agency:
         for a in self.agencies:
