@@ -178,8 +178,8 @@ class GatewaySection(_Model):
                                 "decrypt what was encrypted to them.")
     timezone: str = Field(
         default="Asia/Shanghai",
-        description="The local time zone, as a name such as \"Asia/Shanghai\": contract dates, "
-                    "contact hours and report months are local time here.")
+        description="The local time zone, by its IANA name such as \"Asia/Shanghai\": contract "
+                    "dates, contact hours and report months are local time here.")
     purge_after_days: int = Field(
         default=30, ge=0,
         description="Days after a contract's end (or early termination) until its data is "
