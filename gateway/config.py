@@ -386,7 +386,9 @@ class Agency(_Model):
         default={},
         description="The SSH logins of the agency's staff on this host's sshd and the role each "
                     "works in, e.g. { \"ag001-anna\" = \"collector\" }: who fetched a slice is read "
-                    "from internal-sftp's log by login. A login belongs to one agency.")
+                    "from internal-sftp's log by login. A login (up to 64 letters, digits, "
+                    "\".\", \"_\", \"@\" or \"-\", not beginning with \"@\" or \"-\") belongs to "
+                    "one agency.")
 
 
 def _listen_address(v: str) -> str:
