@@ -147,8 +147,8 @@ _RESOLVE = typing.get_args(config.ConfigPath)[1]  # makes a path absolute: no ch
 # The shortest configuration the gateway accepts, shown first on the page. The test
 # loads it, so it stays a working configuration as the models change.
 MINIMAL_EXAMPLE = '''\
-# gateway.toml: only what has no default. Relative paths are relative to this file;
-# `gateway check -c gateway.toml` validates it, keys and zones included.
+# gateway.toml: little more than the keys without a default. Relative paths are
+# relative to this file. `gateway check -c gateway.toml` validates it, keys included.
 
 [gateway]
 state_dir = "var"
@@ -482,7 +482,8 @@ def config_markdown() -> str:
         "- Relative paths are relative to the directory of `gateway.toml`; `~` is expanded.",
         "- A key the gateway does not know is an error (no typo goes unnoticed).", "",
         "## A minimal example", "",
-        "Only the keys without a default; `gateway init` writes a fuller, commented file.", "",
+        "A working configuration with little more than the keys that have no default; "
+        "`gateway init DIR` writes a fuller one, commented line by line.", "",
         "```toml", MINIMAL_EXAMPLE.rstrip("\n"), "```", "",
         "## Tables", "",
         *_table(("Table", "Required", "Meaning"), top), "",
