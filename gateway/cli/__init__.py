@@ -2,7 +2,7 @@
 
 Every user-facing failure is a GatewayError; :func:`main` prints its message
 (one line per problem) and exits with its status — 0 success, 1 failure,
-2 usage or configuration error (SPEC §11). A traceback appears only for a bug,
+2 usage or configuration error. A traceback appears only for a bug,
 and only with ``GATEWAY_DEBUG=1``.
 
 The commands live in this package's modules by whom they serve (:mod:`.operate`,
@@ -56,7 +56,7 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one readable message and an exit status."""
-    os.umask(0o077)  # SPEC §15: nothing the gateway writes is readable by group or others
+    os.umask(0o077)  # nothing the gateway writes is readable by group or others
     try:
         app(args=argv, prog_name="gateway", standalone_mode=True)
     except SystemExit as exc:  # typer/click end every run this way, usage errors included

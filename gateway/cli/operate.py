@@ -24,7 +24,7 @@ from gateway.cli.common import (
 )
 from gateway.errors import GatewayError
 
-db_app = typer.Typer(help="The ledger's schema: migrations (SPEC §12).", no_args_is_help=True)
+db_app = typer.Typer(help="The ledger's schema: migrations.", no_args_is_help=True)
 
 
 def init(directory: Annotated[Path, typer.Argument(help="Directory to create the setup in.")]) -> None:
@@ -131,7 +131,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
 
 
 def console(config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Serve the security team's console (SPEC §13) on [console] listen, until stopped.
+    """Serve the security team's console on the address in console.listen, until stopped.
     It reads the ledger and the audit log; it never opens a key or a zone."""
     import uvicorn
 

@@ -87,7 +87,7 @@ def report(
         "--force", help="Replace report files already in --out.")] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
-    """A monthly supervision report for one agency (SPEC §14): report.<agency>.<month>.html
+    """A monthly supervision report for one agency: report.<agency>.<month>.html
     (self-contained, printable) and .json, clear-signed by the gateway. No personal data.
     Only a month that has ended: the console shows the current one as it stands."""
     from gateway.crypto.service import Crypto
@@ -126,7 +126,7 @@ def access(
     since: SinceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Who read which delivered file, from where, whole or not (SPEC §14: internal-sftp's
+    """Who read which delivered file, from where, whole or not (internal-sftp's
     log, read by the daemon into the audit log)."""
     from gateway import queries
 

@@ -1,5 +1,5 @@
 """``gateway users``: the console's accounts, kept from the host's shell only — the console
-itself has no page that adds, resets or unlocks one (SPEC §13)."""
+itself has no page that adds, resets or unlocks one."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from gateway.errors import UsageError
 if TYPE_CHECKING:
     from gateway.console.auth import Accounts, Enrolment
 
-users_app = typer.Typer(help="The security team's console accounts (SPEC §13).",
+users_app = typer.Typer(help="The security team's console accounts.",
                         no_args_is_help=True)
 
 PasswordStdinOpt = Annotated[bool, typer.Option(
