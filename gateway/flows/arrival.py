@@ -194,10 +194,11 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
             return reject(ctx, arrival, reading)
         try:
             flow.read(ctx, arrival, reading, staging)
+            refused = flow.verdict(ctx, arrival, reading)
         except BaseException:  # interrupted or failed: no gpg writer may outlive this
             reading.abort()
             raise
-        if (refused := flow.verdict(ctx, arrival, reading)) is not None:
+        if refused is not None:
             reading.abort()
             return reject(ctx, arrival, refused)
         try:
@@ -225,7 +226,7 @@ def guarded(ctx: Context, arrival: Arrival,
 
 
 def commit_with_receipt(ctx: Context, arrival: Arrival, receipt: Receipt,
-           record: Callable[[ReceiptRow], None]) -> None:
+                        record: Callable[[ReceiptRow], None]) -> None:
     """Seal *receipt* into staging, then *record* the commit with its row. The staged
     receipt is dropped again only on a conflict, which is certain to have rolled back:
     after any other failure (a connection lost during COMMIT) the commit may have landed,
