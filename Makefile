@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The reference pages, generated from the code (gateway/reference.py): the configuration
+# The reference pages, generated from the code (gateway/reference/): the configuration
 # models and the command line. tests/unit/test_reference_docs.py fails until they are rewritten.
 docs: $(STAMP)
 	$(BIN)/python -m gateway.reference config > docs/configuration.md.tmp

@@ -1,4 +1,4 @@
-"""docs/configuration.md and docs/cli.md are generated from the code (gateway/reference.py);
+"""docs/configuration.md and docs/cli.md are generated from the code (gateway/reference/);
 these tests fail while a committed page differs from what the code generates now, and
 keep the generator honest: every key and every command on the page, every key explained,
 the example a configuration the gateway accepts, nothing pointing outside the repository.

@@ -1,0 +1,79 @@
+"""Plain text for the generated pages: help texts and descriptions without rich markup or
+references to material outside the repository, escaped for Markdown tables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rich.errors import StyleSyntaxError
+from rich.style import Style
+
+_SPEC_LEAD = re.compile(r"\(SPEC §[\w.]+(?:, [\w.]+)*:\s*")  # "(SPEC §14: x)" -> "(x)"
+_SPEC_PAREN = re.compile(r"\s*\(SPEC §[^)]*\)")
+_SPEC_BARE = re.compile(r",?\s*SPEC §[\w.]*\w")
+_RICH_TAG = re.compile(r"(?<!\\)\[(/?[^\[\]]*)\]")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+
+
+def plain(text: str) -> str:
+    """*text* without references to documents outside the repository: the pages must stand
+    on their own wherever the repository goes."""
+    text = _SPEC_LEAD.sub("(", text)
+    text = _SPEC_PAREN.sub("", text)
+    return _SPEC_BARE.sub("", text)
+
+
+def _is_rich_style(tag: str) -> bool:
+    if not tag.strip():
+        return False  # "[]" is text: an empty list in an example
+    if tag.startswith("/"):
+        return True
+    try:
+        Style.parse(tag)
+    except StyleSyntaxError:
+        return False
+    return True
+
+
+def _strip_markup(text: str) -> str:
+    """Typer renders help texts as rich markup: a style tag such as ``[bold]`` is not part
+    of what the text says. Any other bracket (``[console] listen``) is the author's and
+    stays."""
+    return _RICH_TAG.sub(lambda m: "" if _is_rich_style(m.group(1)) else m.group(0), text)
+
+
+def _escape(text: str) -> str:
+    """Prose for a Markdown page or table cell: characters Markdown would take for markup
+    are escaped outside code spans (``report.<agency>.<month>.html`` would otherwise
+    vanish as an HTML tag)."""
+    out: list[str] = []
+    pos = 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(_escape_prose(text[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(_escape_prose(text[pos:]))
+    return "".join(out).replace("|", "\\|").replace("\n", " ")
+
+
+def _escape_prose(text: str) -> str:
+    return re.sub(r"([*<])", r"\\\1", text)
+
+
+def _code(text: str) -> str:
+    """*text* as one Markdown code span, however many backticks it holds."""
+    ticks = "`" * (max((len(t) for t in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}".replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _page(lines: list[str]) -> str:
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
