@@ -215,6 +215,12 @@ _ACTOR_PART = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _ACTOR = re.compile(r"[A-Za-z0-9_.@-]{1,64}(>[A-Za-z0-9_.@-]{1,64})?")
 
 
+def is_actor(value: object) -> bool:
+    """Whether *value* is an actor :class:`AuditLog` would write (``console``, an account,
+    ``person>account``): a checker reading the log trusts nothing else in that field."""
+    return isinstance(value, str) and _ACTOR.fullmatch(value) is not None
+
+
 def _user_name(uid: int) -> str:
     try:
         name = pwd.getpwuid(uid).pw_name

@@ -83,8 +83,12 @@ def audit_verify(
     if report.problem:
         err.print(f"audit log {path}: {report.problem}; {good}", markup=False)
         raise typer.Exit(1)
-    tail = (f"; {report.unsealed} entries since, to be sealed by the running gateway"
-            if report.unsealed else "")
+    if report.notice:
+        tail = f"; {report.notice}"
+    elif report.unsealed:
+        tail = f"; {report.unsealed} entries since, to be sealed by the running gateway"
+    else:
+        tail = ""
     out.print(f"audit log {path}: {report.chain.entries} entries, chain intact, "
               f"{len(report.checkpoints)} signed checkpoints hold ({good}){tail}", markup=False)
 

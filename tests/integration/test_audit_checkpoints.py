@@ -95,6 +95,27 @@ def test_a_forged_appended_entry_is_caught(site):
     assert f"last good checkpoint: entry {len(entries)}" in proc.stderr
 
 
+def test_console_entries_after_the_last_checkpoint_are_a_notice(site):
+    """The console and `gateway users` hold no signing key: a nightly verify after a login
+    must not page anyone, while any other unsealed entry still fails."""
+    sealed = len(lines(site))
+    log = audit.AuditLog(site.state / "audit", actor="console")
+    log.record("console.login", account="alice", role="auditor", address="127.0.0.1")
+    log.record("console.view", account="alice", page="overview")
+    audit.AuditLog(site.state / "audit", actor="alice>root").record(
+        "console.account_added", account="bob", role="auditor")
+    proc = verify(site)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"3 entries ({sealed + 1}–{sealed + 3}) after the last checkpoint were written by "
+            "the console or `gateway users`") in proc.stdout
+    assert "sealed by the gateway's next run" in proc.stdout
+    log.record("file.received", zone="agency.AG001.outgoing", file="X.csv.pgp", bytes=1,
+               sha256="0" * 64)
+    proc = verify(site)
+    assert proc.returncode == 1
+    assert f"entries {sealed + 1}–{sealed + 4} come after the last checkpoint" in proc.stderr
+
+
 def test_an_edited_and_rechained_entry_is_caught(site):
     entries = lines(site)
     first_cp = next(e["seq"] for e in entries if e["event"] == "audit.checkpoint")
