@@ -543,6 +543,9 @@ def _message(err: ErrorDetails) -> str:
     return msg.replace("Input should be", "must be").replace("String should", "must")
 
 
+_SET_BY_LOAD = ("source", "sha256")  # Config fields load() fills in about the file
+
+
 def load(path: Path | str) -> Config:
     """Read and validate *path*; raise ConfigError listing every problem, one per line."""
     path = Path(path)
@@ -559,12 +562,18 @@ def load(path: Path | str) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=label) from exc
     base = path.resolve().parent
+    # Config declares these so the rest of the code can read them, which also lets the
+    # file set them; written there they would be overwritten below without a word.
+    unknown = [f"{key}: unknown key (check the spelling)" for key in _SET_BY_LOAD if key in data]
     try:
-        cfg = Config.model_validate(data, context={"base": base})
+        cfg = Config.model_validate({k: v for k, v in data.items() if k not in _SET_BY_LOAD},
+                                    context={"base": base})
     except ValidationError as exc:
         lines = [f"{_loc(e['loc'])}: {_message(e)}" if e["loc"] else _message(e)
                  for e in exc.errors()]
-        raise ConfigError(list(dict.fromkeys(lines)), source=label) from None
+        raise ConfigError(list(dict.fromkeys(lines + unknown)), source=label) from None
+    if unknown:
+        raise ConfigError(unknown, source=label)
     problems = _cross_checks(cfg)
     if problems:
         raise ConfigError(problems, source=label)

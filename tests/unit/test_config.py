@@ -69,6 +69,16 @@ def test_one_line_per_problem_naming_the_key(cfg_path, old, new, expected):
     assert all("\n" not in p for p in found)
 
 
+@pytest.mark.parametrize("key", ["source", "sha256"])
+def test_keys_load_sets_are_unknown_in_the_file(cfg_path, key):
+    """source and sha256 are what load() records about the file; written in it, they would
+    be silently overwritten, so they are refused like any misspelt key."""
+    text = cfg_path.read_text()
+    cfg_path.write_text(f'{key} = "x"\n' + text)
+    found = problems(cfg_path)
+    assert found == [f"{key}: unknown key (check the spelling)"], found
+
+
 def test_mask_on_an_amount_is_a_config_error(cfg_path):
     edit(cfg_path, '[roles.collector]\n', '[roles.collector]\nprincipal = "mask"\n')
     (p,) = problems(cfg_path)
