@@ -160,3 +160,13 @@ def db_url(request, tmp_path):
         (tmp_path / "state").mkdir(exist_ok=True)
         return f"sqlite:///{tmp_path / 'state' / 'gateway.db'}"
     return request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
+def ledger(db_url):
+    """A ledger over :func:`db_url`, closed after the test."""
+    from gateway.ledger import Ledger
+
+    led = Ledger(db_url)
+    yield led
+    led.close()

@@ -165,7 +165,8 @@ def _rows(ctx: Context, file: _Results, reader: chunks.ChunkReader, columns: tup
     engine = ColumnarResults(columns, gw.tz, ctx.now(), agency=agency, window=gw.contact_window,
                              contract_end=ctx.cfg.agency(agency).contract.effective_end,
                              max_attempts=gw.max_daily_attempts)
-    judge = Stage("judge", lambda checked: _judge(ctx, file, engine, checked, out))
+    free_text = frozenset(c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS)
+    judge = Stage("judge", lambda checked: _judge(ctx, file, engine, checked, out, free_text))
     try:
         for chunk in reader.chunks(len(columns)):
             out.records += chunk.records
@@ -181,11 +182,11 @@ def _rows(ctx: Context, file: _Results, reader: chunks.ChunkReader, columns: tup
 
 
 def _judge(ctx: Context, file: _Results, engine: ColumnarResults, checked: Checked,
-           out: _Reading) -> None:
-    """A checked chunk against the ledger; its counts staged, its accepted rows sealed.
-    The receipt's errors are added here, in chunk order."""
+           out: _Reading, free_text: frozenset[str]) -> None:
+    """A checked chunk against the ledger; its counts staged, its accepted rows sealed
+    (the *free_text* columns neutralised). The receipt's errors are added here, in chunk
+    order."""
     agency, file_id = file.agency, file.file_id
-    free_text = [c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS]
     judged = engine.judge(checked, counted=lambda case, day: ctx.ledger.attempt_counts(
         agency, file_id, chunks.json_rows(case, day)))
     out.errors.add(judged.errors)

@@ -26,13 +26,6 @@ from gateway.ledger import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def ledger(db_url):
-    led = Ledger(db_url)
-    yield led
-    led.close()
-
-
 def claim(ledger, owner="w1", sha="a" * 64, **kw):
     return ledger.claim_file(sha256=sha, kind="case_file", zone="bank.outgoing",
                              name="b1.csv.pgp", size=10, owner=owner, **kw)

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ledger import FileStatus, Ledger
+from gateway.ledger import FileStatus
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ledger(db_url):
-    led = Ledger(db_url)
-    yield led
-    led.close()
 
 
 def test_finishing_a_file_with_a_misspelled_column_keeps_it_claimed(ledger):
