@@ -102,7 +102,8 @@ def run_checks(cfg: Config) -> list[Finding]:
     except GatewayError as exc:
         findings.append(Finding("error", f"gateway.secret_key: self-test failed: {exc}"))
     findings += state_dir_findings(cfg.gateway.state_dir)
-    for key_path, zone in cfg.zones():
+    for name, zone in cfg.zones():
+        key_path = cfg.zone_key(name)
         if isinstance(zone, LocalZone):
             if not zone.path.is_dir():
                 findings.append(Finding("error", f"{key_path}.path: {zone.path} is not a directory"))

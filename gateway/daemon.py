@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import FrameType
 
 import structlog
@@ -42,7 +43,7 @@ from gateway.reports import deliver
 from gateway.retention import purge
 from gateway.retention.policy import State as ContractState
 from gateway.state import State, StateBusy
-from gateway.transfer.base import ZoneError
+from gateway.transfer.base import ZoneError, is_temporary
 from gateway.transfer.local import LocalZone
 from gateway.transfer.wrappers import MonitoredZone
 
@@ -146,6 +147,41 @@ def run_once(ctx: Context) -> collections.Counter[str]:
     return outcomes
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What ``run --once`` did: every pass's outcomes and failures, and the files it left
+    because they were still being written when its patience ran out."""
+
+    outcomes: collections.Counter[str]
+    failures: list[str]
+    left: list[tuple[str, str, float]]  # zone, file name, epoch s it may be ready
+
+
+def run_settled(ctx: Context, *, patience: float | None = None) -> Settled:
+    """Passes until no local file is still settling, for ``run --once``.
+
+    A file dropped a moment before ``run --once`` is not ready yet (it must be left
+    unchanged for its zone's ``settle_seconds``): one pass would say "nothing pending"
+    while it sits in the zone. So the run waits for such a file and passes again — for at
+    most *patience* seconds (default: the longest ``settle_seconds`` and a second), since a
+    file that keeps changing is an upload still under way, which a later run takes."""
+    local = _local_zones(ctx)
+    if patience is None:
+        patience = max((z.settle for z in local), default=0.0) + 1.0
+    deadline = time.time() + patience
+    outcomes: collections.Counter[str] = collections.Counter()
+    failures: list[str] = []
+    while True:
+        outcomes.update(run_once(ctx))
+        failures += [f for f in ctx.run.failures() if f not in failures]
+        due = [z.next_ready_at for z in local if z.next_ready_at is not None]
+        if not due or ctx.run.stop.is_set() or min(due) > deadline:
+            break
+        ctx.run.stop.wait(max(0.0, min(due) - time.time() + 0.05))
+    left = sorted((z.key, name, at) for z in local for name, at in z.settling.items())
+    return Settled(outcomes, failures, left)
+
+
 def observe(ctx: Context) -> None:
     """The gauges: what is pending, what this node holds, when each purge is due."""
     ctx.metrics.pending_deliveries.set(len(ctx.ledger.pending_deliveries()))
@@ -240,7 +276,7 @@ def collect_access(ctx: Context) -> None:
 def track_collection(ctx: Context) -> None:
     """Audit ``slice.collected`` when an agency has removed a delivered file from its inbox."""
     for agency in ctx.cfg.agencies:
-        key = ctx.cfg.zone_key(agency.code, "inbox")
+        key = ctx.cfg.zone_name(agency.code, "inbox")
         if key in ctx.run.zone_errors:
             continue
         with ctx.run.guard(f"collection.{agency.code}"):
@@ -259,13 +295,16 @@ def track_collection(ctx: Context) -> None:
 
 
 def save_health(ctx: Context) -> None:
-    """Persist each zone's health; a zone no flow touched this pass is listed once to check it."""
+    """Persist each zone's health. Every zone is listed at the end of the pass — which
+    also checks one no flow touched — so ``waiting`` is what lies there *now*: not the
+    listing from before the pass took the files (a file just taken is not waiting), and
+    counting a file still being written (it is waiting, only not yet ready)."""
     for key, zone in ctx.zones.items():
         if not isinstance(zone, MonitoredZone):
             continue
-        if not zone.touched and key not in ctx.run.zone_errors:
+        if key not in ctx.run.zone_errors:
             try:
-                zone.list_all()
+                zone.health.waiting = sum(1 for e in zone.list_all() if not is_temporary(e.name))
             except ZoneError as exc:
                 ctx.zone_failed(key, exc)
         zone.touched = False

@@ -13,10 +13,13 @@ The commands live in this package's modules by whom they serve (:mod:`.operate`,
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated
 
 import typer
+from typer import _click as click  # Typer's own click: its commands are these types
+from typer.core import TyperGroup, TyperOption
 
 from gateway import __version__
 from gateway.cli import audit, keys, operate, records, users
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one readable message and an exit status."""
     os.umask(0o077)  # nothing the gateway writes is readable by group or others
     try:
-        app(args=argv, prog_name="gateway", standalone_mode=True)
+        command()(args=argv, prog_name="gateway", standalone_mode=True)
     except SystemExit as exc:  # typer/click end every run this way, usage errors included
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -87,6 +90,43 @@ def main(argv: list[str] | None = None) -> int:
                   "GATEWAY_DEBUG=1 for the traceback)", markup=False)
         return 1
     return 0
+
+
+def command() -> click.Command:
+    """The click command tree Typer builds from :data:`app`, its help made readable.
+
+    Typer 0.29 prints a type after every option, flags included (``--json <bool>``) and
+    lists as Python spells them (``--key <list[Path]>``). A flag takes no value, so it
+    gets none; a repeatable option shows its element (``--key <path>...``)."""
+    root = typer.main.get_command(app)
+    _tidy(root, click.Context(root))
+    return root
+
+
+def _tidy(cmd: click.Command, ctx: click.Context) -> None:
+    for param in cmd.params:
+        if not isinstance(param, TyperOption) or param.metavar is not None:
+            continue
+        if param.is_flag:
+            param.metavar = ""
+        elif param.multiple:
+            label = param.display_type(ctx)
+            inner = re.fullmatch(r"<list\[(\w+)\]>", label)
+            param.metavar = f"<{inner.group(1).lower()}>..." if inner else f"{label}..."
+    plain_help = cmd.get_help_option
+
+    def help_option(ctx: click.Context) -> click.Parameter | None:
+        option = plain_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    setattr(cmd, "get_help_option", help_option)  # noqa: B010 — an instance's own, not the class's
+    if isinstance(cmd, TyperGroup):
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            if sub is not None:
+                _tidy(sub, ctx)
 
 
 def run() -> None:

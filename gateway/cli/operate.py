@@ -4,6 +4,7 @@ parses, calls one service function and renders what it returns."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ from gateway.cli.common import (
     terminal_bar,
 )
 from gateway.errors import GatewayError
+from gateway.names import display_name
 
 db_app = typer.Typer(help="The ledger's schema: migrations.", no_args_is_help=True)
 
@@ -88,16 +90,21 @@ def run_cmd(
         if bar is not None:
             ctx.run.progress = bar
         try:
-            outcomes = daemon.run_once(ctx)
+            done = daemon.run_settled(ctx)
         except Interrupted:
             err.print("stopped: the file in hand was rolled back and will be resumed")
             return
         finally:
             ctx.run.progress.close()
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
-        if failed := ctx.run.failures():  # one line: what failed, and what was done all the same
-            raise GatewayError("; ".join(failed) + (f" (done: {summary})" if summary else ""))
-        err.print(f"done: {summary or 'nothing pending'}")
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(done.outcomes.items()))
+        for zone, name, at in done.left:  # still being written: say so, never "nothing"
+            err.print(f"left in {zone}: {display_name(name)!r} is still being written; it is "
+                      f"taken once unchanged for its settle_seconds (about "
+                      f"{dt.datetime.fromtimestamp(at, dt.UTC):%H:%M:%S} UTC)", markup=False)
+        if done.failures:  # one line: what failed, and what was done all the same
+            raise GatewayError("; ".join(done.failures) + (f" (done: {summary})" if summary else ""))
+        idle = "nothing ready yet" if done.left else "nothing pending"
+        err.print(f"done: {summary or idle}")
 
 
 def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:

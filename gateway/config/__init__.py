@@ -413,20 +413,29 @@ class Config(_Model):
                 return a.code, a.ssh_users[login]
         return None
 
-    def zone_key(self, code: str, box: Literal["inbox", "outbox"]) -> str:
-        """The config key path naming an agency's zone, e.g. ``agencies[0].inbox``."""
+    def zone_name(self, code: str, box: Literal["inbox", "outbox"]) -> str:
+        """The name an agency's zone goes by in status, the ledger, the audit log and the
+        metrics: ``AG001.inbox``. By code, not by list position, so reordering the agencies
+        in the file renames nothing."""
+        self.agency(code)  # a code no agency has is a bug, not a new zone
+        return f"{code}.{box}"
+
+    def zone_key(self, name: str) -> str:
+        """The config key path that configures the zone called *name* (``AG001.inbox`` ->
+        ``agencies[0].inbox``): what a misconfiguration message names."""
+        code, _, box = name.rpartition(".")
         for i, a in enumerate(self.agencies):
             if a.code == code:
                 return f"agencies[{i}].{box}"
-        raise KeyError(code)
+        return name  # bank.outgoing, bank.incoming: their name is their key
 
     def zones(self) -> list[tuple[str, LocalZone | SftpZone]]:
-        """Every zone with the key path that configures it."""
+        """Every zone with its name (``bank.outgoing``, ``AG001.inbox``)."""
         out: list[tuple[str, LocalZone | SftpZone]] = [
             ("bank.outgoing", self.bank.outgoing), ("bank.incoming", self.bank.incoming)]
         for a in self.agencies:
-            out += [(self.zone_key(a.code, "inbox"), a.inbox),
-                    (self.zone_key(a.code, "outbox"), a.outbox)]
+            out += [(self.zone_name(a.code, "inbox"), a.inbox),
+                    (self.zone_name(a.code, "outbox"), a.outbox)]
         return out
 
 
@@ -493,7 +502,8 @@ def _zone_aliases(cfg: Config) -> list[str]:
     private = {"state_dir": os.path.realpath(cfg.gateway.state_dir)}
     if cfg.gateway.shared_dir is not None:
         private["shared_dir"] = os.path.realpath(cfg.gateway.shared_dir)
-    for key, zone in cfg.zones():
+    for name, zone in cfg.zones():
+        key = cfg.zone_key(name)
         if isinstance(zone, LocalZone):
             real = os.path.realpath(zone.path)
             ident = f"local:{real}"

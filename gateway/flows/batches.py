@@ -350,7 +350,7 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
     with contextlib.ExitStack() as sealing:  # every manifest's gpg at once (each starts up)
         for code, agency in sorted(out.agencies.items()):
             agency.close()
-            inbox = ctx.cfg.zone_key(code, "inbox")
+            inbox = ctx.cfg.zone_name(code, "inbox")
             files = []
             for s in agency.slices:
                 digest = s.out.sha256.hexdigest()
@@ -370,7 +370,7 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
     for code, mname, mpath in manifests:  # after the slices they list
         deliveries.append(DeliveryRow(file_id=file_id, kind="manifest", batch_id=batch_id,
                                       agency_code=code, role=None,
-                                      zone=ctx.cfg.zone_key(code, "inbox"), name=mname,
+                                      zone=ctx.cfg.zone_name(code, "inbox"), name=mname,
                                       sha256=file_sha256(mpath), size=mpath.stat().st_size))
     status = FileStatus.ACCEPTED if not out.errors else FileStatus.PARTIAL
     receipt = Receipt(file=arrival.name, sha256=arrival.sha256, received_at=arrival.received_at,

@@ -51,8 +51,8 @@ BANK_IN = "bank.incoming"
 
 
 def channels(ctx: Context) -> list[Channel]:
-    return [Channel(kind="results", zone=ctx.cfg.zone_key(a.code, "outbox"),
-                    receipt_zone=ctx.cfg.zone_key(a.code, "inbox"), flow=FLOW, agency=a.code)
+    return [Channel(kind="results", zone=ctx.cfg.zone_name(a.code, "outbox"),
+                    receipt_zone=ctx.cfg.zone_name(a.code, "inbox"), flow=FLOW, agency=a.code)
             for a in ctx.cfg.agencies]
 
 

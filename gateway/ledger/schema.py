@@ -299,6 +299,15 @@ class ZoneStatusRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ZoneRenameRow(Base):
+    """What a zone named by list position became when zones were named by agency code
+    (migration 0009): audit entries older than that name zones the old way."""
+
+    __tablename__ = "zone_renames"
+    old: Mapped[str] = mapped_column(String(80), primary_key=True)  # agencies[0].inbox
+    new: Mapped[str] = mapped_column(String(80))  # AG001.inbox
+
+
 class RefusedFileRow(Base):
     """An entry in a zone the gateway will not read (a symlink, a FIFO, a file it may not
     open): audited once as ``file.refused`` and listed by `gateway status` until it goes."""

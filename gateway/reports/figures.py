@@ -78,8 +78,11 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
     tz = cfg.gateway.tz
     start, end = month_bounds(month, tz)
     a = cfg.agency(agency)
-    inbox, outbox = cfg.zone_key(agency, "inbox"), cfg.zone_key(agency, "outbox")
-    keys_of = inbox.removesuffix("inbox")  # "agencies[i].": the agency's config keys
+    inbox, outbox = cfg.zone_name(agency, "inbox"), cfg.zone_name(agency, "outbox")
+    keys_of = cfg.zone_key(inbox).removesuffix("inbox")  # "agencies[i].": its config keys
+    # Entries written before zones were named by code (ledger 0009) name them by the
+    # agency's list position; that position is today's, the best the log can be read by.
+    zones = {inbox, outbox, cfg.zone_key(inbox), cfg.zone_key(outbox)}
     counts: collections.Counter[str] = collections.Counter()
     delivered: dict[str, tuple[dt.datetime, str]] = {}  # slice file -> when, role
     collected: dict[str, dt.datetime] = {}
@@ -91,7 +94,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
                "rows_forwarded": 0, "rows_rejected": 0}
     for e in entries:
         at = dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
-        ours = e.get("agency") == agency or e.get("zone") in (inbox, outbox)
+        ours = e.get("agency") == agency or e.get("zone") in zones
         if not ours and e["event"] != "key.refused":
             continue
         event = e["event"]

@@ -39,7 +39,7 @@ BANK_IN = "bank.incoming"
 
 @dataclass(frozen=True)
 class Obj:
-    location: str  # a zone key (agencies[0].inbox) or state:archive / state:quarantine / state:secrets
+    location: str  # a zone name (AG001.inbox) or state:archive / state:quarantine / state:secrets
     name: str
     size: int
     sha256: str
@@ -67,7 +67,7 @@ def plan(ctx: Services, agency: Agency) -> list[Obj]:
     """Exactly what a purge of *agency* deletes now — names and sizes; the SHA-256 of each
     object is read by :func:`_hashed` only for what a certificate will list."""
     objs: list[Obj] = []
-    for key in (ctx.cfg.zone_key(agency.code, "inbox"), ctx.cfg.zone_key(agency.code, "outbox")):
+    for key in (ctx.cfg.zone_name(agency.code, "inbox"), ctx.cfg.zone_name(agency.code, "outbox")):
         objs += [Obj(key, e.name, e.size, "") for e in ctx.zones[key].list_all()]
     state = ctx.state
 

@@ -59,6 +59,7 @@ class LocalZone:
         self.settle = settle  # seconds a file must be left unchanged before it is ready
         self.file_mode = file_mode
         self.next_ready_at: float | None = None  # epoch s when an unsettled file may be ready
+        self.settling: dict[str, float] = {}  # the last listing's unsettled files: when ready
 
     def describe(self) -> str:
         return f"local:{self.path}"
@@ -83,7 +84,8 @@ class LocalZone:
 
     def list_ready(self) -> list[Entry]:
         now = time.time()
-        ready, waiting = [], []
+        ready: list[Entry] = []
+        waiting: dict[str, float] = {}
         for name, st in self._scan():
             if is_temporary(name) or stat.S_ISDIR(st.st_mode):
                 continue
@@ -93,10 +95,11 @@ class LocalZone:
                 continue
             settled_at = max(st.st_mtime, st.st_ctime) + self.settle
             if settled_at > now:
-                waiting.append(settled_at)
+                waiting[name] = settled_at
                 continue
             ready.append(Entry(name, st.st_size, st.st_mtime))
-        self.next_ready_at = min(waiting, default=None)
+        self.settling = waiting
+        self.next_ready_at = min(waiting.values(), default=None)
         return sorted(ready, key=lambda x: (x.mtime, x.name))
 
     def list_all(self) -> list[Entry]:

@@ -129,9 +129,7 @@ class MonitoredZone:
         return result
 
     def list_ready(self) -> list[Entry]:
-        entries = self._watch(self.inner.list_ready)
-        self.health.waiting = sum(1 for e in entries if e.refused is None)
-        return entries
+        return self._watch(self.inner.list_ready)
 
     def list_all(self) -> list[Entry]:
         return self._watch(self.inner.list_all)

@@ -194,7 +194,7 @@ def test_sftp_outage_across_passes_delivers_exactly_once(tmp_path, keybox):
     site.drop_cases("B1.csv.pgp", list(synth.cases(50, ["AG001", "AG002"], seed=49)))
     try:
         down = run_cli("run", "--once", "-c", str(site.config))
-        assert down.returncode == 1 and "agencies[0].inbox" in down.stderr
+        assert down.returncode == 1 and "AG001.inbox" in down.stderr
         assert list(inbox.iterdir()) == [] and len(site.inbox("AG002")) == 4
         assert site.receipts()["B1.csv.pgp.receipt.json.pgp"]["status"] == "accepted"
         server.start()
@@ -269,3 +269,47 @@ def test_retention_run_while_the_daemon_runs(tmp_path, keybox):
     assert site.inbox("AG002") == []
     certs = list(site.zone("bank", "incoming").glob("deletion-certificate.*.json.asc"))
     assert len(certs) == 1
+
+
+def test_run_once_takes_a_file_still_settling_and_status_counts_what_is_there(tmp_path, keybox):
+    """A case file dropped a moment before ``run --once`` is still settling: the run waits
+    for it instead of saying "nothing pending", and ``status`` afterwards counts what lies
+    in each zone now (the bank's drop zone empty, each inbox its slices and manifest)."""
+    site = Site(tmp_path / "site", keybox, settle_seconds=1.5)
+    site.drop_cases("B1.csv.pgp", list(synth.cases(20, ["AG001", "AG002"], seed=71)))
+    proc = run_cli("run", "--once", "-c", str(site.config))
+    assert proc.returncode == 0, proc.stderr
+    assert "done: 1 accepted" in proc.stderr and "left in" not in proc.stderr
+    waiting = {r["zone"]: r["waiting"] for r in json.loads(
+        run_cli("status", "--json", "-c", str(site.config)).stdout)}
+    assert waiting["bank.outgoing"] == 0 and waiting["bank.incoming"] == 1  # the receipt
+    assert waiting["AG001.inbox"] == len(site.inbox("AG001")) == 3  # 2 roles + manifest
+    assert waiting["AG002.inbox"] == len(site.inbox("AG002")) == 4
+
+
+def test_run_once_names_a_file_still_being_written(tmp_path, keybox):
+    """A file that keeps changing is an upload under way: ``run --once`` waits its
+    patience out, then says which file it left and when it may be ready."""
+    import threading
+
+    site = Site(tmp_path / "site", keybox, settle_seconds=1)
+    path = site.zone("bank", "outgoing", "B2.csv.pgp")
+    done = threading.Event()
+
+    def upload() -> None:
+        with path.open("ab") as f:
+            while not done.is_set():
+                f.write(b"x" * 64)
+                f.flush()
+                done.wait(0.2)
+
+    writer = threading.Thread(target=upload)
+    writer.start()
+    try:
+        proc = run_cli("run", "--once", "-c", str(site.config))
+    finally:
+        done.set()
+        writer.join()
+    assert proc.returncode == 0, proc.stderr
+    assert "left in bank.outgoing: 'B2.csv.pgp' is still being written" in proc.stderr
+    assert "done: nothing ready yet" in proc.stderr

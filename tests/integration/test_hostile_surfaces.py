@@ -172,12 +172,12 @@ def test_status_says_failing_while_an_inbox_cannot_be_written(site):
             os.close(fd)
         site.drop_cases("B2.csv.pgp", list(synth.cases(6, ["AG001"], seed=23, prefix="D")))
         proc = run_cli("run", "--once", "-c", str(site.config))
-        assert proc.returncode == 1 and "agencies[0].inbox" in proc.stderr, proc.stderr
+        assert proc.returncode == 1 and "AG001.inbox" in proc.stderr, proc.stderr
         status = run_cli("status", "--json", "-c", str(site.config))
         assert status.returncode == 1, status.stdout
         states = {r["zone"]: r["state"] for r in json.loads(status.stdout)}
-        assert states["agencies[0].inbox"] == "failing"
-        assert {k for k, v in states.items() if v == "failing"} == {"agencies[0].inbox"}
+        assert states["AG001.inbox"] == "failing"
+        assert {k for k, v in states.items() if v == "failing"} == {"AG001.inbox"}
         filler.unlink()
         assert run_cli("run", "--once", "-c", str(site.config)).returncode == 0
         status = run_cli("status", "--json", "-c", str(site.config))
@@ -376,7 +376,7 @@ def test_a_delivery_that_always_fails_holds_back_no_other_wherever_the_outbox_ru
 
     ledger = Ledger(site.cfg().gateway.db_url)
     ledger.add_delivery(DeliveryRow(kind="slice", agency_code="AG009", role="collector",
-                                    zone="agencies[9].inbox", name="B0.AG009.collector.csv.pgp",
+                                    zone="AG009.inbox", name="B0.AG009.collector.csv.pgp",
                                     sha256="0" * 64, size=1, file_id=None))
     ledger.close()
     site.drop_cases("B2.csv.pgp", list(synth.cases(6, ["AG001"], seed=24, prefix="E")))

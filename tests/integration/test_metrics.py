@@ -85,8 +85,8 @@ def test_health_is_503_with_a_reason_when_a_zone_fails(tmp_path, keybox):
         code, body = get(port, "/healthz")
         reason = json.loads(body)
         assert code == 503
-        assert reason["status"] == "zone_failing" and reason["zones"] == ["agencies[1].inbox"]
-        assert 'gateway_zone_up{zone="agencies[1].inbox"} 0.0' in get(port, "/metrics")[1]
+        assert reason["status"] == "zone_failing" and reason["zones"] == ["AG002.inbox"]
+        assert 'gateway_zone_up{zone="AG002.inbox"} 0.0' in get(port, "/metrics")[1]
         inbox.with_name("inbox.gone").rename(inbox)
         wait_for(lambda: get(port, "/healthz")[0] == 200, timeout=20)
     finally:

@@ -260,3 +260,61 @@ def test_a_failed_first_migration_leaves_nothing_half_made(tmp_path, monkeypatch
             assert inspect(conn).has_table("staged_cases")
     finally:
         engine.dispose()
+
+
+def test_0009_names_agency_zones_by_code_and_back(db_url):
+    """0009 renames stored zones from list positions to agency codes, row by row from the
+    agency each row records; what records none (zone status, refused entries) by the pairs
+    the others show, dropped when nothing explains it; and back on downgrade."""
+    engine = engine_for(db_url)
+    sha = {"b": "b" * 64, "r": "c" * 64}
+    try:
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO files (id, sha256, kind, zone, name, size, agency_code, status, records, "
+                "accepted, rejected, received_at) VALUES "
+                "(1, :b, 'case_file', 'bank.outgoing', 'B1.csv.pgp', 10, NULL, 'accepted', 1, 1, 0, "
+                "CURRENT_TIMESTAMP), "
+                "(2, :r, 'results', 'agencies[1].outbox', 'R1.csv.pgp', 10, 'AG002', 'accepted', 1, 1, "
+                "0, CURRENT_TIMESTAMP)"), sha)
+            conn.execute(text(
+                "INSERT INTO deliveries (id, file_id, kind, agency_code, role, zone, name, sha256, "
+                "size, records) VALUES (1, 1, 'slice', 'AG001', 'collector', 'agencies[0].inbox', "
+                "'B1.AG001.collector.csv.pgp', :b, 1, 1)"), sha)
+            conn.execute(text(
+                "INSERT INTO receipts (id, file_id, file_sha256, input_zone, input_name, zone, "
+                "staged, status, created_at) VALUES (1, 2, :r, 'agencies[1].outbox', 'R1.csv.pgp', "
+                "'agencies[1].inbox', 'x', 'accepted', CURRENT_TIMESTAMP)"), sha)
+            for zone in ("agencies[0].inbox", "agencies[1].outbox", "agencies[7].inbox",
+                         "bank.outgoing"):
+                conn.execute(text("INSERT INTO zone_status (zone, description, waiting, updated_at) "
+                                  "VALUES (:z, 'd', 0, CURRENT_TIMESTAMP)"), {"z": zone})
+            conn.execute(text("INSERT INTO refused_files (zone, name, reason, first_seen) VALUES "
+                              "('agencies[0].outbox', 'odd', 'symlink', CURRENT_TIMESTAMP)"))
+
+        def zones(conn):
+            return (conn.execute(text("SELECT zone FROM files ORDER BY id")).scalars().all(),
+                    conn.execute(text("SELECT zone FROM deliveries")).scalars().all(),
+                    tuple(conn.execute(text("SELECT input_zone, zone FROM receipts")).one()),
+                    sorted(conn.execute(text("SELECT zone FROM zone_status")).scalars().all()),
+                    conn.execute(text("SELECT zone FROM refused_files")).scalars().all())
+
+        migrate.upgrade(engine, "0009")
+        with engine.connect() as conn:
+            assert zones(conn) == (["bank.outgoing", "AG002.outbox"], ["AG001.inbox"],
+                                   ("AG002.outbox", "AG002.inbox"),
+                                   ["AG001.inbox", "AG002.outbox", "bank.outgoing"],
+                                   ["AG001.outbox"])
+            assert dict(conn.execute(text("SELECT old, new FROM zone_renames")).all()) == {
+                f"agencies[{i}].{box}": f"AG00{i + 1}.{box}" for i in (0, 1)
+                for box in ("inbox", "outbox")}
+        migrate.downgrade(engine, "0008")
+        with engine.connect() as conn:
+            assert zones(conn) == (["bank.outgoing", "agencies[1].outbox"], ["agencies[0].inbox"],
+                                   ("agencies[1].outbox", "agencies[1].inbox"),
+                                   ["agencies[0].inbox", "agencies[1].outbox", "bank.outgoing"],
+                                   ["agencies[0].outbox"])
+            assert not inspect(conn).has_table("zone_renames")
+    finally:
+        engine.dispose()

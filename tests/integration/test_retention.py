@@ -115,7 +115,7 @@ def test_purge_ends_with_a_verifiable_certificate(site, keybox):
         assert f"B1.AG002.{role}.csv.pgp" in names
     assert "B1.AG002.manifest.json.pgp" in names
     zones = {z for z, _ in deleted}
-    assert {"agencies[1].inbox", "state:archive", "state:quarantine", "state:secrets"} <= zones
+    assert {"AG002.inbox", "state:archive", "state:quarantine", "state:secrets"} <= zones
     assert not list((site.state / "secrets" / "tokens").glob("C-*-002.key"))
 
     cert_file = next(site.zone("bank", "incoming").glob("deletion-certificate.*.json.asc"))
