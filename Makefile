@@ -64,19 +64,19 @@ system-deps:
 	  fi; \
 	fi
 
-# The gateway against the cost of its cryptography (README "Performance"): BENCH_CASES cases
+# The gateway against the cost of its cryptography (docs/engineering/performance.md): BENCH_CASES cases
 # and as many result rows; one JSON line per flow. The engine alone: benchmarks/bench_open.py.
 BENCH_CASES ?= 1000000
 bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --cases $(BENCH_CASES) --floor
 
-# >= 50 seeded SIGKILLs from outside, then the README's reliability table regenerated from
-# this run and from the hostile-input suites (FAULT_KILLS / FAULT_SEED to vary it).
+# >= 50 seeded SIGKILLs from outside, then the reliability table in docs/engineering/reliability.md
+# regenerated from this run and from the hostile-input suites (FAULT_KILLS / FAULT_SEED to vary it).
 FAULT_KILLS ?= 60
 FAULT_SEED ?= 1
 faults: system-deps $(STAMP)
 	$(BIN)/python -m tests.faults --kills $(FAULT_KILLS) --seed $(FAULT_SEED) --json docs/faults.json
-	$(BIN)/python -m tests.reliability --faults docs/faults.json --readme README.md
+	$(BIN)/python -m tests.reliability --faults docs/faults.json --page docs/engineering/reliability.md
 
 # Two daemons, one PostgreSQL, the same zones: HA_FILES batches and as many result files
 # dropped while they run; prints the figures (files, seconds, work per node) as JSON.

@@ -21,7 +21,7 @@ and after every completed round what must hold at the end::
 
 It prints ``kills: N, lost: 0, duplicated: 0, plaintext files: 0, audit breaks: 0``
 and, with ``--json FILE``, writes the counts and the kills per phase (from the last
-audit event before each kill) for the README's reliability table.
+audit event before each kill) for the reliability table in docs/engineering/reliability.md.
 """
 
 from __future__ import annotations

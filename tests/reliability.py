@@ -1,10 +1,11 @@
-"""The README's "Reliability and security" table, generated — never typed.
+"""The reliability table of docs/engineering/reliability.md, generated — never typed.
 
-``python -m tests.reliability --faults docs/faults.json --readme README.md`` runs the
+``python -m tests.reliability --faults docs/faults.json`` runs the
 hostile-input and fault suites below with pytest (junit XML), counts per row how
 many cases were tried and whether every one held, adds the rows of the
 fault-injection harness (:mod:`tests.faults`, its JSON summary), and replaces the
-table between the README's ``reliability-table`` markers. ``make faults`` runs both.
+table between the page's ``reliability-table`` markers (``--page`` names another page).
+``make faults`` runs both.
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ CATALOGUE: list[tuple[str, list[str]]] = [
       "unit/test_fuzz_names.py::test_the_audit_names_a_file_or_its_hash"]),
 ]
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "engineering" / "reliability.md"
 
 
 def run_suites(root: Path) -> dict[str, list[bool]]:
@@ -232,17 +234,18 @@ def render(outcomes: dict[str, list[bool]], faults: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--faults", type=Path, required=True, help="the harness's --json output")
-    p.add_argument("--readme", type=Path, required=True)
+    p.add_argument("--page", type=Path, default=PAGE,
+                   help="the markdown page holding the reliability-table markers")
     args = p.parse_args()
     root = Path(__file__).resolve().parent.parent
     table = render(run_suites(root), json.loads(args.faults.read_text()))
-    text = args.readme.read_text()
+    text = args.page.read_text()
     if START not in text or END not in text:
-        print(f"{args.readme}: no {START} … {END} markers", file=sys.stderr)
+        print(f"{args.page}: no {START} … {END} markers", file=sys.stderr)
         return 2
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    args.readme.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    args.page.write_text(f"{head}{START}\n{table}\n{END}{tail}")
     print(table)
     return 0 if "**failed**" not in table and "not run" not in table else 1
 

@@ -346,7 +346,7 @@ PAGES = {"overview": "/", "audit": "/audit", "access": "/access", "retention": "
 
 def test_every_page_renders_with_the_expected_counts(console, browser, exchange, tmp_path):
     """Each page against counts made here from the audit log and the config; a screenshot
-    of each (into $GATEWAY_SCREENSHOTS when set: the README's pictures)."""
+    of each (into $GATEWAY_SCREENSHOTS when set: the pictures in docs/security-team.md)."""
     server, clock, secrets = console
     site, _ = exchange
     log_in(browser, server, clock, "alice", secrets["alice"])

@@ -4,7 +4,7 @@
 The bound is on the tree's PSS: its RSS sum counts the shared library pages of each
 of the 16 gpg processes again (~5 MB each, of which ~0.3 MB is theirs alone), and
 since the columnar engine loads Arrow that sum sits near 256 MB at any batch size.
-Both are printed; the README's Performance table gives both."""
+Both are printed; the table in docs/engineering/performance.md gives both."""
 
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ def test_the_report_counts_what_happened_and_is_signed(busy, tmp_path, keybox):
     assert b"Supervision report" in page and b"<svg" in page
     scanner = LeakScanner(records)
     assert not scanner.scan(page) and not scanner.scan(signed)
-    if CHROMIUM and DRIVER:  # the page as a person opens it (and the README's picture)
+    if CHROMIUM and DRIVER:  # the page as a person opens it (and the picture in docs/security-team.md)
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
