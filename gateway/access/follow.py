@@ -11,7 +11,7 @@ when the file is shorter than the offset, and also when it has regrown past the 
 before the next read: the cursor keeps a fingerprint of the file's first bytes
 (:data:`HEAD` of them, or all there were), and a file whose start no longer matches is
 a new file. What was written between the last read and the cut is lost, which is why
-the README asks for rotation by renaming.
+docs/operations.md asks for rotation by renaming.
 
 Each line comes with the offset just after it, so a caller can save the cursor after
 any line it has acted on: a restart never acts on a line twice.

@@ -190,7 +190,7 @@ class GatewaySection(_Model):
         description="Several nodes: a node's hold on a piece of work lasts this long unless "
                     "renewed, so a dead node's work is taken over after this many seconds.")
     # zlib level of what the gateway seals (slices, receipts, results), 0 = none. Level 1:
-    # 2.5x less gpg CPU than 6 for 16 % more bytes (README "Measurements").
+    # 2.5x less gpg CPU than 6 for 16 % more bytes (docs/engineering/performance.md, "Compression").
     compress_level: int = Field(
         default=1, ge=0, le=9,
         description="zlib level of what the gateway encrypts (slices, receipts, results): 0 is "

@@ -1,6 +1,6 @@
 """Streaming OpenPGP through GnuPG, with the verdict decided by our code.
 
-Why GnuPG as a subprocess (see README, design decisions): it streams in
+Why GnuPG as a subprocess (see docs/engineering/design-decisions.md): it streams in
 constant memory, it is what the bank and the agencies run, and it handled every
 tamper and revocation case we tried. Why our own verdict: gpg's exit status is
 not one — a signature from a *revoked* key exits 0 with ``VALIDSIG`` — so we read
