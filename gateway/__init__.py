@@ -1,3 +1,8 @@
 """Secure case-file exchange gateway between a bank and its collection agencies."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # the installed distribution's, which setuptools-scm took from the git tag at build time
+    __version__ = version("gateway")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
