@@ -4,6 +4,9 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-run
+# The runtime dependencies as wheels, so tests/integration/test_package.py can install the
+# built gateway wheel into a fresh venv without the network.
+WHEELHOUSE := $(VENV)/wheelhouse
 
 # Debian packages the gateway and its integration tests drive for real
 # (gnupg, gpg-agent, openssh-server, postgresql; chromium and chromium-driver for the
@@ -11,7 +14,7 @@ DEMO_DIR ?= demo-run
 # TLS reverse proxy — /usr/sbin is not on a user's PATH, hence the second test; rsyslog, which
 # carries internal-sftp's log lines out of the chroots as deploy/rsyslog.d says).
 
-.PHONY: test demo lint docs system-deps venv bench faults two-nodes clean
+.PHONY: test demo lint docs dist system-deps venv bench faults two-nodes clean
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
@@ -34,12 +37,24 @@ docs: $(STAMP)
 	$(BIN)/python -m gateway.reference cli > docs/cli.md.tmp
 	mv docs/cli.md.tmp docs/cli.md
 
+# The wheel and the sdist in dist/, versioned from the git tag (setuptools-scm; no tag:
+# 0.1.devN+g<hash>). The wheel is built from the sdist, so both carry everything.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 venv: $(STAMP)
 
+# The wheelhouse holds the versions just installed (pip freeze as constraints), so pip
+# serves them from its cache; test_package.py installs from it with --no-index.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip freeze --exclude-editable > $(VENV)/constraints.txt
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > $(VENV)/requirements.txt
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) -r $(VENV)/requirements.txt -c $(VENV)/constraints.txt
 	touch $@
 
 # Installs only what is absent; needs root (apt-get) only when something is missing.
@@ -86,4 +101,4 @@ two-nodes: system-deps $(STAMP)
 		tests/integration/test_two_nodes.py -k exactly_once -o timeout=1200
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_DIR) dist build .pytest_cache .ruff_cache .mypy_cache
