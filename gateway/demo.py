@@ -15,6 +15,9 @@ import csv
 import datetime as dt
 import io
 import json
+import shlex
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -163,8 +166,10 @@ def run_demo(directory: Path, console: Console) -> None:
                   f"forwarded, errors:")
     for e in agency_receipt["errors"]:
         console.print(f"  row {e['row']} case {e['case_id']}: {e['code']} — {e['message']}")
-    console.print("The bank's security team sees the attempt: gateway audit show --event "
-                  "security.cross_agency")
+    gateway = _gateway_command()
+    config_arg = shlex.quote(str(config_path))
+    console.print(f"The bank's security team sees the attempt: {gateway} audit show -c {config_arg} "
+                  "--event security.cross_agency")
 
     console.rule("[bold]8. AG003's contract ends; on the deadline its data is purged")
     today = dt.datetime.now(cfg.gateway.tz).date()
@@ -195,8 +200,23 @@ def run_demo(directory: Path, console: Console) -> None:
     console.rule("[bold]9. Audit")
     result = audit.verify(cfg.gateway.state_dir / "audit" / "audit.jsonl")
     console.print(f"audit log: {result.entries} entries, chain {'intact' if result.ok else 'BROKEN'}; "
-                  f"try: gateway audit show -c {config_path}")
-    console.print(f"Everything is in {directory}. Next: gateway batches -c {config_path}")
+                  f"try: {gateway} audit show -c {config_arg}")
+    console.print(f"Everything is in {directory}. Next: {gateway} batches -c {config_arg}")
+
+
+def _gateway_command() -> str:
+    """The command that runs this gateway again from where the demo was started.
+
+    ``gateway`` when that is what PATH finds; otherwise the path it was started by, as typed
+    (``.venv/bin/gateway`` from ``make demo``, which puts nothing on PATH; relative like the
+    ``--dir`` the hints name); and for ``python -m gateway``, that interpreter with ``-m``."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name == "gateway":
+        on_path = shutil.which("gateway")
+        if on_path is not None and Path(on_path).resolve() == Path(argv0).resolve():
+            return "gateway"
+        return shlex.quote(argv0)
+    return f"{shlex.quote(sys.executable)} -m gateway"
 
 
 def _retention_table(holdings: list[purge.Holding], title: str) -> Table:
