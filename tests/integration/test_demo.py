@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import pytest
 
 from tests.conftest import run_cli
@@ -23,6 +26,8 @@ def test_demo_runs_in_a_fresh_directory(tmp_path):
     assert "gpg --verify` with only the gateway's public key: good signature" in out
     assert '"late": false' in out
     assert "chain intact" in out
+    config = shlex.quote(str(tmp_path / "demo" / "gateway.toml"))  # run_cli runs python -m gateway
+    assert f"Next: {shlex.quote(sys.executable)} -m gateway batches -c {config}" in out
     assert live_gpg_processes(str(tmp_path)) == []
     again = run_cli("demo", "--dir", str(tmp_path / "demo"))
     assert again.returncode == 2 and "already holds a demo" in again.stderr
