@@ -37,3 +37,13 @@ def test_usage_error_exit_2_without_traceback(capsys):
 
 def test_unknown_command(capsys):
     assert main(["fly"]) == 2
+
+
+def test_version_prints_the_installed_distributions_version(capsys):
+    from importlib.metadata import version
+
+    import gateway
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gateway {gateway.__version__}\n"
+    assert gateway.__version__ == version("gateway")  # setuptools-scm's, from the git tag
