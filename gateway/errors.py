@@ -61,9 +61,21 @@ class KeyPolicyError(GatewayError):
 
 
 class CryptoError(GatewayError):
-    """An OpenPGP operation failed."""
+    """An OpenPGP operation failed.
+
+    Besides the message (the one receipts carry), what the message itself named, so a
+    person opening a file can be told whose it is: *recipients*, the key ids it is
+    encrypted to (``ENC_TO``, in order; ``0000000000000000`` for a hidden recipient), and
+    *signer*, the key id or fingerprint of the signature's key when one was seen.
+    """
 
     code = "E_CRYPTO"
+
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 recipients: tuple[str, ...] = (), signer: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.recipients = recipients
+        self.signer = signer
 
 
 class AuditError(GatewayError):

@@ -403,8 +403,11 @@ def _decide(rc: int, status: list[list[str]], allowed: frozenset[str], count: in
     for words in status:
         kw.setdefault(words[0], []).append(words[1:])
 
+    recipients = tuple(dict.fromkeys(w[0].upper() for w in kw.get("ENC_TO", []) if w))
+    signer = _signer_named(kw)
+
     def fail(code: str, message: str) -> CryptoError:
-        return CryptoError(message, code=code)
+        return CryptoError(message, code=code, recipients=recipients, signer=signer)
 
     enc_to = {w[0] for w in kw.get("ENC_TO", []) if w}
     no_seckey = {w[0] for w in kw.get("NO_SECKEY", []) if w}
@@ -448,6 +451,19 @@ def _decide(rc: int, status: list[list[str]], allowed: frozenset[str], count: in
     return Verified(fingerprint=primary, signing_key=sig[0].upper(),
                     signed_at=int(sig[2]) if sig[2].isdigit() else 0,
                     plaintext_bytes=count, _token=_TOKEN)
+
+
+def _signer_named(kw: dict[str, list[list[str]]]) -> str | None:
+    """The key a signature names, best first: the primary fingerprint of a good one, else
+    the key id gpg saw (a bad, an expired or revoked, or an uncheckable signature's)."""
+    for sig in kw.get("VALIDSIG", []):
+        if sig:
+            return (sig[9] if len(sig) > 9 else sig[0]).upper()
+    for word in ("BADSIG", "EXPKEYSIG", "REVKEYSIG", "EXPSIG", "ERRSIG", "GOODSIG"):
+        for args in kw.get(word, []):
+            if args:
+                return args[0].upper()
+    return None
 
 
 class SealWriter:
