@@ -223,7 +223,9 @@ def results_csv(records: Sequence[dict[str, str]] | Iterator[dict[str, str]]) ->
 
 
 def case_ids_from(path: Path, layout: Layout, agencies: Sequence[str]) -> list[str]:
-    """The case ids of *agencies* in a case file *path* (a sample, or the bank's plaintext).
+    """The case ids of *agencies* in a case file *path*: a sample, the bank's plaintext, or
+    a slice an agency decrypted (canonical headers; a role may not see ``agency_code``,
+    and then every row is the agency's own).
 
     With no *agencies*, the file must hold a single agency's cases: a results file speaks
     for one agency, and rows about another's cases are refused (``E_NOT_ASSIGNED``)."""
@@ -238,14 +240,18 @@ def case_ids_from(path: Path, layout: Layout, agencies: Sequence[str]) -> list[s
     if not rows:
         raise UsageError(f"--cases {path}: the file is empty")
     header = [h.strip() for h in rows[0]]
-    try:
-        at_id, at_agency = (header.index(layout.header(f)) for f in ("case_id", "agency_code"))
-    except ValueError:
-        raise UsageError(f"--cases {path}: no {layout.header('case_id')!r} and "
-                         f"{layout.header('agency_code')!r} columns in the first row (give -c "
-                         "CONFIG for the bank's headers and delimiter)") from None
-    pairs = [(r[at_id].strip(), r[at_agency].strip()) for r in rows[1:]
-             if len(r) > max(at_id, at_agency)]
+    id_header, agency_header = layout.header("case_id"), layout.header("agency_code")
+    if id_header not in header:
+        raise UsageError(f"--cases {path}: no {id_header!r} column in the first row (give -c "
+                         "CONFIG for the bank's headers and delimiter)")
+    at_id = header.index(id_header)
+    if agency_header in header:
+        at_agency = header.index(agency_header)
+        pairs = [(r[at_id].strip(), r[at_agency].strip()) for r in rows[1:]
+                 if len(r) > max(at_id, at_agency)]
+    else:  # a slice without agency_code: one agency's rows, whichever it is
+        pairs = [(r[at_id].strip(), agencies[0] if agencies else "") for r in rows[1:]
+                 if len(r) > at_id]
     found = sorted({a for _, a in pairs})
     if not agencies:
         if len(found) > 1:
@@ -254,7 +260,7 @@ def case_ids_from(path: Path, layout: Layout, agencies: Sequence[str]) -> list[s
         agencies = found
     ids = [cid for cid, a in pairs if a in agencies and cid]
     if not ids:
-        raise UsageError(f"--cases {path}: no cases of {', '.join(agencies)}")
+        raise UsageError(f"--cases {path}: no cases of {', '.join(agencies) or 'any agency'}")
     return ids
 
 

@@ -115,6 +115,13 @@ def test_case_ids_of_one_agency(tmp_path):
         samples.case_ids_from(f, samples.Layout(), ["AG003"])
 
 
+def test_case_ids_of_a_slice_without_agency_code(tmp_path):
+    f = tmp_path / "B1.AG001.collector.csv"
+    f.write_text("case_id,product,total_due\r\nC-1,credit_card,10.00\r\nC-2,other,5\r\n")
+    assert samples.case_ids_from(f, samples.Layout(), []) == ["C-1", "C-2"]
+    assert samples.case_ids_from(f, samples.Layout(), ["AG001"]) == ["C-1", "C-2"]
+
+
 def test_write_new_never_overwrites_without_force(tmp_path):
     f = tmp_path / "s.csv"
     samples.write_new(f, b"a")
