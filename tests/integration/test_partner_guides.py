@@ -43,7 +43,7 @@ class Party:
         self.dir = root / "work"
         self.dir.mkdir(parents=True)
         # gpg-agent's socket path must stay short (sun_path): a home under /tmp
-        self.home = Path(tempfile.mkdtemp(prefix="gwg", dir="/tmp"))
+        self.home = Path(tempfile.mkdtemp(prefix="gwdoc", dir="/tmp"))
         secret = self.home / "passphrase"
         secret.write_text("correct horse battery staple\n")
         (self.home / "gpg.conf").write_text(f"batch\npinentry-mode loopback\npassphrase-file {secret}\n")
