@@ -1,4 +1,4 @@
-"""The audit log (SPEC §10) and the operational log set-up.
+"""The audit log (docs/formats.md §5.4) and the operational log set-up.
 
 The audit log is ours, not a database's: append-only JSON Lines, each entry
 chained to the previous one by SHA-256, so an auditor can verify it with a
@@ -48,11 +48,11 @@ EVENTS = frozenset({
     "security.cross_agency", "security.bad_signature",
     "retention.purged", "certificate.delivered",
     "key.refused", "zone.refused", "zone.error",
-    # the security team's console (SPEC §13): its accounts and everything they do
+    # the security team's console (docs/security-team.md): its accounts and everything they do
     "console.account_added", "console.account_disabled", "console.account_reset",
     "console.login", "console.login_failed", "console.locked", "console.logout",
     "console.view", "console.export",
-    # access evidence from OpenSSH (SPEC §14)
+    # access evidence from OpenSSH (docs/security-team.md)
     "slice.accessed", "security.role_mismatch", "security.foreign_access",
     "security.unknown_login", "report.delivered",
     # a value read from outside that no field pattern admits, kept as its hash (issue 22)

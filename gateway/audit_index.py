@@ -1,4 +1,4 @@
-"""An index of the audit log for the console (SPEC §13): filter and page 10⁶ entries fast.
+"""An index of the audit log for the console (docs/security-team.md): filter and page 10⁶ entries fast.
 
 The log stays the record; the index is a cache beside it (SQLite, one row per entry:
 its byte offset and the fields people filter on) that can be deleted at any time and

@@ -1,4 +1,4 @@
-"""Signed audit checkpoints (SPEC §10): the chain's head, sealed with the gateway's key and
+"""Signed audit checkpoints (docs/formats.md §5.4): the chain's head, sealed with the gateway's key and
 handed to the bank.
 
 A hash chain proves order, not authorship: whoever can write the file can cut its

@@ -73,7 +73,7 @@ def _check_sftp(key_path: str, spec: SftpSpec) -> Finding:
 
 
 def state_dir_findings(root: Path) -> list[Finding]:
-    """SPEC §15: the state directory holds keys, tokens and the ledger — its owner's only."""
+    """The state directory holds keys, tokens and the ledger: its owner's only."""
     if not root.exists():
         return [Finding("info", f"gateway.state_dir: {root} does not exist yet; the first run "
                                 "creates it (mode 0700)")]
@@ -147,7 +147,7 @@ def console_findings(cfg: Config) -> list[Finding]:
 
 
 def sharing_findings(cfg: Config) -> list[Finding]:
-    """Several nodes on one ledger must see one archive and staging area (SPEC §12)."""
+    """Several nodes on one ledger must see one archive and staging area (docs/operations.md)."""
     gw = cfg.gateway
     postgresql = gw.db_url.startswith("postgresql")
     if gw.shared_dir is not None:

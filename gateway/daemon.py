@@ -84,7 +84,7 @@ def open_context(cfg: Config, *, actor: str | None = "daemon",
         try:
             yield ctx
         finally:
-            try:  # whoever wrote audit entries seals them on the way out (SPEC §10)
+            try:  # whoever wrote audit entries seals them on the way out (docs/formats.md §5.4)
                 checkpoint.seal(ctx)
             except (GatewayError, OSError) as exc:
                 log.error("audit.checkpoint_failed", error=str(exc))
@@ -267,7 +267,7 @@ def isolated(ctx: Context, part: str, *, passing: tuple[type[Exception], ...] = 
 
 
 def collect_access(ctx: Context) -> None:
-    """Who read which delivered file, from internal-sftp's log (SPEC §14): before the
+    """Who read which delivered file, from internal-sftp's log (docs/security-team.md): before the
     collections, so a slice's ``slice.accessed`` comes before its ``slice.collected``."""
     if ctx.cfg.access.sshd_log is not None:  # unreadable, a FIFO: the piece fails, is
         evidence.collect(ctx.cfg, ctx.ledger, ctx.audit, ctx.node)  # said and alerted
@@ -400,7 +400,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
     observers = [zone.watch(lambda _key: wake.set()) for zone in _local_zones(ctx)]
     has_remote = len(observers) < len(ctx.zones)
     period = interval if has_remote else rescan
-    health = metrics.Health(max_age=3 * period)  # SPEC §12; a pass in progress is judged apart
+    health = metrics.Health(max_age=3 * period)  # docs/operations.md; a pass in progress is judged apart
     server = (metrics.serve(ctx.cfg.gateway.metrics_listen, ctx.metrics, health)
               if ctx.cfg.gateway.metrics_listen else None)
     for part in parts(ctx.cfg):  # each series from 0, so its first failure is an increase

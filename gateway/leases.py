@@ -1,4 +1,4 @@
-"""The work this node holds, and the thread that keeps holding it (SPEC §12).
+"""The work this node holds, and the thread that keeps holding it (docs/operations.md).
 
 Every work item — an input file, a pending delivery, a receipt to send, a purge —
 is claimed in the ledger with a lease that runs out ``lease_seconds`` after it

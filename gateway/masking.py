@@ -1,4 +1,4 @@
-"""Masking rules by role (SPEC §5): pure functions, no I/O.
+"""Masking rules by role (docs/formats.md §3): pure functions, no I/O.
 
 The rule catalogue also says which rule fits which kind of field, so the
 config refuses an impossible rule (``mask`` on an amount) before any data
@@ -64,7 +64,7 @@ _COLLECTOR = {
     "assigned_on": "full", "due_back_on": "full",
 } | _contacts("mask", "full")
 
-# Written into gateway.toml by `gateway init` (SPEC §5).
+# Written into gateway.toml by `gateway init` (docs/formats.md §3).
 DEFAULT_ROLES: dict[str, dict[str, str]] = {
     "supervisor": {name: "full" for name in CASE_FIELDS},
     "collector": _COLLECTOR,

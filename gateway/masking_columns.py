@@ -1,4 +1,4 @@
-"""Masking rules by role (SPEC §5) over whole columns: the fast twin of :mod:`masking`.
+"""Masking rules by role (docs/formats.md §3) over whole columns: the fast twin of :mod:`masking`.
 
 Every function here gives, value for value, what its per-row reference in
 :mod:`masking` gives; the differential property tests hold them equal. Strings

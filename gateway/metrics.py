@@ -1,4 +1,4 @@
-"""Metrics and health for operations (SPEC §12): ``/metrics`` (Prometheus) and ``/healthz``.
+"""Metrics and health for operations (docs/operations.md): ``/metrics`` (Prometheus) and ``/healthz``.
 
 Every daemon serves both on ``[gateway] metrics_listen`` (default ``127.0.0.1:9464``;
 empty switches it off). Labels carry only what the audit log may carry — channels,

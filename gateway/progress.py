@@ -1,4 +1,4 @@
-"""Progress of the file in hand, for a person at a terminal (SPEC §11).
+"""Progress of the file in hand, for a person at a terminal (docs/cli.md).
 
 `gateway run --once` on a TTY shows, per file, a bar of the ciphertext read so far
 (of its size), the rows, rows per second and the time left. A daemon under systemd

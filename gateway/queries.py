@@ -126,7 +126,7 @@ class BatchTimeline:
 def access(cfg: Config, ledger: Ledger) -> list[RoleAccess]:
     """Per agency and role: slices delivered, collected, still waiting, and how long the
     agency took to fetch them. (Who fetched — the SSH login and address — joins this once
-    the access evidence of SPEC §14 is recorded.)"""
+    the access evidence of docs/security-team.md is recorded.)"""
     rows: dict[tuple[str, str], list[DeliveryRow]] = {
         (a.code, r): [] for a in cfg.agencies for r in a.roles}
     with ledger.session(write=False) as s:
@@ -405,7 +405,7 @@ def compliance(cfg: Config, ledger: Ledger,
             for (agency, day), v in sorted(days.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
 
-# --- access evidence (SPEC §14) ------------------------------------------------------------
+# --- access evidence (docs/security-team.md) ------------------------------------------------------------
 
 ACCESS_EVENTS = ("slice.accessed", "security.role_mismatch", "security.foreign_access",
                  "security.unknown_login")

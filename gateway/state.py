@@ -19,7 +19,7 @@ data::
 With several nodes on one PostgreSQL ledger, each keeps its own state directory
 and all mount one shared directory: a node that dies leaves a claimed file in
 the archive, or committed slices in staging, and the node that takes its lease
-over must be able to read them (SPEC §12).
+over must be able to read them (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _read_pid(fd: int) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-UMASK = 0o077  # SPEC §15: everything the gateway creates is readable by its own user only
+UMASK = 0o077  # everything the gateway creates is readable by its own user only
 
 
 SHARED = ("archive", "quarantine", "staging", "staging/checkpoints", "secrets/tokens",

@@ -1,1 +1,1 @@
-"""Access evidence from OpenSSH (SPEC §14): who fetched which file, from where, how much."""
+"""Access evidence from OpenSSH (docs/security-team.md): who fetched which file, from where, how much."""

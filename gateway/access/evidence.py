@@ -1,4 +1,4 @@
-"""Access evidence into the audit log (SPEC §14): each read of a delivered file, by whom.
+"""Access evidence into the audit log (docs/security-team.md): each read of a delivered file, by whom.
 
 Each pass the daemon reads what internal-sftp logged since the last pass
 (:mod:`follow`), parses it (:mod:`sshlog`), and for every file the gateway delivered

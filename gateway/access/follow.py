@@ -1,4 +1,4 @@
-"""Reading a growing, rotating log file exactly once (SPEC §14).
+"""Reading a growing, rotating log file exactly once (docs/security-team.md).
 
 rsyslog writes internal-sftp's lines to a file; logrotate renames it (``sshd.log`` →
 ``sshd.log.1``) and rsyslog opens a new one. A cursor — the file's inode and the

@@ -1,4 +1,4 @@
-"""internal-sftp's log, read as evidence (SPEC §14): a pure parser, no I/O.
+"""internal-sftp's log, read as evidence (docs/security-team.md): a pure parser, no I/O.
 
 OpenSSH's ``internal-sftp -l INFO`` writes one syslog line per session event and per file
 operation, each tagged with the session's process id::

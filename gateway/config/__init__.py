@@ -356,7 +356,7 @@ class Agency(_Model):
         description="The role whose keys receive the receipts for the agency's results files; "
                     "one of the agency's roles.")
     # SSH logins of the agency's staff on the host's sshd, and the role each works in
-    # (SPEC §14): who fetched a slice is read from internal-sftp's log by login.
+    # (docs/security-team.md): who fetched a slice is read from internal-sftp's log by login.
     ssh_users: dict[str, str] = Field(
         default={},
         description="The SSH logins of the agency's staff on this host's sshd and the role each "

@@ -24,7 +24,7 @@ _HOSTKEY_TYPES = {"ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Relative paths are relative to the config file (SPEC §3)."""
+    """Relative paths are relative to the config file (docs/configuration.md)."""
     base = (info.context or {}).get("base")
     value = value.expanduser()
     if base is not None and not value.is_absolute():

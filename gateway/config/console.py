@@ -55,7 +55,7 @@ def _proxy_address(v: str) -> str:
 
 
 class ConsoleSection(_Model):
-    """The security team's console (SPEC §13): where it listens, and its TLS files if it
+    """The security team's console (docs/security-team.md): where it listens, and its TLS files if it
     serves HTTPS itself rather than behind the bank's reverse proxy."""
 
     listen: Annotated[str, AfterValidator(_listen_address)] = Field(
@@ -127,7 +127,7 @@ class ConsoleSection(_Model):
 
 
 class AccessSection(_Model):
-    """Access evidence (SPEC §14): internal-sftp's log as a file that rsyslog writes (its
+    """Access evidence (docs/security-team.md): internal-sftp's log as a file that rsyslog writes (its
     offset and inode are remembered in the ledger; rotation loses and doubles nothing)."""
 
     sshd_log: ConfigPath | None = Field(

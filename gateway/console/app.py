@@ -1,4 +1,4 @@
-"""The console's routes (SPEC §13): thin — a page asks ``gateway.queries`` or ``audit`` and
+"""The console's routes (docs/security-team.md): thin — a page asks ``gateway.queries`` or ``audit`` and
 renders a template; what a person may see and do is decided in :mod:`console.auth`.
 
 Every response carries a strict Content-Security-Policy (``default-src 'self'``, no
@@ -541,7 +541,7 @@ def _reportable(c: Console, month: str) -> bool:
 
 @signed_in
 def report_page(c: Console, request: Request, _session: Session, row: AccountRow) -> Response:
-    """A month's supervision report as the page the bank receives (SPEC §14); the signed
+    """A month's supervision report as the page the bank receives (docs/security-team.md); the signed
     JSON comes from `gateway report` or the monthly delivery (the console holds no key)."""
     agency, month = request.path_params["agency"], request.path_params["month"]
     if agency not in {a.code for a in c.cfg.agencies} or not _reportable(c, month):

@@ -1,4 +1,4 @@
-"""Console accounts (SPEC §13): Argon2id passwords, a TOTP second factor, lockouts.
+"""Console accounts (docs/security-team.md): Argon2id passwords, a TOTP second factor, lockouts.
 
 The accounts live in the ledger, so two console hosts on one PostgreSQL share
 them, their failure counts and their lockouts; the counting is done in the

@@ -26,7 +26,7 @@ def lines(entries: Iterator[dict[str, Any]], fmt: str) -> Iterator[bytes]:
     for n, e in enumerate(entries, start=1):
         if fmt == "csv":
             # a spreadsheet runs a cell that starts with = + - @ (an actor or zone such as
-            # "-2-3"): neutralised as in every CSV the gateway writes (SPEC §15)
+            # "-2-3"): neutralised as in every CSV the gateway writes
             writer.writerow([neutralise(_cell(e.get(k))) for k in EXPORT_COLUMNS])
         else:
             buf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")

@@ -50,7 +50,7 @@ CHUNK = 256 * 1024  # bytes per read/write; pipes are enlarged to match (F_SETPI
 _PIPE_SIZE = 1024 * 1024
 DEFAULT_MAX_PLAINTEXT = 4 * 1024**3  # bytes; a compression bomb stops here
 
-# Stable error codes (SPEC §4 receipts, issue "Foundation").
+# Stable error codes (docs/formats.md §6: receipts carry them).
 E_DECRYPT = "E_DECRYPT"  # could not decrypt for a reason other than the ones below
 E_NOT_FOR_US = "E_NOT_FOR_US"  # encrypted, but to none of our keys
 E_UNSIGNED = "E_UNSIGNED"  # no signature at all

@@ -1,7 +1,7 @@
 """Key files: inspect without importing, check against the key policy, generate.
 
 A key file is inspected with ``gpg --show-keys --with-colons`` in a throw-away
-home, so looking at a key never changes any keyring. The policy (SPEC §2):
+home, so looking at a key never changes any keyring. The policy (docs/operations.md):
 RSA of at least 3072 bits, Ed25519/Cv25519, NIST P-256/P-384; not expired, not
 revoked; able to do what we need of it (encrypt or sign); one key per file;
 secret key files not readable by group or others.
@@ -34,7 +34,7 @@ _FPR_RE = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 class KeyRefused(KeyPolicyError):
     """The key is readable but the policy refuses it (weak, expired, revoked, wrong capability).
 
-    In a list of keys such a key is skipped with a warning (SPEC §2); a missing or
+    In a list of keys such a key is skipped with a warning (docs/operations.md); a missing or
     unreadable file is always an error.
     """
 

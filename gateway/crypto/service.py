@@ -2,7 +2,7 @@
 
 Callers never pick recipients or signers: ``seal_for_role(agency, role)`` knows
 which keys that role has, ``open_from_bank`` knows whose signatures count. This
-module also applies the key policy to every configured key (SPEC §2): in a list,
+module also applies the key policy to every configured key (docs/operations.md): in a list,
 a weak, expired or revoked key is skipped with a warning; a list left empty, a
 missing file, or an unusable gateway key stops the gateway.
 """

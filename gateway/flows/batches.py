@@ -1,4 +1,4 @@
-"""Bank case file -> per-agency, per-role encrypted slices + a receipt (SPEC §4–§7).
+"""Bank case file -> per-agency, per-role encrypted slices + a receipt (docs/formats.md §2, §3, §5.1).
 
 The path of one file (DESIGN.md "Data flow of a bank batch")::
 

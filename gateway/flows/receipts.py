@@ -1,4 +1,4 @@
-"""Receipts (SPEC §7): one per input file, signed by the gateway, encrypted to the sender.
+"""Receipts (docs/formats.md §5.1): one per input file, signed by the gateway, encrypted to the sender.
 
 This module builds the JSON and picks the name; the flows seal it (to the bank,
 or to an agency's receipts role) and send it through the two-phase path in the
@@ -52,7 +52,7 @@ class Receipt:
     accepted: int = 0
     rejected: int = 0
     per_agency: dict[str, int] = field(default_factory=dict)
-    neutralised: int = 0  # free-text values written with a leading ' (SPEC §15)
+    neutralised: int = 0  # free-text values written with a leading '
     errors: ErrorList = field(default_factory=ErrorList)
     extra: dict[str, Any] = field(default_factory=dict)
 

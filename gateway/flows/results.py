@@ -1,4 +1,4 @@
-"""Agency result file -> the bank, with ownership checks and compliance flags (SPEC §8).
+"""Agency result file -> the bank, with ownership checks and compliance flags (docs/formats.md §4).
 
 Each agency's outbox is its own channel: a file there must be signed by one of
 *that* agency's keys (another agency's valid key is refused whole). Each row

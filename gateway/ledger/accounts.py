@@ -1,4 +1,4 @@
-"""Console accounts (SPEC §13): rows and the counters a login changes, each in one
+"""Console accounts (docs/security-team.md): rows and the counters a login changes, each in one
 transaction."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Claims on files and leases on other work: who processes what, until when (SPEC §12)."""
+"""Claims on files and leases on other work: who processes what, until when (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What the daemon reports about its surroundings: each zone's health, files refused in a
-zone, and its cursors on the sshd log (SPEC §11, §14)."""
+zone, and its cursors on the sshd log (docs/cli.md, docs/security-team.md)."""
 
 from __future__ import annotations
 

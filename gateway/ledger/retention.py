@@ -1,4 +1,4 @@
-"""Purges (SPEC §9): what a contract's purge planned, deleted and certified."""
+"""Purges (docs/formats.md §5.3): what a contract's purge planned, deleted and certified."""
 
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ class CaseRow(Base):
     purged_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
-        # case_id is unique across *live* cases (SPEC §4); a purged case's id may return.
+        # case_id is unique across *live* cases (docs/formats.md §2); a purged case's id may return.
         Index("ux_cases_live", "case_id", unique=True,
               sqlite_where=text("purged_at IS NULL"), postgresql_where=text("purged_at IS NULL")),
         # purged_at too: the ownership check is answered from the index alone (0007)
@@ -215,7 +215,7 @@ class StagedAttemptRow(Base):
 
 
 class AccountRow(Base):
-    """A console account (SPEC §13). The password only as an Argon2id hash; the TOTP
+    """A console account (docs/security-team.md). The password only as an Argon2id hash; the TOTP
     secret as it must be to check a code; *last_step* the TOTP time step last accepted
     (a code works once); *failures* since the last good login (5 lock it);
     *sessions_from*: a session begun before it is void (a logout, a reset)."""
@@ -236,7 +236,7 @@ class AccountRow(Base):
 
 
 class ResultFlagRow(Base):
-    """How many accepted rows of a results file carry each flag (SPEC §8), and how many were
+    """How many accepted rows of a results file carry each flag (docs/formats.md §4), and how many were
     refused as ``NOT_ASSIGNED`` — the Compliance page's figures, kept with no case in them."""
 
     __tablename__ = "result_flags"
@@ -246,7 +246,7 @@ class ResultFlagRow(Base):
 
 
 class AccessCursorRow(Base):
-    """How far a node has read internal-sftp's log (SPEC §14): the file's inode, the offset
+    """How far a node has read internal-sftp's log (docs/security-team.md): the file's inode, the offset
     after the last whole line, and the parser's open sessions as JSON."""
 
     __tablename__ = "access_cursors"

@@ -1,1 +1,1 @@
-"""Monthly supervision reports (SPEC §14): figures, rendering, and their delivery."""
+"""Monthly supervision reports (docs/security-team.md): figures, rendering, and their delivery."""

@@ -1,4 +1,4 @@
-"""Building a report and delivering last month's to the bank, once (SPEC §14).
+"""Building a report and delivering last month's to the bank, once (docs/security-team.md).
 
 :func:`build` is what `gateway report` writes: the HTML page and the JSON clear-signed
 by the gateway. :func:`monthly` runs every pass of the daemon: from the 1st of a month,

@@ -1,4 +1,4 @@
-"""A month's figures for one agency (SPEC §14): what the bank files to show it supervised
+"""A month's figures for one agency (docs/security-team.md): what the bank files to show it supervised
 how the agency handled its customers' data. Counted from the audit log — the record of
 what happened, which holds no personal data — and, for flags per day and the contract,
 from the ledger, through the same queries the console uses. No case, name or number

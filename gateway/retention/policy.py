@@ -1,6 +1,6 @@
 """When must an agency's data be gone? Pure date logic, tested against golden cases.
 
-Definitions (SPEC §9, with the choices where it is silent):
+Definitions (docs/formats.md §5.3, with the choices where it is silent):
 
 * ``effective_end`` = ``terminated_on`` if set, else ``end`` — the contract's last day.
 * From ``effective_end + 1`` no new case is delivered (``E_CONTRACT_ENDED``).

@@ -1,4 +1,4 @@
-"""Case records (SPEC §4): header mapping, per-row field rules, agency and contract.
+"""Case records (docs/formats.md §2): header mapping, per-row field rules, agency and contract.
 
 Rows are validated into plain ``dict[str, str]`` keyed by canonical field name
 (not one pydantic model per row: a million-row batch is validated in seconds

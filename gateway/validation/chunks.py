@@ -52,7 +52,7 @@ if importlib.util.find_spec("dateutil") is None:
 
 # Arrow's CSV reader, in the main thread, swaps in its own SIGINT/SIGTERM handler while it
 # parses and turns a signal into ArrowCancelled — so a SIGTERM that lands mid-parse ended
-# the daemon as an "internal error", exit 1, instead of the clean stop of SPEC §11 (seen in
+# the daemon as an "internal error", exit 1, instead of the clean stop of docs/cli.md (seen in
 # CI). The gateway's own handlers say when to stop; the flows check them between chunks.
 pa.enable_signal_handlers(False)
 

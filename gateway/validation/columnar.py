@@ -1,4 +1,4 @@
-"""The case rules of SPEC §4 over a chunk of columns: the fast twin of :mod:`cases`.
+"""The case rules of docs/formats.md §2 over a chunk of columns: the fast twin of :mod:`cases`.
 
 Each rule is an Arrow/NumPy expression over a whole column that says *this row
 is valid*. The proof obligation is one-sided and the differential property tests

@@ -1,4 +1,4 @@
-"""The result rules of SPEC §8 over a chunk of columns: the fast twin of :mod:`results`.
+"""The result rules of docs/formats.md §4 over a chunk of columns: the fast twin of :mod:`results`.
 
 As with :mod:`columnar` for cases, each rule is an expression that says *this row is
 valid*, and only that: a row the expressions do not pass goes to the per-row

@@ -135,7 +135,7 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def needs_neutralising(value: str) -> bool:
-    """Whether a spreadsheet would read *value* as a formula (SPEC §15, OWASP CSV injection)."""
+    """Whether a spreadsheet would read *value* as a formula (OWASP: CSV injection)."""
     return value.startswith(FORMULA_TRIGGERS)
 
 

@@ -1,4 +1,4 @@
-"""Field rules of SPEC §4 as pure functions.
+"""Field rules of docs/formats.md §2 as pure functions.
 
 Each checker returns ``None`` when the value is valid, or ``(code, message)``.
 Messages describe the rule, never the value: they end up in receipts, and a

@@ -1,4 +1,4 @@
-"""Result records (SPEC §8): field rules, per-action requirements, compliance flags.
+"""Result records (docs/formats.md §4): field rules, per-action requirements, compliance flags.
 
 Ownership (a row must be about a case delivered to the sending agency) needs
 the ledger and is applied by the flow in chunks; everything here is pure.

@@ -1,6 +1,6 @@
-"""The canonical case fields (SPEC §4) and what kind of value each holds.
+"""The canonical case fields (docs/formats.md §2) and what kind of value each holds.
 
-The kind decides which masking rules make sense (SPEC §5) and is the one place
+The kind decides which masking rules make sense (docs/formats.md §3) and is the one place
 the config, the validators and the masking agree on what a field is.
 """
 
@@ -69,7 +69,7 @@ _FIELDS += [
 
 CASE_FIELDS: dict[str, FieldSpec] = {f.name: f for f in _FIELDS}
 
-# Free text a person typed: formula-neutralised in every CSV the gateway writes (SPEC §15).
+# Free text a person typed: formula-neutralised in every CSV the gateway writes.
 # Structured kinds (ids, phones, amounts, dates, codes) are constrained by their rules.
 FREE_TEXT_KINDS = frozenset({Kind.NAME, Kind.ADDRESS, Kind.EMPLOYER, Kind.TEXT})
 FREE_TEXT_CASE_FIELDS = frozenset(n for n, spec in CASE_FIELDS.items() if spec.kind in FREE_TEXT_KINDS)

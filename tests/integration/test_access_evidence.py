@@ -1,4 +1,4 @@
-"""Access evidence from a real OpenSSH (SPEC §14): AG001's inbox served by sshd's
+"""Access evidence from a real OpenSSH (docs/security-team.md): AG001's inbox served by sshd's
 internal-sftp, chrooted, logging at INFO to ``<chroot>/dev/log``; a datagram socket
 bound there writes the lines to a file, as rsyslog would; the gateway reads that file.
 

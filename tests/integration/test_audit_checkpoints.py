@@ -1,4 +1,4 @@
-"""Signed audit checkpoints (SPEC §10): a cut, a forged append or a rebuilt chain is caught,
+"""Signed audit checkpoints (docs/formats.md §5.4): a cut, a forged append or a rebuilt chain is caught,
 by the gateway's own checkpoints and by the copies the bank holds."""
 
 from __future__ import annotations

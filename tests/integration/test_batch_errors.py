@@ -1,4 +1,4 @@
-"""Every file-level error code of SPEC §4/§7 through the real flow; hostile input never crashes."""
+"""Every file-level error code of docs/formats.md §2/§7 through the real flow; hostile input never crashes."""
 
 from __future__ import annotations
 

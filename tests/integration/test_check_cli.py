@@ -27,7 +27,7 @@ def test_init_generate_check_from_scratch(tmp_path):
     proc = run_cli("check", "-c", str(d / "gateway.toml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "self-test" in proc.stdout
-    # the config comes from the environment too (SPEC §11)
+    # the config comes from the environment too (docs/cli.md)
     proc = run_cli("check", env={"GATEWAY_CONFIG": str(d / "gateway.toml")})
     assert proc.returncode == 0, proc.stderr
 

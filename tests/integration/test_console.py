@@ -1,4 +1,4 @@
-"""The security team's console (SPEC §13) in a real browser: Debian's Chromium driven by
+"""The security team's console (docs/security-team.md) in a real browser: Debian's Chromium driven by
 Selenium through Debian's chromedriver (nothing downloaded at test time), against a
 console serving a site on which a batch, a results file with a cross-agency attempt
 and a purge have run.

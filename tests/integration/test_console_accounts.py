@@ -1,4 +1,4 @@
-"""Console accounts (SPEC §13) on a real ledger of each kind: Argon2id, TOTP, lockout, and
+"""Console accounts (docs/security-team.md) on a real ledger of each kind: Argon2id, TOTP, lockout, and
 what the audit log says about every attempt — never the password, the code, or a name
 that matches no account."""
 

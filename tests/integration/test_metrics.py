@@ -1,4 +1,4 @@
-"""/metrics and /healthz of a running daemon (SPEC §12), scraped after real work."""
+"""/metrics and /healthz of a running daemon (docs/operations.md), scraped after real work."""
 
 from __future__ import annotations
 

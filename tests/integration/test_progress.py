@@ -1,5 +1,5 @@
 """`gateway run --once` at a terminal shows a progress bar per file; elsewhere nothing but
-the log lines (SPEC §11)."""
+the log lines (docs/cli.md)."""
 
 from __future__ import annotations
 

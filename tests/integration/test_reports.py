@@ -1,4 +1,4 @@
-"""Monthly supervision reports (SPEC §14): `gateway report` against counts made here from
+"""Monthly supervision reports (docs/security-team.md): `gateway report` against counts made here from
 the zones and the audit log, its signature checked by gpg with the gateway's public key
 alone, its page opened in Chromium; and the daemon's delivery of last month's reports,
 once, across a restart and two crashes, on a simulated 1st of the month."""

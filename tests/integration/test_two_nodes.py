@@ -1,5 +1,5 @@
 """Two gateway nodes, one PostgreSQL ledger, the same zones and one shared directory
-(SPEC §12): every input processed exactly once, both nodes working, and a node killed
+(docs/operations.md): every input processed exactly once, both nodes working, and a node killed
 mid-batch taken over by the other once its lease runs out.
 
 ``HA_FILES`` sets how many batches and result files the first test drops (8 each in

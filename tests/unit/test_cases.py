@@ -1,4 +1,4 @@
-"""One test per row-level and header-level error code of SPEC §4; messages never echo values."""
+"""One test per row-level and header-level error code of docs/formats.md §2; messages never echo values."""
 
 from __future__ import annotations
 

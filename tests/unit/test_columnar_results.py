@@ -1,4 +1,4 @@
-"""The columnar results engine against its per-row reference (SPEC §8).
+"""The columnar results engine against its per-row reference (docs/formats.md §4).
 
 For generated result files — the synthesiser's rows with values swapped for odd ones,
 about cases the agency holds and cases it does not, in a zone without DST and in one

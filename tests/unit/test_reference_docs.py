@@ -98,10 +98,10 @@ def test_pages_do_not_depend_on_the_terminal(monkeypatch):
 
 
 @pytest.mark.parametrize(("text", "plain"), [
-    ("A report (SPEC §14): per agency.", "A report: per agency."),
-    ("Who read it (SPEC §14: internal-sftp's log).", "Who read it (internal-sftp's log)."),
-    ("the console (`gateway console`, SPEC §13)", "the console (`gateway console`)"),
-    ("Relative paths (SPEC §3.1) are relative.", "Relative paths are relative."),
+    ("A report (docs/security-team.md): per agency.", "A report: per agency."),
+    ("Who read it (docs/security-team.md: internal-sftp's log).", "Who read it (internal-sftp's log)."),
+    ("the console (`gateway console`, docs/security-team.md)", "the console (`gateway console`)"),
+    ("Relative paths (docs/configuration.md) are relative.", "Relative paths are relative."),
 ])
 def test_references_outside_the_repository_are_left_out(text, plain):
     assert reference.plain(text) == plain

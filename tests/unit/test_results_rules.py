@@ -1,4 +1,4 @@
-"""Result rows (SPEC §8): every field code, and every flag raised and not raised."""
+"""Result rows (docs/formats.md §4): every field code, and every flag raised and not raised."""
 
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_cases_agency", "cases", ["agency_code", "case_id"])
-    # case_id is unique across *live* cases (SPEC §4); a purged case's id may return.
+    # case_id is unique across *live* cases (docs/formats.md §2); a purged case's id may return.
     op.create_index("ux_cases_live", "cases", ["case_id"], unique=True,
                     sqlite_where=sa.text("purged_at IS NULL"),
                     postgresql_where=sa.text("purged_at IS NULL"))

@@ -1,4 +1,4 @@
-"""The console's tables (SPEC §13, issue 12): accounts (Argon2id password hashes, TOTP
+"""The console's tables (docs/security-team.md, issue 12): accounts (Argon2id password hashes, TOTP
 secrets, lockouts) and each results file's flag counts (the Compliance page).
 
 Accounts live in the ledger rather than a file so that two console hosts on one

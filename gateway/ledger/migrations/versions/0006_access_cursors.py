@@ -1,4 +1,4 @@
-"""Where the gateway stopped reading internal-sftp's log (SPEC §14, issue 13).
+"""Where the gateway stopped reading internal-sftp's log (docs/security-team.md, issue 13).
 
 One row per log a node reads: the file's inode and the byte offset after the last
 complete line read, and the parser's open sessions (so a session that began before a
