@@ -1,4 +1,12 @@
-"""``gateway init DIR``: a commented config, zone folders and the default roles — no secrets.
+"""``gateway init``: a commented config and the default roles — no secrets.
+
+Two layouts. The production one (:class:`Layout`) is what the systemd units in
+``deploy/`` and ``gateway install`` expect: config in /etc/gateway, state in
+/var/lib/gateway, zones under /srv/gateway/zones, the console as a user of its own;
+``init`` writes only the config and its ``keys/`` folder, because the directories need
+owners and modes that only the installer, which creates the users, can give. The
+self-contained trial layout (``init_project(DIR)`` without a layout) keeps everything
+under DIR and makes its folders at once, for a demo or a test.
 
 The written config is meant to be read: every section says what it is for and
 what bank IT has to change. Key files are referenced, not created; ``init``
@@ -15,13 +23,13 @@ from gateway.errors import UsageError
 from gateway.masking import DEFAULT_ROLES
 
 _HEADER = '''\
-# gateway.toml — configuration of the case-file exchange gateway (SPEC §3).
+# gateway.toml — configuration of the case-file exchange gateway (every key, its type,
+# default and meaning: docs/configuration.md).
 # Relative paths are relative to this file. `gateway check -c {name}` validates it.
 
 [gateway]
-state_dir = "var"                          # ledger, archive, quarantine, audit log, certificates
-# database_url = "postgresql+psycopg://gw@db/gateway"   # default: SQLite in state_dir
-secret_key = "keys/gateway.sec.asc"        # the gateway's own key pair (mode 0600)
+state_dir = "{state_dir}"{state_pad}# ledger, archive, quarantine, audit log, certificates
+{database}secret_key = "keys/gateway.sec.asc"        # the gateway's own key pair (mode 0600)
 # passphrase_env = "GATEWAY_KEY_PASSPHRASE" # if the secret key has a passphrase
 previous_secret_keys = []                  # old gateway keys, decrypt-only, during a key rotation
 timezone = "Asia/Shanghai"                 # contract dates and contact hours are local time here
@@ -38,8 +46,8 @@ max_daily_attempts = 6                     # more CALL/SMS on one case in one lo
 [bank]
 signing_keys = ["keys/bank.pub.asc"]       # whose signatures on case files are accepted
 encrypt_to = ["keys/bank.pub.asc"]         # receipts, results and certificates are encrypted to these
-outgoing = {{ kind = "local", path = "zones/bank/outgoing"{zopts} }}   # the bank drops case files here
-incoming = {{ kind = "local", path = "zones/bank/incoming"{zopts} }}   # receipts, results, certificates
+outgoing = {{ kind = "local", path = "{zones}/bank/outgoing"{zopts} }}   # the bank drops case files here
+incoming = {{ kind = "local", path = "{zones}/bank/incoming"{zopts} }}   # receipts, results, certificates
 # Local zones: a file is taken once it has been left unchanged for settle_seconds (default 2);
 # files the gateway places get file_mode (default 0o640: the zone's SFTP group may read them).
 # A zone on a remote SFTP server instead (the host key is pinned; no trust on first use):
@@ -52,8 +60,8 @@ incoming = {{ kind = "local", path = "zones/bank/incoming"{zopts} }}   # receipt
 # known_host = "ssh-ed25519 AAAA..."        # from `ssh-keyscan -t ed25519 sftp.bank.example`
 # path = "/incoming"
 
-[console]                                  # the security team's console (`gateway console`, SPEC §13)
-listen = "127.0.0.1:8080"                  # behind the bank's TLS reverse proxy, or set both:
+[console]                                  # the security team's console (`gateway console`)
+{console}listen = "127.0.0.1:8080"                  # behind the bank's TLS reverse proxy, or set both:
 # tls_cert = "/etc/gateway/console.crt"
 # tls_key = "/etc/gateway/console.key"
 # allowed_hosts = ["console.bank.example"]   # Host names it answers (default: listen's, localhost)
@@ -77,8 +85,8 @@ _AGENCY = '''
 code = "{code}"
 name = "{name}"
 signing_keys = ["keys/{lower}.pub.asc"]     # accepted signers of this agency's result files
-inbox  = {{ kind = "local", path = "zones/{code}/inbox"{zopts} }}
-outbox = {{ kind = "local", path = "zones/{code}/outbox"{zopts} }}
+inbox  = {{ kind = "local", path = "{zones}/{code}/inbox"{zopts} }}
+outbox = {{ kind = "local", path = "{zones}/{code}/outbox"{zopts} }}
 receipts_role = "supervisor"               # whose keys receive receipts for the agency's uploads
   [agencies.contract]
   id = "{contract}"
@@ -95,18 +103,56 @@ class AgencyTemplate:
     roles: tuple[str, ...] = ("supervisor", "collector")
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where a production site keeps what is not its config: what the units in deploy/ and
+    ``gateway install`` use unless told otherwise."""
+
+    state_dir: Path = Path("/var/lib/gateway")
+    zones_dir: Path = Path("/srv/gateway/zones")
+    console_dir: Path = Path("/var/lib/gateway-console")  # the console's own index of the log
+
+    @property
+    def ledger(self) -> Path:
+        """The SQLite ledger, in a directory of its own: the console (another user, in the
+        gateway's group) must be able to create SQLite's -wal and -shm files beside it."""
+        return self.state_dir / "ledger" / "gateway.db"
+
+
+PRODUCTION = Layout()
+CONFIG_DIR = Path("/etc/gateway")
+
+_TRIAL_DATABASE = ('# database_url = "postgresql+psycopg://gw@db/gateway"   '
+                   "# default: SQLite in state_dir\n")
+_PRODUCTION_DATABASE = (
+    'database_url = "sqlite:///{ledger}"\n'
+    '# database_url = "postgresql+psycopg://gw@db/gateway"   # PostgreSQL instead of SQLite\n')
+_PRODUCTION_CONSOLE = (
+    "group_access = true                        # its own user, in the gateway's group\n"
+    'audit_index = "{index}"   # its index of the audit log, in a directory of its own\n')
+
+
 def render(name: str, agencies: list[AgencyTemplate], today: dt.date,
-           settle_seconds: float | None = None) -> str:
-    """The text of a fresh gateway.toml (*settle_seconds* set on every zone if given)."""
+           settle_seconds: float | None = None, layout: Layout | None = None) -> str:
+    """The text of a fresh gateway.toml (*settle_seconds* set on every zone if given);
+    with *layout*, the production one (absolute paths, the console as its own user)."""
     zopts = "" if settle_seconds is None else f", settle_seconds = {settle_seconds:g}"
-    out = _HEADER.format(name=name, zopts=zopts)
+    if layout is None:
+        state, zones, database, console = "var", "zones", _TRIAL_DATABASE, ""
+    else:
+        state, zones = str(layout.state_dir), str(layout.zones_dir)
+        database = _PRODUCTION_DATABASE.format(ledger=layout.ledger)
+        console = _PRODUCTION_CONSOLE.format(index=layout.console_dir / "audit-index.sqlite")
+    pad = " " * max(1, 29 - len(state))
+    out = _HEADER.format(name=name, zopts=zopts, state_dir=state, state_pad=pad,
+                         database=database, zones=zones, console=console)
     for role, rules in DEFAULT_ROLES.items():
         out += f"[roles.{role}]\n" + "".join(f'{f} = "{r}"\n' for f, r in rules.items()) + "\n"
     for i, a in enumerate(agencies, start=1):
         lower = a.code.lower()
         roles = "".join(f'  [agencies.roles.{r}]\n  encrypt_to = ["keys/{lower}-{r}.pub.asc"]\n'
                         for r in a.roles)
-        out += _AGENCY.format(code=a.code, name=a.name, lower=lower, zopts=zopts,
+        out += _AGENCY.format(code=a.code, name=a.name, lower=lower, zopts=zopts, zones=zones,
                               contract=f"C-{today.year}-{i:03d}", start=today.isoformat(),
                               end=(today + dt.timedelta(days=365)).isoformat(), roles=roles)
     return out
@@ -125,8 +171,13 @@ DEFAULT_AGENCIES = [AgencyTemplate("AG001", "Example Collections Co.")]
 
 
 def init_project(directory: Path, *, agencies: list[AgencyTemplate] | None = None,
-                 today: dt.date | None = None, settle_seconds: float | None = None) -> Path:
-    """Create DIR/gateway.toml, zone folders, keys/ and var/; refuse to overwrite a config."""
+                 today: dt.date | None = None, settle_seconds: float | None = None,
+                 layout: Layout | None = None) -> Path:
+    """Create DIR/gateway.toml and DIR/keys/; refuse to overwrite a config. Without
+    *layout*, the self-contained trial: zone folders and var/ under DIR too. With it,
+    nothing else: the zones and the state directory need the owners and modes that
+    ``gateway install`` gives them once the users exist (folders made here would be
+    root's, and sshd's chroot rules and the agencies' groups mended by hand)."""
     agencies = agencies or DEFAULT_AGENCIES
     directory = Path(directory)
     config = directory / "gateway.toml"
@@ -134,12 +185,13 @@ def init_project(directory: Path, *, agencies: list[AgencyTemplate] | None = Non
         raise UsageError(f"{config} already exists; not overwriting it")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "keys").mkdir(mode=0o700, exist_ok=True)
-    (directory / "var").mkdir(mode=0o700, exist_ok=True)
-    for zone in ("bank/outgoing", "bank/incoming"):
-        (directory / "zones" / zone).mkdir(parents=True, exist_ok=True)
-    for a in agencies:
-        for zone in ("inbox", "outbox"):
-            (directory / "zones" / a.code / zone).mkdir(parents=True, exist_ok=True)
-    config.write_text(render(config.name, agencies, today or dt.date.today(), settle_seconds),
-                      encoding="utf-8")
+    if layout is None:
+        (directory / "var").mkdir(mode=0o700, exist_ok=True)
+        for zone in ("bank/outgoing", "bank/incoming"):
+            (directory / "zones" / zone).mkdir(parents=True, exist_ok=True)
+        for a in agencies:
+            for zone in ("inbox", "outbox"):
+                (directory / "zones" / a.code / zone).mkdir(parents=True, exist_ok=True)
+    config.write_text(render(config.name, agencies, today or dt.date.today(), settle_seconds,
+                             layout), encoding="utf-8")
     return config

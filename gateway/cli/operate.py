@@ -29,18 +29,50 @@ from gateway.names import display_name
 db_app = typer.Typer(help="The ledger's schema: migrations.", no_args_is_help=True)
 
 
-def init(directory: Annotated[Path, typer.Argument(help="Directory to create the setup in.")]) -> None:
-    """Write a commented gateway.toml, zone folders and the default roles (no secrets)."""
+def init(
+    directory: Annotated[Path | None, typer.Argument(
+        help="Directory to write gateway.toml in. Omitted: /etc/gateway, in the production "
+             "layout. Given alone: a self-contained trial, everything under it.",
+        show_default=False)] = None,
+    production: Annotated[bool, typer.Option(
+        "--production", help="The production layout in DIR too (implied by any path option "
+                             "below).")] = False,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="Production layout: the state directory [default: /var/lib/gateway].",
+        show_default=False)] = None,
+    zones_dir: Annotated[Path | None, typer.Option(
+        "--zones-dir", help="Production layout: where the local zones go [default: "
+                            "/srv/gateway/zones].", show_default=False)] = None,
+    console_dir: Annotated[Path | None, typer.Option(
+        "--console-dir", help="Production layout: the console's own directory [default: "
+                              "/var/lib/gateway-console].", show_default=False)] = None,
+) -> None:
+    """Write a commented gateway.toml and the default roles (no secrets); a trial also gets its
+    zone folders. In production, `gateway install` makes the directories, users and groups."""
     from gateway import scaffold
 
-    path = scaffold.init_project(directory)
+    paths = (state_dir, zones_dir, console_dir)
+    layout = None
+    if directory is None or production or any(p is not None for p in paths):
+        d = scaffold.PRODUCTION
+        layout = scaffold.Layout(*(p.absolute() if p is not None else default
+                                   for p, default in zip(paths, (d.state_dir, d.zones_dir,
+                                                                 d.console_dir), strict=True)))
+    directory = directory if directory is not None else scaffold.CONFIG_DIR
+    path = scaffold.init_project(directory, layout=layout)
     out.print(f"wrote {path} with roles supervisor, collector, field_visitor, analyst")
+    if layout is not None:
+        out.print(f"layout: state {layout.state_dir}, zones {layout.zones_dir}, console "
+                  f"{layout.console_dir} (made by `gateway install`)", markup=False)
     out.print("key files it expects (for a trial, generate them; in production the bank and "
               "agencies send you their public keys):")
     for name in scaffold.key_names(scaffold.DEFAULT_AGENCIES):
         out.print(f"  gateway keys generate {name} --email {name}@example.com --out "
-                  f"{directory / 'keys'}")
-    out.print(f"then: gateway check -c {path}")
+                  f"{directory / 'keys'}", markup=False)
+    if layout is not None:
+        out.print(f"then: gateway install -c {path} --dry-run, and gateway install -c {path}",
+                  markup=False)
+    out.print(f"then: gateway check -c {path}", markup=False)
 
 
 def check(config: ConfigOpt = DEFAULT_CONFIG) -> None:
