@@ -61,6 +61,7 @@ def seal(ctx: Context) -> str | None:
     name = f"{PREFIX}{stamp}{SUFFIX}"
     path = directory(ctx.state.root) / name
     write_private(path, signed)
+    ctx.state.publish(path)
     # The delivery goes from the shared staging area: any node may be the one to deliver it.
     write_private(ctx.state.staging_root / "checkpoints" / name, signed)
     # agency_code "": a checkpoint belongs to no agency (the column is not nullable).

@@ -19,7 +19,7 @@ from gateway.crypto.engine import Engine, Keyring
 from gateway.crypto.service import KeySet, check_keys, passphrase_from_env
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import Ledger
-from gateway.state import loose_entries
+from gateway.state import Modes, loose_entries
 from gateway.transfer.base import ZoneError
 
 
@@ -72,12 +72,13 @@ def _check_sftp(key_path: str, spec: SftpSpec) -> Finding:
     return Finding("ok", f"{key_path}: {zone.describe()} (host key matches, login, write)")
 
 
-def state_dir_findings(root: Path) -> list[Finding]:
-    """The state directory holds keys, tokens and the ledger: its owner's only."""
+def state_dir_findings(root: Path, modes: Modes | None = None) -> list[Finding]:
+    """The state directory holds keys, tokens and the ledger: its owner's only (but for
+    what *modes* leaves the console's group)."""
     if not root.exists():
         return [Finding("info", f"gateway.state_dir: {root} does not exist yet; the first run "
                                 "creates it (mode 0700)")]
-    loose = [(p, mode) for p, mode, _ in loose_entries(root)]
+    loose = [(p, mode) for p, mode, _ in loose_entries(root, modes)]
     if not loose:
         return [Finding("ok", f"gateway.state_dir: {root} is private (files 0600, directories 0700)")]
     path, mode = loose[0]
@@ -101,7 +102,7 @@ def run_checks(cfg: Config) -> list[Finding]:
         findings.append(Finding("ok", "gateway key self-test (sign, encrypt, decrypt, verify)"))
     except GatewayError as exc:
         findings.append(Finding("error", f"gateway.secret_key: self-test failed: {exc}"))
-    findings += state_dir_findings(cfg.gateway.state_dir)
+    findings += state_dir_findings(cfg.gateway.state_dir, Modes.of(cfg))
     for name, zone in cfg.zones():
         key_path = cfg.zone_key(name)
         if isinstance(zone, LocalZone):

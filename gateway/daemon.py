@@ -55,7 +55,7 @@ def open_context(cfg: Config, *, actor: str | None = "daemon",
                  now: Callable[[], dt.datetime] = clock.now) -> Iterator[Context]:
     """Everything a flow needs, opened in order and closed in reverse; one runner per state
     dir. *now* is the flows' clock: the demo and tests move it to a deadline."""
-    state = State(cfg.gateway.state_dir, cfg.gateway.shared_dir)
+    state = State.of(cfg)
     with state.lock(), contextlib.ExitStack() as stack:
         state.clean_temporaries()
         state.tighten()
@@ -69,6 +69,7 @@ def open_context(cfg: Config, *, actor: str | None = "daemon",
             log.warning("audit.repaired", bytes=removed, reason="torn_last_line")
         audit.record("config.loaded", config_sha256=cfg.sha256, version=__version__,
                      fingerprint=crypto.fingerprint)
+        state.share()  # the ledger and the audit log exist now: the console's group may reach them
         for refused in crypto.keyset.refused:
             audit.record("key.refused", key=refused.key_path, fingerprint=refused.fingerprint)
             log.warning("key.refused", key=refused.key_path, problem=refused.problem)
@@ -93,7 +94,7 @@ def open_context(cfg: Config, *, actor: str | None = "daemon",
 @contextlib.contextmanager
 def read_context(cfg: Config) -> Iterator[Services]:
     """For read-only commands (status, dry runs): no lock, no keyring, nothing audited."""
-    state = State(cfg.gateway.state_dir, cfg.gateway.shared_dir)
+    state = State.of(cfg)
     ledger = Ledger(cfg.gateway.db_url)
     services = Services(cfg=cfg, ledger=ledger, audit=AuditLog(state.root / "audit"),
                         state=state, zones=Services.open_zones(cfg))

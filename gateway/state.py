@@ -20,6 +20,13 @@ With several nodes on one PostgreSQL ledger, each keeps its own state directory
 and all mount one shared directory: a node that dies leaves a claimed file in
 the archive, or committed slices in staging, and the node that takes its lease
 over must be able to read them (docs/operations.md).
+
+With ``console.group_access`` the security console runs as a user of its own in the
+gateway's group: it must read the ledger, the audit log, the checkpoints and the
+certificates, and write the ledger (accounts) and append to the audit log. Those few
+paths, and only those, keep group bits (:class:`Modes`); everything else stays the
+gateway's own. The SQLite ledger then lives in a directory of its own (setgid, group
+writable), where the console may create the ``-wal`` and ``-shm`` files SQLite needs.
 """
 
 from __future__ import annotations
@@ -36,10 +43,15 @@ import socket
 import stat
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.errors import GatewayError
 from gateway.streams import Readable
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -73,19 +85,97 @@ def node_name(root: Path) -> str:
     return f"{host}-{tag}"
 
 
+@dataclass(frozen=True)
+class Modes:
+    """The mode each entry of the state (and shared) directory should have: the gateway's
+    own (files 0600, directories 0700), except, with *group_access*, what the console's
+    user reaches through the gateway's group."""
+
+    root: Path
+    shared: Path
+    ledger_file: Path | None = None  # the SQLite ledger, if that is the database
+    group_access: bool = False
+
+    @classmethod
+    def of(cls, cfg: Config) -> Modes:
+        url = cfg.gateway.db_url
+        ledger = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        return cls(Path(cfg.gateway.state_dir), Path(cfg.gateway.shared),
+                   ledger, cfg.console.group_access)
+
+    def group_paths(self) -> dict[Path, int]:
+        """The entries the console needs, with their modes (empty without group access).
+        Directories: traverse (0710) to reach a named file, list (0750) where the console
+        reads every file, and the ledger's own directory setgid and group-writable."""
+        if not self.group_access:
+            return {}
+        audit = self.root / "audit"
+        modes = {self.root: 0o710, self.shared: 0o710, audit: 0o750,
+                 audit / "checkpoints": 0o750, self.shared / "certificates": 0o750,
+                 audit / "audit.jsonl": 0o660, self.root / "gateway.lock": 0o640}
+        if self.ledger_file is not None:
+            if self.ledger_file.parent not in (self.root, self.shared):
+                modes[self.ledger_file.parent] = 0o2770
+            for suffix in ("", "-wal", "-shm"):
+                modes[Path(f"{self.ledger_file}{suffix}")] = 0o660
+        return modes
+
+    def wanted(self, path: Path, is_dir: bool) -> int:
+        """The most *path* may grant."""
+        if (mode := self.group_paths().get(path)) is not None:
+            return mode
+        if self.group_access and not is_dir and path.parent in (
+                self.root / "audit" / "checkpoints", self.shared / "certificates"):
+            return 0o640
+        return 0o700 if is_dir else 0o600
+
+
 class State:
-    def __init__(self, root: Path, shared: Path | None = None) -> None:
+    def __init__(self, root: Path, shared: Path | None = None, *,
+                 modes: Modes | None = None) -> None:
         os.umask(UMASK)  # before anything is created: files 0600, directories 0700
         self.root = Path(root)
         self.shared = Path(shared) if shared is not None else self.root
+        self.modes = modes or Modes(self.root, self.shared)
         self.node = node_name(self.root)
         if self.shared != self.root:
             self._refuse_split_state()
         (self.root / "audit" / "checkpoints").mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in SHARED:
             (self.shared / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.root.chmod(0o700)
-        self.shared.chmod(0o700)
+        self.root.chmod(self.modes.wanted(self.root, True))
+        self.shared.chmod(self.modes.wanted(self.shared, True))
+
+    @classmethod
+    def of(cls, cfg: Config) -> State:
+        return cls(cfg.gateway.state_dir, cfg.gateway.shared_dir, modes=Modes.of(cfg))
+
+    def share(self) -> int:
+        """Give what the console reads the group bits it needs (console.group_access): the
+        ledger's files once the ledger is open, the audit log once written, and every
+        checkpoint and certificate. Returns how many entries were changed."""
+        changed = 0
+        paths = dict(self.modes.group_paths())
+        if paths:
+            for folder in (self.root / "audit" / "checkpoints", self.shared / "certificates"):
+                with contextlib.suppress(FileNotFoundError):
+                    paths.update((p, 0o640) for p in folder.iterdir() if not p.name.startswith("."))
+        for path, mode in paths.items():
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == mode:
+                continue
+            path.chmod(mode)
+            changed += 1
+        return changed
+
+    def publish(self, path: Path) -> None:
+        """A checkpoint or certificate just written: readable by the console's group too,
+        when the console runs as its own user."""
+        if self.modes.group_access:
+            path.chmod(0o640)
 
     def _refuse_split_state(self) -> None:
         """shared_dir set on a node that ran without it: its archive and staging are still
@@ -105,7 +195,7 @@ class State:
         0700. Returns how many were changed."""
         changed = 0
         for base in dict.fromkeys((self.root, self.shared)):
-            for path, mode, want in loose_entries(base):
+            for path, mode, want in loose_entries(base, self.modes):
                 path.chmod(mode & want)
                 changed += 1
         return changed
@@ -261,12 +351,15 @@ def read_regular(path: Path, *, limit: int) -> bytes:
         os.close(fd)
 
 
-def loose_entries(root: Path) -> Iterator[tuple[Path, int, int]]:
+def loose_entries(root: Path, modes: Modes | None = None) -> Iterator[tuple[Path, int, int]]:
     """(path, mode, wanted) for every file or directory under *root* whose mode grants more
-    than the gateway's own (files 0600, directories 0700); symlinks and sockets are skipped."""
+    than the gateway's own (files 0600, directories 0700; or what *modes* allows the
+    console's group); symlinks and sockets are skipped."""
+    modes = modes or Modes(Path(root), Path(root))
     for path, _dirs, files in os.walk(root):
         base = Path(path)
-        for p, want in [(base, 0o700), *((base / f, 0o600) for f in files)]:
+        for p, want in [(base, modes.wanted(base, True)),
+                        *((base / f, modes.wanted(base / f, False)) for f in files)]:
             try:
                 st = p.lstat()
             except FileNotFoundError:

@@ -487,6 +487,12 @@ def _cross_checks(cfg: Config) -> list[str]:
             if role not in a.roles:
                 problems.append(f'{where}.ssh_users.{login}: agency {a.code} has no role "{role}"')
     problems += _zone_aliases(cfg)
+    url = cfg.gateway.db_url
+    if cfg.console.group_access and url.startswith("sqlite:///") and Path(
+            url.removeprefix("sqlite:///")).parent in (cfg.gateway.state_dir, cfg.gateway.shared):
+        problems.append("console.group_access: the SQLite ledger must have a directory of its own, "
+                        "where the console may create SQLite's -wal and -shm files; set "
+                        'gateway.database_url = "sqlite:///<state_dir>/ledger/gateway.db"')
     if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
         problems.append(f"gateway.passphrase_env: environment variable "
                         f"{cfg.gateway.passphrase_env} is not set")

@@ -102,6 +102,16 @@ class ConsoleSection(_Model):
                     "which the console's user must be able to write. Unset: "
                     "state_dir/audit/console-index.sqlite.")
 
+    # The console as a user of its own in the gateway's group (deploy/gateway-console.service,
+    # `gateway install`): the daemon leaves that group what the console reads and writes.
+    group_access: bool = Field(
+        default=False,
+        description="The console runs as a user of its own in the gateway's group (as "
+                    "`gateway install` sets it up): the gateway then leaves that group access "
+                    "to what the console reads and writes — the SQLite ledger (in a directory "
+                    "of its own), the audit log, its checkpoints and the deletion certificates "
+                    "— and to nothing else under state_dir.")
+
     @field_validator("trusted_proxy", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:

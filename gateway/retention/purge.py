@@ -197,6 +197,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision) -> PurgeReport:
     signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
     cert_path = ctx.state.certificates / cert_name
     write_private(cert_path, signed)  # not yet committed: a crashed attempt's copy is replaced
+    ctx.state.publish(cert_path)
     purged_files = [f.id for f in ctx.ledger.results_files(agency.code)]
     done = ctx.ledger.purged_agencies() | {agency.code}
     purged_files += [f.id for f, fed in ctx.ledger.batch_files_fed(agency.code) if fed <= done]
