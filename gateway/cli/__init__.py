@@ -6,8 +6,9 @@ Every user-facing failure is a GatewayError; :func:`main` prints its message
 and only with ``GATEWAY_DEBUG=1``.
 
 The commands live in this package's modules by whom they serve (:mod:`.operate`,
-:mod:`.records`, :mod:`.keys`, :mod:`.audit`, :mod:`.users`, :mod:`.samples`) over what they share
-(:mod:`.common`); they are named here, in the order ``gateway --help`` lists them.
+:mod:`.install`, :mod:`.records`, :mod:`.keys`, :mod:`.audit`, :mod:`.users`,
+:mod:`.samples`) over what they share (:mod:`.common`); they are named here, in the order
+``gateway --help`` lists them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typer import _click as click  # Typer's own click: its commands are these t
 from typer.core import TyperGroup, TyperOption
 
 from gateway import __version__
-from gateway.cli import audit, keys, operate, records, samples, users
+from gateway.cli import audit, install, keys, operate, records, samples, users
 from gateway.cli.common import err, out
 from gateway.errors import CryptoError, GatewayError
 
@@ -34,7 +35,8 @@ app = typer.Typer(
     add_completion=False,
 )
 for _name, _command in (
-        ("init", operate.init), ("check", operate.check), ("demo", operate.demo),
+        ("init", operate.init), ("install", install.install_cmd), ("check", operate.check),
+        ("demo", operate.demo),
         ("run", operate.run_cmd), ("status", operate.status), ("batches", records.batches),
         ("report", records.report), ("access", records.access), ("console", operate.console),
         ("open", keys.open_cmd), ("seal", keys.seal_cmd)):

@@ -29,8 +29,9 @@ def test_console_unit_cannot_reach_the_secret_key():
     hidden = lines["InaccessiblePaths"].split()
     assert "-/etc/gateway/keys/gateway.sec.asc" in hidden and "-/srv/gateway/zones" in hidden
     assert "/var/lib/gateway" in lines["ReadOnlyPaths"].split()
-    assert all(p.lstrip("-").startswith("/var/lib/gateway/")
+    assert all(p.lstrip("-").startswith(("/var/lib/gateway/", "/var/lib/gateway-console"))
                for p in lines["ReadWritePaths"].split())
+    assert lines["UMask"] == "0077"
 
 
 def test_sshd_fragment_is_valid_and_locks_every_agency_in():
