@@ -37,6 +37,7 @@ from typing import Protocol
 from gateway.config import Config, SftpZone
 from gateway.errors import GatewayError
 from gateway.units import (
+    AUTHORIZED_KEYS,
     Names,
     Site,
     console_service,
@@ -181,6 +182,9 @@ def plan(cfg: Config, *, names: Names | None = None, root: Path | None = None,
             b.directory(c.readable, names.user, c.group, 0o2750)
         if c.writable is not None:
             b.directory(c.writable, names.user, c.group, 0o2770)
+    if site.chroots:
+        b.parents(AUTHORIZED_KEYS)
+        b.directory(AUTHORIZED_KEYS, "root", "root", 0o755)
     for line in site.remote:
         b.items.append(Note("info", line))
     if root is not None and site.chroots:  # what --root cannot make: the root's own parents
@@ -368,7 +372,7 @@ def _next_steps(cfg: Config, site: Site, root: Path | None) -> list[str]:
     if site.chroots:
         lines.append(f"each party's SSH logins: useradd --gid {site.chroots[-1].group} "
                      f"--no-create-home --home-dir / --shell {NOLOGIN} LOGIN; usermod -p '*' "
-                     "LOGIN; their keys in the file sshd's AuthorizedKeysFile names")
+                     f"LOGIN; its public key in {AUTHORIZED_KEYS}/LOGIN (root's, 0644)")
     return lines
 
 

@@ -19,6 +19,9 @@ from gateway.errors import ConfigError
 
 VENV = Path("/opt/gateway/.venv")
 BANK = "bank"  # the bank's group is the agency-group pattern with this for the code
+# The parties' public keys, one file per login, root's: their logins have no home of their
+# own (the chroot's / is theirs to see, not to write), so sshd's default would be shared.
+AUTHORIZED_KEYS = Path("/etc/ssh/gateway-authorized-keys")
 
 
 @dataclass(frozen=True)
@@ -286,9 +289,11 @@ def sshd_dropin(site: Site) -> str:
         if example.writable:
             head += f"#   install -d -o {n.user} -g {grp} -m 2770 {example.writable}\n"
         head += f"""\
-# A login of the party's staff, key login only (but not a locked account):
+# A login of the party's staff, key login only (but not a locked account), its public
+# key in a root-owned file named after it:
 #   useradd --gid {grp} --no-create-home --home-dir / --shell /usr/sbin/nologin {login}
 #   usermod -p '*' {login}
+#   install -o root -g root -m 0644 {login}.pub {AUTHORIZED_KEYS}/{login}
 # and, for an agency, map each login to its role in gateway.toml:
 #   [[agencies]] code = "…" … ssh_users = {{ "{login}" = "collector" }}
 """
@@ -296,6 +301,7 @@ def sshd_dropin(site: Site) -> str:
     blocks = "".join(f"""
 Match Group {c.group}
     ChrootDirectory {c.path}
+    AuthorizedKeysFile {AUTHORIZED_KEYS}/%u
     ForceCommand internal-sftp -l INFO -u 0027
     PasswordAuthentication no
     KbdInteractiveAuthentication no

@@ -208,13 +208,13 @@ def test_each_user_reaches_only_what_it_must(root, accounts, keybox, tmp_path):
 
     # -- sshd with the generated drop-in (its paths are the host's: under the root here)
     dropin = (root / "etc/ssh/sshd_config.d/gateway-zones.conf").read_text()
-    dropin = dropin.replace("ChrootDirectory /", f"ChrootDirectory {root}/")
+    dropin = dropin.replace("ChrootDirectory /", f"ChrootDirectory {root}/").replace(
+        "AuthorizedKeysFile /", f"AuthorizedKeysFile {root}/")
     sshd = Sshd(tmp_path / "sshd")
-    authorized = root / "authorized_keys"  # read by sshd as the login: where it may
-    shutil.copy(sshd.authorized, authorized)
-    authorized.chmod(0o644)
-    sshd.config.write_text(sshd.config.read_text().replace(
-        f"AuthorizedKeysFile {sshd.authorized}", f"AuthorizedKeysFile {authorized}") + dropin)
+    for _code, login in parties:  # one file per login, root's, where the drop-in looks
+        shutil.copy(sshd.authorized, root / "etc/ssh/gateway-authorized-keys" / login)
+        (root / "etc/ssh/gateway-authorized-keys" / login).chmod(0o644)
+    sshd.config.write_text(sshd.config.read_text() + dropin)
     checked = subprocess.run(["/usr/sbin/sshd", "-t", "-f", str(sshd.config)],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
