@@ -87,8 +87,10 @@ class HostAccounts:
         return set(g.gr_mem) | {p.pw_name for p in pwd.getpwall() if p.pw_gid == g.gr_gid}
 
     def add_user(self, user: str) -> None:
-        _run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-              "/nonexistent", "--shell", NOLOGIN, user])
+        # a group of that name made earlier (by hand, or a run stopped half-way) is reused
+        group = ["--gid", user] if self.gid(user) is not None else ["--user-group"]
+        _run(["useradd", "--system", *group, "--no-create-home", "--home-dir", "/nonexistent",
+              "--shell", NOLOGIN, user])
 
     def add_group(self, group: str) -> None:
         _run(["groupadd", "--system", group])
