@@ -88,9 +88,13 @@ def accounts() -> Iterator[Accounts]:
 def root() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="gwpriv", dir="/var/lib"))
     base.chmod(0o755)
+    # as on a host, /etc, /var and /srv are 0755: not the 0700 that an earlier test's
+    # daemon, run in this process, would leave its umask (077) to make them
+    umask = os.umask(0o022)
     try:
         yield base
     finally:
+        os.umask(umask)
         shutil.rmtree(base, ignore_errors=True)
 
 
