@@ -298,12 +298,13 @@ def test_each_user_reaches_only_what_it_must(root, accounts, keybox, tmp_path):
     try:
         wait_for_console(url, proc)
         cookie = http_login(url, "alice", secret)
-        for page in ("/", "/audit", "/access", "/retention"):
+        pages = {}
+        for page in ("/", "/audit", "/audit/verify", "/access", "/retention", "/keys"):
             req = urllib.request.Request(url + page, headers={"Cookie": cookie})
             with urllib.request.urlopen(req, timeout=30) as resp:
                 assert resp.status == 200
-                html = resp.read().decode()
-        assert "AG001" in html
+                pages[page] = resp.read().decode()
+        assert "AG001" in pages["/access"] and "AG002" in pages["/retention"]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
