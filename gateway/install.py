@@ -180,8 +180,8 @@ def plan(cfg: Config, *, names: Names | None = None, root: Path | None = None,
         b.parents(c.path)
         b.directory(c.path, "root", "root", 0o755)
         b.directory(c.path / "dev", "root", "root", 0o755)  # rsyslog's socket for internal-sftp
-        if c.readable is not None:
-            b.directory(c.readable, names.user, c.group, 0o2750)
+        if c.readable is not None:  # the party removes what it fetched: that is collection
+            b.directory(c.readable, names.user, c.group, 0o2770)
         if c.writable is not None:
             b.directory(c.writable, names.user, c.group, 0o2770)
     if site.chroots:

@@ -103,7 +103,7 @@ def site_of(cfg: Config, names: Names, strip: Path | None = None) -> Site:
     chroots: list[Chroot] = []
     remote: list[str] = []
     parties = [("bank", BANK, cfg.bank.outgoing, cfg.bank.incoming, "outgoing", "incoming")]
-    parties += [(cfg.zone_key(a.code, "inbox").rpartition(".")[0], a.code, a.outbox, a.inbox,
+    parties += [(cfg.zone_key(cfg.zone_name(a.code, "inbox")).rpartition(".")[0], a.code, a.outbox, a.inbox,
                  "outbox", "inbox") for a in cfg.agencies]
     for key, code, up, down, up_name, down_name in parties:
         local: dict[str, Path] = {}
@@ -285,7 +285,7 @@ def sshd_dropin(site: Site) -> str:
 #   install -d -o root -g root -m 0755 {example.path} {example.path / 'dev'}
 """
         if example.readable:
-            head += f"#   install -d -o {n.user} -g {grp} -m 2750 {example.readable}\n"
+            head += f"#   install -d -o {n.user} -g {grp} -m 2770 {example.readable}\n"
         if example.writable:
             head += f"#   install -d -o {n.user} -g {grp} -m 2770 {example.writable}\n"
         head += f"""\

@@ -8,8 +8,7 @@ same tree ``--help`` prints from. ``make docs`` rewrites both pages, and
 tests/unit/test_reference_docs.py fails while a committed page differs from this output.
 
 The output depends on nothing but the code: no date, no terminal width, no rich
-rendering. References to material outside the repository ("SPEC §n") are left out,
-since a reader of these pages has only the repository.
+rendering.
 
 Run ``python -m gateway.reference config`` or ``… cli`` to print a page.
 """
@@ -20,10 +19,9 @@ import sys
 
 from gateway.reference.cli import cli_markdown
 from gateway.reference.config import MINIMAL_EXAMPLE, config_markdown
-from gateway.reference.text import _strip_markup, plain
+from gateway.reference.text import _strip_markup
 
-__all__ = ["MINIMAL_EXAMPLE", "PAGES", "_strip_markup", "cli_markdown", "config_markdown", "main",
-           "plain"]
+__all__ = ["MINIMAL_EXAMPLE", "PAGES", "_strip_markup", "cli_markdown", "config_markdown", "main"]
 
 PAGES = {"config": config_markdown, "cli": cli_markdown}
 

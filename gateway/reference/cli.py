@@ -15,7 +15,7 @@ import typer.main
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from gateway.reference.config import GENERATED, _bare
-from gateway.reference.text import _code, _escape, _page, _strip_markup, _table, plain
+from gateway.reference.text import _code, _escape, _page, _strip_markup, _table
 
 _Command = TyperGroup | TyperCommand
 
@@ -28,7 +28,7 @@ def _help(text: str | None) -> list[str]:
     out = []
     for p in paragraphs:
         lines = [ln.strip() for ln in p.splitlines() if ln.strip() != "\b"]
-        out.append(_escape(plain(_strip_markup(" ".join(lines)))))
+        out.append(_escape(_strip_markup(" ".join(lines))))
     return out
 
 

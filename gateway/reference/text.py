@@ -1,5 +1,5 @@
-"""Plain text for the generated pages: help texts and descriptions without rich markup or
-references to material outside the repository, escaped for Markdown tables."""
+"""Plain text for the generated pages: help texts and descriptions without rich markup,
+escaped for Markdown tables."""
 
 from __future__ import annotations
 
@@ -9,19 +9,8 @@ from collections.abc import Sequence
 from rich.errors import StyleSyntaxError
 from rich.style import Style
 
-_SPEC_LEAD = re.compile(r"\(SPEC §[\w.]+(?:, [\w.]+)*:\s*")  # "(SPEC §14: x)" -> "(x)"
-_SPEC_PAREN = re.compile(r"\s*\(SPEC §[^)]*\)")
-_SPEC_BARE = re.compile(r",?\s*SPEC §[\w.]*\w")
 _RICH_TAG = re.compile(r"(?<!\\)\[(/?[^\[\]]*)\]")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-
-
-def plain(text: str) -> str:
-    """*text* without references to documents outside the repository: the pages must stand
-    on their own wherever the repository goes."""
-    text = _SPEC_LEAD.sub("(", text)
-    text = _SPEC_PAREN.sub("", text)
-    return _SPEC_BARE.sub("", text)
 
 
 def _is_rich_style(tag: str) -> bool:

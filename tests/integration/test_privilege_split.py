@@ -254,9 +254,14 @@ def test_each_user_reaches_only_what_it_must(root, accounts, keybox, tmp_path):
                     client.listdir(elsewhere)
             client.putfo(io.BytesIO(sealed(keybox, code.lower(), results_csv(sorted(mine)[:2]))),
                          f"/outbox/r-{code}.csv.pgp")
+            if code == "AG002":  # staff remove what they fetched: the gateway sees it collected
+                client.remove(f"/inbox/{slice_name}")
+                collected = slice_name
             t.close()
         ran = gateway("run", "--once", "-c", str(conf), user=acc.user)
         assert "2 accepted" in ran.stderr, ran.stderr
+        log = (layout.state_dir / "audit" / "audit.jsonl").read_text().splitlines()
+        assert any('"event":"slice.collected"' in line and collected in line for line in log)
         for code, _login in acc.logins:
             assert not (zones / code / "outbox" / f"r-{code}.csv.pgp").exists()  # taken
         t, bank = sftp(sshd, acc.bank_login)

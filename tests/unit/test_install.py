@@ -96,10 +96,10 @@ def test_dry_run_lists_every_step_and_changes_nothing(tmp_path):
                  f"todo directory {tmp_path}/var/lib/gateway/ledger gwu:gwu 2770",
                  f"todo directory {tmp_path}/var/lib/gateway-console gwu-console:gwu-console 0700",
                  f"todo directory {zones}/AG001 root:root 0755",
-                 f"todo directory {zones}/AG001/inbox gwu:gwu-ag001 2750",
+                 f"todo directory {zones}/AG001/inbox gwu:gwu-ag001 2770",
                  f"todo directory {zones}/AG001/outbox gwu:gwu-ag001 2770",
                  f"todo directory {zones}/bank/outgoing gwu:gwu-bank 2770",
-                 f"todo directory {zones}/bank/incoming gwu:gwu-bank 2750",
+                 f"todo directory {zones}/bank/incoming gwu:gwu-bank 2770",
                  f"todo file {tmp_path}/etc/gateway/gateway.toml root:gwu 0640",
                  f"todo file {tmp_path}/etc/systemd/system/gateway.service (as written for this "
                  "config)",
@@ -111,7 +111,7 @@ def test_dry_run_lists_every_step_and_changes_nothing(tmp_path):
            "mode 0600, and run gateway install again)" in out
     # users before the directories they own
     assert todo.index("todo system user gwu (its own group, no home, /usr/sbin/nologin)") < \
-        todo.index(f"todo directory {zones}/AG001/inbox gwu:gwu-ag001 2750")
+        todo.index(f"todo directory {zones}/AG001/inbox gwu:gwu-ag001 2770")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -139,7 +139,7 @@ def test_install_twice_changes_nothing_the_second_time(tmp_path):
     u, ag1 = accounts.users["gwu"], accounts.groups["gwu-ag001"]
     zones = tmp_path / "srv/gateway/zones"
     assert owner(zones / "AG001") == (0, 0, 0o755)
-    assert owner(zones / "AG001/inbox") == (u, ag1, 0o2750)
+    assert owner(zones / "AG001/inbox") == (u, ag1, 0o2770)
     assert owner(zones / "AG001/outbox") == (u, ag1, 0o2770)
     for parent in (zones, zones.parent, zones.parent.parent):
         assert owner(parent)[0] == 0 and not owner(parent)[2] & 0o022

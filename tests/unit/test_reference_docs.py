@@ -97,16 +97,6 @@ def test_pages_do_not_depend_on_the_terminal(monkeypatch):
     assert (reference.cli_markdown(), reference.config_markdown()) == first
 
 
-@pytest.mark.parametrize(("text", "plain"), [
-    ("A report (docs/security-team.md): per agency.", "A report: per agency."),
-    ("Who read it (docs/security-team.md: internal-sftp's log).", "Who read it (internal-sftp's log)."),
-    ("the console (`gateway console`, docs/security-team.md)", "the console (`gateway console`)"),
-    ("Relative paths (docs/configuration.md) are relative.", "Relative paths are relative."),
-])
-def test_references_outside_the_repository_are_left_out(text, plain):
-    assert reference.plain(text) == plain
-
-
 def test_rich_style_tags_go_but_brackets_of_the_text_stay():
     help_text = "Serve [bold]the console[/bold] on [console] listen, [dim]quietly[/]."
     assert reference._strip_markup(help_text) == "Serve the console on [console] listen, quietly."
