@@ -153,7 +153,7 @@ def test_install_twice_changes_nothing_the_second_time(tmp_path):
     (zones / "AG001/inbox").chmod(0o777)
     third = lines(install.plan(cfg, names=NAMES, root=tmp_path, accounts=accounts), dry_run=False)
     assert [ln for ln in third if ln.startswith("done ")] == [
-        f"done directory {zones}/AG001/inbox gwu:gwu-ag001 2750"]
+        f"done directory {zones}/AG001/inbox gwu:gwu-ag001 2770"]
 
 
 def test_remote_zones_are_skipped_with_a_line_each(tmp_path):
