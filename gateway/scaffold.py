@@ -37,7 +37,7 @@ purge_after_days = 30                      # 0..30: days after a contract's end 
 contact_hours = "08:00-21:00"              # collection actions outside these hours are flagged HOURS
 max_daily_attempts = 6                     # more CALL/SMS on one case in one local day: flag ATTEMPTS
 # metrics_listen = "127.0.0.1:9464"        # the daemon's /metrics and /healthz; "" switches them off
-# Several hosts on one PostgreSQL ledger (README "High availability"): each keeps its own
+# Several hosts on one PostgreSQL ledger (docs/operations.md, "Several nodes"): each keeps its own
 # state_dir; all mount one shared_dir for archive, staging and certificates.
 # shared_dir = "/srv/gateway-shared"
 # lease_seconds = 60                       # a dead node's work is taken over after this
