@@ -120,8 +120,17 @@ def site_of(cfg: Config, names: Names, strip: Path | None = None) -> Site:
             raise ConfigError(f"{key}.{down_name}: {local[down_name]} and {key}.{up_name} "
                               f"{local[up_name]} must lie in one directory, the party's sshd "
                               "chroot")
-        chroots.append(Chroot(key, parents.pop(), names.group_of(code), local.get(down_name),
-                              local.get(up_name)))
+        chroot = Chroot(key, parents.pop(), names.group_of(code), local.get(down_name),
+                        local.get(up_name))
+        for other in chroots:  # one group, one chroot per party: a shared one is a shared zone
+            if other.group == chroot.group or other.path == chroot.path:
+                raise ConfigError(f"{key}: its sshd group {chroot.group} or chroot {chroot.path} "
+                                  f"is {other.key}'s too; every party needs its own (an agency "
+                                  f"code differing only in case, or the code {BANK!r}?)")
+        if len(chroot.group) > 32:
+            raise ConfigError(f"{key}: the group name {chroot.group} is longer than the 32 "
+                              "characters a Linux group may have; shorten --agency-group")
+        chroots.append(chroot)
     return Site(config=host(cfg.source), state_dir=host(g.state_dir),
                 shared_dir=host(g.shared_dir) if g.shared_dir else None, ledger_dir=ledger_dir,
                 console_dir=console_dir, chroots=chroots, remote=remote, names=names)

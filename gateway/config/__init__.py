@@ -493,9 +493,8 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("console.group_access: the SQLite ledger must have a directory of its own, "
                         "where the console may create SQLite's -wal and -shm files; set "
                         'gateway.database_url = "sqlite:///<state_dir>/ledger/gateway.db"')
-    if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
-        problems.append(f"gateway.passphrase_env: environment variable "
-                        f"{cfg.gateway.passphrase_env} is not set")
+    # gateway.passphrase_env is checked where the secret key is opened (crypto.service): the
+    # console, `status`, `users` never open it, and their units do not see the passphrase.
     return problems
 
 

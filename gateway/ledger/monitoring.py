@@ -8,7 +8,13 @@ import datetime as dt
 from sqlalchemy import select
 
 from gateway.ledger.core import Core, _first_row_race
-from gateway.ledger.schema import AccessCursorRow, RefusedFileRow, ZoneStatusRow, utcnow
+from gateway.ledger.schema import (
+    AccessCursorRow,
+    RefusedFileRow,
+    ZoneRenameRow,
+    ZoneStatusRow,
+    utcnow,
+)
 
 
 class MonitoringStore(Core):
@@ -70,6 +76,12 @@ class MonitoringStore(Core):
         with self.session(write=False) as s:
             return list(s.scalars(select(RefusedFileRow).order_by(RefusedFileRow.zone,
                                                                   RefusedFileRow.first_seen)))
+
+    def zone_renames(self) -> dict[str, str]:
+        """What each zone named by list position became (``agencies[0].inbox`` ->
+        ``AG001.inbox``, migration 0009): how audit entries from before are read."""
+        with self.session(write=False) as s:
+            return {r.old: r.new for r in s.scalars(select(ZoneRenameRow))}
 
     def zone_statuses(self) -> list[ZoneStatusRow]:
         with self.session(write=False) as s:

@@ -80,9 +80,11 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
     a = cfg.agency(agency)
     inbox, outbox = cfg.zone_name(agency, "inbox"), cfg.zone_name(agency, "outbox")
     keys_of = cfg.zone_key(inbox).removesuffix("inbox")  # "agencies[i].": its config keys
-    # Entries written before zones were named by code (ledger 0009) name them by the
-    # agency's list position; that position is today's, the best the log can be read by.
-    zones = {inbox, outbox, cfg.zone_key(inbox), cfg.zone_key(outbox)}
+    # Entries written before zones were named by code name them by list position: the
+    # ledger recorded what each position was when it renamed its own rows (0009).
+    before = ledger.zone_renames()
+    outboxes = {outbox} | {old for old, new in before.items() if new == outbox}
+    zones = {inbox} | outboxes | {old for old, new in before.items() if new == inbox}
     counts: collections.Counter[str] = collections.Counter()
     delivered: dict[str, tuple[dt.datetime, str]] = {}  # slice file -> when, role
     collected: dict[str, dt.datetime] = {}
@@ -116,7 +118,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
             results["rows_received"] += int(e.get("records", 0))
             results["rows_forwarded"] += int(e.get("accepted", 0))
             results["rows_rejected"] += int(e.get("rejected", 0))
-        elif event == "file.rejected" and e.get("zone") == outbox:
+        elif event == "file.rejected" and e.get("zone") in outboxes:
             results["files"] += 1
             results["rejected_files"] += 1
             results["rows_received"] += int(e.get("records", 0))

@@ -264,8 +264,8 @@ def test_a_failed_first_migration_leaves_nothing_half_made(tmp_path, monkeypatch
 
 def test_0009_names_agency_zones_by_code_and_back(db_url):
     """0009 renames stored zones from list positions to agency codes, row by row from the
-    agency each row records; what records none (zone status, refused entries) by the pairs
-    the others show, dropped when nothing explains it; and back on downgrade."""
+    agency each row records; what records none (zone status, refused entries) is dropped,
+    to be written again by the next pass; and back on downgrade."""
     engine = engine_for(db_url)
     sha = {"b": "b" * 64, "r": "c" * 64}
     try:
@@ -303,18 +303,41 @@ def test_0009_names_agency_zones_by_code_and_back(db_url):
         migrate.upgrade(engine, "0009")
         with engine.connect() as conn:
             assert zones(conn) == (["bank.outgoing", "AG002.outbox"], ["AG001.inbox"],
-                                   ("AG002.outbox", "AG002.inbox"),
-                                   ["AG001.inbox", "AG002.outbox", "bank.outgoing"],
-                                   ["AG001.outbox"])
+                                   ("AG002.outbox", "AG002.inbox"), ["bank.outgoing"], [])
             assert dict(conn.execute(text("SELECT old, new FROM zone_renames")).all()) == {
                 f"agencies[{i}].{box}": f"AG00{i + 1}.{box}" for i in (0, 1)
                 for box in ("inbox", "outbox")}
         migrate.downgrade(engine, "0008")
         with engine.connect() as conn:
             assert zones(conn) == (["bank.outgoing", "agencies[1].outbox"], ["agencies[0].inbox"],
-                                   ("agencies[1].outbox", "agencies[1].inbox"),
-                                   ["agencies[0].inbox", "agencies[1].outbox", "bank.outgoing"],
-                                   ["agencies[0].outbox"])
+                                   ("agencies[1].outbox", "agencies[1].inbox"), ["bank.outgoing"],
+                                   [])
             assert not inspect(conn).has_table("zone_renames")
+    finally:
+        engine.dispose()
+
+
+def test_0009_after_a_reordering_merges_nothing(db_url):
+    """AG001 was first (agencies[0]), then second when an agency was put before it: its
+    deliveries name both positions. Each row is renamed from its own agency; the
+    ambiguous positions are no pair, and the zone status of both is dropped, not merged
+    into one name (which the table's key would refuse)."""
+    engine = engine_for(db_url)
+    try:
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            for i, zone in enumerate(("agencies[0].inbox", "agencies[1].inbox"), start=1):
+                conn.execute(text(
+                    "INSERT INTO deliveries (id, kind, agency_code, role, zone, name, sha256, "
+                    "size, records) VALUES (:i, 'slice', 'AG001', 'collector', :z, :n, :s, 1, 1)"),
+                    {"i": i, "z": zone, "n": f"B{i}.AG001.collector.csv.pgp", "s": str(i) * 64})
+                conn.execute(text("INSERT INTO zone_status (zone, description, waiting, updated_at) "
+                                  "VALUES (:z, 'd', 0, CURRENT_TIMESTAMP)"), {"z": zone})
+        migrate.upgrade(engine, "0009")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT DISTINCT zone FROM deliveries")).scalars().all() == [
+                "AG001.inbox"]
+            assert conn.execute(text("SELECT count(*) FROM zone_status")).scalar() == 0
+            assert conn.execute(text("SELECT count(*) FROM zone_renames")).scalar() == 0
     finally:
         engine.dispose()

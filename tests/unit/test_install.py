@@ -183,6 +183,16 @@ def test_an_agencys_zones_in_two_directories_are_refused_naming_the_key(tmp_path
         install.plan(config.load(conf), names=NAMES, root=tmp_path, accounts=FakeAccounts())
 
 
+@pytest.mark.parametrize("code", ["BANK", "ag001"])
+def test_two_parties_sharing_an_sshd_group_are_refused(tmp_path, code):
+    """An agency coded "bank" would be chrooted with the bank's group (and its case files);
+    codes differing only in case would share one group, one chroot's zones."""
+    agencies = [*AGENCIES[:1], scaffold.AgencyTemplate(code, "C")]
+    conf = production_site(tmp_path, agencies=agencies)
+    with pytest.raises(ConfigError, match=r"^agencies\[1\]: its sshd group gwu-"):
+        install.plan(config.load(conf), names=NAMES, root=tmp_path, accounts=FakeAccounts())
+
+
 def test_init_production_layout_makes_no_zone_or_state_directory(tmp_path):
     proc = run_cli("init", str(tmp_path / "etc"), "--state-dir", str(tmp_path / "state"),
                    "--zones-dir", str(tmp_path / "zones"))

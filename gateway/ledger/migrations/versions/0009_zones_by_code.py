@@ -8,11 +8,10 @@ agency. From this revision a zone is ``AG001.inbox`` (``bank.outgoing`` and
 
 Stored names are rewritten row by row from the agency each row already records, never
 from a position: a delivery, a results file, a purge know their agency; a receipt knows
-its file. The position -> code pairs those rows show are kept (table ``zone_renames``:
-what an old name became, for an operator reading old audit entries and for the
-downgrade) and rename what records no agency: the zone status (rewritten each
-pass anyway) and the refused entries. A name no row can explain is dropped from those two
-tables — the next pass writes the status again and finds a refused entry again.
+its file. The position -> code pairs those rows show without ambiguity are kept (table
+``zone_renames``: what an old name became, for reading old audit entries and for the
+downgrade). The zone status and the refused entries record no agency: their old rows
+are dropped — the next pass writes the status again and finds a refused entry again.
 
 The audit log is not rewritten (it is append-only and sealed): entries before the upgrade
 name zones by position; the monthly report reads both.
@@ -36,19 +35,25 @@ _OLD = re.compile(r"agencies\[(\d+)\]\.(inbox|outbox)")
 
 
 def _pairs(conn: sa.Connection) -> dict[str, str]:
-    """``agencies[i]`` -> code, from every row that names both a position and an agency."""
+    """``agencies[i]`` -> code, from every row that names both a position and an agency —
+    only where the history is unambiguous: a position one agency held, held by no other
+    agency, and that agency at no other position (the list reordered before would make
+    two positions one agency's: renaming both to its code would merge two zones)."""
     rows = conn.execute(sa.text(
         "SELECT zone, agency_code FROM deliveries WHERE agency_code IS NOT NULL "
         "UNION SELECT zone, agency_code FROM files WHERE agency_code IS NOT NULL "
         "UNION SELECT o.location, p.agency_code FROM purge_objects o "
         "JOIN purges p ON p.contract_id = o.contract_id")).all()
-    seen: dict[str, set[str]] = {}
+    codes_at: dict[str, set[str]] = {}
+    places_of: dict[str, set[str]] = {}
     for zone, code in rows:
         m = _OLD.fullmatch(zone or "")
         if m:
-            seen.setdefault(f"agencies[{m.group(1)}]", set()).add(code)
-    # A position two agencies held (the list was reordered before) explains nothing.
-    return {pos: codes.pop() for pos, codes in seen.items() if len(codes) == 1}
+            pos = f"agencies[{m.group(1)}]"
+            codes_at.setdefault(pos, set()).add(code)
+            places_of.setdefault(code, set()).add(pos)
+    return {pos: next(iter(codes)) for pos, codes in codes_at.items()
+            if len(codes) == 1 and len(places_of[next(iter(codes))]) == 1}
 
 
 def _rename_by_row(conn: sa.Connection) -> None:
@@ -74,18 +79,17 @@ def _rename_by_row(conn: sa.Connection) -> None:
 
 
 def _rename_by_map(conn: sa.Connection, rename: dict[str, str]) -> None:
-    """Rename (or drop, when unknown) the position-named rows of the two tables that
-    record no agency, and any other row no agency explained."""
-    for table, column in (("zone_status", "zone"), ("refused_files", "zone"),
-                          ("receipts", "zone"), ("receipts", "input_zone")):
-        names = conn.execute(sa.text(f"SELECT DISTINCT {column} FROM {table}")).scalars().all()
-        for name in names:
-            new = rename.get(name)
-            if new is not None:
-                conn.execute(sa.text(f"UPDATE {table} SET {column} = :new WHERE {column} = :old"),
-                             {"new": new, "old": name})
-            elif _OLD.fullmatch(name) and table in ("zone_status", "refused_files"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE {column} = :old"), {"old": name})
+    """Receipts no file explains are renamed by the unambiguous pairs. The zone status and
+    the refused entries record no agency: their position-named rows are dropped, not
+    guessed at — the next pass writes each zone's status again and finds a refused
+    entry again (renaming by history could merge two zones, or name an agency's status
+    after another)."""
+    for column in ("zone", "input_zone"):
+        for old, new in rename.items():
+            conn.execute(sa.text(f"UPDATE receipts SET {column} = :new WHERE {column} = :old"),
+                         {"new": new, "old": old})
+    for table in ("zone_status", "refused_files"):
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE zone LIKE 'agencies[%'"))
 
 
 def upgrade() -> None:
