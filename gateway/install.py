@@ -269,8 +269,7 @@ class _Builder:
         ids = self._ids(owner, group)
         if ids is None:
             raise GatewayError(f"{path}: user {owner} or group {group} does not exist")
-        os.chown(self.fs(path), *ids, follow_symlinks=False)
-        self.fs(path).chmod(mode)  # after chown, which clears the setgid bit
+        _own(self.fs(path), *ids, mode)
 
     def directory(self, path: Path, owner: str, group: str, mode: int) -> None:
         if path in self._seen:
@@ -344,17 +343,40 @@ def _root_only(p: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
 
 
+def _own(path: Path, uid: int, gid: int, mode: int) -> None:
+    """chown and chmod through one descriptor opened without following a link: a path
+    under a directory another user may write (the ledger's, a zone) could be swapped for
+    a symlink between a check and a chmod by name — and root would chmod its target."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise GatewayError(f"{path}: cannot open it to set its owner and mode ({exc.strerror}); "
+                           "a symlink is never followed") from exc
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode) and not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GatewayError(f"{path} is neither a directory nor a regular file")
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)  # after chown, which clears the setgid bit
+    finally:
+        os.close(fd)
+
+
 def _make_root_only(p: Path) -> None:
+    """Make a missing parent root's, 0755. An existing one is never changed: it may be
+    /tmp, a home, a shared mount — chown or chmod there would break the host. If it is
+    not root's or is writable by others, sshd refuses a chroot below it: say so."""
     if p.is_symlink() or (p.exists() and not p.is_dir()):
         raise GatewayError(f"{p} exists and is not a directory")
     if not p.exists():
         p.mkdir(mode=0o755)
-        p.chmod(0o755)
+        _own(p, 0, 0, 0o755)
+        return
     st = p.stat()
-    if st.st_uid != 0:
-        os.chown(p, 0, -1)
-    if st.st_mode & 0o022:
-        p.chmod(stat.S_IMODE(st.st_mode) & ~0o022)
+    raise GatewayError(f"{p} (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}) is above "
+                       "a directory the gateway's parties or users are confined to: it must be "
+                       "root's and writable by no one else; the installer changes no existing "
+                       "directory it did not make — choose another place, or fix it by hand")
 
 
 def _next_steps(cfg: Config, site: Site, root: Path | None) -> list[str]:

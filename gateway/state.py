@@ -145,6 +145,21 @@ class State:
             (self.shared / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(self.modes.wanted(self.root, True))
         self.shared.chmod(self.modes.wanted(self.shared, True))
+        self._drop_planted_links()
+
+    def _drop_planted_links(self) -> None:
+        """With console.group_access another user may write the ledger's directory: a
+        ``-wal`` or ``-shm`` there that is a symlink (or not a regular file) would have
+        SQLite write through it into whatever it names. Before the ledger opens, such an
+        entry is removed — SQLite makes its own again."""
+        ledger = self.modes.ledger_file if self.modes.group_access else None
+        if ledger is None:
+            return
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = Path(f"{ledger}{suffix}")
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISREG(side.lstat().st_mode):
+                    side.unlink()
 
     @classmethod
     def of(cls, cfg: Config) -> State:
@@ -167,15 +182,15 @@ class State:
                 continue
             if stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == mode:
                 continue
-            path.chmod(mode)
-            changed += 1
+            if _chmod_no_follow(path, mode):
+                changed += 1
         return changed
 
     def publish(self, path: Path) -> None:
         """A checkpoint or certificate just written: readable by the console's group too,
         when the console runs as its own user."""
         if self.modes.group_access:
-            path.chmod(0o640)
+            _chmod_no_follow(path, 0o640)
 
     def _refuse_split_state(self) -> None:
         """shared_dir set on a node that ran without it: its archive and staging are still
@@ -411,3 +426,23 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(256 * 1024):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _chmod_no_follow(path: Path, mode: int) -> bool:
+    """chmod through a descriptor opened without following a link: the ledger's directory
+    is the console's to write too, and an entry swapped for a symlink between ``lstat``
+    and a chmod by name would hand the console's group the link's target (the secret
+    key). Only the daemon's own files are changed; False if *path* was not one."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, OSError):
+        return False  # gone, or a symlink (ELOOP): nothing of ours to open up
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return False
+        os.fchmod(fd, mode)
+        return True
+    finally:
+        os.close(fd)
