@@ -38,13 +38,13 @@ def init(
         "--production", help="The production layout in DIR too (implied by any path option "
                              "below).")] = False,
     state_dir: Annotated[Path | None, typer.Option(
-        "--state-dir", help="Production layout: the state directory [default: /var/lib/gateway].",
+        "--state-dir", help="Production layout: the state directory \\[default: /var/lib/gateway].",
         show_default=False)] = None,
     zones_dir: Annotated[Path | None, typer.Option(
-        "--zones-dir", help="Production layout: where the local zones go [default: "
+        "--zones-dir", help="Production layout: where the local zones go \\[default: "
                             "/srv/gateway/zones].", show_default=False)] = None,
     console_dir: Annotated[Path | None, typer.Option(
-        "--console-dir", help="Production layout: the console's own directory [default: "
+        "--console-dir", help="Production layout: the console's own directory \\[default: "
                               "/var/lib/gateway-console].", show_default=False)] = None,
 ) -> None:
     """Write a commented gateway.toml and the default roles (no secrets); a trial also gets its

@@ -104,7 +104,8 @@ def open_file(src: Path, *, key: Path, sender: Path, out: Path | None, stdout: B
                     sink.write(chunk)
                 return msg.verdict(), them
         except CryptoError as exc:
-            raise CryptoError(_told(exc, src, key, me, them), code=_code(exc, src),
+            raise CryptoError(_told(exc, src, key, me, them, to_file=out is not None),
+                              code=_code(exc, src),
                               recipients=exc.recipients, signer=exc.signer) from exc
 
 
@@ -166,10 +167,14 @@ def _looks_like_message(src: Path) -> bool:
         return packets.is_encrypted(fh.read(1024))
 
 
-def _told(exc: CryptoError, src: Path, key: Path, me: KeyInfo, them: KeyInfo) -> str:
-    """The engine's verdict said to the person who ran ``gateway open``."""
+def _told(exc: CryptoError, src: Path, key: Path, me: KeyInfo, them: KeyInfo, *,
+          to_file: bool = True) -> str:
+    """The engine's verdict said to the person who ran ``gateway open``. Without --out the
+    plaintext streams to standard output as it is decrypted, before the verdict: what was
+    printed must then be thrown away, and the message says so."""
     name, code = src.name, _code(exc, src)
-    nothing = "nothing was written"
+    nothing = ("nothing was written" if to_file else
+               "discard whatever was printed: it is not to be trusted")
     if code == engine.E_NOT_FOR_US:
         sealed_for = ", ".join(_who(k, me, them) for k in exc.recipients) or "other keys"
         mine = ", ".join(_keyid(k.fingerprint) for k in me.keys if "e" in k.capabilities)
