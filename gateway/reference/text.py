@@ -28,8 +28,9 @@ def _is_rich_style(tag: str) -> bool:
 def _strip_markup(text: str) -> str:
     """Typer renders help texts as rich markup: a style tag such as ``[bold]`` is not part
     of what the text says. Any other bracket (``[console] listen``) is the author's and
-    stays."""
-    return _RICH_TAG.sub(lambda m: "" if _is_rich_style(m.group(1)) else m.group(0), text)
+    stays, and a bracket the author escaped for rich (``\\[default: …]``) is shown as one."""
+    plain = _RICH_TAG.sub(lambda m: "" if _is_rich_style(m.group(1)) else m.group(0), text)
+    return plain.replace("\\[", "[")
 
 
 def _escape(text: str) -> str:
