@@ -59,6 +59,8 @@ EVENTS = frozenset({
     "security.unsafe_field",
     # a piece of a daemon pass that raised something nobody expected; the rest went on
     "pass.failed",
+    # a [[forward]] destination (the SIEM) stopped confirming entries, and took them again
+    "forward.failing", "forward.recovered",
 })
 
 
@@ -114,7 +116,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "kind": _pattern(r"[a-z0-9_]{1,32}", "a kind word"),
     "records": _count, "accepted": _count, "rejected": _count, "count": _count,
     "bytes": _count, "errors": _count, "files": _count, "cases": _count, "rows": _count,
-    "neutralised": _count, "covers_seq": _count,
+    "neutralised": _count, "covers_seq": _count, "at_seq": _count,
     "late": _flag, "dry_run": _flag,
     "date": _pattern(r"\d{4}-\d{2}-\d{2}", "an ISO date"),
     "node": _pattern(identifiers.NODE, "a host name"),
@@ -133,6 +135,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "field": _pattern(r"[a-z_]{1,32}", "a field name"),
     "part": _pattern(r"[a-z_]{1,32}(\.[A-Za-z0-9_-]{1,32})?", "a pass part"),
     "error": _pattern(r"[A-Za-z_][A-Za-z0-9_]{0,63}", "an exception class name"),
+    "destination": _pattern(r"[a-z0-9_-]{1,32}", "a [[forward]] destination name"),
 }
 
 OUTSIDE = frozenset({"login", "address"})  # fields whose values other parties write

@@ -36,6 +36,7 @@ from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import AuditError, GatewayError
 from gateway.flows import Context, Interrupted, Services, batches, results
+from gateway.forward import runner as forward
 from gateway.ledger import Ledger, LedgerError
 from gateway.metrics import Metrics
 from gateway.progress import Progress
@@ -406,6 +407,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
               if ctx.cfg.gateway.metrics_listen else None)
     for part in parts(ctx.cfg):  # each series from 0, so its first failure is an increase
         ctx.metrics.pass_failures.labels(part=part)
+    hub = start_forwarding(ctx)
     ctx.audit.record("gateway.started", version=__version__)
     log.info("gateway.started", zones=len(ctx.zones), watched=len(observers),
              metrics=f"{server.server_address[0]!s}:{server.server_address[1]}" if server else None)
@@ -443,4 +445,26 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
             observer.join(timeout=5)
         log_signals(seen)
         ctx.audit.record("gateway.stopped")
+        if hub is not None:
+            hub.close()
         log.info("gateway.stopped")
+
+
+def start_forwarding(ctx: Context) -> forward.Hub | None:
+    """The audit log's forwarding threads (gateway/forward/), woken by every entry this
+    process writes; None when no [[forward]] is configured."""
+    if not ctx.cfg.forward:
+        return None
+    link = forward.Link(ledger=ctx.ledger, audit=ctx.audit, node=ctx.node, leases=ctx.leases,
+                        metrics=ctx.metrics)
+
+    def listen(wake: Callable[[str], None]) -> None:
+        before = ctx.audit.listener
+
+        def both(event: str) -> None:
+            if before is not None:
+                before(event)
+            wake(event)
+        ctx.audit.listener = both
+
+    return forward.start(ctx.cfg.forward, link, listen)

@@ -64,6 +64,12 @@ class Metrics:
                                      ["part"], registry=r)
         self.leases_held = Gauge("gateway_leases_held", "Work items this node holds a lease on",
                                  registry=r)
+        self.forward_backlog = Gauge("gateway_forward_backlog",
+                                     "Audit entries after the last one a [[forward]] destination "
+                                     "confirmed", ["destination"], registry=r)
+        self.forward_errors = Counter("gateway_forward_errors_total",
+                                      "Failed attempts to send to a [[forward]] destination",
+                                      ["destination"], registry=r)
 
     def audited(self, event: str) -> None:
         """Called for every audit entry written (the audit log's listener)."""

@@ -28,7 +28,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from gateway import identifiers
 from gateway.config.base import (
@@ -39,9 +38,12 @@ from gateway.config.base import (
     ROLE_NAME_RE,
     ConfigPath,
     FileMode,
+    _loc,
+    _message,
     _Model,
 )
 from gateway.config.console import AccessSection, ConsoleSection
+from gateway.config.forward import Forward, SyslogForward, WebhookForward, name_problems
 from gateway.errors import ConfigError
 from gateway.masking import Rule, rule_problem
 from gateway.validation.schema import CASE_FIELDS
@@ -49,8 +51,8 @@ from gateway.validation.schema import CASE_FIELDS
 __all__ = [
     "AGENCY_CODE_RE", "MAX_PURGE_AFTER_DAYS", "ROLE_NAME_RE", "AccessSection", "Agency",
     "AgencyRole", "BankSection", "Config", "ConfigPath", "ConsoleSection", "Contract", "FileMode",
-    "GatewaySection", "LocalZone", "SchemaSection", "SftpZone", "load",
-]
+    "GatewaySection", "LocalZone", "SchemaSection", "SftpZone", "SyslogForward", "WebhookForward",
+    "load"]
 
 
 class LocalZone(_Model):
@@ -392,6 +394,10 @@ class Config(_Model):
                     "keep case_id (agencies report results by it).")
     agencies: list[Agency] = Field(
         min_length=1, description="One [[agencies]] table per collection agency.")
+    forward: list[Forward] = Field(default=[], description=(
+        "Where the daemon sends a copy of every audit entry, at least once and in order "
+        "(docs/operations.md, \"Forwarding the audit log to a SIEM\"): one [[forward]] table "
+        "per destination, kind = \"syslog\" or \"webhook\"."))
 
     # Set by load(); not part of the file.
     source: Path = Field(default=Path("gateway.toml"), exclude=True,
@@ -487,6 +493,7 @@ def _cross_checks(cfg: Config) -> list[str]:
             if role not in a.roles:
                 problems.append(f'{where}.ssh_users.{login}: agency {a.code} has no role "{role}"')
     problems += _zone_aliases(cfg)
+    problems += name_problems(cfg.forward)
     url = cfg.gateway.db_url
     if cfg.console.group_access and url.startswith("sqlite:///") and Path(
             url.removeprefix("sqlite:///")).parent in (cfg.gateway.state_dir, cfg.gateway.shared):
@@ -528,34 +535,6 @@ def _zone_aliases(cfg: Config) -> list[str]:
 
 def _inside(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("local", "sftp") and out.endswith(("outgoing", "incoming", "inbox", "outbox")):
-            continue  # pydantic's discriminator tag; the user wrote no such key
-        else:
-            out += ("." if out else "") + str(part)
-    return out.replace("schema_", "schema")
-
-
-def _message(err: ErrorDetails) -> str:
-    kind, msg = err["type"], err["msg"]
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling)"
-    if kind == "union_tag_invalid":
-        return 'kind must be "local" or "sftp"'
-    if kind == "union_tag_not_found":
-        return 'needs kind = "local" or "sftp"'
-    if kind == "enum":
-        return msg.replace("Input should be", "must be")
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return msg.replace("Input should be", "must be").replace("String should", "must")
 
 
 _SET_BY_LOAD = ("source", "sha256")  # Config fields load() fills in about the file

@@ -1,5 +1,6 @@
 """What every section of ``gateway.toml`` is built on: the strict base model, paths
-relative to the file, file modes, and the identifiers' patterns."""
+relative to the file, file modes, the identifiers' patterns, and how a validation error
+names its key path."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import (
     ConfigDict,
     ValidationInfo,
 )
+from pydantic_core import ErrorDetails
 
 from gateway import identifiers
 
@@ -55,3 +57,33 @@ _FILE_MODE_HELP = (
     "Permissions of the files the gateway places in the zone, in octal: the default 0o640 lets "
     "the zone's SFTP group read them. The owner (the gateway) must have read and write; no "
     "execute bits, and no write for others.")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("local", "sftp") and out.endswith(("outgoing", "incoming", "inbox", "outbox")):
+            continue  # pydantic's discriminator tag; the user wrote no such key
+        elif part in ("syslog", "webhook") and out.startswith("forward[") and out.endswith("]"):
+            continue  # the same, for a [[forward]] table
+        else:
+            out += ("." if out else "") + str(part)
+    return out.replace("schema_", "schema")
+
+
+def _message(err: ErrorDetails) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling)"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = str(err.get("ctx", {}).get("expected_tags", "'local', 'sftp'")).replace("'", "")
+        words = " or ".join(f'"{t.strip()}"' for t in tags.split(","))
+        return f"kind must be {words}" if kind == "union_tag_invalid" else f"needs kind = {words}"
+    if kind == "enum":
+        return msg.replace("Input should be", "must be")
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return msg.replace("Input should be", "must be").replace("String should", "must")

@@ -17,6 +17,7 @@ This module is the face: :class:`Ledger` is the stores, one module each, over on
 :mod:`~gateway.ledger.accounts` console accounts
 :mod:`~gateway.ledger.retention` purges and what they deleted
 :mod:`~gateway.ledger.monitoring` zone health, refused files, sshd log cursors
+:mod:`~gateway.ledger.forwarding` how far each audit log has reached each SIEM destination
 :mod:`~gateway.ledger.dialects` the SQL in which SQLite and PostgreSQL differ, one object each
 =============================  ==========================================================
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 from gateway.ledger.accounts import AccountStore
 from gateway.ledger.claims import ClaimStore
 from gateway.ledger.commits import CommitStore
+from gateway.ledger.forwarding import ForwardStore
 from gateway.ledger.monitoring import MonitoringStore
 from gateway.ledger.outbox import OutboxStore
 from gateway.ledger.retention import RetentionStore
@@ -48,6 +50,7 @@ from gateway.ledger.schema import (
     FileRow,
     FileSeen,
     FileStatus,
+    ForwardCursorRow,
     LeaseLost,
     LeaseRow,
     LedgerError,
@@ -67,11 +70,13 @@ from gateway.ledger.schema import (
 __all__ = [
     "AccessCursorRow", "AccountChange", "AccountRow", "AttemptRow", "Base", "BatchRow", "CaseRow",
     "Claim", "ClaimOutcome", "CommitConflict", "DeliveryRow", "FileEnd", "FileRow", "FileSeen",
-    "FileStatus", "LeaseLost", "LeaseRow", "Ledger", "LedgerError", "PurgeObjectRow", "PurgeRow",
+    "FileStatus", "ForwardCursorRow", "LeaseLost", "LeaseRow", "Ledger", "LedgerError",
+    "PurgeObjectRow", "PurgeRow",
     "ReceiptProgress", "ReceiptRow", "RefusedFileRow", "ResultFlagRow", "ResultsEnd",
     "StagedAttemptRow", "StagedCaseRow", "ZoneStatusRow", "utcnow",
 ]
 
 
-class Ledger(CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore, MonitoringStore):
+class Ledger(CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore, MonitoringStore,
+             ForwardStore):
     """The few queries the flows need, each in its own short transaction."""

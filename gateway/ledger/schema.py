@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 
 utcnow = clock.now  # the ledger's rows and the console stamp with the one clock
+GENESIS_HASH = "0" * 64  # the audit chain's "previous" of its first entry (gateway.audit.GENESIS)
 
 
 class FileName(TypeDecorator[str]):
@@ -254,6 +255,23 @@ class AccessCursorRow(Base):
     inode: Mapped[int | None] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     state: Mapped[str] = mapped_column(Text, default="{}")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ForwardCursorRow(Base):
+    """How far a node's audit log has reached one ``[[forward]]`` destination: the last
+    entry the receiver confirmed (its seq and hash; the byte offset after it is a hint
+    for reading on), and the destination's last error, for `gateway status`."""
+
+    __tablename__ = "forward_cursors"
+    destination: Mapped[str] = mapped_column(String(32), primary_key=True)
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

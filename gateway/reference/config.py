@@ -126,6 +126,13 @@ def _is_zone(annotation: Any) -> bool:
     return args == {config.LocalZone, config.SftpZone}
 
 
+def _kinds(annotation: Any) -> list[type[BaseModel]]:
+    """The models of a union told apart by ``kind`` (a [[forward]] table), or []."""
+    args = typing.get_args(_bare(annotation))
+    models = [m for a in args if (m := _model(a)) is not None and "kind" in m.model_fields]
+    return models if len(models) == len(args) > 1 else []
+
+
 def _model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -352,7 +359,17 @@ def config_markdown() -> str:
         written = _key_name(info, name)
         annotation = _bare(info.annotation)
         meaning = info.description or ""
-        if typing.get_origin(annotation) is list and (sub := _model(typing.get_args(annotation)[0])):
+        kinds = _kinds(typing.get_args(annotation)[0]) if typing.get_origin(annotation) is list \
+            else []
+        if kinds:  # [[forward]]: one table of keys per kind
+            header = f"[[{written}]]"
+            walk.sections.append(_Section(header, 2, meaning))
+            for kind_model in kinds:
+                kind = typing.get_args(kind_model.model_fields["kind"].annotation)[0]
+                intro = " ".join((kind_model.__doc__ or "").split())
+                walk.model(kind_model, f"{written}[]", written, 3, intro,
+                           f"kind = {_toml_value(kind)}")
+        elif typing.get_origin(annotation) is list and (sub := _model(typing.get_args(annotation)[0])):
             header = f"[[{written}]]"
             walk.model(sub, f"{written}[]", written, 2, meaning, header)
         elif (sub := _model(annotation)) is not None:
