@@ -122,7 +122,18 @@ def run_checks(cfg: Config) -> list[Finding]:
         findings.append(Finding("error", f"gateway.database_url: {exc}"))
     findings += sharing_findings(cfg)
     findings += console_findings(cfg)
+    findings += forward_findings(cfg)
     return findings
+
+
+def forward_findings(cfg: Config) -> list[Finding]:
+    """The [[forward]] destinations' files and secrets (their receivers are not contacted:
+    `gateway status` shows whether each confirms what it is sent)."""
+    from gateway.config.forward import file_problems
+
+    problems = file_problems(cfg.forward)
+    return [Finding("error", p) for p in problems] or [
+        Finding("ok", f"forward[{i}] {d.name}: {d.describe()}") for i, d in enumerate(cfg.forward)]
 
 
 def _check_all_keys(cfg: Config) -> KeySet:

@@ -77,6 +77,48 @@ def zone_health(cfg: Config, ledger: Ledger) -> tuple[list[ZoneHealth], list[InH
     return zones, in_hand
 
 
+@dataclass(frozen=True)
+class ForwardHealth:
+    """A [[forward]] destination as `gateway status` shows it. Its first fields are a zone's
+    (``zone`` is ``forward.<name>``, ``waiting`` the backlog, ``last_scan`` the last
+    confirmed delivery), so a script reading ``status --json`` as a list of zones reads
+    these rows too."""
+
+    zone: str
+    location: str
+    last_scan: dt.datetime | None
+    waiting: int
+    last_error: str | None
+    last_error_at: dt.datetime | None
+    state: str  # ok | failing | unknown (nothing confirmed yet)
+    refused: list[dict[str, str]]
+    destination: str
+    kind: str
+    delivered_seq: int  # the last entry the receiver confirmed (0: none)
+    backlog: int  # entries after it in this node's log (some may be ones it does not want)
+
+
+def forward_health(cfg: Config, ledger: Ledger, node: str, log: audit.AuditLog) -> list[ForwardHealth]:
+    """Each destination's cursor for this node's audit log (each node forwards its own)."""
+    from gateway.forward.reader import last_seq  # the tail of the log, read without its lock
+
+    rows = {r.destination: r for r in ledger.forward_cursors(node)}
+    newest = last_seq(log.path)
+    out = []
+    for d in cfg.forward:
+        r = rows.get(d.name)
+        failing = bool(r and r.last_error)
+        seq = r.seq if r else 0
+        out.append(ForwardHealth(
+            zone=f"forward.{d.name}", location=d.describe(),
+            last_scan=r.delivered_at if r else None, waiting=max(0, newest - seq),
+            last_error=r.last_error if r else None, last_error_at=r.last_error_at if r else None,
+            state="failing" if failing else "ok" if r and r.delivered_at else "unknown",
+            refused=[], destination=d.name, kind=d.kind, delivered_seq=seq,
+            backlog=max(0, newest - seq)))
+    return out
+
+
 def contracts(cfg: Config, ledger: Ledger, today: dt.date) -> list[Decision]:
     """Every contract's retention state on *today* (a local date in the gateway's zone)."""
     return [_decision(cfg, a, ledger.purge(a.contract.id), today) for a in cfg.agencies]

@@ -15,6 +15,7 @@ from gateway.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     JsonOpt,
+    audit_log,
     err,
     load,
     new_table,
@@ -140,12 +141,16 @@ def run_cmd(
 
 
 def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
-    """Each zone's last successful scan, files waiting and last error; exit 1 if one is failing."""
+    """Each zone's last successful scan, files waiting and last error, and each audit log
+    forwarding destination; exit 1 if one is failing."""
     from gateway import queries
+    from gateway.state import node_name
 
     cfg = load(config)
     with open_ledger(cfg) as ledger:
         zones, in_hand = queries.zone_health(cfg, ledger)
+        forwards = queries.forward_health(cfg, ledger, node_name(cfg.gateway.state_dir),
+                                          audit_log(cfg))
 
     def text() -> None:
         table = new_table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
@@ -163,9 +168,17 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
             state = "lease ran out: the next node to look takes it over" if w.ran_out else \
                 f"leased until {w.until:%H:%M:%S} UTC"
             out.print(f"in hand: {w.item} by {w.node} ({state})", markup=False)
+        if forwards:
+            table = new_table("forward", "kind", "target", "state", "delivered seq", "backlog",
+                              "last error")
+            for fw in forwards:
+                table.add_row(fw.destination, fw.kind, fw.location, fw.state,
+                              str(fw.delivered_seq), str(fw.backlog), fw.last_error or "")
+            out.print(table)
 
-    render(zones, as_json, text)
-    if any(z.state == "failing" for z in zones):
+    rows: list[queries.ZoneHealth | queries.ForwardHealth] = [*zones, *forwards]
+    render(rows, as_json, text)
+    if any(r.state == "failing" for r in rows):
         raise typer.Exit(1)
 
 
