@@ -21,7 +21,6 @@ import pytest
 from gateway import audit, daemon, synth
 from tests.conftest import run_cli
 from tests.flowsite import Site
-from tests.siem import free_port
 from tests.tlsca import TestCA
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
