@@ -103,7 +103,10 @@ def forward_health(cfg: Config, ledger: Ledger, node: str, log: audit.AuditLog) 
     from gateway.forward.reader import last_seq  # the tail of the log, read without its lock
 
     rows = {r.destination: r for r in ledger.forward_cursors(node)}
-    newest = last_seq(log.path)
+    try:
+        newest: int | None = last_seq(log.path)
+    except OSError:  # a reader of the ledger who may not read the log: backlog unknown
+        newest = None
     out = []
     for d in cfg.forward:
         r = rows.get(d.name)
@@ -111,11 +114,12 @@ def forward_health(cfg: Config, ledger: Ledger, node: str, log: audit.AuditLog) 
         seq = r.seq if r else 0
         out.append(ForwardHealth(
             zone=f"forward.{d.name}", location=d.describe(),
-            last_scan=r.delivered_at if r else None, waiting=max(0, newest - seq),
+            last_scan=r.delivered_at if r else None,
+            waiting=max(0, newest - seq) if newest is not None else 0,
             last_error=r.last_error if r else None, last_error_at=r.last_error_at if r else None,
             state="failing" if failing else "ok" if r and r.delivered_at else "unknown",
             refused=[], destination=d.name, kind=d.kind, delivered_seq=seq,
-            backlog=max(0, newest - seq)))
+            backlog=max(0, newest - seq) if newest is not None else 0))
     return out
 
 

@@ -12,6 +12,7 @@ and the console read the configuration without them."""
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from pathlib import Path
 from typing import Annotated, Literal
@@ -144,6 +145,10 @@ class WebhookForward(_Destination):
         if parts.username or parts.password:
             raise ValueError("must not hold a user name or password (the request is signed "
                              "with the key in secret_env)")
+        try:
+            parts.port  # noqa: B018 — urlsplit checks the port only when asked for it
+        except ValueError as exc:
+            raise ValueError(f'"{v}" has no valid port ({exc})') from exc
         return v
 
     def describe(self) -> str:
@@ -181,7 +186,41 @@ def file_problems(destinations: list[SyslogForward | WebhookForward]) -> list[st
         if isinstance(d, WebhookForward) and not os.environ.get(d.secret_env):
             problems.append(f"{where}.secret_env: environment variable {d.secret_env} is not "
                             "set (or empty)")
+        problems += _tls_problems(where, d)
+        problems += _family_problems(where, d)
     return problems
+
+
+def _tls_problems(where: str, d: SyslogForward | WebhookForward) -> list[str]:
+    """The TLS files as TLS reads them: a CA file that is no certificate, a client key that
+    is not the certificate's (or has a passphrase) would otherwise first fail in the
+    daemon's forwarding thread."""
+    from gateway.forward.senders import tls_context
+
+    tls = isinstance(d, WebhookForward) or d.transport == "tls"
+    if not tls or d.ca_file is None or not d.ca_file.is_file():
+        return []
+    try:
+        tls_context(d.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        return [f"{where}.ca_file: {d.ca_file} holds no CA certificate TLS can use "
+                f"({exc.__class__.__name__}: {exc})"]
+    if isinstance(d, SyslogForward) and d.client_cert is not None and d.client_cert.is_file():
+        try:
+            tls_context(d.ca_file, d.client_cert, d.client_key)
+        except (ssl.SSLError, OSError) as exc:
+            return [f"{where}.client_key: {d.client_key or d.client_cert} is not the private key "
+                    f"of {d.client_cert}, or has a passphrase ({exc.__class__.__name__})"]
+    return []
+
+
+def _family_problems(where: str, d: SyslogForward | WebhookForward) -> list[str]:
+    """A misspelt family ("secruity") would forward nothing of it, silently."""
+    from gateway.audit import EVENTS
+
+    known = {family(e) for e in EVENTS}
+    return [f"{where}.events: {f!r} is no event family (known: {', '.join(sorted(known))})"
+            for f in d.events or () if f not in known]
 
 
 def _secret_mode(path: Path) -> str | None:

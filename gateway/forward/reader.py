@@ -4,6 +4,7 @@ destination does not want passed over, at most one batch held in memory."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Callable
@@ -50,14 +51,20 @@ class Batch:
     lines: list[bytes] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
     at_end: bool = False  # the read reached the end of the log (nothing more yet)
+    broken: ChainBroken | None = None  # the line after ``end`` breaks the chain
 
 
 def read_batch(path: Path, start: Position, *, wants: Callable[[str], bool], size: int,
                scan_limit: int = 10_000) -> Batch:
     """Up to *size* wanted entries after *start*, reading at most *scan_limit* lines (so a
     long run of entries passed over moves the cursor in steps). A last line without its
-    newline is an entry being written: the read ends before it. Raises :class:`ChainBroken`
-    at the first line that does not continue the chain."""
+    newline is an entry being written: the read ends before it. The line that does not
+    continue the chain ends the batch with :attr:`Batch.broken` set: the sound entries
+    before it still go out, nothing after it does.
+
+    The read holds a shared ``flock`` on the log (the writer's is exclusive, from its write
+    until its fsync): an entry is read only once it is durable — one the writer then cut
+    again, its fsync having failed, is never sent."""
     batch = Batch(start=start, end=start)
     try:
         fh = path.open("rb")
@@ -65,6 +72,7 @@ def read_batch(path: Path, start: Position, *, wants: Callable[[str], bool], siz
         batch.at_end = True
         return batch
     with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)  # released when the file closes
         fh.seek(start.offset)
         pos, scanned = start, 0
         while len(batch.lines) < size and scanned < scan_limit:
@@ -74,7 +82,8 @@ def read_batch(path: Path, start: Position, *, wants: Callable[[str], bool], siz
                 break
             problem, entry = check_line(line, pos.seq + 1, pos.hash)
             if problem:
-                raise ChainBroken(pos.seq + 1, problem)
+                batch.broken = ChainBroken(pos.seq + 1, problem)
+                break
             pos = Position(entry["seq"], entry["hash"], pos.offset + len(line))
             scanned += 1
             if wants(str(entry["event"])):

@@ -36,6 +36,7 @@ log = structlog.get_logger("gateway.forward")
 
 POLL = 1.0  # seconds between looks at the log when nothing woke the thread
 BACKOFF = (1.0, 60.0)  # first and longest wait after a failure
+SETTLE = 0.2  # seconds to let a burst of entries gather once woken
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class Forwarder:
             pause = BACKOFF[0]
             if not more:
                 self.wake.wait(POLL)
+                # A pass writes entries in bursts: gather them for a moment, so one burst
+                # is one batch and one cursor write, not one each (the ledger is the flows').
+                self.stop.wait(SETTLE)
 
     def step(self) -> bool:
         """Send the next batch and move the cursor past it; True when there may be more."""
@@ -118,13 +122,28 @@ class Forwarder:
         if batch.end != batch.start:
             self.link.ledger.save_forwarded(self.dest.name, self.link.node, seq=batch.end.seq,
                                             hash_=batch.end.hash, offset=batch.end.offset,
-                                            lease=(self.item, self.link.node))
+                                            lease=(self.item, self.link.node),
+                                            sent=bool(batch.lines))
             self.position = batch.end
         if self.failing is not None:
             self._recovered()
-        self.backlog = max(0, reader.last_seq(path) - self.position.seq)
-        self.link.metrics.forward_backlog.labels(destination=self.dest.name).set(self.backlog)
+        self.measure()
+        if batch.broken is not None:  # the sound entries before a break went out first
+            raise batch.broken
         return not batch.at_end
+
+    def measure(self) -> None:
+        """The backlog gauge — after a failure too, when it matters most: a destination that
+        never worked, or stopped working, shows how far behind it is."""
+        try:
+            seq = self.position.seq if self.position is not None else 0
+            if self.position is None and (row := self.link.ledger.forward_cursor(
+                    self.dest.name, self.link.node)) is not None:
+                seq = row.seq
+            self.backlog = max(0, reader.last_seq(self.link.audit.path) - seq)
+        except (OSError, GatewayError):
+            return
+        self.link.metrics.forward_backlog.labels(destination=self.dest.name).set(self.backlog)
 
     # -- failing and recovering ------------------------------------------------------
     def _failed(self, exc: Exception, *, at_seq: int | None = None) -> None:
@@ -139,6 +158,7 @@ class Forwarder:
             self._audit("forward.failing", reason=reason, error=type(exc).__name__,
                         at_seq=at_seq)
         self.failing = reason
+        self.measure()
 
     def _recovered(self) -> None:
         self.link.ledger.save_forward_error(self.dest.name, self.link.node, None)
@@ -163,6 +183,7 @@ class Hub:
     def start(self) -> None:
         for f in self.forwarders:
             f.link.metrics.forward_errors.labels(destination=f.dest.name)  # each from 0
+            f.measure()  # the backlog from the start, before the first batch succeeds
             f.thread.start()
 
     def wake(self, _event: str | None = None) -> None:
@@ -182,9 +203,10 @@ class Hub:
         for f in self.forwarders:
             f.stop.set()
             f.wake.set()
+            f.sender.close()  # ends a send blocked on a receiver that does not read
+        deadline = time.monotonic() + 10.0  # one bound for all: a stop must be prompt
         for f in self.forwarders:
-            f.thread.join(timeout=f.dest.timeout * 3 + 5)
-            f.sender.close()
+            f.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def start(cfg_forward: list[SyslogForward | WebhookForward], link: Link,

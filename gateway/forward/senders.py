@@ -77,8 +77,16 @@ def tls_context(ca_file: os.PathLike[str] | str, client_cert: os.PathLike[str] |
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cafile=os.fspath(ca_file))
     if client_cert is not None:
-        ctx.load_cert_chain(os.fspath(client_cert), os.fspath(client_key) if client_key else None)
+        ctx.load_cert_chain(os.fspath(client_cert), os.fspath(client_key) if client_key else None,
+                            password=_no_passphrase)
     return ctx
+
+
+def _no_passphrase() -> str:
+    """A client key with a passphrase is refused: OpenSSL would otherwise ask for it on the
+    terminal a daemon does not have."""
+    raise ssl.SSLError("the client key has a passphrase; the gateway takes keys without one "
+                       "(mode 0600)")
 
 
 def classify(exc: BaseException) -> str:
@@ -127,18 +135,23 @@ class StreamSender:
             self.close()  # the receiver closed an idle connection (a restart): a new one
         if self.sock is None:
             self.sock = self._connect()
+        sock = self.sock  # close() from another thread clears self.sock
         data = b"".join(records.octet_frame(records.rfc5424(
             line, entry, facility=self.dest.pri_facility, app_name=self.dest.app_name,
             node=self.node)) for line, entry in zip(lines, entries, strict=True))
-        self.sock.settimeout(self.dest.timeout)
-        self.sock.sendall(data)  # one deadline for the whole batch (Python >= 3.5)
-        wait_acknowledged(self.sock, self.dest.timeout)
+        sock.settimeout(self.dest.timeout)
+        sock.sendall(data)  # one deadline for the whole batch (Python >= 3.5)
+        wait_acknowledged(sock, self.dest.timeout)
 
     def close(self) -> None:
-        if self.sock is not None:
+        """Also from another thread (the daemon stopping): shutting the socket down first
+        ends a send blocked on a receiver that does not read."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
             with contextlib.suppress(OSError):
-                self.sock.close()
-            self.sock = None
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw socket, under TLS too
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def unacknowledged(sock: socket.socket) -> int:
@@ -165,12 +178,26 @@ def wait_acknowledged(sock: socket.socket, timeout: float) -> None:
 
 def _peer_closed(sock: socket.socket) -> bool:
     """Whether the peer closed, reset or wrote to the connection: a syslog receiver never
-    writes, so anything readable on the raw socket means the connection is over."""
+    writes application data, so any it sent means the connection is over. Under TLS the
+    raw socket is also readable for TLS's own records (TLS 1.3 sends session tickets after
+    the handshake): a non-blocking read lets the TLS layer take those, and only a close or
+    application data count."""
     try:
         readable, _, _ = select.select([sock.fileno()], [], [], 0)
     except (OSError, ValueError):
         return True
-    return bool(readable)
+    if not readable:
+        return False
+    if not isinstance(sock, ssl.SSLSocket):
+        return True
+    sock.setblocking(False)  # send() sets the timeout again before writing
+    try:
+        sock.recv(1)
+    except ssl.SSLWantReadError:
+        return False  # only TLS's own records were there: the connection is alive
+    except OSError:
+        return True
+    return True  # b"" (closed) or application data
 
 
 class UdpSender:

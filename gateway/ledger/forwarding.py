@@ -25,11 +25,14 @@ class ForwardStore(Core):
             return rows
 
     def save_forwarded(self, destination: str, node: str, *, seq: int, hash_: str, offset: int,
-                       lease: tuple[str, str]) -> None:
+                       lease: tuple[str, str], sent: bool = True) -> None:
         """Move the cursor to the entry *seq* the receiver confirmed — only while the lease
         *lease* (item, owner) is still ours, in the same transaction: a node whose lease ran
         out (it could not reach the database) must not move a cursor another node now moves.
-        Raises :class:`LeaseLost` then; what it sent is sent again by the new holder."""
+        Raises :class:`LeaseLost` then; what it sent is sent again by the new holder.
+        *sent*: the receiver confirmed entries (not only entries it does not want passed
+        over) — then it works, and its last error is cleared, in this same transaction (a
+        restarted daemon knows of no failure to recover from)."""
         item, owner = lease
 
         def save() -> None:
@@ -43,7 +46,9 @@ class ForwardStore(Core):
                     row = ForwardCursorRow(destination=destination, node=node)
                     s.add(row)
                 row.seq, row.hash, row.offset = seq, hash_, offset
-                row.delivered_at = row.updated_at = utcnow()
+                row.updated_at = utcnow()
+                if sent:
+                    row.delivered_at, row.last_error = row.updated_at, None
 
         _first_row_race(save)
 

@@ -90,11 +90,36 @@ def test_files_and_the_secret_are_checked_where_forwarding_starts(cfg_path, monk
         (base / name).write_text("x")
     (base / "c.key").chmod(0o640)
     monkeypatch.setenv("GATEWAY_SIEM_KEY", "k")
-    assert file_problems(cfg.forward) == [
-        f"forward[0].client_key: {base / 'c.key'}: key file is readable by group or others "
-        f"(mode 0640); run chmod 600 {base / 'c.key'}"]
+    found = file_problems(cfg.forward)
+    assert found[0] == (f"forward[0].client_key: {base / 'c.key'}: key file is readable by group "
+                        f"or others (mode 0640); run chmod 600 {base / 'c.key'}")
+    # files TLS cannot use are said here, not first in the daemon's forwarding thread
+    assert [p.split(":")[0] for p in found[1:]] == ["forward[0].ca_file", "forward[1].ca_file"]
+    from tests.tlsca import TestCA
+
+    ca = TestCA(base / "ca")
+    (base / "ca.pem").write_bytes(ca.path.read_bytes())
+    other = TestCA(base / "other", "Other CA").issue("client", client=True)
+    (base / "c.pem").write_bytes(ca.issue("client", client=True).cert.read_bytes())
+    (base / "c.key").write_bytes(other.key.read_bytes())  # not the certificate's key
     (base / "c.key").chmod(0o600)
+    (found,) = file_problems(cfg.forward)
+    assert found.startswith(f"forward[0].client_key: {base / 'c.key'} is not the private key of")
+    (base / "c.key").write_bytes((base / "ca" / "client.key").read_bytes())
     assert file_problems(cfg.forward) == []
+
+
+def test_a_misspelt_event_family_and_a_bad_port_are_refused(cfg_path, monkeypatch):
+    from gateway.config.forward import file_problems
+
+    cfg_path.write_text(cfg_path.read_text() + "\n" + WEBHOOK + 'events = ["secruity"]\n')
+    monkeypatch.setenv("GATEWAY_SIEM_KEY", "k")
+    found = file_problems(config.load(cfg_path).forward)
+    assert any(p.startswith("forward[0].events: 'secruity' is no event family") for p in found)
+    cfg_path.write_text(cfg_path.read_text().replace("siem.bank.example/in", "siem:99999/in"))
+    with pytest.raises(ConfigError) as exc:
+        config.load(cfg_path)
+    assert any(p.startswith("forward[0].url") and "port" in p for p in exc.value.problems)
 
 
 # -- what is sent -----------------------------------------------------------------------
@@ -185,7 +210,8 @@ def test_an_entry_being_written_is_left_for_later(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["altered", "removed", "reordered"])
-def test_a_broken_chain_is_reported_with_its_seq_and_never_sent(tmp_path, damage):
+def test_a_broken_chain_stops_at_its_seq_after_the_sound_entries_before_it(tmp_path, damage):
+    """The entries before the break still reach the receiver; none after it does."""
     log, lines = written(tmp_path, ["gateway.started", "file.received", "gateway.stopped",
                                     "gateway.started"])
     if damage == "altered":
@@ -195,12 +221,14 @@ def test_a_broken_chain_is_reported_with_its_seq_and_never_sent(tmp_path, damage
     else:
         lines[1], lines[2] = lines[2], lines[1]
     log.path.write_bytes(b"".join(lines))
-    sent: list[int] = []
-    with pytest.raises(reader.ChainBroken) as exc:
-        batch = reader.read_batch(log.path, reader.Position(), wants=lambda e: True, size=10)
-        sent += [e["seq"] for e in batch.entries]
-    assert exc.value.seq == (3 if damage != "reordered" else 2) and sent == []
-    assert f"audit log entry {exc.value.seq}:" in str(exc.value)
+    batch = reader.read_batch(log.path, reader.Position(), wants=lambda e: True, size=10)
+    at = 3 if damage != "reordered" else 2
+    assert [e["seq"] for e in batch.entries] == list(range(1, at)) and batch.end.seq == at - 1
+    exc = batch.broken
+    assert exc is not None and exc.seq == at
+    again = reader.read_batch(log.path, batch.end, wants=lambda e: True, size=10)
+    assert again.entries == [] and again.broken is not None and again.broken.seq == at
+    assert f"audit log entry {exc.seq}:" in str(exc)
 
 
 def test_the_cursor_is_found_at_its_offset_or_again_by_seq(tmp_path):
@@ -273,5 +301,44 @@ def test_the_cursor_moves_only_after_a_confirmed_batch(tmp_path, cfg_path):
         with pytest.raises(LeaseLost):
             again.step()
         assert ledger.forward_cursor("siem", "gw1").seq == 5
+    finally:
+        ledger.close()
+
+
+def test_a_confirmed_batch_clears_the_last_error_even_after_a_restart(tmp_path, cfg_path):
+    """A daemon restarted while its receiver was failing knows of no failure: the ledger's
+    last error goes with the first confirmed batch, or status would say failing forever.
+    Entries only passed over move the cursor but prove nothing about the receiver."""
+    from gateway.forward import runner
+    from gateway.leases import Leases
+    from gateway.ledger import Ledger
+    from gateway.metrics import Metrics
+
+    cfg_path.write_text(cfg_path.read_text() + "\n" + SYSLOG + 'events = ["file"]\n')
+    dest = config.load(cfg_path).forward[0]
+    log, _ = written(tmp_path, ["gateway.started"])
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        metrics = Metrics()
+        link = runner.Link(ledger=ledger, audit=log, node="gw1", leases=Leases(ledger, "gw1", 60),
+                           metrics=metrics)
+        ledger.save_forward_error("siem", "gw1", "the receiver answered HTTP 500")
+        fwd = runner.Forwarder(dest, link, FlakySender(failures=0))
+        assert ledger.take_lease(fwd.item, "gw1", 60)
+        fwd.step()  # only gateway.started, not wanted: passed over
+        row = ledger.forward_cursor("siem", "gw1")
+        assert row.seq == 1 and row.delivered_at is None and row.last_error is not None
+        log.record("file.refused", zone="bank.outgoing", reason="symlink", name_sha256="cd" * 32)
+        fwd.step()
+        row = ledger.forward_cursor("siem", "gw1")
+        assert row.seq == 2 and row.delivered_at is not None and row.last_error is None
+        # the backlog gauge is there while failing too
+        log.record("file.refused", zone="bank.outgoing", reason="special", name_sha256="ef" * 32)
+        failing = runner.Forwarder(dest, link, FlakySender(failures=5))
+        with pytest.raises(ConnectionResetError):
+            failing.step()
+        failing._failed(ConnectionResetError("reset"))
+        sample = metrics.forward_backlog.labels(destination="siem")._value.get()
+        assert sample == 2  # the entry it failed to send, and its own forward.failing
     finally:
         ledger.close()
