@@ -342,3 +342,57 @@ def test_a_confirmed_batch_clears_the_last_error_even_after_a_restart(tmp_path, 
         assert sample == 2  # the entry it failed to send, and its own forward.failing
     finally:
         ledger.close()
+
+
+def test_a_tls13_session_ticket_does_not_end_the_connection(tmp_path, cfg_path):
+    """A TLS 1.3 server sends session tickets after the handshake: the raw socket is then
+    readable on a healthy connection. The sender must keep it — one connection for two
+    batches — not take the ticket for a receiver that closed."""
+    import socket
+    import ssl
+    import threading
+    import time
+
+    from gateway.forward import senders
+    from tests.tlsca import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    server_cert = ca.issue("server")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(server_cert.cert, server_cert.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[int] = []
+    got = bytearray()
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                while data := conn.recv(65536):
+                    got.extend(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    (cfg_path.parent / "ca.pem").write_bytes(ca.path.read_bytes())
+    local = SYSLOG.replace('"siem.bank.example"', '"localhost"') + f"port = {port}\n"
+    cfg_path.write_text(cfg_path.read_text() + "\n" + local)
+    dest = config.load(cfg_path).forward[0]
+    _, lines = written(tmp_path, ["gateway.started", "gateway.stopped"])
+    entries = [json.loads(x) for x in lines]
+    sender = senders.StreamSender(dest, "gw1")
+    try:
+        sender.send(lines[:1], entries[:1])
+        time.sleep(0.3)  # the tickets arrive
+        sender.send(lines[1:], entries[1:])
+    finally:
+        sender.close()
+        listener.close()
+    thread.join(timeout=5)
+    assert accepted == [1]
+    assert got.count(b"gateway@32473") == 2
