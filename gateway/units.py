@@ -24,6 +24,31 @@ BANK = "bank"  # the bank's group is the agency-group pattern with this for the 
 AUTHORIZED_KEYS = Path("/etc/ssh/gateway-authorized-keys")
 
 
+# The systemd sandbox both units share: what neither process needs of the host.
+_SANDBOX = """\
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+"""
+_NO_CAPABILITIES = """\
+SystemCallArchitectures=native
+CapabilityBoundingSet=
+AmbientCapabilities=
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+"""
+
 @dataclass(frozen=True)
 class Names:
     """The host accounts the gateway runs under; overridable so that a test can use
@@ -175,27 +200,8 @@ RestartSec=10s
 UMask=0077
 
 # Hardening: the gateway needs its state dir, its local zones, and the network for SFTP.
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-SystemCallArchitectures=native
-CapabilityBoundingSet=
-AmbientCapabilities=
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-ReadOnlyPaths={site.config.parent}
+{_SANDBOX}MemoryDenyWriteExecute=yes
+{_NO_CAPABILITIES}ReadOnlyPaths={site.config.parent}
 ReadWritePaths={' '.join(map(str, writable))}
 
 [Install]
@@ -241,26 +247,7 @@ Restart=on-failure
 RestartSec=5s
 UMask=0077
 
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-SystemCallArchitectures=native
-CapabilityBoundingSet=
-AmbientCapabilities=
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-ReadOnlyPaths={site.config.parent} {site.state_dir}
+{_SANDBOX}{_NO_CAPABILITIES}ReadOnlyPaths={site.config.parent} {site.state_dir}
 ReadWritePaths={' '.join(p for p in writable if p)}
 # Never: the gateway's secret key, its passphrase file, the zones (the console needs none).
 InaccessiblePaths={' '.join(hidden)}
