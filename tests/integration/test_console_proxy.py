@@ -236,8 +236,14 @@ def test_log_in_through_nginx_with_secure_cookies_pages_and_an_export(behind_ngi
     assert status == 200 and headers["Content-Disposition"].startswith("attachment")
     exported = [json.loads(line) for line in body.splitlines()]
     assert "batch.accepted" in {e["event"] for e in exported}
-    access = (site.root.parent / "nginx" / "access.log").read_text()  # it went through nginx
-    assert "GET /audit/export.jsonl" in access and "POST /login" in access
+    # it went through nginx — which logs a request once it has sent the answer: the line may
+    # come a moment after the client has read it all
+    access_log = site.root.parent / "nginx" / "access.log"
+    deadline = time.monotonic() + 10
+    while "GET /audit/export.jsonl" not in (access := access_log.read_text()):
+        assert time.monotonic() < deadline, access[-2000:]
+        time.sleep(0.05)
+    assert "POST /login" in access
     login = [e for e in audit.AuditLog(site.state / "audit").entries()
              if e["event"] == "console.login"][-1]
     assert (login["account"], login["address"]) == ("erin", "127.0.0.1")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from gateway import audit, config, scaffold
 from gateway.errors import ConfigError
@@ -337,7 +338,9 @@ def test_a_confirmed_batch_clears_the_last_error_even_after_a_restart(tmp_path, 
         failing = runner.Forwarder(dest, link, FlakySender(failures=5))
         with pytest.raises(ConnectionResetError):
             failing.step()
-        failing._failed(ConnectionResetError("reset"))
+        with structlog.testing.capture_logs() as logged:  # not whatever stream an earlier
+            failing._failed(ConnectionResetError("reset"))  # test left structlog writing to
+        assert [e["event"] for e in logged] == ["forward.failed"]
         sample = metrics.forward_backlog.labels(destination="siem")._value.get()
         assert sample == 2  # the entry it failed to send, and its own forward.failing
     finally:
