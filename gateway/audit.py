@@ -61,6 +61,8 @@ EVENTS = frozenset({
     "pass.failed",
     # a [[forward]] destination (the SIEM) stopped confirming entries, and took them again
     "forward.failing", "forward.recovered",
+    # an alert told to a channel (e-mail, a webhook), and a condition that no longer holds
+    "alert.sent", "alert.cleared",
 })
 
 
@@ -136,6 +138,13 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "part": _pattern(r"[a-z_]{1,32}(\.[A-Za-z0-9_-]{1,32})?", "a pass part"),
     "error": _pattern(r"[A-Za-z_][A-Za-z0-9_]{0,63}", "an exception class name"),
     "destination": _pattern(r"[a-z0-9_-]{1,32}", "a [[forward]] destination name"),
+    # alerts: the rule, its severity, the channel, how many addresses — never an address —
+    # and the condition key only as its hash (a key names a fingerprint, a zone, a file)
+    "rule": _pattern(r"[a-z_]{1,32}", "an alert rule"),
+    "severity": _pattern(r"critical|warning|info", "critical, warning or info"),
+    "channel": _pattern(r"email|webhook[0-9]{1,2}", "an alert channel"),
+    "recipients": _count,
+    "alert_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
 }
 
 OUTSIDE = frozenset({"login", "address"})  # fields whose values other parties write

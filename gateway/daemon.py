@@ -29,7 +29,7 @@ from types import FrameType
 
 import structlog
 
-from gateway import __version__, checkpoint, clock, metrics, outbox
+from gateway import __version__, alerts, checkpoint, clock, metrics, outbox, queries
 from gateway.access import evidence
 from gateway.audit import AuditLog
 from gateway.config import Config
@@ -232,7 +232,8 @@ def parts(cfg: Config) -> list[str]:
     """Every piece a pass is made of, by the name :func:`isolated` gives it."""
     each = [f"{kind}.{a.code}" for kind in ("results", "collection", "retention", "reports")
             for a in cfg.agencies]
-    return ["pass", "outbox", "batches", "access", "access.line", "health", "checkpoint", *each]
+    return ["pass", "outbox", "batches", "access", "access.line", "health", "checkpoint", "alerts",
+            *each]
 
 
 @contextlib.contextmanager
@@ -408,6 +409,7 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
     for part in parts(ctx.cfg):  # each series from 0, so its first failure is an increase
         ctx.metrics.pass_failures.labels(part=part)
     hub = start_forwarding(ctx)
+    alerting = start_alerts(ctx)
     ctx.audit.record("gateway.started", version=__version__)
     log.info("gateway.started", zones=len(ctx.zones), watched=len(observers),
              metrics=f"{server.server_address[0]!s}:{server.server_address[1]}" if server else None)
@@ -419,10 +421,14 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
             try:
                 health.begin()
                 run_once(ctx)
-                if time.monotonic() - sealed_at >= checkpoint.INTERVAL:
+                sealed = time.monotonic() - sealed_at >= checkpoint.INTERVAL
+                if sealed:
                     with isolated(ctx, "checkpoint"):
                         checkpoint.seal(ctx)  # nothing new: nothing written
                     sealed_at = time.monotonic()
+                if alerting is not None:
+                    with isolated(ctx, "alerts"):
+                        alerting.engine.evaluate(ctx.now(), list(ctx.run.part_errors), sealed)
                 health.passed({k: str(e) for k, e in ctx.run.zone_errors.items()},
                               {k: f"{type(e).__name__}: {e}" for k, e in ctx.run.part_errors.items()})
             except Interrupted:
@@ -447,6 +453,8 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
         ctx.audit.record("gateway.stopped")
         if hub is not None:
             hub.close()
+        if alerting is not None:
+            alerting.close()
         log.info("gateway.stopped")
 
 
@@ -468,3 +476,24 @@ def start_forwarding(ctx: Context) -> forward.Hub | None:
         ctx.audit.listener = both
 
     return forward.start(ctx.cfg.forward, link, listen)
+
+
+def start_alerts(ctx: Context) -> alerts.Alerting | None:
+    """The alert engine (evaluated after each pass) and its delivery thread
+    (gateway/alerts/); None when no [alerts] is configured."""
+    if ctx.cfg.alerts is None:
+        return None
+    src = alerts.Sources(cfg=ctx.cfg, ledger=ctx.ledger, audit=ctx.audit, node=ctx.node,
+                         metrics=ctx.metrics)
+    return alerts.start(src, functools.partial(key_list, ctx))
+
+
+def key_list(ctx: Context) -> alerts.KeyList:
+    """Every key the gateway uses, with its expiry: the keyring this daemon loaded (its own
+    secret key among them) and the configured key files read again (a key refused at start
+    for having expired is there too)."""
+    out: alerts.KeyList = [(k.fingerprint, f"{use} key", k.expires)
+                           for use, k in ctx.crypto.keyset.uses()]
+    out += [(v.fingerprint, f"{v.owner} key {v.key_path}", v.expires)
+            for v in queries.key_views(ctx.cfg) if v.fingerprint is not None]
+    return out

@@ -70,6 +70,11 @@ class Metrics:
         self.forward_errors = Counter("gateway_forward_errors_total",
                                       "Failed attempts to send to a [[forward]] destination",
                                       ["destination"], registry=r)
+        self.alerts_open = Gauge("gateway_alerts_open", "Alerts open now, by severity",
+                                 ["severity"], registry=r)
+        self.alerts_failed = Counter("gateway_alerts_failed_total",
+                                     "Failed attempts to send an alert's notice (each is retried)",
+                                     ["channel"], registry=r)
 
     def audited(self, event: str) -> None:
         """Called for every audit entry written (the audit log's listener)."""

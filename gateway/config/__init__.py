@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from gateway import identifiers
+from gateway.config.alerts import AlertsSection
 from gateway.config.base import (
     _FILE_MODE_HELP,
     _HOSTKEY_TYPES,
@@ -398,6 +399,9 @@ class Config(_Model):
         "Where the daemon sends a copy of every audit entry, at least once and in order "
         "(docs/operations.md, \"Forwarding the audit log to a SIEM\"): one [[forward]] table "
         "per destination, kind = \"syslog\" or \"webhook\"."))
+    alerts: AlertsSection | None = Field(default=None, description=(
+        "Who is told when something needs a person, by e-mail and webhook "
+        "(docs/operations.md, \"Alerts\"). Unset: the daemon neither keeps nor sends alerts."))
 
     # Set by load(); not part of the file.
     source: Path = Field(default=Path("gateway.toml"), exclude=True,

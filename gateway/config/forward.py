@@ -39,6 +39,22 @@ _BATCH_HELP = ("Entries sent at a time; the cursor in the ledger moves after eac
                "confirmed, so a failure resends at most one batch.")
 
 
+def https_url(cls: type, v: str) -> str:
+    """An https:// URL with a host, a valid port and no credentials (a webhook's ``url``,
+    for [[forward]] and [alerts] alike)."""
+    parts = urlsplit(v)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f'"{v}" is not an https:// URL (plain http would send it in clear)')
+    if parts.username or parts.password:
+        raise ValueError("must not hold a user name or password (the request is signed "
+                         "with the key in secret_env)")
+    try:
+        parts.port  # noqa: B018 — urlsplit checks the port only when asked for it
+    except ValueError as exc:
+        raise ValueError(f'"{v}" has no valid port ({exc})') from exc
+    return v
+
+
 class _Destination(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]{1,32}$", description=_NAME_HELP)
     events: list[Annotated[str, Field(pattern=f"^{FAMILY_RE}$")]] | None = Field(
@@ -135,21 +151,7 @@ class WebhookForward(_Destination):
                     "key itself: the config file is not a place for secrets). Each request "
                     "carries X-Gateway-Signature: sha256=<hex HMAC-SHA256 of the body>.")
 
-    @field_validator("url")
-    @classmethod
-    def _https(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f'"{v}" is not an https:// URL (plain http would send the audit '
-                             "log in clear)")
-        if parts.username or parts.password:
-            raise ValueError("must not hold a user name or password (the request is signed "
-                             "with the key in secret_env)")
-        try:
-            parts.port  # noqa: B018 — urlsplit checks the port only when asked for it
-        except ValueError as exc:
-            raise ValueError(f'"{v}" has no valid port ({exc})') from exc
-        return v
+    _url = field_validator("url")(https_url)
 
     def describe(self) -> str:
         parts = urlsplit(self.url)

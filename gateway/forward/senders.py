@@ -223,10 +223,25 @@ class UdpSender:
             self.sock = None
 
 
-class WebhookSender:
-    """One signed HTTPS POST per batch; a new connection each time (nothing to go stale)."""
+class WebhookTarget(Protocol):
+    """What a webhook sender needs of its configuration: a [[forward]] webhook and an
+    [alerts] webhook both have it."""
 
-    def __init__(self, dest: WebhookForward, node: str) -> None:
+    @property
+    def url(self) -> str: ...
+    @property
+    def ca_file(self) -> os.PathLike[str]: ...
+    @property
+    def secret_env(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+class WebhookSender:
+    """One signed HTTPS POST per batch; a new connection each time (nothing to go stale).
+    :meth:`post` sends any body so — the alerts' webhooks use it too."""
+
+    def __init__(self, dest: WebhookTarget, node: str) -> None:
         self.dest, self.node = dest, node
         self._ctx = tls_context(dest.ca_file)
         parts = urlsplit(dest.url)
@@ -234,18 +249,22 @@ class WebhookSender:
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def send(self, lines: list[bytes], entries: list[dict[str, Any]]) -> None:
+        now = sent_at()
+        self.post(records.webhook_body(lines, self.node, now), now)
+
+    def post(self, body: bytes, now: str) -> None:
+        """POST *body* signed, with *now* (which the body must hold as its ``sent_at``) as
+        ``X-Gateway-Timestamp``; return on a 2xx, raise :class:`SendError` otherwise."""
         key = os.environ.get(self.dest.secret_env, "").encode()
         if not key:
             raise SendError("no_secret", f"environment variable {self.dest.secret_env} is not set")
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        body = records.webhook_body(lines, self.node, now)
         headers = {"Content-Type": "application/json", "Connection": "close",
                    "X-Gateway-Signature": records.signature(key, body),
                    "X-Gateway-Timestamp": now}
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.dest.timeout,
                                            context=self._ctx)
         try:
-            with _deadline(conn, self.dest.timeout * 2):
+            with deadline(conn, self.dest.timeout * 2):
                 conn.request("POST", self.path, body=body, headers=headers)
                 status = conn.getresponse().status  # headers only: the body is never read
         finally:
@@ -257,10 +276,20 @@ class WebhookSender:
         pass
 
 
+def sent_at() -> str:
+    """Now, as a webhook body's ``sent_at`` and its ``X-Gateway-Timestamp`` say it."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Connection(Protocol):
+    sock: socket.socket | None
+
+
 @contextlib.contextmanager
-def _deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[None]:
+def deadline(conn: _Connection, seconds: float) -> Iterator[None]:
     """Shut the connection's socket down if the exchange is not over within *seconds*:
-    per-operation timeouts alone let a receiver that sends one byte at a time keep us."""
+    per-operation timeouts alone let a receiver that sends one byte at a time keep us.
+    *conn* is an HTTP connection, or an SMTP one (the alerts' mail: the same attribute)."""
     done, fired = threading.Event(), threading.Event()
 
     def cut() -> None:

@@ -18,6 +18,7 @@ This module is the face: :class:`Ledger` is the stores, one module each, over on
 :mod:`~gateway.ledger.retention` purges and what they deleted
 :mod:`~gateway.ledger.monitoring` zone health, refused files, sshd log cursors
 :mod:`~gateway.ledger.forwarding` how far each audit log has reached each SIEM destination
+:mod:`~gateway.ledger.alerting` alerts, their notices to each channel, the engine's cursors
 :mod:`~gateway.ledger.dialects` the SQL in which SQLite and PostgreSQL differ, one object each
 =============================  ==========================================================
 
@@ -28,6 +29,7 @@ that joins it with the audit log and the keyring is :mod:`gateway.queries`, abov
 from __future__ import annotations
 
 from gateway.ledger.accounts import AccountStore
+from gateway.ledger.alerting import AlertStore
 from gateway.ledger.claims import ClaimStore
 from gateway.ledger.commits import CommitStore
 from gateway.ledger.forwarding import ForwardStore
@@ -38,6 +40,9 @@ from gateway.ledger.schema import (
     AccessCursorRow,
     AccountChange,
     AccountRow,
+    AlertCursorRow,
+    AlertMessageRow,
+    AlertRow,
     AttemptRow,
     Base,
     BatchRow,
@@ -68,7 +73,8 @@ from gateway.ledger.schema import (
 )
 
 __all__ = [
-    "AccessCursorRow", "AccountChange", "AccountRow", "AttemptRow", "Base", "BatchRow", "CaseRow",
+    "AccessCursorRow", "AccountChange", "AccountRow", "AlertCursorRow", "AlertMessageRow", "AlertRow",
+    "AttemptRow", "Base", "BatchRow", "CaseRow",
     "Claim", "ClaimOutcome", "CommitConflict", "DeliveryRow", "FileEnd", "FileRow", "FileSeen",
     "FileStatus", "ForwardCursorRow", "LeaseLost", "LeaseRow", "Ledger", "LedgerError",
     "PurgeObjectRow", "PurgeRow",
@@ -78,5 +84,5 @@ __all__ = [
 
 
 class Ledger(CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore, MonitoringStore,
-             ForwardStore):
+             ForwardStore, AlertStore):
     """The few queries the flows need, each in its own short transaction."""

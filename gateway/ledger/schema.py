@@ -275,6 +275,63 @@ class ForwardCursorRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class AlertRow(Base):
+    """An alert (docs/operations.md, "Alerts"): a condition, by its stable key (rule and
+    subject: ``key_expiring:<fingerprint>``, ``zone_down:<zone>``; never personal data),
+    open from *opened_at* until it clears. At most one open row per key (a partial unique
+    index); a cleared one stays as history. *oneshot*: an event (a ``security.*`` entry, a
+    rejected file) that clears itself once its messages are sent. *remind_at*: when the
+    next reminder is due while open."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_open_key", "key", unique=True, sqlite_where=text("cleared_at IS NULL"),
+              postgresql_where=text("cleared_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(160))
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    node: Mapped[str] = mapped_column(String(128))  # the node that opened it
+    oneshot: Mapped[bool] = mapped_column(default=False)
+    opened_at: Mapped[dt.datetime]
+    remind_at: Mapped[dt.datetime | None]
+    cleared_at: Mapped[dt.datetime | None]
+
+
+class AlertMessageRow(Base):
+    """One notice of an alert (``opened``, ``reminder``, ``escalated``, ``cleared``) to one
+    channel (``email``, ``webhook<i>``): the alerts' outbox. The delivery thread sends what
+    is due and sets *sent_at*; a failure counts *attempts*, keeps *last_error* and puts
+    *next_try_at* off (back-off) — a notice is never dropped."""
+
+    __tablename__ = "alert_messages"
+    __table_args__ = (Index("ix_alert_messages_unsent", "sent_at", "next_try_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_try_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[dt.datetime | None]
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertCursorRow(Base):
+    """How far a node's alert engine has read its audit log (the event rules)."""
+
+    __tablename__ = "alert_cursors"
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class PurgeRow(Base):
     """One purge per contract: planned first, executed object by object, then certified."""
 

@@ -1,0 +1,168 @@
+"""The alert engine: once per daemon pass, what holds now, synced with the ledger's open
+alerts (see :mod:`gateway.alerts`).
+
+Event rules read the audit log through a cursor of their own in the ledger (per node), as
+forwarding does, rather than taking the entries the pass writes: the entries that matter
+most are often written by other processes — the console locking an account, `gateway
+users` changing one, `run --once` — and a cursor also carries the events across a daemon
+restart. The first start begins at the log's end: an existing log's history is not
+re-alerted. The read checks the chain; a break is itself an alert (``audit_verify``).
+
+State rules read the ledger and the read model; each is a few indexed queries, and the
+key files are read again at most every :data:`KEYS_EVERY` seconds, so a pass stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import structlog
+
+from gateway import audit as audit_mod
+from gateway import queries
+from gateway.alerts import rules
+from gateway.alerts.rules import key_hash
+from gateway.audit import AuditLog
+from gateway.config import Config
+from gateway.errors import AuditError, GatewayError
+from gateway.forward import reader
+from gateway.ledger import AlertRow, Ledger
+from gateway.ledger.alerting import Finding, Policy, Synced
+from gateway.metrics import Metrics
+
+log = structlog.get_logger("gateway.alerts")
+
+KEYS_EVERY = 600.0  # seconds between readings of the key files
+VERIFY_EVERY = 86400.0  # seconds between the daemon's checks of its own chain
+STATE_RULES = frozenset({"purge_due", "key_expiry", "uncollected", "zone_down", "pass_failing",
+                         "audit_verify", "console_locked"})
+NODE_RULES = frozenset({"pass_failing", "audit_verify"})  # each node speaks for its own
+EVENTS_PER_PASS = 1000
+
+KeyList = list[tuple[str, str, dt.datetime | None]]  # fingerprint, whose/what, expiry
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the engine reads and writes, from the daemon."""
+
+    cfg: Config
+    ledger: Ledger
+    audit: AuditLog
+    node: str
+    metrics: Metrics
+
+
+class Engine:
+    def __init__(self, src: Sources, keys: Callable[[], KeyList],
+                 wake: Callable[[], None] = lambda: None) -> None:
+        assert src.cfg.alerts is not None
+        self.src, self.section, self.keys, self.wake = src, src.cfg.alerts, keys, wake
+        self.streaks: dict[str, int] = {}  # part -> passes in a row it failed
+        self.first_failing: dict[str, dt.datetime] = {}
+        self.verified_at: float | None = None
+        self.broken: str | None = None  # why the chain does not verify, as last checked
+        self._keys: KeyList = []
+        self._keys_at: float | None = None
+
+    # -- one evaluation ---------------------------------------------------------------
+    def evaluate(self, now: dt.datetime, failed_parts: Collection[str] = (),
+                 verify: bool = False) -> Synced:
+        """Find what holds at *now* (the flows' clock), given the pieces of the pass that
+        failed; *verify*: check the chain now (after a checkpoint). Returns what changed."""
+        for part in list(self.streaks):
+            if part not in failed_parts:
+                del self.streaks[part]
+        for part in failed_parts:
+            self.streaks[part] = self.streaks.get(part, 0) + 1
+        if verify or self.verified_at is None or time.monotonic() - self.verified_at >= VERIFY_EVERY:
+            self.check_chain()
+        events, end = self._events()
+        found = [*events, *self.state(now)]
+        synced = self.src.ledger.sync_alerts(found, Policy(
+            now=now, node=self.src.node, owns=self._owns,
+            remind=dt.timedelta(hours=self.section.reminder_hours), channels=self.channels))
+        if end is not None:
+            self.src.ledger.save_alert_cursor(self.src.node, seq=end.seq, hash_=end.hash,
+                                              offset=end.offset)
+        for row in synced.cleared:
+            self.src.audit.record("alert.cleared", rule=row.rule, severity=row.severity,
+                                  alert_sha256=key_hash(row.key))
+        for row in synced.opened:
+            log.warning("alert.opened", rule=row.rule, severity=row.severity, subject=row.subject)
+        self.measure()
+        if synced.notices:
+            self.wake()
+        return synced
+
+    def state(self, now: dt.datetime) -> list[Finding]:
+        cfg, ledger, th = self.src.cfg, self.src.ledger, self.section.thresholds
+        today = now.astimezone(cfg.gateway.tz).date()
+        found = rules.purges(queries.contracts(cfg, ledger, today), th.purge_due_days)
+        found += rules.key_expiries(self.key_list(), now, th.key_expiry_days)
+        waiting = {a.code: ledger.uncollected(cfg.zone_name(a.code, "inbox")) for a in cfg.agencies}
+        found += rules.uncollected(waiting, now, th.uncollected_days or cfg.console.stale_days)
+        known = {name for name, _ in cfg.zones()}
+        found += rules.zones_down([z for z in ledger.zone_statuses() if z.zone in known], now,
+                                  th.zone_down_minutes, self.first_failing)
+        found += rules.failing_parts(self.streaks, self.src.node, th.pass_failures)
+        found += rules.audit_broken(self.broken, self.src.node)
+        found += rules.locked_accounts(ledger.accounts(), now)
+        return found
+
+    def key_list(self) -> KeyList:
+        if self._keys_at is None or time.monotonic() - self._keys_at >= KEYS_EVERY:
+            self._keys, self._keys_at = self.keys(), time.monotonic()
+        return self._keys
+
+    def check_chain(self) -> None:
+        """Verify this node's audit log (the daemon's own check: daily, after checkpoints)."""
+        result = audit_mod.verify(self.src.audit.path)
+        self.verified_at = time.monotonic()
+        self.broken = None if result.ok else f"entry {result.broken_seq}: {result.problem}"
+
+    def _events(self) -> tuple[list[Finding], reader.Position | None]:
+        """One-shot findings from the entries after the cursor, and where they end."""
+        path, node = self.src.audit.path, self.src.node
+        row = self.src.ledger.alert_cursor(node)
+        try:
+            if row is None:  # the first start: from the log's end, not its history
+                last = self.src.audit.last_entry()
+                return [], (reader.Position(int(last["seq"]), str(last["hash"]),
+                                            self.src.audit.size()) if last else reader.Position())
+            start = reader.locate(path, row.seq, row.hash, row.offset)
+            batch = reader.read_batch(path, start, wants=_wanted, size=EVENTS_PER_PASS)
+        except (reader.ChainBroken, AuditError) as exc:
+            self.broken = str(exc)[:300] or type(exc).__name__
+            return [], None  # the cursor stays: nothing after a break is believed
+        if batch.broken is not None:
+            self.broken = str(batch.broken)[:300]
+        tz, window = self.src.cfg.gateway.tz, self.section.window
+        found = [f for e in batch.entries if (f := rules.from_entry(e, node, tz, window))]
+        return found, (batch.end if batch.end != batch.start else None)
+
+    def _owns(self, row: AlertRow) -> bool:
+        """Whether this evaluation speaks for *row*: a state rule's (an event's clears once
+        sent), and for a node's own rules, this node's."""
+        return row.rule in STATE_RULES and (row.rule not in NODE_RULES or row.node == self.src.node)
+
+    def channels(self, severity: str) -> list[str]:
+        """Where an alert of *severity* goes: e-mail if anyone gets that severity, and every
+        webhook."""
+        out = ["email"] if self.section.smtp and self.section.recipients.of(severity) else []
+        return out + [f"webhook{i}" for i in range(len(self.section.webhooks))]
+
+    def measure(self) -> None:
+        try:
+            counts = self.src.ledger.open_alert_counts()
+        except GatewayError:
+            return
+        for sev in ("critical", "warning", "info"):
+            self.src.metrics.alerts_open.labels(severity=sev).set(counts.get(sev, 0))
+
+
+def _wanted(event: str) -> bool:
+    return event.startswith(("security.", "file.rejected", "console.account_"))
