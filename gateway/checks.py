@@ -123,6 +123,7 @@ def run_checks(cfg: Config) -> list[Finding]:
     findings += sharing_findings(cfg)
     findings += console_findings(cfg)
     findings += forward_findings(cfg)
+    findings += alert_findings(cfg)
     return findings
 
 
@@ -134,6 +135,18 @@ def forward_findings(cfg: Config) -> list[Finding]:
     problems = file_problems(cfg.forward)
     return [Finding("error", p) for p in problems] or [
         Finding("ok", f"forward[{i}] {d.name}: {d.describe()}") for i, d in enumerate(cfg.forward)]
+
+
+def alert_findings(cfg: Config) -> list[Finding]:
+    """The [alerts] channels' files and secrets (nothing is sent: `gateway alerts test` does
+    that)."""
+    from gateway.config.alerts import file_problems
+
+    if cfg.alerts is None:
+        return []
+    problems = file_problems(cfg.alerts)
+    return [Finding("error", p) for p in problems] or [Finding("ok", "alerts: channels' files "
+                                                               "and secrets present")]
 
 
 def _check_all_keys(cfg: Config) -> KeySet:

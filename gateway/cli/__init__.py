@@ -6,7 +6,7 @@ Every user-facing failure is a GatewayError; :func:`main` prints its message
 and only with ``GATEWAY_DEBUG=1``.
 
 The commands live in this package's modules by whom they serve (:mod:`.operate`,
-:mod:`.install`, :mod:`.records`, :mod:`.keys`, :mod:`.audit`, :mod:`.users`,
+:mod:`.install`, :mod:`.records`, :mod:`.keys`, :mod:`.audit`, :mod:`.users`, :mod:`.alerts`,
 :mod:`.samples`) over what they share (:mod:`.common`); they are named here, in the order
 ``gateway --help`` lists them.
 """
@@ -23,7 +23,7 @@ from typer import _click as click  # Typer's own click: its commands are these t
 from typer.core import TyperGroup, TyperOption
 
 from gateway import __version__
-from gateway.cli import audit, install, keys, operate, records, samples, users
+from gateway.cli import alerts, audit, install, keys, operate, records, samples, users
 from gateway.cli.common import err, out
 from gateway.errors import CryptoError, GatewayError
 
@@ -46,6 +46,7 @@ app.add_typer(records.retention_app, name="retention")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(operate.db_app, name="db")
 app.add_typer(users.users_app, name="users")
+app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(samples.sample_app, name="sample")
 
 

@@ -17,6 +17,7 @@ from gateway.alerts.engine import Engine, KeyList, Sources
 from gateway.alerts.rules import key_hash
 from gateway.ledger import AccountRow, AlertRow, DeliveryRow, Ledger
 from gateway.metrics import Metrics
+from tests.conftest import run_cli
 from tests.flowsite import Site
 from tests.leaks import LeakScanner
 from tests.siem import Webhook
@@ -305,3 +306,23 @@ def test_nothing_personal_reaches_a_mail_or_a_webhook(h):
     assert not scanner.scan(h.relay.raw()) and not scanner.scan(h.hook.out.read_bytes())
     for b in h.hook.bodies():
         assert set(b) == {"alert", "node", "sent_at"} and json.dumps(b)
+
+
+def test_the_cli_lists_alerts_and_tests_every_channel(h):
+    h.keys = [(FP, "bank key bank.signing_keys[0]", h.now + dt.timedelta(days=3))]
+    h.step()
+    listed = json.loads(run_cli("alerts", "--json", "-c", str(h.site.config)).stdout)
+    (item,) = listed
+    assert (item["rule"], item["severity"], item["state"]) == ("key_expiry", "warning", "open")
+    assert item["channels"]["email"]["recipients"] == 1 and item["channels"]["webhook0"]["notices"] == 1
+    assert "ops@bank.example" not in json.dumps(listed)  # counts, never addresses
+    proc = run_cli("alerts", "test", "-c", str(h.site.config))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "email: sent (3 recipient(s))" in proc.stdout and "webhook0: sent" in proc.stdout
+    mail = h.relay.mails()[-1]
+    assert set(mail["to"]) == {"soc@bank.example", "oncall@bank.example", "ops@bank.example"}
+    assert h.hooked()[-1]["rule"] == "test"
+    assert [s["channel"] for s in h.sent() if s["rule"] == "test"] == ["email", "webhook0"]
+    h.relay.restart("reject")
+    failed = run_cli("alerts", "test", "-c", str(h.site.config))
+    assert failed.returncode == 1 and "email: FAILED: smtp_554" in failed.stdout
