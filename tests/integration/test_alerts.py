@@ -326,3 +326,42 @@ def test_the_cli_lists_alerts_and_tests_every_channel(h):
     h.relay.restart("reject")
     failed = run_cli("alerts", "test", "-c", str(h.site.config))
     assert failed.returncode == 1 and "email: FAILED: smtp_554" in failed.stdout
+
+
+def test_the_running_daemon_alerts_a_security_event_by_mail_and_webhook(tmp_path, keybox,
+                                                                          monkeypatch):
+    """The wiring, end to end: `gateway run` with [alerts], a results file naming another
+    agency's case (security.cross_agency) — the relay and the webhook each get the critical
+    alert, audited as sent, while the flows go on; the daemon stops cleanly."""
+    from gateway.samples import results_csv
+    from tests.integration.test_daemon import start_daemon, stop_daemon, wait_for
+    from tests.integration.test_forward_siem import events
+
+    ca = TestCA(tmp_path / "ca")
+    cert = ca.issue("relay")
+    relay = Relay(tmp_path / "relay", cert)
+    hook = Webhook(tmp_path / "hook", cert, KEY)
+    site = Site(tmp_path / "site", keybox)
+    site.config.write_text(site.config.read_text() + ALERTS.format(
+        port=relay.port, ca=ca.path, hook_port=hook.port, timeout=5))
+    monkeypatch.setenv("GATEWAY_SIEM_KEY", KEY)
+    log = audit.AuditLog(site.state / "audit")
+    records = list(synth.cases(10, ["AG001", "AG002"], seed=81))
+    proc = start_daemon(site)
+    try:
+        site.drop_cases("B20260301-01.csv.pgp", records)
+        wait_for(lambda: events(log, "batch.accepted"), 30)
+        ag2 = [r["case_id"] for r in records if r["agency_code"] == "AG002"]
+        site.upload("AG001", "R1.csv.pgp", results_csv(list(synth.results(ag2[:1], 1, seed=82))))
+        wait_for(lambda: events(log, "security.cross_agency"), 30)
+        wait_for(lambda: any("cross_agency" in m["message"]["Subject"] for m in relay.mails())
+                 and hook.bodies(), 30)
+        wait_for(lambda: len(events(log, "alert.sent")) >= 2, 10)  # mail and webhook
+    finally:
+        assert stop_daemon(proc) == 0
+        relay.stop()
+        hook.stop()
+    mail = next(m for m in relay.mails() if "cross_agency" in m["message"]["Subject"])
+    assert mail["message"]["Subject"].startswith("[gateway critical]")
+    assert {"soc@bank.example", "oncall@bank.example"} <= set(mail["to"])
+    assert {e["channel"] for e in events(log, "alert.sent")} >= {"email", "webhook0"}
