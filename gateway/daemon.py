@@ -220,12 +220,18 @@ def _pass(ctx: Context) -> collections.Counter[str]:
             outcomes["reports"] += made
     with guard("health"):
         save_health(ctx)
-    for part in [p for p in ctx.run.part_reported if p not in ctx.run.part_errors]:
+    for part in [p for p in ctx.run.part_reported
+                 if p not in ctx.run.part_errors and p not in AFTER_PASS]:
         del ctx.run.part_reported[part]  # it went well: a new failure is audited again
     for key, exc in ctx.run.zone_errors.items():
         log.error("zone.failed", zone=key, error=str(exc))
     log.info("pass.done", **{k: v for k, v in outcomes.items()})
     return outcomes
+
+
+# Pieces run by the daemon's loop after the pass (the checkpoint: hourly): their "audited
+# once" mark is forgotten only once they have run and gone well, not by every pass.
+AFTER_PASS = ("checkpoint", "alerts")
 
 
 def parts(cfg: Config) -> list[str]:
@@ -429,6 +435,9 @@ def run_forever(ctx: Context, *, interval: float = 5.0, rescan: float = 30.0) ->
                 if alerting is not None:
                     with isolated(ctx, "alerts"):
                         alerting.engine.evaluate(ctx.now(), list(ctx.run.part_errors), sealed)
+                for part, ran in (("checkpoint", sealed), ("alerts", alerting is not None)):
+                    if ran and part not in ctx.run.part_errors:
+                        ctx.run.part_reported.pop(part, None)
                 health.passed({k: str(e) for k, e in ctx.run.zone_errors.items()},
                               {k: f"{type(e).__name__}: {e}" for k, e in ctx.run.part_errors.items()})
             except Interrupted:

@@ -44,6 +44,7 @@ def start(src: Sources, keys: Callable[[], KeyList]) -> Alerting:
         raise ConfigError(problems)
     deliverer = Deliverer(src.ledger, src.audit, Channels(src.cfg.alerts, src.node), src.metrics)
     engine = Engine(src, keys, wake=deliverer.wake.set)
+    engine.prime()
     deliverer.start()
     engine.measure()
     return Alerting(engine, deliverer)

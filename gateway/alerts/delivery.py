@@ -203,8 +203,9 @@ class Deliverer:
         except Exception as exc:  # the relay, the receiver, the network, TLS: retried
             word = reason(exc)
             wait = min(self.backoff[0] * 2 ** message.attempts, self.backoff[1])
-            self.ledger.message_failed(message.id, f"{word}: {exc}"[:200],
-                                       utcnow() + dt.timedelta(seconds=wait))
+            # the word only: an SMTP error's text names addresses (refused recipients,
+            # "550 <soc@…> rejected"), which neither the ledger nor `gateway alerts` shows
+            self.ledger.message_failed(message.id, word, utcnow() + dt.timedelta(seconds=wait))
             self.metrics.alerts_failed.labels(channel=message.channel).inc()
             log.warning("alerts.send_failed", channel=message.channel, rule=alert.rule,
                         reason=word, attempts=message.attempts + 1, retry_in=wait)

@@ -134,8 +134,11 @@ def from_entry(entry: dict[str, Any], node: str, tz: dt.tzinfo,
         # a name the audit log would not take is there only as its content's SHA-256
         codes = ", ".join(entry.get("codes") or [entry.get("code", "")])
         where = f" in {entry['zone']}" if "zone" in entry else ""
-        return Finding(f"file_rejected:{name}", "file_rejected", "warning", str(name),
-                       f"{name} rejected{where}{f' ({codes})' if codes else ''} {when}",
+        # the key by the name's hash: a sender's name may be 255 characters, the key's
+        # column is 200 (PostgreSQL refuses longer, and the sync would fail every pass)
+        ident = hashlib.sha256(str(name).encode()).hexdigest()
+        return Finding(f"file_rejected:{ident}", "file_rejected", "warning", str(name)[:160],
+                       f"{name} rejected{where}{f' ({codes})' if codes else ''} {when}"[:500],
                        oneshot=True)
     if event in _ACCOUNT_EVENTS and "account" in entry:
         ts = dt.datetime.fromisoformat(str(entry["ts"]).replace("Z", "+00:00")).astimezone(tz)

@@ -202,6 +202,9 @@ class AlertsSection(_Model):
                              "mailed")
         if self.smtp is not None and not any(self.recipients.of(s) for s in SEVERITIES):
             raise ValueError("[alerts.smtp] is set but alerts.recipients lists nobody")
+        if self.smtp is None and not self.webhooks:
+            raise ValueError("no channel: set [alerts.smtp] with alerts.recipients, or "
+                             "[[alerts.webhooks]] — an alert nobody receives is not one")
         return self
 
     @property

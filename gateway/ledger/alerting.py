@@ -65,13 +65,18 @@ class AlertStore(Core):
             for f in {f.key: f for f in found}.values():
                 row = open_rows.get(f.key)
                 if row is None:
-                    row = AlertRow(key=f.key, rule=f.rule, severity=f.severity, subject=f.subject,
-                                   detail=f.detail[:500], node=policy.node, oneshot=f.oneshot,
-                                   opened_at=now, remind_at=None if f.oneshot else now + policy.remind)
+                    row = AlertRow(key=f.key, rule=f.rule, severity=f.severity,
+                                   subject=f.subject[:160], detail=f.detail[:500],
+                                   node=policy.node, oneshot=f.oneshot, opened_at=now,
+                                   remind_at=None if f.oneshot else now + policy.remind)
                     s.add(row)
                     s.flush()
                     out.opened.append(row)
-                    out.notices += _queue(s, row, "opened", policy)
+                    queued = _queue(s, row, "opened", policy)
+                    out.notices += queued
+                    if row.oneshot and not queued:  # no channel takes this severity: an
+                        row.cleared_at = now        # event alert would stay open for ever
+                        out.cleared.append(row)
                 elif row.oneshot:
                     continue  # the same event again before the first was sent: one alert
                 elif row.severity != f.severity:

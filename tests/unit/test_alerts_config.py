@@ -68,3 +68,19 @@ def test_the_change_window():
     late = from_entry({**entry, "ts": "2026-12-07T12:00:00Z"}, "gw1", tz, w)
     assert late is not None and late.key == "account_change:anna:9" and late.severity == "warning"
     assert from_entry({"event": "file.received", "seq": 1, "ts": entry["ts"]}, "gw1", tz, w) is None
+
+
+def test_an_alerts_section_with_no_channel_is_refused(cfg_path):
+    (line,) = problems_of(cfg_path, "reminder_hours = 12\n")
+    assert line.startswith("gateway.toml: alerts: no channel") or "alerts: no channel" in line
+
+
+def test_a_rejected_file_with_a_long_name_fits_the_alert_columns():
+    """A sender chooses the name (up to 255 characters): the alert's key is its hash (the
+    key column is 200), the subject cut to its column — PostgreSQL would refuse either."""
+    name = "B" + "x" * 250 + ".csv.pgp"
+    found = from_entry({"event": "file.rejected", "seq": 7, "ts": "2026-12-01T00:00:00Z",
+                        "file": name, "code": "E_DECRYPT", "zone": "bank.outgoing"},
+                       "gw1", zoneinfo.ZoneInfo("Asia/Shanghai"), None)
+    assert found is not None and len(found.key) <= 200 and len(found.subject) <= 160
+    assert len(found.detail) <= 500 and found.key.startswith("file_rejected:")
