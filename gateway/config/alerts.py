@@ -11,7 +11,6 @@ console read the configuration without them."""
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import re
 import ssl
@@ -21,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import ConfigPath, _Model
+from gateway.config.base import ConfigPath, _Model, is_loopback_host
 from gateway.config.forward import https_url
 
 SEVERITIES = ("critical", "warning", "info")
@@ -67,15 +66,6 @@ def parse_window(text: str) -> Window:
     return Window(days, start, end)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class SmtpSettings(_Model):
     """The mail relay alerts go through."""
 
@@ -108,7 +98,7 @@ class SmtpSettings(_Model):
     def _tls(self) -> SmtpSettings:
         if self.tls == "starttls" and self.ca_file is None:
             raise ValueError('ca_file is required with tls = "starttls" (the relay\'s CA, pinned)')
-        if self.tls == "none" and not _is_loopback(self.host):
+        if self.tls == "none" and not is_loopback_host(self.host):
             raise ValueError(f'tls = "none" is for a relay on loopback only, not {self.host}: '
                              "alerts would cross the network in clear")
         if self.tls == "none" and self.ca_file is not None:

