@@ -14,7 +14,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # TLS reverse proxy — /usr/sbin is not on a user's PATH, hence the second test; rsyslog, which
 # carries internal-sftp's log lines out of the chroots as deploy/rsyslog.d says).
 
-.PHONY: test demo lint docs dist system-deps venv bench faults two-nodes clean
+.PHONY: test demo lint docs dist system-deps venv bench bench-forward faults two-nodes clean
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
@@ -86,6 +86,11 @@ system-deps:
 BENCH_CASES ?= 1000000
 bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --cases $(BENCH_CASES) --floor
+
+# What forwarding the audit log to a SIEM costs the flows: batches through a running daemon
+# with and without a TLS syslog destination, alternated (docs/engineering/performance.md).
+bench-forward: system-deps $(STAMP)
+	$(BIN)/python benchmarks/forward_overhead.py --cases 200000 --rounds 7
 
 # >= 50 seeded SIGKILLs from outside, then the reliability table in docs/engineering/reliability.md
 # regenerated from this run and from the hostile-input suites (FAULT_KILLS / FAULT_SEED to vary it).
