@@ -143,6 +143,7 @@ def create_app(cfg: Config, **kwargs: Any) -> Starlette:
         Route("/retention", retention_page),
         Route("/retention/certificates/{name:str}", certificate),
         Route("/keys", keys_page),
+        Route("/alerts", alerts_page),
         Route("/compliance", compliance_page),
         Route("/compliance/reports/report.{agency:str}.{month:str}.html", report_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
@@ -502,6 +503,20 @@ def keys_page(c: Console, request: Request, session: Session, row: AccountRow) -
     soon = c.now() + dt.timedelta(days=30)
     return _render(c, request, "keys.html", session, account=row, views=views, refused=refused,
                    soon=soon, active="keys")
+
+
+@signed_in
+def alerts_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
+    """Open alerts, then the recently cleared ones, with what was sent for each by channel
+    (counts only: the read model holds no address)."""
+    from gateway.alerts.views import alert_views
+
+    views = alert_views(c.ledger, limit=200)
+    c.log.record("console.view", account=row.name, page="alerts", count=len(views))
+    return _render(c, request, "alerts.html", session, account=row, active="alerts",
+                   configured=c.cfg.alerts is not None,
+                   open=[v for v in views if v.state == "open"],
+                   cleared=[v for v in views if v.state != "open"])
 
 
 @signed_in

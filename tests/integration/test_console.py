@@ -341,7 +341,7 @@ def test_log_out_ends_the_session_everywhere(console, browser, exchange):
 
 
 PAGES = {"overview": "/", "audit": "/audit", "access": "/access", "retention": "/retention",
-         "compliance": "/compliance", "keys": "/keys"}
+         "compliance": "/compliance", "keys": "/keys", "alerts": "/alerts"}
 
 
 def test_every_page_renders_with_the_expected_counts(console, browser, exchange, tmp_path):

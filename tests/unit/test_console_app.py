@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from gateway import audit, config, scaffold
 from gateway.config import Config
 from gateway.console.auth import Accounts
-from gateway.ledger import Ledger
+from gateway.ledger import AlertMessageRow, AlertRow, Ledger
 from tests.integration.test_console import Clock, Server
 
 PASSWORD = "correct horse battery"
@@ -302,3 +302,96 @@ def test_compliance_lists_the_last_three_calendar_months_in_its_body(tmp_path):
                 assert client.get(f"/compliance/reports/report.AG001.{m}.html")[0] == 200
     finally:
         server.stop()
+
+
+# --- the Alerts page (issue 25) --------------------------------------------------------------
+
+ALERTS_TOML = """
+[alerts]
+[alerts.smtp]
+host = "127.0.0.1"
+tls = "none"
+from = "gateway@bank.example"
+[alerts.recipients]
+critical = ["soc@bank.example", "oncall@bank.example"]
+"""
+
+
+def test_the_alerts_page_lists_open_alerts_before_cleared_ones_with_their_counts(tmp_path):
+    """Open first (though the cleared one is older in the table), each with what each
+    channel was sent — counts and the last error's word, never an address; audited."""
+    root = tmp_path / "gw"
+    cfg = make_site(root)
+    cfg.source.write_text(cfg.source.read_text() + ALERTS_TOML)
+    cfg = config.load(cfg.source)
+    assert cfg.alerts is not None
+    opened = dt.datetime(2027, 3, 1, 8, 30, tzinfo=dt.UTC)
+    ledger = Ledger(cfg.gateway.db_url)
+    with ledger.session() as s:
+        gone = AlertRow(key="key_expiring:AB12", rule="key_expiring", severity="warning",
+                        subject="key AB12", detail="expired", node="node-b",
+                        opened_at=opened - dt.timedelta(days=2), cleared_at=opened)
+        s.add(gone)
+        s.flush()
+        s.add(AlertMessageRow(alert_id=gone.id, kind="opened", channel="email",
+                              sent_at=opened, recipients=1))
+        now = AlertRow(key="zone_down:Z1", rule="zone_down", severity="critical",
+                       subject="zone Z1", detail="<script>alert(1)</script> no heartbeat",
+                       node="node-a", opened_at=opened, remind_at=None, cleared_at=None)
+        s.add(now)
+        s.flush()
+        s.add_all([
+            AlertMessageRow(alert_id=now.id, kind="opened", channel="email", sent_at=opened,
+                            recipients=2),
+            AlertMessageRow(alert_id=now.id, kind="reminder", channel="email", sent_at=None,
+                            attempts=3, last_error="timeout"),
+            AlertMessageRow(alert_id=now.id, kind="opened", channel="webhook0", sent_at=opened,
+                            recipients=1),
+        ])
+    ledger.close()
+    clock = Clock()
+    server = Server(cfg, clock)
+    try:
+        client = Http(server.port)
+        client.log_in(ALICE[str(root)], clock)
+        status, _, body = client.get("/alerts")
+        page = body.decode()
+        assert status == 200, page
+        assert re.search(r"<title>(.*?)</title>", page).group(1) == "Alerts · gateway console"
+        main = page[page.index("<main>"):page.index("</main>")]
+        assert "not configured" not in main and "gateway alerts test" in main
+        assert main.index("zone Z1") < main.index("key AB12")
+        assert main.index('id="open-alerts"') < main.index("zone Z1") < main.index(
+            'id="cleared-alerts"') < main.index("key AB12")
+        assert "<b>email</b>: 1 sent · 2 recipients · 1 pending · last error <code>timeout</code>" in main
+        assert "<b>webhook0</b>: 1 sent · 1 recipients · 0 pending" in main
+        assert "<b>email</b>: 1 sent · 1 recipients · 0 pending" in main  # the cleared one's
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; no heartbeat" in main
+        assert "<script>alert" not in page
+        assert "bank.example" not in page and "@" not in main
+        assert server.app.state.console.local(opened) in main  # since, in the gateway's zone
+        views = [e for e in audit.AuditLog(cfg.gateway.state_dir / "audit").entries()
+                 if e["event"] == "console.view"]
+        assert views[-1]["page"] == "alerts" and views[-1]["account"] == "alice"
+        assert views[-1]["count"] == 2
+    finally:
+        server.stop()
+
+
+def test_the_alerts_page_says_when_alerts_are_not_configured(console):
+    _server, client, cfg = console
+    assert cfg.alerts is None
+    status, _, body = client.get("/alerts")
+    main = body.decode()
+    main = main[main.index("<main>"):main.index("</main>")]
+    assert status == 200
+    assert "Alerts are not configured: see docs/operations.md, Alerts" in main
+    assert "<table" not in main
+    last = list(audit.AuditLog(cfg.gateway.state_dir / "audit").entries())[-1]
+    assert (last["event"], last["page"], last["account"]) == ("console.view", "alerts", "alice")
+
+
+def test_the_alerts_page_requires_signing_in(console):
+    server, _client, _cfg = console
+    status, headers, _ = Http(server.port).get("/alerts")
+    assert status == 303 and headers["Location"] == "/login"
