@@ -20,16 +20,16 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from gateway import clock, identifiers
 
-ACK = "acknowledgement"
-ATTESTATION = "attestation"
 Kind = Literal["acknowledgement", "attestation"]
+ACK: Final = "acknowledgement"
+ATTESTATION: Final = "attestation"
 
 # <name>.ack.json.pgp (or .gpg, .asc) and <name>.attestation.json.pgp: the stem is free
-_SUFFIXES = {ACK: ".ack.json", ATTESTATION: ".attestation.json"}
+_SUFFIXES: dict[Kind, str] = {ACK: ".ack.json", ATTESTATION: ".attestation.json"}
 _NAMES = {kind: identifiers.full(rf"{identifiers.BATCH_ID}{re.escape(suffix)}\.(?:pgp|gpg|asc)")
           for kind, suffix in _SUFFIXES.items()}
 _TYPES: dict[str, Kind] = {"slice-acknowledgement": ACK, "deletion-attestation": ATTESTATION}
