@@ -63,6 +63,9 @@ EVENTS = frozenset({
     "forward.failing", "forward.recovered",
     # an alert told to a channel (e-mail, a webhook), and a condition that no longer holds
     "alert.sent", "alert.cleared",
+    # the agency's signed documents (docs/formats.md §7): slices it received whole, and its
+    # attestation that it destroyed a contract's files
+    "slice.acknowledged", "agency.deletion_attested",
 })
 
 
@@ -145,6 +148,8 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "channel": _pattern(r"email|webhook[0-9]{1,2}", "an alert channel"),
     "recipients": _count,
     "alert_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
+    "document_id": _pattern(r"[0-9a-f]{32}", "a document id"),
+    "not_listed": _count,
 }
 
 OUTSIDE = frozenset({"login", "address"})  # fields whose values other parties write

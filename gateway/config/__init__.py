@@ -354,6 +354,14 @@ class Agency(_Model):
     roles: dict[str, AgencyRole] = Field(
         description="The roles the agency's staff work in, each one defined under [roles], with "
                     "the keys its slices are encrypted to. At least one.")
+    acknowledge_within_days: int | None = Field(
+        default=None, ge=1, le=90,
+        description="The agency runs the agency kit (gateway-agency), which acknowledges each "
+                    "batch it received whole: a slice or manifest not acknowledged this many "
+                    "days after delivery is overdue (gateway status, the console, the monthly "
+                    "report, an alert), and the agency's deletion attestation is expected "
+                    "within 30 days of the contract's end. Unset: the agency does not use the "
+                    "kit and neither is expected.")
     receipts_role: str = Field(
         default="supervisor",
         description="The role whose keys receive the receipts for the agency's results files; "

@@ -19,7 +19,7 @@ import datetime as dt
 import enum
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
@@ -81,11 +81,31 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Channel:
+    """One sender's input zone. Its files are of the channel's *kind* (case files, results)
+    unless *sort* gives a name one of the *others*' kinds: an agency's outbox also carries
+    the agency's signed documents (acknowledgements, attestations), told apart by name —
+    new kinds on the same driver, the same claims, the same receipts."""
+
     kind: str  # case_file | results
     zone: str  # config key of the input zone
     receipt_zone: str  # config key of the sender's receiving zone
     flow: Flow[Any]
     agency: str | None = None  # the sending agency, for results
+    others: Mapping[str, Flow[Any]] = field(default_factory=dict)  # kind -> its flow
+    sort: Callable[[str], str | None] = field(default=lambda _name: None)  # name -> kind
+
+    def kind_of(self, name: str) -> str:
+        """The kind of file *name* is, decided by the name alone (so a resumed claim is
+        taken along the same flow)."""
+        other = self.sort(name)
+        return other if other is not None and other in self.others else self.kind
+
+    def flow_for(self, kind: str) -> Flow[Any]:
+        return self.flow if kind == self.kind else self.others[kind]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind, *self.others)
 
     @property
     def part(self) -> str:
@@ -108,6 +128,10 @@ class Arrival:
     sha256: str
     received_at: dt.datetime
     channel: Channel
+
+    @property
+    def kind(self) -> str:
+        return self.channel.kind_of(self.name)
 
     def receipt_row(self, staged: str, status: str, removed_at: dt.datetime) -> ReceiptRow:
         return ReceiptRow(file_id=self.id, file_sha256=self.sha256, input_zone=self.channel.zone,
@@ -183,7 +207,7 @@ class Flow(Generic[R]):
 
 def drive(ctx: Context, arrival: Arrival) -> Outcome:
     """Take a claimed file to its end state along its channel's flow."""
-    flow = arrival.channel.flow
+    flow = arrival.channel.flow_for(arrival.kind)
     for _ in range(MAX_CONFLICTS):
         staging = ctx.state.staging(arrival.id)
         shutil.rmtree(staging, ignore_errors=True)
@@ -204,12 +228,12 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
         try:
             return flow.commit(ctx, arrival, reading, staging)
         except CommitConflict as exc:  # another node's commit took a case id or a name
-            log.info("file.conflict", kind=arrival.channel.kind, file_id=arrival.id,
+            log.info("file.conflict", kind=arrival.kind, file_id=arrival.id,
                      reason=str(exc))
         except BaseException:  # no gpg writer outlives a commit that failed
             reading.abort()
             raise
-    log.warning("file.conflict_again", kind=arrival.channel.kind, file_id=arrival.id,
+    log.warning("file.conflict_again", kind=arrival.kind, file_id=arrival.id,
                 attempts=MAX_CONFLICTS)
     return Outcome.CONFLICT
 

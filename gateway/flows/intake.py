@@ -59,7 +59,7 @@ def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
     if channel.zone in ctx.run.zone_errors:
         return outcomes
     try:
-        for row in ctx.ledger.resumable(ctx.node, channel.kind, zone=channel.zone):
+        for row in ctx.ledger.resumable(ctx.node, channel.kinds, zone=channel.zone):
             if ctx.run.stop.is_set():
                 return outcomes
             if not ctx.ledger.take_file(row.id, ctx.node, ctx.leases.seconds):
@@ -84,7 +84,7 @@ def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
                                   channel)
                 _count(ctx, outcomes, arrival.channel, guarded(ctx, arrival) if archived
                        else guarded(ctx, arrival, reject_unencrypted))
-        if (until := ctx.ledger.next_expiry(ctx.node, channel.kind, channel.zone)) is not None:
+        if (until := ctx.ledger.next_expiry(ctx.node, channel.kinds, channel.zone)) is not None:
             ctx.leases.saw_busy(until.timestamp())  # a live node's — or a dead one's, until then
         entries = zone.list_ready()
         ctx.ledger.forget_refused(channel.zone, {e.name for e in entries})
@@ -152,9 +152,9 @@ def pick_up(ctx: Context, channel: Channel, entry: Entry) -> Outcome:
         tmp.unlink(missing_ok=True)  # answered already; only the removal was interrupted
         outbox.finish_pending(ctx)
         return Outcome.ANSWERED
-    claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind, zone=zone.key, name=entry.name,
-                                  size=size, owner=ctx.node, agency_code=channel.agency,
-                                  lease_seconds=ctx.leases.seconds)
+    claim = ctx.ledger.claim_file(sha256=sha, kind=channel.kind_of(entry.name), zone=zone.key,
+                                  name=entry.name, size=size, owner=ctx.node,
+                                  agency_code=channel.agency, lease_seconds=ctx.leases.seconds)
     if claim.outcome is ClaimOutcome.BUSY:
         tmp.unlink(missing_ok=True)
         return Outcome.BUSY

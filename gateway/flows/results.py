@@ -20,9 +20,10 @@ from typing import IO, Any
 
 import structlog
 
-from gateway import faults, identifiers, outbox
+from gateway import documents, faults, identifiers, outbox
 from gateway.crypto.engine import SealWriter
 from gateway.flows import Context, Interrupted, intake
+from gateway.flows import documents as agency_documents
 from gateway.flows.arrival import (
     Arrival,
     Channel,
@@ -51,8 +52,11 @@ BANK_IN = "bank.incoming"
 
 
 def channels(ctx: Context) -> list[Channel]:
+    """Each agency's outbox: results files, and the agency's signed documents (told apart
+    by name, :func:`gateway.documents.kind_of`)."""
     return [Channel(kind="results", zone=ctx.cfg.zone_name(a.code, "outbox"),
-                    receipt_zone=ctx.cfg.zone_name(a.code, "inbox"), flow=FLOW, agency=a.code)
+                    receipt_zone=ctx.cfg.zone_name(a.code, "inbox"), flow=FLOW, agency=a.code,
+                    others=agency_documents.FLOWS, sort=documents.kind_of)
             for a in ctx.cfg.agencies]
 
 

@@ -13,6 +13,7 @@ This module is the face: :class:`Ledger` is the stores, one module each, over on
 :mod:`~gateway.ledger.schema`  the tables, row types, statuses and the ledger's errors
 :mod:`~gateway.ledger.claims`  claims on files, leases on other work, a file's history
 :mod:`~gateway.ledger.commits` a file's staged work and its commit (both flows)
+:mod:`~gateway.ledger.documents` the agency's acknowledgements and deletion attestations
 :mod:`~gateway.ledger.outbox`  deliveries and receipts not yet placed; collections
 :mod:`~gateway.ledger.accounts` console accounts
 :mod:`~gateway.ledger.retention` purges and what they deleted
@@ -32,6 +33,7 @@ from gateway.ledger.accounts import AccountStore
 from gateway.ledger.alerting import AlertStore
 from gateway.ledger.claims import ClaimStore
 from gateway.ledger.commits import CommitStore
+from gateway.ledger.documents import DocumentStore
 from gateway.ledger.forwarding import ForwardStore
 from gateway.ledger.monitoring import MonitoringStore
 from gateway.ledger.outbox import OutboxStore
@@ -40,6 +42,7 @@ from gateway.ledger.schema import (
     AccessCursorRow,
     AccountChange,
     AccountRow,
+    AgencyDocumentRow,
     AlertCursorRow,
     AlertMessageRow,
     AlertRow,
@@ -73,7 +76,8 @@ from gateway.ledger.schema import (
 )
 
 __all__ = [
-    "AccessCursorRow", "AccountChange", "AccountRow", "AlertCursorRow", "AlertMessageRow", "AlertRow",
+    "AccessCursorRow", "AccountChange", "AccountRow", "AgencyDocumentRow", "AlertCursorRow",
+    "AlertMessageRow", "AlertRow",
     "AttemptRow", "Base", "BatchRow", "CaseRow",
     "Claim", "ClaimOutcome", "CommitConflict", "DeliveryRow", "FileEnd", "FileRow", "FileSeen",
     "FileStatus", "ForwardCursorRow", "LeaseLost", "LeaseRow", "Ledger", "LedgerError",
@@ -83,6 +87,6 @@ __all__ = [
 ]
 
 
-class Ledger(CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore, MonitoringStore,
-             ForwardStore, AlertStore):
+class Ledger(DocumentStore, CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore,
+             MonitoringStore, ForwardStore, AlertStore):
     """The few queries the flows need, each in its own short transaction."""

@@ -148,23 +148,24 @@ class ClaimStore(Core):
         with self.session(write=False) as s:
             return s.get_one(FileRow, file_id)
 
-    def resumable(self, owner: str, kind: str, zone: str) -> list[FileRow]:
-        """Claimed files whose worker died: ours (this node, restarted), or anyone's with an
-        expired lease. Candidates only: :meth:`take_file` decides who gets each."""
+    def resumable(self, owner: str, kinds: Collection[str], zone: str) -> list[FileRow]:
+        """Claimed files of *kinds* whose worker died: ours (this node, restarted), or
+        anyone's with an expired lease. Candidates only: :meth:`take_file` decides who gets
+        each."""
         with self.session(write=False) as s:
             now = self.clock(s)
             rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
-                                                   FileRow.kind == kind, FileRow.zone == zone)
+                                                   FileRow.kind.in_(kinds), FileRow.zone == zone)
                              .order_by(FileRow.id))
             return [r for r in rows if r.lease_owner in (None, owner)
                     or (_aware(r.lease_until) or now) <= now]
 
-    def next_expiry(self, owner: str, kind: str, zone: str) -> dt.datetime | None:
+    def next_expiry(self, owner: str, kinds: Collection[str], zone: str) -> dt.datetime | None:
         """When the first live lease another node holds on a file of this channel runs out
         (if that node is dead, this node takes the file over then)."""
         with self.session(write=False) as s:
             return _aware(s.scalar(select(func.min(FileRow.lease_until)).where(
-                FileRow.status == FileStatus.CLAIMED.value, FileRow.kind == kind,
+                FileRow.status == FileStatus.CLAIMED.value, FileRow.kind.in_(kinds),
                 FileRow.zone == zone, FileRow.lease_owner != owner,
                 FileRow.lease_until > self.clock(s))))
 

@@ -167,6 +167,29 @@ class DeliveryRow(Base):
     delivered_at: Mapped[dt.datetime | None]  # None: committed, not yet moved into the inbox
     collected_at: Mapped[dt.datetime | None]
     purged_at: Mapped[dt.datetime | None]
+    acknowledged_at: Mapped[dt.datetime | None]  # by the agency's kit, slices and manifests (0012)
+
+
+class AgencyDocumentRow(Base):
+    """A signed document an agency sent and the gateway accepted: an acknowledgement of one
+    batch's files, or the attestation that a contract's files were destroyed (0012).
+    Identifiers, counts and times only; the file it came in is ``file_id``."""
+
+    __tablename__ = "agency_documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doc_id: Mapped[str] = mapped_column(String(32), unique=True)  # the document's own id
+    kind: Mapped[str] = mapped_column(String(16))  # acknowledgement | attestation
+    agency_code: Mapped[str] = mapped_column(String(32))
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"))
+    contract_id: Mapped[str | None] = mapped_column(String(64))  # attestations
+    batch_id: Mapped[str | None] = mapped_column(String(64))  # acknowledgements
+    created_at: Mapped[dt.datetime]  # as the agency's kit wrote it
+    accepted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    listed: Mapped[int] = mapped_column(Integer)  # files the document lists
+    # attestations: files delivered to the agency that the attestation does not list
+    not_listed: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_agency_documents_agency", "agency_code", "kind"),)
 
 
 class ReceiptRow(Base):

@@ -30,6 +30,7 @@ from gateway import clock, faults, outbox, queries
 from gateway.config import Agency
 from gateway.flows import Context, Services
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
+from gateway.names import display_name
 from gateway.retention.policy import Decision, State
 from gateway.state import file_sha256, write_private
 
@@ -193,6 +194,7 @@ def purge(ctx: Context, agency: Agency, decision: Decision) -> PurgeReport:
         "ledger": {"case_assignments_deleted": cases},
         "objects": [{"zone": o.location, "name": o.name, "size": o.size, "sha256": o.sha256,
                      "state": o.state} for o in objects],
+        "agency_attestation": _attestation(ctx, agency),
     }
     signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
     cert_path = ctx.state.certificates / cert_name
@@ -214,6 +216,19 @@ def purge(ctx: Context, agency: Agency, decision: Decision) -> PurgeReport:
     outbox.finish_pending(ctx)
     return PurgeReport(decision, [Obj(o.location, o.name, o.size, o.sha256) for o in objects],
                        deleted_cases, certificate=cert_name)
+
+
+def _attestation(ctx: Services, agency: Agency) -> dict[str, object] | None:
+    """The agency's own word beside the gateway's (docs/formats.md §7.2): the latest
+    attestation it sent for this contract, by the hash of the file as received — so the
+    bank can match it with the agency's copy — or None if none was accepted."""
+    found = ctx.ledger.attestation(agency.code, agency.contract.id)
+    if found is None:
+        return None
+    doc, file = found
+    return {"name": display_name(file.name), "sha256": file.sha256, "id": doc.doc_id,
+            "created_at": clock.iso(doc.created_at), "accepted_at": clock.iso(doc.accepted_at),
+            "files": doc.listed, "not_listed": doc.not_listed}
 
 
 def finished(ctx: Services, decision: Decision) -> bool:

@@ -250,11 +250,11 @@ def test_only_one_node_takes_a_dead_nodes_file_and_only_the_holder_commits(db_ur
     n1, n2, n3 = (Ledger(db_url, owner=n) for n in ("n1", "n2", "n3"))
     try:
         f = claim(n1, "n1", lease_seconds=-1)  # n1 died holding it
-        assert [r.id for r in n2.resumable("n2", "case_file", "bank.outgoing")] == [f.file_id]
+        assert [r.id for r in n2.resumable("n2", ["case_file"], "bank.outgoing")] == [f.file_id]
         assert n2.take_file(f.file_id, "n2", 60)
         assert not n3.take_file(f.file_id, "n3", 60)  # n2 has it now
-        assert n3.next_expiry("n3", "case_file", "bank.outgoing") is not None  # look again then
-        assert n2.next_expiry("n2", "case_file", "bank.outgoing") is None  # its own
+        assert n3.next_expiry("n3", ["case_file"], "bank.outgoing") is not None  # look again then
+        assert n2.next_expiry("n2", ["case_file"], "bank.outgoing") is None  # its own
         with pytest.raises(LeaseLost):  # n1 comes back to life: its result is dropped
             n1.finish_file(f.file_id, FileStatus.ACCEPTED)
         n2.finish_file(f.file_id, FileStatus.ACCEPTED)
@@ -300,7 +300,7 @@ def test_on_postgresql_leases_run_by_the_servers_clock(postgres, monkeypatch):
             monkeypatch.setattr(where, "utcnow", lambda: ahead)
         assert not n2.take_lease("delivery:9", "n2", 60)
         assert not n2.take_file(f.file_id, "n2", 60)
-        assert n2.resumable("n2", "case_file", "bank.outgoing") == []
+        assert n2.resumable("n2", ["case_file"], "bank.outgoing") == []
     finally:
         n1.close()
         n2.close()

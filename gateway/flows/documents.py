@@ -1,0 +1,188 @@
+"""The agency's signed documents — acknowledgements and deletion attestations
+(docs/formats.md §7) — taken from its outbox like results files, on the same driver.
+
+A document is small (only names, hashes and times), so it is read whole into memory,
+under a cap, and judged in three steps: the envelope (encrypted to the gateway, signed
+by one of *this* agency's keys — another agency's valid key is ``E_UNKNOWN_SIGNER``),
+its form (:func:`gateway.documents.parse`, ``E_DOCUMENT``), and its truth against the
+ledger: every listed file delivered to this agency by that name and ciphertext hash
+(``E_NOT_DELIVERED``), the document's id never accepted before (``E_REPLAY``), and for
+an attestation the agency's own contract (``E_WRONG_CONTRACT``), already ended
+(``E_CONTRACT_ACTIVE``). A document is accepted or rejected whole: it is evidence, and
+half of it is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from gateway import clock, documents, outbox
+from gateway.crypto.engine import E_TOO_LARGE
+from gateway.documents import (
+    ACK,
+    ATTESTATION,
+    Acknowledgement,
+    Attestation,
+    Document,
+    DocumentError,
+)
+from gateway.errors import CryptoError
+from gateway.flows import Context
+from gateway.flows.arrival import (
+    Arrival,
+    Flow,
+    Outcome,
+    Reading,
+    Rejection,
+    commit_with_receipt,
+    truncation,
+)
+from gateway.flows.receipts import ErrorList, Receipt
+from gateway.ledger import AgencyDocumentRow, FileStatus
+from gateway.names import file_fields
+from gateway.validation.cases import RowError
+
+log = structlog.get_logger("gateway.documents")
+
+
+@dataclass
+class _Reading(Reading):
+    document: Document | None = None
+    form: DocumentError | None = None  # not the document its name says
+    acknowledged: tuple[int, ...] = ()  # delivery ids an acknowledgement covers
+    not_listed: int = 0  # attestations: deliveries to the agency it does not list
+
+
+def _begin(_ctx: Context, _arrival: Arrival) -> _Reading | Rejection:
+    return _Reading()  # the name chose this flow: it is a document name already
+
+
+def _read(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> None:
+    """Decrypt the whole document (it is small; past the cap it is refused unread), then
+    take gpg's verdict, then the form. Nothing is written: the plaintext is only in memory."""
+    agency = arrival.channel.agency
+    assert agency is not None
+    archive = ctx.state.archived(arrival.sha256)
+    with archive.open("rb") as raw, ctx.crypto.open_from_agency(agency, raw) as msg:
+        data = bytearray()
+        try:
+            for chunk in msg.chunks():
+                data += chunk
+                if len(data) > documents.MAX_BYTES:
+                    out.crypto = CryptoError(f"the document is larger than {documents.MAX_BYTES} "
+                                             "bytes", code=E_TOO_LARGE)
+                    return  # leaving the message stops gpg
+        except CryptoError as exc:
+            if exc.code != E_TOO_LARGE:  # our own gpg failed: processed again next pass
+                raise
+            out.crypto = exc
+            return
+        try:
+            out.verified = msg.verdict()
+        except CryptoError as exc:
+            out.crypto = truncation(exc, archive)
+            return
+    try:
+        out.document = documents.parse(bytes(data), arrival.kind)  # type: ignore[arg-type]
+    except DocumentError as exc:
+        out.form = exc
+
+
+def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
+    """The envelope first (an unauthenticated document names no signer), then the form,
+    then the truth of every listed file."""
+    if out.crypto is not None:
+        return Rejection.of_file(out.crypto.code, out.crypto.message)
+    signer = out.verified.fingerprint if out.verified else None
+    if out.form is not None or out.document is None or signer is None:
+        form = out.form or DocumentError("E_DOCUMENT", "the document could not be read")
+        return _refused(form.code, form.message, signer, row=form.row, field=form.field)
+    doc = out.document
+    agency = arrival.channel.agency
+    assert agency is not None
+    listed = doc.files if isinstance(doc, Acknowledgement) else doc.objects
+    if doc.agency != agency:
+        return _refused("E_DOCUMENT", f"the document names agency {doc.agency}, but it came "
+                        f"through {agency}'s outbox", signer, field="agency", records=len(listed))
+    if ctx.ledger.document_seen(doc.id) is not None:
+        return _refused("E_REPLAY", "a document with this id was accepted before; each "
+                        "acknowledgement or attestation is sent once", signer, field="id",
+                        records=len(listed))
+    if isinstance(doc, Attestation):
+        contract = ctx.cfg.agency(agency).contract
+        if doc.contract_id != contract.id:
+            return _refused("E_WRONG_CONTRACT", f"the attestation is for contract {doc.contract_id}, "
+                            f"but {agency}'s contract is {contract.id}", signer,
+                            field="contract_id", records=len(listed))
+        if ctx.today() <= contract.effective_end:
+            return _refused("E_CONTRACT_ACTIVE", f"contract {contract.id} runs until "
+                            f"{contract.effective_end}; destroy and attest after it ends", signer,
+                            field="contract_id", records=len(listed))
+    delivered = ctx.ledger.delivered_to(agency, [h.sha256 for h in listed])
+    errors = ErrorList()
+    for row, held in enumerate(listed, start=1):
+        d = delivered.get(held.sha256)
+        if d is None or d.name != held.name or d.batch_id != held.batch_id:
+            errors.add([RowError(row, None, "sha256", "E_NOT_DELIVERED",
+                                 "no file of this name and SHA-256 was delivered to this "
+                                 "agency in this batch")])
+    if errors:
+        return Rejection(errors.listed[0].code, errors, records=len(listed), signer=signer)
+    if isinstance(doc, Acknowledgement):
+        out.acknowledged = tuple(delivered[h.sha256].id for h in listed)
+    else:
+        out.not_listed = max(0, ctx.ledger.held_count(agency) - len(listed))
+    out.records = out.accepted = len(listed)
+    return None
+
+
+def _refused(code: str, message: str, signer: str | None, *, row: int = 0,
+             field: str | None = None, records: int = 0) -> Rejection:
+    errors = ErrorList()
+    errors.add([RowError(row, None, field, code, message)])
+    return Rejection(code, errors, records=records, signer=signer)
+
+
+def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Outcome:
+    doc, agency = out.document, arrival.channel.agency
+    assert doc is not None and agency is not None and out.verified is not None
+    signer, now = out.verified.fingerprint, ctx.now()
+    is_ack = isinstance(doc, Acknowledgement)
+    row = AgencyDocumentRow(
+        doc_id=doc.id, kind=doc.kind, agency_code=agency, file_id=arrival.id,
+        contract_id=None if is_ack else doc.contract_id,  # type: ignore[union-attr]
+        batch_id=doc.batch_id if is_ack else None,  # type: ignore[union-attr]
+        created_at=doc.created_at, accepted_at=now, listed=out.records,
+        not_listed=out.not_listed)
+    extra: dict[str, object] = {"document": {"type": doc.kind, "id": doc.id,
+                                             "created_at": clock.iso(doc.created_at)}}
+    if isinstance(doc, Attestation):
+        extra["document"] |= {"contract_id": doc.contract_id,  # type: ignore[operator]
+                              "not_listed": out.not_listed}
+    else:
+        extra["document"] |= {"batch_id": doc.batch_id}  # type: ignore[operator]
+    receipt = Receipt(file=arrival.name, sha256=arrival.sha256, received_at=arrival.received_at,
+                      status=FileStatus.ACCEPTED.value, signer=signer, records=out.records,
+                      accepted=out.accepted, extra=extra)
+    commit_with_receipt(ctx, arrival, receipt, lambda r: ctx.ledger.commit_document(
+        file_id=arrival.id, document=row, acknowledged=out.acknowledged, receipt=r,
+        end={"signer": signer, "records": out.records, "accepted": out.accepted,
+             "rejected": 0, "batch_id": row.batch_id}))
+    fields = file_fields(arrival.name, arrival.sha256)
+    if isinstance(doc, Acknowledgement):
+        ctx.audit.record("slice.acknowledged", agency=agency, batch_id=doc.batch_id,
+                         files=out.records, document_id=doc.id, signer=signer, **fields)
+    else:
+        ctx.audit.record("agency.deletion_attested", agency=agency, contract_id=doc.contract_id,
+                         files=out.records, not_listed=out.not_listed, document_id=doc.id,
+                         signer=signer, **fields)
+    log.info("document.accepted", kind=doc.kind, agency=agency, files=out.records)
+    outbox.finish_pending(ctx)
+    return Outcome.ACCEPTED
+
+
+FLOW = Flow(begin=_begin, read=_read, verdict=_verdict, commit=_commit)
+FLOWS = {ACK: FLOW, ATTESTATION: FLOW}
