@@ -1,0 +1,269 @@
+"""``gateway-agency``: the agency kit's command line — parse, call one function, print.
+
+As ``gateway``'s own (:mod:`gateway.cli`): every failure a person can cause is a
+:class:`GatewayError` printed as one line (a configuration error names its key) with
+exit status 1, or 2 for configuration and usage errors; a traceback only for a bug, and
+only with ``GATEWAY_DEBUG=1``. It imports nothing of the gateway's own side (flows,
+ledger, daemon, console, audit): the kit knows only ``agency.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway import clock
+from gateway.errors import CryptoError, GatewayError, UsageError
+from gateway.kit import config as config_mod
+from gateway.kit.config import AgencyConfig
+from gateway.kit.crypto import KitCrypto
+from gateway.kit.files import StateDir
+from gateway.kit.ledger import KitLedger, open_ledger
+from gateway.transfer import open_zone
+from gateway.transfer.base import Zone
+
+app = typer.Typer(
+    name="gateway-agency",
+    help="The agency kit: fetch and acknowledge slices from the bank's gateway, check and "
+         "send results, destroy a contract's data and attest it.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar=config_mod.ENV, show_default=False,
+    help="Path of agency.toml (default ./agency.toml, or $GATEWAY_AGENCY_CONFIG).")]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Kit:
+    """What one command works with; zones and keys only when it asks for them."""
+
+    cfg: AgencyConfig
+    ledger: KitLedger
+    state: StateDir
+    stack: contextlib.ExitStack
+
+    def crypto(self) -> KitCrypto:
+        return self.stack.enter_context(KitCrypto(self.cfg))
+
+    def inbox(self) -> Zone:
+        # the gateway places whole files by rename: nothing there needs to settle
+        zone = open_zone("inbox", self.cfg.inbox, settle=0.0)
+        self.stack.callback(zone.close)
+        return zone
+
+    def outbox(self) -> Zone:
+        zone = open_zone("outbox", self.cfg.outbox)
+        self.stack.callback(zone.close)
+        return zone
+
+
+@contextlib.contextmanager
+def kit(config: Path | None) -> Iterator[Kit]:
+    cfg = config_mod.load(config_mod.config_path(config))
+    with contextlib.ExitStack() as stack:
+        state = StateDir(cfg.state_dir)
+        ledger = open_ledger(cfg.state_dir)
+        stack.callback(ledger.close)
+        yield Kit(cfg, ledger, state, stack)
+
+
+@app.command("init")
+def init_cmd(directory: Annotated[Path, typer.Argument(help="Where to write agency.toml.")]) -> None:
+    """Write a commented sample agency.toml into DIRECTORY (never overwrites)."""
+    try:
+        path = config_mod.write_sample(directory)
+    except FileExistsError:
+        raise UsageError(f"{directory / 'agency.toml'} already exists; not overwriting it") from None
+    say(f"wrote {path}; fill in the values marked (bank) with what the bank's IT gives you")
+
+
+@app.command("fetch")
+def fetch_cmd(config: ConfigOpt = None) -> None:
+    """Take slices, manifests and receipts from the inbox; check each slice against its
+    signed manifest; acknowledge what arrived whole; remove it from the inbox."""
+    from gateway.kit.fetch import Fetch
+
+    with kit(config) as k:
+        report = Fetch(k.cfg, k.ledger, k.state, k.crypto(), k.inbox(), k.outbox()).run()
+    for line in report.lines:
+        say(line)
+    for line in report.problems:
+        warn(f"problem: {line}")
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@app.command("results")
+def results_cmd(
+    file: Annotated[Path, typer.Argument(help="The results CSV (plaintext) to check and send.")],
+    check: Annotated[bool, typer.Option("--check", help="Only check; send nothing.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Send even though some rows have errors (the gateway forwards the "
+                        "valid rows and lists the others in its receipt).")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check a results file with the gateway's own rules, then seal it for the gateway and
+    upload it as <name>.csv.pgp. A file with errors is not sent unless --force."""
+    from gateway.kit import results
+
+    with kit(config) as k:
+        checked = results.check_file(k.cfg, k.ledger, file, clock.now())
+        for line in checked.lines():
+            say(line)
+        if check:
+            raise typer.Exit(1 if checked.errors.total else 0)
+        if checked.errors.total and not (force and checked.sendable):
+            warn("not sent: fix the errors above" + (", or send the valid rows with --force"
+                                                     if checked.sendable else ""))
+            raise typer.Exit(1)
+        name = results.send_file(k.ledger, k.state, k.crypto(), k.outbox(), file, clock.now())
+        say(f"sent {name} to the outbox")
+
+
+@app.command("destroy")
+def destroy_cmd(
+    contract: Annotated[str | None, typer.Option(
+        "--contract", help="The contract whose data to destroy (default: the configured one).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it without asking.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """After the contract's end: delete every copy of its files (ciphertext and decrypted)
+    and its case ids, then sign and send a deletion attestation."""
+    from gateway.kit import destroy
+
+    with kit(config) as k:
+        chosen = contract or k.cfg.contract_id
+        plan = destroy.plan(k.cfg, k.ledger, k.state, chosen, clock.now())
+        for line in plan.lines():
+            say(line)
+        if dry_run:
+            return
+        if not yes and not typer.confirm("Destroy all of it?", default=False):
+            raise typer.Exit(1)
+        done = destroy.execute(k.cfg, k.ledger, k.state, k.crypto(), k.outbox(), plan,
+                               clock.now)
+        for line in done:
+            say(line)
+
+
+@app.command("open")
+def open_cmd(
+    slice_name: Annotated[str, typer.Argument(metavar="SLICE", help="A held slice, by name.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the decrypted CSV to this file (0600) instead of standard output.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Decrypt a held slice with its role's key, to standard output or --out."""
+    from gateway.kit import export
+
+    with kit(config) as k:
+        note = export.open_slice(k.cfg, k.ledger, k.state, k.crypto(), slice_name, out,
+                                 sys.stdout.buffer)
+    warn(note)
+
+
+@app.command("export")
+def export_cmd(
+    target: Annotated[str, typer.Argument(metavar="BATCH|SLICE",
+                                          help="A slice by name, or a batch (its slices the "
+                                               "kit can read, one after another).")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or xlsx.")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", help="The file to write (0600).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Decrypt held slices into a CSV or XLSX file you name."""
+    from gateway.kit import export
+
+    if fmt not in ("csv", "xlsx"):
+        raise UsageError("--format must be csv or xlsx")
+    if out is None:
+        raise UsageError("--out is required: the file to write")
+    with kit(config) as k:
+        notes = export.export(k.cfg, k.ledger, k.state, k.crypto(), target, fmt, out)
+    for note in notes:
+        warn(note)
+    say(f"wrote {out}")
+
+
+@app.command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """What the kit holds, per contract: batches, files, cases, acknowledgements, receipts,
+    the contract's end and the deletion deadline."""
+    from gateway.kit import status
+
+    with kit(config) as k:
+        report = status.collect(k.cfg, k.ledger, clock.now())
+    if as_json:
+        say(json.dumps(report, indent=2, ensure_ascii=False, default=_plain))
+    else:
+        for line in status.lines(report):
+            say(line)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every failure one readable line and an exit status."""
+    os.umask(0o077)  # nothing the kit writes is for group or others
+    try:
+        typer.main.get_command(app)(args=argv, prog_name="gateway-agency", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except CryptoError as exc:
+        warn(f"error: {exc.code}: {exc}")
+        return exc.exit_code
+    except GatewayError as exc:
+        for line in str(exc).splitlines() or [exc.code]:
+            warn(f"error: {line}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        warn("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except OSError as exc:
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        warn(f"error: {exc.strerror or exc}{where}")
+        return 1
+    except Exception as exc:
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
+        warn(f"internal error: {type(exc).__name__}: {exc} (this is a bug; rerun with "
+             "GATEWAY_DEBUG=1 for the traceback)")
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The kit's OpenPGP: the agency's keys in a throw-away keyring, named by intent.
+
+As ``gateway open``/``seal`` (:mod:`gateway.crypto.standalone`) do, the kit builds a
+private gpg home in /tmp from the key files ``agency.toml`` names, for as long as a
+command runs, and removes it afterwards: the keys live in their files, not in a keyring
+that could drift from the configuration. Every key is checked against the gateway's key
+policy first, and a refusal names the configuration key that gave the file.
+
+Two operations, by what they are for: :meth:`KitCrypto.open_from_gateway` (decrypt with
+whichever of the agency's keys the message is for; accept it only if the gateway signed
+it) and :meth:`KitCrypto.seal_for_gateway` (sign with the agency's signing key, encrypt
+to the gateway's key) — the same envelope a results file has.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self
+
+from gateway.crypto import keys
+from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
+from gateway.crypto.keys import KeyInfo, Purpose
+from gateway.errors import ConfigError, KeyPolicyError
+from gateway.kit.config import AgencyConfig
+from gateway.streams import Readable
+
+
+def _checked(path: Path, purpose: Purpose, key: str) -> KeyInfo:
+    try:
+        return keys.check(path, purpose)
+    except KeyPolicyError as exc:
+        raise KeyPolicyError(f"{key}: {exc}") from exc
+
+
+def passphrase(cfg: AgencyConfig) -> Secret | None:
+    if cfg.passphrase_env is None:
+        return None
+    value = os.environ.get(cfg.passphrase_env)
+    if value is None:
+        raise ConfigError(f"passphrase_env: the environment variable {cfg.passphrase_env} "
+                          "is not set")
+    return Secret(value)
+
+
+class KitCrypto:
+    """The agency's keys for one command. Use as a context manager."""
+
+    def __init__(self, cfg: AgencyConfig) -> None:
+        self.signer = _checked(cfg.signing_key, Purpose.SIGNER, "signing_key")
+        self.gateway = _checked(cfg.gateway_key, Purpose.VERIFY, "gateway_key")
+        _checked(cfg.gateway_key, Purpose.ENCRYPT, "gateway_key")
+        self.roles = {role: _checked(spec.key, Purpose.RECIPIENT, f"roles.{role}.key")
+                      for role, spec in cfg.roles.items()}
+        self._home = Path(tempfile.mkdtemp(prefix="gwk", dir="/tmp"))
+        try:
+            secrets = [cfg.signing_key, *(spec.key for spec in cfg.roles.values())]
+            self.keyring = Keyring(self._home / "g", secret_keys=list(dict.fromkeys(secrets)),
+                                   public_keys=[cfg.gateway_key], passphrase=passphrase(cfg))
+        except BaseException:
+            shutil.rmtree(self._home, ignore_errors=True)
+            raise
+        self.engine = Engine(self.keyring, signer=self.signer)
+
+    def holds(self, role: str) -> bool:
+        """Whether this installation has the key of *role* (and so can read its slices)."""
+        return role in self.roles
+
+    def open_from_gateway(self, src: Readable) -> OpenedMessage:
+        """Decrypt *src*; its plaintext is untrusted until the verdict says the gateway's
+        key signed it."""
+        return self.engine.open(src, allowed_signers=[self.gateway.fingerprint])
+
+    def seal_for_gateway(self, dst: BinaryIO) -> SealWriter:
+        """Signed by the agency's signing key, encrypted to the gateway only."""
+        return self.engine.seal(dst, recipients=[self.gateway.fingerprint])
+
+    def close(self) -> None:
+        self.keyring.close()
+        shutil.rmtree(self._home, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,317 @@
+"""``gateway-agency fetch``: take what the gateway placed in the inbox, check it, say so.
+
+For each manifest (signed by the gateway, or it is refused) the slices it lists are
+downloaded and their SHA-256 compared with the manifest's; what matches is kept as
+ciphertext in ``state_dir/files/`` and acknowledged to the gateway in one signed
+:class:`~gateway.documents.Acknowledgement`; only once that acknowledgement is in the
+outbox are the files removed from the inbox. A slice that does not match, or a manifest
+the gateway did not sign, is not acknowledged and stays where it is.
+
+The order of the steps is the crash-safety argument (see :mod:`gateway.kit.ledger`):
+download to ``tmp/``, fsync, rename into ``files/``; record; acknowledge (:mod:`.send`);
+remove from the inbox last. Each step looks at the ledger first, so a second run after a
+``kill -9`` does only what the first did not finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway import clock, documents, identifiers
+from gateway.errors import CryptoError, GatewayError
+from gateway.kit import files, send
+from gateway.kit.config import AgencyConfig
+from gateway.kit.crypto import KitCrypto
+from gateway.kit.files import StateDir
+from gateway.kit.ledger import FileRow, KitLedger, parse_time
+from gateway.transfer.base import Zone
+
+MAX_JSON = 64 * 1024 * 1024  # bytes of a manifest or receipt once decrypted
+RECEIPT_SUFFIX = ".receipt.json.pgp"
+_MANIFEST = re.compile(rf"^(?P<batch>{identifiers.BATCH_ID})\.(?P<agency>{identifiers.AGENCY_CODE})"
+                       r"\.manifest\.json\.pgp$")
+_SLICE = re.compile(rf"^(?P<batch>{identifiers.BATCH_ID})\.(?P<agency>{identifiers.AGENCY_CODE})"
+                    rf"\.(?P<role>{identifiers.ROLE})\.csv\.pgp$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class Report:
+    """What a fetch did, for a person: lines to read, and the problems (exit status 1)."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fetch:
+    cfg: AgencyConfig
+    ledger: KitLedger
+    state: StateDir
+    crypto: KitCrypto
+    inbox: Zone
+    outbox: Zone
+    now: Callable[[], dt.datetime] = clock.now
+    report: Report = field(default_factory=Report)
+
+    def run(self) -> Report:
+        self.report.lines += send.send_pending(self.ledger, self.state, self.outbox, self.crypto,
+                                               self.now())
+        self.state.clear_tmp()
+        ready = {e.name: e for e in self.inbox.list_ready() if e.refused is None}
+        handled: set[str] = set()
+        for name in sorted(ready):
+            if _MANIFEST.fullmatch(name):
+                handled.add(name)
+                self._manifest(name)
+        self._slices(ready, handled)
+        for batch in self.ledger.batches():
+            if not batch["cases_recorded"]:
+                self._cases(batch["batch_id"])
+        if self.cfg.store is not None:
+            self._store(self.cfg.store)
+        self._acknowledge()
+        self._remove()
+        for name in sorted(ready):
+            if name.endswith(RECEIPT_SUFFIX):
+                handled.add(name)
+                self._receipt(name)
+        waiting = [n for n in ready if n not in handled and _SLICE.fullmatch(n)]
+        if waiting:
+            self.report.lines.append(f"{len(waiting)} slice(s) wait for their manifest "
+                                     "(the gateway places it last); fetch again shortly")
+        for name in sorted(set(ready) - handled - set(waiting)):
+            self.report.lines.append(f"left in the inbox: {name} (not a file the kit takes)")
+        if not self.report.lines and not self.report.problems:
+            self.report.lines.append("nothing new in the inbox")
+        return self.report
+
+    # --- downloads ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _download(self, name: str) -> Iterator[tuple[Path, str]]:
+        """*name* from the inbox into ``tmp/`` (fsynced): its path and SHA-256. The temp
+        file is gone afterwards unless the caller renamed it."""
+        tmp = self.state.tmp / f"{secrets.token_hex(8)}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh, self.inbox.open_read(name) as src:
+                sha = files.copy_hashing(src, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            yield tmp, sha
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _keep(self, tmp: Path, target: Path) -> None:
+        tmp.replace(target)
+        files.fsync_dir(target.parent)
+
+    def _read_json(self, path: Path) -> Any:
+        """A small signed JSON document from the gateway, decrypted in memory."""
+        with path.open("rb") as fh, self.crypto.open_from_gateway(fh) as msg:
+            data = bytearray()
+            for chunk in msg.chunks():
+                data += chunk
+                if len(data) > MAX_JSON:
+                    raise GatewayError(f"decrypts to more than {MAX_JSON} bytes")
+            msg.verdict()
+        return json.loads(bytes(data).decode("utf-8"))
+
+    # --- manifests and slices ----------------------------------------------------------
+
+    def _manifest(self, name: str) -> None:
+        known = self.ledger.file(name)
+        with self._download(name) as (tmp, sha):
+            if known is not None:
+                if known.sha256 != sha:
+                    self.report.problems.append(
+                        f"{name}: a different manifest of this name was received before; "
+                        "left in the inbox — ask the bank's IT")
+                return  # the same manifest, from a run that did not get to remove it
+            try:
+                body = self._read_json(tmp)
+                batch, contract, created, slices = self._manifest_fields(name, body)
+            except CryptoError as exc:
+                self.report.problems.append(f"{name}: not acknowledged, left in the inbox: "
+                                            f"{exc.code}: {exc}")
+                return
+            except (GatewayError, ValueError, KeyError, TypeError) as exc:
+                self.report.problems.append(f"{name}: not a manifest the kit can read ({exc}); "
+                                            "left in the inbox")
+                return
+            self._keep(tmp, self.state.held(name))
+        self.ledger.record_manifest(batch_id=batch, contract_id=contract, name=name, sha256=sha,
+                                    created_at=created, received_at=clock.iso(self.now()),
+                                    slices=slices)
+        note = "" if contract == self.cfg.contract_id else \
+            f" (contract {contract}, not the configured {self.cfg.contract_id})"
+        self.report.lines.append(f"batch {batch}: manifest received, {len(slices)} slice(s) "
+                                 f"listed{note}")
+
+    def _manifest_fields(self, name: str, body: Any) -> tuple[str, str, str, list[tuple[str, str, int, str]]]:
+        m = _MANIFEST.fullmatch(name)
+        assert m is not None
+        if not isinstance(body, dict) or body.get("batch_id") != m["batch"] \
+                or body.get("agency") != self.cfg.code or m["agency"] != self.cfg.code:
+            raise ValueError(f"it is not agency {self.cfg.code}'s manifest of batch {m['batch']}")
+        contract = body["contract_id"]
+        if not isinstance(contract, str) or not identifiers.full(identifiers.CONTRACT_ID).fullmatch(contract):
+            raise ValueError("no contract id")
+        slices = []
+        for item in body["files"]:
+            sm = _SLICE.fullmatch(str(item["name"]))
+            if (sm is None or sm["batch"] != m["batch"] or sm["role"] != item["role"]
+                    or not _SHA256.fullmatch(str(item["sha256"]))
+                    or not isinstance(item["records"], int)):
+                raise ValueError(f"a listed file is not a slice of this batch: {item.get('name')!r}")
+            slices.append((sm.string, sm["role"], item["records"], item["sha256"]))
+        return m["batch"], contract, clock.iso(parse_time(str(body["created_at"]))), slices
+
+    def _slices(self, ready: dict[str, Any], handled: set[str]) -> None:
+        for row in self.ledger.files(where="f.kind = 'slice' AND f.received_at IS NULL "
+                                           "AND f.destroyed_at IS NULL"):
+            handled.add(row.name)
+            if row.name not in ready:
+                self.report.problems.append(f"{row.name}: listed by batch {row.batch_id}'s "
+                                            "manifest but not in the inbox; not acknowledged")
+                continue
+            with self._download(row.name) as (tmp, sha):
+                if sha != row.sha256:
+                    self.report.problems.append(
+                        f"{row.name}: its SHA-256 does not match the manifest's (damaged or "
+                        "changed); not acknowledged, left in the inbox")
+                    continue
+                self._keep(tmp, self.state.held(row.name))
+            self.ledger.mark_received(row.name, clock.iso(self.now()))
+        for row in self.ledger.files(where="f.received_at IS NOT NULL AND f.removed_at IS NULL"):
+            handled.add(row.name)  # received, still in the inbox until acknowledged
+
+    def _readable(self, batch_id: str) -> list[FileRow]:
+        return [f for f in self.ledger.files(batch_id=batch_id)
+                if f.kind == "slice" and f.received_at and not f.destroyed_at
+                and f.role is not None and self.crypto.holds(f.role)]
+
+    def _cases(self, batch_id: str) -> None:
+        """The batch's case ids, from one slice the kit can read — streamed, nothing written."""
+        readable = self._readable(batch_id)
+        if not readable:
+            self.report.lines.append(f"batch {batch_id}: no slice of a role whose key this "
+                                     "installation holds; case ids not recorded")
+            return
+        row = readable[0]
+        ids: list[str] = []
+        try:
+            with self.state.held(row.name).open("rb") as fh, \
+                    self.crypto.open_from_gateway(fh) as msg:
+                text = io.TextIOWrapper(io.BufferedReader(msg), encoding="utf-8-sig", newline="")
+                reader = csv.reader(text)
+                header = next(reader, [])
+                column = header.index("case_id")
+                ids = [r[column] for r in reader if len(r) > column]
+                msg.verdict()
+        except (CryptoError, ValueError, csv.Error) as exc:
+            self.report.problems.append(f"{row.name}: could not read its case ids ({exc})")
+            return
+        self.ledger.record_cases(batch_id, ids)
+
+    def _store(self, store: Path) -> None:
+        """A decrypted copy of each readable slice, in the store only (0600)."""
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for batch in self.ledger.batches():
+            for row in self._readable(batch["batch_id"]):
+                if row.stored_path:
+                    continue
+                target = store / row.name.removesuffix(".pgp")
+                try:
+                    with self.state.held(row.name).open("rb") as src, \
+                            files.atomic(target) as out, \
+                            self.crypto.open_from_gateway(src) as msg:
+                        for chunk in msg.chunks():
+                            out.write(chunk)
+                        msg.verdict()  # inside: a failed verdict leaves no file
+                except CryptoError as exc:
+                    self.report.problems.append(f"{row.name}: not decrypted into the store "
+                                                f"({exc.code}: {exc})")
+                    continue
+                self.ledger.mark_stored(row.name, str(target))
+                self.report.lines.append(f"{row.name}: decrypted into {target}")
+
+    # --- acknowledgement and removal ----------------------------------------------------
+
+    def _acknowledge(self) -> None:
+        for batch in self.ledger.batches():
+            batch_id = batch["batch_id"]
+            new = [f for f in self.ledger.files(batch_id=batch_id)
+                   if f.received_at and not f.ack_id and not f.destroyed_at]
+            if not new:
+                continue
+            assert new[0].received_at is not None
+            doc = documents.Acknowledgement(
+                id=documents.new_id(), agency=self.cfg.code, batch_id=batch_id,
+                created_at=self.now(),
+                files=tuple(documents.Held(batch_id, f.name, f.sha256,
+                                           parse_time(f.received_at or ""))
+                            for f in new))
+            name = send.free_name(self.ledger, documents.ACK,
+                                  [f"{batch_id}.{self.cfg.code}", f"ack-{doc.id}"])
+            self.ledger.add_document(send.document_row(doc, name, batch_id),
+                                     acknowledges=[f.name for f in new])
+            row = next(d for d in self.ledger.documents(pending=True) if d.id == doc.id)
+            send.upload(self.ledger, self.state, self.outbox, row, self.crypto, self.now())
+            slices = sum(1 for f in new if f.kind == "slice")
+            self.report.lines.append(f"batch {batch_id}: acknowledged {slices} slice(s) and "
+                                     f"{len(new) - slices} manifest(s) in {name}")
+
+    def _remove(self) -> None:
+        """Out of the inbox: what an uploaded acknowledgement lists."""
+        for row in self.ledger.files(where="f.removed_at IS NULL AND f.ack_id IN (SELECT id "
+                                           "FROM documents WHERE uploaded_at IS NOT NULL)"):
+            if self.inbox.stat(row.name) is not None:
+                self.inbox.remove(row.name)
+            self.ledger.mark_removed(row.name, clock.iso(self.now()))
+
+    # --- receipts ------------------------------------------------------------------------
+
+    def _receipt(self, name: str) -> None:
+        with self._download(name) as (tmp, sha):
+            if not self.ledger.has_receipt(name, sha):
+                body: dict[str, Any] | None = None
+                try:
+                    parsed = self._read_json(tmp)
+                    body = parsed if isinstance(parsed, dict) else None
+                except CryptoError as exc:
+                    if exc.code != "E_NOT_FOR_US":
+                        self.report.problems.append(f"{name}: not taken, left in the inbox: "
+                                                    f"{exc.code}: {exc}")
+                        return
+                except (GatewayError, ValueError) as exc:
+                    self.report.problems.append(f"{name}: not a receipt the kit can read "
+                                                f"({exc}); left in the inbox")
+                    return
+                self._keep(tmp, self.state.receipt(name, sha))
+                text = json.dumps(body, ensure_ascii=False) if body is not None else None
+                self.ledger.record_receipt(name, sha, clock.iso(self.now()), body, text)
+                self.report.lines.append(receipt_line(name, body))
+        self.inbox.remove(name)
+
+
+def receipt_line(name: str, body: dict[str, Any] | None) -> str:
+    if body is None:
+        return (f"receipt {name}: kept encrypted — it is for the agency's receipts role, whose "
+                "key this installation does not hold")
+    errors = body.get("errors_total", 0)
+    codes = sorted({str(e.get("code")) for e in body.get("errors", []) if isinstance(e, dict)})
+    shown = f" ({', '.join(codes[:5])})" if codes else ""
+    return (f"receipt for {body.get('file')}: {body.get('status')}, {errors} error(s){shown}")

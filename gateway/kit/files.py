@@ -1,0 +1,127 @@
+"""Where the kit keeps things on disk, and the one way it writes a file.
+
+``state_dir`` (0700) holds ``kit.db``, ``files/`` (the ciphertext of every slice and
+manifest received), ``receipts/`` (the gateway's receipts as received), ``outgoing/``
+(documents sealed for the gateway, kept until uploaded), ``attestations/`` (the agency's
+own signed evidence) and ``tmp/`` (downloads and seals in progress). The optional
+``store`` holds decrypted slices and nothing else.
+
+Every file is written under a temporary name in its directory, fsynced, then renamed
+into place and the directory fsynced: after a crash a name is either absent or whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.errors import UsageError
+from gateway.streams import Readable
+
+CHUNK = 256 * 1024
+
+
+class StateDir:
+    """The directories of ``state_dir``, made (0700) on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("", "files", "receipts", "outgoing", "attestations", "tmp"):
+            (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        root.chmod(0o700)
+
+    def held(self, name: str) -> Path:
+        return self.root / "files" / name
+
+    def receipt(self, name: str, sha256: str) -> Path:
+        return self.root / "receipts" / f"{sha256[:16]}.{name}"
+
+    def outgoing(self, name: str) -> Path:
+        return self.root / "outgoing" / name
+
+    def attestation(self, name: str) -> Path:
+        return self.root / "attestations" / name
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def clear_tmp(self) -> None:
+        """What an interrupted run left half-written: nothing in tmp/ is ever relied on."""
+        for p in self.tmp.iterdir():
+            p.unlink(missing_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic(target: Path, *, mode: int = 0o600, overwrite: bool = True,
+           tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """Write *target* whole or not at all: a private temp name (in *tmp_dir*, default the
+    target's directory — the same file system either way), fsync, rename, fsync the
+    directory. *overwrite* False: a target that exists is refused, before and after."""
+    if not overwrite and target.exists():
+        raise UsageError(f"{target} already exists; not overwriting it")
+    tmp = (tmp_dir or target.parent) / f".{target.name[:100]}.{secrets.token_hex(4)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            tmp.replace(target)
+        else:
+            os.link(tmp, target)  # fails if the name appeared meanwhile
+        fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_hashing(src: Readable, dst: BinaryIO) -> str:
+    """Copy *src* to *dst*; the SHA-256 of what was copied."""
+    digest = hashlib.sha256()
+    while chunk := src.read(CHUNK):
+        digest.update(chunk)
+        dst.write(chunk)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def destroy(path: Path) -> bool:
+    """Remove *path* (overwritten first: a decrypted copy should not linger in free blocks
+    where the file system keeps data in place); whether it was there."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    with contextlib.suppress(OSError), path.open("r+b") as fh:
+        remaining = size
+        zero = bytes(min(CHUNK, max(size, 1)))
+        while remaining > 0:
+            n = min(remaining, len(zero))
+            fh.write(zero[:n])
+            remaining -= n
+        fh.flush()
+        os.fsync(fh.fileno())
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True

@@ -1,0 +1,292 @@
+"""The kit's ledger: ``state_dir/kit.db``, SQLite in WAL mode, stdlib only.
+
+What it holds is what the agency must be able to show — which files arrived, when,
+acknowledged by which document, destroyed when — and never a personal value: names,
+hashes, roles, counts, case ids (identifiers, which the gateway's ledger keeps too) and
+the gateway's receipts (codes, rows and case ids, no values).
+
+Every step of the kit is written so that running it again after a crash (``kill -9``
+anywhere) neither loses nor doubles anything; the ledger is where each step's "done" is
+recorded, each in one transaction, *after* the step's effect is durable (a file renamed
+into place) and *before* the next step that depends on it (removing from the inbox).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import clock
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    manifest_name TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL,          -- the gateway's, from the manifest
+    received_at TEXT NOT NULL,
+    acknowledged_at TEXT,              -- the first acknowledgement's upload
+    ack_id TEXT,
+    cases_recorded INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS files (
+    name TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    kind TEXT NOT NULL,                -- slice | manifest
+    role TEXT,
+    records INTEGER,
+    sha256 TEXT NOT NULL,              -- of the ciphertext: the manifest's word for a slice
+    received_at TEXT,                  -- NULL: listed by the manifest, not received whole yet
+    ack_id TEXT,                       -- the acknowledgement that lists it
+    removed_at TEXT,                   -- taken out of the inbox
+    stored_path TEXT,                  -- its decrypted copy in the store, if one was made
+    decrypted TEXT NOT NULL DEFAULT 'none',  -- 'destroyed' once a store copy was destroyed
+    destroyed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS cases (
+    case_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    PRIMARY KEY (case_id, batch_id)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                -- acknowledgement | attestation | results
+    name TEXT NOT NULL,                -- its name in the outbox
+    scope TEXT NOT NULL,               -- batch id, contract id, or the results file's name
+    created_at TEXT NOT NULL,
+    body BLOB,                         -- the signed documents' JSON (no personal data)
+    uploaded_at TEXT
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    file TEXT,                         -- what it answers; NULL while it cannot be decrypted
+    status TEXT,
+    records INTEGER, accepted INTEGER, rejected INTEGER, errors_total INTEGER,
+    body TEXT,
+    PRIMARY KEY (name, sha256)
+);
+"""
+
+
+def now_text(at: dt.datetime) -> str:
+    return clock.iso(at)
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class FileRow:
+    name: str
+    batch_id: str
+    kind: str
+    role: str | None
+    records: int | None
+    sha256: str
+    received_at: str | None
+    ack_id: str | None
+    removed_at: str | None
+    stored_path: str | None
+    decrypted: str
+    destroyed_at: str | None
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: str
+    kind: str
+    name: str
+    scope: str
+    created_at: str
+    body: bytes | None
+    uploaded_at: str | None
+
+
+class KitLedger:
+    """One connection to ``kit.db``; ``with ledger.tx():`` is one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # an ack recorded is an ack on disk
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- batches and files -----------------------------------------------------------
+
+    def batch(self, batch_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute("SELECT * FROM batches WHERE batch_id = ?",
+                                                  (batch_id,)).fetchone()
+        return row
+
+    def batches(self, contract_id: str | None = None) -> list[sqlite3.Row]:
+        if contract_id is None:
+            return self.db.execute("SELECT * FROM batches ORDER BY received_at").fetchall()
+        return self.db.execute("SELECT * FROM batches WHERE contract_id = ? ORDER BY received_at",
+                               (contract_id,)).fetchall()
+
+    def record_manifest(self, *, batch_id: str, contract_id: str, name: str, sha256: str,
+                        created_at: str, received_at: str,
+                        slices: Iterable[tuple[str, str, int, str]]) -> None:
+        """The batch, its manifest (received) and the slices it lists (expected), at once."""
+        with self.tx() as db:
+            db.execute("INSERT INTO batches (batch_id, contract_id, manifest_name, manifest_sha256,"
+                       " created_at, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (batch_id, contract_id, name, sha256, created_at, received_at))
+            db.execute("INSERT INTO files (name, batch_id, kind, sha256, received_at) "
+                       "VALUES (?, ?, 'manifest', ?, ?)", (name, batch_id, sha256, received_at))
+            db.executemany("INSERT INTO files (name, batch_id, kind, role, records, sha256) "
+                           "VALUES (?, ?, 'slice', ?, ?, ?)",
+                           [(n, batch_id, role, records, sha) for n, role, records, sha in slices])
+
+    def file(self, name: str) -> FileRow | None:
+        row = self.db.execute("SELECT * FROM files WHERE name = ?", (name,)).fetchone()
+        return None if row is None else FileRow(**dict(row))
+
+    def files(self, *, batch_id: str | None = None, contract_id: str | None = None,
+              where: str = "1") -> list[FileRow]:
+        sql = "SELECT f.* FROM files f JOIN batches b USING (batch_id) WHERE " + where  # noqa: S608 — *where* is the kit's own literal
+        args: list[str] = []
+        if batch_id is not None:
+            sql += " AND f.batch_id = ?"
+            args.append(batch_id)
+        if contract_id is not None:
+            sql += " AND b.contract_id = ?"
+            args.append(contract_id)
+        rows = self.db.execute(sql + " ORDER BY b.received_at, f.kind DESC, f.name", args)
+        return [FileRow(**dict(r)) for r in rows]
+
+    def mark_received(self, name: str, at: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE files SET received_at = ? WHERE name = ? AND received_at IS NULL",
+                       (at, name))
+
+    def mark_stored(self, name: str, path: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE files SET stored_path = ? WHERE name = ?", (path, name))
+
+    def mark_removed(self, name: str, at: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE files SET removed_at = ? WHERE name = ?", (at, name))
+
+    def mark_destroyed(self, name: str, at: str, *, had_copy: bool) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE files SET destroyed_at = ?, stored_path = NULL, decrypted = ? "
+                       "WHERE name = ? AND destroyed_at IS NULL",
+                       (at, "destroyed" if had_copy else "none", name))
+
+    # --- cases ---------------------------------------------------------------------
+
+    def record_cases(self, batch_id: str, case_ids: Iterable[str]) -> None:
+        with self.tx() as db:
+            db.executemany("INSERT OR IGNORE INTO cases (case_id, batch_id) VALUES (?, ?)",
+                           ((c, batch_id) for c in case_ids))
+            db.execute("UPDATE batches SET cases_recorded = 1 WHERE batch_id = ?", (batch_id,))
+
+    def held_cases(self, case_ids: Iterable[str]) -> set[str]:
+        """Of *case_ids*, those of batches the kit holds (not destroyed)."""
+        ids = list(dict.fromkeys(case_ids))
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT DISTINCT case_id FROM cases WHERE case_id IN ({marks})", part))  # noqa: S608 — only '?' marks
+        return found
+
+    def count_cases(self, contract_id: str) -> int:
+        return int(self.db.execute(
+            "SELECT COUNT(DISTINCT case_id) FROM cases JOIN batches USING (batch_id) "
+            "WHERE contract_id = ?", (contract_id,)).fetchone()[0])
+
+    def forget_cases(self, contract_id: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM cases WHERE batch_id IN (SELECT batch_id FROM batches "
+                       "WHERE contract_id = ?)", (contract_id,))
+
+    # --- documents -----------------------------------------------------------------
+
+    def add_document(self, doc: DocumentRow, *, acknowledges: Iterable[str] = ()) -> None:
+        """The document is "to send" from here on; the files it acknowledges point at it."""
+        with self.tx() as db:
+            db.execute("INSERT INTO documents (id, kind, name, scope, created_at, body, uploaded_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                       (doc.id, doc.kind, doc.name, doc.scope, doc.created_at, doc.body))
+            db.executemany("UPDATE files SET ack_id = ? WHERE name = ? AND ack_id IS NULL",
+                           ((doc.id, n) for n in acknowledges))
+
+    def documents(self, *, kind: str | None = None, pending: bool = False,
+                  scope: str | None = None) -> list[DocumentRow]:
+        sql, args = "SELECT * FROM documents WHERE 1", []
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if scope is not None:
+            sql += " AND scope = ?"
+            args.append(scope)
+        if pending:
+            sql += " AND uploaded_at IS NULL"
+        return [DocumentRow(**dict(r)) for r in self.db.execute(sql + " ORDER BY created_at", args)]
+
+    def mark_uploaded(self, doc_id: str, at: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE documents SET uploaded_at = ? WHERE id = ? AND uploaded_at IS NULL",
+                       (at, doc_id))
+            db.execute("UPDATE batches SET acknowledged_at = ?, ack_id = ? WHERE ack_id IS NULL "
+                       "AND batch_id = (SELECT scope FROM documents WHERE id = ? "
+                       "AND kind = 'acknowledgement')", (at, doc_id, doc_id))
+
+    def name_used(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM documents WHERE name = ?", (name,)).fetchone() \
+            is not None
+
+    # --- receipts ------------------------------------------------------------------
+
+    def has_receipt(self, name: str, sha256: str) -> bool:
+        return self.db.execute("SELECT 1 FROM receipts WHERE name = ? AND sha256 = ?",
+                               (name, sha256)).fetchone() is not None
+
+    def record_receipt(self, name: str, sha256: str, at: str, body: dict[str, object] | None,
+                       text: str | None) -> None:
+        counts = body.get("counts", {}) if body else {}
+        assert isinstance(counts, dict)
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO receipts (name, sha256, received_at, file, status, records,"
+                " accepted, rejected, errors_total, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, sha256, at, body.get("file") if body else None,
+                 body.get("status") if body else None, counts.get("records"),
+                 counts.get("accepted"), counts.get("rejected"),
+                 body.get("errors_total") if body else None, text))
+
+    def receipts(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM receipts ORDER BY received_at").fetchall()
+
+
+def open_ledger(state_dir: Path) -> KitLedger:
+    """The ledger in *state_dir*, the directory made (0700) if it is not there."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return KitLedger(state_dir / "kit.db")

@@ -1,0 +1,94 @@
+"""Sending to the gateway exactly once: acknowledgements, attestations, results files.
+
+A document goes through three recorded states, so that a crash at any point is mended
+by running the command again and never produces a second document:
+
+1. *to send* — its row in the ledger, with its id and (for the signed documents) its
+   JSON; from here on its id is fixed;
+2. *sealed* — ``outgoing/<name>``, signed and encrypted to the gateway, renamed into
+   place whole. A restart uploads this very file; if it was lost before the rename, the
+   JSON in the ledger is sealed again (same id, same content);
+3. *uploaded* — ``write_atomic`` in the outbox (a temporary name, then the final one),
+   then the ledger marks it. A restart that finds the name already in the outbox with
+   the same size takes it as its own upload from before the crash.
+
+A results file's plaintext is never kept: it is sealed into ``outgoing/`` first and
+recorded after, so a pending results file is always already sealed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from gateway import clock, documents
+from gateway.errors import GatewayError
+from gateway.kit import files
+from gateway.kit.crypto import KitCrypto
+from gateway.kit.files import StateDir
+from gateway.kit.ledger import DocumentRow, KitLedger
+from gateway.transfer.base import NameTaken, Zone
+
+
+def document_row(doc: documents.Document, name: str, scope: str) -> DocumentRow:
+    return DocumentRow(id=doc.id, kind=doc.kind, name=name, scope=scope,
+                       created_at=clock.iso(doc.created_at), body=doc.to_json(), uploaded_at=None)
+
+
+def free_name(ledger: KitLedger, kind: documents.Kind, stems: list[str]) -> str:
+    """The first of *stems* that makes a document name not used before (acks of one batch
+    after the first get ``.2``, ``.3`` …)."""
+    for stem in stems:
+        for n in range(1, 1000):
+            candidate = stem if n == 1 else f"{stem}.{n}"
+            try:
+                name = documents.file_name(kind, candidate)
+            except ValueError:
+                break  # too long for a document name: the next stem
+            if not ledger.name_used(name):
+                return name
+    raise GatewayError(f"no free name for a {kind} among {stems}")
+
+
+def seal_body(crypto: KitCrypto, state: StateDir, name: str, body: bytes) -> Path:
+    target = state.outgoing(name)
+    with files.atomic(target, tmp_dir=state.tmp) as fh, crypto.seal_for_gateway(fh) as w:
+        w.write(body)
+    return target
+
+
+def upload(ledger: KitLedger, state: StateDir, outbox: Zone, doc: DocumentRow,
+           crypto: KitCrypto | None, now: dt.datetime) -> None:
+    """Stages 2 and 3 for one document that is to send."""
+    sealed = state.outgoing(doc.name)
+    if not sealed.exists():
+        if doc.body is None or crypto is None:
+            raise GatewayError(f"{doc.name}: the sealed file to send is missing from "
+                               f"{sealed.parent} and cannot be made again; send it anew")
+        seal_body(crypto, state, doc.name, doc.body)
+    size = sealed.stat().st_size
+    try:
+        with sealed.open("rb") as fh:
+            outbox.write_atomic(doc.name, fh)
+    except NameTaken:
+        there = outbox.stat(doc.name)
+        if there is None or there.size != size:
+            raise GatewayError(f"{doc.name}: a different file of that name is already in the "
+                               "outbox; it was not replaced") from None
+    ledger.mark_uploaded(doc.id, clock.iso(now))
+    if doc.kind == documents.ATTESTATION:  # the agency's own evidence, kept
+        kept = state.attestation(doc.name)
+        if not kept.exists():
+            sealed.replace(kept)
+            files.fsync_dir(kept.parent)
+    sealed.unlink(missing_ok=True)
+
+
+def send_pending(ledger: KitLedger, state: StateDir, outbox: Zone, crypto: KitCrypto | None,
+                 now: dt.datetime) -> list[str]:
+    """Upload every document an earlier run left to send; one line each."""
+    lines = []
+    for doc in ledger.documents(pending=True):
+        upload(ledger, state, outbox, doc, crypto, now)
+        lines.append(f"sent {doc.name} (left to send by an earlier run)")
+    return lines
