@@ -1,0 +1,189 @@
+"""``gateway-agency results`` against the gateway itself: for generated results files with
+random errors, the kit's errors (row, code, field), their total and the status it predicts
+equal the gateway's receipt for the same file; a clean file sent by the kit is accepted."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import random
+import zoneinfo
+
+import pytest
+
+from gateway import synth
+from gateway.kit import results as kit_results
+from tests.flowsite import Site
+from tests.kitsite import KitSite
+
+pytestmark = pytest.mark.integration
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+COLUMNS = ["case_id", "action_at", "action_code", "contact_target", "outcome", "amount",
+           "promise_date", "new_mobile", "new_address", "note", "collector_id"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, keybox):
+    """One gateway with a delivered batch, and AG001's kit holding it (fetched)."""
+    root = tmp_path_factory.mktemp("kitresults")
+    site = Site(root / "site", keybox)
+    site.records = list(synth.cases(12, ["AG001", "AG002"], seed=7))
+    site.drop_cases("B1.csv.pgp", site.records)
+    assert site.run() == {"accepted": 1}
+    kit = KitSite(root / "kit", site, keybox)
+    assert kit.run("fetch") == (0, "", "")
+    for p in kit.outbox():  # the ack: the gateway does not take acknowledgements yet
+        p.unlink()
+    ag1 = [r["case_id"] for r in site.records if r["agency_code"] == "AG001"]
+    ag2 = [r["case_id"] for r in site.records if r["agency_code"] == "AG002"]
+    return site, kit, ag1, ag2
+
+
+def when(rnd: random.Random) -> str:
+    day = dt.datetime.now(TZ).date() - dt.timedelta(days=rnd.randrange(1, 20))
+    return f"{day.isoformat()}T{rnd.randrange(7, 23):02d}:{rnd.randrange(60):02d}:00"
+
+
+def good_row(rnd: random.Random, ag1: list[str]) -> dict[str, str]:
+    action = rnd.choice(["CALL", "SMS", "VISIT", "PROMISE_TO_PAY", "PAYMENT_REPORTED",
+                         "CONTACT_UPDATE", "LETTER"])
+    row = {"case_id": rnd.choice(ag1), "action_at": when(rnd), "action_code": action,
+           "contact_target": rnd.choice(["debtor", "contact", "none"]), "collector_id": "col-1",
+           "outcome": rnd.choice(["", "已接通", "无人接听"])}
+    if action in ("PROMISE_TO_PAY", "PAYMENT_REPORTED"):
+        row["amount"] = f"{rnd.randrange(1, 9999)}.00"
+    if action == "PROMISE_TO_PAY":
+        row["promise_date"] = (dt.date.today() + dt.timedelta(days=9)).isoformat()
+    if action == "CONTACT_UPDATE":
+        row["new_mobile"] = "13800000009"
+    return row
+
+
+def spoil(rnd: random.Random, row: dict[str, str], ag2: list[str]) -> dict[str, str]:
+    """One or two of the ways a row goes wrong."""
+    for _ in range(rnd.choice([1, 1, 2])):
+        kind = rnd.randrange(13)
+        if kind == 0:
+            row["case_id"] = rnd.choice(ag2)  # another agency's case: E_NOT_ASSIGNED
+        elif kind == 1:
+            row["case_id"] = "NO-SUCH-CASE"
+        elif kind == 2:
+            row["case_id"] = "bad id!"
+        elif kind == 3:
+            row["action_at"] = rnd.choice(["2026-13-01T10:00:00", "yesterday", "2026-11-19 25:00"])
+        elif kind == 4:
+            row["action_at"] = (dt.date.today() + dt.timedelta(days=3)).isoformat() + "T10:00:00"
+        elif kind == 5:
+            row["action_code"] = "PHONE"
+        elif kind == 6:
+            row["contact_target"] = rnd.choice(["", "neighbour"])
+        elif kind == 7:
+            row["action_code"], row["amount"], row["promise_date"] = "PROMISE_TO_PAY", "", ""
+        elif kind == 8:
+            row["amount"] = rnd.choice(["-5", "1,000.00", "3.141"])
+        elif kind == 9:
+            row["collector_id"] = rnd.choice(["", "x" * 40])
+        elif kind == 10:
+            row["note"] = rnd.choice(["a\u200bb", "x" * 501, "bell\x07"])
+        elif kind == 11:
+            row["new_mobile"] = "12345"
+        else:
+            row["action_at"] = "  " + row.get("action_at", "") + "+08:00 "
+    return row
+
+
+def to_csv(rows: list[dict[str, str]], columns: list[str]) -> bytes:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, lineterminator="\r\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in columns})
+    return buf.getvalue().encode()
+
+
+def generated(rnd: random.Random, ag1: list[str], ag2: list[str]) -> list[tuple[str, bytes]]:
+    files = []
+    for i in range(14):
+        rows = [spoil(rnd, good_row(rnd, ag1), ag2) if rnd.random() < 0.35 else good_row(rnd, ag1)
+                for _ in range(rnd.randrange(1, 12))]
+        files.append((f"r{i:02d}", to_csv(rows, COLUMNS)))
+    header = ",".join(COLUMNS).encode()
+    files += [
+        ("all-foreign", to_csv([good_row(rnd, ag2) for _ in range(3)], COLUMNS)),
+        ("empty", b""),
+        ("header-only", header + b"\r\n"),
+        ("unknown-column", to_csv([good_row(rnd, ag1)], [*COLUMNS, "cvv"])),
+        ("missing-column", to_csv([good_row(rnd, ag1)], COLUMNS[:3] + COLUMNS[4:])),
+        ("flags-column", to_csv([good_row(rnd, ag1)], [*COLUMNS, "flags"])),
+        ("row-shape", header + b"\r\n" + to_csv([good_row(rnd, ag1)], COLUMNS).split(b"\r\n", 1)[1]
+         + b"x,y\r\n\r\n"),
+        ("bad-quote", to_csv([good_row(rnd, ag1)], COLUMNS) + b'C1,"unterminated\r\n'),
+        ("bad-utf8", to_csv([good_row(rnd, ag1)], COLUMNS) + b"C1,\xff\xfe,CALL\r\n"),
+        ("bom", b"\xef\xbb\xbf" + to_csv([good_row(rnd, ag1) for _ in range(2)], COLUMNS)),
+        ("many-errors", to_csv([{**good_row(rnd, ag1), "action_code": "X", "collector_id": "!"}
+                                for _ in range(600)], COLUMNS)),
+    ]
+    return files
+
+
+def test_the_kit_finds_what_the_gateways_receipt_lists(world, tmp_path):
+    site, kit, ag1, ag2 = world
+    files = generated(random.Random(2026), ag1, ag2)
+    cfg = kit_config(kit)
+    predicted = {}
+    from gateway.kit.ledger import open_ledger
+
+    ledger = open_ledger(cfg.state_dir)
+    try:
+        for stem, data in files:
+            path = tmp_path / f"{stem}.csv"
+            path.write_bytes(data)
+            predicted[stem] = kit_results.check_file(cfg, ledger, path, dt.datetime.now(dt.UTC))
+            site.upload("AG001", f"{stem}.csv.pgp", data)
+    finally:
+        ledger.close()
+    site.run()
+    receipts = {r["file"].removesuffix(".csv.pgp"): r for r in site.agency_receipts("AG001").values()}
+    for stem, _ in files:
+        receipt, kit_view = receipts[stem], predicted[stem]
+        assert [(e["row"], e["code"], e["field"]) for e in receipt["errors"]] == \
+            [(e.row, e.code, e.field) for e in kit_view.errors.listed], stem
+        assert receipt["errors_total"] == kit_view.errors.total, stem
+        assert receipt["status"] == kit_view.status, stem
+        assert [e["message"] for e in receipt["errors"]] == \
+            [e.message for e in kit_view.errors.listed], stem
+    assert receipts["many-errors"]["errors_total"] == 1200 and len(receipts["many-errors"]["errors"]) == 1000
+
+
+def kit_config(kit: KitSite):
+    from gateway.kit import config
+
+    return config.load(kit.config)
+
+
+def test_results_check_prints_the_errors_and_send_reaches_the_bank(world, tmp_path, capsys):
+    site, kit, ag1, ag2 = world
+    rnd = random.Random(5)
+    rows = [good_row(rnd, ag1), {**good_row(rnd, ag1), "case_id": ag2[0]}]
+    bad = tmp_path / "mixed.csv"
+    bad.write_bytes(to_csv(rows, COLUMNS))
+    code, out, err = kit.run("results", str(bad), "--check", capsys=capsys)
+    assert code == 1
+    assert "row 2: E_NOT_ASSIGNED case_id — case_id is not a case assigned to this agency" in out
+    assert ag2[0] not in out.replace("row 2", "")  # the message, never the value
+    code, out, err = kit.run("results", str(bad), capsys=capsys)
+    assert code == 1 and "not sent" in err and kit.outbox() == []
+    good = tmp_path / "clean-1.csv"
+    good.write_bytes(to_csv([good_row(rnd, ag1) for _ in range(3)], COLUMNS))
+    code, out, err = kit.run("results", str(good), capsys=capsys)
+    assert code == 0, err
+    assert "sent clean-1.csv.pgp" in out
+    assert [p.name for p in kit.outbox()] == ["clean-1.csv.pgp"]
+    assert list((kit.state / "outgoing").iterdir()) == []
+    assert site.run() == {"accepted": 1}
+    (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["file"] == "clean-1.csv.pgp"]
+    assert receipt["status"] == "accepted" and receipt["counts"]["accepted"] == 3
+    code, _, err = kit.run("results", str(good), capsys=capsys)  # the same name twice
+    assert code == 2 and "was sent at" in err
