@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer import _click as click  # Typer's own click: its commands are these types
+from typer.core import TyperGroup, TyperOption
 
 from gateway import clock
 from gateway.errors import CryptoError, GatewayError, UsageError
@@ -96,8 +98,11 @@ def init_cmd(directory: Annotated[Path, typer.Argument(help="Where to write agen
 
 @app.command("fetch")
 def fetch_cmd(config: ConfigOpt = None) -> None:
-    """Take slices, manifests and receipts from the inbox; check each slice against its
-    signed manifest; acknowledge what arrived whole; remove it from the inbox."""
+    """Take slices, manifests and receipts from the inbox, check and acknowledge them.
+
+    Each slice is checked against its manifest signed by the gateway; what arrived whole
+    is acknowledged in one signed document, then removed from the inbox. A slice that does
+    not match, or a manifest not signed by the gateway, is left there and reported."""
     from gateway.kit.fetch import Fetch
 
     with kit(config) as k:
@@ -119,8 +124,11 @@ def results_cmd(
                         "valid rows and lists the others in its receipt).")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Check a results file with the gateway's own rules, then seal it for the gateway and
-    upload it as <name>.csv.pgp. A file with errors is not sent unless --force."""
+    """Check a results file with the gateway's rules, then seal and send it.
+
+    Every error is printed as "row N: CODE field — message"; exit status 1 if any. Without
+    --check, a file without errors is sealed for the gateway and uploaded as NAME.csv.pgp;
+    a file with errors is not sent unless --force (and never when nothing in it is valid)."""
     from gateway.kit import results
 
     with kit(config) as k:
@@ -146,8 +154,11 @@ def destroy_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """After the contract's end: delete every copy of its files (ciphertext and decrypted)
-    and its case ids, then sign and send a deletion attestation."""
+    """After the contract's end: destroy every copy of its data and attest it.
+
+    Deletes the ciphertext and the store's decrypted copies of every file of the contract
+    and its case ids, then signs a deletion attestation, sends it to the gateway and keeps
+    a copy in state_dir/attestations. Refused while the contract runs."""
     from gateway.kit import destroy
 
     with kit(config) as k:
@@ -155,8 +166,13 @@ def destroy_cmd(
         plan = destroy.plan(k.cfg, k.ledger, k.state, chosen, clock.now())
         for line in plan.lines():
             say(line)
+        refused = plan.refusal()
         if dry_run:
+            if refused:
+                say(f"(destroy would be refused now: {refused})")
             return
+        if refused:
+            raise GatewayError(refused)
         if not yes and not typer.confirm("Destroy all of it?", default=False):
             raise typer.Exit(1)
         done = destroy.execute(k.cfg, k.ledger, k.state, k.crypto(), k.outbox(), plan,
@@ -191,7 +207,7 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="The file to write (0600).")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Decrypt held slices into a CSV or XLSX file you name."""
+    """Decrypt held slices into a CSV or XLSX file you name (mode 0600)."""
     from gateway.kit import export
 
     if fmt not in ("csv", "xlsx"):
@@ -210,8 +226,10 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """What the kit holds, per contract: batches, files, cases, acknowledgements, receipts,
-    the contract's end and the deletion deadline."""
+    """What the kit holds and owes, per contract.
+
+    Batches, files and cases held, batches not acknowledged, receipts by status, the
+    contract's end and deletion deadline, whether it was destroyed and attested."""
     from gateway.kit import status
 
     with kit(config) as k:
@@ -229,11 +247,36 @@ def _plain(value: object) -> object:
     raise TypeError(type(value).__name__)
 
 
+def command() -> click.Command:
+    """The click command Typer builds, its help made readable as ``gateway``'s is: a flag
+    shows no value (Typer 0.29 prints ``<bool>`` after every option)."""
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    assert isinstance(root, TyperGroup)
+    for name in root.list_commands(ctx):
+        sub = root.get_command(ctx, name)
+        for param in (sub.params if sub is not None else []):
+            if isinstance(param, TyperOption) and param.metavar is None and param.is_flag:
+                param.metavar = ""
+    plain_help = root.get_help_option
+
+    def help_option(ctx: click.Context) -> click.Parameter | None:
+        option = plain_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    for cmd in [root, *(root.get_command(ctx, n) for n in root.list_commands(ctx))]:
+        if cmd is not None:
+            setattr(cmd, "get_help_option", help_option)  # noqa: B010 — the instance's own
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure one readable line and an exit status."""
     os.umask(0o077)  # nothing the kit writes is for group or others
     try:
-        typer.main.get_command(app)(args=argv, prog_name="gateway-agency", standalone_mode=True)
+        command()(args=argv, prog_name="gateway-agency", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -164,8 +164,8 @@ def load(path: Path) -> AgencyConfig:
     try:
         return AgencyConfig.model_validate(data, context={"base": path.resolve().parent})
     except ValidationError as exc:
-        lines = [f"{_loc(e['loc'])}: {_message(e)}" if e["loc"] else _message(e)
-                 for e in exc.errors()]
+        lines = [f"{_loc(e['loc']).replace('.[key]', '')}: {_message(e)}" if e["loc"]
+                 else _message(e) for e in exc.errors()]
         raise ConfigError(list(dict.fromkeys(lines)), source=label) from None
 
 
@@ -194,13 +194,15 @@ key = "keys/ag001-supervisor.sec.asc"
 # [roles.collector]
 # key = "keys/ag001-collector.sec.asc"
 
-# Your inbox and outbox on the gateway, as the bank's IT set them up.
+# Your inbox and outbox on the gateway, as the bank's IT set them up. known_host is the
+# server's pinned host key (`ssh-keyscan -t ed25519 HOST`, checked with the bank's IT): the
+# placeholder below matches no server, so nothing connects until it is replaced.
 [inbox]
 kind = "sftp"
 host = "gateway.bank.example"
 username = "ag001"
 private_key = "keys/ssh_ed25519"
-known_host = "ssh-ed25519 AAAA...replace-with-the-pinned-host-key"
+known_host = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 path = "/inbox"
 
 [outbox]
@@ -208,7 +210,7 @@ kind = "sftp"
 host = "gateway.bank.example"
 username = "ag001"
 private_key = "keys/ssh_ed25519"
-known_host = "ssh-ed25519 AAAA...replace-with-the-pinned-host-key"
+known_host = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 path = "/outbox"
 '''
 

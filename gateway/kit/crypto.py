@@ -55,7 +55,7 @@ class KitCrypto:
         _checked(cfg.gateway_key, Purpose.ENCRYPT, "gateway_key")
         self.roles = {role: _checked(spec.key, Purpose.RECIPIENT, f"roles.{role}.key")
                       for role, spec in cfg.roles.items()}
-        self._home = Path(tempfile.mkdtemp(prefix="gwk", dir="/tmp"))
+        self._home = Path(tempfile.mkdtemp(prefix="gwa", dir="/tmp"))
         try:
             secrets = [cfg.signing_key, *(spec.key for spec in cfg.roles.values())]
             self.keyring = Keyring(self._home / "g", secret_keys=list(dict.fromkeys(secrets)),

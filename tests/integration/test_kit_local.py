@@ -3,12 +3,21 @@ fetch and acknowledge, tampering, crash and re-run, results, destroy, leaks."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
+import json
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
 import pytest
 
 from gateway import documents, synth
 from gateway.kit import ledger as kit_ledger
 from tests.flowsite import Site
 from tests.kitsite import KitSite
+from tests.leaks import LeakScanner
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +93,111 @@ def test_a_crash_between_upload_and_record_sends_the_same_ack_once(site, keybox,
     assert again.name == first.name and kit.open_document(again).id == first_id
     assert site.inbox("AG001") == []
     assert kit.ledger_rows("SELECT COUNT(*), MIN(uploaded_at IS NOT NULL) FROM documents") == [(1, 1)]
+
+
+def test_destroy_is_refused_while_the_contract_runs(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    code, out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 1 and "contract C-2026-001 has not ended: it runs until" in err
+    assert len(list((kit.state / "files").iterdir())) == 3
+    code, out, _ = kit.run("destroy", "--dry-run", capsys=capsys)
+    assert code == 0 and "to destroy: 3 file(s)" in out and "would be refused" in out
+
+
+def test_destroy_after_the_end_deletes_everything_and_attests_it(site, keybox, tmp_path, capsys):
+    ended = dt.date.today() - dt.timedelta(days=3)
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True, contract_end=ended)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    assert [p.name for p in kit.store.iterdir()] == ["B1.AG001.collector.csv"]
+    received = kit.open_document(kit.outbox()[0]).files
+    code, out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 0, err
+    assert "sent the deletion attestation C-2026-001.AG001.attestation.json.pgp" in out
+    assert list((kit.state / "files").iterdir()) == [] and list(kit.store.iterdir()) == []
+    assert kit.ledger_rows("SELECT COUNT(*) FROM cases") == [(0,)]
+    sent = kit.site.zone("AG001", "outbox", "C-2026-001.AG001.attestation.json.pgp")
+    attestation = kit.open_document(sent)
+    assert isinstance(attestation, documents.Attestation)
+    assert attestation.contract_id == "C-2026-001" and attestation.agency == "AG001"
+    by_name = {o.name: o for o in attestation.objects}
+    assert {(f.name, f.sha256) for f in received} == {(o.name, o.sha256) for o in attestation.objects}
+    assert by_name["B1.AG001.collector.csv.pgp"].decrypted == "destroyed"
+    assert by_name["B1.AG001.supervisor.csv.pgp"].decrypted == "none"
+    kept = sorted(p.name for p in (kit.state / "attestations").iterdir())
+    assert kept == ["C-2026-001.AG001.attestation.json", "C-2026-001.AG001.attestation.json.pgp"]
+    assert kit.open_for_gateway(kit.state / "attestations" / kept[1]) == \
+        (kit.state / "attestations" / kept[0]).read_bytes()
+    code, out, _ = kit.run("destroy", "--yes", capsys=capsys)  # again: nothing new is signed
+    assert code == 0 and "was sent at" in out
+    assert kit.ledger_rows("SELECT COUNT(*) FROM documents WHERE kind = 'attestation'") == [(1,)]
+    code, out, _ = kit.run("status", "--json", capsys=capsys)
+    (contract,) = json.loads(out)["contracts"]
+    assert contract["destroyed"] and contract["attested"] and contract["files_held"] == 0
+
+
+def test_open_export_and_status(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    proc = kit.run_process("open", "B1.AG001.collector.csv.pgp")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(io.StringIO(proc.stdout.decode())))
+    assert rows[0][0] == "case_id" and sorted(r[0] for r in rows[1:]) == sorted(site.ag1)
+    assert b"the collector role's view" in proc.stderr and b"account_number" in proc.stderr
+    code, _, err = kit.run("open", "B1.AG001.supervisor.csv.pgp", capsys=capsys)
+    assert code == 2 and "whose key this installation does not hold" in err
+    out_csv = tmp_path / "mine" / "b1.csv"
+    out_csv.parent.mkdir()
+    code, _, err = kit.run("export", "B1", "--format", "csv", "--out", str(out_csv), capsys=capsys)
+    assert code == 0, err
+    assert out_csv.read_bytes().decode().splitlines() == proc.stdout.decode().splitlines()
+    assert out_csv.stat().st_mode & 0o777 == 0o600
+    code, _, err = kit.run("export", "B1", "--format", "csv", "--out", str(out_csv), capsys=capsys)
+    assert code == 2 and "already exists" in err
+    book = tmp_path / "mine" / "b1.xlsx"
+    code, _, err = kit.run("export", "B1.AG001.collector.csv.pgp", "--format", "xlsx", "--out",
+                           str(book), capsys=capsys)
+    assert code == 0, err
+    with zipfile.ZipFile(book) as zf:
+        assert "[Content_Types].xml" in zf.namelist()
+        sheet = ElementTree.fromstring(zf.read("xl/worksheets/sheet1.xml"))
+    ns = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    cells = [[t.text or "" for t in r.iter(f"{ns}t")] for r in sheet.iter(f"{ns}row")]
+    assert cells == rows
+    code, out, _ = kit.run("status", capsys=capsys)
+    assert code == 0
+    assert "1 batch(es), 3 file(s) held (0 decrypted in the store)" in out
+    assert f"{len(site.ag1)} case(s)" in out
+
+
+def scanned(kit: KitSite, site: Site) -> list[Path]:
+    here = [p for base in (kit.root, site.root / "zones") for p in base.rglob("*") if p.is_file()]
+    return here + [p for d in Path("/tmp").glob("gwa*") for p in d.rglob("*") if p.is_file()]
+
+
+def test_no_plaintext_is_written_outside_the_store(site, keybox, tmp_path, capsys):
+    ended = dt.date.today() - dt.timedelta(days=1)
+    kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"),
+                  contract_end=ended)
+    scanner = LeakScanner(site.records)
+    homes = set(Path("/tmp").glob("gwa*"))  # the kit's keyrings: none must outlive a command
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    assert kit.run_process("open", "B1.AG001.supervisor.csv.pgp").returncode == 0
+    results = tmp_path / "user" / "r-1.csv"
+    results.parent.mkdir()
+    results.write_text("case_id,action_at,action_code,contact_target,note,collector_id\r\n"
+                       f"{site.ag1[0]},2026-11-19T10:00:00,CALL,debtor,\u5ba2\u6237{site.records[0]['customer_name']},c1\r\n")
+    assert kit.run("results", str(results), capsys=capsys)[0] == 0
+    assert scanner.scan_files(scanned(kit, site)) == []
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    assert scanner.scan_files(scanned(kit, site)) == []
+    assert set(Path("/tmp").glob("gwa*")) <= homes
+
+
+def test_with_a_store_plaintext_is_only_there(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"), store=True)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    scanner = LeakScanner(site.records)
+    leaks = scanner.scan_files(scanned(kit, site))
+    assert leaks and {Path(f).parent for f, _ in leaks} == {kit.store}
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in kit.store.iterdir())

@@ -1,0 +1,72 @@
+"""``gateway-agency status``: what the kit holds and owes, per contract, from its ledger.
+
+Counts, names and dates only: how many batches and files are held, how many cases,
+which batches are not acknowledged yet, the receipts by status, the contract's end and
+the date by which its data must be destroyed, and whether it was destroyed and attested.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from typing import Any
+
+from gateway import documents
+from gateway.kit.config import AgencyConfig
+from gateway.kit.ledger import KitLedger
+
+
+def collect(cfg: AgencyConfig, ledger: KitLedger, now: dt.datetime) -> dict[str, Any]:
+    contracts = sorted({b["contract_id"] for b in ledger.batches()} | {cfg.contract_id})
+    pending = ledger.documents(pending=True)
+    receipts = collections.Counter(r["status"] or "encrypted" for r in ledger.receipts())
+    out: dict[str, Any] = {"agency": cfg.code, "today": cfg.today(now), "contracts": [],
+                           "receipts": dict(sorted(receipts.items())),
+                           "to_send": [d.name for d in pending]}
+    for contract in contracts:
+        batches = ledger.batches(contract)
+        rows = ledger.files(contract_id=contract)
+        received = [f for f in rows if f.received_at]
+        attested = ledger.documents(kind=documents.ATTESTATION, scope=contract)
+        entry: dict[str, Any] = {
+            "contract_id": contract,
+            "batches": len(batches),
+            "files_held": sum(1 for f in received if not f.destroyed_at),
+            "decrypted_in_store": sum(1 for f in received if f.stored_path and not f.destroyed_at),
+            "files_destroyed": sum(1 for f in received if f.destroyed_at),
+            "not_received_whole": sorted(f.name for f in rows
+                                         if not f.received_at and not f.destroyed_at),
+            "cases": ledger.count_cases(contract),
+            "unacknowledged_batches": [b["batch_id"] for b in batches if not b["acknowledged_at"]],
+            "destroyed": bool(received) and all(f.destroyed_at for f in received),
+            "attested": bool(attested) and attested[0].uploaded_at is not None,
+        }
+        if contract == cfg.contract_id:
+            entry |= {"contract_end": cfg.contract_end, "deletion_deadline": cfg.deletion_deadline,
+                      "ended": cfg.today(now) > cfg.contract_end}
+        out["contracts"].append(entry)
+    return out
+
+
+def lines(report: dict[str, Any]) -> list[str]:
+    out = [f"agency {report['agency']}, today {report['today']}"]
+    for c in report["contracts"]:
+        head = f"contract {c['contract_id']}"
+        if "contract_end" in c:
+            head += (f": {'ended' if c['ended'] else 'runs until'} {c['contract_end']}, data to be "
+                     f"destroyed by {c['deletion_deadline']}")
+        out.append(head)
+        out.append(f"  {c['batches']} batch(es), {c['files_held']} file(s) held "
+                   f"({c['decrypted_in_store']} decrypted in the store), {c['cases']} case(s)")
+        if c["unacknowledged_batches"]:
+            out.append(f"  not acknowledged: {', '.join(c['unacknowledged_batches'])}")
+        if c["not_received_whole"]:
+            out.append(f"  listed but not received whole: {', '.join(c['not_received_whole'])}")
+        if c["destroyed"] or c["files_destroyed"]:
+            out.append(f"  destroyed: {c['files_destroyed']} file(s); attestation "
+                       f"{'sent' if c['attested'] else 'not sent yet'}")
+    receipts = ", ".join(f"{k} {v}" for k, v in report["receipts"].items()) or "none"
+    out.append(f"receipts: {receipts}")
+    if report["to_send"]:
+        out.append(f"to send (run fetch): {', '.join(report['to_send'])}")
+    return out
