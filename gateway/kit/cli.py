@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import sys
@@ -77,10 +78,21 @@ class Kit:
 
 
 @contextlib.contextmanager
-def kit(config: Path | None) -> Iterator[Kit]:
+def kit(config: Path | None, *, exclusive: bool = False) -> Iterator[Kit]:
+    """The command's configuration, state and ledger. *exclusive*: a command that changes
+    what the kit holds or sends (fetch, results, destroy) runs alone — a second one, from
+    cron or a colleague, stops at once rather than interleave with it."""
     cfg = config_mod.load(config_mod.config_path(config))
     with contextlib.ExitStack() as stack:
         state = StateDir(cfg.state_dir)
+        if exclusive:
+            lock = stack.enter_context((cfg.state_dir / "kit.lock").open("a"))
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GatewayError("another gateway-agency command (fetch, results or destroy) "
+                                   "is running on this state_dir; try again when it is done"
+                                   ) from None
         ledger = open_ledger(cfg.state_dir)
         stack.callback(ledger.close)
         yield Kit(cfg, ledger, state, stack)
@@ -105,7 +117,7 @@ def fetch_cmd(config: ConfigOpt = None) -> None:
     not match, or a manifest not signed by the gateway, is left there and reported."""
     from gateway.kit.fetch import Fetch
 
-    with kit(config) as k:
+    with kit(config, exclusive=True) as k:
         report = Fetch(k.cfg, k.ledger, k.state, k.crypto(), k.inbox(), k.outbox()).run()
     for line in report.lines:
         say(line)
@@ -131,7 +143,7 @@ def results_cmd(
     a file with errors is not sent unless --force (and never when nothing in it is valid)."""
     from gateway.kit import results
 
-    with kit(config) as k:
+    with kit(config, exclusive=not check) as k:
         checked = results.check_file(k.cfg, k.ledger, file, clock.now())
         for line in checked.lines():
             say(line)
@@ -161,7 +173,7 @@ def destroy_cmd(
     a copy in state_dir/attestations. Refused while the contract runs."""
     from gateway.kit import destroy
 
-    with kit(config) as k:
+    with kit(config, exclusive=not dry_run) as k:
         chosen = contract or k.cfg.contract_id
         plan = destroy.plan(k.cfg, k.ledger, k.state, chosen, clock.now())
         for line in plan.lines():

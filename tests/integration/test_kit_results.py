@@ -187,3 +187,16 @@ def test_results_check_prints_the_errors_and_send_reaches_the_bank(world, tmp_pa
     assert receipt["status"] == "accepted" and receipt["counts"]["accepted"] == 3
     code, _, err = kit.run("results", str(good), capsys=capsys)  # the same name twice
     assert code == 2 and "was sent at" in err
+    # its receipt is for the supervisor role: this installation (collector) keeps it sealed
+    code, out, err = kit.run("fetch", capsys=capsys)
+    assert code == 0, err
+    assert "receipt clean-1.csv.pgp.receipt.json.pgp: kept encrypted" in out
+    assert not any(n.endswith(".receipt.json.pgp") for n in site.inbox("AG001"))
+    supervisor = KitSite(tmp_path / "kit2", site, kit.keys, roles=("supervisor",))
+    site.upload("AG001", "clean-2.csv.pgp", good.read_bytes())
+    site.run()
+    code, out, err = supervisor.run("fetch", capsys=capsys)
+    assert code == 0, err
+    assert "receipt for clean-2.csv.pgp: accepted, 0 error(s)" in out
+    assert supervisor.ledger_rows("SELECT file, status, errors_total FROM receipts") == [
+        ("clean-2.csv.pgp", "accepted", 0)]

@@ -87,3 +87,16 @@ def test_the_mask_scan_names_masked_columns():
         scan.feed(chunk)
     scan.finish()
     assert "columns with masked values (*): account_number, name" in scan.note("collector", "s")
+
+
+def test_a_second_fetch_stops_at_once_while_one_runs(tmp_path, capsys):
+    import fcntl
+
+    from tests.unit.test_kit_config import GOOD
+
+    (tmp_path / "agency.toml").write_text(GOOD)
+    (tmp_path / "var").mkdir(mode=0o700)
+    with (tmp_path / "var" / "kit.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert main(["fetch", "--config", str(tmp_path / "agency.toml")]) == 1
+    assert "another gateway-agency command" in capsys.readouterr().err
