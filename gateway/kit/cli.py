@@ -138,9 +138,10 @@ def results_cmd(
 ) -> None:
     """Check a results file with the gateway's rules, then seal and send it.
 
-    Every error is printed as "row N: CODE field — message"; exit status 1 if any. Without
-    --check, a file without errors is sealed for the gateway and uploaded as NAME.csv.pgp;
-    a file with errors is not sent unless --force (and never when nothing in it is valid)."""
+    Every error is printed as "row N: CODE field — message"; exit status 1 if any (even
+    when --force sent the file). Without --check, a file without errors is sealed for the
+    gateway and uploaded as NAME.csv.pgp; a file with errors is not sent unless --force,
+    and never when the gateway would reject it whole."""
     from gateway.kit import results
 
     with kit(config, exclusive=not check) as k:
@@ -155,6 +156,8 @@ def results_cmd(
             raise typer.Exit(1)
         name = results.send_file(k.ledger, k.state, k.crypto(), k.outbox(), file, clock.now())
         say(f"sent {name} to the outbox")
+        if checked.errors.total:  # sent with --force: the errors stand, and say so
+            raise typer.Exit(1)
 
 
 @app.command("destroy")

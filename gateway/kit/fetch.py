@@ -229,6 +229,8 @@ class Fetch:
     def _store(self, store: Path) -> None:
         """A decrypted copy of each readable slice, in the store only (0600)."""
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for leftover in store.glob(".*.part"):  # a decryption a kill interrupted
+            files.destroy(leftover)
         for batch in self.ledger.batches():
             for row in self._readable(batch["batch_id"]):
                 if row.stored_path:

@@ -200,3 +200,21 @@ def test_results_check_prints_the_errors_and_send_reaches_the_bank(world, tmp_pa
     assert "receipt for clean-2.csv.pgp: accepted, 0 error(s)" in out
     assert supervisor.ledger_rows("SELECT file, status, errors_total FROM receipts") == [
         ("clean-2.csv.pgp", "accepted", 0)]
+
+
+def test_force_sends_the_valid_rows_but_never_a_file_rejected_whole(world, tmp_path, capsys):
+    site, kit, ag1, ag2 = world
+    rnd = random.Random(8)
+    mixed = tmp_path / "forced.csv"
+    mixed.write_bytes(to_csv([good_row(rnd, ag1), {**good_row(rnd, ag1), "action_code": "X"}],
+                             COLUMNS))
+    code, out, err = kit.run("results", str(mixed), "--force", capsys=capsys)
+    assert code == 1 and "row 2: E_ACTION_CODE action_code" in out and "sent forced.csv.pgp" in out
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_bytes(to_csv([good_row(rnd, ag2)], COLUMNS))
+    code, out, err = kit.run("results", str(foreign), "--force", capsys=capsys)
+    assert code == 1 and "the gateway would answer: rejected" in out and "not sent" in err
+    assert [p.name for p in kit.outbox()] == ["forced.csv.pgp"]
+    site.run()
+    (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["file"] == "forced.csv.pgp"]
+    assert receipt["status"] == "partial" and receipt["counts"]["accepted"] == 1
