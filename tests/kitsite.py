@@ -19,7 +19,8 @@ from tests.gpgparty import GpgParty, validsig_primary
 
 class KitSite:
     def __init__(self, root: Path, site: Site, keys: KeyBox, *, roles: tuple[str, ...] = ("collector",),
-                 store: bool = False, contract_end: dt.date | None = None) -> None:
+                 store: bool = False, contract_end: dt.date | None = None,
+                 sshd: object | None = None) -> None:
         self.root, self.site, self.keys = root, site, keys
         (root / "keys").mkdir(parents=True, mode=0o700)
         for name in ("ag001", *(f"ag001-{r}" for r in roles)):
@@ -28,12 +29,16 @@ class KitSite:
             dst.chmod(0o600)
         shutil.copy(keys["gateway"].pub, root / "keys" / "gateway.pub.asc")
         end = contract_end or dt.date.today() + dt.timedelta(days=300)
+        inbox, outbox = (f'{{ kind = "local", path = "{site.zone("AG001", box)}", settle_seconds = 0 }}'
+                         for box in ("inbox", "outbox"))
+        if sshd is not None:  # the same directories, through a real SFTP server
+            inbox, outbox = (sshd.zone_toml(site.zone("AG001", box))  # type: ignore[attr-defined]
+                             for box in ("inbox", "outbox"))
         lines = [
             'code = "AG001"', 'contract_id = "C-2026-001"', f"contract_end = {end.isoformat()}",
             'timezone = "Asia/Shanghai"', 'state_dir = "var"',
             'signing_key = "keys/ag001.sec.asc"', 'gateway_key = "keys/gateway.pub.asc"',
-            f'inbox = {{ kind = "local", path = "{site.zone("AG001", "inbox")}", settle_seconds = 0 }}',
-            f'outbox = {{ kind = "local", path = "{site.zone("AG001", "outbox")}", settle_seconds = 0 }}',
+            f"inbox = {inbox}", f"outbox = {outbox}",
         ]
         if store:
             lines.append('store = "store"')

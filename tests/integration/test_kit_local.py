@@ -201,3 +201,19 @@ def test_with_a_store_plaintext_is_only_there(site, keybox, tmp_path, capsys):
     leaks = scanner.scan_files(scanned(kit, site))
     assert leaks and {Path(f).parent for f, _ in leaks} == {kit.store}
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in kit.store.iterdir())
+
+
+def test_fetch_and_results_over_sftp(site, keybox, tmp_path, capsys, sshd):
+    """The inbox and outbox as an agency usually has them: on the gateway's SFTP server."""
+    kit = KitSite(tmp_path / "kit", site, keybox, sshd=sshd)
+    code, out, err = kit.run("fetch", capsys=capsys)
+    assert code == 0, err
+    assert "acknowledged 2 slice(s)" in out and site.inbox("AG001") == []
+    assert isinstance(kit.open_document(kit.outbox()[0]), documents.Acknowledgement)
+    kit.outbox()[0].unlink()  # the gateway does not take acknowledgements yet
+    results = tmp_path / "r-sftp.csv"
+    results.write_text("case_id,action_at,action_code,contact_target,collector_id\r\n"
+                       f"{site.ag1[0]},2026-11-19T10:00:00,CALL,debtor,c1\r\n")
+    code, out, err = kit.run("results", str(results), capsys=capsys)
+    assert code == 0, err
+    assert site.run() == {"accepted": 1}
