@@ -174,7 +174,7 @@ def destroy_cmd(
     Deletes the ciphertext and the store's decrypted copies of every file of the contract
     and its case ids, then signs a deletion attestation, sends it to the gateway and keeps
     a copy in state_dir/attestations. Refused while the contract runs."""
-    from gateway.kit import destroy
+    from gateway.kit import destroy, send
 
     with kit(config, exclusive=not dry_run) as k:
         chosen = contract or k.cfg.contract_id
@@ -190,8 +190,10 @@ def destroy_cmd(
             raise GatewayError(refused)
         if not yes and not typer.confirm("Destroy all of it?", default=False):
             raise typer.Exit(1)
-        done = destroy.execute(k.cfg, k.ledger, k.state, k.crypto(), k.outbox(), plan,
-                               clock.now)
+        crypto, outbox = k.crypto(), k.outbox()
+        for line in send.send_pending(k.ledger, k.state, outbox, crypto, clock.now()):
+            say(line)  # an acknowledgement still owed is sent before the attestation
+        done = destroy.execute(k.cfg, k.ledger, k.state, crypto, outbox, plan, clock.now)
         for line in done:
             say(line)
 

@@ -217,3 +217,52 @@ def test_fetch_and_results_over_sftp(site, keybox, tmp_path, capsys, sshd):
     code, out, err = kit.run("results", str(results), capsys=capsys)
     assert code == 0, err
     assert site.run() == {"accepted": 1}
+
+
+@pytest.mark.parametrize("point", ["record_manifest", "mark_received", "add_document",
+                                   "seal_body", "mark_removed", "record_cases"])
+def test_fetch_interrupted_anywhere_finishes_on_the_next_run(site, keybox, tmp_path, capsys,
+                                                             monkeypatch, point):
+    """A kill at each step that records something: the next fetch neither loses nor doubles."""
+    from gateway.kit import send
+
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    owner = send if point == "seal_body" else kit_ledger.KitLedger
+    real = getattr(owner, point)
+    calls = []
+
+    def once(*args, **kwargs):
+        calls.append(point)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, point, once)
+    assert kit.run("fetch", capsys=capsys)[0] == 130
+    monkeypatch.undo()
+    code, _, err = kit.run("fetch", capsys=capsys)
+    assert code == 0, err
+    assert site.inbox("AG001") == []
+    (ack_file,) = kit.outbox()
+    ack = kit.open_document(ack_file)
+    assert len(ack.files) == 3
+    assert kit.ledger_rows("SELECT COUNT(*) FROM documents") == [(1,)]
+    assert kit.ledger_rows("SELECT COUNT(*) FROM files WHERE received_at IS NOT NULL "
+                           "AND ack_id IS NOT NULL AND removed_at IS NOT NULL") == [(3,)]
+    assert kit.ledger_rows("SELECT COUNT(*) FROM cases") == [(len(site.ag1),)]
+    assert sorted(p.name for p in (kit.state / "files").iterdir()) == sorted(f.name for f in ack.files)
+    assert list((kit.state / "tmp").iterdir()) == [] and list((kit.state / "outgoing").iterdir()) == []
+
+
+def test_a_manifest_not_signed_by_the_gateway_is_refused(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    forged = json.dumps({"batch_id": "B9", "agency": "AG001", "contract_id": "C-2026-001",
+                         "created_at": "2026-11-02T01:30:09Z", "files": []}).encode()
+    site.zone("AG001", "inbox", "B9.AG001.manifest.json.pgp").write_bytes(
+        site.seal_as("ag002", forged, to="ag001-collector"))
+    code, _, err = kit.run("fetch", capsys=capsys)
+    assert code == 1
+    assert "B9.AG001.manifest.json.pgp: not acknowledged, left in the inbox: E_UNKNOWN_SIGNER" in err
+    assert site.inbox("AG001") == ["B9.AG001.manifest.json.pgp"]
+    assert "B9" not in {p.name.split(".")[0] for p in kit.outbox()}
+    assert kit.ledger_rows("SELECT batch_id FROM batches") == [("B1",)]
