@@ -266,3 +266,27 @@ def test_a_manifest_not_signed_by_the_gateway_is_refused(site, keybox, tmp_path,
     assert site.inbox("AG001") == ["B9.AG001.manifest.json.pgp"]
     assert "B9" not in {p.name.split(".")[0] for p in kit.outbox()}
     assert kit.ledger_rows("SELECT batch_id FROM batches") == [("B1",)]
+
+
+def test_destroy_interrupted_finishes_and_attests_once(site, keybox, tmp_path, capsys, monkeypatch):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True,
+                  contract_end=dt.date.today() - dt.timedelta(days=40))
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    real, calls = kit_ledger.KitLedger.mark_destroyed, []
+
+    def second_fails(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(kit_ledger.KitLedger, "mark_destroyed", second_fails)
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 130
+    monkeypatch.undo()
+    code, _, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 0, err
+    (sent,) = [p for p in kit.outbox() if p.name.endswith(".attestation.json.pgp")]
+    objects = {o.name: o.decrypted for o in kit.open_document(sent).objects}
+    assert objects == {"B1.AG001.collector.csv.pgp": "destroyed", "B1.AG001.manifest.json.pgp": "none",
+                       "B1.AG001.supervisor.csv.pgp": "none"}
+    assert list(kit.store.iterdir()) == [] and list((kit.state / "files").iterdir()) == []
