@@ -145,7 +145,7 @@ class Fetch:
                 batch, contract, created, slices = self._manifest_fields(name, body)
             except CryptoError as exc:
                 self.report.problems.append(f"{name}: not acknowledged, left in the inbox: "
-                                            f"{exc.code}: {exc}")
+                                            f"{exc.code}: {told(exc)}")
                 return
             except (GatewayError, ValueError, KeyError, TypeError) as exc:
                 self.report.problems.append(f"{name}: not a manifest the kit can read ({exc}); "
@@ -296,7 +296,7 @@ class Fetch:
                 except CryptoError as exc:
                     if exc.code != "E_NOT_FOR_US":
                         self.report.problems.append(f"{name}: not taken, left in the inbox: "
-                                                    f"{exc.code}: {exc}")
+                                                    f"{exc.code}: {told(exc)}")
                         return
                 except (GatewayError, ValueError) as exc:
                     self.report.problems.append(f"{name}: not a receipt the kit can read "
@@ -307,6 +307,16 @@ class Fetch:
                 self.ledger.record_receipt(name, sha, clock.iso(self.now()), body, text)
                 self.report.lines.append(receipt_line(name, body))
         self.inbox.remove(name)
+
+
+def told(exc: CryptoError) -> str:
+    """The engine's verdict in the kit's words: its messages speak as the gateway."""
+    if exc.code == "E_NOT_FOR_US":
+        return "it is encrypted to none of the keys this installation holds (agency.toml [roles])"
+    if exc.code == "E_UNKNOWN_SIGNER":
+        return (f"signed by key {exc.signer or 'unknown'}, not by the gateway's key "
+                "(agency.toml gateway_key); it did not come from the gateway")
+    return str(exc)
 
 
 def receipt_line(name: str, body: dict[str, Any] | None) -> str:
