@@ -29,13 +29,15 @@ class KitSite:
             dst.chmod(0o600)
         shutil.copy(keys["gateway"].pub, root / "keys" / "gateway.pub.asc")
         end = contract_end or dt.date.today() + dt.timedelta(days=300)
+        # the site's contract id (C-<year>-001, by the year the site's contract began)
+        self.contract = site.cfg().agency("AG001").contract.id
         inbox, outbox = (f'{{ kind = "local", path = "{site.zone("AG001", box)}", settle_seconds = 0 }}'
                          for box in ("inbox", "outbox"))
         if sshd is not None:  # the same directories, through a real SFTP server
             inbox, outbox = (sshd.zone_toml(site.zone("AG001", box))  # type: ignore[attr-defined]
                              for box in ("inbox", "outbox"))
         lines = [
-            'code = "AG001"', 'contract_id = "C-2026-001"', f"contract_end = {end.isoformat()}",
+            'code = "AG001"', f'contract_id = "{self.contract}"', f"contract_end = {end.isoformat()}",
             'timezone = "Asia/Shanghai"', 'state_dir = "var"',
             'signing_key = "keys/ag001.sec.asc"', 'gateway_key = "keys/gateway.pub.asc"',
             f"inbox = {inbox}", f"outbox = {outbox}",

@@ -147,7 +147,8 @@ def sftp(sshd: Sshd, login: str) -> tuple[paramiko.Transport, paramiko.SFTPClien
 def python_runs_as(user: str) -> bool:
     """Whether *user* can run this interpreter and import the gateway (a checkout or venv
     under a private home would not let it)."""
-    proc = subprocess.run(["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--",
+    gid = str(pwd.getpwnam(user).pw_gid)  # its own group, or a party's (an agency login's)
+    proc = subprocess.run(["setpriv", "--reuid", user, "--regid", gid, "--init-groups", "--",
                            sys.executable, "-c", "import gateway.cli"], capture_output=True,
                           cwd="/", check=False)
     return proc.returncode == 0

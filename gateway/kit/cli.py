@@ -24,7 +24,7 @@ import typer
 from typer import _click as click  # Typer's own click: its commands are these types
 from typer.core import TyperGroup, TyperOption
 
-from gateway import clock
+from gateway import __version__, clock
 from gateway.errors import CryptoError, GatewayError, UsageError
 from gateway.kit import config as config_mod
 from gateway.kit.config import AgencyConfig
@@ -39,6 +39,18 @@ app = typer.Typer(
     help="The agency kit: fetch and acknowledge slices from the bank's gateway, check and "
          "send results, destroy a contract's data and attest it.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False
+          ) -> None:
+    """The agency kit: fetch and acknowledge slices from the bank's gateway, check and send
+    results, destroy a contract's data and attest it."""
+    if version:
+        say(f"gateway-agency {__version__}")
+        raise typer.Exit(0)
+
 
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", envvar=config_mod.ENV, show_default=False,

@@ -99,7 +99,7 @@ def test_destroy_is_refused_while_the_contract_runs(site, keybox, tmp_path, caps
     kit = KitSite(tmp_path / "kit", site, keybox)
     assert kit.run("fetch", capsys=capsys)[0] == 0
     code, out, err = kit.run("destroy", "--yes", capsys=capsys)
-    assert code == 1 and "contract C-2026-001 has not ended: it runs until" in err
+    assert code == 1 and f"contract {kit.contract} has not ended: it runs until" in err
     assert len(list((kit.state / "files").iterdir())) == 3
     code, out, _ = kit.run("destroy", "--dry-run", capsys=capsys)
     assert code == 0 and "to destroy: 3 file(s)" in out and "would be refused" in out
@@ -113,19 +113,19 @@ def test_destroy_after_the_end_deletes_everything_and_attests_it(site, keybox, t
     received = kit.open_document(kit.outbox()[0]).files
     code, out, err = kit.run("destroy", "--yes", capsys=capsys)
     assert code == 0, err
-    assert "sent the deletion attestation C-2026-001.AG001.attestation.json.pgp" in out
+    assert f"sent the deletion attestation {kit.contract}.AG001.attestation.json.pgp" in out
     assert list((kit.state / "files").iterdir()) == [] and list(kit.store.iterdir()) == []
     assert kit.ledger_rows("SELECT COUNT(*) FROM cases") == [(0,)]
-    sent = kit.site.zone("AG001", "outbox", "C-2026-001.AG001.attestation.json.pgp")
+    sent = kit.site.zone("AG001", "outbox", f"{kit.contract}.AG001.attestation.json.pgp")
     attestation = kit.open_document(sent)
     assert isinstance(attestation, documents.Attestation)
-    assert attestation.contract_id == "C-2026-001" and attestation.agency == "AG001"
+    assert attestation.contract_id == kit.contract and attestation.agency == "AG001"
     by_name = {o.name: o for o in attestation.objects}
     assert {(f.name, f.sha256) for f in received} == {(o.name, o.sha256) for o in attestation.objects}
     assert by_name["B1.AG001.collector.csv.pgp"].decrypted == "destroyed"
     assert by_name["B1.AG001.supervisor.csv.pgp"].decrypted == "none"
     kept = sorted(p.name for p in (kit.state / "attestations").iterdir())
-    assert kept == ["C-2026-001.AG001.attestation.json", "C-2026-001.AG001.attestation.json.pgp"]
+    assert kept == [f"{kit.contract}.AG001.attestation.json", f"{kit.contract}.AG001.attestation.json.pgp"]
     assert kit.open_for_gateway(kit.state / "attestations" / kept[1]) == \
         (kit.state / "attestations" / kept[0]).read_bytes()
     code, out, _ = kit.run("destroy", "--yes", capsys=capsys)  # again: nothing new is signed

@@ -106,6 +106,8 @@ def test_the_wheel_installs_offline_into_a_fresh_venv_and_runs_the_demo(tmp_path
                  cwd=tmp_path)
     assert Path(where.strip()).is_relative_to(venv), where
     assert _run(gateway, "--version", cwd=tmp_path) == f"gateway {version}\n"
+    kit = venv / "bin" / "gateway-agency"  # the agency kit, from the same wheel
+    assert _run(kit, "--version", cwd=tmp_path) == f"gateway-agency {version}\n"
 
     out = _run(gateway, "demo", "--dir", "demo", cwd=tmp_path)
     assert '"accepted": 1000' in out and "chain intact" in out
