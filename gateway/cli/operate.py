@@ -141,9 +141,12 @@ def run_cmd(
 
 
 def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
-    """Each zone's last successful scan, files waiting and last error, and each audit log
-    forwarding destination; exit 1 if one is failing."""
+    """Each zone's last successful scan, files waiting and last error, each audit log
+    forwarding destination, and each agency's acknowledgements and deletion attestation
+    (agencies with acknowledge_within_days); exit 1 if a zone or destination is failing or
+    an attestation is missing (overdue acknowledgements are a warning line only)."""
     from gateway import queries
+    from gateway.ledger import utcnow
     from gateway.state import node_name
 
     cfg = load(config)
@@ -151,6 +154,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
         zones, in_hand = queries.zone_health(cfg, ledger)
         forwards = queries.forward_health(cfg, ledger, node_name(cfg.gateway.state_dir),
                                           audit_log(cfg))
+        evidence = queries.evidence_health(queries.agency_evidence(cfg, ledger, utcnow()))
 
     def text() -> None:
         table = new_table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
@@ -175,8 +179,14 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
                 table.add_row(fw.destination, fw.kind, fw.location, fw.state,
                               str(fw.delivered_seq), str(fw.backlog), fw.last_error or "")
             out.print(table)
+        for ev in evidence:
+            e = ev.evidence
+            if e.expected:
+                out.print(f"{e.agency} acknowledgements: {e.acknowledgements_text}", markup=False)
+            out.print(f"{e.agency} deletion attestation: {e.attestation_text}", markup=False)
 
-    rows: list[queries.ZoneHealth | queries.ForwardHealth] = [*zones, *forwards]
+    rows: list[queries.ZoneHealth | queries.ForwardHealth | queries.EvidenceHealth] = [
+        *zones, *forwards, *evidence]
     render(rows, as_json, text)
     if any(r.state == "failing" for r in rows):
         raise typer.Exit(1)
