@@ -37,7 +37,8 @@ log = structlog.get_logger("gateway.alerts")
 KEYS_EVERY = 600.0  # seconds between readings of the key files
 VERIFY_EVERY = 86400.0  # seconds between the daemon's checks of its own chain
 STATE_RULES = frozenset({"purge_due", "key_expiry", "uncollected", "zone_down", "pass_failing",
-                         "audit_verify", "console_locked"})
+                         "audit_verify", "console_locked", "unacknowledged",
+                         "attestation_missing"})
 NODE_RULES = frozenset({"pass_failing", "audit_verify"})  # each node speaks for its own
 EVENTS_PER_PASS = 1000
 
@@ -107,6 +108,9 @@ class Engine:
         found += rules.key_expiries(self.key_list(), now, th.key_expiry_days)
         waiting = {a.code: ledger.uncollected(cfg.zone_name(a.code, "inbox")) for a in cfg.agencies}
         found += rules.uncollected(waiting, now, th.uncollected_days or cfg.console.stale_days)
+        evidence = queries.agency_evidence(cfg, ledger, now)
+        found += rules.unacknowledged(evidence)
+        found += rules.attestations_missing(evidence)
         known = {name for name, _ in cfg.zones()}
         found += rules.zones_down([z for z in ledger.zone_statuses() if z.zone in known], now,
                                   th.zone_down_minutes, self.first_failing)

@@ -22,6 +22,7 @@ from typing import Any
 from gateway.config.alerts import Window
 from gateway.ledger import AccountRow, DeliveryRow, ZoneStatusRow
 from gateway.ledger.alerting import Finding
+from gateway.queries import AgencyEvidence
 from gateway.retention.policy import Decision
 from gateway.retention.policy import State as ContractState
 
@@ -67,6 +68,22 @@ RULES: dict[str, Rule] = {r.name: r for r in (
          "not know the files are there, or cannot log in: ask the agency, and check its zone "
          "with `gateway status` and the console's Access page. The alert clears when the "
          "agency has taken every slice older than that (or its data is purged)."),
+    Rule("unacknowledged", "delivered files not acknowledged by the agency",
+         "An agency that runs the agency kit (agencies.acknowledge_within_days is set) has not "
+         "acknowledged slices or manifests delivered more than that many days ago: its kit signs "
+         "an acknowledgement of each batch it received whole, so the files may not have arrived "
+         "whole, the kit may not be running, or its acknowledgements are being rejected. `gateway "
+         "status` names the oldest batch; look for file.rejected entries from the agency's outbox "
+         "(`gateway audit show --agency <agency>`) and ask the agency. The alert clears when every"
+         " overdue file is acknowledged (or purged)."),
+    Rule("attestation_missing", "an agency's deletion attestation is missing",
+         "An agency that runs the agency kit has sent no deletion attestation for its contract, "
+         "and 30 days have passed since the contract's effective end: the bank has only the "
+         "gateway's deletion certificate, not the agency's own word that its copies are gone. Ask "
+         "the agency to run the kit's attestation and send it; one it sent may have been rejected "
+         "(file.rejected from its outbox, the receipt says why). `gateway status` and the "
+         "console's Retention page show the state. The alert clears when an attestation for the "
+         "contract is accepted."),
     Rule("file_rejected", "a file was rejected",
          "A file was rejected and quarantined (file.rejected in the audit log): it could not "
          "be decrypted or verified, or it failed validation; a receipt told the sender why. "
@@ -196,6 +213,22 @@ def uncollected(waiting: dict[str, list[DeliveryRow]], now: dt.datetime,
                                f"{len(old)} file(s) delivered to {agency} not collected after "
                                f"{days} days (oldest {first:%Y-%m-%d})"))
     return out
+
+
+def unacknowledged(evidence: Iterable[AgencyEvidence]) -> list[Finding]:
+    """An agency with the kit and files overdue for acknowledgement (the read model's
+    count: :func:`gateway.queries.agency_evidence`)."""
+    return [Finding(f"unacknowledged:{e.agency}", "unacknowledged", "warning", e.agency,
+                    f"{e.agency}: {e.acknowledgements_text}")
+            for e in evidence if e.expected and e.overdue]
+
+
+def attestations_missing(evidence: Iterable[AgencyEvidence]) -> list[Finding]:
+    """A contract whose deletion attestation was due and has not come."""
+    return [Finding(f"attestation_missing:{e.contract_id}", "attestation_missing", "critical",
+                    e.contract_id, f"deletion attestation of {e.agency} for contract "
+                    f"{e.contract_id} (ended {e.effective_end}): {e.attestation_text}")
+            for e in evidence if e.state == "missing"]
 
 
 def zones_down(statuses: Iterable[ZoneStatusRow], now: dt.datetime, minutes: int,

@@ -5,17 +5,19 @@ sleeping. Hostile relays hold back no pass and lose no alert; nothing received i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
 
 import pytest
+from sqlalchemy import update
 
 from gateway import audit, synth
 from gateway.alerts import delivery
 from gateway.alerts.engine import Engine, KeyList, Sources
 from gateway.alerts.rules import key_hash
-from gateway.ledger import AccountRow, AlertRow, DeliveryRow, Ledger
+from gateway.ledger import AccountRow, AgencyDocumentRow, AlertRow, DeliveryRow, FileRow, Ledger
 from gateway.metrics import Metrics
 from tests.conftest import run_cli
 from tests.flowsite import Site
@@ -203,6 +205,65 @@ def test_slices_not_collected_warn_until_collected(h):
     h.step()
     check_told(h, f"[gateway warning] uncollected: {code} (cleared)", to={"ops@bank.example"},
                kind="cleared")
+
+
+def with_kit(h: Harness, code: str) -> None:
+    """*code* runs the agency kit (acknowledge_within_days = 7) from now on."""
+    text = h.site.config.read_text()
+    i = text.index(f'code = "{code}"')
+    h.site.config.write_text(text[:i] + text[i:].replace(
+        'receipts_role = "supervisor"', 'acknowledge_within_days = 7\nreceipts_role = "supervisor"', 1))
+    h.cfg = h.site.cfg()
+    h.engine.src = dataclasses.replace(h.engine.src, cfg=h.cfg)
+
+
+def test_files_not_acknowledged_warn_until_acknowledged(h):
+    code = h.cfg.agencies[0].code
+    d = DeliveryRow(kind="slice", batch_id="B20260101-01", agency_code=code, role="collector",
+                    zone=h.cfg.zone_name(code, "inbox"), name="B20260101-01.AG001.collector.csv.pgp",
+                    sha256="0" * 64, size=10, records=1, delivered_at=h.now)
+    h.ledger.add_delivery(d)
+    assert h.ledger.mark_collected(d.id)  # collected: only the acknowledgement is missing
+    h.step(hours=24 * 8)
+    assert not h.relay.mails()  # an agency without the kit owes no acknowledgement
+    with_kit(h, code)
+    h.step()
+    check_told(h, f"[gateway warning] unacknowledged: {code}", to={"ops@bank.example"})
+    (row,) = h.open()
+    assert row.key == f"unacknowledged:{code}" and "1 file overdue" in row.detail
+    assert "batch B20260101-01" in row.detail
+    with h.ledger.session() as s:
+        s.execute(update(DeliveryRow).where(DeliveryRow.id == d.id).values(acknowledged_at=h.now))
+    h.step()
+    check_told(h, f"[gateway warning] unacknowledged: {code} (cleared)", to={"ops@bank.example"},
+               kind="cleared")
+    assert not h.open()
+
+
+def test_a_missing_attestation_is_critical_until_one_is_accepted(h):
+    agency = h.cfg.agencies[0]
+    due = agency.contract.effective_end + dt.timedelta(days=30)
+    h.now = dt.datetime.combine(due, dt.time(12), tzinfo=h.cfg.gateway.tz).astimezone(dt.UTC)
+    with_kit(h, agency.code)
+    h.step()
+    key = f"attestation_missing:{agency.contract.id}"
+    assert not [r for r in h.open() if r.key == key]  # due today: still pending
+    h.step(hours=24)
+    (row,) = [r for r in h.open() if r.key == key]
+    assert row.severity == "critical" and "missing since" in row.detail
+    assert f"[gateway critical] attestation_missing: {agency.contract.id}" in h.titles()
+    with h.ledger.session() as s:
+        f = FileRow(sha256="1" * 64, kind="document", zone=h.cfg.zone_name(agency.code, "outbox"),
+                    name="end.attestation.json.pgp", size=10, agency_code=agency.code,
+                    status="accepted")
+        s.add(f)
+        s.flush()
+        s.add(AgencyDocumentRow(doc_id="d" * 32, kind="attestation", agency_code=agency.code,
+                                file_id=f.id, contract_id=agency.contract.id, created_at=h.now,
+                                accepted_at=h.now, listed=3, not_listed=0))
+    h.step()
+    assert f"[gateway critical] attestation_missing: {agency.contract.id} (cleared)" in h.titles()
+    assert not [r for r in h.open() if r.key == key]
 
 
 def test_a_zone_down_for_15_minutes_is_critical_until_it_answers(h):
