@@ -472,10 +472,11 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def retention_page(c: Console, request: Request, session: Session, row: AccountRow) -> Response:
     today = c.now().astimezone(c.cfg.gateway.tz).date()
     held = queries.held(c.cfg, c.ledger, today)
+    evidence = {e.agency: e for e in queries.agency_evidence(c.cfg, c.ledger, c.now())}
     checks = _certificate_checks(c, [h.certificate for h in held if h.certificate])
     c.log.record("console.view", account=row.name, page="retention", count=len(held))
     return _render(c, request, "retention.html", session, account=row, held=held, checks=checks,
-                   active="retention")
+                   evidence=evidence, active="retention")
 
 
 @signed_in

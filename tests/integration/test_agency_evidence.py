@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from gateway import queries, synth
+from gateway import audit, queries, synth
 from gateway.ledger import Ledger
 from tests.conftest import run_cli_at
 from tests.flowsite import Site
@@ -99,3 +99,48 @@ def test_status_warns_of_overdue_acknowledgements_and_fails_on_a_missing_attesta
     done = run_cli_at(later(35), "status", "-c", str(site.config))
     assert done.returncode == 0, done.stdout
     assert f"({len(files)} files, 0 not listed)" in done.stdout
+
+
+def test_the_retention_page_shows_the_agencys_half(site):
+    """Per contract, beside the gateway's purge: the attestation (state, when, files listed
+    and not, the file's SHA-256) and the acknowledgements overdue."""
+    import hashlib
+    import re
+
+    from gateway.console.auth import Accounts
+    from tests.integration.test_console import Clock, Server
+    from tests.unit.test_console_app import PASSWORD, Http
+
+    files = held(site, "AG001")
+    end_contract(site, "AG001")
+    cfg = site.cfg()
+    name = "end.attestation.json.pgp"
+    sealed = site.seal_as("ag001", attestation(files[:-1], cfg.agency("AG001").contract.id).to_json())
+    site.zone("AG001", "outbox", name).write_bytes(sealed)
+    site.run()
+    clock = Clock()
+    clock.tick(days=8)
+    ledger = Ledger(cfg.gateway.db_url)
+    secret = Accounts(ledger, audit.AuditLog(site.state / "audit", actor="admin"), now=clock).add(
+        "alice", "auditor", PASSWORD).secret
+    ledger.close()
+    server = Server(cfg, clock)
+    try:
+        client = Http(server.port)
+        client.log_in(secret, clock)
+        status, _, body = client.get("/retention")
+    finally:
+        server.stop()
+    assert status == 200
+    page = body.decode()
+    rows = {m.group(1): m.group(0) for m in re.finditer(
+        r"<tr[^>]*>\s*<td>[^<]*</td><td>(AG\d+)</td>.*?</tr>", page, re.S)}
+    assert set(rows) == {"AG001", "AG002"}
+    ag1 = rows["AG001"]
+    assert ">attested</span>" in ag1
+    assert f"{len(files) - 1} files listed, 1 not listed; {name}" in ag1
+    assert f"<code>{hashlib.sha256(sealed).hexdigest()}</code>" in ag1
+    assert f'<span class="warn-text">{len(files)}</span>' in ag1  # 8 days: all overdue
+    ag2 = rows["AG002"]
+    assert ">not expected</span>" in ag2 and "—</td>" in ag2
+    assert 'class="warn"' in ag1.split(">")[0] + ">"

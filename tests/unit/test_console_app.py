@@ -26,7 +26,14 @@ from hypothesis import strategies as st
 from gateway import audit, config, scaffold
 from gateway.config import Config
 from gateway.console.auth import Accounts
-from gateway.ledger import AlertMessageRow, AlertRow, Ledger
+from gateway.ledger import (
+    AgencyDocumentRow,
+    AlertMessageRow,
+    AlertRow,
+    DeliveryRow,
+    FileRow,
+    Ledger,
+)
 from tests.integration.test_console import Clock, Server
 
 PASSWORD = "correct horse battery"
@@ -395,3 +402,69 @@ def test_the_alerts_page_requires_signing_in(console):
     server, _client, _cfg = console
     status, headers, _ = Http(server.port).get("/alerts")
     assert status == 303 and headers["Location"] == "/login"
+
+
+# --- the Retention page: the agency's half (issue 26) -----------------------------------------
+
+def test_the_retention_page_shows_the_agencys_attestation_and_overdue_acknowledgements(tmp_path):
+    """AG001 runs the kit; 40 days after its contract's end, with a slice never
+    acknowledged: the attestation is missing and the row marked. Once one is accepted, it
+    is shown — state, time, files, the file's name and SHA-256 — every value escaped."""
+    root = tmp_path / "gw"
+    cfg = make_site(root)
+    text = cfg.source.read_text()
+    cfg.source.write_text(text.replace('receipts_role = "supervisor"',
+                                       'acknowledge_within_days = 5\nreceipts_role = "supervisor"', 1))
+    cfg = config.load(cfg.source)
+    (ag1,) = cfg.agencies
+    assert ag1.acknowledge_within_days == 5
+    accepted = dt.datetime.combine(ag1.contract.effective_end + dt.timedelta(days=35), dt.time(3),
+                                   dt.UTC)
+    ledger = Ledger(cfg.gateway.db_url)
+    with ledger.session() as s:
+        s.add(DeliveryRow(kind="slice", batch_id="B1", agency_code=ag1.code, role="collector",
+                          zone=cfg.zone_name(ag1.code, "inbox"), name="B1.AG001.collector.csv.pgp",
+                          sha256="0" * 64, size=10, records=1,
+                          delivered_at=dt.datetime.combine(ag1.contract.effective_end,
+                                                           dt.time(), dt.UTC)))
+    clock = Clock()
+    clock.now = dt.datetime.combine(ag1.contract.effective_end + dt.timedelta(days=40), dt.time(12),
+                                    cfg.gateway.tz).astimezone(dt.UTC)
+    server = Server(cfg, clock)
+
+    def row() -> tuple[str, str]:
+        status, _, body = client.get("/retention")
+        page = body.decode()
+        assert status == 200, page
+        main = page[page.index("<main>"):page.index("</main>")]
+        assert "<th>agency attestation</th>" in main and '<th class="n">acks overdue</th>' in main
+        assert "<b>x</b>" not in page
+        ((cls, cells),) = [(c, cells) for c, code, cells in re.findall(
+            r"<tr( class=\"[^\"]*\")?>\s*<td>[^<]*</td><td>(\w+)</td>(.*?)</tr>", main, re.S)
+            if code == ag1.code]
+        return cls, cells
+
+    try:
+        client = Http(server.port)
+        client.log_in(ALICE[str(root)], clock)
+        cls, cells = row()
+        due = ag1.contract.effective_end + dt.timedelta(days=30)
+        assert cls == ' class="bad"' and '<span class="bad-text">missing</span>' in cells
+        assert f"due {due}" in cells and '<span class="warn-text">1</span>' in cells
+        with ledger.session() as s:
+            f = FileRow(sha256="ab" * 32, kind="document", zone=cfg.zone_name(ag1.code, "outbox"),
+                        name="<b>x</b>.attestation.json.pgp", size=10, agency_code=ag1.code,
+                        status="accepted")
+            s.add(f)
+            s.flush()
+            s.add(AgencyDocumentRow(doc_id="d" * 32, kind="attestation", agency_code=ag1.code,
+                                    file_id=f.id, contract_id=ag1.contract.id, created_at=accepted,
+                                    accepted_at=accepted, listed=3, not_listed=1))
+        _, cells = row()  # (the row stays marked: the gateway's own purge is overdue too)
+        assert '<span class="ok-text">attested</span>' in cells
+        assert "3 files listed, 1 not listed; &lt;b&gt;x&lt;/b&gt;.attestation.json.pgp" in cells
+        assert f"<code>{'ab' * 32}</code>" in cells
+        assert server.app.state.console.local(accepted, "%Y-%m-%d %H:%M") in cells
+    finally:
+        server.stop()
+        ledger.close()
