@@ -148,6 +148,8 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
     contract = next(d for d in queries.contracts(cfg, ledger, now.astimezone(tz).date())
                     if d.agency == agency)
     purge = ledger.purge(a.contract.id)
+    (evidence,) = [e for e in queries.agency_evidence(cfg, ledger, now) if e.agency == agency]
+    acked = queries.acknowledged_in(cfg, ledger, agency, start, end, now)
     return {
         "type": TYPE, "agency": agency, "agency_name": a.name, "month": month,
         "period": {"from": start.isoformat(), "to": end.isoformat(), "timezone": str(tz)},
@@ -174,8 +176,26 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
         "contract": {"id": a.contract.id, "state": contract.state.value,
                      "effective_end": contract.effective_end.isoformat(),
                      "deadline": contract.deadline.isoformat(), "late": contract.late,
-                     "certificate": purge.certificate if purge else None},
+                     "certificate": purge.certificate if purge else None,
+                     "attestation": _attestation(evidence)},
+        "acknowledgements": None if acked is None else {
+            "within_days": a.acknowledge_within_days, "delivered": acked.delivered,
+            "in_time": acked.in_time, "not_in_time": acked.not_in_time, "open": acked.open},
     }
+
+
+def _attestation(e: queries.AgencyEvidence) -> dict[str, Any]:
+    """The agency's deletion attestation as the report states it when it is made."""
+    out: dict[str, Any] = {"state": e.state, "due": e.attestation_due.isoformat()}
+    if (a := e.attestation) is not None:
+        out |= {"id": a.document_id, "name": a.file, "sha256": a.sha256,
+                "created_at": _utc(a.created_at), "accepted_at": _utc(a.accepted_at),
+                "files": a.files, "not_listed": a.not_listed}
+    return out
+
+
+def _utc(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _flags_by_day(cfg: Config, ledger: Ledger, agency: str, start: dt.datetime,

@@ -227,3 +227,53 @@ def test_last_month_s_reports_are_delivered_once_on_the_first(busy, monkeypatch)
     opened = site.open_as("bank", site.zone("bank", "incoming", f"report.AG001.{month}.json.pgp"))
     assert opened.rc == 0 and b"BEGIN PGP SIGNED MESSAGE" in opened.body
     assert json.loads(signed_text(opened.body))["agency"] == "AG001"
+
+
+def test_the_report_counts_acknowledgements_and_states_the_attestation(tmp_path, keybox):
+    """AG001 runs the kit (7 days): B1 acknowledged at once, B2 never; ten days after the
+    month its report counts B1's files in time and B2's not, and states the attestation
+    the agency sent after its contract ended. AG002 (no kit) has no acknowledgements and
+    no attestation expected."""
+    from gateway import synth
+    from gateway.ledger import Ledger
+    from gateway.reports.figures import figures
+    from gateway.reports.render import as_html
+    from tests.flowsite import Site
+    from tests.integration.test_agency_documents import ack, attestation, held, send
+    from tests.integration.test_retention import end_contract
+
+    site = Site(tmp_path / "site", keybox)
+    site.edit('receipts_role = "supervisor"', 'acknowledge_within_days = 7\nreceipts_role = "supervisor"')
+    site.drop_cases("B1.csv.pgp", list(synth.cases(6, ["AG001", "AG002"], seed=61)))
+    assert site.run() == {"accepted": 1}
+    b1 = held(site, "AG001")
+    assert send(site, "B1.ack.json.pgp", ack(b1).to_json())["status"] == "accepted"
+    site.drop_cases("B2.csv.pgp", list(synth.cases(4, ["AG001"], seed=62, prefix="E")))
+    assert site.run() == {"accepted": 1}
+    b2 = [p for p in site.zone("AG001", "inbox").glob("B2.*.pgp")]
+    end_contract(site, "AG001")
+    cfg = site.cfg()
+    assert send(site, "end.attestation.json.pgp", attestation(
+        b1, cfg.agency("AG001").contract.id).to_json())["status"] == "accepted"
+    month = dt.datetime.now(TZ).strftime("%Y-%m")
+    now = next_month() + dt.timedelta(days=10)
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        log = list(audit.AuditLog(site.state / "audit").entries())
+        ag1 = figures(cfg, ledger, log, "AG001", month, now=now)
+        ag2 = figures(cfg, ledger, log, "AG002", month, now=now)
+    finally:
+        ledger.close()
+    assert ag1["acknowledgements"] == {"within_days": 7, "delivered": len(b1) + len(b2),
+                                       "in_time": len(b1), "not_in_time": len(b2), "open": 0}
+    at = ag1["contract"]["attestation"]
+    assert at["state"] == "attested" and at["name"] == "end.attestation.json.pgp"
+    assert (at["files"], at["not_listed"]) == (len(b1), len(b2))
+    assert len(at["sha256"]) == 64 and at["accepted_at"].endswith("Z")
+    assert ag2["acknowledgements"] is None
+    assert ag2["contract"]["attestation"]["state"] == "not_expected"
+    page = as_html(ag1)
+    assert "<h2>Acknowledgements</h2>" in page
+    assert f'<td class="n bad">{len(b2)}</td>' in page
+    assert f"{len(b1)} files listed, {len(b2)} not listed" in page and at["sha256"] in page
+    assert "<h2>Acknowledgements</h2>" not in as_html(ag2)
