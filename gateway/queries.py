@@ -380,7 +380,8 @@ class AgencyEvidence:
         if a is not None:
             return f"attested {a.accepted_at:%Y-%m-%d} ({a.files} files, {a.not_listed} not listed)"
         if self.state == "missing":
-            return f"missing since {self.attestation_due + dt.timedelta(days=1)}"
+            return (f"missing since {self.attestation_due + dt.timedelta(days=1)} (due by "
+                    f"{self.attestation_due})")
         if self.state == "pending":
             return f"pending: due by {self.attestation_due}"
         return "not expected"
