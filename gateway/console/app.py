@@ -301,12 +301,16 @@ def overview(c: Console, request: Request, session: Session, row: AccountRow) ->
     today = now.astimezone(c.cfg.gateway.tz).date()
     contracts = [d for d in queries.contracts(c.cfg, c.ledger, today)
                  if d.state.value in ("ended", "purge_due") and d.days_left <= 7]
+    # the agencies' own evidence that needs a person: attestations missing, files overdue
+    evidence = [e for e in queries.agency_evidence(c.cfg, c.ledger, now)
+                if e.state == "missing" or e.overdue]
     week_ago = now - dt.timedelta(days=7)
     c.index.refresh()
     security = c.index.page(audit.Filter(event="security.", since=week_ago), size=20)
     c.log.record("console.view", account=row.name, page="overview")
     return _render(c, request, "overview.html", session, account=row, zones=zones, active="overview",
-                   in_hand=in_hand, contracts=contracts, security=security.entries,
+                   in_hand=in_hand, contracts=contracts, evidence=evidence,
+                   security=security.entries,
                    security_total=security.matching, chain=c.index.state(),
                    security_since=c.local(week_ago, "%Y-%m-%dT%H:%M"))
 

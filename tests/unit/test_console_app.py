@@ -451,6 +451,12 @@ def test_the_retention_page_shows_the_agencys_attestation_and_overdue_acknowledg
         due = ag1.contract.effective_end + dt.timedelta(days=30)
         assert cls == ' class="bad"' and '<span class="bad-text">missing</span>' in cells
         assert f"due {due}" in cells and '<span class="warn-text">1</span>' in cells
+        _, _, body = client.get("/")  # the Overview says so too, among what needs attention
+        overview = body.decode()
+        assert (f"{ag1.code}'s deletion attestation for contract {ag1.contract.id} is "
+                f"missing</a> (due by {due})") in overview
+        assert f"{ag1.code} has not acknowledged 1 file</a> within 5 days" in overview
+        assert "Nothing needs attention" not in overview
         with ledger.session() as s:
             f = FileRow(sha256="ab" * 32, kind="document", zone=cfg.zone_name(ag1.code, "outbox"),
                         name="<b>x</b>.attestation.json.pgp", size=10, agency_code=ag1.code,
