@@ -30,12 +30,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The reference pages, generated from the code (gateway/reference/): the configuration
-# models and the command line. tests/unit/test_reference_docs.py fails until they are rewritten.
+# models and the command line, the gateway's and the agency kit's (agency.toml,
+# gateway-agency). tests/unit/test_reference_docs.py fails until they are rewritten.
+REFERENCE_PAGES := config:configuration cli:cli agency-config:agency-configuration agency-cli:agency-cli
 docs: $(STAMP)
-	$(BIN)/python -m gateway.reference config > docs/configuration.md.tmp
-	mv docs/configuration.md.tmp docs/configuration.md
-	$(BIN)/python -m gateway.reference cli > docs/cli.md.tmp
-	mv docs/cli.md.tmp docs/cli.md
+	@set -e; for page in $(REFERENCE_PAGES); do \
+	  $(BIN)/python -m gateway.reference $${page%%:*} > docs/$${page#*:}.md.tmp; \
+	  mv docs/$${page#*:}.md.tmp docs/$${page#*:}.md; echo "wrote docs/$${page#*:}.md"; \
+	done
 
 # The wheel and the sdist in dist/, versioned from the git tag (setuptools-scm; no tag:
 # 0.1.devN+g<hash>). The wheel is built from the sdist, so both carry everything.

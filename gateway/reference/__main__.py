@@ -1,4 +1,5 @@
-"""``python -m gateway.reference config|cli`` prints a page (``make docs`` writes them)."""
+"""``python -m gateway.reference PAGE`` prints a page: config, cli, agency-config or
+agency-cli (``make docs`` writes them)."""
 
 import sys
 

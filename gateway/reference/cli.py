@@ -1,4 +1,5 @@
-"""docs/cli.md: the command tree Typer builds for ``gateway``, as ``--help`` prints it."""
+"""docs/cli.md (and docs/agency-cli.md): the command tree Typer builds for ``gateway``
+(``gateway-agency``), as ``--help`` prints it."""
 
 from __future__ import annotations
 
@@ -130,10 +131,21 @@ def cli_markdown() -> str:
     """docs/cli.md: the commands in the order ``gateway --help`` lists them, read from the
     same command objects ``--help`` renders, so the page cannot promise an option the
     command does not take."""
-    root = typer.main.get_command(_app())
+    return command_page(
+        _app(), "gateway", title="Command-line reference: gateway",
+        source="the command definitions in gateway/cli/",
+        intro=["Every command and group also takes `--help`. Exit status: 0 success, 1 failure, "
+               "2 usage or configuration error; a failure is reported as one line per problem on "
+               "standard error, never as a traceback."])
+
+
+def command_page(app: typer.Typer, prog: str, *, title: str, source: str,
+                 intro: list[str]) -> str:
+    """A command-line reference page for the Typer application *app*, run as *prog*."""
+    root = typer.main.get_command(app)
     if not isinstance(root, TyperGroup):
-        raise TypeError("gateway's command line is expected to be a group of commands")
-    ctx = typer.Context(root, info_name="gateway")
+        raise TypeError(f"{prog}'s command line is expected to be a group of commands")
+    ctx = typer.Context(root, info_name=prog)
     overview: list[list[str]] = []
 
     def index(group: TyperGroup, gctx: typer.Context) -> None:
@@ -146,16 +158,11 @@ def cli_markdown() -> str:
 
     index(root, ctx)
     usage = " ".join([ctx.command_path, *root.collect_usage_pieces(ctx)])
-    lines = [
-        "# Command-line reference: gateway", "",
-        GENERATED.format(source="the command definitions in gateway/cli/"), "",
-        "Every command and group also takes `--help`. Exit status: 0 success, 1 failure, "
-        "2 usage or configuration error; a failure is reported as one line per problem on "
-        "standard error, never as a traceback.", "",
-        "## Commands", "",
-        *_table(("Command", "What it does"), overview), "",
-        "## `gateway`", "",
-    ]
+    lines = [f"# {title}", "", GENERATED.format(source=source), ""]
+    for paragraph in intro:
+        lines += [paragraph, ""]
+    lines += ["## Commands", "", *_table(("Command", "What it does"), overview), "",
+              f"## {_code(prog)}", ""]
     for paragraph in _help(root.help):
         lines += [paragraph, ""]
     lines += ["```", usage, "```", "", *_params(root, ctx)]

@@ -272,9 +272,12 @@ class _ConfigWalk:
     """Walks the models once, section by section, in the order the models declare them;
     the zones, which recur under four keys, are collected and described once at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, free_keys: dict[str, tuple[str, str]] | None = None,
+                 words: dict[tuple[type[BaseModel], str], str] | None = None) -> None:
         self.sections: list[_Section] = []
         self.zone_keys: list[str] = []
+        self.free = _FREE_KEYS if free_keys is None else free_keys
+        self.words = words or {}  # (model, field) -> the meaning in this page's terms
 
     def model(self, model: type[BaseModel], key: str, table: str, level: int, intro: str,
               header: str | None = None) -> None:
@@ -287,16 +290,17 @@ class _ConfigWalk:
             if info.exclude:
                 continue
             written = _key_name(info, name)
-            path = f"{key}.{written}"
+            path = f"{key}.{written}" if key else written  # key "": the file's top level
+            sub_table = f"{table}.{written}" if table else written
             annotation = _bare(info.annotation)
-            meaning = info.description or ""
+            meaning = self.words.get((model, name), info.description or "")
             section.rows.append(self.row(model, name, info, path, meaning))
             if _is_zone(annotation):
                 self.zone_keys.append(path)
             elif (sub := _model(annotation)) is not None:
-                nested.append((sub, path, f"{table}.{written}", meaning))
+                nested.append((sub, path, sub_table, meaning))
             elif typing.get_origin(annotation) is dict:
-                nested += self.free_keys(section, path, f"{table}.{written}",
+                nested += self.free_keys(section, path, sub_table,
                                          typing.get_args(annotation)[1])
         for sub, path, sub_table, meaning in nested:
             self.model(sub, path, sub_table, level + 1, meaning)
@@ -304,9 +308,9 @@ class _ConfigWalk:
     def free_keys(self, section: _Section, path: str, table: str,
                   value: Any) -> list[tuple[type[BaseModel], str, str, str]]:
         """Rows (or nested tables) for a table whose keys the user chooses."""
-        if path not in _FREE_KEYS:
+        if path not in self.free:
             raise KeyError(f"{path}: add what its keys stand for to _FREE_KEYS")
-        placeholder, meaning = _FREE_KEYS[path]
+        placeholder, meaning = self.free[path]
         sub_path, sub_table = f"{path}.<{placeholder}>", f"{table}.<{placeholder}>"
         if (sub := _model(value)) is not None:
             return [(sub, sub_path, sub_table, meaning)]
@@ -422,19 +426,24 @@ def config_markdown() -> str:
     return _page(lines)
 
 
-def _zones(keys: list[str]) -> list[str]:
+def _zones(keys: list[str], intro: str | None = None,
+           words: dict[tuple[type[BaseModel], str], str] | None = None) -> list[str]:
+    """The section on zones: *intro* after the list of keys that are zones (default: the
+    gateway's rules), then one table per kind, its meanings reworded by *words*."""
+    if intro is None:
+        intro = ('A zone is written inline, `outgoing = { kind = "local", path = '
+                 '"zones/bank/outgoing" }`, or as a table of its own (`[bank.incoming]` then '
+                 '`kind = "sftp"`, `host = …` on the lines below). Every zone needs a directory '
+                 "of its own, and no zone may lie inside `gateway.state_dir` or "
+                 "`gateway.shared_dir`, nor they inside a zone.")
     lines = [
         "## Zones", "",
         "A zone is a directory where one party drops files for another: "
-        + ", ".join(_code(k) for k in keys) + " are zones. A zone is written inline, "
-        '`outgoing = { kind = "local", path = "zones/bank/outgoing" }`, or as a table of its '
-        'own (`[bank.incoming]` then `kind = "sftp"`, `host = …` on the lines below). '
-        "Every zone needs a directory of its own, and no zone may lie inside "
-        "`gateway.state_dir` or `gateway.shared_dir`, nor they inside a zone.", "",
+        + ", ".join(_code(k) for k in keys) + " are zones. " + intro, "",
     ]
     for zone in (config.LocalZone, config.SftpZone):
         kind = typing.get_args(zone.model_fields["kind"].annotation)[0]
-        walk = _ConfigWalk()
+        walk = _ConfigWalk(words=words)
         walk.model(zone, "<zone>", "<zone>", 3, "")
         lines += [f"### {_code(f'kind = {_toml_value(kind)}')}", "",
                   *_table(_COLUMNS, walk.sections[0].rows), ""]

@@ -1,4 +1,5 @@
-"""docs/configuration.md and docs/cli.md are generated from the code (gateway/reference/);
+"""docs/configuration.md and docs/cli.md, and the agency kit's docs/agency-configuration.md
+and docs/agency-cli.md, are generated from the code (gateway/reference/);
 these tests fail while a committed page differs from what the code generates now, and
 keep the generator honest: every key and every command on the page, every key explained,
 the example a configuration the gateway accepts, nothing pointing outside the repository.
@@ -16,9 +17,18 @@ from pydantic import BaseModel
 
 from gateway import config, reference
 from gateway.cli import app
+from gateway.kit import cli as kit_cli
+from gateway.kit import config as kit_config
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = {"docs/configuration.md": reference.config_markdown, "docs/cli.md": reference.cli_markdown}
+PAGES = {"docs/configuration.md": reference.config_markdown, "docs/cli.md": reference.cli_markdown,
+         "docs/agency-configuration.md": reference.agency_config_markdown,
+         "docs/agency-cli.md": reference.agency_cli_markdown}
+# Each configuration page, the model it documents and the models it must reach.
+CONFIGS = {"gateway.toml": (reference.config_markdown, config.Config,
+                            {"GatewaySection", "LocalZone", "SftpZone", "Contract", "AgencyRole"}),
+           "agency.toml": (reference.agency_config_markdown, kit_config.AgencyConfig,
+                           {"AgencyConfig", "RoleKey", "LocalZone", "SftpZone"})}
 
 
 @pytest.mark.parametrize("page", sorted(PAGES))
@@ -41,21 +51,26 @@ def models(model: type[BaseModel] = config.Config) -> dict[str, type[BaseModel]]
     return found
 
 
-def test_every_configuration_key_says_what_it_means():
-    seen = models()
-    assert {"GatewaySection", "LocalZone", "SftpZone", "Contract", "AgencyRole"} <= set(seen)
+@pytest.mark.parametrize("file", sorted(CONFIGS))
+def test_every_configuration_key_says_what_it_means(file):
+    _, root, expected = CONFIGS[file]
+    seen = models(root)
+    assert expected <= set(seen)
     missing = [f"{name}.{field}" for name, model in seen.items()
                for field, info in model.model_fields.items() if not (info.description or "").strip()]
     assert not missing, f"fields without Field(description=...): {missing}"
 
 
-def test_every_configuration_key_is_on_the_page():
-    page = reference.config_markdown()
-    for model in models().values():
+@pytest.mark.parametrize("file", sorted(CONFIGS))
+def test_every_configuration_key_is_on_the_page(file):
+    markdown, root, _ = CONFIGS[file]
+    page = markdown()
+    for model in models(root).values():
         for field, info in model.model_fields.items():
             if not info.exclude:
                 key = re.escape(info.alias or field)  # a.key`, or a table: `[key]`, `[[key]]`
-                assert re.search(rf"(\.{key}`|`\[\[?{key}\]\]?`)", page), \
+                # agency.toml's top-level keys have no table before them: `key`
+                assert re.search(rf"((\.|`){key}`|`\[\[?{key}\]\]?`)", page), \
                     f"{model.__name__}.{field} is not documented"
 
 
@@ -66,9 +81,15 @@ def commands(cmd=None, path=("gateway",)):
         yield from commands(sub, (*path, name))
 
 
-def test_every_command_and_option_is_on_the_page():
-    page = reference.cli_markdown()
-    for path, cmd in commands():
+CLIS = {"gateway": (reference.cli_markdown, app), "gateway-agency": (reference.agency_cli_markdown,
+                                                                      kit_cli.app)}
+
+
+@pytest.mark.parametrize("prog", sorted(CLIS))
+def test_every_command_and_option_is_on_the_page(prog):
+    markdown, typer_app = CLIS[prog]
+    page = markdown()
+    for path, cmd in commands(typer.main.get_command(typer_app), (prog,)):
         assert f"#{'#' if len(path) > 2 else ''} `{' '.join(path)}`\n" in page, path
         for param in cmd.params:
             if param.name != "help":
@@ -90,11 +111,17 @@ def test_pages_stand_on_their_own(page):
         assert outside not in text, f"{page} refers to {outside!r}, which is not in the repository"
 
 
+def test_the_agency_page_shows_what_init_writes_and_it_loads(tmp_path):
+    path = kit_config.write_sample(tmp_path)
+    assert kit_config.load(path).code == "AG001"
+    assert kit_config.SAMPLE in reference.agency_config_markdown()
+
+
 def test_pages_do_not_depend_on_the_terminal(monkeypatch):
-    first = reference.cli_markdown(), reference.config_markdown()
+    first = [page() for page in PAGES.values()]
     monkeypatch.setenv("COLUMNS", "37")
     monkeypatch.setenv("TERM", "dumb")
-    assert (reference.cli_markdown(), reference.config_markdown()) == first
+    assert [page() for page in PAGES.values()] == first
 
 
 def test_rich_style_tags_go_but_brackets_of_the_text_stay():
@@ -105,4 +132,6 @@ def test_rich_style_tags_go_but_brackets_of_the_text_stay():
 def test_the_command_line_prints_a_page(capsysbinary):
     assert reference.main(["cli"]) == 0
     assert capsysbinary.readouterr().out.decode("utf-8") == reference.cli_markdown()
+    assert reference.main(["agency-config"]) == 0
+    assert capsysbinary.readouterr().out.decode("utf-8") == reference.agency_config_markdown()
     assert reference.main(["nonsense"]) == 2
