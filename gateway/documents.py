@@ -144,20 +144,23 @@ def parse(data: bytes, kind: Kind) -> Document:
     if len(data) > MAX_BYTES:
         raise DocumentError("E_DOCUMENT", f"the document is larger than {MAX_BYTES} bytes")
     try:
-        body = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_no_duplicate_keys)
+        body = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_no_duplicate_keys,
+                          parse_constant=_no_constant)
+    except RecursionError:  # nesting deeper than the interpreter's stack: not a document
+        raise DocumentError("E_DOCUMENT", "not a JSON document: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise DocumentError("E_DOCUMENT", f"not a JSON document in UTF-8 ({_reason(exc)})"
                             ) from None
     if not isinstance(body, dict):
         raise DocumentError("E_DOCUMENT", "the document must be a JSON object")
-    if _TYPES.get(body.get("type")) != kind:  # type: ignore[arg-type]
-        wanted = next(t for t, k in _TYPES.items() if k == kind)
+    wanted = next(t for t, k in _TYPES.items() if k == kind)
+    if body.get("type") != wanted:
         raise DocumentError("E_DOCUMENT", f'"type" must be "{wanted}" for this file name',
                             field="type")
     listing = "files" if kind == ACK else "objects"
     scope = "batch_id" if kind == ACK else "contract_id"
     _exact(body, {"type", "version", "id", "agency", scope, "created_at", listing})
-    if body["version"] != VERSION or isinstance(body["version"], bool):
+    if type(body["version"]) is not int or body["version"] != VERSION:  # not 1.0, not true
         raise DocumentError("E_DOCUMENT", f'"version" must be {VERSION}', field="version")
     ident = _text(body, "id", _ID, "32 lower-case hex digits")
     agency = _text(body, "agency", identifiers.full(identifiers.AGENCY_CODE), "an agency code")
@@ -225,15 +228,29 @@ def _text(body: dict[str, Any], key: str, pattern: re.Pattern[str], what: str, *
     return value
 
 
+_UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$")
+# No document predates the gateway; the far future cannot be stored by every database
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2999, 12, 31, tzinfo=dt.UTC)
+
+
 def _time(body: dict[str, Any], key: str, *, row: int = 0) -> dt.datetime:
+    """A UTC time written exactly as the kit writes them (``…T…Z``), always aware."""
     value = body[key]
     try:
-        if not isinstance(value, str) or not value.endswith("Z"):
+        if not isinstance(value, str) or not _UTC_TIME.fullmatch(value):
             raise ValueError
-        return dt.datetime.fromisoformat(value[:-1] + "+00:00")
+        t = dt.datetime.fromisoformat(value[:-1] + "+00:00")
+        if not EARLIEST <= t <= LATEST:
+            raise ValueError
+        return t
     except ValueError:
         raise DocumentError("E_DOCUMENT", f'"{key}" must be a UTC time such as '
                             '2026-11-02T01:30:09Z', row=row, field=key) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -247,3 +264,12 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reason(exc: Exception) -> str:
     return str(exc).split(":")[0][:80]
+
+
+def citation(*, name: str, sha256: str, doc_id: str, created_at: dt.datetime,
+             accepted_at: dt.datetime, files: int, not_listed: int) -> dict[str, object]:
+    """How the gateway's signed documents to the bank cite an agency's attestation
+    (docs/formats.md §7.2): by the hash of the file as received, so the bank can match
+    it with the agency's own copy."""
+    return {"name": name, "sha256": sha256, "id": doc_id, "created_at": clock.iso(created_at),
+            "accepted_at": clock.iso(accepted_at), "files": files, "not_listed": not_listed}

@@ -14,6 +14,8 @@ half of it is not.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +43,15 @@ from gateway.flows.arrival import (
     truncation,
 )
 from gateway.flows.receipts import ErrorList, Receipt
-from gateway.ledger import AgencyDocumentRow, FileStatus
-from gateway.names import file_fields
+from gateway.ledger import AgencyDocumentRow, DeliveryRow, FileStatus
+from gateway.names import display_name, file_fields
+from gateway.state import file_sha256, write_private
 from gateway.validation.cases import RowError
 
 log = structlog.get_logger("gateway.documents")
+SKEW = dt.timedelta(minutes=5)  # between the agency's clock and ours, as for results
+BANK_IN = "bank.incoming"
+_TYPE_NAMES = {ACK: "slice-acknowledgement", ATTESTATION: "deletion-attestation"}
 
 
 @dataclass
@@ -89,6 +95,10 @@ def _read(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> None
         out.document = documents.parse(bytes(data), arrival.kind)  # type: ignore[arg-type]
     except DocumentError as exc:
         out.form = exc
+    except Exception as exc:
+        # fault, not the pass's: answered E_DOCUMENT, never retried as a poison file
+        log.warning("document.unreadable", error=type(exc).__name__)
+        out.form = DocumentError("E_DOCUMENT", "the document could not be read as one")
 
 
 def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
@@ -107,6 +117,15 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
     if doc.agency != agency:
         return _refused("E_DOCUMENT", f"the document names agency {doc.agency}, but it came "
                         f"through {agency}'s outbox", signer, field="agency", records=len(listed))
+    if doc.created_at > ctx.now() + SKEW:
+        return _refused("E_DOCUMENT", "created_at lies in the future (check the clock of the "
+                        "machine that wrote it)", signer, field="created_at", records=len(listed))
+    if isinstance(doc, Attestation):
+        for row, held in enumerate(doc.objects, start=1):
+            assert held.destroyed_at is not None
+            if held.destroyed_at > doc.created_at + SKEW:
+                return _refused("E_DOCUMENT", "destroyed after the attestation was written",
+                                signer, row=row, field="destroyed_at", records=len(listed))
     if ctx.ledger.document_seen(doc.id) is not None:
         return _refused("E_REPLAY", "a document with this id was accepted before; each "
                         "acknowledgement or attestation is sent once", signer, field="id",
@@ -157,7 +176,7 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Ou
         batch_id=doc.batch_id if is_ack else None,  # type: ignore[union-attr]
         created_at=doc.created_at, accepted_at=now, listed=out.records,
         not_listed=out.not_listed)
-    extra: dict[str, object] = {"document": {"type": doc.kind, "id": doc.id,
+    extra: dict[str, object] = {"document": {"type": _TYPE_NAMES[doc.kind], "id": doc.id,
                                              "created_at": clock.iso(doc.created_at)}}
     if isinstance(doc, Attestation):
         extra["document"] |= {"contract_id": doc.contract_id,  # type: ignore[operator]
@@ -167,10 +186,11 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Ou
     receipt = Receipt(file=arrival.name, sha256=arrival.sha256, received_at=arrival.received_at,
                       status=FileStatus.ACCEPTED.value, signer=signer, records=out.records,
                       accepted=out.accepted, extra=extra)
+    notice = _late_notice(ctx, arrival, doc, out) if isinstance(doc, Attestation) else None
     commit_with_receipt(ctx, arrival, receipt, lambda r: ctx.ledger.commit_document(
         file_id=arrival.id, document=row, acknowledged=out.acknowledged, receipt=r,
-        end={"signer": signer, "records": out.records, "accepted": out.accepted,
-             "rejected": 0, "batch_id": row.batch_id}))
+        delivery=notice, end={"signer": signer, "records": out.records,
+                              "accepted": out.accepted, "rejected": 0, "batch_id": row.batch_id}))
     fields = file_fields(arrival.name, arrival.sha256)
     if isinstance(doc, Acknowledgement):
         ctx.audit.record("slice.acknowledged", agency=agency, batch_id=doc.batch_id,
@@ -182,6 +202,37 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Ou
     log.info("document.accepted", kind=doc.kind, agency=agency, files=out.records)
     outbox.finish_pending(ctx)
     return Outcome.ACCEPTED
+
+
+def _late_notice(ctx: Context, arrival: Arrival, doc: Attestation, out: _Reading
+                 ) -> DeliveryRow | None:
+    """An attestation accepted after the gateway's own purge came too late for its deletion
+    certificate: the bank gets a signed notice that cites both (docs/formats.md §7.2)."""
+    agency = ctx.cfg.agency(doc.agency)
+    purge = ctx.ledger.purge(doc.contract_id)
+    if purge is None or purge.finished_at is None:
+        return None  # the certificate, when it is written, cites the attestation itself
+    now = ctx.now()
+    body = {
+        "type": "deletion-attestation-notice",
+        "contract_id": doc.contract_id,
+        "agency": agency.code,
+        "agency_name": agency.name,
+        "certificate": purge.certificate,
+        "noted_at": clock.iso(now),
+        "gateway_key": ctx.crypto.fingerprint,
+        "agency_attestation": documents.citation(
+            name=display_name(arrival.name), sha256=arrival.sha256, doc_id=doc.id,
+            created_at=doc.created_at, accepted_at=now, files=out.records,
+            not_listed=out.not_listed),
+    }
+    name = f"deletion-attestation.{doc.contract_id}.{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.json.asc"
+    path = ctx.state.certificates / name
+    signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
+    write_private(path, signed)  # a retried commit writes it again, the same way
+    ctx.state.publish(path)
+    return DeliveryRow(kind="certificate", agency_code=agency.code, zone=BANK_IN, name=name,
+                       sha256=file_sha256(path), size=len(signed))
 
 
 FLOW = Flow(begin=_begin, read=_read, verdict=_verdict, commit=_commit)

@@ -82,7 +82,7 @@ def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
                     continue
                 arrival = Arrival(row.id, row.name, row.sha256, clock.aware(row.received_at),
                                   channel)
-                _count(ctx, outcomes, arrival.channel, guarded(ctx, arrival) if archived
+                _count(ctx, outcomes, arrival.kind, guarded(ctx, arrival) if archived
                        else guarded(ctx, arrival, reject_unencrypted))
         if (until := ctx.ledger.next_expiry(ctx.node, channel.kinds, channel.zone)) is not None:
             ctx.leases.saw_busy(until.timestamp())  # a live node's — or a dead one's, until then
@@ -93,19 +93,19 @@ def run_channel(ctx: Context, channel: Channel) -> collections.Counter[str]:
                 break
             with ctx.run.guard(channel.part, passing=(ZoneError,)):
                 if entry.refused:
-                    _count(ctx, outcomes, channel, refuse(ctx, channel, entry.name, entry.refused))
+                    _count(ctx, outcomes, channel.kind_of(entry.name),
+                           refuse(ctx, channel, entry.name, entry.refused))
                     continue
-                _count(ctx, outcomes, channel, pick_up(ctx, channel, entry))
+                _count(ctx, outcomes, channel.kind_of(entry.name), pick_up(ctx, channel, entry))
     except ZoneError as exc:  # this zone is unusable for now; the others go on
         ctx.zone_failed(channel.zone, exc)
     return outcomes
 
 
-def _count(ctx: Context, outcomes: collections.Counter[str], channel: Channel,
-           outcome: Outcome) -> None:
+def _count(ctx: Context, outcomes: collections.Counter[str], kind: str, outcome: Outcome) -> None:
     outcomes[outcome] += 1
     if outcome.final:
-        ctx.metrics.files.labels(channel=channel.kind, outcome=outcome).inc()
+        ctx.metrics.files.labels(channel=kind, outcome=outcome).inc()
 
 
 def refuse(ctx: Context, channel: Channel, name: str, reason: str) -> Outcome:

@@ -152,6 +152,7 @@ class ClaimStore(Core):
         """Claimed files of *kinds* whose worker died: ours (this node, restarted), or
         anyone's with an expired lease. Candidates only: :meth:`take_file` decides who gets
         each."""
+        _kinds(kinds)
         with self.session(write=False) as s:
             now = self.clock(s)
             rows = s.scalars(select(FileRow).where(FileRow.status == FileStatus.CLAIMED.value,
@@ -163,6 +164,7 @@ class ClaimStore(Core):
     def next_expiry(self, owner: str, kinds: Collection[str], zone: str) -> dt.datetime | None:
         """When the first live lease another node holds on a file of this channel runs out
         (if that node is dead, this node takes the file over then)."""
+        _kinds(kinds)
         with self.session(write=False) as s:
             return _aware(s.scalar(select(func.min(FileRow.lease_until)).where(
                 FileRow.status == FileStatus.CLAIMED.value, FileRow.kind.in_(kinds),
@@ -230,3 +232,10 @@ class ClaimStore(Core):
             receipts = list(s.scalars(select(ReceiptRow).where(ReceiptRow.file_id == file.id)
                                       .order_by(ReceiptRow.id)))
             return batch, file, deliveries, receipts
+
+
+def _kinds(kinds: Collection[str]) -> None:
+    """A plain string is a collection of its characters: ``IN ('c', 'a', …)`` would
+    quietly match nothing."""
+    if isinstance(kinds, str):
+        raise TypeError("kinds must be a collection of kinds, not one string")

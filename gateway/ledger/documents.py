@@ -53,7 +53,8 @@ class DocumentStore(CommitStore):
             return s.scalar(select(AgencyDocumentRow).where(AgencyDocumentRow.doc_id == doc_id))
 
     def commit_document(self, *, file_id: int, document: AgencyDocumentRow,
-                        acknowledged: Sequence[int], receipt: ReceiptRow, end: FileEnd) -> None:
+                        acknowledged: Sequence[int], receipt: ReceiptRow, end: FileEnd,
+                        delivery: DeliveryRow | None = None) -> None:
         """One transaction: the document, the deliveries it acknowledges, the receipt and
         the file's end. A document id another node accepted first is a
         :class:`CommitConflict` (then checked again: a replay)."""
@@ -65,6 +66,8 @@ class DocumentStore(CommitStore):
                     .values(acknowledged_at=document.accepted_at)
                     .execution_options(synchronize_session=False))
             s.add(receipt)
+            if delivery is not None:  # a notice to the bank (a late attestation)
+                s.add(delivery)
             s.flush()
             self._finish(s, file_id, FileStatus.ACCEPTED, end)
 

@@ -45,7 +45,12 @@ def make_engine(url: str) -> Engine:
     failure (a full disk) would leave half a schema. We switch that off and emit BEGIN
     ourselves when SQLAlchemy begins, so every transaction, a migration included, is all
     or nothing (SQLAlchemy's documented recipe)."""
-    engine = create_engine(url, pool_pre_ping=True)
+    # PostgreSQL sessions in UTC, whatever the server's TimeZone: a time is then read back
+    # as it was stored, also at the ends of the range (a server east of UTC cannot show
+    # 9999-12-31T23:59Z in its own zone, and the read fails).
+    args = {"options": "-c timezone=UTC"} if make_url(url).get_backend_name() == "postgresql" \
+        else {}
+    engine = create_engine(url, pool_pre_ping=True, connect_args=args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

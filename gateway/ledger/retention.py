@@ -11,10 +11,13 @@ from gateway.ledger.schema import (
     CaseRow,
     DeliveryRow,
     FileRow,
+    FileStatus,
     PurgeObjectRow,
     PurgeRow,
     utcnow,
 )
+
+DOCUMENT_KINDS = ("acknowledgement", "attestation")  # see gateway.documents
 
 
 class RetentionStore(Core):
@@ -42,10 +45,16 @@ class RetentionStore(Core):
             row.state, row.deleted_at = state, utcnow()
 
     def results_files(self, agency_code: str) -> list[FileRow]:
+        """What the agency sent that its purge deletes: every results file, and every
+        document the gateway rejected (it may be anything under a document's name). An
+        accepted acknowledgement or attestation stays: names and hashes only, it is the
+        agency's evidence, cited by the deletion certificate."""
         with self.session(write=False) as s:
             return list(s.scalars(select(FileRow).where(
-                FileRow.kind == "results", FileRow.agency_code == agency_code,
-                FileRow.purged_at.is_(None))))
+                FileRow.agency_code == agency_code, FileRow.purged_at.is_(None),
+                (FileRow.kind == "results") | (
+                    FileRow.kind.in_(DOCUMENT_KINDS)
+                    & (FileRow.status == FileStatus.REJECTED.value)))))
 
     def batch_files_fed(self, agency_code: str) -> list[tuple[FileRow, set[str]]]:
         """Bank files that fed *agency_code*, each with every agency it fed."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-from gateway import clock, faults, outbox, queries
+from gateway import clock, documents, faults, outbox, queries
 from gateway.config import Agency
 from gateway.flows import Context, Services
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
@@ -226,9 +226,12 @@ def _attestation(ctx: Services, agency: Agency) -> dict[str, object] | None:
     if found is None:
         return None
     doc, file = found
-    return {"name": display_name(file.name), "sha256": file.sha256, "id": doc.doc_id,
-            "created_at": clock.iso(doc.created_at), "accepted_at": clock.iso(doc.accepted_at),
-            "files": doc.listed, "not_listed": doc.not_listed}
+    # what the agency was delivered and did not list, as it stands now: a delivery placed
+    # after the attestation (a zone that was down) counts
+    not_listed = max(0, ctx.ledger.held_count(agency.code) - doc.listed)
+    return documents.citation(name=display_name(file.name), sha256=file.sha256, doc_id=doc.doc_id,
+                              created_at=doc.created_at, accepted_at=doc.accepted_at,
+                              files=doc.listed, not_listed=not_listed)
 
 
 def finished(ctx: Services, decision: Decision) -> bool:

@@ -19,5 +19,6 @@ def open_zone(key: str, spec: config_mod.LocalZone | config_mod.SftpZone, *,
     else:  # paramiko (~30 MB) is loaded only by a gateway that has an SFTP zone
         from gateway.transfer.sftp import SftpZone
 
-        inner = RetryingZone(SftpZone(key, spec, settle=settle or spec.settle_seconds))
+        inner = RetryingZone(SftpZone(key, spec, settle=spec.settle_seconds if settle is None
+                                      else settle))
     return MonitoredZone(inner)

@@ -71,7 +71,7 @@ def test_an_acknowledgement_marks_each_delivery_and_is_audited(site):
     receipt = send(site, "B1-x.ack.json.pgp", doc.to_json())
     assert receipt["status"] == "accepted", receipt
     assert receipt["counts"]["accepted"] == len(files)
-    assert receipt["document"] == {"type": "acknowledgement", "id": doc.id,
+    assert receipt["document"] == {"type": "slice-acknowledgement", "id": doc.id,
                                    "created_at": receipt["document"]["created_at"],
                                    "batch_id": "B1"}
     assert receipt["signer"] == site.keys["ag001"].fingerprint
@@ -161,3 +161,53 @@ def test_the_deletion_certificate_cites_the_attestation(site, keybox):
     cited = cert["agency_attestation"]
     assert cited["name"] == name and cited["sha256"] == hashlib.sha256(sealed).hexdigest()
     assert cited["files"] == len(files) and cited["not_listed"] == 0
+
+
+def test_poison_documents_are_answered_not_retried(site):
+    """What the parser could once not digest — a type that is a list, JSON nested deeper
+    than the stack, a date without a time — is answered E_DOCUMENT on the first pass, not
+    retried every pass as a failing piece."""
+    base = json.loads(ack(held(site, "AG001")).to_json())
+    deep = b"[" * 100_000 + b"]" * 100_000
+    listed = json.dumps({**base, "type": ["slice-acknowledgement"]}).encode()
+    dated = json.dumps({**base, "created_at": "2026-01-03Z"}).encode()
+    ahead = json.dumps({**base, "id": documents.new_id(), "created_at": "2999-01-01T00:00:00Z"})
+    for name, body in [("deep.ack.json.pgp", deep), ("listed.ack.json.pgp", listed),
+                       ("dated.ack.json.pgp", dated), ("ahead.ack.json.pgp", ahead.encode())]:
+        receipt = send(site, name, body)
+        assert receipt["status"] == "rejected" and receipt["errors"][0]["code"] == "E_DOCUMENT", \
+            (name, receipt)
+    assert not [e for e in audit.AuditLog(site.state / "audit").entries()
+                if e["event"] == "pass.failed"]
+
+
+def test_an_attestation_after_the_purge_reaches_the_bank_as_a_signed_notice(site, keybox):
+    """With the defaults the purge and the attestation's due date fall on the same day:
+    an attestation that comes after the certificate is not lost — the bank gets a notice,
+    clear-signed, citing the certificate and the attestation. The purge deleted the
+    rejected document the agency sent before, and kept the accepted one."""
+    files = held(site, "AG001")
+    end_contract(site, "AG001")
+    send(site, "junk.attestation.json.pgp", b"case_id\r\nC1\r\n")  # rejected: quarantined
+    site.edit("purge_after_days = 30", "purge_after_days = 0")
+    site.run()  # the purge
+    cert = next(site.zone("bank", "incoming").glob("deletion-certificate.*.json.asc"))
+    assert not list(site.zone("bank", "incoming").glob("deletion-attestation.*"))
+    assert not [p for p in (site.state / "quarantine").iterdir() if "junk" in p.name]
+    contract = site.cfg().agency("AG001").contract.id
+    name = "late.attestation.json.pgp"
+    sealed = site.seal_as("ag001", attestation(files, contract).to_json())
+    site.zone("AG001", "outbox", name).write_bytes(sealed)
+    site.run()
+    (notice_file,) = site.zone("bank", "incoming").glob("deletion-attestation.*.json.asc")
+    from tests.gpgparty import GpgParty
+    party = GpgParty(keybox["gateway"].pub)
+    try:
+        assert party.gpg("--verify", str(notice_file)).returncode == 0
+        notice = json.loads(party.gpg("--decrypt", str(notice_file)).stdout)
+    finally:
+        party.close()
+    assert notice["type"] == "deletion-attestation-notice" and notice["certificate"] == cert.name
+    cited = notice["agency_attestation"]
+    assert cited["name"] == name and cited["sha256"] == hashlib.sha256(sealed).hexdigest()
+    assert (site.state / "archive" / f"{cited['sha256']}.pgp").exists()  # evidence, kept
