@@ -25,11 +25,11 @@ from typer import _click as click  # Typer's own click: its commands are these t
 from typer.core import TyperGroup, TyperOption
 
 from gateway import __version__, clock
-from gateway.errors import CryptoError, GatewayError, UsageError
+from gateway.errors import ConfigError, CryptoError, GatewayError, UsageError
 from gateway.kit import config as config_mod
 from gateway.kit.config import AgencyConfig
-from gateway.kit.crypto import KitCrypto
-from gateway.kit.files import StateDir
+from gateway.kit.crypto import KitCrypto, sweep_keyrings
+from gateway.kit.files import StateDir, check_private_dir
 from gateway.kit.ledger import KitLedger, open_ledger
 from gateway.transfer import open_zone
 from gateway.transfer.base import Zone
@@ -79,11 +79,13 @@ class Kit:
 
     def inbox(self) -> Zone:
         # the gateway places whole files by rename: nothing there needs to settle
+        _ssh_key(self.cfg.inbox, "inbox")
         zone = open_zone("inbox", self.cfg.inbox, settle=0.0)
         self.stack.callback(zone.close)
         return zone
 
     def outbox(self) -> Zone:
+        _ssh_key(self.cfg.outbox, "outbox")
         zone = open_zone("outbox", self.cfg.outbox)
         self.stack.callback(zone.close)
         return zone
@@ -95,7 +97,11 @@ def kit(config: Path | None, *, exclusive: bool = False) -> Iterator[Kit]:
     what the kit holds or sends (fetch, results, destroy) runs alone — a second one, from
     cron or a colleague, stops at once rather than interleave with it."""
     cfg = config_mod.load(config_mod.config_path(config))
+    sweep_keyrings()  # those of kit commands killed before they could remove them
     with contextlib.ExitStack() as stack:
+        check_private_dir(cfg.state_dir, "state_dir")
+        if cfg.store is not None:
+            check_private_dir(cfg.store, "store")
         state = StateDir(cfg.state_dir)
         if exclusive:
             lock = stack.enter_context((cfg.state_dir / "kit.lock").open("a"))
@@ -108,6 +114,23 @@ def kit(config: Path | None, *, exclusive: bool = False) -> Iterator[Kit]:
         ledger = open_ledger(cfg.state_dir)
         stack.callback(ledger.close)
         yield Kit(cfg, ledger, state, stack)
+
+
+def _ssh_key(zone: object, box: str) -> None:
+    """An SFTP zone's private key: a file of this user, mode 0600 (as ``gateway check``
+    asks of the gateway's own)."""
+    key = getattr(zone, "private_key", None)
+    if not isinstance(key, Path):
+        return
+    try:
+        st = key.stat()
+    except OSError as exc:
+        raise ConfigError(f"{box}.private_key: cannot read {key}: {exc.strerror}") from None
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"{box}.private_key: {key} belongs to another user (uid {st.st_uid})")
+    if st.st_mode & 0o077:
+        raise ConfigError(f"{box}.private_key: {key} has mode {st.st_mode & 0o777:o}; "
+                          "it must be 0600 (chmod 600 it)")
 
 
 @app.command("init")

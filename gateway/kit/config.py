@@ -5,6 +5,13 @@ refused, relative paths are relative to the file, and every problem is one line
 ``<file>: <key.path>: <what is wrong>``. The zones are the gateway's own models, so an
 agency describes its inbox and outbox exactly as the bank's IT does.
 
+One installation per agency fetches: it acknowledges every slice in the inbox and
+removes it, keeping sealed (ciphertext in ``state_dir``) the slices of roles whose key it
+does not hold. A second installation fetching from the same inbox is not supported: it
+would find the inbox emptied by the first and hold nothing. Give the one installation
+the role keys whose slices are read there, or read the others with ``open``/``export``
+on that machine.
+
 Key files are checked (mode 0600, key policy) when the kit opens its keyring
 (:mod:`gateway.kit.crypto`), not here: that needs gpg, and a command such as ``status``
 does not.
@@ -87,9 +94,11 @@ class AgencyConfig(_Model):
         default=None, description="Environment variable holding the secret keys' passphrase.")
     gateway_key: ConfigPath = Field(description="The gateway's public key file.")
     roles: dict[Annotated[str, _pattern(identifiers.ROLE, "a role name")], RoleKey] = Field(
-        default={}, description="The role keys this installation holds (a subset of the "
-                                "agency's roles is fine).")
-    inbox: Zone = Field(description="Where the gateway places slices, manifests, receipts.")
+        default={}, validate_default=True,
+        description="The role keys this installation holds (a subset of the agency's roles is "
+                    "fine; at least one).")
+    inbox: Zone = Field(description="Where the gateway places slices, manifests, receipts "
+                                    "(one kit installation per agency fetches from it).")
     outbox: Zone = Field(description="Where the kit uploads results and signed documents.")
 
     @field_validator("timezone")
@@ -99,6 +108,14 @@ class AgencyConfig(_Model):
             zoneinfo.ZoneInfo(v)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f'"{v}" is not a known time zone (e.g. "Asia/Shanghai")') from None
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _some_role(cls, v: dict[str, RoleKey]) -> dict[str, RoleKey]:
+        if not v:  # the default too: the field validates its default
+            raise ValueError("at least one role key is needed ([roles.NAME] key = ...): "
+                             "without one the kit can read no slice and know no case")
         return v
 
     @model_validator(mode="after")

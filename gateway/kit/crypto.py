@@ -14,8 +14,12 @@ to the gateway's key) — the same envelope a results file has.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import stat
+import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +31,41 @@ from gateway.crypto.keys import KeyInfo, Purpose
 from gateway.errors import ConfigError, KeyPolicyError
 from gateway.kit.config import AgencyConfig
 from gateway.streams import Readable
+
+TMP = Path("/tmp")  # noqa: S108 — where every gateway tool keeps its throw-away keyrings
+_HOME = re.compile(r"^gwa(\d+)-[A-Za-z0-9_]+$")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_keyrings() -> list[Path]:
+    """Remove the keyrings (copies of the agency's secret keys) of kit commands that were
+    killed before they could: ``/tmp/gwa<pid>-*`` of this user whose process is gone."""
+    swept = []
+    for home in TMP.glob("gwa*"):
+        m = _HOME.match(home.name)
+        try:
+            st = home.lstat()
+        except OSError:
+            continue
+        if m is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
+                or alive(int(m[1])):
+            continue
+        if (home / "g").is_dir():  # its gpg-agent may outlive the command that started it
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["gpgconf", "--homedir", str(home / "g"), "--kill", "all"],
+                               capture_output=True, timeout=10, check=False)
+        shutil.rmtree(home, ignore_errors=True)
+        swept.append(home)
+    return swept
 
 
 def _checked(path: Path, purpose: Purpose, key: str) -> KeyInfo:
@@ -55,7 +94,8 @@ class KitCrypto:
         _checked(cfg.gateway_key, Purpose.ENCRYPT, "gateway_key")
         self.roles = {role: _checked(spec.key, Purpose.RECIPIENT, f"roles.{role}.key")
                       for role, spec in cfg.roles.items()}
-        self._home = Path(tempfile.mkdtemp(prefix="gwa", dir="/tmp"))
+        sweep_keyrings()
+        self._home = Path(tempfile.mkdtemp(prefix=f"gwa{os.getpid()}-", dir=str(TMP)))
         try:
             secrets = [cfg.signing_key, *(spec.key for spec in cfg.roles.values())]
             self.keyring = Keyring(self._home / "g", secret_keys=list(dict.fromkeys(secrets)),

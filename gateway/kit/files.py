@@ -16,11 +16,12 @@ import contextlib
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.errors import UsageError
+from gateway.errors import ConfigError, UsageError
 from gateway.streams import Readable
 
 CHUNK = 256 * 1024
@@ -108,20 +109,57 @@ def sha256_of(path: Path) -> str:
 
 def destroy(path: Path) -> bool:
     """Remove *path* (overwritten first: a decrypted copy should not linger in free blocks
-    where the file system keeps data in place); whether it was there."""
+    where the file system keeps data in place); whether a regular file was there.
+
+    Only a regular file is ever opened, and never through a symlink: a symlink found in
+    its place is removed itself (its target untouched) and counts as not there."""
     try:
-        size = path.stat().st_size
+        st = path.lstat()
     except FileNotFoundError:
         return False
-    with contextlib.suppress(OSError), path.open("r+b") as fh:
-        remaining = size
-        zero = bytes(min(CHUNK, max(size, 1)))
-        while remaining > 0:
-            n = min(remaining, len(zero))
-            fh.write(zero[:n])
-            remaining -= n
-        fh.flush()
-        os.fsync(fh.fileno())
+    if stat.S_ISLNK(st.st_mode):
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        fd = -1  # not writable (its mode changed): removed all the same
+    if fd >= 0:
+        with contextlib.suppress(OSError), os.fdopen(fd, "wb") as fh:
+            fst = os.fstat(fd)
+            if stat.S_ISREG(fst.st_mode) and (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
+                remaining = fst.st_size
+                zero = bytes(min(CHUNK, max(remaining, 1)))
+                while remaining > 0:
+                    n = min(remaining, len(zero))
+                    fh.write(zero[:n])
+                    remaining -= n
+                fh.flush()
+                os.fsync(fd)
     path.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return True
+
+
+def check_private_dir(path: Path, key: str) -> None:
+    """*path* (the config's *key*) a directory of this user that no one else may write
+    into — else a planted symlink or file could steer what the kit reads or destroys."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{key}: {path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"{key}: {path} belongs to another user (uid {st.st_uid}); the kit "
+                          "works only in directories of the user that runs it")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{key}: {path} may be written by group or others (mode "
+                          f"{stat.S_IMODE(st.st_mode):o}); chmod go-w it (0700 is best)")

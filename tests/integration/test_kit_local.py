@@ -290,3 +290,17 @@ def test_destroy_interrupted_finishes_and_attests_once(site, keybox, tmp_path, c
     assert objects == {"B1.AG001.collector.csv.pgp": "destroyed", "B1.AG001.manifest.json.pgp": "none",
                        "B1.AG001.supervisor.csv.pgp": "none"}
     assert list(kit.store.iterdir()) == [] and list((kit.state / "files").iterdir()) == []
+
+
+# --- review findings: each a regression test of the fixed behaviour -------------------------
+
+def test_state_dir_and_store_writable_by_others_are_refused(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.store.chmod(0o777)
+    code, _, err = kit.run("status", capsys=capsys)
+    assert code == 2 and "store:" in err and "group or others" in err
+    kit.store.chmod(0o700)
+    kit.state.chmod(0o770)
+    code, _, err = kit.run("fetch", capsys=capsys)
+    assert code == 2 and "state_dir:" in err

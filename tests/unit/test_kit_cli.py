@@ -3,8 +3,12 @@ the kit imports nothing of the gateway's own side."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import typer.main
 
@@ -100,3 +104,24 @@ def test_a_second_fetch_stops_at_once_while_one_runs(tmp_path, capsys):
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         assert main(["fetch", "--config", str(tmp_path / "agency.toml")]) == 1
     assert "another gateway-agency command" in capsys.readouterr().err
+
+
+def test_keyrings_of_killed_commands_are_swept_and_only_those(tmp_path):
+    """A kill leaves /tmp/gwa<pid>-* with copies of the agency's secret keys; the next
+    command removes those whose process is gone — never a live one's, never another's."""
+    from gateway.kit import crypto
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = Path(tempfile.mkdtemp(prefix=f"gwa{gone.pid}-", dir="/tmp"))
+    (dead / "g" / "private-keys-v1.d").mkdir(parents=True)
+    (dead / "g" / "private-keys-v1.d" / "k.key").write_text("secret")
+    live = Path(tempfile.mkdtemp(prefix=f"gwa{os.getpid()}-", dir="/tmp"))
+    old_style = Path(tempfile.mkdtemp(prefix="gwa", dir="/tmp"))
+    try:
+        swept = crypto.sweep_keyrings()
+        assert dead in swept and not dead.exists()
+        assert live.exists() and old_style.exists()
+    finally:
+        for d in (dead, live, old_style):
+            shutil.rmtree(d, ignore_errors=True)

@@ -56,6 +56,8 @@ def test_a_good_file_resolves_paths_against_its_directory(tmp_path):
     (('kind = "local", path = "zones/inbox"', 'kind = "ftp", path = "zones/inbox"'),
      'inbox: kind must be "local" or "sftp"'),
     (("[roles.collector]", "[roles.Collector]"), "roles.Collector:"),
+    (('[roles.collector]\nkey = "keys/ag001-collector.sec.asc"\n', ""),
+     "roles: Value error, at least one role key is needed"),
     (('state_dir = "var"', 'state_dir = "var"\nstore = "var/plain"'),
      "store: must not be inside state_dir"),
     (('state_dir = "var"', 'state_dir = "zones/outbox/var"'),
@@ -86,3 +88,19 @@ def test_config_path_order(monkeypatch, tmp_path):
     monkeypatch.setenv(config.ENV, str(tmp_path / "x.toml"))
     assert config.config_path(None) == tmp_path / "x.toml"
     assert config.config_path(tmp_path / "y.toml") == tmp_path / "y.toml"
+
+
+def test_an_ssh_key_readable_by_others_is_refused_naming_it(tmp_path):
+    from types import SimpleNamespace
+
+    from gateway.kit import cli
+
+    key = tmp_path / "ssh_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"outbox.private_key: .* mode 644; it must be 0600"):
+        cli._ssh_key(SimpleNamespace(private_key=key), "outbox")
+    key.chmod(0o600)
+    cli._ssh_key(SimpleNamespace(private_key=key), "outbox")
+    with pytest.raises(ConfigError, match=r"inbox\.private_key: cannot read"):
+        cli._ssh_key(SimpleNamespace(private_key=tmp_path / "absent"), "inbox")
