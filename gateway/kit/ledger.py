@@ -251,6 +251,28 @@ class KitLedger:
             sql += " AND uploaded_at IS NULL"
         return [DocumentRow(**dict(r)) for r in self.db.execute(sql + " ORDER BY created_at", args)]
 
+    def rename_document(self, doc_id: str, name: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE documents SET name = ? WHERE id = ?", (name, doc_id))
+
+    def drop_document(self, doc_id: str) -> None:
+        """A results file never uploaded, replaced by a newer version of it."""
+        with self.tx() as db:
+            db.execute("DELETE FROM documents WHERE id = ? AND uploaded_at IS NULL", (doc_id,))
+
+    def set_outcome(self, doc_id: str, outcome: str, note: str | None) -> None:
+        """The gateway's answer to the document, from its receipt. A readable receipt
+        outranks one this installation could not read."""
+        with self.tx() as db:
+            db.execute("UPDATE documents SET outcome = ?, outcome_note = ? WHERE id = ? AND "
+                       "(outcome IS NULL OR outcome = 'unknown' OR ? != 'unknown')",
+                       (outcome, note, doc_id, outcome))
+
+    def document_by_name(self, name: str) -> DocumentRow | None:
+        row = self.db.execute("SELECT * FROM documents WHERE name = ? AND uploaded_at IS NOT NULL",
+                              (name,)).fetchone()
+        return None if row is None else DocumentRow(**dict(row))
+
     def mark_uploaded(self, doc_id: str, at: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE documents SET uploaded_at = ? WHERE id = ? AND uploaded_at IS NULL",

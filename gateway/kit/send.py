@@ -18,7 +18,9 @@ recorded after, so a pending results file is always already sealed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 
 from gateway import clock, documents
@@ -57,24 +59,56 @@ def seal_body(crypto: KitCrypto, state: StateDir, name: str, body: bytes) -> Pat
     return target
 
 
+def _suffix(doc: DocumentRow) -> str:
+    if doc.kind == documents.ACK:
+        return documents.file_name(documents.ACK, "x")[1:]
+    if doc.kind == documents.ATTESTATION:
+        return documents.file_name(documents.ATTESTATION, "x")[1:]
+    return ".csv.pgp"
+
+
+def next_name(ledger: KitLedger, outbox: Zone, doc: DocumentRow) -> str:
+    """A name for *doc* that neither the ledger nor the outbox has: its stem with ``.2``,
+    ``.3`` … (as a batch's later acknowledgements are named)."""
+    suffix = _suffix(doc)
+    stem = re.sub(r"\.\d+$", "", doc.name.removesuffix(suffix))
+    for n in range(2, 1000):
+        name = f"{stem}.{n}{suffix}"
+        if not ledger.name_used(name) and outbox.stat(name) is None:
+            return name
+    raise GatewayError(f"{doc.name}: no free name in the outbox for it")
+
+
 def upload(ledger: KitLedger, state: StateDir, outbox: Zone, doc: DocumentRow,
-           crypto: KitCrypto | None, now: dt.datetime) -> None:
-    """Stages 2 and 3 for one document that is to send."""
-    sealed = state.outgoing(doc.name)
-    if not sealed.exists():
-        if doc.body is None or crypto is None:
-            raise GatewayError(f"{doc.name}: the sealed file to send is missing from "
-                               f"{sealed.parent} and cannot be made again; send it anew")
-        seal_body(crypto, state, doc.name, doc.body)
-    size = sealed.stat().st_size
-    try:
-        with sealed.open("rb") as fh:
-            outbox.write_atomic(doc.name, fh)
-    except NameTaken:
-        there = outbox.stat(doc.name)
-        if there is None or there.size != size:
-            raise GatewayError(f"{doc.name}: a different file of that name is already in the "
-                               "outbox; it was not replaced") from None
+           crypto: KitCrypto | None, now: dt.datetime) -> str:
+    """Stages 2 and 3 for one document that is to send; the name it was sent under. A
+    different file of its name in the outbox (not ours: another size) is left alone and
+    the document sent under the next free name."""
+    for _ in range(20):
+        sealed = state.outgoing(doc.name)
+        if not sealed.exists():
+            if doc.body is None or crypto is None:
+                raise GatewayError(f"{doc.name}: the sealed file to send is missing from "
+                                   f"{sealed.parent} and cannot be made again; send it anew")
+            seal_body(crypto, state, doc.name, doc.body)
+        size = sealed.stat().st_size
+        try:
+            with sealed.open("rb") as fh:
+                outbox.write_atomic(doc.name, fh)
+            break
+        except NameTaken:
+            there = outbox.stat(doc.name)
+            if there is not None and there.size == size:
+                break  # our own upload, from a run a crash interrupted before recording it
+            new = next_name(ledger, outbox, doc)
+            sealed.replace(state.outgoing(new))
+            kept = state.attestation(doc.name.removesuffix(".pgp"))
+            if kept.exists():
+                kept.replace(state.attestation(new.removesuffix(".pgp")))
+            ledger.rename_document(doc.id, new)
+            doc = dataclasses.replace(doc, name=new)
+    else:
+        raise GatewayError(f"{doc.name}: the outbox keeps refusing it; ask the bank's IT")
     ledger.mark_uploaded(doc.id, clock.iso(now))
     if doc.kind == documents.ATTESTATION:  # the agency's own evidence, kept
         kept = state.attestation(doc.name)
@@ -82,6 +116,7 @@ def upload(ledger: KitLedger, state: StateDir, outbox: Zone, doc: DocumentRow,
             sealed.replace(kept)
             files.fsync_dir(kept.parent)
     sealed.unlink(missing_ok=True)
+    return doc.name
 
 
 def send_pending(ledger: KitLedger, state: StateDir, outbox: Zone, crypto: KitCrypto | None,
@@ -89,6 +124,6 @@ def send_pending(ledger: KitLedger, state: StateDir, outbox: Zone, crypto: KitCr
     """Upload every document an earlier run left to send; one line each."""
     lines = []
     for doc in ledger.documents(pending=True):
-        upload(ledger, state, outbox, doc, crypto, now)
-        lines.append(f"sent {doc.name} (left to send by an earlier run)")
+        name = upload(ledger, state, outbox, doc, crypto, now)
+        lines.append(f"sent {name} (left to send by an earlier run)")
     return lines

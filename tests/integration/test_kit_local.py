@@ -304,3 +304,17 @@ def test_state_dir_and_store_writable_by_others_are_refused(site, keybox, tmp_pa
     kit.state.chmod(0o770)
     code, _, err = kit.run("fetch", capsys=capsys)
     assert code == 2 and "state_dir:" in err
+
+
+def test_a_foreign_file_on_a_document_name_in_the_outbox_does_not_block_the_kit(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    site.zone("AG001", "outbox", "B1.AG001.ack.json.pgp").write_bytes(b"not ours")
+    code, out, err = kit.run("fetch", capsys=capsys)
+    assert code == 0, err
+    assert "acknowledged 2 slice(s) and 1 manifest(s) in B1.AG001.ack.json.pgp" in out
+    assert site.inbox("AG001") == []
+    assert [p.name for p in kit.outbox()] == ["B1.AG001.2.ack.json.pgp", "B1.AG001.ack.json.pgp"]
+    assert kit.ledger_rows("SELECT name, uploaded_at IS NOT NULL FROM documents") == [
+        ("B1.AG001.2.ack.json.pgp", 1)]
+    assert kit.run("fetch", capsys=capsys)[0] == 0
