@@ -49,6 +49,15 @@ class KitSite:
         self.config = root / "agency.toml"
         self.config.write_text("\n".join(lines) + "\n")
 
+    def end_contract(self, days_ago: int = 3) -> dt.date:
+        """agency.toml's contract_end moved to *days_ago* days before today (a contract
+        that ran while the kit fetched, and has ended since)."""
+        end = dt.date.today() - dt.timedelta(days=days_ago)
+        lines = [f"contract_end = {end.isoformat()}" if line.startswith("contract_end = ")
+                 else line for line in self.config.read_text().splitlines()]
+        self.config.write_text("\n".join(lines) + "\n")
+        return end
+
     @property
     def state(self) -> Path:
         return self.root / "var"

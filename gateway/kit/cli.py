@@ -113,6 +113,10 @@ def kit(config: Path | None, *, exclusive: bool = False) -> Iterator[Kit]:
                                    ) from None
         ledger = open_ledger(cfg.state_dir)
         stack.callback(ledger.close)
+        from gateway.kit.export import sweep_parts
+
+        for line in sweep_parts(ledger):
+            warn(line)
         yield Kit(cfg, ledger, state, stack)
 
 
@@ -200,6 +204,13 @@ def destroy_cmd(
     contract: Annotated[str | None, typer.Option(
         "--contract", help="The contract whose data to destroy (default: the configured one).")
     ] = None,
+    ended: Annotated[dt.datetime | None, typer.Option(
+        "--ended", formats=["%Y-%m-%d"], show_default=False,
+        help="With --contract: an earlier contract's last day (the kit knows only the "
+             "configured contract's end).")] = None,
+    accept_missing: Annotated[bool, typer.Option(
+        "--accept-missing", help="Confirm that the decrypted copies destroy lists as not "
+                                 "found are gone; they are attested as destroyed.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do it without asking.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
     config: ConfigOpt = None,
@@ -213,7 +224,8 @@ def destroy_cmd(
 
     with kit(config, exclusive=not dry_run) as k:
         chosen = contract or k.cfg.contract_id
-        plan = destroy.plan(k.cfg, k.ledger, k.state, chosen, clock.now())
+        plan = destroy.plan(k.cfg, k.ledger, k.state, chosen, clock.now(),
+                            ended.date() if ended else None)
         for line in plan.lines():
             say(line)
         refused = plan.refusal()
@@ -223,12 +235,15 @@ def destroy_cmd(
             return
         if refused:
             raise GatewayError(refused)
+        if plan.missing and not accept_missing:
+            raise GatewayError(f"nothing destroyed: {plan.missing_text()}")
         if not yes and not typer.confirm("Destroy all of it?", default=False):
             raise typer.Exit(1)
         crypto, outbox = k.crypto(), k.outbox()
         for line in send.send_pending(k.ledger, k.state, outbox, crypto, clock.now()):
             say(line)  # an acknowledgement still owed is sent before the attestation
-        done = destroy.execute(k.cfg, k.ledger, k.state, crypto, outbox, plan, clock.now)
+        done = destroy.execute(k.cfg, k.ledger, k.state, crypto, outbox, plan, clock.now,
+                               accept_missing=accept_missing)
         for line in done:
             say(line)
 

@@ -17,19 +17,25 @@ of those fields. It is an observation of the data, not of the bank's rules.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 from xml.sax.saxutils import escape
 
+from gateway import clock
+from gateway.config import LocalZone
 from gateway.errors import CryptoError, GatewayError, UsageError
 from gateway.kit import files
-from gateway.kit.config import AgencyConfig
-from gateway.kit.crypto import KitCrypto
+from gateway.kit.config import AgencyConfig, _inside
+from gateway.kit.crypto import KitCrypto, alive
 from gateway.kit.files import StateDir
 from gateway.kit.ledger import FileRow, KitLedger
+from gateway.names import display_name
 
 
 class MaskScan:
@@ -83,6 +89,54 @@ def _slice(ledger: KitLedger, crypto: KitCrypto, name: str) -> FileRow:
     return row
 
 
+def _check_out(cfg: AgencyConfig, out: Path) -> None:
+    """Not into a zone the other side reads, nor into the kit's own directory."""
+    places = [("state_dir", cfg.state_dir)] + [
+        (box, zone.path) for box in ("inbox", "outbox")
+        if isinstance(zone := getattr(cfg, box), LocalZone)]
+    for key, place in places:
+        if _inside(out.absolute(), place.absolute()):
+            raise UsageError(f"--out: {out} lies in the {key} directory ({place}); "
+                             "write decrypted data elsewhere")
+
+
+@contextlib.contextmanager
+def recorded(ledger: KitLedger, out: Path, names: list[str]) -> Iterator[BinaryIO]:
+    """*out* written whole (as :func:`files.atomic`), recorded in the ledger before a byte
+    is written — its temporary name too — so that ``destroy`` finds it and a kill's
+    leftover is removed by the next command (:func:`sweep_parts`)."""
+    target = out.absolute()
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"{out} already exists; not overwriting it")
+    part = files.part_name(target)
+    export_id = ledger.add_export(str(target), str(part), names, clock.iso(clock.now()))
+    try:
+        with files.atomic(target, overwrite=False, part=part) as fh:
+            yield fh
+    except BaseException:
+        ledger.export_done(export_id, clock.iso(clock.now()), outcome="unwritten")
+        raise
+    ledger.export_done(export_id, clock.iso(clock.now()))
+
+
+def sweep_parts(ledger: KitLedger) -> list[str]:
+    """The half-written plaintext of exports whose command was killed: removed."""
+    lines = []
+    for row in ledger.exports():
+        if row["written_at"] is not None or row["pid"] == os.getpid() or alive(row["pid"]):
+            continue
+        part, target = Path(row["part"]), Path(row["path"])
+        if files.destroy(part):
+            lines.append(f"removed {display_name(str(part))}: the partial plaintext of an "
+                         "interrupted export")
+        now = clock.iso(clock.now())
+        if target.exists():  # killed after the rename: the export is whole
+            ledger.export_done(row["id"], now)
+        else:
+            ledger.export_done(row["id"], now, outcome="unwritten")
+    return lines
+
+
 def open_slice(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: KitCrypto,
                name: str, out: Path | None, stdout: BinaryIO) -> str:
     """Decrypt *name* to *out* or *stdout*; the masking note."""
@@ -91,7 +145,8 @@ def open_slice(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: Ki
     if out is None:
         _decrypt(state, crypto, row, stdout, scan, streaming=True)
     else:
-        with files.atomic(out, overwrite=False) as fh:
+        _check_out(cfg, out)
+        with recorded(ledger, out, [row.name]) as fh:
             _decrypt(state, crypto, row, fh, scan, streaming=False)
     assert row.role is not None
     return scan.note(row.role, name)
@@ -132,7 +187,9 @@ def export(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: KitCry
                              "export one by name, or use --format xlsx (a sheet each)")
         return [open_slice(cfg, ledger, state, crypto, rows[0].name, out, io.BytesIO())]
     notes = []
-    with files.atomic(out, overwrite=False) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+    _check_out(cfg, out)
+    with recorded(ledger, out, [r.name for r in rows]) as fh, \
+            zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
         for n, row in enumerate(rows, start=1):
             scan = MaskScan()
             with zf.open(f"xl/worksheets/sheet{n}.xml", "w") as sheet:

@@ -34,7 +34,8 @@ from gateway.kit import files, send
 from gateway.kit.config import AgencyConfig
 from gateway.kit.crypto import KitCrypto
 from gateway.kit.files import StateDir
-from gateway.kit.ledger import FileRow, KitLedger, parse_time
+from gateway.kit.ledger import DocumentRow, FileRow, KitLedger, parse_time
+from gateway.names import display_name
 from gateway.transfer.base import Zone
 
 MAX_JSON = 64 * 1024 * 1024  # bytes of a manifest or receipt once decrypted
@@ -64,13 +65,25 @@ class Fetch:
     outbox: Zone
     now: Callable[[], dt.datetime] = clock.now
     report: Report = field(default_factory=Report)
+    flagged: set[str] = field(default_factory=set)  # reported as a problem: never removed
+    seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # size, mtime as listed
+
+    def problem(self, name: str, text: str) -> None:
+        self.flagged.add(name)
+        self.report.problems.append(f"{display_name(name)}: {text}")
 
     def run(self) -> Report:
         self.report.lines += send.send_pending(self.ledger, self.state, self.outbox, self.crypto,
                                                self.now())
         self.state.clear_tmp()
-        ready = {e.name: e for e in self.inbox.list_ready() if e.refused is None}
-        handled: set[str] = set()
+        listed = self.inbox.list_ready()
+        for e in listed:
+            if e.refused is not None:
+                self.problem(e.name, f"refused ({e.refused}, not a regular file); not taken, "
+                                     "left in the inbox — ask the bank's IT")
+        ready = {e.name: e for e in listed if e.refused is None}
+        self.seen = {e.name: (e.size, e.mtime) for e in ready.values()}
+        handled: set[str] = set(e.name for e in listed if e.refused is not None)
         for name in sorted(ready):
             if _MANIFEST.fullmatch(name):
                 handled.add(name)
@@ -226,28 +239,55 @@ class Fetch:
             return
         self.ledger.record_cases(batch_id, ids)
 
+    def _closed(self, contract: str) -> str | None:
+        """Why nothing more of *contract* may be decrypted into the store, if so."""
+        if contract != self.cfg.contract_id:
+            return (f"its contract {contract} is not the configured one ({self.cfg.contract_id}, "
+                    "agency.toml contract_id)")
+        if self.ledger.documents(kind=documents.ATTESTATION, scope=contract) or \
+                self.ledger.files(contract_id=contract, where="f.destroyed_at IS NOT NULL"):
+            return f"contract {contract}'s data was destroyed (gateway-agency destroy)"
+        if self.cfg.today(self.now()) > self.cfg.contract_end:
+            return f"contract {contract} ended on {self.cfg.contract_end} (agency.toml contract_end)"
+        return None
+
     def _store(self, store: Path) -> None:
-        """A decrypted copy of each readable slice, in the store only (0600)."""
+        """A decrypted copy of each readable slice, in the store only (0600): its path
+        recorded before a byte is written, so that a kill leaves nothing destroy misses."""
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.check_private_dir(store, "store")
         for leftover in store.glob(".*.part"):  # a decryption a kill interrupted
             files.destroy(leftover)
         for batch in self.ledger.batches():
-            for row in self._readable(batch["batch_id"]):
-                if row.stored_path:
-                    continue
+            rows = [r for r in self._readable(batch["batch_id"]) if not r.stored_at]
+            if not rows:
+                continue
+            if (why := self._closed(batch["contract_id"])) is not None:
+                self.report.lines.append(f"batch {batch['batch_id']}: kept encrypted, not "
+                                         f"decrypted into the store: {why}")
+                continue
+            for row in rows:
                 target = store / row.name.removesuffix(".pgp")
+                if target.exists() or target.is_symlink():
+                    if row.stored_path == str(target) and target.is_file() \
+                            and not target.is_symlink():  # a kill after the rename
+                        self.ledger.mark_stored(row.name, clock.iso(self.now()))
+                        continue
+                    self.problem(row.name, f"not decrypted into the store: {target} is there "
+                                           "already and the kit did not write it; move it away")
+                    continue
+                self.ledger.mark_store_intent(row.name, str(target))
                 try:
                     with self.state.held(row.name).open("rb") as src, \
-                            files.atomic(target) as out, \
+                            files.atomic(target, overwrite=False) as out, \
                             self.crypto.open_from_gateway(src) as msg:
                         for chunk in msg.chunks():
                             out.write(chunk)
                         msg.verdict()  # inside: a failed verdict leaves no file
                 except CryptoError as exc:
-                    self.report.problems.append(f"{row.name}: not decrypted into the store "
-                                                f"({exc.code}: {exc})")
+                    self.problem(row.name, f"not decrypted into the store ({exc.code}: {exc})")
                     continue
-                self.ledger.mark_stored(row.name, str(target))
+                self.ledger.mark_stored(row.name, clock.iso(self.now()))
                 self.report.lines.append(f"{row.name}: decrypted into {target}")
 
     # --- acknowledgement and removal ----------------------------------------------------
@@ -286,27 +326,54 @@ class Fetch:
 
     # --- receipts ------------------------------------------------------------------------
 
+    def _answers(self, name: str, body: dict[str, Any] | None) -> DocumentRow | None:
+        """The sent document a receipt answers: by the file it names, else by its own name
+        (``<document>.receipt.json.pgp``, or ``<document>.N.receipt.json.pgp``)."""
+        base = name.removesuffix(RECEIPT_SUFFIX)
+        for candidate in (body.get("file") if body else None, base, re.sub(r"\.\d+$", "", base)):
+            if isinstance(candidate, str) and (doc := self.ledger.document_by_name(candidate)):
+                return doc
+        return None
+
     def _receipt(self, name: str) -> None:
         with self._download(name) as (tmp, sha):
-            if not self.ledger.has_receipt(name, sha):
+            if not self.ledger.has_receipt(display_name(name), sha):
                 body: dict[str, Any] | None = None
                 try:
                     parsed = self._read_json(tmp)
                     body = parsed if isinstance(parsed, dict) else None
                 except CryptoError as exc:
                     if exc.code != "E_NOT_FOR_US":
-                        self.report.problems.append(f"{name}: not taken, left in the inbox: "
-                                                    f"{exc.code}: {told(exc)}")
+                        self.problem(name, f"not taken, left in the inbox: {exc.code}: {told(exc)}")
                         return
                 except (GatewayError, ValueError) as exc:
-                    self.report.problems.append(f"{name}: not a receipt the kit can read "
-                                                f"({exc}); left in the inbox")
+                    self.problem(name, f"not a receipt the kit can read ({exc}); left in the inbox")
                     return
                 self._keep(tmp, self.state.receipt(name, sha))
                 text = json.dumps(body, ensure_ascii=False) if body is not None else None
-                self.ledger.record_receipt(name, sha, clock.iso(self.now()), body, text)
+                doc = self._answers(name, body)
+                self.ledger.record_receipt(display_name(name), sha, clock.iso(self.now()), body, text,
+                                           answers=doc.id if doc else None)
                 self.report.lines.append(receipt_line(name, body))
+                if doc is not None:
+                    self._outcome(doc, body)
         self.inbox.remove(name)
+
+    def _outcome(self, doc: DocumentRow, body: dict[str, Any] | None) -> None:
+        if body is None:
+            self.ledger.set_outcome(doc.id, "unknown", "its receipt is encrypted to the "
+                                    "agency's receipts role, whose key this installation "
+                                    "does not hold")
+            return
+        status = str(body.get("status"))
+        errors = [e for e in body.get("errors", []) if isinstance(e, dict)]
+        code = str(errors[0].get("code")) if errors else None
+        self.ledger.set_outcome(doc.id, status, code)
+        if status == "rejected" and doc.kind in (documents.ACK, documents.ATTESTATION):
+            again = ("run 'gateway-agency destroy' again to send a new one once the cause is "
+                     "fixed" if doc.kind == documents.ATTESTATION else "ask the bank's IT")
+            self.report.lines.append(f"the gateway rejected {doc.name}: {code or 'no code'}; "
+                                     f"{again}")
 
 
 def told(exc: CryptoError) -> str:

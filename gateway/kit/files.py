@@ -66,15 +66,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def part_name(target: Path) -> Path:
+    """The temporary name :func:`atomic` writes *target* under, beside it."""
+    return target.parent / f".{target.name[:100]}.{secrets.token_hex(4)}.part"
+
+
 @contextlib.contextmanager
 def atomic(target: Path, *, mode: int = 0o600, overwrite: bool = True,
-           tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
-    """Write *target* whole or not at all: a private temp name (in *tmp_dir*, default the
-    target's directory — the same file system either way), fsync, rename, fsync the
-    directory. *overwrite* False: a target that exists is refused, before and after."""
-    if not overwrite and target.exists():
+           tmp_dir: Path | None = None, part: Path | None = None) -> Iterator[BinaryIO]:
+    """Write *target* whole or not at all: a private temp name (*part*, or one in
+    *tmp_dir*, default the target's directory — the same file system either way), fsync,
+    rename, fsync the directory. *overwrite* False: a target that exists is refused,
+    before and after."""
+    if not overwrite and (target.exists() or target.is_symlink()):
         raise UsageError(f"{target} already exists; not overwriting it")
-    tmp = (tmp_dir or target.parent) / f".{target.name[:100]}.{secrets.token_hex(4)}.part"
+    tmp = part or (tmp_dir or target.parent) / f".{target.name[:100]}.{secrets.token_hex(4)}.part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -48,6 +49,17 @@ CREATE TABLE IF NOT EXISTS files (
     decrypted TEXT NOT NULL DEFAULT 'none',  -- 'destroyed' once a store copy was destroyed
     destroyed_at TEXT
 );
+CREATE TABLE IF NOT EXISTS exports (  -- plaintext written by open --out / export, by intent
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,                -- the file the person named
+    part TEXT NOT NULL,                -- its temporary name while being written
+    names TEXT NOT NULL,               -- the slices in it, one per line
+    pid INTEGER NOT NULL,              -- the process writing it (a dead one's part is swept)
+    created_at TEXT NOT NULL,
+    written_at TEXT,                   -- NULL: being written, or interrupted
+    destroyed_at TEXT,
+    outcome TEXT                       -- destroyed | missing (not found at destroy) | unwritten
+);
 CREATE TABLE IF NOT EXISTS cases (
     case_id TEXT NOT NULL,
     batch_id TEXT NOT NULL REFERENCES batches(batch_id),
@@ -75,6 +87,20 @@ CREATE TABLE IF NOT EXISTS receipts (
 """
 
 
+# columns added after the first release: (table, column, declaration)
+_ADDED = (
+    ("files", "stored_at", "TEXT"),      # stored_path is recorded before decrypting; this after
+    ("files", "size", "INTEGER"),        # the inbox file's size and mtime when verified
+    ("files", "mtime", "REAL"),
+    ("files", "copy_missing", "TEXT"),   # a recorded copy not found at destroy, confirmed by
+                                         # the person (destroy --accept-missing)
+    ("documents", "source_sha256", "TEXT"),  # results: the plaintext that was sealed
+    ("documents", "outcome", "TEXT"),    # the gateway's receipt: accepted | rejected | unknown
+    ("documents", "outcome_note", "TEXT"),   # its error code, or why the outcome is unknown
+    ("receipts", "answers", "TEXT"),     # the id of the document it answers, by name
+)
+
+
 def now_text(at: dt.datetime) -> str:
     return clock.iso(at)
 
@@ -97,6 +123,10 @@ class FileRow:
     stored_path: str | None
     decrypted: str
     destroyed_at: str | None
+    stored_at: str | None = None
+    size: int | None = None
+    mtime: float | None = None
+    copy_missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,9 @@ class DocumentRow:
     created_at: str
     body: bytes | None
     uploaded_at: str | None
+    source_sha256: str | None = None
+    outcome: str | None = None
+    outcome_note: str | None = None
 
 
 class KitLedger:
@@ -120,7 +153,12 @@ class KitLedger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # an ack recorded is an ack on disk
         self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA secure_delete=ON")  # case ids and receipts: not in free pages
         self.db.executescript(_SCHEMA)
+        for table, column, decl in _ADDED:
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         self.db.close()
@@ -150,14 +188,18 @@ class KitLedger:
 
     def record_manifest(self, *, batch_id: str, contract_id: str, name: str, sha256: str,
                         created_at: str, received_at: str,
-                        slices: Iterable[tuple[str, str, int, str]]) -> None:
-        """The batch, its manifest (received) and the slices it lists (expected), at once."""
+                        slices: Iterable[tuple[str, str, int, str]],
+                        seen: tuple[int, float] | None = None) -> None:
+        """The batch, its manifest (received) and the slices it lists (expected), at once.
+        *seen*: the manifest's size and mtime in the inbox when it was read."""
+        size, mtime = seen if seen is not None else (None, None)
         with self.tx() as db:
             db.execute("INSERT INTO batches (batch_id, contract_id, manifest_name, manifest_sha256,"
                        " created_at, received_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (batch_id, contract_id, name, sha256, created_at, received_at))
-            db.execute("INSERT INTO files (name, batch_id, kind, sha256, received_at) "
-                       "VALUES (?, ?, 'manifest', ?, ?)", (name, batch_id, sha256, received_at))
+            db.execute("INSERT INTO files (name, batch_id, kind, sha256, received_at, size, mtime)"
+                       " VALUES (?, ?, 'manifest', ?, ?, ?, ?)",
+                       (name, batch_id, sha256, received_at, size, mtime))
             db.executemany("INSERT INTO files (name, batch_id, kind, role, records, sha256) "
                            "VALUES (?, ?, 'slice', ?, ?, ?)",
                            [(n, batch_id, role, records, sha) for n, role, records, sha in slices])
@@ -179,24 +221,65 @@ class KitLedger:
         rows = self.db.execute(sql + " ORDER BY b.received_at, f.kind DESC, f.name", args)
         return [FileRow(**dict(r)) for r in rows]
 
-    def mark_received(self, name: str, at: str) -> None:
+    def mark_received(self, name: str, at: str, seen: tuple[int, float] | None = None) -> None:
+        """*seen*: the inbox file's size and mtime when it was read and verified."""
+        size, mtime = seen if seen is not None else (None, None)
         with self.tx() as db:
-            db.execute("UPDATE files SET received_at = ? WHERE name = ? AND received_at IS NULL",
-                       (at, name))
+            db.execute("UPDATE files SET received_at = ?, size = ?, mtime = ? WHERE name = ? "
+                       "AND received_at IS NULL", (at, size, mtime, name))
 
-    def mark_stored(self, name: str, path: str) -> None:
+    def mark_store_intent(self, name: str, path: str) -> None:
+        """Before decrypting into the store: where the copy goes (a kill leaves it known)."""
         with self.tx() as db:
-            db.execute("UPDATE files SET stored_path = ? WHERE name = ?", (path, name))
+            db.execute("UPDATE files SET stored_path = ?, stored_at = NULL WHERE name = ?",
+                       (path, name))
+
+    def mark_stored(self, name: str, at: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE files SET stored_at = ? WHERE name = ?", (at, name))
 
     def mark_removed(self, name: str, at: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE files SET removed_at = ? WHERE name = ?", (at, name))
 
-    def mark_destroyed(self, name: str, at: str, *, had_copy: bool) -> None:
+    def mark_copy_destroying(self, name: str, missing: str | None = None) -> None:
+        """Before a decrypted copy of *name* is destroyed: the file had one. Recorded first,
+        so that a kill after the deletion does not make the copy look moved away.
+        *missing*: a recorded copy that was not found, confirmed by the person."""
         with self.tx() as db:
-            db.execute("UPDATE files SET destroyed_at = ?, stored_path = NULL, decrypted = ? "
-                       "WHERE name = ? AND destroyed_at IS NULL",
-                       (at, "destroyed" if had_copy else "none", name))
+            db.execute("UPDATE files SET decrypted = 'destroyed', "
+                       "copy_missing = COALESCE(?, copy_missing) WHERE name = ?", (missing, name))
+
+    def mark_destroyed(self, name: str, at: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE files SET destroyed_at = ?, stored_path = NULL "
+                       "WHERE name = ? AND destroyed_at IS NULL", (at, name))
+
+    # --- exports ---------------------------------------------------------------------
+
+    def add_export(self, path: str, part: str, names: Iterable[str], at: str) -> int:
+        """Before writing: the file a person asked for, and its temporary name."""
+        with self.tx() as db:
+            cur = db.execute("INSERT INTO exports (path, part, names, pid, created_at) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             (path, part, "\n".join(names), os.getpid(), at))
+            return int(cur.lastrowid or 0)
+
+    def export_done(self, export_id: int, at: str | None, outcome: str | None = None) -> None:
+        """Written (*at*), or *outcome*: destroying (about to be), destroyed, missing (not
+        found at destroy, confirmed by the person), unwritten."""
+        with self.tx() as db:
+            if outcome is None:
+                db.execute("UPDATE exports SET written_at = ? WHERE id = ?", (at, export_id))
+            else:
+                db.execute("UPDATE exports SET destroyed_at = ?, outcome = ? WHERE id = ?",
+                           (at, outcome, export_id))
+
+    def exports(self, *, open_only: bool = True) -> list[sqlite3.Row]:
+        if open_only:
+            return self.db.execute("SELECT * FROM exports WHERE outcome IS NULL OR outcome = "
+                                   "'destroying' ORDER BY id").fetchall()
+        return self.db.execute("SELECT * FROM exports ORDER BY id").fetchall()
 
     # --- cases ---------------------------------------------------------------------
 
@@ -232,9 +315,10 @@ class KitLedger:
     def add_document(self, doc: DocumentRow, *, acknowledges: Iterable[str] = ()) -> None:
         """The document is "to send" from here on; the files it acknowledges point at it."""
         with self.tx() as db:
-            db.execute("INSERT INTO documents (id, kind, name, scope, created_at, body, uploaded_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                       (doc.id, doc.kind, doc.name, doc.scope, doc.created_at, doc.body))
+            db.execute("INSERT INTO documents (id, kind, name, scope, created_at, body, "
+                       "uploaded_at, source_sha256) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                       (doc.id, doc.kind, doc.name, doc.scope, doc.created_at, doc.body,
+                        doc.source_sha256))
             db.executemany("UPDATE files SET ack_id = ? WHERE name = ? AND ack_id IS NULL",
                            ((doc.id, n) for n in acknowledges))
 
@@ -292,17 +376,23 @@ class KitLedger:
                                (name, sha256)).fetchone() is not None
 
     def record_receipt(self, name: str, sha256: str, at: str, body: dict[str, object] | None,
-                       text: str | None) -> None:
+                       text: str | None, answers: str | None = None) -> None:
         counts = body.get("counts", {}) if body else {}
         assert isinstance(counts, dict)
         with self.tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO receipts (name, sha256, received_at, file, status, records,"
-                " accepted, rejected, errors_total, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " accepted, rejected, errors_total, body, answers) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, sha256, at, body.get("file") if body else None,
                  body.get("status") if body else None, counts.get("records"),
                  counts.get("accepted"), counts.get("rejected"),
-                 body.get("errors_total") if body else None, text))
+                 body.get("errors_total") if body else None, text, answers))
+
+    def forget_receipt_bodies(self) -> None:
+        """Destroy: the receipts' error lists name case ids; their status and counts stay."""
+        with self.tx() as db:
+            db.execute("UPDATE receipts SET body = NULL")
 
     def receipts(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM receipts ORDER BY received_at").fetchall()

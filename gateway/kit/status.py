@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway import documents
 from gateway.kit.config import AgencyConfig
-from gateway.kit.ledger import KitLedger
+from gateway.kit.ledger import DocumentRow, KitLedger
 
 
 def collect(cfg: AgencyConfig, ledger: KitLedger, now: dt.datetime) -> dict[str, Any]:
@@ -39,7 +39,15 @@ def collect(cfg: AgencyConfig, ledger: KitLedger, now: dt.datetime) -> dict[str,
             "cases": ledger.count_cases(contract),
             "unacknowledged_batches": [b["batch_id"] for b in batches if not b["acknowledged_at"]],
             "destroyed": bool(received) and all(f.destroyed_at for f in received),
-            "attested": bool(attested) and attested[0].uploaded_at is not None,
+            "attested": bool(attested) and attested[-1].uploaded_at is not None
+            and attested[-1].outcome != "rejected",
+            "attestation": None if not attested else {
+                "name": attested[-1].name, "sent_at": attested[-1].uploaded_at,
+                "outcome": _outcome(attested[-1]), "note": attested[-1].outcome_note},
+            "rejected_acknowledgements": [
+                f"{d.name} ({d.outcome_note or 'no code'})"
+                for d in ledger.documents(kind=documents.ACK) if d.outcome == "rejected"
+                and d.scope in {b["batch_id"] for b in batches}],
         }
         if contract == cfg.contract_id:
             entry |= {"contract_end": cfg.contract_end, "deletion_deadline": cfg.deletion_deadline,
@@ -62,11 +70,37 @@ def lines(report: dict[str, Any]) -> list[str]:
             out.append(f"  not acknowledged: {', '.join(c['unacknowledged_batches'])}")
         if c["not_received_whole"]:
             out.append(f"  listed but not received whole: {', '.join(c['not_received_whole'])}")
+        if c["rejected_acknowledgements"]:
+            out.append("  acknowledgements rejected by the gateway: "
+                       + ", ".join(c["rejected_acknowledgements"]))
         if c["destroyed"] or c["files_destroyed"]:
-            out.append(f"  destroyed: {c['files_destroyed']} file(s); attestation "
-                       f"{'sent' if c['attested'] else 'not sent yet'}")
+            out.append(f"  destroyed: {c['files_destroyed']} file(s); "
+                       + _attestation_words(c["attestation"]))
     receipts = ", ".join(f"{k} {v}" for k, v in report["receipts"].items()) or "none"
     out.append(f"receipts: {receipts}")
     if report["to_send"]:
         out.append(f"to send (run fetch): {', '.join(report['to_send'])}")
     return out
+
+
+def _outcome(doc: DocumentRow) -> str:
+    if doc.uploaded_at is None:
+        return "not sent yet"
+    return doc.outcome or "no receipt yet"
+
+
+def _attestation_words(a: dict[str, Any] | None) -> str:
+    if a is None:
+        return "attestation not made yet (run destroy)"
+    outcome, note = a["outcome"], a["note"]
+    if outcome == "not sent yet":
+        return f"attestation {a['name']} not sent yet (run fetch or destroy)"
+    head = f"attestation {a['name']} sent {a['sent_at']}"
+    if outcome == "rejected":
+        return (f"{head}, rejected: {note or 'no code'} — run destroy again to send a new "
+                "one once the cause is fixed")
+    if outcome == "unknown":
+        return f"{head}; the gateway's answer is unknown: {note}"
+    if outcome == "no receipt yet":
+        return f"{head}; no receipt from the gateway yet (run fetch)"
+    return f"{head}; the gateway's answer: {outcome}"

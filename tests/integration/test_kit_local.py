@@ -7,6 +7,10 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
@@ -106,10 +110,10 @@ def test_destroy_is_refused_while_the_contract_runs(site, keybox, tmp_path, caps
 
 
 def test_destroy_after_the_end_deletes_everything_and_attests_it(site, keybox, tmp_path, capsys):
-    ended = dt.date.today() - dt.timedelta(days=3)
-    kit = KitSite(tmp_path / "kit", site, keybox, store=True, contract_end=ended)
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
     assert kit.run("fetch", capsys=capsys)[0] == 0
     assert [p.name for p in kit.store.iterdir()] == ["B1.AG001.collector.csv"]
+    kit.end_contract()
     received = kit.open_document(kit.outbox()[0]).files
     code, out, err = kit.run("destroy", "--yes", capsys=capsys)
     assert code == 0, err
@@ -269,9 +273,9 @@ def test_a_manifest_not_signed_by_the_gateway_is_refused(site, keybox, tmp_path,
 
 
 def test_destroy_interrupted_finishes_and_attests_once(site, keybox, tmp_path, capsys, monkeypatch):
-    kit = KitSite(tmp_path / "kit", site, keybox, store=True,
-                  contract_end=dt.date.today() - dt.timedelta(days=40))
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
     assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.end_contract(40)
     real, calls = kit_ledger.KitLedger.mark_destroyed, []
 
     def second_fails(self, *args, **kwargs):
@@ -293,6 +297,219 @@ def test_destroy_interrupted_finishes_and_attests_once(site, keybox, tmp_path, c
 
 
 # --- review findings: each a regression test of the fixed behaviour -------------------------
+
+def attested(kit: KitSite, name: str | None = None) -> dict[str, str]:
+    """The decrypted words of the attestation sent (the latest, or *name*)."""
+    sent = sorted(p for p in kit.outbox() if p.name.endswith(".attestation.json.pgp"))
+    doc = kit.open_document(next(p for p in sent if p.name == name) if name else sent[-1])
+    assert isinstance(doc, documents.Attestation)
+    return {o.name: o.decrypted for o in doc.objects}
+
+
+def test_a_kill_after_decrypting_into_the_store_leaves_nothing_destroy_misses(
+        site, keybox, tmp_path, capsys, monkeypatch):
+    """The store path is recorded before decrypting: a kill after the rename, before the
+    copy is recorded, still has destroy find it and attest it."""
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+
+    def killed(self, name, at):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kit_ledger.KitLedger, "mark_stored", killed)
+    assert kit.run("fetch", capsys=capsys)[0] == 130
+    monkeypatch.undo()
+    assert [p.name for p in kit.store.iterdir()] == ["B1.AG001.collector.csv"]
+    kit.end_contract()
+    code, _out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 0, err
+    assert list(kit.store.iterdir()) == []
+    assert attested(kit)["B1.AG001.collector.csv.pgp"] == "destroyed"
+
+
+def test_a_store_copy_the_ledger_does_not_know_is_destroyed_all_the_same(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    db = sqlite3.connect(kit.state / "kit.db")  # as a kit before the store path was recorded
+    with db:
+        db.execute("UPDATE files SET stored_path = NULL, stored_at = NULL")
+    db.close()
+    kit.end_contract()
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    assert list(kit.store.iterdir()) == []
+    assert attested(kit)["B1.AG001.collector.csv.pgp"] == "destroyed"
+
+
+def test_a_moved_store_copy_is_not_attested_destroyed_until_the_person_says_so(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.end_contract()
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (kit.store / "B1.AG001.collector.csv").rename(desk / "B1.AG001.collector.csv")
+    code, out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 1 and "nothing destroyed" in err and "B1.AG001.collector.csv" in err
+    assert "--accept-missing" in err
+    assert len(list((kit.state / "files").iterdir())) == 3 and not any(
+        p.name.endswith(".attestation.json.pgp") for p in kit.outbox())
+    code, out, _ = kit.run("destroy", "--dry-run", capsys=capsys)
+    assert code == 0 and "not found" in out
+    code, out, err = kit.run("destroy", "--yes", "--accept-missing", capsys=capsys)
+    assert code == 0, err
+    assert "confirmed gone by you" in out
+    assert attested(kit)["B1.AG001.collector.csv.pgp"] == "destroyed"
+    assert kit.ledger_rows("SELECT copy_missing FROM files WHERE name = "
+                           "'B1.AG001.collector.csv.pgp'") == [(str(kit.store / "B1.AG001.collector.csv"),)]
+
+
+def test_data_fetched_after_the_attestation_is_kept_sealed_and_attested_anew(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.end_contract()
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    first = f"{kit.contract}.AG001.attestation.json.pgp"
+    assert set(attested(kit, first)) == {"B1.AG001.collector.csv.pgp", "B1.AG001.manifest.json.pgp",
+                                         "B1.AG001.supervisor.csv.pgp"}
+    more = list(synth.cases(4, ["AG001"], seed=99, prefix="D"))
+    site.drop_cases("B2.csv.pgp", more)
+    site.run()
+    code, out, err = kit.run("fetch", capsys=capsys)
+    assert code == 0, err
+    assert "batch B2: kept encrypted, not decrypted into the store" in out
+    assert list(kit.store.iterdir()) == []
+    code, out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 0, err
+    second = f"{kit.contract}.AG001.2.attestation.json.pgp"
+    assert f"sent the deletion attestation {second}" in out
+    assert {n.split(".")[0] for n in attested(kit, second)} == {"B1", "B2"}
+    assert kit.ledger_rows("SELECT COUNT(DISTINCT id) FROM documents WHERE kind = 'attestation'") == [(2,)]
+    code, out, _ = kit.run("destroy", "--yes", capsys=capsys)  # nothing new: no third one
+    assert code == 0 and f"{second} was sent at" in out
+
+
+def test_exports_are_recorded_and_destroyed_with_the_contract(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    book, sheet, lost = desk / "b1.xlsx", desk / "b1.csv", desk / "lost.csv"
+    assert kit.run("export", "B1", "--format", "xlsx", "--out", str(book), capsys=capsys)[0] == 0
+    assert kit.run("open", "B1.AG001.collector.csv.pgp", "--out", str(sheet), capsys=capsys)[0] == 0
+    assert kit.run("open", "B1.AG001.collector.csv.pgp", "--out", str(lost), capsys=capsys)[0] == 0
+    lost.unlink()  # deleted by hand: the kit cannot know where it went
+    kit.end_contract()
+    code, out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 1 and str(lost) in err and book.exists() and sheet.exists()
+    code, out, err = kit.run("destroy", "--yes", "--accept-missing", capsys=capsys)
+    assert code == 0, err
+    assert not book.exists() and not sheet.exists()
+    assert f"destroyed the exported file {book}" in out and f"destroyed the exported file {sheet}" in out
+    assert attested(kit) == {"B1.AG001.collector.csv.pgp": "destroyed",
+                             "B1.AG001.manifest.json.pgp": "none",
+                             "B1.AG001.supervisor.csv.pgp": "none"}
+    assert kit.ledger_rows("SELECT outcome FROM exports ORDER BY id") == [
+        ("destroyed",), ("destroyed",), ("missing",)]
+
+
+def test_a_rejected_attestation_is_shown_and_replaced(site, keybox, tmp_path, capsys):
+    """agency.toml's contract_end earlier than the bank's: the gateway rejects the
+    attestation (E_CONTRACT_ACTIVE); status says so and destroy sends a new one. (The
+    receipt is for the receipts role, supervisor: this installation holds its key.)"""
+    kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"))
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.end_contract()
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    site.run()
+    code, out, err = kit.run("fetch", capsys=capsys)
+    assert code == 0, err
+    first = f"{kit.contract}.AG001.attestation.json.pgp"
+    assert f"the gateway rejected {first}: E_CONTRACT_ACTIVE" in out
+    code, out, _ = kit.run("status", capsys=capsys)
+    assert "rejected: E_CONTRACT_ACTIVE" in out and "run destroy again" in out
+    code, out, _ = kit.run("status", "--json", capsys=capsys)
+    (contract,) = json.loads(out)["contracts"]
+    assert not contract["attested"] and contract["attestation"]["outcome"] == "rejected"
+    code, out, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 0, err
+    assert f"sent the deletion attestation {kit.contract}.AG001.2.attestation.json.pgp" in out
+    ids = kit.ledger_rows("SELECT id FROM documents WHERE kind = 'attestation'")
+    assert len(set(ids)) == 2
+
+
+def test_a_receipt_this_installation_cannot_read_leaves_the_outcome_unknown(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    results = tmp_path / "r-1.csv"
+    results.write_text("case_id,action_at,action_code,contact_target,collector_id\r\n"
+                       f"{site.ag1[0]},2026-11-19T10:00:00,CALL,debtor,c1\r\n")
+    assert kit.run("results", str(results), capsys=capsys)[0] == 0
+    site.run()
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    outcomes = dict(kit.ledger_rows("SELECT name, outcome FROM documents"))
+    assert outcomes == {"r-1.csv.pgp": "unknown", "B1.AG001.ack.json.pgp": "unknown"}
+    assert kit.ledger_rows("SELECT COUNT(*) FROM receipts WHERE answers IS NULL") == [(0,)]
+    kit.end_contract()
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    site.run()
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    _code, out, _ = kit.run("status", capsys=capsys)
+    assert "the gateway's answer is unknown: its receipt is encrypted to the agency's " \
+           "receipts role, whose key this installation does not hold" in out
+
+
+def test_a_killed_open_out_leaves_no_plaintext_or_keys_after_the_next_command(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    before = set(Path("/tmp").glob("gwa*"))
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    driver = (
+        "import os, signal, sys\n"
+        "from gateway.kit import export, cli\n"
+        "def feed(self, chunk):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "real = export._decrypt\n"
+        "def _decrypt(state, crypto, row, sink, scan, *, streaming):\n"
+        "    sink.write(b'case_id,secret\\n'); sink.flush(); os.fsync(sink.fileno())\n"
+        "    export.MaskScan.feed = feed\n"
+        "    return real(state, crypto, row, sink, scan, streaming=streaming)\n"
+        "export._decrypt = _decrypt\n"
+        f"sys.exit(cli.main(['open', 'B1.AG001.collector.csv.pgp', '--out', '{desk}/b1.csv',"
+        f" '--config', '{kit.config}']))\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", driver], cwd=root, capture_output=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, check=False)
+    assert proc.returncode == -9, proc.stderr
+    (part,) = desk.iterdir()
+    assert part.name.endswith(".part")
+    homes = set(Path("/tmp").glob("gwa*")) - before
+    assert homes  # the killed command's keyring, with the agency's secret keys
+    code, _out, err = kit.run("status", capsys=capsys)
+    assert code == 0
+    assert list(desk.iterdir()) == [] and "partial plaintext of an interrupted export" in err
+    assert not any(h.exists() for h in homes)
+    assert kit.ledger_rows("SELECT outcome FROM exports") == [("unwritten",)]
+
+
+def test_destroy_never_writes_through_a_symlink(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.end_contract()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("important\n")
+    stored = kit.store / "B1.AG001.collector.csv"
+    stored.unlink()
+    stored.symlink_to(victim)
+    (kit.store / ".x.part").symlink_to(victim)
+    code, _, err = kit.run("destroy", "--yes", capsys=capsys)
+    assert code == 1 and "no longer where it wrote them" in err  # the copy is not there
+    assert kit.run("destroy", "--yes", "--accept-missing", capsys=capsys)[0] == 0
+    assert victim.read_text() == "important\n" and list(kit.store.iterdir()) == []
+
 
 def test_state_dir_and_store_writable_by_others_are_refused(site, keybox, tmp_path, capsys):
     kit = KitSite(tmp_path / "kit", site, keybox, store=True)
@@ -318,3 +535,38 @@ def test_a_foreign_file_on_a_document_name_in_the_outbox_does_not_block_the_kit(
     assert kit.ledger_rows("SELECT name, uploaded_at IS NOT NULL FROM documents") == [
         ("B1.AG001.2.ack.json.pgp", 1)]
     assert kit.run("fetch", capsys=capsys)[0] == 0
+
+
+def test_an_earlier_contract_is_destroyed_with_its_end_given(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    old = kit.contract
+    kit.config.write_text(kit.config.read_text().replace(f'contract_id = "{old}"',
+                                                         'contract_id = "C-2099-001"'))
+    code, _, err = kit.run("destroy", "--contract", old, "--yes", capsys=capsys)
+    assert code == 2 and "--ended YYYY-MM-DD" in err
+    future = (dt.date.today() + dt.timedelta(days=5)).isoformat()
+    code, _, err = kit.run("destroy", "--contract", old, "--ended", future, "--yes", capsys=capsys)
+    assert code == 1 and "has not ended" in err
+    past = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+    code, _out, err = kit.run("destroy", "--contract", old, "--ended", past, "--yes", capsys=capsys)
+    assert code == 0, err
+    assert list((kit.state / "files").iterdir()) == []
+    sent = kit.site.zone("AG001", "outbox", f"{old}.AG001.attestation.json.pgp")
+    assert kit.open_document(sent).contract_id == old
+    code, _, err = kit.run("destroy", "--contract", "C-2001-001", "--ended", past, capsys=capsys)
+    assert code == 2 and "never received a batch" in err
+
+
+def test_destroy_clears_tmp_and_the_receipts_case_ids(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    site.run()
+    assert kit.run("fetch", capsys=capsys)[0] == 0  # the acknowledgement's receipt
+    part = kit.state / "tmp" / "0123456789abcdef.part"  # a killed download's remains
+    part.write_bytes((kit.state / "files" / "B1.AG001.collector.csv.pgp").read_bytes()[:4000])
+    kit.end_contract()
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    assert list((kit.state / "tmp").iterdir()) == []
+    assert list((kit.state / "receipts").iterdir()) == []
+    assert kit.ledger_rows("SELECT COUNT(*) FROM receipts WHERE body IS NOT NULL") == [(0,)]
