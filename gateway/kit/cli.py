@@ -184,6 +184,8 @@ def results_cmd(
     from gateway.kit import results
 
     with kit(config, exclusive=not check) as k:
+        if (why := results.destroyed(k.cfg, k.ledger)) is not None:
+            raise GatewayError(why)
         checked = results.check_file(k.cfg, k.ledger, file, clock.now())
         for line in checked.lines():
             say(line)
@@ -193,7 +195,8 @@ def results_cmd(
             warn("not sent: fix the errors above" + (", or send the valid rows with --force"
                                                      if checked.sendable else ""))
             raise typer.Exit(1)
-        name = results.send_file(k.ledger, k.state, k.crypto(), k.outbox(), file, clock.now())
+        name = results.send_file(k.ledger, k.state, k.crypto(), k.outbox(), file, clock.now(),
+                                 checked.sha256)
         say(f"sent {name} to the outbox")
         if checked.errors.total:  # sent with --force: the errors stand, and say so
             raise typer.Exit(1)

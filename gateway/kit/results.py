@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class Checked:
     records: int = 0
     accepted: int = 0
     fatal: bool = False  # the file as a whole: format or header
+    sha256: str = ""  # of the file as it was checked: what is sealed must be the same
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
@@ -91,10 +93,24 @@ class Checked:
         return out
 
 
+def destroyed(cfg: AgencyConfig, ledger: KitLedger) -> str | None:
+    """Why results cannot be checked: the configured contract's data, its case ids with
+    it, was destroyed (the gateway may still take results until its purge)."""
+    gone = ledger.files(contract_id=cfg.contract_id, where="f.destroyed_at IS NOT NULL")
+    if not gone or ledger.count_cases(cfg.contract_id):
+        return None
+    return (f"contract {cfg.contract_id}'s data was destroyed (gateway-agency destroy), its "
+            "case ids with it: the kit can no longer check or send results for it")
+
+
 def check_file(cfg: AgencyConfig, ledger: KitLedger, path: Path, now: dt.datetime) -> Checked:
     """*path* (plaintext CSV) checked with the gateway's rules and the kit's case ids."""
     _must_be_plaintext(path)
     out = Checked()
+    try:
+        out.sha256 = files.sha256_of(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     reader: chunks.ChunkReader | None = None
     try:
         with path.open("rb") as fh:
@@ -164,22 +180,37 @@ def upload_name(path: Path) -> str:
 
 
 def send_file(ledger: KitLedger, state: StateDir, crypto: KitCrypto, outbox: Zone, path: Path,
-              now: dt.datetime) -> str:
-    """Seal *path* for the gateway (streaming, into ``outgoing/``), record, upload."""
+              now: dt.datetime, checked: str) -> str:
+    """Seal *path* for the gateway (streaming, into ``outgoing/``), record, upload. What is
+    sealed must be what was checked (*checked*, its SHA-256); an earlier run's sealed
+    version of a file that changed since is never sent in its place."""
     name = upload_name(path)
     for doc in ledger.documents(kind="results"):
-        if doc.name == name:
-            if doc.uploaded_at is None:  # an interrupted send of this name: finish that one
-                send.upload(ledger, state, outbox, doc, crypto, now)
-                return name
+        if doc.name != name:
+            continue
+        if doc.uploaded_at is not None:
             raise UsageError(f"{name} was sent at {doc.uploaded_at}; to send a corrected file, "
                              "give it a new name")
+        if doc.source_sha256 in (None, checked):  # an interrupted send of this very file
+            return send.upload(ledger, state, outbox, doc, crypto, now)
+        if outbox.stat(name) is not None:
+            raise UsageError(f"{name}: an earlier version of this file, sealed by a run that "
+                             "was interrupted, may already be in the outbox; to send the "
+                             "corrected file, give it a new name")
+        ledger.drop_document(doc.id)  # never uploaded: the corrected file replaces it
+        state.outgoing(name).unlink(missing_ok=True)
+    digest = hashlib.sha256()
     with path.open("rb") as src, files.atomic(state.outgoing(name), tmp_dir=state.tmp) as fh, \
             crypto.seal_for_gateway(fh) as writer:
         while chunk := src.read(files.CHUNK):
+            digest.update(chunk)
             writer.write(chunk)
+    if digest.hexdigest() != checked:
+        state.outgoing(name).unlink(missing_ok=True)
+        raise UsageError(f"{path} changed while it was checked; nothing sent — run results "
+                         "again")
     row = DocumentRow(id=documents.new_id(), kind="results", name=name, scope=path.name,
-                      created_at=clock.iso(now), body=None, uploaded_at=None)
+                      created_at=clock.iso(now), body=None, uploaded_at=None,
+                      source_sha256=checked)
     ledger.add_document(row)
-    send.upload(ledger, state, outbox, row, crypto, now)
-    return name
+    return send.upload(ledger, state, outbox, row, crypto, now)

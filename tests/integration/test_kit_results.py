@@ -218,3 +218,82 @@ def test_force_sends_the_valid_rows_but_never_a_file_rejected_whole(world, tmp_p
     site.run()
     (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["file"] == "forced.csv.pgp"]
     assert receipt["status"] == "partial" and receipt["counts"]["accepted"] == 1
+
+
+@pytest.fixture
+def fresh(tmp_path, keybox):
+    """A site and a kit of their own (the module's world is shared)."""
+    site = Site(tmp_path / "site", keybox)
+    site.records = list(synth.cases(8, ["AG001", "AG002"], seed=26))
+    site.drop_cases("B1.csv.pgp", site.records)
+    assert site.run() == {"accepted": 1}
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch")[0] == 0
+    for p in kit.outbox():
+        p.unlink()
+    return site, kit, [r["case_id"] for r in site.records if r["agency_code"] == "AG001"]
+
+
+def one_row(case_id: str, collector: str) -> str:
+    return ("case_id,action_at,action_code,contact_target,collector_id\r\n"
+            f"{case_id},2026-11-19T10:00:00,CALL,debtor,{collector}\r\n")
+
+
+def test_a_corrected_file_is_sent_not_the_sealed_one_a_failed_upload_left(fresh, tmp_path, capsys,
+                                                                         monkeypatch):
+    from gateway.kit import send as kit_send
+    from gateway.transfer.base import ZoneUnavailable
+
+    _site, kit, ag1 = fresh
+    r = tmp_path / "r-1.csv"
+    r.write_text(one_row(ag1[0], "WRONG"))
+    real = kit_send.upload
+
+    def down(*a, **k):
+        raise ZoneUnavailable("outbox: server unreachable")
+
+    monkeypatch.setattr(kit_send, "upload", down)
+    code, _, err = kit.run("results", str(r), capsys=capsys)
+    assert code == 1 and "unreachable" in err
+    monkeypatch.setattr(kit_send, "upload", real)
+    r.write_text(one_row(ag1[0], "RIGHT"))  # corrected, same name
+    code, out, err = kit.run("results", str(r), capsys=capsys)
+    assert code == 0 and "sent r-1.csv.pgp" in out, err
+    (sent,) = kit.outbox()
+    body = kit.open_for_gateway(sent)
+    assert b"RIGHT" in body and b"WRONG" not in body
+    assert kit.ledger_rows("SELECT COUNT(*) FROM documents WHERE kind = 'results'") == [(1,)]
+
+
+def test_a_changed_file_is_refused_when_the_old_version_may_be_in_the_outbox(
+        fresh, tmp_path, capsys, monkeypatch):
+    from gateway.kit import ledger as kit_ledger
+
+    _site, kit, ag1 = fresh
+    r = tmp_path / "r-2.csv"
+    r.write_text(one_row(ag1[0], "OLD"))
+
+    def killed(self, doc_id, at):
+        raise KeyboardInterrupt  # uploaded, not recorded
+
+    monkeypatch.setattr(kit_ledger.KitLedger, "mark_uploaded", killed)
+    assert kit.run("results", str(r), capsys=capsys)[0] == 130
+    monkeypatch.undo()
+    r.write_text(one_row(ag1[0], "NEW-AND-LONGER"))
+    code, _, err = kit.run("results", str(r), capsys=capsys)
+    assert code == 2 and "may already be in the outbox" in err and "give it a new name" in err
+    (sent,) = kit.outbox()
+    assert b"OLD" in kit.open_for_gateway(sent)
+
+
+def test_results_after_destroy_say_why_instead_of_listing_every_row(fresh, tmp_path, capsys):
+    _site, kit, ag1 = fresh
+    kit.end_contract()
+    code, out, _ = kit.run("destroy", "--dry-run", capsys=capsys)
+    assert "send the contract's last results before destroying" in out
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0
+    r = tmp_path / "late.csv"
+    r.write_text(one_row(ag1[0], "c1"))
+    code, out, err = kit.run("results", str(r), "--check", capsys=capsys)
+    assert code == 1 and "E_NOT_ASSIGNED" not in out
+    assert "data was destroyed" in err and "can no longer check or send results" in err
