@@ -105,7 +105,8 @@ class Fetch:
             self.report.lines.append(f"{len(waiting)} slice(s) wait for their manifest "
                                      "(the gateway places it last); fetch again shortly")
         for name in sorted(set(ready) - handled - set(waiting)):
-            self.report.lines.append(f"left in the inbox: {name} (not a file the kit takes)")
+            self.report.lines.append(f"left in the inbox: {display_name(name)} (not a file "
+                                     "the kit takes)")
         if not self.report.lines and not self.report.problems:
             self.report.lines.append("nothing new in the inbox")
         return self.report
@@ -115,7 +116,8 @@ class Fetch:
     @contextlib.contextmanager
     def _download(self, name: str) -> Iterator[tuple[Path, str]]:
         """*name* from the inbox into ``tmp/`` (fsynced): its path and SHA-256. The temp
-        file is gone afterwards unless the caller renamed it."""
+        file is gone afterwards unless the caller renamed it. ``seen[name]`` becomes the
+        size read and the mtime listed: what removing it later checks."""
         tmp = self.state.tmp / f"{secrets.token_hex(8)}.part"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -123,6 +125,9 @@ class Fetch:
                 sha = files.copy_hashing(src, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
+                size = fh.tell()
+            listed = self.seen.get(name)
+            self.seen[name] = (size, listed[1] if listed else 0.0)
             yield tmp, sha
         finally:
             tmp.unlink(missing_ok=True)
@@ -149,25 +154,28 @@ class Fetch:
         with self._download(name) as (tmp, sha):
             if known is not None:
                 if known.sha256 != sha:
-                    self.report.problems.append(
-                        f"{name}: a different manifest of this name was received before; "
-                        "left in the inbox — ask the bank's IT")
+                    self.problem(name, "a different manifest of this name was received before; "
+                                       "left in the inbox — ask the bank's IT")
                 return  # the same manifest, from a run that did not get to remove it
             try:
                 body = self._read_json(tmp)
                 batch, contract, created, slices = self._manifest_fields(name, body)
             except CryptoError as exc:
-                self.report.problems.append(f"{name}: not acknowledged, left in the inbox: "
-                                            f"{exc.code}: {told(exc)}")
+                self.problem(name, f"not acknowledged, left in the inbox: {exc.code}: {told(exc)}")
                 return
             except (GatewayError, ValueError, KeyError, TypeError) as exc:
-                self.report.problems.append(f"{name}: not a manifest the kit can read ({exc}); "
-                                            "left in the inbox")
+                self.problem(name, f"not a manifest the kit can read ({exc}); left in the inbox")
+                return
+            clash = [n for n, *_ in slices if self.ledger.file(n) is not None]
+            if clash:
+                self.problem(name, f"lists {display_name(clash[0])}, a file of an earlier "
+                                   "batch; not acknowledged, left in the inbox — ask the "
+                                   "bank's IT")
                 return
             self._keep(tmp, self.state.held(name))
         self.ledger.record_manifest(batch_id=batch, contract_id=contract, name=name, sha256=sha,
                                     created_at=created, received_at=clock.iso(self.now()),
-                                    slices=slices)
+                                    slices=slices, seen=self.seen.get(name))
         note = "" if contract == self.cfg.contract_id else \
             f" (contract {contract}, not the configured {self.cfg.contract_id})"
         self.report.lines.append(f"batch {batch}: manifest received, {len(slices)} slice(s) "
@@ -182,13 +190,17 @@ class Fetch:
         contract = body["contract_id"]
         if not isinstance(contract, str) or not identifiers.full(identifiers.CONTRACT_ID).fullmatch(contract):
             raise ValueError("no contract id")
-        slices = []
+        slices: list[tuple[str, str, int, str]] = []
         for item in body["files"]:
             sm = _SLICE.fullmatch(str(item["name"]))
-            if (sm is None or sm["batch"] != m["batch"] or sm["role"] != item["role"]
+            if (sm is None or sm["batch"] != m["batch"] or sm["agency"] != self.cfg.code
+                    or sm["role"] != item["role"]
                     or not _SHA256.fullmatch(str(item["sha256"]))
-                    or not isinstance(item["records"], int)):
-                raise ValueError(f"a listed file is not a slice of this batch: {item.get('name')!r}")
+                    or not isinstance(item["records"], int) or isinstance(item["records"], bool)):
+                raise ValueError("a listed file is not a slice of this batch: "
+                                 f"{display_name(str(item.get('name')))!r}")
+            if any(sm.string == n for n, *_ in slices):
+                raise ValueError(f"it lists {sm.string} twice")
             slices.append((sm.string, sm["role"], item["records"], item["sha256"]))
         return m["batch"], contract, clock.iso(parse_time(str(body["created_at"]))), slices
 
@@ -197,17 +209,17 @@ class Fetch:
                                            "AND f.destroyed_at IS NULL"):
             handled.add(row.name)
             if row.name not in ready:
-                self.report.problems.append(f"{row.name}: listed by batch {row.batch_id}'s "
-                                            "manifest but not in the inbox; not acknowledged")
+                where = "refused in" if row.name in self.flagged else "not in"
+                self.problem(row.name, f"listed by batch {row.batch_id}'s manifest but {where} "
+                                       "the inbox; not acknowledged")
                 continue
             with self._download(row.name) as (tmp, sha):
                 if sha != row.sha256:
-                    self.report.problems.append(
-                        f"{row.name}: its SHA-256 does not match the manifest's (damaged or "
-                        "changed); not acknowledged, left in the inbox")
+                    self.problem(row.name, "its SHA-256 does not match the manifest's (damaged "
+                                           "or changed); not acknowledged, left in the inbox")
                     continue
                 self._keep(tmp, self.state.held(row.name))
-            self.ledger.mark_received(row.name, clock.iso(self.now()))
+            self.ledger.mark_received(row.name, clock.iso(self.now()), self.seen.get(row.name))
         for row in self.ledger.files(where="f.received_at IS NOT NULL AND f.removed_at IS NULL"):
             handled.add(row.name)  # received, still in the inbox until acknowledged
 
@@ -235,7 +247,7 @@ class Fetch:
                 ids = [r[column] for r in reader if len(r) > column]
                 msg.verdict()
         except (CryptoError, ValueError, csv.Error) as exc:
-            self.report.problems.append(f"{row.name}: could not read its case ids ({exc})")
+            self.problem(row.name, f"could not read its case ids ({exc})")
             return
         self.ledger.record_cases(batch_id, ids)
 
@@ -317,10 +329,19 @@ class Fetch:
                                      f"{len(new) - slices} manifest(s) in {name}")
 
     def _remove(self) -> None:
-        """Out of the inbox: what an uploaded acknowledgement lists."""
+        """Out of the inbox: what an uploaded acknowledgement lists — if it is still the
+        file that was verified (its size and mtime then), and was not reported this run."""
         for row in self.ledger.files(where="f.removed_at IS NULL AND f.ack_id IN (SELECT id "
                                            "FROM documents WHERE uploaded_at IS NOT NULL)"):
-            if self.inbox.stat(row.name) is not None:
+            if row.name in self.flagged:
+                continue
+            there = self.inbox.stat(row.name)
+            if there is not None:
+                if row.size is not None and (there.size != row.size or (
+                        row.mtime and int(there.mtime) != int(row.mtime))):
+                    self.problem(row.name, "changed in the inbox since the kit verified and "
+                                           "acknowledged it; not removed — ask the bank's IT")
+                    continue
                 self.inbox.remove(row.name)
             self.ledger.mark_removed(row.name, clock.iso(self.now()))
 
@@ -388,9 +409,10 @@ def told(exc: CryptoError) -> str:
 
 def receipt_line(name: str, body: dict[str, Any] | None) -> str:
     if body is None:
-        return (f"receipt {name}: kept encrypted — it is for the agency's receipts role, whose "
+        return (f"receipt {display_name(name)}: kept encrypted — it is for the agency's receipts role, whose "
                 "key this installation does not hold")
     errors = body.get("errors_total", 0)
     codes = sorted({str(e.get("code")) for e in body.get("errors", []) if isinstance(e, dict)})
     shown = f" ({', '.join(codes[:5])})" if codes else ""
-    return (f"receipt for {body.get('file')}: {body.get('status')}, {errors} error(s){shown}")
+    return (f"receipt for {display_name(str(body.get('file')))}: {body.get('status')}, "
+            f"{errors} error(s){shown}")

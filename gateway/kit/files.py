@@ -40,7 +40,8 @@ class StateDir:
         return self.root / "files" / name
 
     def receipt(self, name: str, sha256: str) -> Path:
-        return self.root / "receipts" / f"{sha256[:16]}.{name}"
+        """By its hash: the inbox name is the sender's, of any length and spelling."""
+        return self.root / "receipts" / f"{sha256}.receipt.json.pgp"
 
     def outgoing(self, name: str) -> Path:
         return self.root / "outgoing" / name

@@ -460,6 +460,26 @@ def test_a_receipt_this_installation_cannot_read_leaves_the_outcome_unknown(
            "receipts role, whose key this installation does not hold" in out
 
 
+def test_a_changed_inbox_file_is_never_removed_unseen(site, keybox, tmp_path, capsys, monkeypatch):
+    """A kill between the acknowledgement's upload and its record; then the slice and the
+    manifest in the inbox are replaced: neither is removed, both are reported."""
+    kit = KitSite(tmp_path / "kit", site, keybox)
+
+    def killed(self, doc_id, at):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kit_ledger.KitLedger, "mark_uploaded", killed)
+    assert kit.run("fetch", capsys=capsys)[0] == 130
+    monkeypatch.undo()
+    site.zone("AG001", "inbox", "B1.AG001.collector.csv.pgp").write_bytes(b"another delivery")
+    site.zone("AG001", "inbox", "B1.AG001.manifest.json.pgp").write_bytes(b"another manifest")
+    code, _out, err = kit.run("fetch", capsys=capsys)
+    assert code == 1
+    assert "B1.AG001.collector.csv.pgp: changed in the inbox since the kit verified" in err
+    assert "B1.AG001.manifest.json.pgp: a different manifest of this name" in err
+    assert site.inbox("AG001") == ["B1.AG001.collector.csv.pgp", "B1.AG001.manifest.json.pgp"]
+
+
 def test_a_killed_open_out_leaves_no_plaintext_or_keys_after_the_next_command(
         site, keybox, tmp_path, capsys):
     kit = KitSite(tmp_path / "kit", site, keybox)
@@ -558,6 +578,24 @@ def test_an_earlier_contract_is_destroyed_with_its_end_given(site, keybox, tmp_p
     assert code == 2 and "never received a batch" in err
 
 
+def test_hostile_receipt_names_neither_break_fetch_nor_reach_the_terminal(
+        site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    long_name = "A" * 235 + ".receipt.json.pgp"  # a legal name, too long with a prefix
+    site.zone("AG001", "inbox", long_name).write_bytes(
+        site.seal_as(None, b"{}", to="ag002-collector"))
+    escaping = "x\x1b]0;pwned\x07\x1b[2K.receipt.json.pgp"
+    site.zone("AG001", "inbox", escaping).write_bytes(
+        site.seal_as("ag002", b"{}", to="ag001-collector"))
+    code, out, err = kit.run("fetch", capsys=capsys)
+    assert code == 1 and "File name too long" not in err
+    assert "\x1b" not in out + err and "x\\u001b]0;pwned\\u0007" in err
+    assert long_name not in site.inbox("AG001") and escaping in site.inbox("AG001")
+    stored = [p.name for p in (kit.state / "receipts").iterdir()]
+    assert len(stored) == 1 and len(stored[0]) == 64 + len(".receipt.json.pgp")
+
+
 def test_destroy_clears_tmp_and_the_receipts_case_ids(site, keybox, tmp_path, capsys):
     kit = KitSite(tmp_path / "kit", site, keybox)
     assert kit.run("fetch", capsys=capsys)[0] == 0
@@ -570,3 +608,39 @@ def test_destroy_clears_tmp_and_the_receipts_case_ids(site, keybox, tmp_path, ca
     assert list((kit.state / "tmp").iterdir()) == []
     assert list((kit.state / "receipts").iterdir()) == []
     assert kit.ledger_rows("SELECT COUNT(*) FROM receipts WHERE body IS NOT NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("change", ["foreign-agency", "twice", "records-bool"])
+def test_a_signed_manifest_that_lists_badly_is_refused(site, keybox, tmp_path, capsys, change):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    item = {"name": "B9.AG001.collector.csv.pgp", "role": "collector", "records": 1,
+            "sha256": "0" * 64}
+    files = {"foreign-agency": [{**item, "name": "B9.AG002.collector.csv.pgp"}],
+             "twice": [item, item], "records-bool": [{**item, "records": True}]}[change]
+    body = json.dumps({"batch_id": "B9", "agency": "AG001", "contract_id": kit.contract,
+                       "created_at": "2026-11-02T01:30:09Z", "files": files}).encode()
+    site.zone("AG001", "inbox", "B9.AG001.manifest.json.pgp").write_bytes(
+        site.seal_as("gateway", body, to="ag001-collector"))
+    code, _, err = kit.run("fetch", capsys=capsys)
+    assert code == 1 and "internal error" not in err
+    assert "B9.AG001.manifest.json.pgp: not a manifest the kit can read" in err
+    assert "B9.AG001.manifest.json.pgp" in site.inbox("AG001")
+
+
+def test_out_inside_a_zone_an_inbox_symlink_and_a_foreign_store_file(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox, store=True)
+    kit.store.mkdir()
+    (kit.store / "B1.AG001.collector.csv").write_text("the agency's own file\n")
+    link = site.zone("AG001", "inbox", "B1.AG001.supervisor.csv.pgp")
+    real = tmp_path / "elsewhere.pgp"
+    link.rename(real)
+    link.symlink_to(real)
+    code, _out, err = kit.run("fetch", capsys=capsys)
+    assert code == 1
+    assert "B1.AG001.supervisor.csv.pgp: refused (symlink" in err
+    assert "listed by batch B1's manifest but refused in the inbox" in err
+    assert "B1.AG001.collector.csv.pgp: not decrypted into the store" in err
+    assert (kit.store / "B1.AG001.collector.csv").read_text() == "the agency's own file\n"
+    inside = site.zone("AG001", "outbox", "b1.csv")
+    code, _, err = kit.run("open", "B1.AG001.collector.csv.pgp", "--out", str(inside), capsys=capsys)
+    assert code == 2 and "lies in the outbox directory" in err and not inside.exists()
