@@ -37,7 +37,7 @@ from gateway import clock, documents
 from gateway.errors import GatewayError, UsageError
 from gateway.kit import files, send
 from gateway.kit.config import DELETION_DAYS, AgencyConfig
-from gateway.kit.crypto import KitCrypto
+from gateway.kit.crypto import KitCrypto, alive
 from gateway.kit.files import StateDir
 from gateway.kit.ledger import DocumentRow, FileRow, KitLedger, parse_time
 from gateway.transfer.base import Zone
@@ -66,6 +66,7 @@ class Plan:
     attestation: DocumentRow | None  # the latest
     copies: list[Copy] = field(default_factory=list)  # there, to destroy
     missing: list[Copy] = field(default_factory=list)  # recorded, no longer where written
+    writing: list[str] = field(default_factory=list)  # exports being written by a live command
 
     @property
     def ended(self) -> bool:
@@ -73,6 +74,9 @@ class Plan:
 
     def refusal(self) -> str | None:
         if self.ended:
+            if self.writing:
+                return (f"an open --out or export is writing {', '.join(self.writing)} right "
+                        "now; destroy when it is done")
             return None
         return (f"contract {self.contract_id} has not ended: it runs until {self.end} and "
                 f"today is {self.today} (the gateway's time zone); its data may be destroyed "
@@ -140,7 +144,9 @@ def plan(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, contract_id: str
                 expected=[f for f in rows if not f.received_at and not f.destroyed_at],
                 gone=[f for f in rows if f.destroyed_at],
                 cases=ledger.count_cases(contract_id),
-                attestation=attested[-1] if attested else None, copies=copies, missing=missing)
+                attestation=attested[-1] if attested else None, copies=copies, missing=missing,
+                writing=[e["path"] for e in ledger.exports() if e["written_at"] is None
+                         and e["pid"] != os.getpid() and alive(e["pid"])])
 
 
 def _regular(path: Path) -> bool:

@@ -413,6 +413,27 @@ def test_exports_are_recorded_and_destroyed_with_the_contract(site, keybox, tmp_
         ("destroyed",), ("destroyed",), ("missing",)]
 
 
+def test_destroy_waits_for_an_export_being_written(site, keybox, tmp_path, capsys):
+    kit = KitSite(tmp_path / "kit", site, keybox)
+    assert kit.run("fetch", capsys=capsys)[0] == 0
+    kit.end_contract()
+    writer = subprocess.Popen(["sleep", "30"])  # stands for a live open --out
+    try:
+        db = sqlite3.connect(kit.state / "kit.db")
+        with db:
+            db.execute("INSERT INTO exports (path, part, names, pid, created_at) VALUES "
+                       "(?, ?, 'B1.AG001.collector.csv.pgp', ?, '2026-01-01T00:00:00Z')",
+                       (str(tmp_path / "b1.csv"), str(tmp_path / ".b1.csv.x.part"), writer.pid))
+        db.close()
+        code, _, err = kit.run("destroy", "--yes", capsys=capsys)
+        assert code == 1 and "is writing" in err and str(tmp_path / "b1.csv") in err
+        assert len(list((kit.state / "files").iterdir())) == 3
+    finally:
+        writer.kill()
+        writer.wait()
+    assert kit.run("destroy", "--yes", capsys=capsys)[0] == 0  # its writer gone: swept
+
+
 def test_a_rejected_attestation_is_shown_and_replaced(site, keybox, tmp_path, capsys):
     """agency.toml's contract_end earlier than the bank's: the gateway rejects the
     attestation (E_CONTRACT_ACTIVE); status says so and destroy sends a new one. (The
