@@ -231,8 +231,8 @@ def _retention_table(holdings: list[purge.Holding], title: str) -> Table:
 
 def _gpg_verify(public: Path, signed: Path) -> str:
     with _gpg.scratch_home() as home:
-        _gpg.run(home, ["--import", str(public)])
-        proc = _gpg.run(home, ["--verify", str(signed)])
+        _gpg.run(home, ["--import", "--", str(public)])
+        proc = _gpg.run(home, ["--verify", "--", str(signed)])
     ok = proc.returncode == 0 and b"VALIDSIG" in proc.stderr
     return "good signature" if ok else "BAD SIGNATURE"
 
@@ -241,7 +241,7 @@ def _bank_seals(keydir: Path, plaintext: bytes) -> bytes:
     """What the bank does on its side: plain GnuPG, its own secret key, the gateway's public key."""
     with _gpg.scratch_home() as home:
         for f in ("bank.sec.asc", "gateway.pub.asc"):
-            _gpg.run(home, ["--import", str(keydir / f)], passphrase="")
+            _gpg.run(home, ["--import", "--", str(keydir / f)], passphrase="")
         gw = keys.inspect(keydir / "gateway.pub.asc").fingerprint
         bank = keys.inspect(keydir / "bank.pub.asc").fingerprint
         proc = _gpg.run(home, ["-u", bank, "-r", gw, "--sign", "--encrypt"], stdin=plaintext,
@@ -263,7 +263,7 @@ def _try_open(secret: Path, gateway_pub: Path, path: Path) -> bytes | None:
     """The plaintext, or None if *secret* cannot open *path* (or the gateway did not sign it)."""
     with _gpg.scratch_home() as home:
         for f in (secret, gateway_pub):
-            _gpg.run(home, ["--import", str(f)], passphrase="")
+            _gpg.run(home, ["--import", "--", str(f)], passphrase="")
         proc = _gpg.run(home, ["--decrypt"], stdin=path.read_bytes(), passphrase="")
     gw = keys.inspect(gateway_pub).fingerprint
     ok = proc.returncode == 0 and f"VALIDSIG {gw}".encode() in proc.stderr

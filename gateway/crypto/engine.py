@@ -143,7 +143,7 @@ class Keyring:
 
     def _import(self, files: list[str], *, secret: bool) -> None:
         pw = self.passphrase.reveal() if (secret and self.passphrase) else ("" if secret else None)
-        proc = _gpg.run(self.home, ["--import", *files], passphrase=pw)
+        proc = _gpg.run(self.home, ["--import", "--", *files], passphrase=pw)  # "--": files, not options
         if proc.returncode != 0:
             _raise_if_disk_full(self.path, proc.stderr)
             what = "secret" if secret else "public"
