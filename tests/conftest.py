@@ -12,6 +12,7 @@ import pytest
 
 from gateway import scaffold
 from gateway.crypto import keys
+from tests import exec_audit
 from tests.gpgparty import GpgParty
 
 
@@ -170,3 +171,36 @@ def ledger(db_url):
     led = Ledger(db_url)
     yield led
     led.close()
+
+
+# --- the subprocess allow-list (tests/exec_audit.py) ---------------------------------------
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_EXEC_LOG] = exec_audit.start()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every program gateway code started in this session, in this process and its Python
+    children, against the allow-list: a problem fails the session (the summary lists it)."""
+    folder = session.config.stash.get(_EXEC_LOG, None)
+    if folder is None:
+        return
+    records, problems = exec_audit.finish(folder)
+    session.config.stash[_EXEC_PROBLEMS] = (len(records), problems)
+    if problems and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    count, problems = config.stash.get(_EXEC_PROBLEMS, (0, []))
+    if problems:
+        terminalreporter.section("subprocess allow-list (tests/exec_audit.py)", red=True)
+        for line in dict.fromkeys(problems):
+            terminalreporter.line(f"FAILED {line}", red=True)
+    elif count:
+        terminalreporter.write_line(f"subprocess allow-list: {count} program start(s) by "
+                                    "gateway code, all allowed")
+
+
+_EXEC_LOG = pytest.StashKey[Path | None]()
+_EXEC_PROBLEMS = pytest.StashKey[tuple[int, list[str]]]()
