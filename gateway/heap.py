@@ -15,7 +15,6 @@ the daemon flat at the lower figure. Called once, before any work.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -27,12 +26,14 @@ ARENAS = 2  # not one heap per thread (the 15 drain threads): one per core
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library already loaded in this process (``dlopen(NULL)``): not
+    ``ctypes.util.find_library``, which starts ``/sbin/ldconfig`` (or gcc, ld, from PATH)
+    — the daemon starts no program but gpg (tests/exec_audit.py)."""
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "mallopt") else None
+    return libc if hasattr(libc, "mallopt") else None
 
 
 @functools.cache
