@@ -42,9 +42,11 @@ from gateway.config.base import (
     _loc,
     _message,
     _Model,
+    within,
 )
 from gateway.config.console import AccessSection, ConsoleSection
 from gateway.config.forward import Forward, SyslogForward, WebhookForward, name_problems
+from gateway.config.trust import inside_zone_problems
 from gateway.errors import ConfigError
 from gateway.masking import Rule, rule_problem
 from gateway.validation.schema import CASE_FIELDS
@@ -523,16 +525,16 @@ def _zone_aliases(cfg: Config) -> list[str]:
     inside a zone either (a party could read the archive), nor a zone inside it."""
     problems: list[str] = []
     seen: dict[str, str] = {}
-    private = {"state_dir": os.path.realpath(cfg.gateway.state_dir)}
+    private = {"state_dir": cfg.gateway.state_dir}
     if cfg.gateway.shared_dir is not None:
-        private["shared_dir"] = os.path.realpath(cfg.gateway.shared_dir)
+        private["shared_dir"] = cfg.gateway.shared_dir
     for name, zone in cfg.zones():
         key = cfg.zone_key(name)
         if isinstance(zone, LocalZone):
             real = os.path.realpath(zone.path)
             ident = f"local:{real}"
             for what, state in private.items():
-                if _inside(state, real) or _inside(real, state):
+                if within(state, real) or within(real, state):
                     problems.append(f"{key}.path: {zone.path} and gateway.{what} ({state}) "
                                     f"overlap; zones must lie outside the "
                                     f"{'state' if what == 'state_dir' else 'shared'} directory")
@@ -543,10 +545,6 @@ def _zone_aliases(cfg: Config) -> list[str]:
                             "a directory of its own")
         seen.setdefault(ident, key)
     return problems
-
-
-def _inside(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 _SET_BY_LOAD = ("source", "sha256")  # Config fields load() fills in about the file
@@ -580,7 +578,7 @@ def load(path: Path | str) -> Config:
         raise ConfigError(list(dict.fromkeys(lines + unknown)), source=label) from None
     if unknown:
         raise ConfigError(unknown, source=label)
-    problems = _cross_checks(cfg)
+    problems = _cross_checks(cfg) + inside_zone_problems(cfg, path.absolute())
     if problems:
         raise ConfigError(problems, source=label)
     return cfg.model_copy(update={"source": path, "sha256": hashlib.sha256(raw).hexdigest()})

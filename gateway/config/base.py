@@ -38,6 +38,13 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_resolve)]
 
 
+def within(path: Path | str, folder: Path | str) -> bool:
+    """Whether *path* is *folder* or lies below it, both with symlinks resolved, compared
+    component by component — never as strings, where ``/zones/AG0010`` would start with
+    ``/zones/AG001`` (SFTPGo's path checks by string prefix, 2024)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Self
 
 from gateway.config import Config
+from gateway.config.trust import writable_problems
 from gateway.crypto import keys
 from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
 from gateway.crypto.keys import KeyInfo, KeyRefused, Purpose
@@ -70,7 +71,9 @@ def _shown(path: Path, base: Path) -> str:
 
 
 def check_keys(cfg: Config) -> KeySet:
-    """Apply the key policy to every key in *cfg*; raise ConfigError listing every hard problem."""
+    """Apply the key policy to every key in *cfg*; raise ConfigError listing every hard problem,
+    among them a key file, the configuration or the gateway's directories that someone other
+    than the gateway may write (:mod:`gateway.config.trust`)."""
     base = cfg.source.resolve().parent
     problems: list[str] = []
     refused: list[RefusedKey] = []
@@ -137,6 +140,8 @@ def check_keys(cfg: Config) -> KeySet:
     notes: list[str] = []
     problems += _shared_keys(cfg, bank_signers + bank_recipients, agency_signers,
                              role_recipients, notes)
+    # what the gateway trusts (its configuration, directories, keys) only it may change
+    problems += writable_problems(cfg)
     if cfg.gateway.passphrase_env and cfg.gateway.passphrase_env not in os.environ:
         problems.append(f"gateway.passphrase_env: environment variable "
                         f"{cfg.gateway.passphrase_env} is not set")
