@@ -167,3 +167,33 @@ def test_missing_config_is_one_line(tmp_path):
     proc = run_cli("check", "-c", str(tmp_path / "nope.toml"))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_check_and_run_refuse_a_key_or_the_config_that_others_may_write(setup):
+    """Issue 29: whoever may write a partner's key file can make the gateway accept their
+    signature; whoever may write the configuration can point it anywhere. `gateway check`
+    and `gateway run` refuse both (exit 2), naming the key (gateway/config/trust.py)."""
+    key = setup.dir / "keys" / "ag001.pub.asc"
+    key.chmod(0o666)
+    setup.config.chmod(0o646)
+    for command in (["check"], ["run", "--once"]):
+        proc = run_cli(*command, "-c", str(setup.config))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = errors_of(proc)
+        assert any(f"agencies[0].signing_keys[0]: {key} is writable by any user (mode 0666)" in ln
+                   for ln in lines), lines
+        assert any(f"the configuration file: {setup.config} is writable by any user" in ln
+                   for ln in lines), lines
+    key.chmod(0o644)
+    setup.config.chmod(0o644)
+    assert run_cli("check", "-c", str(setup.config)).returncode == 0
+
+
+def test_a_key_file_in_a_zone_is_a_config_error(setup):
+    """Issue 29: a key file a partner could replace (it lies in the partner's zone)."""
+    shutil.copy(setup.dir / "keys" / "ag001.pub.asc", setup.dir / "zones" / "AG001" / "inbox")
+    setup.edit('signing_keys = ["keys/ag001.pub.asc"]', 'signing_keys = ["zones/AG001/inbox/ag001.pub.asc"]')
+    proc = run_cli("check", "-c", str(setup.config))
+    assert proc.returncode == 2
+    (line,) = errors_of(proc)
+    assert "agencies[0].signing_keys[0]:" in line and "lies inside the zone agencies[0].inbox" in line
