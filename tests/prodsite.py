@@ -119,6 +119,37 @@ def tries_as(user: str, paths: list[Path]) -> dict[str, str]:
     return json.loads(proc.stdout)
 
 
+def package_writable_by(user: str) -> tuple[str, list[str]]:
+    """The gateway package *user*'s Python imports (its directory), and every file of it
+    (code, templates, static assets, compiled ``__pycache__``) that *user* could open for
+    writing and every directory in it where *user* could create or replace a file.
+
+    The threat: a service that can change its own code turns any write into code
+    execution (Cleo 2024: files dropped in a folder were run; MOVEit's web shell
+    ``human2.aspx`` was written into the web root). Files are opened ``O_WRONLY`` without
+    ``O_CREAT`` or ``O_TRUNC``, so nothing is changed even where the open succeeds."""
+    code = ("import json, os, gateway\n"
+            "top = os.path.dirname(os.path.realpath(gateway.__file__))\n"
+            "found = [top] if os.access(top, os.W_OK) else []\n"
+            "for folder, dirs, files in os.walk(top):\n"
+            "    found += [os.path.join(folder, d) for d in dirs\n"
+            "              if os.access(os.path.join(folder, d), os.W_OK)]\n"
+            "    for f in files:\n"
+            "        path = os.path.join(folder, f)\n"
+            "        try:\n"
+            "            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW))\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        found.append(path)\n"
+            "print(json.dumps([top, found]))")
+    gid = str(pwd.getpwnam(user).pw_gid)
+    proc = subprocess.run(["setpriv", "--reuid", user, "--regid", gid, "--init-groups", "--",
+                           sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd="/")
+    top, found = json.loads(proc.stdout)
+    return top, found
+
+
 def sealed(keys: KeyBox, signer: str, plaintext: bytes) -> bytes:
     party = GpgParty(keys[signer].sec, keys["gateway"].pub)
     try:
@@ -201,6 +232,10 @@ def build(root: Path, accounts: Accounts, keybox: KeyBox, tmp_path: Path) -> Pro
     assert "done " not in again.stdout and "nothing to do" in again.stdout, again.stdout
     if not python_runs_as(acc.user):
         pytest.skip(f"{sys.executable} cannot be run by another user here (a private home?)")
+    # -- neither the console's user nor the gateway's may change the code they run
+    for user in (acc.console, acc.user):
+        top, writable = package_writable_by(user)
+        assert top.endswith("gateway") and writable == [], (user, top, writable[:20])
 
     # -- each party's login, in its group, key login only
     parties = [("bank", acc.bank_login), *acc.logins]

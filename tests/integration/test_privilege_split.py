@@ -7,7 +7,10 @@ the console as its own user, the bank and each agency as their own logins over S
 It proves: a batch and a results file go through with nobody but the gateway's user
 touching the zones; an agency sees its own directory only; the console's user reads no
 secret key, no passphrase file and no zone, and still serves its pages, its accounts and
-its audit entries in the same ledger and log; nothing the gateway wrote is world-readable.
+its audit entries in the same ledger and log; nothing the gateway wrote is world-readable;
+neither the console's user nor the gateway's may write a file of the gateway package
+they run — code, templates, static assets (tests/prodsite.py :func:`package_writable_by`,
+checked by :func:`build` for every production-style site; issue 29).
 
 sshd refuses a chroot below a directory others may write (/tmp), so the root is a
 root-owned 0755 directory under /var/lib, removed at the end with every account made.
@@ -23,6 +26,7 @@ import stat
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +39,7 @@ from tests.prodsite import (  # noqa: F401 (the fixtures, by their own names)
     build,
     gateway,
     opened,
+    package_writable_by,
     root_fixture,
     sealed,
     sftp,
@@ -160,3 +165,19 @@ def test_each_user_reaches_only_what_it_must(root, accounts, keybox, tmp_path):
               if p.lstat().st_mode & 0o070 and not p.is_symlink()}
     assert shared <= {"audit", "ledger", "certificates", "gateway.lock"}, shared
     assert time.monotonic() - started < 120
+
+
+def test_the_console_and_gateway_users_cannot_write_the_gateway_package(root, accounts, keybox,
+                                                                        tmp_path):
+    """Issue 29: a service that can change its own code turns any write into code execution
+    (Cleo 2024; MOVEit's web shell written into the web root). As installed for production,
+    the console's user — the one facing HTTP — and the gateway's user can open no file of the
+    package they run for writing (.py, templates, static assets, __pycache__) and create none
+    in its directories. (:func:`build` checks the same for every production-style site.)"""
+    site = build(root, accounts, keybox, tmp_path)
+    site.sshd.stop()
+    for user in (accounts.console, accounts.user):
+        top, writable = package_writable_by(user)
+        assert writable == [], (user, top, writable[:20])
+        files = [p for p in Path(top).rglob("*") if p.is_file()]
+        assert any(p.suffix == ".html" for p in files) and any(p.suffix == ".css" for p in files)
