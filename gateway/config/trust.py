@@ -114,9 +114,9 @@ def writable_problems(cfg: Any, *, uid: int | None = None, gid: int | None = Non
     problems: list[str] = []
     for key, path in checked:
         if (why := foreign_writer(path, uid, gid, seen)) is not None:
-            problems.append(f"{key}: {why}; only the gateway's user ({_user(uid)}) or root may "
-                            f"own it and the directories above it, and only the gateway's group "
-                            f"({_group(gid)}) may write them besides")
+            problems.append(f"{key}: {why}; only root or the gateway's user, {_user(uid)}, may "
+                            "own it and the directories above it, and no group but the "
+                            f"gateway's, {_group(gid)}, may write to them")
     return problems
 
 
