@@ -312,3 +312,27 @@ def test_a_copy_of_the_site_is_not_refused_for_its_old_place(tmp_path):
     path = site(tmp_path)
     shutil.copytree(tmp_path / "gw", tmp_path / "gw2")
     assert problems(tmp_path / "gw2" / path.name) == []
+
+
+# --- the installer's paths (gateway/units.py) ----------------------------------------------
+
+def test_install_root_is_taken_off_by_path_not_by_prefix():
+    """`gateway install --root /r`: a path under /r loses the root, one under /r2 keeps it."""
+    from gateway.units import host_path
+
+    assert host_path(Path("/r/etc/gateway"), Path("/r")) == Path("/etc/gateway")
+    assert host_path(Path("/r2/etc/gateway"), Path("/r")) == Path("/r2/etc/gateway")
+
+
+def test_the_daemons_writable_zones_root_is_the_common_directory_not_a_common_prefix():
+    """The unit's write access to the zones: AG001's and AG0010's chroots share /srv/zones,
+    not the string /srv/zones/AG001."""
+    import dataclasses
+
+    from gateway.units import Chroot, Site
+
+    chroots = [Chroot(f"agencies[{i}]", Path(f"/srv/zones/{c}"), c, None, None)
+               for i, c in enumerate(("AG001", "AG0010"))]
+    fields = {f.name: None for f in dataclasses.fields(Site)}
+    site = Site(**{**fields, "chroots": chroots, "remote": []})
+    assert site.zones_root == Path("/srv/zones")
