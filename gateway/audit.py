@@ -172,7 +172,7 @@ def outside(name: str, value: str | None) -> dict[str, str]:
     sha256sum``) without the log holding free text."""
     if value is None:
         return {}
-    assert name in OUTSIDE, name
+    assert name in OUTSIDE, name  # noqa: S101 — invariant, not an input check
     if fits(name, value):
         return {name: value}
     raw = value.encode("utf-8", "surrogateescape")

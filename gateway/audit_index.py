@@ -168,12 +168,12 @@ class AuditIndex:
         """What :func:`audit.page` gives, from the index: newest first, older than *before*."""
         where, params = _where(flt)
         with self._lock:
-            matching = self.db.execute(f"SELECT count(*) FROM entries WHERE {where}",  # noqa: S608
+            matching = self.db.execute(f"SELECT count(*) FROM entries WHERE {where}",  # noqa: S608 — where: our clauses, ? marks
                                        params).fetchone()[0]
             if before is not None:
                 where, params = f"{where} AND seq < ?", [*params, before]
             found = self.db.execute(
-                f"SELECT seq, offset, length, hash FROM entries WHERE {where} "  # noqa: S608
+                f"SELECT seq, offset, length, hash FROM entries WHERE {where} "  # noqa: S608 — where: our clauses, ? marks
                 "ORDER BY seq DESC LIMIT ?", [*params, size + 1]).fetchall()
         with self.log_path.open("rb") as fh:
             rows = [_read(fh, offset, length, digest, seq)
@@ -187,7 +187,7 @@ class AuditIndex:
         while True:  # in slices: memory stays flat however many entries match
             with self._lock:
                 found = self.db.execute(
-                    f"SELECT seq, offset, length, hash FROM entries WHERE {where} AND seq > ? "  # noqa: S608
+                    f"SELECT seq, offset, length, hash FROM entries WHERE {where} AND seq > ? "  # noqa: S608 — where: our clauses, ? marks
                     "ORDER BY seq LIMIT 1000", [*params, last]).fetchall()
             if not found:
                 return

@@ -88,7 +88,7 @@ class Held:
         body: dict[str, Any] = {"batch_id": self.batch_id, "name": self.name,
                                 "sha256": self.sha256, "received_at": clock.iso(self.received_at)}
         if kind == ATTESTATION:
-            assert self.destroyed_at is not None
+            assert self.destroyed_at is not None  # noqa: S101 — invariant, not an input check
             body |= {"destroyed_at": clock.iso(self.destroyed_at), "decrypted": self.decrypted}
         return body
 

@@ -100,7 +100,8 @@ class HostAccounts:
 
 
 def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    # an argv list, no shell: the account tools, with names the configuration checked
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
     if proc.returncode != 0:
         raise GatewayError(f"{' '.join(argv)}: {proc.stderr.strip() or f'exit {proc.returncode}'}")
 

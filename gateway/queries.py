@@ -368,7 +368,7 @@ class AgencyEvidence:
         """One line for a person (`gateway status`)."""
         if not self.overdue:
             return f"none overdue ({self.acknowledged} acknowledged)"
-        assert self.oldest_overdue is not None
+        assert self.oldest_overdue is not None  # noqa: S101 — invariant, not an input check
         shown = ", ".join(self.overdue_batches[:3]) + (", …" if len(self.overdue_batches) > 3 else "")
         files = "1 file" if self.overdue == 1 else f"{self.overdue} files"
         return (f"{files} overdue (not acknowledged after {self.acknowledge_within_days} days; "
@@ -491,7 +491,7 @@ def acknowledged_in(cfg: Config, ledger: Ledger, agency: str, start: dt.datetime
             DeliveryRow.agency_code == agency, DeliveryRow.kind.in_(("slice", "manifest")),
             DeliveryRow.delivered_at >= start, DeliveryRow.delivered_at < end)))
     for delivered, acked in rows:
-        assert delivered is not None  # the query's range excludes None
+        assert delivered is not None  # noqa: S101 — the query's range excludes None
         deadline: dt.datetime = delivered + window
         if acked is not None and acked <= deadline:
             in_time += 1

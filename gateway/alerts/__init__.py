@@ -39,7 +39,7 @@ class Alerting:
 
 def start(src: Sources, keys: Callable[[], KeyList]) -> Alerting:
     """The engine and a running delivery thread; missing files or secrets stop the start."""
-    assert src.cfg.alerts is not None
+    assert src.cfg.alerts is not None  # noqa: S101 — invariant, not an input check
     if problems := file_problems(src.cfg.alerts):
         raise ConfigError(problems)
     deliverer = Deliverer(src.ledger, src.audit, Channels(src.cfg.alerts, src.node), src.metrics)

@@ -125,7 +125,7 @@ def send_mail(smtp: SmtpSettings, to: list[str], subject: str, body: str) -> Non
             conn.connect(smtp.host, smtp.port)
             conn.ehlo()
             if smtp.tls == "starttls":
-                assert smtp.ca_file is not None
+                assert smtp.ca_file is not None  # noqa: S101 — invariant, not an input check
                 conn.starttls(context=senders.tls_context(smtp.ca_file))
                 conn.ehlo()
             if smtp.username is not None and smtp.password_env is not None:

@@ -59,7 +59,7 @@ class Sources:
 class Engine:
     def __init__(self, src: Sources, keys: Callable[[], KeyList],
                  wake: Callable[[], None] = lambda: None) -> None:
-        assert src.cfg.alerts is not None
+        assert src.cfg.alerts is not None  # noqa: S101 — invariant, not an input check
         self.src, self.section, self.keys, self.wake = src, src.cfg.alerts, keys, wake
         self.streaks: dict[str, int] = {}  # part -> passes in a row it failed
         self.first_failing: dict[str, dt.datetime] = {}

@@ -86,7 +86,7 @@ def alerts_test(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) ->
     for name in names:
         try:
             if name == "email":
-                assert section.smtp is not None
+                assert section.smtp is not None  # noqa: S101 — invariant, not an input check
                 to = sorted({a for s in SEVERITIES for a in section.recipients.of(s)})
                 send_mail(section.smtp, to, notice.title, notice.text(node))
                 count = len(to)

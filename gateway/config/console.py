@@ -125,7 +125,7 @@ class ConsoleSection(_Model):
             return list(self.allowed_hosts)
         host = self.listen.rpartition(":")[0]
         bare = host.strip("[]")
-        own = [] if bare in ("0.0.0.0", "::") else [_host_name(host)]  # noqa: S104
+        own = [] if bare in ("0.0.0.0", "::") else [_host_name(host)]  # noqa: S104 — naming a bind-all, not binding
         return list(dict.fromkeys([*own, *LOOPBACK_NAMES]))
 
     @model_validator(mode="after")

@@ -77,7 +77,8 @@ def kill_agent(home: Path, *, wait: float = 5.0) -> None:
 
     def gpgconf_run(*args: str) -> str:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run([gpgconf, "--homedir", str(home), *args],
+            # an argv list, no shell: gpgconf on our own home directory
+            return subprocess.run([gpgconf, "--homedir", str(home), *args],  # noqa: S603
                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
                                   check=False, env=env).stdout.decode("utf-8", "replace")
         return ""
@@ -89,6 +90,28 @@ def kill_agent(home: Path, *, wait: float = 5.0) -> None:
     deadline = time.monotonic() + wait
     while socket.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
+    # the agent removes its socket before it exits: on a busy host it is still there
+    while _agent_running(home) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _agent_running(home: Path) -> bool:
+    """Whether a gpg-agent for *home* is still alive (read from /proc; False elsewhere)."""
+    needle = os.fsencode(str(home))
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")  # a zombie's is empty
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if argv[0].endswith(b"gpg-agent") and needle in argv:
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -126,7 +149,7 @@ def run(
         argv += ["--passphrase-fd", str(read_fd)]
         pass_fds = (read_fd,)
     try:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 — argv list, no shell: gpgconf on our own home
             [*argv, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

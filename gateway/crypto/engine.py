@@ -247,7 +247,7 @@ class _GpgProcess:
             fds.append(pass_r)
             argv += ["--passphrase-fd", str(pass_r)]
         try:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: S603 — argv list, no shell; files after --
                 [*argv, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=tuple(fds), env=_gpg.gpg_env(home),
             )
@@ -258,7 +258,7 @@ class _GpgProcess:
             raise
         os.close(status_w)
         for stream in (self.proc.stdin, self.proc.stdout):
-            assert stream is not None  # PIPE
+            assert stream is not None  # noqa: S101 — PIPE
             with contextlib.suppress(OSError, AttributeError):  # Linux only; fewer wake-ups
                 fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         if passphrase is not None:
@@ -332,7 +332,7 @@ class OpenedMessage(io.RawIOBase):
 
     def _feed(self, src: Readable) -> None:
         stdin = self._gpg.proc.stdin
-        assert stdin is not None
+        assert stdin is not None  # noqa: S101 — invariant, not an input check
         try:
             for chunk in iter(lambda: src.read(CHUNK), b""):
                 stdin.write(chunk)
@@ -350,7 +350,7 @@ class OpenedMessage(io.RawIOBase):
 
     def readinto(self, buffer: Buffer, /) -> int:
         stdout = self._gpg.proc.stdout
-        assert isinstance(stdout, io.BufferedReader)  # Popen's pipe, buffered by default
+        assert isinstance(stdout, io.BufferedReader)  # noqa: S101 — Popen's pipe, buffered by default
         if self._done:
             return 0
         n = stdout.raw.readinto(memoryview(buffer)) or 0  # unbuffered: no extra copy
@@ -491,7 +491,7 @@ class SealWriter:
 
     def _copy_out(self) -> None:
         stdout = self._gpg.proc.stdout
-        assert isinstance(stdout, io.BufferedReader)  # Popen's pipe, buffered by default
+        assert isinstance(stdout, io.BufferedReader)  # noqa: S101 — Popen's pipe, buffered by default
         try:
             for chunk in iter(lambda: stdout.read1(CHUNK), b""):
                 self._dst.write(chunk)
@@ -502,7 +502,7 @@ class SealWriter:
         """*data*: bytes, or a view of a buffer (Arrow's, as the columnar writer passes
         them on without a copy)."""
         stdin = self._gpg.proc.stdin
-        assert stdin is not None
+        assert stdin is not None  # noqa: S101 — invariant, not an input check
         try:
             stdin.write(data)
         except BrokenPipeError:
@@ -517,7 +517,7 @@ class SealWriter:
             return
         self._closed = True
         stdin = self._gpg.proc.stdin
-        assert stdin is not None
+        assert stdin is not None  # noqa: S101 — invariant, not an input check
         with contextlib.suppress(BrokenPipeError):
             stdin.close()
         rc, status = self._gpg.finish()

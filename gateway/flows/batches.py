@@ -342,7 +342,7 @@ def _new_cases(ids: list[str], rows: np.ndarray, staged: set[str],
 
 
 def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Outcome:
-    assert out.verified is not None
+    assert out.verified is not None  # noqa: S101 — invariant, not an input check
     batch_id, file_id = out.batch_id, arrival.id
     deliveries: list[DeliveryRow] = []
     manifests: list[tuple[str, str, Path]] = []

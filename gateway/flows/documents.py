@@ -70,7 +70,7 @@ def _read(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> None
     """Decrypt the whole document (it is small; past the cap it is refused unread), then
     take gpg's verdict, then the form. Nothing is written: the plaintext is only in memory."""
     agency = arrival.channel.agency
-    assert agency is not None
+    assert agency is not None  # noqa: S101 — invariant, not an input check
     archive = ctx.state.archived(arrival.sha256)
     with archive.open("rb") as raw, ctx.crypto.open_from_agency(agency, raw) as msg:
         data = bytearray()
@@ -112,7 +112,7 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
         return _refused(form.code, form.message, signer, row=form.row, field=form.field)
     doc = out.document
     agency = arrival.channel.agency
-    assert agency is not None
+    assert agency is not None  # noqa: S101 — invariant, not an input check
     listed = doc.files if isinstance(doc, Acknowledgement) else doc.objects
     if doc.agency != agency:
         return _refused("E_DOCUMENT", f"the document names agency {doc.agency}, but it came "
@@ -122,7 +122,7 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
                         "machine that wrote it)", signer, field="created_at", records=len(listed))
     if isinstance(doc, Attestation):
         for row, held in enumerate(doc.objects, start=1):
-            assert held.destroyed_at is not None
+            assert held.destroyed_at is not None  # noqa: S101 — invariant, not an input check
             if held.destroyed_at > doc.created_at + SKEW:
                 return _refused("E_DOCUMENT", "destroyed after the attestation was written",
                                 signer, row=row, field="destroyed_at", records=len(listed))
@@ -167,7 +167,7 @@ def _refused(code: str, message: str, signer: str | None, *, row: int = 0,
 
 def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Outcome:
     doc, agency = out.document, arrival.channel.agency
-    assert doc is not None and agency is not None and out.verified is not None
+    assert doc is not None and agency is not None and out.verified is not None  # noqa: S101 — invariant
     signer, now = out.verified.fingerprint, ctx.now()
     is_ack = isinstance(doc, Acknowledgement)
     row = AgencyDocumentRow(

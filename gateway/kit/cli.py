@@ -322,7 +322,7 @@ def command() -> click.Command:
     shows no value (Typer 0.29 prints ``<bool>`` after every option)."""
     root = typer.main.get_command(app)
     ctx = click.Context(root)
-    assert isinstance(root, TyperGroup)
+    assert isinstance(root, TyperGroup)  # noqa: S101 — invariant, not an input check
     for name in root.list_commands(ctx):
         sub = root.get_command(ctx, name)
         for param in (sub.params if sub is not None else []):

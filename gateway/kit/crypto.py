@@ -59,9 +59,11 @@ def sweep_keyrings() -> list[Path]:
         if m is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
                 or alive(int(m[1])):
             continue
-        if (home / "g").is_dir():  # its gpg-agent may outlive the command that started it
+        gpgconf = shutil.which("gpgconf")
+        if gpgconf and (home / "g").is_dir():  # its gpg-agent may outlive its command
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["gpgconf", "--homedir", str(home / "g"), "--kill", "all"],
+                # an argv list, no shell: gpgconf on the kit's own throw-away keyring
+                subprocess.run([gpgconf, "--homedir", str(home / "g"), "--kill", "all"],  # noqa: S603
                                capture_output=True, timeout=10, check=False)
         shutil.rmtree(home, ignore_errors=True)
         swept.append(home)

@@ -82,7 +82,7 @@ def _slice(ledger: KitLedger, crypto: KitCrypto, name: str) -> FileRow:
         raise UsageError(f"{name}: not a slice the kit holds (see 'gateway-agency status')")
     if row.destroyed_at:
         raise UsageError(f"{name}: destroyed on {row.destroyed_at}")
-    assert row.role is not None
+    assert row.role is not None  # noqa: S101 — invariant, not an input check
     if not crypto.holds(row.role):
         raise UsageError(f"{name}: a slice of the {row.role} role, whose key this installation "
                          "does not hold (agency.toml [roles])")
@@ -148,7 +148,7 @@ def open_slice(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: Ki
         _check_out(cfg, out)
         with recorded(ledger, out, [row.name]) as fh:
             _decrypt(state, crypto, row, fh, scan, streaming=False)
-    assert row.role is not None
+    assert row.role is not None  # noqa: S101 — invariant, not an input check
     return scan.note(row.role, name)
 
 
@@ -194,7 +194,7 @@ def export(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: KitCry
             scan = MaskScan()
             with zf.open(f"xl/worksheets/sheet{n}.xml", "w") as sheet:
                 _sheet(state, crypto, row, sheet, scan)
-            assert row.role is not None
+            assert row.role is not None  # noqa: S101 — invariant, not an input check
             notes.append(scan.note(row.role, row.name))
         _workbook(zf, [str(r.role) for r in rows])
     return notes

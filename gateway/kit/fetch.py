@@ -183,7 +183,7 @@ class Fetch:
 
     def _manifest_fields(self, name: str, body: Any) -> tuple[str, str, str, list[tuple[str, str, int, str]]]:
         m = _MANIFEST.fullmatch(name)
-        assert m is not None
+        assert m is not None  # noqa: S101 — invariant, not an input check
         if not isinstance(body, dict) or body.get("batch_id") != m["batch"] \
                 or body.get("agency") != self.cfg.code or m["agency"] != self.cfg.code:
             raise ValueError(f"it is not agency {self.cfg.code}'s manifest of batch {m['batch']}")
@@ -311,7 +311,7 @@ class Fetch:
                    if f.received_at and not f.ack_id and not f.destroyed_at]
             if not new:
                 continue
-            assert new[0].received_at is not None
+            assert new[0].received_at is not None  # noqa: S101 — invariant, not an input check
             doc = documents.Acknowledgement(
                 id=documents.new_id(), agency=self.cfg.code, batch_id=batch_id,
                 created_at=self.now(),

@@ -378,7 +378,7 @@ class KitLedger:
     def record_receipt(self, name: str, sha256: str, at: str, body: dict[str, object] | None,
                        text: str | None, answers: str | None = None) -> None:
         counts = body.get("counts", {}) if body else {}
-        assert isinstance(counts, dict)
+        assert isinstance(counts, dict)  # noqa: S101 — invariant, not an input check
         with self.tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO receipts (name, sha256, received_at, file, status, records,"

@@ -111,7 +111,7 @@ def _first_row_race(write: Callable[[], T]) -> T:
 def _rowcount(result: Result[Any]) -> int:
     """The rows an UPDATE or DELETE matched: its result is a cursor's, which the types of
     ``Session.execute`` (one signature for every statement) do not say."""
-    assert isinstance(result, CursorResult)
+    assert isinstance(result, CursorResult)  # noqa: S101 — invariant, not an input check
     return result.rowcount
 
 

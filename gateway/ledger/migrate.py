@@ -208,7 +208,7 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
             # dropping the old copy would fail. Off for the migration (a PRAGMA that only
             # works outside a transaction), checked before the commit, on again after.
             raw = conn.connection.dbapi_connection
-            assert raw is not None  # None only once the connection is invalidated
+            assert raw is not None  # noqa: S101 — None only once the connection is invalidated
             raw.cursor().execute("PRAGMA foreign_keys=OFF")
             try:
                 yield conn

@@ -60,7 +60,7 @@ class RetryingZone:
             except TransientZoneError as exc:
                 if attempt == self.attempts:
                     raise
-                delay = random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # noqa: S311
+                delay = random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # noqa: S311 — jitter, not a secret
                 log.warning("zone.retry", zone=self.key, op=what, attempt=attempt,
                             delay=round(delay, 2), error=str(exc))
                 self._sleep(delay)

@@ -330,7 +330,7 @@ class ChunkReader:
     def _records(self) -> Iterator[tuple[int, list[str]]]:
         """The reference reader's records, numbered on from the last row handed out."""
         if self._reference is None:
-            assert self._handover is not None
+            assert self._handover is not None  # noqa: S101 — invariant, not an input check
             self._reference = csvio.read_records(self._handover, encoding=self._encoding,
                                                  delimiter=self._delimiter, start_row=self._row,
                                                  bom=False)

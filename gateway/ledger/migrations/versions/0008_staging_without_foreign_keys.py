@@ -80,7 +80,7 @@ def upgrade() -> None:
         return
     for table in _TABLES:
         for fk in sa.inspect(bind).get_foreign_keys(table):
-            assert fk["name"] is not None  # PostgreSQL names every constraint
+            assert fk["name"] is not None  # noqa: S101 — PostgreSQL names every constraint
             op.drop_constraint(fk["name"], table, type_="foreignkey")
 
 
