@@ -14,7 +14,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # TLS reverse proxy — /usr/sbin is not on a user's PATH, hence the second test; rsyslog, which
 # carries internal-sftp's log lines out of the chroots as deploy/rsyslog.d says).
 
-.PHONY: test demo lint docs dist system-deps venv bench bench-forward faults two-nodes clean
+.PHONY: test demo lint docs dist lock system-deps venv bench bench-forward faults two-nodes clean
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
@@ -47,17 +47,46 @@ dist: $(STAMP)
 
 venv: $(STAMP)
 
-# The wheelhouse holds the versions just installed (pip freeze as constraints), so pip
-# serves them from its cache; test_package.py installs from it with --no-index.
-$(STAMP): pyproject.toml
+# Every package the venv holds comes from the locks, each pinned with the SHA-256 of its
+# files: requirements/runtime.lock (what the gateway needs to run) and requirements/test.lock
+# (the tests' and developers' tools, and pip itself; nothing that runtime.lock already has).
+# A file whose hash is not in the lock, or a dependency missing from it, fails the install.
+# pip is upgraded from the lock in the same step; the gateway itself goes in editable, without
+# dependencies and without build isolation (its build backend is in test.lock), and `pip check`
+# then fails if pyproject.toml asks for something the locks do not hold.
+# The wheelhouse holds the runtime lock as wheels (from pip's cache, hash-checked again);
+# test_package.py installs the built gateway wheel from it with --no-index.
+$(STAMP): pyproject.toml requirements/runtime.lock requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/pip freeze --exclude-editable > $(VENV)/constraints.txt
-	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > $(VENV)/requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/runtime.lock -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	rm -rf $(WHEELHOUSE)
-	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) -r $(VENV)/requirements.txt -c $(VENV)/constraints.txt
+	$(BIN)/pip wheel --quiet --require-hashes --wheel-dir $(WHEELHOUSE) -r requirements/runtime.lock
 	touch $@
+
+# Rewrites the locks from pyproject.toml. Run it after changing `dependencies` or the `test`
+# extras (`make venv` then fails on its `pip check` until you do), and to take updates: pins
+# that still satisfy pyproject.toml are kept unless LOCK_ARGS says otherwise, e.g.
+# `make lock LOCK_ARGS=--upgrade` (everything) or `LOCK_ARGS='--upgrade-package paramiko'`;
+# then `make venv` and `make test`, and commit the locks with the change that needed them.
+# Needs PyPI. For Python 3.11 on Linux, as on the Debian hosts and CI; every file of a pinned
+# version is hashed, so the locks also install on other platforms if no marker differs.
+# test.lock is resolved with runtime.lock as constraints, so shared packages agree, and
+# leaves them out (--no-emit-package), so each package's hashes are in exactly one lock.
+# It uses the venv's uv (pinned in test.lock) without rebuilding the venv first, since a
+# pyproject.toml the locks do not match yet is why it runs; the venv's pip install step put
+# uv there even if its `pip check` then failed.
+UV ?= $(BIN)/uv
+LOCK_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--custom-compile-command 'make lock'
+lock:
+	@[ -x $(UV) ] || { echo "no $(UV): run 'make venv' first (it installs uv from the locks)"; exit 1; }
+	$(LOCK_COMPILE) $(LOCK_ARGS) pyproject.toml -o requirements/runtime.lock
+	$(LOCK_COMPILE) $(LOCK_ARGS) pyproject.toml --extra test requirements/installer.in \
+		-c requirements/runtime.lock \
+		$$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements/runtime.lock) \
+		-o requirements/test.lock
 
 # Installs only what is absent; needs root (apt-get) only when something is missing.
 system-deps:
