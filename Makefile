@@ -14,7 +14,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # TLS reverse proxy — /usr/sbin is not on a user's PATH, hence the second test; rsyslog, which
 # carries internal-sftp's log lines out of the chroots as deploy/rsyslog.d says).
 
-.PHONY: test demo lint docs dist lock system-deps venv bench bench-forward faults two-nodes clean
+.PHONY: test demo lint docs dist sbom lock system-deps venv bench bench-forward faults two-nodes clean
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
@@ -87,6 +87,18 @@ lock:
 		-c requirements/runtime.lock \
 		$$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements/runtime.lock) \
 		-o requirements/test.lock
+
+# A CycloneDX SBOM (JSON, spec 1.6) of the venv as installed: every distribution in it — the
+# runtime lock's and the test lock's, the tools too — with version, PURL and declared licence,
+# and the dependency graph; the main component is the gateway (from pyproject.toml, its
+# version the installed one's), depending on its runtime dependencies and its test extras.
+# cyclonedx-py validates it against the CycloneDX schema as it writes it.
+SBOM ?= dist/sbom.cdx.json
+sbom: $(STAMP)
+	mkdir -p $(dir $(SBOM))
+	$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --sv 1.6 --of JSON \
+		--output-reproducible -o $(SBOM) $(BIN)/python
+	$(BIN)/python -c 'import json, sys, importlib.metadata as m; d = json.load(open(sys.argv[1])); d["metadata"]["component"]["version"] = m.version("gateway"); json.dump(d, open(sys.argv[1], "w"), indent=2)' $(SBOM)
 
 # Installs only what is absent; needs root (apt-get) only when something is missing.
 system-deps:

@@ -84,6 +84,6 @@ def test_the_locks_together_satisfy_the_test_extras():
 
 def test_the_tools_that_write_the_locks_and_install_them_are_locked():
     test = pins(TEST)
-    assert {"pip", "uv", "setuptools", "setuptools-scm"} <= set(test)
+    assert {"pip", "uv", "setuptools", "setuptools-scm", "cyclonedx-bom"} <= set(test)
     (uv,) = [r for r in PROJECT["optional-dependencies"]["test"] if Requirement(r).name == "uv"]
     assert str(Requirement(uv).specifier).startswith("=="), "the lock tool's version is exact"
