@@ -40,10 +40,13 @@ docs: $(STAMP)
 	done
 
 # The wheel and the sdist in dist/, versioned from the git tag (setuptools-scm; no tag:
-# 0.1.devN+g<hash>). The wheel is built from the sdist, so both carry everything.
+# 0.1.devN+g<hash>). The wheel is built from the sdist, so both carry everything. The
+# runtime lock goes beside them: a host installs the dependencies from it, hash-checked,
+# then the wheel with --no-deps (docs/install.md).
 dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
+	cp requirements/runtime.lock dist/
 
 venv: $(STAMP)
 

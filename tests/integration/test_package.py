@@ -1,9 +1,10 @@
 """The package, used where the repository is not.
 
 ``python -m build`` (without isolation: offline) makes the sdist and, from it, the wheel, in a
-git clone of this checkout; a fresh venv installs that wheel and its dependencies with
-``--no-index`` from the wheelhouse ``make venv`` keeps in .venv/wheelhouse (the runtime
-dependencies at the versions installed there), with every proxy pointing nowhere; then
+git clone of this checkout; a fresh venv installs, as docs/install.md says, the runtime lock
+with ``--require-hashes`` and then the wheel with ``--no-deps``, with ``--no-index`` from the
+wheelhouse ``make venv`` keeps in .venv/wheelhouse (the runtime lock as wheels), with every
+proxy pointing nowhere, and ``pip check`` finds nothing missing; then
 ``gateway --version`` and ``gateway demo`` run from that venv, in a directory outside the
 repository, with the clone already deleted. The version tests read setuptools-scm's answer
 for a tag, a clone without tags, a ``git archive`` tarball and a bare copy.
@@ -17,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -94,12 +96,18 @@ def test_the_wheel_installs_offline_into_a_fresh_venv_and_runs_the_demo(tmp_path
     assert not missing, f"not in the wheel: {sorted(missing)}"
     assert {"gateway/console/templates/base.html", "gateway/console/static/console.css",
             "gateway/reports/report.html", "gateway/ledger/migrations/script.py.mako"} <= tracked
+    with tarfile.open(sdist) as tf:  # docs/install.md: the lock is in the sdist too
+        assert f"gateway-{version}/requirements/runtime.lock" in tf.getnames()
+    lock = shutil.copy(source / "requirements" / "runtime.lock", dist)  # as `make dist` does
     shutil.rmtree(source)  # nothing below may find the sources
 
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
-    _run(venv / "bin" / "pip", "install", "--quiet", "--no-index", "--find-links", wheelhouse, wheel,
-         cwd=tmp_path)
+    pip = venv / "bin" / "pip"
+    _run(pip, "install", "--quiet", "--no-index", "--find-links", wheelhouse, "--require-hashes",
+         "-r", lock, cwd=tmp_path)
+    _run(pip, "install", "--quiet", "--no-index", "--no-deps", wheel, cwd=tmp_path)
+    _run(pip, "check", cwd=tmp_path)
     gateway = venv / "bin" / "gateway"
 
     where = _run(venv / "bin" / "python", "-c", "import gateway; print(gateway.__file__)",
