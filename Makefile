@@ -73,8 +73,9 @@ $(STAMP): pyproject.toml requirements/runtime.lock requirements/test.lock
 # that still satisfy pyproject.toml are kept unless LOCK_ARGS says otherwise, e.g.
 # `make lock LOCK_ARGS=--upgrade` (everything) or `LOCK_ARGS='--upgrade-package paramiko'`;
 # then `make venv` and `make test`, and commit the locks with the change that needed them.
-# Needs PyPI. For Python 3.11 on Linux, as on the Debian hosts and CI; every file of a pinned
-# version is hashed, so the locks also install on other platforms if no marker differs.
+# Needs PyPI. Resolved for CPython 3.11 on x86-64 Linux (the Debian hosts and CI), whichever
+# machine runs it; every file of a pinned version is hashed, so the locks install on other
+# platforms too (arm64 Linux, say) where no dependency differs by environment marker.
 # test.lock is resolved with runtime.lock as constraints, so shared packages agree, and
 # leaves them out (--no-emit-package), so each package's hashes are in exactly one lock.
 # It uses the venv's uv (pinned in test.lock) without rebuilding the venv first, since a
@@ -82,7 +83,7 @@ $(STAMP): pyproject.toml requirements/runtime.lock requirements/test.lock
 # uv there even if its `pip check` then failed.
 UV ?= $(BIN)/uv
 LOCK_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
-	--custom-compile-command 'make lock'
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
 lock:
 	@[ -x $(UV) ] || { echo "no $(UV): run 'make venv' first (it installs uv from the locks)"; exit 1; }
 	$(LOCK_COMPILE) $(LOCK_ARGS) pyproject.toml -o requirements/runtime.lock
