@@ -184,6 +184,18 @@ CATALOGUE: list[tuple[str, list[str]]] = [
       "unit/test_fuzz_names.py::test_every_name_a_zone_lists_can_be_acted_on",
       "unit/test_fuzz_names.py::test_a_receipt_name_is_always_writable",
       "unit/test_fuzz_names.py::test_the_audit_names_a_file_or_its_hash"]),
+    ("A dependency file that is not the one locked (its hashes changed), a dependency the lock "
+     "lacks, pyproject.toml and the locks out of step, a package in both locks: the install refuses",
+     ["integration/test_supply_chain.py::test_a_file_whose_hash_is_not_in_the_lock_is_refused",
+      "integration/test_supply_chain.py::test_a_dependency_missing_from_the_lock_is_refused",
+      "unit/test_locks.py::test_every_line_is_an_exact_pin_with_sha256_hashes",
+      "unit/test_locks.py::test_no_package_is_in_both_locks",
+      "unit/test_locks.py::test_the_runtime_lock_satisfies_every_runtime_dependency",
+      "unit/test_locks.py::test_the_locks_together_satisfy_the_test_extras"]),
+    ("An SBOM (`make sbom`) that leaves out an installed package, misstates its version or PURL, "
+     "or breaks the CycloneDX 1.6 schema",
+     ["integration/test_supply_chain.py::"
+      "test_make_sbom_lists_every_locked_package_with_its_version_and_purl"]),
 ]
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "engineering" / "reliability.md"
