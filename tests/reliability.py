@@ -196,6 +196,48 @@ CATALOGUE: list[tuple[str, list[str]]] = [
      "or breaks the CycloneDX 1.6 schema",
      ["integration/test_supply_chain.py::"
       "test_make_sbom_lists_every_locked_package_with_its_version_and_purl"]),
+    ("An agency's hostile documents: signed by another agency, listing slices never delivered or "
+     "made-up hashes, speaking for another agency, attesting a running or another contract, not "
+     "JSON, swapped kinds, replayed, poison JSON (nested past the stack, a list as type, a date "
+     "without a time, the far future)",
+     ["integration/test_agency_documents.py::test_hostile_documents_are_refused_with_a_receipt",
+      "integration/test_agency_documents.py::test_a_replayed_acknowledgement_is_refused",
+      "integration/test_agency_documents.py::test_poison_documents_are_answered_not_retried"]),
+    ("The agency kit: a tampered slice, a manifest not the gateway's or listing badly, kills at "
+     "every step of fetch and destroy, a store copy moved away, symlinks planted for destroy, "
+     "hostile receipt names, a rejected attestation",
+     ["integration/test_kit_local.py::test_a_tampered_slice_is_not_acknowledged_and_stays",
+      "integration/test_kit_local.py::test_a_manifest_not_signed_by_the_gateway_is_refused",
+      "integration/test_kit_local.py::test_a_signed_manifest_that_lists_badly_is_refused",
+      "integration/test_kit_local.py::test_fetch_interrupted_anywhere_finishes_on_the_next_run",
+      "integration/test_kit_local.py::test_destroy_interrupted_finishes_and_attests_once",
+      "integration/test_kit_local.py::"
+      "test_a_kill_after_decrypting_into_the_store_leaves_nothing_destroy_misses",
+      "integration/test_kit_local.py::"
+      "test_a_moved_store_copy_is_not_attested_destroyed_until_the_person_says_so",
+      "integration/test_kit_local.py::test_destroy_never_writes_through_a_symlink",
+      "integration/test_kit_local.py::test_hostile_receipt_names_neither_break_fetch_nor_reach_the_terminal",
+      "integration/test_kit_local.py::test_a_rejected_attestation_is_shown_and_replaced"]),
+    ("Console routes: a new route unclassified, a page without its session check, a route or "
+     "console code that manages accounts; a program started by gateway code other than GnuPG, "
+     "through a shell, or with a file before `--`",
+     ["unit/test_console_routes.py::test_every_console_route_is_known_and_classified",
+      "unit/test_console_routes.py::test_only_the_login_page_and_static_files_answer_without_a_session",
+      "unit/test_console_routes.py::test_no_console_route_creates_resets_or_enables_an_account",
+      "unit/test_console_routes.py::test_the_console_code_never_calls_account_management",
+      "unit/test_exec_audit.py::test_each_breach_of_the_allow_list_is_reported"]),
+    ("Sibling names (`AG001`/`AG0010`, `inbox`/`inbox2`, `var`/`var2`) in every containment "
+     "check; the configuration, a key or the state in a zone, or writable by someone else",
+     ["unit/test_config_containment.py::test_within_compares_paths_component_by_component",
+      "unit/test_config_containment.py::"
+      "test_a_zone_beside_state_dir_with_a_longer_name_is_accepted_inside_it_refused",
+      "unit/test_config_containment.py::test_a_key_file_in_a_zone_is_refused_beside_it_accepted",
+      "unit/test_config_containment.py::"
+      "test_the_configuration_file_in_a_zone_is_refused_beside_it_accepted",
+      "unit/test_config_containment.py::"
+      "test_a_file_or_directory_the_gateway_trusts_writable_by_someone_else_is_refused",
+      "integration/test_check_cli.py::"
+      "test_check_and_run_refuse_a_key_or_the_config_that_others_may_write"]),
 ]
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "engineering" / "reliability.md"
