@@ -14,17 +14,16 @@ The commands live in this package's modules by whom they serve (:mod:`.operate`,
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Annotated
 
 import typer
 from typer import _click as click  # Typer's own click: its commands are these types
-from typer.core import TyperGroup, TyperOption
 
 from gateway import __version__
 from gateway.cli import alerts, audit, install, keys, operate, records, samples, users
 from gateway.cli.common import err, out
+from gateway.clihelp import tidy
 from gateway.errors import CryptoError, GatewayError
 
 app = typer.Typer(
@@ -103,34 +102,8 @@ def command() -> click.Command:
     lists as Python spells them (``--key <list[Path]>``). A flag takes no value, so it
     gets none; a repeatable option shows its element (``--key <path>...``)."""
     root = typer.main.get_command(app)
-    _tidy(root, click.Context(root))
+    tidy(root, click.Context(root))
     return root
-
-
-def _tidy(cmd: click.Command, ctx: click.Context) -> None:
-    for param in cmd.params:
-        if not isinstance(param, TyperOption) or param.metavar is not None:
-            continue
-        if param.is_flag:
-            param.metavar = ""
-        elif param.multiple:
-            label = param.display_type(ctx)
-            inner = re.fullmatch(r"<list\[(\w+)\]>", label)
-            param.metavar = f"<{inner.group(1).lower()}>..." if inner else f"{label}..."
-    plain_help = cmd.get_help_option
-
-    def help_option(ctx: click.Context) -> click.Parameter | None:
-        option = plain_help(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-    setattr(cmd, "get_help_option", help_option)  # noqa: B010 — an instance's own, not the class's
-    if isinstance(cmd, TyperGroup):
-        for name in cmd.list_commands(ctx):
-            sub = cmd.get_command(ctx, name)
-            if sub is not None:
-                _tidy(sub, ctx)
 
 
 def run() -> None:

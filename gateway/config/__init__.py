@@ -16,7 +16,6 @@ import hashlib
 import os
 import posixpath
 import re
-import tomllib
 import zoneinfo
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
@@ -42,6 +41,7 @@ from gateway.config.base import (
     _loc,
     _message,
     _Model,
+    read_toml,
     within,
 )
 from gateway.config.console import AccessSection, ConsoleSection
@@ -554,17 +554,7 @@ def load(path: Path | str) -> Config:
     """Read and validate *path*; raise ConfigError listing every problem, one per line."""
     path = Path(path)
     label = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("config file not found (create one with 'gateway init DIR')",
-                          source=label) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", source=label) from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=label) from exc
+    raw, data = read_toml(path, init_hint="gateway init DIR")
     base = path.resolve().parent
     # Config declares these so the rest of the code can read them, which also lets the
     # file set them; written there they would be overwritten below without a word.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from gateway import identifiers
+from gateway.errors import ConfigError
 
 MAX_PURGE_AFTER_DAYS = 30
 AGENCY_CODE_RE = f"^{identifiers.AGENCY_CODE}$"  # appears in file names: no dots
@@ -107,3 +109,20 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def read_toml(path: Path, *, init_hint: str) -> tuple[bytes, dict[str, object]]:
+    """A configuration file's bytes and TOML, or a ConfigError a person can act on (*init_hint*: the
+    command that writes one) — the gateway's and the agency kit's loaders alike."""
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found (create one with '{init_hint}')",
+                          source=label) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=label) from exc
+    try:
+        return raw, tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=label) from exc

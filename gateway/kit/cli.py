@@ -22,9 +22,9 @@ from typing import Annotated
 
 import typer
 from typer import _click as click  # Typer's own click: its commands are these types
-from typer.core import TyperGroup, TyperOption
 
 from gateway import __version__, clock
+from gateway.clihelp import tidy
 from gateway.errors import ConfigError, CryptoError, GatewayError, UsageError
 from gateway.kit import config as config_mod
 from gateway.kit.config import AgencyConfig
@@ -321,24 +321,7 @@ def command() -> click.Command:
     """The click command Typer builds, its help made readable as ``gateway``'s is: a flag
     shows no value (Typer 0.29 prints ``<bool>`` after every option)."""
     root = typer.main.get_command(app)
-    ctx = click.Context(root)
-    assert isinstance(root, TyperGroup)  # noqa: S101 — invariant, not an input check
-    for name in root.list_commands(ctx):
-        sub = root.get_command(ctx, name)
-        for param in (sub.params if sub is not None else []):
-            if isinstance(param, TyperOption) and param.metavar is None and param.is_flag:
-                param.metavar = ""
-    plain_help = root.get_help_option
-
-    def help_option(ctx: click.Context) -> click.Parameter | None:
-        option = plain_help(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-    for cmd in [root, *(root.get_command(ctx, n) for n in root.list_commands(ctx))]:
-        if cmd is not None:
-            setattr(cmd, "get_help_option", help_option)  # noqa: B010 — the instance's own
+    tidy(root, click.Context(root))
     return root
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated
@@ -31,7 +30,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 
 from gateway import identifiers
 from gateway.config import LocalZone, SftpZone
-from gateway.config.base import ConfigPath, _loc, _message, _Model
+from gateway.config.base import ConfigPath, _loc, _message, _Model, read_toml
 from gateway.errors import ConfigError
 
 DEFAULT_PATH = Path("agency.toml")
@@ -167,17 +166,7 @@ def config_path(given: Path | None) -> Path:
 def load(path: Path) -> AgencyConfig:
     """Read and validate *path*; ConfigError lists every problem, one line each, by key."""
     label = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("config file not found (write one with 'gateway-agency init DIR')",
-                          source=label) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", source=label) from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=label) from exc
+    _, data = read_toml(path, init_hint="gateway-agency init DIR")
     try:
         return AgencyConfig.model_validate(data, context={"base": path.resolve().parent})
     except ValidationError as exc:

@@ -14,18 +14,16 @@ to the gateway's key) — the same envelope a results file has.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
-from gateway.crypto import keys
+from gateway.crypto import _gpg, keys
 from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
 from gateway.crypto.keys import KeyInfo, Purpose
 from gateway.errors import ConfigError, KeyPolicyError
@@ -59,12 +57,8 @@ def sweep_keyrings() -> list[Path]:
         if m is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
                 or alive(int(m[1])):
             continue
-        gpgconf = shutil.which("gpgconf")
-        if gpgconf and (home / "g").is_dir():  # its gpg-agent may outlive its command
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                # an argv list, no shell: gpgconf on the kit's own throw-away keyring
-                subprocess.run([gpgconf, "--homedir", str(home / "g"), "--kill", "all"],  # noqa: S603
-                               capture_output=True, timeout=10, check=False)
+        if (home / "g").is_dir():  # its gpg-agent may outlive the command that started it
+            _gpg.kill_agent(home / "g")
         shutil.rmtree(home, ignore_errors=True)
         swept.append(home)
     return swept

@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from gateway.errors import ConfigError, UsageError
 from gateway.streams import Readable
+from gateway.transfer.local import fsync_dir as fsync_dir  # the local medium's one helper
 
 CHUNK = 256 * 1024
 
@@ -57,14 +58,6 @@ class StateDir:
         """What an interrupted run left half-written: nothing in tmp/ is ever relied on."""
         for p in self.tmp.iterdir():
             p.unlink(missing_ok=True)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def part_name(target: Path) -> Path:

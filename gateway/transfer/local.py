@@ -139,7 +139,7 @@ class LocalZone:
                 os.link(tmp, final)  # atomic, and refuses to replace an existing name
             except FileExistsError:
                 raise NameTaken(f"{self.key}: {name} exists already") from None
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             st = final.stat()
             return Entry(name, st.st_size, st.st_mtime)
         except OSError as exc:
@@ -203,7 +203,7 @@ class LocalZone:
             return  # already gone: removal is idempotent
         except OSError as exc:
             raise ZoneError(f"{self.key}: cannot remove {name}: {exc.strerror}") from exc
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def stat(self, name: str) -> Entry | None:
         try:
@@ -237,7 +237,8 @@ def _identity(fh: BinaryIO) -> tuple[int, ...]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or an unlink in *path* durable (the directory's entry, not the file)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
