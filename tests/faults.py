@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import getpass
 import json
 import os
 import random
@@ -233,9 +234,19 @@ def written_since(since: float, workdir: Path) -> list[Path]:
     pathlib's `rglob` with a `parents` test took ~4 s per kill in CI, where the temp
     directory holds the checkout's virtualenv and pytest's earlier sites.
     """
-    found, skip = [], os.path.realpath(workdir)
+    found = []
+    # Not looked into: the harness's own directory; under pytest, the test session's
+    # record of programs started (tests/exec_audit.py) and the other tests' temporary
+    # directories — with the suite on both cores, another test writes there meanwhile,
+    # and what it writes is its own test's to judge, not this harness's.
+    skip = {os.path.realpath(workdir)}
+    if exec_log := os.environ.get("GATEWAY_TEST_EXEC_LOG"):
+        skip.add(os.path.realpath(exec_log))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        skip.add(os.path.realpath(os.path.join(tempfile.gettempdir(),
+                                               f"pytest-of-{getpass.getuser()}")))
     for top, dirs, files in os.walk(os.path.realpath(tempfile.gettempdir())):
-        dirs[:] = [d for d in dirs if os.path.join(top, d) != skip]
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in skip]
         for name in files:
             path = os.path.join(top, name)
             try:
