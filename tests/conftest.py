@@ -173,6 +173,19 @@ def ledger(db_url):
     led.close()
 
 
+@pytest.fixture(autouse=True)
+def _logging_to_the_streams_of_the_moment():
+    """A command run in this process configures the operational log with the stream of
+    that moment — a test's captured stderr, a progress bar's — which is closed once that
+    test ends. Back to structlog's defaults after each test (they print to whatever
+    sys.stdout is when a line is written), so no later test writes to a closed file,
+    whichever order the two cores take the tests in."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
+
+
 # --- the subprocess allow-list (tests/exec_audit.py) ---------------------------------------
 
 def pytest_configure(config: pytest.Config) -> None:
