@@ -19,7 +19,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -q --durations=15
 
 demo: system-deps $(STAMP)
 	rm -rf $(DEMO_DIR)
