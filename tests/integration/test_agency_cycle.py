@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 
 from gateway import audit, synth
-from gateway.ledger import DeliveryRow, Ledger
 from tests.conftest import KeyBox
 from tests.flowsite import Site
 from tests.gpgparty import GpgParty
+from tests.integration.test_agency_documents import acknowledged_in
 from tests.kitsite import KitSite
 from tests.leaks import LeakScanner
 from tests.prodsite import (  # noqa: F401 (the fixtures, by their own names)
@@ -208,13 +208,7 @@ def cycle(request, tmp_path, keybox) -> Iterator[Cycle]:
 
 def acknowledged(config: Path) -> dict[str, bool]:
     from gateway import config as config_mod
-    ledger = Ledger(config_mod.load(config).gateway.db_url)
-    try:
-        with ledger.session() as s:
-            return {d.name: d.acknowledged_at is not None for d in s.query(DeliveryRow).filter(
-                DeliveryRow.agency_code == "AG001", DeliveryRow.kind.in_(("slice", "manifest")))}
-    finally:
-        ledger.close()
+    return acknowledged_in(config_mod.load(config).gateway.db_url)
 
 
 def test_the_agency_closes_the_loop(cycle: Cycle, keybox):

@@ -56,7 +56,12 @@ def send(site: Site, name: str, body: bytes, signer: str = "ag001", agency: str 
 
 
 def acknowledged(site: Site) -> dict[str, bool]:
-    ledger = Ledger(site.cfg().gateway.db_url)
+    return acknowledged_in(site.cfg().gateway.db_url)
+
+
+def acknowledged_in(db_url: str) -> dict[str, bool]:
+    """AG001's slices and manifests, each with whether it was acknowledged."""
+    ledger = Ledger(db_url)
     try:
         with ledger.session() as s:
             return {d.name: d.acknowledged_at is not None for d in s.query(DeliveryRow).filter(
