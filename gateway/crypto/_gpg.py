@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +22,10 @@ from gateway.errors import GatewayError
 # Unix socket paths are limited to 108 bytes (sun_path); gpg-agent puts
 # S.gpg-agent.extra/.browser/.ssh in the home directory, the longest is 21 bytes.
 _MAX_HOME_LEN = 80
+_SUN_PATH = 108
+# Where short aliases live: a fixed, short directory (not $TMPDIR, which may be long);
+# each alias is a private mkdtemp directory in it, so a shared /tmp is safe.
+_ALIAS_ROOT = "/tmp"  # noqa: S108 — mkdtemp (0700, unpredictable) inside it; see short_home
 
 # Options every gpg call gets: never ask, never go to the network, never trust
 # a keyserver, and speak the machine-readable status protocol.
@@ -58,60 +63,86 @@ def short_home(home: Path) -> tuple[Path, Path | None]:
     """
     if len(str(home)) <= _MAX_HOME_LEN:
         return home, None
-    alias_dir = Path(tempfile.mkdtemp(prefix="gwg", dir="/tmp"))
+    alias_dir = Path(tempfile.mkdtemp(prefix="gwg", dir=_ALIAS_ROOT))
     alias = alias_dir / "h"
     alias.symlink_to(home)
     return alias, alias_dir
 
 
+def remove_aliases(home: Path) -> None:
+    """Remove the short aliases (:func:`short_home`) a killed run left for *home*: ours,
+    in /tmp, holding only the link to it."""
+    target = str(home)
+    for alias_dir in Path(_ALIAS_ROOT).glob("gwg*"):
+        link = alias_dir / "h"
+        with contextlib.suppress(OSError):
+            if (alias_dir.lstat().st_uid == os.geteuid() and link.is_symlink()
+                    and str(link.readlink()) == target):
+                shutil.rmtree(alias_dir)
+
+
 def kill_agent(home: Path, *, wait: float = 5.0) -> None:
-    """Stop the gpg-agent serving *home*, if any, and wait (up to *wait* s) until it is gone.
+    """Stop every gpg-agent serving *home*, and wait (up to *wait* s) until they are gone.
 
-    ``gpgconf --kill`` only asks the agent to exit; waiting for its socket to
-    disappear makes "no gpg process outlives its owner" true when we return.
+    ``gpgconf --kill`` only asks the agent to exit, and only reaches it through a
+    socket path short enough to connect to. An agent left by a run that was killed
+    was started through that run's short alias (:func:`short_home`), which a new run
+    does not know: it is found by the home its ``--homedir`` resolves to, and sent
+    SIGTERM. Leaving it alive was not harmless — once its home was rebuilt it
+    noticed its socket gone, shut down, and on the way out unlinked the *new*
+    agent's socket (same directory), which failed the next signing on a busy host.
     """
+    asked = False
     gpgconf = shutil.which("gpgconf")
-    if gpgconf is None:
-        return
-    env = gpg_env(home)
+    if gpgconf is not None:
+        env = gpg_env(home)
 
-    def gpgconf_run(*args: str) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            # an argv list, no shell: gpgconf on our own home directory
-            return subprocess.run([gpgconf, "--homedir", str(home), *args],  # noqa: S603
-                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
-                                  check=False, env=env).stdout.decode("utf-8", "replace")
-        return ""
+        def gpgconf_run(*args: str) -> str:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                # an argv list, no shell: gpgconf on our own home directory
+                return subprocess.run([gpgconf, "--homedir", str(home), *args],  # noqa: S603
+                                      stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                                      check=False, env=env).stdout.decode("utf-8", "replace")
+            return ""
 
-    socket = Path(gpgconf_run("--list-dirs", "agent-socket").strip() or home / "S.gpg-agent")
-    if not socket.exists():
-        return
-    gpgconf_run("--kill", "gpg-agent")
+        socket = Path(gpgconf_run("--list-dirs", "agent-socket").strip() or home / "S.gpg-agent")
+        if len(os.fsencode(str(socket))) < _SUN_PATH and socket.exists():
+            gpgconf_run("--kill", "gpg-agent")
+            asked = True
     deadline = time.monotonic() + wait
-    while socket.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # the agent removes its socket before it exits: on a busy host it is still there
-    while _agent_running(home) and time.monotonic() < deadline:
+    signalled: set[int] = set()
+    polite_until = time.monotonic() + (0.5 if asked else 0.0)  # gpgconf's request first
+    while (pids := agent_pids(home)) and time.monotonic() < deadline:
+        if time.monotonic() >= polite_until:
+            for pid in pids - signalled:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
+                signalled.add(pid)
         time.sleep(0.01)
 
 
-def _agent_running(home: Path) -> bool:
-    """Whether a gpg-agent for *home* is still alive (read from /proc; False elsewhere)."""
-    needle = os.fsencode(str(home))
+def agent_pids(home: Path) -> set[int]:
+    """The gpg-agents whose ``--homedir`` is *home* or resolves to it (read from /proc;
+    empty elsewhere). A zombie's command line is empty, so it does not count."""
+    wanted = {os.fsencode(str(home)), os.fsencode(os.path.realpath(home))}
     try:
         entries = list(Path("/proc").iterdir())
     except OSError:
-        return False
+        return set()
+    found: set[int] = set()
     for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")  # a zombie's is empty
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # gone meanwhile, or not ours to read
-        if argv[0].endswith(b"gpg-agent") and needle in argv:
-            return True
-    return False
+        if not argv[0].endswith(b"gpg-agent") or b"--homedir" not in argv[:-1]:
+            continue
+        given = argv[argv.index(b"--homedir") + 1]
+        if given in wanted or os.fsencode(os.path.realpath(os.fsdecode(given))) in wanted:
+            found.add(int(entry.name))
+    return found
 
 
 @contextlib.contextmanager

@@ -127,7 +127,8 @@ class Keyring:
         self._build(list(secret_keys), list(public_keys))
 
     def _build(self, secret_keys: list[Path], public_keys: list[Path]) -> None:
-        _gpg.kill_agent(self.path)  # an agent left behind by a crashed run
+        _gpg.kill_agent(self.path)  # an agent left behind by a killed run
+        _gpg.remove_aliases(self.path)  # and the short path it was reached by
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(mode=0o700, parents=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,27 @@ def test_clearsign_verifies_in_plain_gpg(engine, keybox):
     finally:
         party.close()
     assert proc.returncode == 0 and b"VALIDSIG" in proc.stderr
+
+
+def test_a_keyring_rebuilt_after_a_killed_run_stops_the_old_agent_and_signs(tmp_path, keybox):
+    """A run killed with its keyring open leaves its gpg-agent, reached through a short
+    alias in /tmp the next run does not know. The next keyring at the same (long) path
+    must stop that agent before rebuilding — left alive, it noticed its socket gone and
+    on exit unlinked the new agent's socket, failing the next signing (INV_SGNR) on a
+    busy host — and must not wait for it for seconds."""
+    home = tmp_path / ("long" * 12) / "state" / "gnupg"  # past the socket-length limit
+    old = Keyring(home, secret_keys=[keybox["gateway"].sec])  # the killed run: never closed
+    assert old.home != home and len(live_gpg_processes(str(old.home))) == 1
+    started = time.monotonic()
+    new = Keyring(home, secret_keys=[keybox["gateway"].sec])
+    try:
+        assert time.monotonic() - started < 3  # was 5 s: waiting for a socket it could not reach
+        assert live_gpg_processes(str(old.home)) == []
+        assert not old.home.parent.exists()  # the killed run's alias is removed too
+        time.sleep(0.5)  # the old agent, had it lived, would have taken the socket by now
+        signed = Engine(new, signer=keybox["gateway"].fingerprint).clearsign(b"{}\n")
+        assert b"BEGIN PGP SIGNATURE" in signed
+        assert len(live_gpg_processes(str(new.home))) == 1
+    finally:
+        new.close()
+    assert live_gpg_processes(str(new.home)) == []
