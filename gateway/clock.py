@@ -18,3 +18,17 @@ def iso(ts: dt.datetime) -> str:
 
 def aware(ts: dt.datetime) -> dt.datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+
+
+def month_bounds(month: str, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
+    """The first instant of *month* (``YYYY-MM``) and of the next, in the gateway's zone."""
+    year, mon = (int(x) for x in month.split("-"))
+    start = dt.datetime(year, mon, 1, tzinfo=tz)
+    end = dt.datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def month_of(ts: dt.datetime, tz: dt.tzinfo) -> str:
+    """``YYYY-MM`` of the calendar month *ts* falls in, in the gateway's zone."""
+    local = ts.astimezone(tz)
+    return f"{local.year:04d}-{local.month:02d}"

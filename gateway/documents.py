@@ -141,32 +141,21 @@ def parse(data: bytes, kind: Kind) -> Document:
     """A document of *kind* from its decrypted bytes, or :class:`DocumentError`
     (``E_DOCUMENT``) naming the first thing wrong. Strict: unknown fields, a wrong type or
     version, a duplicate listing are all refused — a document is evidence."""
-    if len(data) > MAX_BYTES:
-        raise DocumentError("E_DOCUMENT", f"the document is larger than {MAX_BYTES} bytes")
-    try:
-        body = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_no_duplicate_keys,
-                          parse_constant=_no_constant)
-    except RecursionError:  # nesting deeper than the interpreter's stack: not a document
-        raise DocumentError("E_DOCUMENT", "not a JSON document: nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DocumentError("E_DOCUMENT", f"not a JSON document in UTF-8 ({_reason(exc)})"
-                            ) from None
-    if not isinstance(body, dict):
-        raise DocumentError("E_DOCUMENT", "the document must be a JSON object")
+    body = json_object(data, MAX_BYTES, "E_DOCUMENT")
     wanted = next(t for t, k in _TYPES.items() if k == kind)
     if body.get("type") != wanted:
         raise DocumentError("E_DOCUMENT", f'"type" must be "{wanted}" for this file name',
                             field="type")
     listing = "files" if kind == ACK else "objects"
     scope = "batch_id" if kind == ACK else "contract_id"
-    _exact(body, {"type", "version", "id", "agency", scope, "created_at", listing})
+    exact(body, {"type", "version", "id", "agency", scope, "created_at", listing})
     if type(body["version"]) is not int or body["version"] != VERSION:  # not 1.0, not true
         raise DocumentError("E_DOCUMENT", f'"version" must be {VERSION}', field="version")
-    ident = _text(body, "id", _ID, "32 lower-case hex digits")
-    agency = _text(body, "agency", identifiers.full(identifiers.AGENCY_CODE), "an agency code")
+    ident = text(body, "id", _ID, "32 lower-case hex digits")
+    agency = text(body, "agency", identifiers.full(identifiers.AGENCY_CODE), "an agency code")
     pattern = identifiers.BATCH_ID if kind == ACK else identifiers.CONTRACT_ID
-    scoped = _text(body, scope, identifiers.full(pattern), f"a {scope.replace('_', ' ')}")
-    created = _time(body, "created_at")
+    scoped = text(body, scope, identifiers.full(pattern), f"a {scope.replace('_', ' ')}")
+    created = utc_time(body, "created_at")
     items = body[listing]
     if not isinstance(items, list) or not items:
         raise DocumentError("E_DOCUMENT", f'"{listing}" must be a non-empty list', field=listing)
@@ -187,22 +176,22 @@ def _items(items: list[Any], kind: Kind, batch: str | None) -> Iterator[Held]:
     for row, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise DocumentError("E_DOCUMENT", "each listed file must be a JSON object", row=row)
-        _exact(item, fields, row=row)
-        batch_id = _text(item, "batch_id", identifiers.full(identifiers.BATCH_ID), "a batch id",
+        exact(item, fields, row=row)
+        batch_id = text(item, "batch_id", identifiers.full(identifiers.BATCH_ID), "a batch id",
                          row=row)
         if batch is not None and batch_id != batch:
             raise DocumentError("E_DOCUMENT", "a file of another batch than the document's",
                                 row=row, field="batch_id")
-        name = _text(item, "name", _SLICE_FILE, "a slice or manifest file name", row=row)
-        sha = _text(item, "sha256", _SHA256, "64 lower-case hex digits", row=row)
+        name = text(item, "name", _SLICE_FILE, "a slice or manifest file name", row=row)
+        sha = text(item, "sha256", _SHA256, "64 lower-case hex digits", row=row)
         if sha in seen:
             raise DocumentError("E_DOCUMENT", "the same file is listed twice", row=row,
                                 field="sha256")
         seen.add(sha)
-        received = _time(item, "received_at", row=row)
+        received = utc_time(item, "received_at", row=row)
         destroyed, decrypted = None, "none"
         if kind == ATTESTATION:
-            destroyed = _time(item, "destroyed_at", row=row)
+            destroyed = utc_time(item, "destroyed_at", row=row)
             decrypted = item["decrypted"]
             if decrypted not in DECRYPTED:
                 raise DocumentError("E_DOCUMENT", '"decrypted" must be "none" or "destroyed"',
@@ -213,18 +202,38 @@ def _items(items: list[Any], kind: Kind, batch: str | None) -> Iterator[Held]:
         yield Held(batch_id, name, sha, received, destroyed, decrypted)
 
 
-def _exact(body: dict[str, Any], fields: set[str], *, row: int = 0) -> None:
+def json_object(data: bytes, limit: int, code: str) -> dict[str, Any]:
+    """The JSON object in *data*, strictly: UTF-8, no duplicate keys, no NaN, not nested
+    past the stack, at most *limit* bytes — else :class:`DocumentError` with *code*."""
+    if len(data) > limit:
+        raise DocumentError(code, f"the document is larger than {limit} bytes")
+    try:
+        body = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_no_duplicate_keys,
+                          parse_constant=_no_constant)
+    except RecursionError:  # nesting deeper than the interpreter's stack: not a document
+        raise DocumentError(code, "not a JSON document: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DocumentError(code, f"not a JSON document in UTF-8 ({_reason(exc)})") from None
+    if not isinstance(body, dict):
+        raise DocumentError(code, "the document must be a JSON object")
+    return body
+
+
+def exact(body: dict[str, Any], fields: set[str], *, row: int = 0, code: str = "E_DOCUMENT"
+          ) -> None:
+    """*body* has exactly *fields*: none missing, none unknown."""
     if missing := sorted(fields - body.keys()):
-        raise DocumentError("E_DOCUMENT", f'"{missing[0]}" is missing', row=row, field=missing[0])
+        raise DocumentError(code, f'"{missing[0]}" is missing', row=row, field=missing[0])
     if extra := sorted(body.keys() - fields):
-        raise DocumentError("E_DOCUMENT", f"unknown field {extra[0][:40]!r}", row=row)
+        raise DocumentError(code, f"unknown field {extra[0][:40]!r}", row=row)
 
 
-def _text(body: dict[str, Any], key: str, pattern: re.Pattern[str], what: str, *,
-          row: int = 0) -> str:
+def text(body: dict[str, Any], key: str, pattern: re.Pattern[str], what: str, *,
+         row: int = 0, code: str = "E_DOCUMENT") -> str:
+    """*body[key]*, a string *pattern* matches whole."""
     value = body[key]
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise DocumentError("E_DOCUMENT", f'"{key}" must be {what}', row=row, field=key)
+        raise DocumentError(code, f'"{key}" must be {what}', row=row, field=key)
     return value
 
 
@@ -234,7 +243,8 @@ EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2999, 12, 31, tzinfo=dt.UTC)
 
 
-def _time(body: dict[str, Any], key: str, *, row: int = 0) -> dt.datetime:
+def utc_time(body: dict[str, Any], key: str, *, row: int = 0, code: str = "E_DOCUMENT"
+             ) -> dt.datetime:
     """A UTC time written exactly as the kit writes them (``…T…Z``), always aware."""
     value = body[key]
     try:
@@ -245,7 +255,7 @@ def _time(body: dict[str, Any], key: str, *, row: int = 0) -> dt.datetime:
             raise ValueError
         return t
     except ValueError:
-        raise DocumentError("E_DOCUMENT", f'"{key}" must be a UTC time such as '
+        raise DocumentError(code, f'"{key}" must be a UTC time such as '
                             '2026-11-02T01:30:09Z', row=row, field=key) from None
 
 

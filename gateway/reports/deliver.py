@@ -23,9 +23,10 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from gateway import faults, queries
+from gateway.clock import month_bounds
 from gateway.crypto.service import Crypto
 from gateway.ledger import DeliveryRow
-from gateway.reports.figures import figures, month_bounds, previous_month
+from gateway.reports.figures import figures, previous_month
 from gateway.state import write_private
 
 if TYPE_CHECKING:

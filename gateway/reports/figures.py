@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway import queries
+from gateway.clock import month_bounds
 from gateway.config import Config
 from gateway.ledger import Ledger
 
@@ -44,14 +45,6 @@ def check_month(month: str, *, today: dt.date | None = None, ended: bool = False
             raise ValueError(f"{month} has not ended yet; the latest month to report is "
                              f"{previous_month(today)}")
     return month
-
-
-def month_bounds(month: str, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
-    """The first instant of *month* (``YYYY-MM``) and of the next, in the gateway's zone."""
-    year, mon = (int(x) for x in month.split("-"))
-    start = dt.datetime(year, mon, 1, tzinfo=tz)
-    end = dt.datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
-    return start, end
 
 
 def previous_month(day: dt.date) -> str:
