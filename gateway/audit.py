@@ -66,6 +66,10 @@ EVENTS = frozenset({
     # the agency's signed documents (docs/formats.md §7): slices it received whole, and its
     # attestation that it destroyed a contract's files
     "slice.acknowledged", "agency.deletion_attested",
+    # unmasking by approval (docs/operations.md): a request, each approver's decision, the
+    # one-off slice released and deleted at its expiry — the register's evidence
+    "unmask.requested", "unmask.approved", "unmask.denied", "unmask.expired",
+    "unmask.released", "unmask.purged",
 })
 
 
@@ -95,6 +99,13 @@ def _codes(value: Any) -> Any:
     if not isinstance(value, list | tuple):
         raise ValueError("must be a list of error codes")
     check = _pattern(r"E_[A-Z0-9_]{1,40}", "an error code")
+    return [check(v) for v in value]
+
+
+def _fields(value: Any) -> Any:
+    if not isinstance(value, list | tuple) or len(value) > 64:
+        raise ValueError("must be a list of case field names")
+    check = _pattern(r"[a-z][a-z0-9_]{0,63}", "a case field name")
     return [check(v) for v in value]
 
 
@@ -150,6 +161,11 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "alert_sha256": _pattern(_HEX64, "a lower-case SHA-256"),
     "document_id": _pattern(r"[0-9a-f]{32}", "a document id"),
     "not_listed": _count,
+    "request_id": _pattern(r"[0-9a-f]{32}", "an unmask request id"),
+    "purpose": _pattern(r"[a-z][a-z0-9_]{0,31}", "an unmask purpose"),
+    "fields": _fields,
+    "approvals": _count, "needed": _count,
+    "expires_at": _pattern(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "a UTC time"),
 }
 
 OUTSIDE = frozenset({"login", "address"})  # fields whose values other parties write

@@ -47,6 +47,7 @@ from gateway.state import State, StateBusy
 from gateway.transfer.base import ZoneError, is_temporary
 from gateway.transfer.local import LocalZone
 from gateway.transfer.wrappers import MonitoredZone
+from gateway.unmask import release as unmask_release
 
 log = structlog.get_logger("gateway.daemon")
 
@@ -209,6 +210,8 @@ def _pass(ctx: Context) -> collections.Counter[str]:
     with guard("batches"):
         outcomes.update(batches.run(ctx))
     outcomes.update(results.run(ctx))
+    with guard("unmask"):  # expiries, denials told, approved requests released, expired deleted
+        unmask_release.run(ctx)
     with guard("access"):
         collect_access(ctx)
     track_collection(ctx)
@@ -238,8 +241,8 @@ def parts(cfg: Config) -> list[str]:
     """Every piece a pass is made of, by the name :func:`isolated` gives it."""
     each = [f"{kind}.{a.code}" for kind in ("results", "collection", "retention", "reports")
             for a in cfg.agencies]
-    return ["pass", "outbox", "batches", "access", "access.line", "health", "checkpoint", "alerts",
-            *each]
+    return ["pass", "outbox", "batches", "unmask", "access", "access.line", "health", "checkpoint",
+            "alerts", *each]
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from gateway import faults
 from gateway.flows.receipts import receipt_name
 from gateway.ledger import DeliveryRow, ReceiptRow
+from gateway.ledger.schema import UNMASK_BATCH_PREFIX
 from gateway.names import file_fields
 from gateway.state import State
 from gateway.transfer.base import NameTaken, Zone, ZoneError
@@ -38,7 +39,13 @@ class Kind:
 
 
 def _staged(state: State, d: DeliveryRow) -> Path:
+    if d.batch_id is not None and d.batch_id.startswith(UNMASK_BATCH_PREFIX):
+        return _unmask(state, d)  # a one-off release: no file's staging (gateway.unmask)
     return state.staging(d.file_id or 0) / d.name  # removed with the file's staging
+
+
+def _unmask(state: State, d: DeliveryRow) -> Path:
+    return state.staging_root / "unmask" / d.name
 
 
 def _checkpoint(state: State, d: DeliveryRow) -> Path:
@@ -56,6 +63,8 @@ KINDS: dict[str, Kind] = {
     "report": Kind(lambda state, d: state.staging_root / "reports" / d.name, "report.delivered",
                    drop=True),
     "checkpoint": Kind(_checkpoint, None, drop=True),  # the node's own copy stays in audit/
+    # an unmask request denied or expired, told to the agency (audited when decided)
+    "notice": Kind(_unmask, None, drop=True),
 }
 
 

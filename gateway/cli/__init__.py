@@ -7,7 +7,7 @@ and only with ``GATEWAY_DEBUG=1``.
 
 The commands live in this package's modules by whom they serve (:mod:`.operate`,
 :mod:`.install`, :mod:`.records`, :mod:`.keys`, :mod:`.audit`, :mod:`.users`, :mod:`.alerts`,
-:mod:`.samples`) over what they share (:mod:`.common`); they are named here, in the order
+:mod:`.samples`, :mod:`.unmask`) over what they share (:mod:`.common`); they are named here, in the order
 ``gateway --help`` lists them.
 """
 
@@ -21,7 +21,7 @@ import typer
 from typer import _click as click  # Typer's own click: its commands are these types
 
 from gateway import __version__
-from gateway.cli import alerts, audit, install, keys, operate, records, samples, users
+from gateway.cli import alerts, audit, install, keys, operate, records, samples, unmask, users
 from gateway.cli.common import err, out
 from gateway.clihelp import tidy
 from gateway.errors import CryptoError, GatewayError
@@ -46,6 +46,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(operate.db_app, name="db")
 app.add_typer(users.users_app, name="users")
 app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(unmask.unmask_app, name="unmask")
 app.add_typer(samples.sample_app, name="sample")
 
 

@@ -73,7 +73,8 @@ def _show_enrolment(enrolment: Enrolment) -> None:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="Account name: 1-32 of a-z 0-9 . _ -.")],
-    role: Annotated[str, typer.Option("--role", help="auditor or operator.")],
+    role: Annotated[str, typer.Option(
+        "--role", help="auditor, operator or approver (decides unmask requests).")],
     password_stdin: PasswordStdinOpt = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:

@@ -47,6 +47,8 @@ from gateway.config.base import (
 from gateway.config.console import AccessSection, ConsoleSection
 from gateway.config.forward import Forward, SyslogForward, WebhookForward, name_problems
 from gateway.config.trust import inside_zone_problems
+from gateway.config.unmask import UnmaskSection
+from gateway.config.unmask import problems as unmask_problems
 from gateway.errors import ConfigError
 from gateway.masking import Rule, rule_problem
 from gateway.validation.schema import CASE_FIELDS
@@ -412,6 +414,10 @@ class Config(_Model):
     alerts: AlertsSection | None = Field(default=None, description=(
         "Who is told when something needs a person, by e-mail and webhook "
         "(docs/operations.md, \"Alerts\"). Unset: the daemon neither keeps nor sends alerts."))
+    unmask: UnmaskSection | None = Field(default=None, description=(
+        "Unmasking by approval (docs/operations.md, \"Unmasking by approval\"): which fields "
+        "each role may ask to see for named cases, for which purposes, and how many approvers "
+        "decide. Unset: agencies' unmask requests are refused."))
 
     # Set by load(); not part of the file.
     source: Path = Field(default=Path("gateway.toml"), exclude=True,
@@ -507,6 +513,8 @@ def _cross_checks(cfg: Config) -> list[str]:
             if role not in a.roles:
                 problems.append(f'{where}.ssh_users.{login}: agency {a.code} has no role "{role}"')
     problems += _zone_aliases(cfg)
+    if cfg.unmask is not None:
+        problems += unmask_problems(cfg.unmask, cfg.roles, CASE_FIELDS)
     problems += name_problems(cfg.forward)
     url = cfg.gateway.db_url
     if cfg.console.group_access and url.startswith("sqlite:///") and Path(

@@ -36,7 +36,7 @@ from gateway.errors import UsageError
 from gateway.ledger import AccountRow, Ledger, utcnow
 from gateway.queries import account_state
 
-ROLES = ("auditor", "operator")
+ROLES = ("auditor", "operator", "approver")  # approver: decides unmask requests
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # Argon2 takes any length; a megabyte "password" is an attack
 MAX_FAILURES = 5

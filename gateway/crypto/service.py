@@ -223,6 +223,25 @@ class Crypto:
         return self.engine.open(src, allowed_signers=[
             k.fingerprint for k in self.keyset.agency_signers[code]])
 
+    def open_from_agency_staff(self, code: str, src: Readable) -> OpenedMessage:
+        """Unmask requests: signed by a member's own role key, any role of *this* agency (the
+        flow then holds the signer to the role the request names)."""
+        return self.engine.open(src, allowed_signers=self.staff_keys(code))
+
+    def staff_keys(self, code: str, role: str | None = None) -> list[str]:
+        """The role keys of *code* (of one *role*, if given), by fingerprint."""
+        return list(dict.fromkeys(k.fingerprint for (c, r), ks in self.keyset.role_recipients.items()
+                                  if c == code and role in (None, r) for k in ks))
+
+    def seal_for_requester(self, code: str, role: str, fingerprint: str, dst: BinaryIO
+                           ) -> SealWriter:
+        """A one-off unmasked slice: the one key that asked for it, and only if it is still a
+        key of that role — not the role's other members, not another role."""
+        if fingerprint not in self.staff_keys(code, role):
+            raise KeyPolicyError(f"key {fingerprint} is no longer one of {code}'s {role} keys; "
+                                 "nothing is sealed to it")
+        return self.engine.seal(dst, recipients=[fingerprint])
+
     def seal_for_bank(self, dst: BinaryIO, *, armor: bool = False) -> SealWriter:
         return self.engine.seal(dst, recipients=[k.fingerprint for k in self.keyset.bank_recipients],
                                 armor=armor)

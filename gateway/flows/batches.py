@@ -51,6 +51,7 @@ from gateway.flows.arrival import (
 from gateway.flows.receipts import Receipt
 from gateway.flows.stage import Stage
 from gateway.ledger import BatchRow, DeliveryRow, FileStatus
+from gateway.ledger.schema import UNMASK_BATCH_PREFIX
 from gateway.masking import RolePolicy, Rule
 from gateway.masking_columns import ChunkMasks, needs_neutralising
 from gateway.names import file_fields
@@ -161,6 +162,9 @@ def _begin(ctx: Context, arrival: Arrival) -> _Reading | Rejection:
         return Rejection.of_file("E_NAME", "file name must be <batch_id>.csv.pgp (or .csv.gpg/"
                                  f".csv.asc) with batch_id {identifiers.BATCH_ID}")
     batch_id = m.group("batch")
+    if batch_id.lower().startswith(UNMASK_BATCH_PREFIX):
+        return Rejection.of_file("E_NAME", f"batch names beginning with {UNMASK_BATCH_PREFIX} "
+                                 "are reserved for the gateway's one-off unmasked slices")
     if ctx.ledger.batch(batch_id) is not None:
         return Rejection.of_file("E_BATCH_EXISTS", f"batch {batch_id} was already accepted "
                                  "from a different file")

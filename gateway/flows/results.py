@@ -22,7 +22,7 @@ import structlog
 
 from gateway import documents, faults, identifiers, outbox
 from gateway.crypto.engine import SealWriter
-from gateway.flows import Context, Interrupted, intake
+from gateway.flows import Context, Interrupted, intake, unmask
 from gateway.flows import documents as agency_documents
 from gateway.flows.arrival import (
     Arrival,
@@ -52,12 +52,16 @@ BANK_IN = "bank.incoming"
 
 
 def channels(ctx: Context) -> list[Channel]:
-    """Each agency's outbox: results files, and the agency's signed documents (told apart
-    by name, :func:`gateway.documents.kind_of`)."""
+    """Each agency's outbox: results files, the agency's signed documents and its unmask
+    requests (told apart by name: :func:`gateway.documents.kind_of`, :func:`unmask.sort`)."""
     return [Channel(kind="results", zone=ctx.cfg.zone_name(a.code, "outbox"),
                     receipt_zone=ctx.cfg.zone_name(a.code, "inbox"), flow=FLOW, agency=a.code,
-                    others=agency_documents.FLOWS, sort=documents.kind_of)
+                    others={**agency_documents.FLOWS, **unmask.FLOWS}, sort=_sort)
             for a in ctx.cfg.agencies]
+
+
+def _sort(name: str) -> str | None:
+    return documents.kind_of(name) or unmask.sort(name)
 
 
 def run(ctx: Context) -> collections.Counter[str]:

@@ -14,6 +14,7 @@ This module is the face: :class:`Ledger` is the stores, one module each, over on
 :mod:`~gateway.ledger.claims`  claims on files, leases on other work, a file's history
 :mod:`~gateway.ledger.commits` a file's staged work and its commit (both flows)
 :mod:`~gateway.ledger.documents` the agency's acknowledgements and deletion attestations
+:mod:`~gateway.ledger.unmasking` unmask requests, approvers' decisions, one-off releases
 :mod:`~gateway.ledger.outbox`  deliveries and receipts not yet placed; collections
 :mod:`~gateway.ledger.accounts` console accounts
 :mod:`~gateway.ledger.retention` purges and what they deleted
@@ -71,22 +72,29 @@ from gateway.ledger.schema import (
     ResultsEnd,
     StagedAttemptRow,
     StagedCaseRow,
+    UnmaskCaseRow,
+    UnmaskDecisionRow,
+    UnmaskRequestRow,
+    UnmaskStatus,
     ZoneStatusRow,
     utcnow,
 )
+from gateway.ledger.unmasking import Decided, DecisionRefused, UnmaskStore
 
 __all__ = [
     "AccessCursorRow", "AccountChange", "AccountRow", "AgencyDocumentRow", "AlertCursorRow",
     "AlertMessageRow", "AlertRow",
     "AttemptRow", "Base", "BatchRow", "CaseRow",
-    "Claim", "ClaimOutcome", "CommitConflict", "DeliveryRow", "FileEnd", "FileRow", "FileSeen",
+    "Claim", "ClaimOutcome", "CommitConflict", "Decided", "DecisionRefused",
+    "DeliveryRow", "FileEnd", "FileRow", "FileSeen",
     "FileStatus", "ForwardCursorRow", "LeaseLost", "LeaseRow", "Ledger", "LedgerError",
     "PurgeObjectRow", "PurgeRow",
     "ReceiptProgress", "ReceiptRow", "RefusedFileRow", "ResultFlagRow", "ResultsEnd",
-    "StagedAttemptRow", "StagedCaseRow", "ZoneStatusRow", "utcnow",
+    "StagedAttemptRow", "StagedCaseRow", "UnmaskCaseRow", "UnmaskDecisionRow",
+    "UnmaskRequestRow", "UnmaskStatus", "ZoneStatusRow", "utcnow",
 ]
 
 
-class Ledger(DocumentStore, CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore,
+class Ledger(UnmaskStore, DocumentStore, CommitStore, ClaimStore, OutboxStore, AccountStore, RetentionStore,
              MonitoringStore, ForwardStore, AlertStore):
     """The few queries the flows need, each in its own short transaction."""

@@ -33,7 +33,7 @@ BASELINE = "0001"  # the schema of the release before migrations
 # The newest revision in migrations/versions (a unit test holds them equal). Opening a
 # ledger that is already there needs no Alembic at all: a daemon on local zones stays
 # ~35 MB smaller without importing it (and Mako with it).
-HEAD = "0012"
+HEAD = "0013"
 _PG_LOCK = 0x6761_7465  # pg_advisory_lock key: "gate"
 
 

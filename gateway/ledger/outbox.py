@@ -14,7 +14,10 @@ from gateway.ledger.schema import DeliveryRow, PurgeRow, ReceiptProgress, Receip
 class OutboxStore(Core):
     def pending_deliveries(self) -> list[DeliveryRow]:
         with self.session(write=False) as s:
-            return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None))
+            # a delivery purged before it was placed (its zone down until the contract's
+            # purge, or a one-off release's expiry) is never placed: its file is deleted
+            return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None),
+                                                            DeliveryRow.purged_at.is_(None))
                                   .order_by(DeliveryRow.id)))
 
     def add_delivery(self, delivery: DeliveryRow) -> None:

@@ -192,6 +192,81 @@ class AgencyDocumentRow(Base):
     __table_args__ = (Index("ix_agency_documents_agency", "agency_code", "kind"),)
 
 
+class UnmaskStatus(StrEnum):
+    """Where an unmask request stands (docs/operations.md, "Unmasking by approval")."""
+
+    PENDING = "pending"  # accepted, waiting for approvers
+    APPROVED = "approved"  # enough approvals; the daemon's next pass releases it
+    DENIED = "denied"  # one approver said no
+    EXPIRED = "expired"  # not decided in time
+    RELEASED = "released"  # the one-off slice is sealed and delivered
+    PURGED = "purged"  # the one-off slice's expiry passed; deleted from the inbox
+
+
+class UnmaskRequestRow(Base):
+    """An agency's request to see named cases' fields unmasked, and what became of it
+    (0013). Identifiers, counts and times — and the requester's note, text of at most 500
+    characters the request flow refuses if it holds a long number."""
+
+    __tablename__ = "unmask_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), unique=True)  # the agency's own id
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"))  # the request as received
+    agency_code: Mapped[str] = mapped_column(String(32))
+    contract_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    signer: Mapped[str] = mapped_column(String(64))  # the requester's key
+    purpose: Mapped[str] = mapped_column(String(32))
+    fields: Mapped[str] = mapped_column(Text)  # canonical field names, comma-separated
+    cases: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime]  # as the agency wrote it
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decide_by: Mapped[dt.datetime]  # undecided after this: expired
+    approvals_needed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=UnmaskStatus.PENDING.value)
+    decided_at: Mapped[dt.datetime | None]
+    notified_at: Mapped[dt.datetime | None]  # a denial or expiry told to the agency
+    released_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]  # of the released one-off slice
+    purged_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_unmask_requests_status", "status", "agency_code"),)
+
+    @property
+    def field_list(self) -> list[str]:
+        return self.fields.split(",") if self.fields else []
+
+    @property
+    def batch_id(self) -> str:
+        """The one-off slice's batch name: ``unmask-<n>`` (bank batch names never begin
+        so: the bank's intake refuses them)."""
+        return f"{UNMASK_BATCH_PREFIX}{self.id}"
+
+
+UNMASK_BATCH_PREFIX = "unmask-"
+
+
+class UnmaskCaseRow(Base):
+    """A case named by an unmask request, and the batch it came in (0013)."""
+
+    __tablename__ = "unmask_cases"
+    request: Mapped[int] = mapped_column(ForeignKey("unmask_requests.id"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64))
+
+
+class UnmaskDecisionRow(Base):
+    """One approver's decision on one request (0013): an account decides a request once."""
+
+    __tablename__ = "unmask_decisions"
+    request: Mapped[int] = mapped_column(ForeignKey("unmask_requests.id"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(8))  # approve | deny
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class ReceiptRow(Base):
     """One receipt per arrival — duplicates included, so nothing goes unanswered.
 
@@ -246,7 +321,7 @@ class AccountRow(Base):
 
     __tablename__ = "console_accounts"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16))  # auditor | operator
+    role: Mapped[str] = mapped_column(String(16))  # auditor | operator | approver
     password_hash: Mapped[str] = mapped_column(String(255))
     totp_secret: Mapped[str] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(default=False)

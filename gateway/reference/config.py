@@ -38,6 +38,10 @@ _FREE_KEYS: dict[str, tuple[str, str]] = {
                                  "with the keys of its staff."),
     "agencies[].ssh_users": ("login", "An SSH login of the agency's staff, and the role it "
                                       "works in (one of the agency's roles)."),
+    "unmask.purposes": ("purpose", "A purpose an agency may give for an unmask request, and "
+                                   "how many approvers it needs."),
+    "unmask.requestable": ("role", "A role (defined under [roles]), and the case fields its "
+                                   "members may ask to see unmasked."),
 }
 
 # A bound that a validator enforces rather than a Field constraint (so that the error

@@ -1,0 +1,274 @@
+"""The daemon's part of unmasking by approval, once per pass: requests that were not
+decided in time expire, denials and expiries are told to the agency, approved requests
+are released, and releases past their expiry are deleted with a certificate.
+
+**A release** reads the requested cases again from the bank's archived ciphertext — the
+gateway never keeps plaintext, so there is nothing else to read them from — through the
+same reader, field rules and masking as the batch's slices, with one change to the
+requesting role's policy: the approved fields are shown in full (a field the role never
+sees is added). Everything else stays as the role's policy says. The rows go into one
+CSV sealed to the requester's key alone, with a manifest (``unmask-<n>``, so the agency
+kit takes it like a batch) naming the request and the expiry. Nothing is written before
+the ledger commits the release but ciphertext, and a pass killed half-way releases the
+request again from the start (the status is still *approved*).
+
+**At expiry** the slice and its manifest are deleted from the agency's inbox if still
+there (a kit has fetched them; it destroys its copies at that date), and a certificate
+signed by the gateway says what was deleted, for the bank.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+
+from gateway import clock, outbox
+from gateway.errors import GatewayError
+from gateway.flows import Context
+from gateway.ledger import DeliveryRow, UnmaskCaseRow, UnmaskRequestRow, UnmaskStatus
+from gateway.masking import RolePolicy, Rule
+from gateway.masking_columns import ChunkMasks
+from gateway.state import file_sha256, write_private
+from gateway.validation import chunks, csvio
+from gateway.validation.cases import map_header
+from gateway.validation.columnar import ColumnarCases
+from gateway.validation.schema import CASE_FIELDS, FREE_TEXT_CASE_FIELDS
+
+log = structlog.get_logger("gateway.unmask")
+BANK_IN = "bank.incoming"
+
+
+def staged(ctx: Context) -> Path:
+    """Where releases, notices and certificates of unmasking wait for the outbox."""
+    path = ctx.state.staging_root / "unmask"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def run(ctx: Context) -> None:
+    """One pass's unmasking work; each request under its own lease and guard."""
+    now = ctx.now()
+    for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.PENDING.value]):
+        if now >= clock.aware(row.decide_by):
+            _each(ctx, row, _expire)
+    for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.DENIED.value]):
+        if row.notified_at is None:
+            _each(ctx, row, _tell_denied)
+    for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.APPROVED.value]):
+        _each(ctx, row, _release)
+    for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.RELEASED.value]):
+        if row.expires_at is not None and now >= clock.aware(row.expires_at):
+            _each(ctx, row, _purge)
+    outbox.finish_pending(ctx)
+
+
+def _each(ctx: Context, row: UnmaskRequestRow,
+          step: Callable[[Context, UnmaskRequestRow], None]) -> None:
+    """*step* for one request, if no other node holds it and it has not moved on meanwhile."""
+    with ctx.run.guard("unmask"), ctx.leases.hold(f"unmask:{row.id}") as held:
+        fresh = ctx.ledger.unmask_request(row.id) if held else None
+        if fresh is not None and fresh.status == row.status:
+            step(ctx, fresh)
+
+
+# --- telling the agency --------------------------------------------------------------
+
+def _notice(ctx: Context, row: UnmaskRequestRow, status: str, reason: str) -> DeliveryRow:
+    """A sealed note to the agency's keys (as its manifests): what became of its request."""
+    name = f"{row.batch_id}.{row.agency_code}.decision.json.pgp"
+    body = {"type": "unmask-decision", "request_id": row.request_id, "agency": row.agency_code,
+            "status": status, "decided_at": clock.iso(ctx.now()), "reason": reason}
+    path = staged(ctx) / name
+    path.unlink(missing_ok=True)  # a killed attempt's copy
+    with path.open("xb") as fh, ctx.crypto.seal_for_agency(row.agency_code, fh) as w:
+        w.write(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
+    return DeliveryRow(kind="notice", agency_code=row.agency_code,
+                       zone=ctx.cfg.zone_name(row.agency_code, "inbox"), name=name,
+                       batch_id=row.batch_id, sha256=file_sha256(path), size=path.stat().st_size)
+
+
+def _expire(ctx: Context, row: UnmaskRequestRow) -> None:
+    notice = _notice(ctx, row, "expired", "not decided in time")
+    if ctx.ledger.expire_unmask(row.id, ctx.now(), delivery=notice):
+        ctx.audit.record("unmask.expired", agency=row.agency_code, request_id=row.request_id,
+                         purpose=row.purpose, cases=row.cases)
+
+
+def _tell_denied(ctx: Context, row: UnmaskRequestRow) -> None:
+    decisions = ctx.ledger.unmask_decisions([row.id])[row.id]
+    reason = next((d.reason for d in decisions if d.decision == "deny"), "")
+    ctx.ledger.notify_unmask(row.id, ctx.now(), _notice(ctx, row, "denied", reason))
+
+
+# --- the release -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Source:
+    batch_id: str
+    archive: Path
+    committed: dt.date
+    cases: frozenset[str]
+
+
+def _release(ctx: Context, row: UnmaskRequestRow) -> None:
+    agency = ctx.cfg.agency(row.agency_code)
+    wanted = ctx.ledger.unmask_cases(row.id)
+    sources = _sources(ctx, row, wanted)
+    rules = dict(ctx.cfg.roles[row.role]) | {f: Rule.FULL for f in row.field_list}
+    policy = RolePolicy(row.role, rules)
+    table, present = _rows(ctx, row, sources)
+    if table.num_rows != len(wanted):
+        raise GatewayError(f"unmask request {row.request_id[:8]}: {table.num_rows} of its "
+                           f"{len(wanted)} cases were found in their batches; not released")
+    columns = policy.columns(present)
+    secret = (ctx.state.token_secret(agency.contract.id)
+              if Rule.TOKEN in (rules[c] for c in columns) else None)
+    masks = ChunkMasks(table, FREE_TEXT_CASE_FIELDS & present)
+    cols, plain = masks.role(policy, columns, 0, table.num_rows, secret)
+    lines = chunks.csv_lines(cols, plain)
+    now = ctx.now().replace(microsecond=0)  # whole seconds: the manifest, audit and register
+    expires = now + dt.timedelta(days=ctx.cfg.unmask.release_days if ctx.cfg.unmask else 7)
+    inbox = ctx.cfg.zone_name(row.agency_code, "inbox")
+    where = staged(ctx)
+    name = f"{row.batch_id}.{row.agency_code}.{row.role}.csv.pgp"
+    path = where / name
+    path.unlink(missing_ok=True)
+    with path.open("xb") as fh, ctx.crypto.seal_for_requester(
+            row.agency_code, row.role, row.signer, cast(BinaryIO, fh)) as w:
+        sink = csvio.TextSink(w)
+        csvio.writer(sink).writerow(columns)
+        sink.write_bytes(chunks.lines_buffer(lines))
+        sink.flush()
+    digest = file_sha256(path)
+    files = [{"name": name, "role": row.role, "records": table.num_rows, "sha256": digest}]
+    manifest = {"batch_id": row.batch_id, "agency": row.agency_code,
+                "contract_id": agency.contract.id, "created_at": clock.iso(now), "files": files,
+                "unmask": {"request_id": row.request_id, "purpose": row.purpose,
+                           "fields": row.field_list, "recipient": row.signer,
+                           "expires_at": clock.iso(expires)}}
+    mname = f"{row.batch_id}.{row.agency_code}.manifest.json.pgp"
+    mpath = where / mname
+    mpath.unlink(missing_ok=True)
+    with mpath.open("xb") as fh, ctx.crypto.seal_for_agency(row.agency_code, fh) as w:
+        w.write(json.dumps(manifest, ensure_ascii=False, indent=2).encode() + b"\n")
+    deliveries = [
+        DeliveryRow(kind="slice", batch_id=row.batch_id, agency_code=row.agency_code,
+                    role=row.role, zone=inbox, name=name, sha256=digest,
+                    size=path.stat().st_size, records=table.num_rows),
+        DeliveryRow(kind="manifest", batch_id=row.batch_id, agency_code=row.agency_code,
+                    role=None, zone=inbox, name=mname, sha256=file_sha256(mpath),
+                    size=mpath.stat().st_size)]
+    if ctx.ledger.release_unmask(row.id, deliveries=deliveries, released_at=now,
+                                 expires_at=expires):
+        ctx.audit.record("unmask.released", agency=row.agency_code, role=row.role,
+                         signer=row.signer, request_id=row.request_id, purpose=row.purpose,
+                         cases=table.num_rows, fields=row.field_list, file=name,
+                         sha256=digest, expires_at=clock.iso(expires))
+        log.info("unmask.released", agency=row.agency_code, cases=table.num_rows)
+
+
+def _sources(ctx: Context, row: UnmaskRequestRow, wanted: list[UnmaskCaseRow]) -> list[_Source]:
+    by_batch: dict[str, set[str]] = {}
+    for c in wanted:
+        by_batch.setdefault(c.batch_id, set()).add(c.case_id)
+    out = []
+    for batch_id, cases in sorted(by_batch.items()):
+        batch = ctx.ledger.batch(batch_id)
+        if batch is None:
+            raise GatewayError(f"unmask request {row.request_id[:8]}: batch {batch_id} is not "
+                               "in the ledger")
+        file = ctx.ledger.file(batch.file_id)
+        archive = ctx.state.archived(file.sha256)
+        if not archive.is_file():
+            raise GatewayError(f"unmask request {row.request_id[:8]}: the archived ciphertext "
+                               f"of batch {batch_id} is gone; nothing can be released from it")
+        committed = clock.aware(batch.committed_at).astimezone(ctx.cfg.gateway.tz).date()
+        out.append(_Source(batch_id, archive, committed, frozenset(cases)))
+    return out
+
+
+def _rows(ctx: Context, row: UnmaskRequestRow, sources: list[_Source]
+          ) -> tuple[pa.Table, frozenset[str]]:
+    """The requested cases' rows, checked again as on the day their batch was taken, from
+    each batch's archived ciphertext (the bank's signature verified again); one table, in
+    the batches' order, every column present in any of them (empty where a batch had none)."""
+    parts: list[pa.Table] = []
+    present: set[str] = set()
+    for src in sources:
+        found: list[pa.Table] = []
+        with src.archive.open("rb") as raw, ctx.crypto.open_from_bank(raw) as msg:
+            reader = chunks.ChunkReader(msg, encoding=ctx.cfg.schema_.encoding,
+                                        delimiter=ctx.cfg.schema_.delimiter)
+            try:
+                first = reader.header()
+                header, _ = map_header(first or [], ctx.cfg)
+                if header is None:
+                    raise GatewayError(f"batch {src.batch_id} no longer reads with this "
+                                       "configuration's [schema]; nothing released")
+                engine = ColumnarCases(ctx.cfg, header, src.committed)
+                ids = pa.array(sorted(src.cases))
+                for chunk in reader.chunks(len(header.fields)):
+                    table = engine.check(chunk).table
+                    keep = pc.and_(pc.is_in(table.column("case_id"), value_set=ids),
+                                   pc.equal(table.column("agency_code"), row.agency_code))
+                    if (hit := table.filter(keep)).num_rows:
+                        found.append(hit)
+            finally:
+                reader.close()
+            msg.verdict()  # raises unless the bank's signature holds, as on the first day
+        present |= header.present
+        parts += found
+    if not parts:
+        return pa.table({"case_id": pa.array([], pa.string())}), frozenset(present)
+    names = [f for f in CASE_FIELDS if any(f in p.column_names for p in parts)]
+    filled = [pa.table({f: p.column(f) if f in p.column_names else
+                        pa.array([""] * p.num_rows, pa.string()) for f in names}) for p in parts]
+    return pa.concat_tables(filled), frozenset(present)
+
+
+# --- expiry ----------------------------------------------------------------------------
+
+def _purge(ctx: Context, row: UnmaskRequestRow) -> None:
+    """Delete the release from the inbox (what the agency already fetched is gone from it:
+    "absent"), then one certificate and the ledger's record in one transaction."""
+    objects = []
+    for d in ctx.ledger.release_deliveries(row):
+        if d.kind not in ("slice", "manifest"):
+            continue
+        state = "absent"
+        if d.delivered_at is not None:
+            zone = ctx.zones[d.zone]
+            if zone.stat(d.name) is not None:
+                zone.remove(d.name)
+                state = "deleted"
+        (staged(ctx) / d.name).unlink(missing_ok=True)
+        objects.append({"zone": d.zone, "name": d.name, "size": d.size, "sha256": d.sha256,
+                        "state": state})
+    now = ctx.now()
+    body = {"type": "unmask-deletion-certificate", "request_id": row.request_id,
+            "agency": row.agency_code, "contract_id": row.contract_id, "role": row.role,
+            "purpose": row.purpose, "cases": row.cases, "fields": row.field_list,
+            "released_at": clock.iso(clock.aware(row.released_at)) if row.released_at else None,
+            "expires_at": clock.iso(clock.aware(row.expires_at)) if row.expires_at else None,
+            "purged_at": clock.iso(now), "gateway_key": ctx.crypto.fingerprint,
+            "objects": objects,
+            "note": "copies the agency fetched before the expiry are the agency's to destroy; "
+                    "its kit does so at the expiry and its deletion attestation lists them"}
+    name = f"unmask-deletion-certificate.{row.request_id}.json.asc"
+    path = ctx.state.certificates / name
+    signed = ctx.crypto.clearsign(json.dumps(body, ensure_ascii=False, indent=2).encode() + b"\n")
+    write_private(path, signed)  # a retried purge writes it again
+    ctx.state.publish(path)
+    cert = DeliveryRow(kind="certificate", agency_code=row.agency_code, zone=BANK_IN, name=name,
+                       sha256=file_sha256(path), size=len(signed))
+    if ctx.ledger.finish_unmask_purge(row.id, now, cert):
+        ctx.audit.record("unmask.purged", agency=row.agency_code, request_id=row.request_id,
+                         files=len(objects), file=name)
