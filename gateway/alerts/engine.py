@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway import queries
+from gateway import clock, queries
 from gateway.alerts import rules
 from gateway.alerts.rules import key_hash
 from gateway.audit import AuditLog
@@ -31,6 +31,7 @@ from gateway.forward import reader
 from gateway.ledger import AlertRow, Ledger
 from gateway.ledger.alerting import Finding, Policy, Synced
 from gateway.metrics import Metrics
+from gateway.unmask import register as unmask_register
 
 log = structlog.get_logger("gateway.alerts")
 
@@ -38,7 +39,7 @@ KEYS_EVERY = 600.0  # seconds between readings of the key files
 VERIFY_EVERY = 86400.0  # seconds between the daemon's checks of its own chain
 STATE_RULES = frozenset({"purge_due", "key_expiry", "uncollected", "zone_down", "pass_failing",
                          "audit_verify", "console_locked", "unacknowledged",
-                         "attestation_missing"})
+                         "attestation_missing", "unmask_waiting", "unmask_limit"})
 NODE_RULES = frozenset({"pass_failing", "audit_verify"})  # each node speaks for its own
 EVENTS_PER_PASS = 1000
 
@@ -117,6 +118,14 @@ class Engine:
         found += rules.failing_parts(self.streaks, self.src.node, th.pass_failures)
         found += rules.audit_broken(self.broken, self.src.node)
         found += rules.locked_accounts(ledger.accounts(), now)
+        found += rules.unmask_waiting((p.agency, p.purpose, p.decide_by)
+                                      for p in unmask_register.pending(ledger, now))
+        if (um := cfg.unmask) is not None and (um.monthly_cases or um.monthly_releases):
+            since, until = clock.month_bounds(clock.month_of(now, cfg.gateway.tz), cfg.gateway.tz)
+            used = {a.code: ledger.unmask_usage(a.code, since, until) for a in cfg.agencies}
+            found += rules.unmask_limits((code, requests, um.monthly_releases, cases,
+                                          um.monthly_cases)
+                                         for code, (requests, cases) in used.items())
         return found
 
     def key_list(self) -> KeyList:

@@ -124,6 +124,18 @@ RULES: dict[str, Rule] = {r.name: r for r in (
          "window is set). If the change was not planned, find out who made it (the entry's "
          "actor, `gateway audit show --event console.`) and undo it with `gateway users "
          "disable`. One alert per change, cleared once sent."),
+    Rule("unmask_waiting", "unmask requests wait for approvers",
+         "An agency asked to see named cases' fields unmasked (docs/operations.md, \"Unmasking "
+         "by approval\") and the request waits for approver accounts to decide: `gateway unmask "
+         "list` or the console's Requests page shows the agency, purpose, cases, fields and the "
+         "requester's note. Approve or deny before the time to decide runs out (the request "
+         "then expires and the agency is told). The alert clears when nothing waits."),
+    Rule("unmask_limit", "an agency nears its monthly unmask limit",
+         "An agency's unmask requests this month have reached 80 % of unmask.monthly_cases or "
+         "unmask.monthly_releases; past the limit its requests are refused (E_UNMASK_LIMIT). "
+         "Look at the register (`gateway unmask register --agency <agency>`): many requests "
+         "may be real work, or a member asking for more than the cases need. The alert clears "
+         "at the next month, or when the limit is raised."),
     Rule("test", "a test alert",
          "`gateway alerts test` sent this to prove the path from the gateway to you works. "
          "Nothing needs doing."),
@@ -267,3 +279,29 @@ def audit_broken(problem: str | None, node: str) -> list[Finding]:
         return []
     return [Finding(f"audit_verify:{node}", "audit_verify", "critical", node,
                     f"the audit log on {node} does not verify: {problem}")]
+
+
+def unmask_waiting(pending: Iterable[tuple[str, str, dt.datetime]]) -> list[Finding]:
+    """*pending*: (agency, purpose, decide by) of each request waiting for approvers; one
+    alert for all of them, so approvers get one notice, not one per request."""
+    rows = sorted(pending, key=lambda p: p[2])
+    if not rows:
+        return []
+    agencies = ", ".join(sorted({a for a, _, _ in rows}))
+    return [Finding("unmask_waiting:all", "unmask_waiting", "warning", agencies,
+                    f"{len(rows)} unmask request(s) from {agencies} wait for approvers; the "
+                    f"first must be decided by {rows[0][2]:%Y-%m-%d %H:%M} UTC")]
+
+
+def unmask_limits(usage: Iterable[tuple[str, int, int | None, int, int | None]]
+                  ) -> list[Finding]:
+    """*usage*: (agency, requests, monthly_releases, cases, monthly_cases) this month."""
+    out = []
+    for agency, requests, max_requests, cases, max_cases in usage:
+        near = [f"{used} of {limit} {what}" for used, limit, what in (
+            (requests, max_requests, "requests"), (cases, max_cases, "cases"))
+            if limit is not None and used * 5 >= limit * 4]
+        if near:
+            out.append(Finding(f"unmask_limit:{agency}", "unmask_limit", "warning", agency,
+                               f"{agency}: {' and '.join(near)} this month"))
+    return out

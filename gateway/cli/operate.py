@@ -148,6 +148,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
     from gateway import queries
     from gateway.ledger import utcnow
     from gateway.state import node_name
+    from gateway.unmask import register as unmask_register
 
     cfg = load(config)
     with open_ledger(cfg) as ledger:
@@ -155,6 +156,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
         forwards = queries.forward_health(cfg, ledger, node_name(cfg.gateway.state_dir),
                                           audit_log(cfg))
         evidence = queries.evidence_health(queries.agency_evidence(cfg, ledger, utcnow()))
+        waiting = unmask_register.pending(ledger, utcnow())
 
     def text() -> None:
         table = new_table("zone", "location", "state", "last scan (UTC)", "waiting", "refused",
@@ -184,6 +186,10 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None
             if e.expected:
                 out.print(f"{e.agency} acknowledgements: {e.acknowledgements_text}", markup=False)
             out.print(f"{e.agency} deletion attestation: {e.attestation_text}", markup=False)
+        if waiting:
+            first = min(w.decide_by for w in waiting)
+            out.print(f"unmask: {len(waiting)} request(s) wait for approvers (the first to "
+                      f"decide by {first:%Y-%m-%d %H:%M} UTC; gateway unmask list)", markup=False)
 
     rows: list[queries.ZoneHealth | queries.ForwardHealth | queries.EvidenceHealth] = [
         *zones, *forwards, *evidence]

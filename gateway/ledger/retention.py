@@ -45,14 +45,15 @@ class RetentionStore(Core):
             row.state, row.deleted_at = state, utcnow()
 
     def results_files(self, agency_code: str) -> list[FileRow]:
-        """What the agency sent that its purge deletes: every results file, and every
+        """What the agency sent that its purge deletes: every results file and unmask
+        request (case ids and a note: the register keeps what was decided), and every
         document the gateway rejected (it may be anything under a document's name). An
         accepted acknowledgement or attestation stays: names and hashes only, it is the
         agency's evidence, cited by the deletion certificate."""
         with self.session(write=False) as s:
             return list(s.scalars(select(FileRow).where(
                 FileRow.agency_code == agency_code, FileRow.purged_at.is_(None),
-                (FileRow.kind == "results") | (
+                FileRow.kind.in_(("results", "request")) | (
                     FileRow.kind.in_(DOCUMENT_KINDS)
                     & (FileRow.status == FileStatus.REJECTED.value)))))
 

@@ -173,13 +173,16 @@ class UnmaskStore(CommitStore):
             raise DecisionRefused(f"account {account} has decided this request already; "
                                   "another approver must") from None
 
-    def expire_unmask(self, request: int, now: dt.datetime, *, delivery: DeliveryRow | None
-                      ) -> bool:
+    def expire_unmask(self, request: int, now: dt.datetime, *, delivery: DeliveryRow | None,
+                      purged: bool = False) -> bool:
         """A pending request past its time to decide: expired, the agency's notice queued.
-        False if it was decided meanwhile."""
+        False if it was decided meanwhile. *purged*: the agency's data is gone (its
+        contract's purge), so a pending or approved request can never be released."""
         with self.session() as s:
             row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            if row.status != UnmaskStatus.PENDING.value or now < row.decide_by:
+            open_ = (UnmaskStatus.PENDING.value, UnmaskStatus.APPROVED.value) if purged else (
+                UnmaskStatus.PENDING.value,)
+            if row.status not in open_ or (not purged and now < row.decide_by):
                 return False
             row.status, row.decided_at, row.notified_at = UnmaskStatus.EXPIRED.value, now, now
             if delivery is not None:

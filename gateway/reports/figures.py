@@ -18,6 +18,7 @@ from gateway import queries
 from gateway.clock import month_bounds
 from gateway.config import Config
 from gateway.ledger import Ledger
+from gateway.unmask import register
 
 TYPE = "supervision-report"
 
@@ -174,6 +175,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
         "acknowledgements": None if acked is None else {
             "within_days": a.acknowledge_within_days, "delivered": acked.delivered,
             "in_time": acked.in_time, "not_in_time": acked.not_in_time, "open": acked.open},
+        "unmask": register.summary(ledger, agency, start, end),
     }
 
 

@@ -56,8 +56,12 @@ def staged(ctx: Context) -> Path:
 def run(ctx: Context) -> None:
     """One pass's unmasking work; each request under its own lease and guard."""
     now = ctx.now()
-    for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.PENDING.value]):
-        if now >= clock.aware(row.decide_by):
+    purged = ctx.ledger.purged_agencies()
+    for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.PENDING.value,
+                                                  UnmaskStatus.APPROVED.value]):
+        if row.agency_code in purged:  # its cases and the batches' archive are gone
+            _each(ctx, row, _close)
+        elif row.status == UnmaskStatus.PENDING.value and now >= clock.aware(row.decide_by):
             _each(ctx, row, _expire)
     for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.DENIED.value]):
         if row.notified_at is None:
@@ -100,6 +104,14 @@ def _expire(ctx: Context, row: UnmaskRequestRow) -> None:
     if ctx.ledger.expire_unmask(row.id, ctx.now(), delivery=notice):
         ctx.audit.record("unmask.expired", agency=row.agency_code, request_id=row.request_id,
                          purpose=row.purpose, cases=row.cases)
+
+
+def _close(ctx: Context, row: UnmaskRequestRow) -> None:
+    """The agency's contract was purged before the request was released: it expires, with
+    no notice (the agency's inbox is purged too)."""
+    if ctx.ledger.expire_unmask(row.id, ctx.now(), delivery=None, purged=True):
+        ctx.audit.record("unmask.expired", agency=row.agency_code, request_id=row.request_id,
+                         purpose=row.purpose, cases=row.cases, reason="purged")
 
 
 def _tell_denied(ctx: Context, row: UnmaskRequestRow) -> None:

@@ -17,7 +17,15 @@ from gateway import audit, synth
 from gateway.alerts import delivery
 from gateway.alerts.engine import Engine, KeyList, Sources
 from gateway.alerts.rules import key_hash
-from gateway.ledger import AccountRow, AgencyDocumentRow, AlertRow, DeliveryRow, FileRow, Ledger
+from gateway.ledger import (
+    AccountRow,
+    AgencyDocumentRow,
+    AlertRow,
+    DeliveryRow,
+    FileRow,
+    Ledger,
+    UnmaskRequestRow,
+)
 from gateway.metrics import Metrics
 from tests.conftest import run_cli
 from tests.flowsite import Site
@@ -426,3 +434,32 @@ def test_the_running_daemon_alerts_a_security_event_by_mail_and_webhook(tmp_path
     assert mail["message"]["Subject"].startswith("[gateway critical]")
     assert {"soc@bank.example", "oncall@bank.example"} <= set(mail["to"])
     assert {e["channel"] for e in events(log, "alert.sent")} >= {"email", "webhook0"}
+
+
+def test_unmask_requests_waiting_and_a_monthly_limit_approached_are_told(h):
+    """Approvers are told a request waits (one alert for all that wait, cleared when none
+    does), and the bank that an agency nears its monthly limit."""
+    from tests.integration.test_unmask import UNMASK, request, send
+
+    h.site.config.write_text(h.site.config.read_text() + UNMASK.replace(
+        "max_cases = 3", "max_cases = 3\nmonthly_releases = 1"))
+    h.cfg = h.site.cfg()
+    h.engine.src = dataclasses.replace(h.engine.src, cfg=h.cfg)
+    cases = list(synth.cases(4, ["AG001"], seed=72))
+    h.site.drop_cases("B20260101-01.csv.pgp", cases)
+    h.site.run()
+    req = request(h.site, [cases[0]["case_id"]], ["home_address"])
+    assert send(h.site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    h.step()
+    titles = set(h.titles())
+    assert "[gateway warning] unmask_waiting: AG001" in titles
+    assert "[gateway warning] unmask_limit: AG001" in titles
+    waiting = next(r for r in h.open() if r.rule == "unmask_waiting")
+    assert "1 unmask request(s) from AG001" in waiting.detail
+    limit = next(r for r in h.open() if r.rule == "unmask_limit")
+    assert "1 of 1 requests" in limit.detail
+    with h.ledger.session() as s:  # the time to decide runs out
+        s.execute(update(UnmaskRequestRow).values(decide_by=h.now - dt.timedelta(hours=1)))
+    h.step()
+    assert "[gateway warning] unmask_waiting: AG001 (cleared)" in h.titles()
+    assert not LeakScanner(cases).scan(h.relay.raw())

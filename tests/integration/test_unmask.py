@@ -272,3 +272,81 @@ def test_a_bank_batch_cannot_take_the_name_of_a_release(site):
     assert site.run() == {"rejected": 1}
     (receipt,) = [r for n, r in site.receipts().items() if n.startswith("unmask-7")]
     assert receipt["errors"][0]["code"] == "E_NAME"
+
+
+def test_the_register_matches_the_audit_log_and_is_in_the_monthly_report(site):
+    from gateway.reports.figures import figures
+
+    mine = cases_of(site, "AG001")
+    released = [request(site, [mine[i]["case_id"]], ["id_number"], purpose="legal_action")
+                for i in (0, 1)]
+    waiting = request(site, [mine[2]["case_id"]], ["home_address"])
+    for n, req in enumerate([*released, waiting]):
+        assert send(site, f"r{n}.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    for n, req in enumerate(released):
+        assert decide(site, "approve", req.id, "anna", step=n).returncode == 0
+    site.run()
+    status = run_cli("status", "-c", str(site.config))
+    assert "unmask: 1 request(s) wait for approvers" in status.stdout, status.stdout
+
+    register = json.loads(run_cli("unmask", "register", "--json", "-c", str(site.config)).stdout)
+    audited = [e for e in events(site) if e["event"] == "unmask.released"]
+    assert len(register) == len(audited) == 2
+    for row, entry in zip(register, audited, strict=True):  # one to one, in order
+        assert row["request_id"] == entry["request_id"] and row["cases"] == entry["cases"]
+        assert row["fields"] == entry["fields"] and row["requester_key"] == entry["signer"]
+        assert row["expires_at"] == entry["expires_at"] and row["approvers"] == ["anna"]
+
+    cfg = site.cfg()
+    now = dt.datetime.now(dt.UTC)
+    month = f"{now.astimezone(cfg.gateway.tz):%Y-%m}"
+    ledger = Ledger(cfg.gateway.db_url)
+    try:
+        report = figures(cfg, ledger, audit.AuditLog(site.state / "audit").entries(), "AG001",
+                         month, now=now)
+    finally:
+        ledger.close()
+    um = report["unmask"]
+    assert um["requests"] == 3 and um["by_status"] == {"pending": 1, "released": 2}
+    assert um["releases"] == 2 and um["cases_released"] == 2
+    assert [e["request_id"] for e in um["register"]] == [r["request_id"] for r in register]
+    from gateway.reports.render import as_html
+    page = as_html(report)
+    assert "Unmasking by approval" in page and released[0].id[:8] in page
+    assert not [c for c in site.records if c["id_number"] in page or c["customer_name"] in page]
+
+
+def test_a_contract_purged_first_closes_its_requests_and_deletes_them(site):
+    from tests.integration.test_retention import end_contract
+
+    req = request(site, [cases_of(site, "AG001")[0]["case_id"]], ["home_address"])
+    assert send(site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    archived = [p for p in (site.state / "archive").iterdir()]
+    site.edit("purge_after_days = 30", "purge_after_days = 0")
+    end_contract(site, "AG001", days_ago=1)
+    site.run()  # the purge
+    site.run()  # the next pass finds the request's agency purged
+    (expired,) = [e for e in events(site) if e["event"] == "unmask.expired"]
+    assert expired["reason"] == "purged" and expired["request_id"] == req.id
+    ledger = Ledger(site.cfg().gateway.db_url)
+    try:
+        row = ledger.unmask_request(req.id)
+        file = ledger.file(row.file_id)
+    finally:
+        ledger.close()
+    assert row.status == "expired" and file.purged_at is not None
+    assert not (site.state / "archive" / f"{file.sha256}.pgp").exists()
+    assert len(archived) > 1  # the request's ciphertext was there before the purge
+
+
+def test_a_request_past_the_monthly_limit_is_refused_and_a_denied_one_does_not_count(site):
+    site.edit("max_cases = 3", "max_cases = 3\nmonthly_cases = 2")
+    mine = [c["case_id"] for c in cases_of(site, "AG001")]
+    first = request(site, mine[:2], ["home_address"])
+    assert send(site, "a.unmask.json.pgp", first.to_json())["status"] == "accepted"
+    over = send(site, "b.unmask.json.pgp", request(site, mine[2:3], ["home_address"]).to_json())
+    assert over["errors"][0]["code"] == "E_UNMASK_LIMIT", over
+    assert "monthly_cases" in over["errors"][0]["message"]
+    assert decide(site, "deny", first.id, "anna", "--reason", "one at a time").returncode == 0
+    again = send(site, "c.unmask.json.pgp", request(site, mine[2:3], ["home_address"]).to_json())
+    assert again["status"] == "accepted"
