@@ -230,6 +230,10 @@ class UnmaskRequestRow(Base):
     released_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]  # of the released one-off slice
     purged_at: Mapped[dt.datetime | None]
+    # the audit entries of the release and of its deletion, written after the commit and
+    # marked here: a pass killed between the two writes the entry at the next pass
+    release_audited_at: Mapped[dt.datetime | None]
+    purge_audited_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_unmask_requests_status", "status", "agency_code"),)
 

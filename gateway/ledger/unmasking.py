@@ -232,3 +232,20 @@ class UnmaskStore(CommitStore):
                 .execution_options(synchronize_session=False))
             s.add(certificate)
             return True
+
+    def unaudited_unmask(self) -> list[UnmaskRequestRow]:
+        """Releases and deletions committed whose audit entry was not marked written."""
+        with self.session(write=False) as s:
+            return list(s.scalars(select(UnmaskRequestRow).where(
+                (UnmaskRequestRow.released_at.is_not(None)
+                 & UnmaskRequestRow.release_audited_at.is_(None))
+                | (UnmaskRequestRow.purged_at.is_not(None)
+                   & UnmaskRequestRow.purge_audited_at.is_(None)))
+                .order_by(UnmaskRequestRow.id)))
+
+    def mark_unmask_audited(self, request: int, which: str, now: dt.datetime) -> None:
+        """*which*: ``released`` or ``purged``."""
+        column = {"released": "release_audited_at", "purged": "purge_audited_at"}[which]
+        with self.session() as s:
+            row = s.get_one(UnmaskRequestRow, request)
+            setattr(row, column, now)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from gateway import clock, outbox
+from gateway import clock, faults, outbox
 from gateway.errors import GatewayError
 from gateway.flows import Context
 from gateway.ledger import DeliveryRow, UnmaskCaseRow, UnmaskRequestRow, UnmaskStatus
@@ -55,6 +55,8 @@ def staged(ctx: Context) -> Path:
 
 def run(ctx: Context) -> None:
     """One pass's unmasking work; each request under its own lease and guard."""
+    for row in ctx.ledger.unaudited_unmask():  # a pass killed after a commit
+        _each(ctx, row, _audit)
     now = ctx.now()
     purged = ctx.ledger.purged_agencies()
     for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.PENDING.value,
@@ -180,11 +182,33 @@ def _release(ctx: Context, row: UnmaskRequestRow) -> None:
                     size=mpath.stat().st_size)]
     if ctx.ledger.release_unmask(row.id, deliveries=deliveries, released_at=now,
                                  expires_at=expires):
+        faults.point("after_unmask_release")
+        _audit(ctx, ctx.ledger.unmask_request(row.id))
+        log.info("unmask.released", agency=row.agency_code, cases=table.num_rows)
+
+
+def _audit(ctx: Context, row: UnmaskRequestRow | None) -> None:
+    """The audit entries of a release and of its deletion, from the ledger's record, each
+    marked once written: the register and the log match one to one, also after a pass
+    killed between a commit and its entry (the next pass writes it)."""
+    if row is None:
+        return
+    if row.released_at is not None and row.release_audited_at is None:
+        slice_ = next((d for d in ctx.ledger.release_deliveries(row) if d.kind == "slice"), None)
         ctx.audit.record("unmask.released", agency=row.agency_code, role=row.role,
                          signer=row.signer, request_id=row.request_id, purpose=row.purpose,
-                         cases=table.num_rows, fields=row.field_list, file=name,
-                         sha256=digest, expires_at=clock.iso(expires))
-        log.info("unmask.released", agency=row.agency_code, cases=table.num_rows)
+                         cases=slice_.records if slice_ else row.cases, fields=row.field_list,
+                         file=slice_.name if slice_ else None,
+                         sha256=slice_.sha256 if slice_ else None,
+                         expires_at=clock.iso(clock.aware(row.expires_at)) if row.expires_at
+                         else None)
+        ctx.ledger.mark_unmask_audited(row.id, "released", ctx.now())
+    if row.purged_at is not None and row.purge_audited_at is None:
+        name = f"unmask-deletion-certificate.{row.request_id}.json.asc"
+        files = sum(d.kind in ("slice", "manifest") for d in ctx.ledger.release_deliveries(row))
+        ctx.audit.record("unmask.purged", agency=row.agency_code, request_id=row.request_id,
+                         files=files, file=name)
+        ctx.ledger.mark_unmask_audited(row.id, "purged", ctx.now())
 
 
 def _sources(ctx: Context, row: UnmaskRequestRow, wanted: list[UnmaskCaseRow]) -> list[_Source]:
@@ -282,5 +306,5 @@ def _purge(ctx: Context, row: UnmaskRequestRow) -> None:
     cert = DeliveryRow(kind="certificate", agency_code=row.agency_code, zone=BANK_IN, name=name,
                        sha256=file_sha256(path), size=len(signed))
     if ctx.ledger.finish_unmask_purge(row.id, now, cert):
-        ctx.audit.record("unmask.purged", agency=row.agency_code, request_id=row.request_id,
-                         files=len(objects), file=name)
+        faults.point("after_unmask_purge")
+        _audit(ctx, ctx.ledger.unmask_request(row.id))

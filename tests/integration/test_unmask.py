@@ -350,3 +350,32 @@ def test_a_request_past_the_monthly_limit_is_refused_and_a_denied_one_does_not_c
     assert decide(site, "deny", first.id, "anna", "--reason", "one at a time").returncode == 0
     again = send(site, "c.unmask.json.pgp", request(site, mine[2:3], ["home_address"]).to_json())
     assert again["status"] == "accepted"
+
+
+@pytest.mark.parametrize("fault", ["after_unmask_release", "after_unmask_purge"])
+def test_a_pass_killed_after_a_release_or_its_deletion_loses_no_audit_entry(site, fault):
+    """Killed between the ledger's commit and the audit entry: the next pass writes the
+    entry, once — the register and the log stay one to one — and delivers what was
+    committed; no plaintext anywhere after the crash."""
+    req = request(site, [cases_of(site, "AG001")[0]["case_id"]], ["id_number"],
+                  purpose="legal_action")
+    assert send(site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    assert decide(site, "approve", req.id, "anna").returncode == 0
+    env = {"GATEWAY_FAULT": fault}
+    if fault == "after_unmask_purge":
+        site.run()  # released
+        set_time(site, req.id, expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    crashed = run_cli("run", "--once", "-c", str(site.config), env=env)
+    assert crashed.returncode == 137, crashed.stderr
+    assert site.plaintext_leaks(site.records) == []
+    site.run()
+    site.run()
+    kinds = [e["event"] for e in events(site)]
+    assert kinds.count("unmask.released") == 1
+    assert kinds.count("unmask.purged") == (1 if fault == "after_unmask_purge" else 0)
+    register = json.loads(run_cli("unmask", "register", "--json", "-c", str(site.config)).stdout)
+    assert [r["request_id"] for r in register] == [req.id]
+    names = site.inbox("AG001")
+    released = "unmask-1.AG001.collector.csv.pgp"
+    assert (released in names) == (fault == "after_unmask_release")
+    assert run_cli("audit", "verify", "-c", str(site.config)).returncode == 0
