@@ -167,6 +167,31 @@ class Accounts:
         self.audit.record("console.login", account=row.name, role=row.role, address=address)
         return Login(True, "ok", row)
 
+    def confirm_code(self, name: str, code: str, *, address: str | None = None) -> bool:
+        """Step-up for a decision already signed in: a fresh TOTP code of *name*'s
+        authenticator, checked as at the login — one step either side, and taken once
+        (the ledger's ``last_step``: the login's code, or a code copied from a screen or
+        another form, is refused). A wrong or reused code counts as a failed login, so a
+        stolen session cannot guess codes past the lockout; audited as one (reason
+        ``step_up_code`` or ``step_up_code_reused``). Whoever holds a session has the
+        password's half already; this asks for the device's half again, at the moment a
+        decision releases personal data."""
+        with self._logins:
+            now = self.now()
+            row = self.ledger.account(name)
+            if row is None or account_state(row, now) != "active":
+                return False
+            step = _matching_step(row.totp_secret, code.strip(), now)
+            if step is None:
+                self._fail(row, now, "step_up_code", address)
+                return False
+            # the login's step-taking, one transaction with the row locked: two consoles
+            # given the same code at once take it once
+            if not self.ledger.login_succeeded(row.name, step, now):
+                self._fail(row, now, "step_up_code_reused", address)
+                return False
+            return True
+
     def _verify(self, hashed: str, password: str) -> bool:
         if len(password) > MAX_PASSWORD:
             return False
