@@ -163,7 +163,7 @@ def test_a_report_of_this_month_but_not_of_the_next(console):
 
 
 PARAMS = ("event", "agency", "actor", "file", "batch_id", "since", "until", "before", "days",
-          "ended", "fmt")
+          "ended", "fmt", "month")
 DATES = st.builds(lambda y, m, d, rest: f"{y:04d}-{m:02d}-{d:02d}{rest}",
                   st.integers(0, 10000), st.integers(0, 13), st.integers(0, 32),
                   st.sampled_from(["", "T00:00", "T23:59:59", "T12:00+14:00", "T12:00-12:00",
@@ -183,7 +183,8 @@ SEGMENTS = st.one_of(VALUES, MONTHS, st.sampled_from(["AG001", "csv", "jsonl", "
 TARGETS = st.one_of(
     st.builds(lambda path, pairs: path + "?" + "&".join(f"{k}={v}" for k, v in pairs),
               st.sampled_from(["/audit", "/audit/export.csv", "/audit/export.jsonl",
-                               "/compliance", "/login", "/"]),
+                               "/compliance", "/login", "/", "/unmask", "/unmask/register",
+                               "/unmask/register.csv"]),
               st.lists(st.tuples(st.sampled_from(PARAMS), VALUES), max_size=5)),
     st.builds(lambda fmt: f"/audit/export.{fmt}", SEGMENTS),
     st.builds(lambda agency, month: f"/compliance/reports/report.{agency}.{month}.html",
