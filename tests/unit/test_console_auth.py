@@ -109,3 +109,39 @@ def test_guesses_side_by_side_meet_the_same_lockout(tmp_path):
         assert accts.login("mara", PASSWORD, code).reason == "locked"
     finally:
         ledger.close()
+
+
+def test_a_step_up_code_works_once_and_wrong_ones_lock_the_account(tmp_path):
+    """:meth:`Accounts.confirm_code` (an approver's decision): a code of the login's step or
+    of an earlier confirmation is refused, a fresh one taken, and wrong codes count with
+    the login's failures — five lock the account, and a locked account confirms nothing."""
+    import pyotp
+
+    clock = Clock()
+    ledger = Ledger(f"sqlite:///{tmp_path / 'gateway.db'}")
+    try:
+        accounts = Accounts(ledger, AuditLog(tmp_path / "audit", actor="console"), now=clock)
+        secret = accounts.add("anna", "approver", PASSWORD).secret
+        code = pyotp.TOTP(secret).at(clock.now)
+        assert accounts.login("anna", PASSWORD, code).ok
+        assert not accounts.confirm_code("anna", code)  # the login's code
+        clock.now += dt.timedelta(seconds=30)
+        fresh = pyotp.TOTP(secret).at(clock.now)
+        assert accounts.confirm_code("anna", fresh)
+        assert not accounts.confirm_code("anna", fresh)  # taken
+        assert not accounts.confirm_code("nobody", fresh)
+        clock.now += dt.timedelta(seconds=30)
+        wrong = f"{(int(pyotp.TOTP(secret).at(clock.now)) + 1) % 10**6:06d}"
+        # the fresh code's success reset the count (as a login does): the reuse after it
+        # and these make five failures
+        for n in range(MAX_FAILURES - 1):
+            assert ledger.account("anna").locked_until is None, n
+            assert not accounts.confirm_code("anna", wrong)
+        assert ledger.account("anna").locked_until is not None
+        assert not accounts.confirm_code("anna", pyotp.TOTP(secret).at(clock.now))
+        reasons = [e.get("reason") for e in AuditLog(tmp_path / "audit").entries()
+                   if e["event"] == "console.login_failed"]
+        assert reasons == ["step_up_code_reused", "step_up_code_reused",
+                           *["step_up_code"] * (MAX_FAILURES - 1)]
+    finally:
+        ledger.close()
