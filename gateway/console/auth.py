@@ -186,8 +186,8 @@ class Accounts:
                 self._fail(row, now, "step_up_code", address)
                 return False
             # the login's step-taking, one transaction with the row locked: two consoles
-            # given the same code at once take it once
-            if not self.ledger.login_succeeded(row.name, step, now):
+            # given the same code at once take it once (not recorded as a login)
+            if not self.ledger.take_step(row.name, step):
                 self._fail(row, now, "step_up_code_reused", address)
                 return False
             return True

@@ -75,3 +75,13 @@ class AccountStore(Core):
             row.last_step, row.failures, row.locked_until = step, 0, None
             row.last_login_at = now
             return True
+
+    def take_step(self, name: str, step: int) -> bool:
+        """Take TOTP time step *step* for *name* without it counting as a login (a step-up
+        code at a decision): False if it, or a later one, was taken already."""
+        with self.session() as s:
+            row = s.get(AccountRow, name, with_for_update=True)
+            if row is None or (row.last_step is not None and step <= row.last_step):
+                return False
+            row.last_step, row.failures, row.locked_until = step, 0, None
+            return True
