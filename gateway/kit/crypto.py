@@ -6,10 +6,13 @@ command runs, and removes it afterwards: the keys live in their files, not in a 
 that could drift from the configuration. Every key is checked against the gateway's key
 policy first, and a refusal names the configuration key that gave the file.
 
-Two operations, by what they are for: :meth:`KitCrypto.open_from_gateway` (decrypt with
-whichever of the agency's keys the message is for; accept it only if the gateway signed
-it) and :meth:`KitCrypto.seal_for_gateway` (sign with the agency's signing key, encrypt
-to the gateway's key) — the same envelope a results file has.
+Three operations, by what they are for: :meth:`KitCrypto.open_from_gateway` (decrypt
+with whichever of the agency's keys the message is for; accept it only if the gateway
+signed it), :meth:`KitCrypto.seal_for_gateway` (sign with the agency's signing key,
+encrypt to the gateway's key) — the same envelope a results file has — and
+:meth:`KitCrypto.seal_as_role` (the same, signed by a role key this installation holds:
+an unmask request is the requester's own word, and the gateway seals the release to the
+key that signed it, docs/formats.md §8).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class KitCrypto:
         _checked(cfg.gateway_key, Purpose.ENCRYPT, "gateway_key")
         self.roles = {role: _checked(spec.key, Purpose.RECIPIENT, f"roles.{role}.key")
                       for role, spec in cfg.roles.items()}
+        self._role_files = {role: spec.key for role, spec in cfg.roles.items()}
         sweep_keyrings()
         self._home = Path(tempfile.mkdtemp(prefix=f"gwa{os.getpid()}-", dir=str(TMP)))
         try:
@@ -104,6 +108,23 @@ class KitCrypto:
     def holds(self, role: str) -> bool:
         """Whether this installation has the key of *role* (and so can read its slices)."""
         return role in self.roles
+
+    def holds_key(self, fingerprint: str) -> bool:
+        """Whether one of the role keys here is *fingerprint* — a one-off release is sealed
+        to one member's key only, not to every key of the role."""
+        return any(k.fingerprint.upper() == fingerprint.upper() for k in self.roles.values())
+
+    def role_signer(self, role: str) -> KeyInfo:
+        """This installation's key of *role*, checked as a signing key."""
+        if role not in self.roles:
+            raise ConfigError(f"roles.{role}: this installation holds no key of role {role}")
+        return _checked(self._role_files[role], Purpose.SIGNER, f"roles.{role}.key")
+
+    def seal_as_role(self, role: str, dst: BinaryIO) -> SealWriter:
+        """Signed by this installation's key of *role*, encrypted to the gateway only: the
+        requester's own signature, which decides the one key a release is sealed to."""
+        signer = self.role_signer(role)
+        return Engine(self.keyring, signer=signer).seal(dst, recipients=[self.gateway.fingerprint])
 
     def open_from_gateway(self, src: Readable) -> OpenedMessage:
         """Decrypt *src*; its plaintext is untrusted until the verdict says the gateway's

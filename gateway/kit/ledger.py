@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS cases (
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,                -- acknowledgement | attestation | results
+                                       -- | unmask-request
     name TEXT NOT NULL,                -- its name in the outbox
     scope TEXT NOT NULL,               -- batch id, contract id, or the results file's name
     created_at TEXT NOT NULL,
@@ -82,6 +83,38 @@ CREATE TABLE IF NOT EXISTS receipts (
     status TEXT,
     records INTEGER, accepted INTEGER, rejected INTEGER, errors_total INTEGER,
     body TEXT,
+    PRIMARY KEY (name, sha256)
+);
+CREATE TABLE IF NOT EXISTS unmask_requests (  -- gateway-agency unmask: what was asked, and its fate
+    request_id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL,              -- its row in documents (sent exactly once from there)
+    role TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    fields TEXT NOT NULL,              -- comma-separated field names
+    cases INTEGER NOT NULL,            -- how many; the ids are in the request itself
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,              -- sent | pending | rejected | denied | expired | released
+    status_note TEXT,                  -- the receipt's error code(s), or the denial's reason
+    decide_by TEXT,                    -- from the receipt: undecided after this, it expires
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (  -- a one-off unmasked slice's batch (unmask-<n>)
+    batch_id TEXT PRIMARY KEY REFERENCES batches(batch_id),
+    request_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    recipient TEXT NOT NULL,           -- the one key the slice is sealed to (fingerprint)
+    expires_at TEXT NOT NULL,          -- the kit destroys its copies at this time
+    expired_at TEXT                    -- when it did
+);
+CREATE TABLE IF NOT EXISTS unmask_decisions (  -- a denial or an expiry, told by the gateway
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    status TEXT NOT NULL,              -- denied | expired
+    decided_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    received_at TEXT NOT NULL,
     PRIMARY KEY (name, sha256)
 );
 """
@@ -99,6 +132,11 @@ _ADDED = (
     ("documents", "outcome_note", "TEXT"),   # its error code, or why the outcome is unknown
     ("receipts", "answers", "TEXT"),     # the id of the document it answers, by name
 )
+
+
+# a files-query condition: not a file of a one-off release (whose copies go at its expiry,
+# not at the contract's end: their destruction says nothing of the contract's data)
+NOT_RELEASE = "f.batch_id NOT IN (SELECT batch_id FROM releases)"
 
 
 def now_text(at: dt.datetime) -> str:
@@ -189,9 +227,12 @@ class KitLedger:
     def record_manifest(self, *, batch_id: str, contract_id: str, name: str, sha256: str,
                         created_at: str, received_at: str,
                         slices: Iterable[tuple[str, str, int, str]],
-                        seen: tuple[int, float] | None = None) -> None:
+                        seen: tuple[int, float] | None = None,
+                        release: tuple[str, str, Iterable[str], str, str] | None = None) -> None:
         """The batch, its manifest (received) and the slices it lists (expected), at once.
-        *seen*: the manifest's size and mtime in the inbox when it was read."""
+        *seen*: the manifest's size and mtime in the inbox when it was read. *release*: a
+        one-off release's request id, purpose, fields, recipient and expiry, in the same
+        transaction (a kill never leaves a release that looks like a batch)."""
         size, mtime = seen if seen is not None else (None, None)
         with self.tx() as db:
             db.execute("INSERT INTO batches (batch_id, contract_id, manifest_name, manifest_sha256,"
@@ -203,6 +244,12 @@ class KitLedger:
             db.executemany("INSERT INTO files (name, batch_id, kind, role, records, sha256) "
                            "VALUES (?, ?, 'slice', ?, ?, ?)",
                            [(n, batch_id, role, records, sha) for n, role, records, sha in slices])
+            if release is not None:
+                request_id, purpose, fields, recipient, expires_at = release
+                db.execute("INSERT INTO releases (batch_id, request_id, purpose, fields, "
+                           "recipient, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           (batch_id, request_id, purpose, ",".join(fields), recipient,
+                            expires_at))
 
     def file(self, name: str) -> FileRow | None:
         row = self.db.execute("SELECT * FROM files WHERE name = ?", (name,)).fetchone()
@@ -396,6 +443,80 @@ class KitLedger:
 
     def receipts(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM receipts ORDER BY received_at").fetchall()
+
+    # --- unmask requests and releases ----------------------------------------------
+
+    def add_unmask_request(self, doc: DocumentRow, *, request_id: str, role: str, purpose: str,
+                           fields: Iterable[str], cases: int) -> None:
+        """The request and its document, "to send", in one transaction."""
+        with self.tx() as db:
+            db.execute("INSERT INTO documents (id, kind, name, scope, created_at, body, "
+                       "uploaded_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                       (doc.id, doc.kind, doc.name, doc.scope, doc.created_at, doc.body))
+            db.execute("INSERT INTO unmask_requests (request_id, doc_id, role, purpose, fields, "
+                       "cases, created_at, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                       "'sent', ?)", (request_id, doc.id, role, purpose, ",".join(fields), cases,
+                                      doc.created_at, doc.created_at))
+
+    def unmask_requests(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT r.*, d.name, d.uploaded_at FROM unmask_requests r "
+                               "JOIN documents d ON d.id = r.doc_id ORDER BY r.created_at"
+                               ).fetchall()
+
+    def set_request_status(self, request_id: str, status: str, note: str | None, at: str, *,
+                           decide_by: str | None = None, doc_id: str | None = None) -> None:
+        """What the gateway said of a request (by its id, or by its document's id). A final
+        word (released, denied, expired, rejected) is not undone by an older receipt."""
+        with self.tx() as db:
+            db.execute("UPDATE unmask_requests SET status = ?, status_note = ?, "
+                       "decide_by = COALESCE(?, decide_by), updated_at = ? "
+                       "WHERE (request_id = ? OR doc_id = ?) AND (status IN ('sent', 'pending') "
+                       "OR ? NOT IN ('sent', 'pending'))",
+                       (status, note, decide_by, at, request_id, doc_id, status))
+
+    def release(self, batch_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute("SELECT * FROM releases WHERE batch_id = ?",
+                                                  (batch_id,)).fetchone()
+        return row
+
+    def releases(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT r.*, b.contract_id FROM releases r JOIN batches b "
+                               "USING (batch_id) ORDER BY r.expires_at").fetchall()
+
+    def mark_release_expired(self, batch_id: str, at: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE releases SET expired_at = ? WHERE batch_id = ? AND expired_at IS "
+                       "NULL", (at, batch_id))
+
+    def has_decision(self, name: str, sha256: str) -> bool:
+        return self.db.execute("SELECT 1 FROM unmask_decisions WHERE name = ? AND sha256 = ?",
+                               (name, sha256)).fetchone() is not None
+
+    def record_decision(self, *, name: str, sha256: str, request_id: str, status: str,
+                        decided_at: str, reason: str, at: str) -> None:
+        """The notice, and the request's status from it, in one transaction."""
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO unmask_decisions (name, sha256, request_id, "
+                       "status, decided_at, reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (name, sha256, request_id, status, decided_at, reason, at))
+            db.execute("UPDATE unmask_requests SET status = ?, status_note = ?, updated_at = ? "
+                       "WHERE request_id = ?", (status, reason, at, request_id))
+
+    def decisions(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM unmask_decisions ORDER BY received_at").fetchall()
+
+    def live_cases(self, contract_id: str, case_ids: Iterable[str]) -> set[str]:
+        """Of *case_ids*, those of the contract's batches the kit holds (releases aside:
+        their case ids are never recorded)."""
+        ids = list(dict.fromkeys(case_ids))
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            sql = "SELECT DISTINCT case_id FROM cases JOIN batches USING (batch_id) " \
+                f"WHERE contract_id = ? AND case_id IN ({marks})"  # noqa: S608 — only '?' marks
+            found.update(r[0] for r in self.db.execute(sql, [contract_id, *part]))
+        return found
 
 
 def open_ledger(state_dir: Path) -> KitLedger:

@@ -36,7 +36,7 @@ from gateway.kit import files, send
 from gateway.kit.config import AgencyConfig
 from gateway.kit.crypto import KitCrypto
 from gateway.kit.files import StateDir
-from gateway.kit.ledger import DocumentRow, KitLedger
+from gateway.kit.ledger import NOT_RELEASE, DocumentRow, KitLedger
 from gateway.transfer.base import Zone
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import RowError
@@ -96,7 +96,8 @@ class Checked:
 def destroyed(cfg: AgencyConfig, ledger: KitLedger) -> str | None:
     """Why results cannot be checked: the configured contract's data, its case ids with
     it, was destroyed (the gateway may still take results until its purge)."""
-    gone = ledger.files(contract_id=cfg.contract_id, where="f.destroyed_at IS NOT NULL")
+    gone = ledger.files(contract_id=cfg.contract_id,
+                        where=f"f.destroyed_at IS NOT NULL AND {NOT_RELEASE}")
     if not gone or ledger.count_cases(cfg.contract_id):
         return None
     return (f"contract {cfg.contract_id}'s data was destroyed (gateway-agency destroy), its "

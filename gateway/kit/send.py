@@ -1,4 +1,5 @@
-"""Sending to the gateway exactly once: acknowledgements, attestations, results files.
+"""Sending to the gateway exactly once: acknowledgements, attestations, results files,
+unmask requests.
 
 A document goes through three recorded states, so that a crash at any point is mended
 by running the command again and never produces a second document:
@@ -13,7 +14,9 @@ by running the command again and never produces a second document:
    the same size takes it as its own upload from before the crash.
 
 A results file's plaintext is never kept: it is sealed into ``outgoing/`` first and
-recorded after, so a pending results file is always already sealed.
+recorded after, so a pending results file is always already sealed. An unmask request is
+signed by the requester's role key (named in its JSON), not by the agency's: sealed
+again after a crash, it is signed by the same key.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from gateway.kit.crypto import KitCrypto
 from gateway.kit.files import StateDir
 from gateway.kit.ledger import DocumentRow, KitLedger
 from gateway.transfer.base import NameTaken, Zone
+from gateway.unmask import request as unmask_request
+
+UNMASK = "unmask-request"  # documents.kind of a request (docs/formats.md §8.1)
 
 
 def document_row(doc: documents.Document, name: str, scope: str) -> DocumentRow:
@@ -52,10 +58,19 @@ def free_name(ledger: KitLedger, kind: documents.Kind, stems: list[str]) -> str:
     raise GatewayError(f"no free name for a {kind} among {stems}")
 
 
-def seal_body(crypto: KitCrypto, state: StateDir, name: str, body: bytes) -> Path:
+def seal_body(crypto: KitCrypto, state: StateDir, name: str, body: bytes,
+              kind: str | None = None) -> Path:
+    """*body* signed and sealed for the gateway into ``outgoing/``: an unmask request by the
+    role key it names, every other document by the agency's signing key."""
     target = state.outgoing(name)
-    with files.atomic(target, tmp_dir=state.tmp) as fh, crypto.seal_for_gateway(fh) as w:
-        w.write(body)
+    with files.atomic(target, tmp_dir=state.tmp) as fh:
+        if kind == UNMASK:
+            role = unmask_request.parse(body).role
+            with crypto.seal_as_role(role, fh) as w:
+                w.write(body)
+        else:
+            with crypto.seal_for_gateway(fh) as w:
+                w.write(body)
     return target
 
 
@@ -64,6 +79,8 @@ def _suffix(doc: DocumentRow) -> str:
         return documents.file_name(documents.ACK, "x")[1:]
     if doc.kind == documents.ATTESTATION:
         return documents.file_name(documents.ATTESTATION, "x")[1:]
+    if doc.kind == UNMASK:
+        return unmask_request.file_name("x")[1:]
     return ".csv.pgp"
 
 
@@ -90,7 +107,7 @@ def upload(ledger: KitLedger, state: StateDir, outbox: Zone, doc: DocumentRow,
             if doc.body is None or crypto is None:
                 raise GatewayError(f"{doc.name}: the sealed file to send is missing from "
                                    f"{sealed.parent} and cannot be made again; send it anew")
-            seal_body(crypto, state, doc.name, doc.body)
+            seal_body(crypto, state, doc.name, doc.body, doc.kind)
         size = sealed.stat().st_size
         try:
             with sealed.open("rb") as fh:
