@@ -37,7 +37,7 @@ from gateway.transfer.base import Zone
 app = typer.Typer(
     name="gateway-agency",
     help="The agency kit: fetch and acknowledge slices from the bank's gateway, check and "
-         "send results, destroy a contract's data and attest it.",
+         "send results, ask to see more of named cases, destroy a contract's data and attest it.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 
@@ -46,7 +46,7 @@ app = typer.Typer(
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False
           ) -> None:
     """The agency kit: fetch and acknowledge slices from the bank's gateway, check and send
-    results, destroy a contract's data and attest it."""
+    results, ask to see more of named cases, destroy a contract's data and attest it."""
     if version:
         say(f"gateway-agency {__version__}")
         raise typer.Exit(0)
@@ -94,8 +94,12 @@ class Kit:
 @contextlib.contextmanager
 def kit(config: Path | None, *, exclusive: bool = False) -> Iterator[Kit]:
     """The command's configuration, state and ledger. *exclusive*: a command that changes
-    what the kit holds or sends (fetch, results, destroy) runs alone — a second one, from
-    cron or a colleague, stops at once rather than interleave with it."""
+    what the kit holds or sends (fetch, results, unmask, destroy) runs alone — a second one,
+    from cron or a colleague, stops at once rather than interleave with it.
+
+    Every command first destroys the copies of one-off releases past their expiry
+    (:func:`gateway.kit.unmask.expire`) — under the same lock: a command that does not
+    need it takes it only for that, and leaves the work to the command holding it."""
     cfg = config_mod.load(config_mod.config_path(config))
     sweep_keyrings()  # those of kit commands killed before they could remove them
     with contextlib.ExitStack() as stack:
@@ -108,16 +112,37 @@ def kit(config: Path | None, *, exclusive: bool = False) -> Iterator[Kit]:
             try:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise GatewayError("another gateway-agency command (fetch, results or destroy) "
-                                   "is running on this state_dir; try again when it is done"
-                                   ) from None
+                raise GatewayError("another gateway-agency command (fetch, results, unmask or "
+                                   "destroy) is running on this state_dir; try again when it "
+                                   "is done") from None
         ledger = open_ledger(cfg.state_dir)
         stack.callback(ledger.close)
         from gateway.kit.export import sweep_parts
 
         for line in sweep_parts(ledger):
             warn(line)
+        _expire(cfg, ledger, state, locked=exclusive)
         yield Kit(cfg, ledger, state, stack)
+
+
+def _expire(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, *, locked: bool) -> None:
+    """Releases past their expiry: their copies destroyed now, the lines on standard error
+    (standard output may be a command's JSON)."""
+    from gateway.kit import unmask
+
+    now = clock.now()
+    if not any(r["expired_at"] is None and unmask.expired(ledger, r["batch_id"], now)
+               for r in ledger.releases()):
+        return
+    with contextlib.ExitStack() as held:
+        if not locked:
+            lock = held.enter_context((cfg.state_dir / "kit.lock").open("a"))
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # the command holding it destroys them; open and export refuse them
+        for line in unmask.expire(cfg, ledger, state, now):
+            warn(line)
 
 
 def _ssh_key(zone: object, box: str) -> None:
@@ -200,6 +225,54 @@ def results_cmd(
         say(f"sent {name} to the outbox")
         if checked.errors.total:  # sent with --force: the errors stand, and say so
             raise typer.Exit(1)
+
+
+@app.command("unmask")
+def unmask_cmd(
+    case_ids: Annotated[list[str] | None, typer.Argument(
+        metavar="CASE_ID...", show_default=False,
+        help="The cases, by id (cases of the batches this kit holds).")] = None,
+    role: Annotated[str, typer.Option(
+        "--role", show_default=False,
+        help="Your role; the request is signed with this installation's key of it, and the "
+             "release is sealed to that key alone.")] = "",
+    purpose: Annotated[str, typer.Option(
+        "--purpose", show_default=False,
+        help="One of the purposes the bank configured (field_visit, legal_action ...).")] = "",
+    fields: Annotated[str, typer.Option(
+        "--fields", show_default=False,
+        help="The fields to see in full, comma-separated (home_address,id_number).")] = "",
+    note: Annotated[str, typer.Option(
+        "--note", help="Why these cases, for the bank's approvers (up to 500 characters; no "
+                       "number of 7 or more digits, no personal data).")] = "",
+    cases_file: Annotated[Path | None, typer.Option(
+        "--cases-file", show_default=False,
+        help="A file of case ids, one a line (# begins a comment line).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Ask the bank to show named cases' fields in full, for a purpose.
+
+    The request is signed with your role's key held here, sealed for the gateway and sent
+    once; approvers at the bank decide. An approved request arrives by fetch as a one-off
+    release (unmask-N) that only your key opens, and the kit destroys every copy of it at
+    its expiry. Refused here, with nothing sent, when the gateway would refuse it and the
+    kit can tell."""
+    from gateway.kit import unmask
+
+    missing = [o for o, v in (("--role", role), ("--purpose", purpose), ("--fields", fields))
+               if not v]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} required (gateway-agency unmask --help)")
+    cases = list(case_ids or []) + (unmask.read_cases(cases_file) if cases_file else [])
+    with kit(config, exclusive=True) as k:
+        req = unmask.build(k.cfg, k.ledger, role=role, purpose=purpose,
+                           fields=unmask.split_list(fields), note=note, cases=cases,
+                           now=clock.now())
+        name = unmask.send_request(k.cfg, k.ledger, k.state, k.crypto(), k.outbox(), req,
+                                   clock.now())
+    say(f"sent {name}: unmask request {req.id[:8]} for {len(req.cases)} case(s), "
+        f"{', '.join(req.fields)} ({req.purpose}); the gateway's receipt and, once the "
+        "approvers decide, the release or the decision arrive by fetch")
 
 
 @app.command("destroy")

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape
 from gateway import clock
 from gateway.config import LocalZone
 from gateway.errors import CryptoError, GatewayError, UsageError
-from gateway.kit import files
+from gateway.kit import files, unmask
 from gateway.kit.config import AgencyConfig, _inside
 from gateway.kit.crypto import KitCrypto, alive
 from gateway.kit.files import StateDir
@@ -82,10 +82,16 @@ def _slice(ledger: KitLedger, crypto: KitCrypto, name: str) -> FileRow:
         raise UsageError(f"{name}: not a slice the kit holds (see 'gateway-agency status')")
     if row.destroyed_at:
         raise UsageError(f"{name}: destroyed on {row.destroyed_at}")
+    if (at := unmask.expired(ledger, row.batch_id, clock.now())) is not None:
+        raise UsageError(f"{name}: a release that expired at {at}; the next kit command that "
+                         "can take the kit's lock destroys it")
     assert row.role is not None  # noqa: S101 — invariant, not an input check
     if not crypto.holds(row.role):
         raise UsageError(f"{name}: a slice of the {row.role} role, whose key this installation "
                          "does not hold (agency.toml [roles])")
+    if not unmask.readable(ledger, crypto, row):
+        raise UsageError(f"{name}: a release sealed to one member's key alone (the one that "
+                         "asked for it), which this installation does not hold")
     return row
 
 
@@ -175,7 +181,9 @@ def export(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: KitCry
     elif ledger.batch(target) is not None:
         rows = [f for f in ledger.files(batch_id=target)
                 if f.kind == "slice" and f.received_at and not f.destroyed_at
-                and f.role is not None and crypto.holds(f.role)]
+                and unmask.readable(ledger, crypto, f)]
+        if rows and unmask.expired(ledger, target, clock.now()):
+            rows = [_slice(ledger, crypto, rows[0].name)]  # refused, with the reason
         if not rows:
             raise UsageError(f"batch {target}: no slice of a role whose key this installation holds")
     else:

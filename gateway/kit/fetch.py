@@ -7,6 +7,12 @@ ciphertext in ``state_dir/files/`` and acknowledged to the gateway in one signed
 outbox are the files removed from the inbox. A slice that does not match, or a manifest
 the gateway did not sign, is not acknowledged and stays where it is.
 
+A one-off release of an unmask request (``unmask-<n>``, docs/formats.md §8.3) is taken
+as a batch is; its manifest's ``unmask`` object is recorded with it (the expiry, and the
+one key its slice is sealed to: only an installation holding that key reads it). The
+gateway's answers to requests — receipts (pending, rejected) and decision notices
+(denied, expired) — are recorded for ``status``.
+
 The order of the steps is the crash-safety argument (see :mod:`gateway.kit.ledger`):
 download to ``tmp/``, fsync, rename into ``files/``; record; acknowledge (:mod:`.send`);
 remove from the inbox last. Each step looks at the ledger first, so a second run after a
@@ -30,11 +36,11 @@ from typing import Any
 
 from gateway import clock, documents, identifiers
 from gateway.errors import CryptoError, GatewayError
-from gateway.kit import files, send
+from gateway.kit import files, send, unmask
 from gateway.kit.config import AgencyConfig
 from gateway.kit.crypto import KitCrypto
 from gateway.kit.files import StateDir
-from gateway.kit.ledger import DocumentRow, FileRow, KitLedger, parse_time
+from gateway.kit.ledger import NOT_RELEASE, DocumentRow, FileRow, KitLedger, parse_time
 from gateway.names import display_name
 from gateway.transfer.base import Zone
 
@@ -45,6 +51,22 @@ _MANIFEST = re.compile(rf"^(?P<batch>{identifiers.BATCH_ID})\.(?P<agency>{identi
 _SLICE = re.compile(rf"^(?P<batch>{identifiers.BATCH_ID})\.(?P<agency>{identifiers.AGENCY_CODE})"
                     rf"\.(?P<role>{identifiers.ROLE})\.csv\.pgp$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_DECISION = re.compile(rf"^(?P<batch>unmask-{identifiers.BATCH_ID})\.(?P<agency>"
+                       rf"{identifiers.AGENCY_CODE})\.decision\.json\.pgp$")
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+_FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{40}(?:[0-9A-Fa-f]{24})?$")
+RELEASE_PREFIX = "unmask-"  # a release's batch id; the gateway refuses bank batches so named
+
+
+@dataclass(frozen=True)
+class Release:
+    """A manifest's ``unmask`` object."""
+
+    request_id: str
+    purpose: str
+    fields: tuple[str, ...]
+    recipient: str
+    expires_at: str
 
 
 @dataclass
@@ -96,10 +118,14 @@ class Fetch:
             self._store(self.cfg.store)
         self._acknowledge()
         self._remove()
+        self.report.lines += unmask.expire(self.cfg, self.ledger, self.state, self.now())
         for name in sorted(ready):
             if name.endswith(RECEIPT_SUFFIX):
                 handled.add(name)
                 self._receipt(name)
+            elif _DECISION.fullmatch(name):
+                handled.add(name)
+                self._decision(name)
         waiting = [n for n in ready if n not in handled and _SLICE.fullmatch(n)]
         if waiting:
             self.report.lines.append(f"{len(waiting)} slice(s) wait for their manifest "
@@ -160,6 +186,7 @@ class Fetch:
             try:
                 body = self._read_json(tmp)
                 batch, contract, created, slices = self._manifest_fields(name, body)
+                release = _release(batch, body, slices)
             except CryptoError as exc:
                 self.problem(name, f"not acknowledged, left in the inbox: {exc.code}: {told(exc)}")
                 return
@@ -175,11 +202,24 @@ class Fetch:
             self._keep(tmp, self.state.held(name))
         self.ledger.record_manifest(batch_id=batch, contract_id=contract, name=name, sha256=sha,
                                     created_at=created, received_at=clock.iso(self.now()),
-                                    slices=slices, seen=self.seen.get(name))
+                                    slices=slices, seen=self.seen.get(name),
+                                    release=None if release is None else (
+                                        release.request_id, release.purpose, release.fields,
+                                        release.recipient, release.expires_at))
         note = "" if contract == self.cfg.contract_id else \
             f" (contract {contract}, not the configured {self.cfg.contract_id})"
-        self.report.lines.append(f"batch {batch}: manifest received, {len(slices)} slice(s) "
-                                 f"listed{note}")
+        if release is None:
+            self.report.lines.append(f"batch {batch}: manifest received, {len(slices)} slice(s) "
+                                     f"listed{note}")
+            return
+        self.ledger.set_request_status(release.request_id, "released", batch, clock.iso(self.now()))
+        whose = "" if self.crypto.holds_key(release.recipient) else \
+            (f"; sealed to key {release.recipient} alone, which this installation does not "
+             "hold: kept encrypted")
+        self.report.lines.append(
+            f"release {batch} of unmask request {release.request_id[:8]} ({release.purpose}: "
+            f"{', '.join(release.fields)}): manifest received, expires {release.expires_at}"
+            f"{whose}{note}")
 
     def _manifest_fields(self, name: str, body: Any) -> tuple[str, str, str, list[tuple[str, str, int, str]]]:
         m = _MANIFEST.fullmatch(name)
@@ -226,10 +266,15 @@ class Fetch:
     def _readable(self, batch_id: str) -> list[FileRow]:
         return [f for f in self.ledger.files(batch_id=batch_id)
                 if f.kind == "slice" and f.received_at and not f.destroyed_at
-                and f.role is not None and self.crypto.holds(f.role)]
+                and unmask.readable(self.ledger, self.crypto, f)]
 
     def _cases(self, batch_id: str) -> None:
-        """The batch's case ids, from one slice the kit can read — streamed, nothing written."""
+        """The batch's case ids, from one slice the kit can read — streamed, nothing written.
+        A release's are not recorded: its cases are the batches' it was asked of, and its
+        slice may be sealed to another member's key."""
+        if self.ledger.release(batch_id) is not None:
+            self.ledger.record_cases(batch_id, [])
+            return
         readable = self._readable(batch_id)
         if not readable:
             self.report.lines.append(f"batch {batch_id}: no slice of a role whose key this "
@@ -257,7 +302,8 @@ class Fetch:
             return (f"its contract {contract} is not the configured one ({self.cfg.contract_id}, "
                     "agency.toml contract_id)")
         if self.ledger.documents(kind=documents.ATTESTATION, scope=contract) or \
-                self.ledger.files(contract_id=contract, where="f.destroyed_at IS NOT NULL"):
+                self.ledger.files(contract_id=contract,
+                                  where=f"f.destroyed_at IS NOT NULL AND {NOT_RELEASE}"):
             return f"contract {contract}'s data was destroyed (gateway-agency destroy)"
         if self.cfg.today(self.now()) > self.cfg.contract_end:
             return f"contract {contract} ended on {self.cfg.contract_end} (agency.toml contract_end)"
@@ -390,11 +436,78 @@ class Fetch:
         errors = [e for e in body.get("errors", []) if isinstance(e, dict)]
         code = str(errors[0].get("code")) if errors else None
         self.ledger.set_outcome(doc.id, status, code)
+        if doc.kind == send.UNMASK:
+            request = body.get("request")
+            if status == "accepted" and isinstance(request, dict):
+                self.ledger.set_request_status("", str(request.get("status") or "pending"), None,
+                                               clock.iso(self.now()), doc_id=doc.id,
+                                               decide_by=str(request.get("decide_by") or "") or None)
+            elif status == "rejected":
+                codes = ", ".join(sorted({str(e.get("code")) for e in errors})) or "no code"
+                self.ledger.set_request_status("", "rejected", codes, clock.iso(self.now()),
+                                               doc_id=doc.id)
         if status == "rejected" and doc.kind in (documents.ACK, documents.ATTESTATION):
             again = ("run 'gateway-agency destroy' again to send a new one once the cause is "
                      "fixed" if doc.kind == documents.ATTESTATION else "ask the bank's IT")
             self.report.lines.append(f"the gateway rejected {doc.name}: {code or 'no code'}; "
                                      f"{again}")
+
+
+    def _decision(self, name: str) -> None:
+        """A denial or an expiry of a request: recorded, then removed from the inbox."""
+        with self._download(name) as (_tmp, sha):
+            if not self.ledger.has_decision(name, sha):
+                try:
+                    body = self._read_json(_tmp)
+                    request_id, status, decided, reason = _decision_fields(name, body, self.cfg.code)
+                except CryptoError as exc:
+                    self.problem(name, f"not taken, left in the inbox: {exc.code}: {told(exc)}")
+                    return
+                except (GatewayError, ValueError, KeyError, TypeError) as exc:
+                    self.problem(name, f"not a decision notice the kit can read ({exc}); left "
+                                       "in the inbox")
+                    return
+                self.ledger.record_decision(name=name, sha256=sha, request_id=request_id,
+                                            status=status, decided_at=decided, reason=reason,
+                                            at=clock.iso(self.now()))
+                why = f": {reason}" if reason else ""
+                self.report.lines.append(f"unmask request {request_id[:8]}: {status}{why}")
+        self.inbox.remove(name)
+
+
+def _release(batch: str, body: dict[str, Any], slices: list[tuple[str, str, int, str]]
+             ) -> Release | None:
+    """The manifest's ``unmask`` object, checked: present exactly when the batch is a
+    release, one slice, a request id, the recipient's fingerprint and the expiry."""
+    obj = body.get("unmask")
+    if not batch.startswith(RELEASE_PREFIX):
+        if obj is not None:
+            raise ValueError("an \"unmask\" object in the manifest of a batch that is not a release")
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{batch} is a release's name, but its manifest has no \"unmask\" object")
+    fields = obj["fields"]
+    if len(slices) != 1 or not _REQUEST_ID.fullmatch(str(obj["request_id"])) \
+            or not _FINGERPRINT.fullmatch(str(obj["recipient"])) \
+            or not isinstance(obj["purpose"], str) or not isinstance(fields, list) \
+            or not fields or not all(isinstance(f, str) for f in fields):
+        raise ValueError("its \"unmask\" object is not a release's")
+    expires = clock.iso(parse_time(str(obj["expires_at"])))
+    return Release(str(obj["request_id"]), obj["purpose"], tuple(fields),
+                   str(obj["recipient"]).upper(), expires)
+
+
+def _decision_fields(name: str, body: Any, agency: str) -> tuple[str, str, str, str]:
+    m = _DECISION.fullmatch(name)
+    assert m is not None  # noqa: S101 — invariant, not an input check
+    if not isinstance(body, dict) or body.get("type") != "unmask-decision" \
+            or body.get("agency") != agency or m["agency"] != agency:
+        raise ValueError(f"it is not agency {agency}'s decision notice")
+    request_id, status, reason = body["request_id"], body["status"], body.get("reason", "")
+    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id) \
+            or status not in ("denied", "expired") or not isinstance(reason, str):
+        raise ValueError("its request id, status or reason is not one the kit knows")
+    return request_id, status, clock.iso(parse_time(str(body["decided_at"]))), reason[:500]
 
 
 def told(exc: CryptoError) -> str:
@@ -411,6 +524,12 @@ def receipt_line(name: str, body: dict[str, Any] | None) -> str:
     if body is None:
         return (f"receipt {display_name(name)}: kept encrypted — it is for the agency's receipts role, whose "
                 "key this installation does not hold")
+    request = body.get("request")
+    if isinstance(request, dict):  # an unmask request's, accepted: pending the approvers
+        return (f"receipt for {display_name(str(body.get('file')))}: unmask request "
+                f"{str(request.get('id'))[:8]} {request.get('status')}, "
+                f"{request.get('approvals_needed')} approval(s) needed, undecided after "
+                f"{request.get('decide_by')} it expires")
     errors = body.get("errors_total", 0)
     codes = sorted({str(e.get("code")) for e in body.get("errors", []) if isinstance(e, dict)})
     shown = f" ({', '.join(codes[:5])})" if codes else ""
