@@ -290,3 +290,31 @@ def test_a_request_cut_off_before_its_upload_is_sent_once_by_the_next_fetch(
     site.run()
     out, _ = ok(kit, capsys, "fetch")
     assert "pending, 1 approval(s) needed" in out  # the role key's signature, accepted
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "partners" / "agency.md"
+_KIT_BLOCK = re.compile(r"^<!-- kit-test: ([a-z0-9-]+) -->\n```sh\n(.*?)^```$", re.M | re.S)
+
+
+def test_the_guides_unmask_command_runs_as_written(site, keybox, tmp_path, capsys):
+    """docs/partners/agency.md section 8's command, in bash, as the person types it (its
+    block is marked ``kit-test`` rather than ``test``: tests/integration/test_partner_guides.py
+    runs its guide's blocks for a supervisor with no [unmask] configured)."""
+    import os
+    import subprocess
+    import sys
+
+    (block,) = [b for n, b in _KIT_BLOCK.findall(GUIDE.read_text()) if n == "agency-kit-unmask"]
+    kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"))
+    ok(kit, capsys, "fetch")
+    (kit.root / "visits.txt").write_text("\n".join(c["case_id"] for c in site.ag1[:2]) + "\n")
+    env = {**os.environ, "GATEWAY_AGENCY_CONFIG": str(kit.config),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=kit.root, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^sent request-[0-9a-f]{32}\.unmask\.json\.pgp: unmask request [0-9a-f]{8} "
+                     r"for 2 case\(s\), home_address \(field_visit\)", proc.stdout), proc.stdout
+    site.run()
+    out, _ = ok(kit, capsys, "fetch")
+    assert "pending, 2 approval(s) needed" in out
