@@ -455,10 +455,10 @@ class Fetch:
 
     def _decision(self, name: str) -> None:
         """A denial or an expiry of a request: recorded, then removed from the inbox."""
-        with self._download(name) as (_tmp, sha):
+        with self._download(name) as (tmp, sha):
             if not self.ledger.has_decision(name, sha):
                 try:
-                    body = self._read_json(_tmp)
+                    body = self._read_json(tmp)
                     request_id, status, decided, reason = _decision_fields(name, body, self.cfg.code)
                 except CryptoError as exc:
                     self.problem(name, f"not taken, left in the inbox: {exc.code}: {told(exc)}")

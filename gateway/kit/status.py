@@ -21,12 +21,15 @@ from gateway.kit.ledger import DocumentRow, KitLedger, parse_time
 def collect(cfg: AgencyConfig, ledger: KitLedger, now: dt.datetime) -> dict[str, Any]:
     contracts = sorted({b["contract_id"] for b in ledger.batches()} | {cfg.contract_id})
     pending = ledger.documents(pending=True)
+    asked = {r["request_id"] for r in ledger.unmask_requests()}
     receipts = collections.Counter(r["status"] or "encrypted" for r in ledger.receipts())
     out: dict[str, Any] = {"agency": cfg.code, "today": cfg.today(now), "contracts": [],
                            "receipts": dict(sorted(receipts.items())),
                            "to_send": [d.name for d in pending],
                            "unmask_requests": [_request(r) for r in ledger.unmask_requests()],
-                           "releases": [_release(r, now) for r in ledger.releases()]}
+                           "releases": [_release(r, now) for r in ledger.releases()],
+                           "decisions_elsewhere": [_decision(d) for d in ledger.decisions()
+                                                   if d["request_id"] not in asked]}
     releases = {r["batch_id"] for r in out["releases"]}
     for contract in contracts:
         batches = ledger.batches(contract)
@@ -90,6 +93,10 @@ def lines(report: dict[str, Any]) -> list[str]:
             word += f" ({q['note']})"
         out.append(f"unmask request {q['request_id'][:8]} ({q['role']}, {q['purpose']}: "
                    f"{', '.join(q['fields'])}; {q['cases']} case(s)): {word}")
+    for d in report["decisions_elsewhere"]:
+        why = f" ({d['reason']})" if d["reason"] else ""
+        out.append(f"unmask request {d['request_id'][:8]} (not sent from this installation): "
+                   f"{d['status']} {d['decided_at']}{why}")
     for r in report["releases"]:
         if r["expired_at"]:
             state = f"expired {r['expires_at']}, its copies destroyed {r['expired_at']}"
@@ -109,6 +116,11 @@ def _request(r: Any) -> dict[str, Any]:
             "purpose": r["purpose"], "fields": str(r["fields"]).split(","), "cases": r["cases"],
             "created_at": r["created_at"], "sent_at": r["uploaded_at"], "status": r["status"],
             "note": r["status_note"], "decide_by": r["decide_by"]}
+
+
+def _decision(d: Any) -> dict[str, Any]:
+    return {"request_id": d["request_id"], "status": d["status"], "decided_at": d["decided_at"],
+            "reason": d["reason"]}
 
 
 def _release(r: Any, now: dt.datetime) -> dict[str, Any]:

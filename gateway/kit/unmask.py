@@ -144,6 +144,9 @@ def expire(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, now: dt.dateti
             continue
         batch_id = str(rel["batch_id"])
         rows = ledger.files(batch_id=batch_id)
+        if all(f.destroyed_at for f in rows):  # destroy at the contract's end came first
+            ledger.mark_release_expired(batch_id, clock.iso(now))
+            continue
         names = {f.name for f in rows}
         moved = _destroy_exports(ledger, names, now)
         for f in rows:
@@ -168,9 +171,9 @@ def _destroy_store_copy(cfg: AgencyConfig, ledger: KitLedger, f: FileRow) -> Non
     if cfg.store is not None:
         paths.append(cfg.store / f.name.removesuffix(".pgp"))
     for path in dict.fromkeys(paths):
-        if _regular(path) or os.path.lexists(path):
-            if _regular(path):
-                ledger.mark_copy_destroying(f.name)
+        if _regular(path):
+            ledger.mark_copy_destroying(f.name)  # recorded first: a kill after still says so
+        if os.path.lexists(path):
             files.destroy(path)  # a symlink in its place: only the link goes
 
 

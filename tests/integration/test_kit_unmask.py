@@ -137,7 +137,10 @@ def test_a_request_from_the_kit_is_released_opened_and_destroyed_at_its_expiry(
                            "'unmask-1.AG001.collector.csv.pgp'") == [("destroyed",)]
 
     # the contract's end: the attestation lists the release as destroyed at its expiry
-    kit.end_contract()
+    from tests.integration.test_retention import end_contract
+
+    end_contract(site, "AG001")
+    kit.end_contract(days_ago=1)
     out, _ = ok(kit, capsys, "destroy", "--yes")
     (attestation,) = [p for p in kit.outbox() if ".attestation." in p.name]
     doc = kit.open_document(attestation)
@@ -149,6 +152,9 @@ def test_a_request_from_the_kit_is_released_opened_and_destroyed_at_its_expiry(
     assert release.destroyed_at == documents_time(expired_at[0])
     assert "B1.AG001.collector.csv.pgp" in listed
     assert scanner.scan_files(scanned(kit, site)) == []
+    site.run()  # the gateway takes the attestation, the release's files in it
+    out, _ = ok(kit, capsys, "fetch")
+    assert f"receipt for {attestation.name}: accepted, 0 error(s)" in out
 
 
 def documents_time(text: str) -> dt.datetime:
