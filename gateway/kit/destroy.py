@@ -234,6 +234,7 @@ def execute(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, crypto: KitCr
     for receipt in (state.root / "receipts").iterdir():  # receipts name case ids
         receipt.unlink(missing_ok=True)
     ledger.forget_receipt_bodies()
+    ledger.forget_request_bodies()
     ledger.forget_cases(p.contract_id)
     lines.append(f"destroyed {len(p.held)} file(s) and the case ids of contract {p.contract_id}")
     doc = _current(ledger, p.contract_id)

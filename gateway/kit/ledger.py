@@ -441,6 +441,13 @@ class KitLedger:
         with self.tx() as db:
             db.execute("UPDATE receipts SET body = NULL")
 
+    def forget_request_bodies(self) -> None:
+        """Destroy: a sent unmask request's JSON lists case ids; its row (id, purpose,
+        fields, how many cases, its fate) stays."""
+        with self.tx() as db:
+            db.execute("UPDATE documents SET body = NULL WHERE kind = 'unmask-request' "
+                       "AND uploaded_at IS NOT NULL")
+
     def receipts(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM receipts ORDER BY received_at").fetchall()
 

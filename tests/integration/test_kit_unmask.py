@@ -151,6 +151,7 @@ def test_a_request_from_the_kit_is_released_opened_and_destroyed_at_its_expiry(
     (expired_at,) = kit.ledger_rows("SELECT expired_at FROM releases")
     assert release.destroyed_at == documents_time(expired_at[0])
     assert "B1.AG001.collector.csv.pgp" in listed
+    assert kit.ledger_rows("SELECT body FROM documents WHERE kind = 'unmask-request'") == [(None,)]
     assert scanner.scan_files(scanned(kit, site)) == []
     site.run()  # the gateway takes the attestation, the release's files in it
     out, _ = ok(kit, capsys, "fetch")
