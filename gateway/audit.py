@@ -69,7 +69,7 @@ EVENTS = frozenset({
     # unmasking by approval (docs/operations.md): a request, each approver's decision, the
     # one-off slice released and deleted at its expiry — the register's evidence
     "unmask.requested", "unmask.approved", "unmask.denied", "unmask.expired",
-    "unmask.released", "unmask.purged",
+    "unmask.released", "unmask.purged", "unmask.failed", "unmask.reopened",
 })
 
 

@@ -10,6 +10,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from gateway.cli.common import (
     DEFAULT_CONFIG,
@@ -65,7 +66,7 @@ def unmask_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) ->
         for p in rows:
             table.add_row(p.request_id[:8], p.agency, p.role, p.purpose, str(p.cases),
                           ", ".join(p.fields), f"{p.approvals}/{p.needed}",
-                          _when(p.decide_by, tz), p.note or "-")
+                          _when(p.decide_by, tz), Text(p.note or "-"))  # the agency's words: no markup
         out.print(table)
 
     render(items, as_json, text)
@@ -102,7 +103,7 @@ def _decide(request: str, account_name: str, decision: str, reason: str, from_st
                          "accounts decide unmask requests")
     with open_ledger(cfg) as ledger:
         decided = decide(ledger, audit_log(cfg), account, request, decision, reason,
-                         dt.datetime.now(dt.UTC))
+                         dt.datetime.now(dt.UTC), cfg=cfg)
     if decided.status == "approved":
         out.print(f"request {request[:8]}: approved ({decided.approvals} of {decided.needed}); "
                   "the daemon releases it on its next pass", markup=False)

@@ -640,7 +640,8 @@ def _decide(c: Console, request: Request, session: Session, row: AccountRow,
                       "once; wait for the next one). After 5 failures the account is locked "
                       "for 15 minutes.", 403)
     try:
-        done = unmask_decide.decide(c.ledger, c.log, row, int(number), decision, reason, c.now())
+        done = unmask_decide.decide(c.ledger, c.log, row, int(number), decision, reason, c.now(),
+                                    cfg=c.cfg)
     except (UsageError, LedgerError) as exc:
         return refuse(f"Not decided: {exc}.", 409)
     if done.status == "approved":

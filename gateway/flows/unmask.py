@@ -116,6 +116,10 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
         return refused("E_REQUEST", f"the request names agency {req.agency}, but it came "
                        f"through {agency_code}'s outbox", "agency")
     agency = ctx.cfg.agency(agency_code)
+    if not agency.contract.start <= ctx.today() <= agency.contract.effective_end:
+        return refused("E_CONTRACT_ENDED", f"contract {agency.contract.id} is not running (it "
+                       f"runs {agency.contract.start} to {agency.contract.effective_end}); "
+                       "nothing is unmasked outside it", "agency")
     if req.role not in agency.roles:
         return refused("E_REQUEST", f"agency {agency_code} has no role {req.role}", "role")
     if signer not in ctx.crypto.staff_keys(agency_code, req.role):

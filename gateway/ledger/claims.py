@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from gateway import keywords
 from gateway.ledger.core import Core, _assign, _aware, _rowcount
 from gateway.ledger.schema import (
+    INBOX_KINDS,
     BatchRow,
     CaseRow,
     Claim,
@@ -202,7 +203,9 @@ class ClaimStore(Core):
             if row is None or row.status == FileStatus.CLAIMED.value:
                 return row is None
             return not s.scalar(select(func.count()).select_from(DeliveryRow).where(
-                DeliveryRow.file_id == file_id, DeliveryRow.delivered_at.is_(None)))
+                DeliveryRow.file_id == file_id, DeliveryRow.delivered_at.is_(None),
+                # as the outbox sees it: an inbox delivery purged unplaced waits for nothing
+                DeliveryRow.purged_at.is_(None) | DeliveryRow.kind.not_in(INBOX_KINDS)))
 
     def files(self, *, kind: str | None = None, limit: int = 100) -> list[FileRow]:
         with self.session(write=False) as s:

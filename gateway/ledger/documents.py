@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from gateway.ledger.commits import CommitStore
 from gateway.ledger.schema import (
+    UNMASK_BATCH_PREFIX,
     AgencyDocumentRow,
     DeliveryRow,
     FileEnd,
@@ -42,11 +43,16 @@ class DocumentStore(CommitStore):
         return out
 
     def held_count(self, agency_code: str) -> int:
-        """Slices and manifests ever delivered to *agency_code*."""
+        """Slices and manifests ever delivered to *agency_code* — but not a one-off release
+        the gateway deleted at its expiry before the agency took it: the agency never held
+        it, and its attestation cannot list it."""
         with self.session(write=False) as s:
             return s.scalar(select(func.count()).select_from(DeliveryRow).where(
                 DeliveryRow.agency_code == agency_code, DeliveryRow.kind.in_(HELD_KINDS),
-                DeliveryRow.delivered_at.is_not(None))) or 0
+                DeliveryRow.delivered_at.is_not(None),
+                ~(DeliveryRow.batch_id.startswith(UNMASK_BATCH_PREFIX)
+                  & DeliveryRow.purged_at.is_not(None) & DeliveryRow.collected_at.is_(None)))
+            ) or 0
 
     def document_seen(self, doc_id: str) -> AgencyDocumentRow | None:
         with self.session(write=False) as s:

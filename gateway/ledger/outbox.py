@@ -8,17 +8,26 @@ from typing import Unpack
 from sqlalchemy import func, select, update
 
 from gateway.ledger.core import Core, _assign, _rowcount
-from gateway.ledger.schema import DeliveryRow, PurgeRow, ReceiptProgress, ReceiptRow, utcnow
+from gateway.ledger.schema import (
+    INBOX_KINDS,
+    DeliveryRow,
+    PurgeRow,
+    ReceiptProgress,
+    ReceiptRow,
+    utcnow,
+)
 
 
 class OutboxStore(Core):
     def pending_deliveries(self) -> list[DeliveryRow]:
         with self.session(write=False) as s:
-            # a delivery purged before it was placed (its zone down until the contract's
-            # purge, or a one-off release's expiry) is never placed: its file is deleted
-            return list(s.scalars(select(DeliveryRow).where(DeliveryRow.delivered_at.is_(None),
-                                                            DeliveryRow.purged_at.is_(None))
-                                  .order_by(DeliveryRow.id)))
+            # a slice, manifest or notice purged before it was placed (its inbox down until
+            # the contract's purge, or a one-off release's expiry) is never placed: the
+            # agency's data is gone. What goes to the bank (results, reports) still goes.
+            return list(s.scalars(select(DeliveryRow).where(
+                DeliveryRow.delivered_at.is_(None),
+                DeliveryRow.purged_at.is_(None) | DeliveryRow.kind.not_in(INBOX_KINDS))
+                .order_by(DeliveryRow.id)))
 
     def add_delivery(self, delivery: DeliveryRow) -> None:
         with self.session() as s:

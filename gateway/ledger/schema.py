@@ -198,7 +198,9 @@ class UnmaskStatus(StrEnum):
     PENDING = "pending"  # accepted, waiting for approvers
     APPROVED = "approved"  # enough approvals; the daemon's next pass releases it
     DENIED = "denied"  # one approver said no
-    EXPIRED = "expired"  # not decided in time
+    EXPIRED = "expired"  # not decided in time (or its agency's data purged first)
+    FAILED = "failed"  # approved, but it can no longer be released as approved (the contract
+    # ended, the key or the configuration changed, the batch is gone): the agency is told
     RELEASED = "released"  # the one-off slice is sealed and delivered
     PURGED = "purged"  # the one-off slice's expiry passed; deleted from the inbox
 
@@ -234,6 +236,9 @@ class UnmaskRequestRow(Base):
     # marked here: a pass killed between the two writes the entry at the next pass
     release_audited_at: Mapped[dt.datetime | None]
     purge_audited_at: Mapped[dt.datetime | None]
+    # the expiry's deletions as planned before any is done (JSON: zone, name, size, sha256,
+    # state): a pass killed half-way finishes the same plan, and the certificate says it
+    purge_plan: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_unmask_requests_status", "status", "agency_code"),)
 
@@ -249,6 +254,7 @@ class UnmaskRequestRow(Base):
 
 
 UNMASK_BATCH_PREFIX = "unmask-"
+INBOX_KINDS = ("slice", "manifest", "notice")  # what the gateway places in an agency's inbox
 
 
 class UnmaskCaseRow(Base):

@@ -13,13 +13,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.ledger.commits import CommitStore
 from gateway.ledger.schema import (
+    AccountRow,
     CaseRow,
     DeliveryRow,
     FileEnd,
     FileStatus,
+    LeaseLost,
+    LeaseRow,
     LedgerError,
     ReceiptRow,
     UnmaskCaseRow,
@@ -43,6 +47,20 @@ class Decided:
     status: str
     approvals: int
     needed: int
+
+
+def _active_approver(account: AccountRow | None) -> bool:
+    """An account that may decide, and whose approval counts: an approver, not disabled (a
+    lockout, which anyone guessing can cause, does not undo an approval)."""
+    return account is not None and account.role == "approver" and not account.disabled
+
+
+def _approvals(s: Session, request: int) -> int:
+    """Approvals of *request* by accounts that are still active approvers: one disabled,
+    or moved to another role, after approving no longer counts."""
+    return sum(_active_approver(a) for a in s.scalars(
+        select(AccountRow).join(UnmaskDecisionRow, UnmaskDecisionRow.account == AccountRow.name)
+        .where(UnmaskDecisionRow.request == request, UnmaskDecisionRow.decision == "approve")))
 
 
 class UnmaskStore(CommitStore):
@@ -137,11 +155,13 @@ class UnmaskStore(CommitStore):
         return out
 
     def decide_unmask(self, request: int, *, account: str, decision: str, reason: str,
-                      now: dt.datetime) -> Decided:
+                      now: dt.datetime, needed: int | None = None) -> Decided:
         """Record *account*'s decision on a pending request, in one transaction with the
         status it leads to: one denial denies, the needed number of distinct approvals
-        approves. Refused (:class:`DecisionRefused`) when the request is not pending, its
-        time to decide has passed, or the account decided it before."""
+        approves — the number stored at arrival or *needed* (the configuration's now),
+        whichever is higher, counting only accounts that are still active approvers.
+        Refused (:class:`DecisionRefused`) when the request is not pending, its time to
+        decide has passed, the account is not an active approver, or it decided before."""
         if decision not in ("approve", "deny"):
             raise ValueError(decision)
         try:
@@ -149,6 +169,9 @@ class UnmaskStore(CommitStore):
                 row = s.get(UnmaskRequestRow, request, with_for_update=True)
                 if row is None:
                     raise DecisionRefused(f"no unmask request {request}")
+                if not _active_approver(s.get(AccountRow, account)):
+                    raise DecisionRefused(f"account {account} is not an active approver "
+                                          "account")
                 if row.status != UnmaskStatus.PENDING.value:
                     raise DecisionRefused(f"request {row.request_id[:8]} is {row.status}, not "
                                           "pending")
@@ -161,17 +184,26 @@ class UnmaskStore(CommitStore):
                 s.add(UnmaskDecisionRow(request=request, account=account, decision=decision,
                                         reason=reason, decided_at=now))
                 s.flush()
-                approvals = s.scalar(select(func.count()).select_from(UnmaskDecisionRow).where(
-                    UnmaskDecisionRow.request == request,
-                    UnmaskDecisionRow.decision == "approve")) or 0
+                approvals = _approvals(s, request)
+                needed = max(row.approvals_needed, needed or 0)
                 if decision == "deny":
                     row.status, row.decided_at = UnmaskStatus.DENIED.value, now
-                elif approvals >= row.approvals_needed:
+                elif approvals >= needed:
                     row.status, row.decided_at = UnmaskStatus.APPROVED.value, now
-                return Decided(row.status, approvals, row.approvals_needed)
+                return Decided(row.status, approvals, needed)
         except IntegrityError:  # the same account on another console, at the same moment
             raise DecisionRefused(f"account {account} has decided this request already; "
                                   "another approver must") from None
+
+    def _holding(self, s: Session, request: int) -> None:
+        """The daemon's changes to a request are made under its lease (``unmask:<n>``): a
+        node whose lease ran out (it stalled) must not commit what another node, which took
+        the request over, is doing again under the same file names."""
+        if self.owner is None:
+            return
+        lease = s.get(LeaseRow, f"unmask:{request}")
+        if lease is None or lease.owner != self.owner:
+            raise LeaseLost(f"unmask request {request} was taken over by another node")
 
     def expire_unmask(self, request: int, now: dt.datetime, *, delivery: DeliveryRow | None,
                       purged: bool = False) -> bool:
@@ -180,6 +212,7 @@ class UnmaskStore(CommitStore):
         contract's purge), so a pending or approved request can never be released."""
         with self.session() as s:
             row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
             open_ = (UnmaskStatus.PENDING.value, UnmaskStatus.APPROVED.value) if purged else (
                 UnmaskStatus.PENDING.value,)
             if row.status not in open_ or (not purged and now < row.decide_by):
@@ -193,6 +226,7 @@ class UnmaskStore(CommitStore):
         """A denial told to the agency: its notice queued, once."""
         with self.session() as s:
             row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
             if row.notified_at is None:
                 row.notified_at = now
                 s.add(delivery)
@@ -203,6 +237,7 @@ class UnmaskStore(CommitStore):
         in the same transaction. False if another node released it first."""
         with self._conflicts(), self.session() as s:
             row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
             if row.status != UnmaskStatus.APPROVED.value:
                 return False
             row.status = UnmaskStatus.RELEASED.value
@@ -217,20 +252,62 @@ class UnmaskStore(CommitStore):
                 DeliveryRow.agency_code == request.agency_code,
                 DeliveryRow.batch_id == request.batch_id).order_by(DeliveryRow.id)))
 
+    def plan_unmask_purge(self, request: int, plan: str, now: dt.datetime) -> str:
+        """Before a release's expiry deletes anything: its plan recorded (once: a resumed
+        purge gets the first plan back) and its deliveries marked purged, so that neither
+        the outbox places them nor collection tracking takes the deletion for the agency's
+        fetch."""
+        with self.session() as s:
+            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
+            if row.purge_plan is None:
+                row.purge_plan = plan
+                s.execute(update(DeliveryRow).where(
+                    DeliveryRow.agency_code == row.agency_code,
+                    DeliveryRow.batch_id == row.batch_id, DeliveryRow.purged_at.is_(None))
+                    .values(purged_at=now).execution_options(synchronize_session=False))
+            return row.purge_plan
+
     def finish_unmask_purge(self, request: int, now: dt.datetime, certificate: DeliveryRow
                             ) -> bool:
-        """A release past its expiry, deleted: the request purged, its deliveries marked, the
+        """A release past its expiry, deleted as planned: the request purged and the
         certificate queued — one transaction. False if another node finished it first."""
         with self.session() as s:
             row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
             if row.status != UnmaskStatus.RELEASED.value:
                 return False
             row.status, row.purged_at = UnmaskStatus.PURGED.value, now
-            s.execute(update(DeliveryRow).where(
-                DeliveryRow.agency_code == row.agency_code, DeliveryRow.batch_id == row.batch_id,
-                DeliveryRow.purged_at.is_(None)).values(purged_at=now)
-                .execution_options(synchronize_session=False))
             s.add(certificate)
+            return True
+
+    def approvals_now(self, request: int) -> int:
+        """Approvals that still count (:func:`_approvals`)."""
+        with self.session(write=False) as s:
+            return _approvals(s, request)
+
+    def reopen_unmask(self, request: int) -> bool:
+        """An approved request whose approvals no longer suffice (an approver disabled, the
+        purpose now needing more): pending again, for the approvers still to come."""
+        with self.session() as s:
+            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
+            if row.status != UnmaskStatus.APPROVED.value:
+                return False
+            row.status, row.decided_at = UnmaskStatus.PENDING.value, None
+            return True
+
+    def fail_unmask(self, request: int, now: dt.datetime, delivery: DeliveryRow | None) -> bool:
+        """An approved request that can no longer be released as approved: failed, the
+        agency's notice queued, in one transaction."""
+        with self.session() as s:
+            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+            self._holding(s, request)
+            if row.status != UnmaskStatus.APPROVED.value:
+                return False
+            row.status, row.decided_at, row.notified_at = UnmaskStatus.FAILED.value, now, now
+            if delivery is not None:
+                s.add(delivery)
             return True
 
     def unaudited_unmask(self) -> list[UnmaskRequestRow]:

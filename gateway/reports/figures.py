@@ -18,6 +18,7 @@ from gateway import queries
 from gateway.clock import month_bounds
 from gateway.config import Config
 from gateway.ledger import Ledger
+from gateway.ledger.schema import UNMASK_BATCH_PREFIX
 from gateway.unmask import register
 
 TYPE = "supervision-report"
@@ -98,7 +99,8 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
             collected.setdefault(e["file"], at)  # collections after the month count too
         if not start <= at < end:
             continue
-        if event == "slice.delivered" and e.get("role"):
+        if event == "slice.delivered" and e.get("role") and not str(
+                e.get("batch_id", "")).startswith(UNMASK_BATCH_PREFIX):  # releases: section unmask
             delivered[e["file"]] = (at, e["role"])
             if e.get("batch_id"):
                 batches.add(e["batch_id"])

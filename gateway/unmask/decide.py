@@ -13,16 +13,15 @@ not in the audit log (it is free text).
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from gateway.audit import AuditLog
+from gateway.config import Config
 from gateway.errors import UsageError
 from gateway.ledger import AccountRow, Decided, Ledger
+from gateway.unmask.request import free_text_problem
 
 APPROVER = "approver"
 MAX_REASON = 500
-_DIGITS = re.compile(r"\d{7,}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def check_reason(reason: str, *, required: bool) -> str:
@@ -33,18 +32,18 @@ def check_reason(reason: str, *, required: bool) -> str:
         raise UsageError("a denial needs a reason (the agency is told it)")
     if len(reason) > MAX_REASON:
         raise UsageError(f"the reason is longer than {MAX_REASON} characters")
-    if _CONTROL.search(reason):
-        raise UsageError("the reason must not hold control or direction characters")
-    if _DIGITS.search(reason):
-        raise UsageError("the reason must not hold a number of seven or more digits: name "
-                         "cases by id, and keep personal data out of it")
+    if (problem := free_text_problem(reason)) is not None:
+        raise UsageError(f"the reason {problem}")
     return reason
 
 
 def decide(ledger: Ledger, audit: AuditLog, account: AccountRow, key: int | str,
-           decision: str, reason: str, now: dt.datetime) -> Decided:
+           decision: str, reason: str, now: dt.datetime, *, cfg: Config | None = None
+           ) -> Decided:
     """Record *account*'s *decision* (``approve`` or ``deny``) on the request *key* (its
-    number, or its id or the beginning of it)."""
+    number, or its id or the beginning of it). With *cfg*, the purpose's number of
+    approvals as configured now counts if it is higher than at the request's arrival, and
+    a purpose no longer configured is refused."""
     if account.role != APPROVER:
         raise UsageError(f"account {account.name} is an {account.role} account; only approver "
                          "accounts decide unmask requests")
@@ -52,8 +51,15 @@ def decide(ledger: Ledger, audit: AuditLog, account: AccountRow, key: int | str,
     row = ledger.unmask_request(key)
     if row is None:
         raise UsageError(f"no unmask request {key!s:.40} (see gateway unmask list)")
+    needed = None
+    if cfg is not None and decision == "approve":
+        purpose = cfg.unmask.purposes.get(row.purpose) if cfg.unmask else None
+        if purpose is None:
+            raise UsageError(f"purpose {row.purpose} is no longer configured for unmasking; "
+                             "deny the request")
+        needed = purpose.approvals
     decided = ledger.decide_unmask(row.id, account=account.name, decision=decision,
-                                   reason=reason, now=now)
+                                   reason=reason, now=now, needed=needed)
     audit.record("unmask.approved" if decision == "approve" else "unmask.denied",
                  account=account.name, agency=row.agency_code, request_id=row.request_id,
                  purpose=row.purpose, approvals=decided.approvals, needed=decided.needed,

@@ -31,8 +31,10 @@ import pyarrow.compute as pc
 import structlog
 
 from gateway import clock, faults, outbox
-from gateway.errors import GatewayError
+from gateway.crypto.engine import E_CORRUPT, E_NOT_FOR_US, E_TRUNCATED
+from gateway.errors import CryptoError, GatewayError, KeyPolicyError
 from gateway.flows import Context
+from gateway.flows.arrival import SIGNATURE_CODES
 from gateway.ledger import DeliveryRow, UnmaskCaseRow, UnmaskRequestRow, UnmaskStatus
 from gateway.masking import RolePolicy, Rule
 from gateway.masking_columns import ChunkMasks
@@ -56,7 +58,7 @@ def staged(ctx: Context) -> Path:
 def run(ctx: Context) -> None:
     """One pass's unmasking work; each request under its own lease and guard."""
     for row in ctx.ledger.unaudited_unmask():  # a pass killed after a commit
-        _each(ctx, row, _audit)
+        _each(ctx, row, _catch_up)
     now = ctx.now()
     purged = ctx.ledger.purged_agencies()
     for row in ctx.ledger.unmask_requests(status=[UnmaskStatus.PENDING.value,
@@ -132,7 +134,84 @@ class _Source:
     cases: frozenset[str]
 
 
+class _NotReleasable(GatewayError):
+    """What makes an approved request one that can never be released as approved: a
+    reason word for the audit log, and words for the agency."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# a bank file that no longer opens this way will not open next pass either
+_PERMANENT_CRYPTO = SIGNATURE_CODES | {E_CORRUPT, E_TRUNCATED, E_NOT_FOR_US}
+
+
 def _release(ctx: Context, row: UnmaskRequestRow) -> None:
+    """Check the request against the configuration, contract and keys as they are now —
+    an approval is for what the rules allowed when it is released, not only when it was
+    asked — then release it; or fail it with a notice when it never can be, instead of
+    trying again every pass."""
+    try:
+        problem = _still_allowed(ctx, row)
+        if problem is not None:
+            raise problem
+        needed = max(row.approvals_needed, ctx.cfg.unmask.purposes[row.purpose].approvals
+                     if ctx.cfg.unmask else 0)
+        if (approvals := ctx.ledger.approvals_now(row.id)) < needed:
+            if ctx.ledger.reopen_unmask(row.id):  # an approver disabled, the purpose raised
+                ctx.audit.record("unmask.reopened", agency=row.agency_code,
+                                 request_id=row.request_id, purpose=row.purpose,
+                                 approvals=approvals, needed=needed)
+            return
+        _seal_release(ctx, row)
+    except _NotReleasable as exc:
+        _fail(ctx, row, exc)
+    except KeyPolicyError as exc:
+        _fail(ctx, row, _NotReleasable("key_removed", str(exc)))
+    except CryptoError as exc:
+        if exc.code not in _PERMANENT_CRYPTO:
+            raise  # our own gpg: next pass
+        _fail(ctx, row, _NotReleasable("batch_unreadable", "a batch of these cases no longer "
+                                       f"opens as the bank's signed file ({exc.code})"))
+
+
+def _still_allowed(ctx: Context, row: UnmaskRequestRow) -> _NotReleasable | None:
+    cfg, settings = ctx.cfg, ctx.cfg.unmask
+    try:
+        agency = cfg.agency(row.agency_code)
+    except KeyError:
+        return _NotReleasable("not_configured", f"agency {row.agency_code} is no longer "
+                              "configured")
+    today = ctx.today()
+    if not agency.contract.start <= today <= agency.contract.effective_end:
+        return _NotReleasable("contract_ended", f"contract {agency.contract.id} is not running "
+                              f"(it runs {agency.contract.start} to "
+                              f"{agency.contract.effective_end})")
+    if settings is None or row.purpose not in settings.purposes:
+        return _NotReleasable("not_configured", f"purpose {row.purpose} is no longer "
+                              "configured for unmasking")
+    if row.role not in agency.roles:
+        return _NotReleasable("not_configured", f"role {row.role} is no longer the agency's")
+    allowed = settings.requestable.get(row.role, [])
+    if missing := [f for f in row.field_list if f not in allowed]:
+        return _NotReleasable("not_requestable", f"{', '.join(missing)} may no longer be "
+                              f"requested by role {row.role}")
+    if row.signer not in ctx.crypto.staff_keys(row.agency_code, row.role):
+        return _NotReleasable("key_removed", f"the requester's key {row.signer} is no longer "
+                              f"one of the agency's {row.role} keys")
+    return None
+
+
+def _fail(ctx: Context, row: UnmaskRequestRow, exc: _NotReleasable) -> None:
+    notice = _notice(ctx, row, "failed", f"approved, but not released: {exc}")
+    if ctx.ledger.fail_unmask(row.id, ctx.now(), notice):
+        ctx.audit.record("unmask.failed", agency=row.agency_code, request_id=row.request_id,
+                         purpose=row.purpose, cases=row.cases, reason=exc.reason)
+        log.warning("unmask.failed", agency=row.agency_code, reason=exc.reason)
+
+
+def _seal_release(ctx: Context, row: UnmaskRequestRow) -> None:
     agency = ctx.cfg.agency(row.agency_code)
     wanted = ctx.ledger.unmask_cases(row.id)
     sources = _sources(ctx, row, wanted)
@@ -140,8 +219,8 @@ def _release(ctx: Context, row: UnmaskRequestRow) -> None:
     policy = RolePolicy(row.role, rules)
     table, present = _rows(ctx, row, sources)
     if table.num_rows != len(wanted):
-        raise GatewayError(f"unmask request {row.request_id[:8]}: {table.num_rows} of its "
-                           f"{len(wanted)} cases were found in their batches; not released")
+        raise _NotReleasable("batch_unavailable", f"{table.num_rows} of the request's "
+                             f"{len(wanted)} cases were found in their batches")
     columns = policy.columns(present)
     secret = (ctx.state.token_secret(agency.contract.id)
               if Rule.TOKEN in (rules[c] for c in columns) else None)
@@ -187,6 +266,19 @@ def _release(ctx: Context, row: UnmaskRequestRow) -> None:
         log.info("unmask.released", agency=row.agency_code, cases=table.num_rows)
 
 
+def _catch_up(ctx: Context, row: UnmaskRequestRow) -> None:
+    """After a pass killed between a commit and its audit entry — or between the entry and
+    its mark: an entry already in the log (the same event and request id) is only marked,
+    never written twice. Reads the log once; this runs only after such a kill."""
+    written = {(e["event"], e.get("request_id")) for e in ctx.audit.entries()
+               if e["event"] in ("unmask.released", "unmask.purged")}
+    for event, which, done in (("unmask.released", "released", row.release_audited_at),
+                               ("unmask.purged", "purged", row.purge_audited_at)):
+        if done is None and (event, row.request_id) in written:
+            ctx.ledger.mark_unmask_audited(row.id, which, ctx.now())
+    _audit(ctx, ctx.ledger.unmask_request(row.id))
+
+
 def _audit(ctx: Context, row: UnmaskRequestRow | None) -> None:
     """The audit entries of a release and of its deletion, from the ledger's record, each
     marked once written: the register and the log match one to one, also after a pass
@@ -202,6 +294,7 @@ def _audit(ctx: Context, row: UnmaskRequestRow | None) -> None:
                          sha256=slice_.sha256 if slice_ else None,
                          expires_at=clock.iso(clock.aware(row.expires_at)) if row.expires_at
                          else None)
+        faults.point("after_unmask_audit")
         ctx.ledger.mark_unmask_audited(row.id, "released", ctx.now())
     if row.purged_at is not None and row.purge_audited_at is None:
         name = f"unmask-deletion-certificate.{row.request_id}.json.asc"
@@ -219,13 +312,12 @@ def _sources(ctx: Context, row: UnmaskRequestRow, wanted: list[UnmaskCaseRow]) -
     for batch_id, cases in sorted(by_batch.items()):
         batch = ctx.ledger.batch(batch_id)
         if batch is None:
-            raise GatewayError(f"unmask request {row.request_id[:8]}: batch {batch_id} is not "
-                               "in the ledger")
+            raise _NotReleasable("batch_unavailable", f"batch {batch_id} is not in the ledger")
         file = ctx.ledger.file(batch.file_id)
         archive = ctx.state.archived(file.sha256)
         if not archive.is_file():
-            raise GatewayError(f"unmask request {row.request_id[:8]}: the archived ciphertext "
-                               f"of batch {batch_id} is gone; nothing can be released from it")
+            raise _NotReleasable("batch_unavailable", f"the archived ciphertext of batch "
+                                 f"{batch_id} is gone")
         committed = clock.aware(batch.committed_at).astimezone(ctx.cfg.gateway.tz).date()
         out.append(_Source(batch_id, archive, committed, frozenset(cases)))
     return out
@@ -247,8 +339,8 @@ def _rows(ctx: Context, row: UnmaskRequestRow, sources: list[_Source]
                 first = reader.header()
                 header, _ = map_header(first or [], ctx.cfg)
                 if header is None:
-                    raise GatewayError(f"batch {src.batch_id} no longer reads with this "
-                                       "configuration's [schema]; nothing released")
+                    raise _NotReleasable("batch_unavailable", f"batch {src.batch_id} no longer "
+                                         "reads with this configuration's [schema]")
                 engine = ColumnarCases(ctx.cfg, header, src.committed)
                 ids = pa.array(sorted(src.cases))
                 for chunk in reader.chunks(len(header.fields)):
@@ -267,27 +359,45 @@ def _rows(ctx: Context, row: UnmaskRequestRow, sources: list[_Source]
     names = [f for f in CASE_FIELDS if any(f in p.column_names for p in parts)]
     filled = [pa.table({f: p.column(f) if f in p.column_names else
                         pa.array([""] * p.num_rows, pa.string()) for f in names}) for p in parts]
-    return pa.concat_tables(filled), frozenset(present)
+    table = pa.concat_tables(filled)
+    # a batch taken with skip_rows may repeat a valid row's case id: the intake kept the
+    # first (the later ones were E_DUPLICATE_CASE), and so does the release
+    seen: set[str] = set()
+    unique: list[bool] = []
+    for case_id in table.column("case_id").to_pylist():
+        unique.append(case_id not in seen)
+        seen.add(case_id)
+    return table.filter(pa.array(unique)), frozenset(present)
 
 
 # --- expiry ----------------------------------------------------------------------------
 
 def _purge(ctx: Context, row: UnmaskRequestRow) -> None:
-    """Delete the release from the inbox (what the agency already fetched is gone from it:
-    "absent"), then one certificate and the ledger's record in one transaction."""
-    objects = []
+    """Plan the expiry's deletions and record the plan (marking the deliveries purged, so
+    the deletion is never taken for the agency's fetch), then delete, then one certificate
+    and the ledger's record in one transaction. A pass killed anywhere finishes the same
+    plan. Each file's state: ``deleted`` (it was in the inbox), ``collected`` (the agency
+    had taken it), ``never_placed`` (its zone was down until the expiry) or ``absent``
+    (gone, no one knows how: the agency's purge, a hand)."""
+    plan: list[dict[str, object]] = []
     for d in ctx.ledger.release_deliveries(row):
         if d.kind not in ("slice", "manifest"):
             continue
-        state = "absent"
-        if d.delivered_at is not None:
-            zone = ctx.zones[d.zone]
-            if zone.stat(d.name) is not None:
-                zone.remove(d.name)
-                state = "deleted"
-        (staged(ctx) / d.name).unlink(missing_ok=True)
-        objects.append({"zone": d.zone, "name": d.name, "size": d.size, "sha256": d.sha256,
-                        "state": state})
+        if d.delivered_at is None:
+            state = "never_placed"
+        elif d.collected_at is not None:
+            state = "collected"
+        else:
+            state = "deleted" if ctx.zones[d.zone].stat(d.name) is not None else "absent"
+        plan.append({"zone": d.zone, "name": d.name, "size": d.size, "sha256": d.sha256,
+                     "state": state})
+    objects = json.loads(ctx.ledger.plan_unmask_purge(
+        row.id, json.dumps(plan, ensure_ascii=False), ctx.now()))
+    for obj in objects:
+        if obj["state"] == "deleted":
+            ctx.zones[obj["zone"]].remove(obj["name"])
+            faults.point("mid_unmask_purge")
+        (staged(ctx) / obj["name"]).unlink(missing_ok=True)
     now = ctx.now()
     body = {"type": "unmask-deletion-certificate", "request_id": row.request_id,
             "agency": row.agency_code, "contract_id": row.contract_id, "role": row.role,

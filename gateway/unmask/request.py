@@ -32,8 +32,23 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _CASE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # as a case file's case_id (docs/formats.md §2)
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_DIGITS = re.compile(r"\d{7,}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# seven or more digits, counted across the separators people type in numbers
+# (138 0013 8000, 110105-1949…); a date written as a date is not a person's number
+_DIGITS = re.compile(r"\d(?:[\s./-]?\d){6,}")
+_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def free_text_problem(text: str) -> str | None:
+    """Why *text* (a note, a denial's reason) may not be kept: a control, invisible or
+    direction character, or a number of seven or more digits (a phone, an ID, an account:
+    cases are named by id, and personal data stays out of the free text)."""
+    if _CONTROL.search(text):
+        return "must not hold control, invisible or direction characters"
+    if _DIGITS.search(_DATE.sub(" ", text)):
+        return ("must not hold a number of seven or more digits: name the cases by id, and "
+                "keep personal data out of it")
+    return None
 FIELDS = {"type", "version", "id", "agency", "role", "purpose", "created_at", "cases",
           "fields", "note"}
 
@@ -92,13 +107,8 @@ def parse(data: bytes) -> UnmaskRequest:
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         raise DocumentError(CODE, f'"note" must be text of at most {MAX_NOTE} characters',
                             field="note")
-    if _CONTROL.search(note):
-        raise DocumentError(CODE, '"note" must not hold control or direction characters',
-                            field="note")
-    if _DIGITS.search(note):
-        raise DocumentError(CODE, '"note" must not hold a number of seven or more digits: '
-                            "name the cases by id, and keep personal data out of the note",
-                            field="note")
+    if (problem := free_text_problem(note)) is not None:
+        raise DocumentError(CODE, f'"note" {problem}', field="note")
     return UnmaskRequest(ident, agency, role, purpose, created, cases, fields, note.strip())
 
 

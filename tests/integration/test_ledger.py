@@ -304,3 +304,25 @@ def test_on_postgresql_leases_run_by_the_servers_clock(postgres, monkeypatch):
     finally:
         n1.close()
         n2.close()
+
+
+def test_a_purged_inbox_delivery_is_never_placed_but_the_banks_still_is(ledger):
+    """A contract's purge (or a release's expiry) marks its deliveries purged. One for the
+    agency's inbox that was never placed must not be placed afterwards — and its file's
+    staging waits for it no longer; one for the bank (forwarded results, a report) still
+    goes out when bank.incoming answers again."""
+    from gateway.ledger import DeliveryRow
+
+    fid = claim(ledger).file_id
+    ledger.finish_file(fid, FileStatus.ACCEPTED)
+    now = dt.datetime.now(dt.UTC)
+    for kind, zone, name in (("slice", "AG001.inbox", "B1.AG001.collector.csv.pgp"),
+                             ("notice", "AG001.inbox", "unmask-1.AG001.decision.json.pgp"),
+                             ("results", "bank.incoming", "results.AG001.x.csv.pgp")):
+        ledger.add_delivery(DeliveryRow(file_id=fid, kind=kind, agency_code="AG001", zone=zone,
+                                        name=name, sha256="0" * 64, size=1, purged_at=now))
+    assert [d.kind for d in ledger.pending_deliveries()] == ["results"]
+    assert not ledger.staging_abandoned(fid)  # the bank's delivery still needs its file
+    with ledger.session() as s:
+        s.query(DeliveryRow).filter(DeliveryRow.kind == "results").delete()
+    assert ledger.staging_abandoned(fid)

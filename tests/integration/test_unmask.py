@@ -352,7 +352,8 @@ def test_a_request_past_the_monthly_limit_is_refused_and_a_denied_one_does_not_c
     assert again["status"] == "accepted"
 
 
-@pytest.mark.parametrize("fault", ["after_unmask_release", "after_unmask_purge"])
+@pytest.mark.parametrize("fault", ["after_unmask_release", "after_unmask_audit",
+                                   "mid_unmask_purge", "after_unmask_purge"])
 def test_a_pass_killed_after_a_release_or_its_deletion_loses_no_audit_entry(site, fault):
     """Killed between the ledger's commit and the audit entry: the next pass writes the
     entry, once — the register and the log stay one to one — and delivers what was
@@ -362,7 +363,8 @@ def test_a_pass_killed_after_a_release_or_its_deletion_loses_no_audit_entry(site
     assert send(site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
     assert decide(site, "approve", req.id, "anna").returncode == 0
     env = {"GATEWAY_FAULT": fault}
-    if fault == "after_unmask_purge":
+    purging = fault in ("mid_unmask_purge", "after_unmask_purge")
+    if purging:
         site.run()  # released
         set_time(site, req.id, expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     crashed = run_cli("run", "--once", "-c", str(site.config), env=env)
@@ -372,10 +374,98 @@ def test_a_pass_killed_after_a_release_or_its_deletion_loses_no_audit_entry(site
     site.run()
     kinds = [e["event"] for e in events(site)]
     assert kinds.count("unmask.released") == 1
-    assert kinds.count("unmask.purged") == (1 if fault == "after_unmask_purge" else 0)
+    assert kinds.count("unmask.purged") == (1 if purging else 0)
     register = json.loads(run_cli("unmask", "register", "--json", "-c", str(site.config)).stdout)
     assert [r["request_id"] for r in register] == [req.id]
     names = site.inbox("AG001")
     released = "unmask-1.AG001.collector.csv.pgp"
-    assert (released in names) == (fault == "after_unmask_release")
+    assert (released in names) == (not purging)
     assert run_cli("audit", "verify", "-c", str(site.config)).returncode == 0
+    if purging:  # the deletion was never taken for the agency's fetch, and says what it was
+        assert not [e for e in audit.AuditLog(site.state / "audit").entries()
+                    if e["event"] == "slice.collected" and e["file"].startswith("unmask-")]
+        (cert,) = site.zone("bank", "incoming").glob("unmask-deletion-certificate.*.json.asc")
+        assert cert.read_text().count('"state": "deleted"') == 2
+
+
+def _status(site: Site, request_id: str) -> str:
+    ledger = Ledger(site.cfg().gateway.db_url)
+    try:
+        row = ledger.unmask_request(request_id)
+        assert row is not None
+        return row.status
+    finally:
+        ledger.close()
+
+
+def _notice(site: Site, n: int) -> dict:
+    return json.loads(site.open_as("ag001-supervisor", site.zone(
+        "AG001", "inbox", f"unmask-{n}.AG001.decision.json.pgp")).body)
+
+
+def test_nothing_is_unmasked_outside_the_contract(site):
+    from tests.integration.test_retention import end_contract
+
+    mine = cases_of(site, "AG001")
+    approved = request(site, [mine[0]["case_id"]], ["id_number"], purpose="legal_action")
+    assert send(site, "a.unmask.json.pgp", approved.to_json())["status"] == "accepted"
+    assert decide(site, "approve", approved.id, "anna").returncode == 0
+    end_contract(site, "AG001", days_ago=1)  # ends before the daemon's next pass
+    late = send(site, "b.unmask.json.pgp", request(site, [mine[1]["case_id"]],
+                                                   ["home_address"]).to_json())
+    assert late["errors"][0]["code"] == "E_CONTRACT_ENDED"
+    assert not [n for n in site.inbox("AG001") if n.endswith(".csv.pgp") and "unmask" in n]
+    assert _status(site, approved.id) == "failed"
+    notice = _notice(site, 1)
+    assert notice["status"] == "failed" and "is not running" in notice["reason"]
+    (failed,) = [e for e in events(site) if e["event"] == "unmask.failed"]
+    assert failed["reason"] == "contract_ended"
+    site.run()  # not tried again
+    assert [e["event"] for e in events(site)].count("unmask.failed") == 1
+
+
+def test_an_approval_is_for_the_rules_as_they_are_at_the_release(site):
+    """The purpose now needs two approvals, and the first approver is disabled: the
+    request is pending again until two active approvers have approved. The requester's key
+    then leaves the role: the release fails, once, with a notice."""
+    req = request(site, [cases_of(site, "AG001")[0]["case_id"]], ["id_number"],
+                  purpose="legal_action")
+    assert send(site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    assert decide(site, "approve", req.id, "anna").returncode == 0  # 1 of 1: approved
+    site.edit('description = "a court filing"\napprovals = 1',
+              'description = "a court filing"\napprovals = 2')
+    site.run()
+    assert _status(site, req.id) == "pending"
+    assert [e["event"] for e in events(site)][-1] == "unmask.reopened"
+    assert run_cli("users", "disable", "anna", "-c", str(site.config)).returncode == 0
+    second = decide(site, "approve", req.id, "ben")
+    assert second.returncode == 0 and "1 of 2" in second.stdout, second.stdout  # anna no longer counts
+    site.edit('encrypt_to = ["keys/ag001-collector.pub.asc"]',
+              'encrypt_to = ["keys/ag001-supervisor.pub.asc"]')
+    site.run()
+    assert _status(site, req.id) == "pending"  # still one approval short
+    assert not [n for n in site.inbox("AG001") if n.startswith("unmask-1.AG001.col")]
+
+
+def test_a_release_whose_key_left_the_role_fails_once_with_a_notice(site):
+    req = request(site, [cases_of(site, "AG001")[0]["case_id"]], ["id_number"],
+                  purpose="legal_action")
+    assert send(site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    assert decide(site, "approve", req.id, "anna").returncode == 0
+    site.edit('encrypt_to = ["keys/ag001-collector.pub.asc"]',  # the member has left
+              'encrypt_to = ["keys/ag001-supervisor.pub.asc"]')
+    site.run()
+    site.run()
+    assert _status(site, req.id) == "failed"
+    assert _notice(site, 1)["status"] == "failed"
+    assert [e["reason"] for e in events(site) if e["event"] == "unmask.failed"] == ["key_removed"]
+    assert not list((site.state / "staging" / "unmask").glob("*.csv.pgp"))
+
+
+def test_the_list_shows_a_note_as_written(site):
+    req = request(site, [cases_of(site, "AG001")[0]["case_id"]], ["home_address"],
+                  note="visit [/] planned [bold]now[/bold]")
+    assert send(site, "r.unmask.json.pgp", req.to_json())["status"] == "accepted"
+    shown = run_cli("unmask", "list", "-c", str(site.config), env={"COLUMNS": "300"})
+    assert shown.returncode == 0, shown.stderr
+    assert "[/]" in shown.stdout and "[bold]now[/bold]" in shown.stdout

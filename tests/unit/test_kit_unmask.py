@@ -55,7 +55,7 @@ def test_a_good_request_is_built_new_each_time(kit):
     ({"fields": ["home_address", "home_address"]}, "lists 'home_address' twice"),
     ({"note": "call 13812345678"}, "--note: \"note\" must not hold a number of seven"),
     ({"note": "x" * 501}, "--note: \"note\" must be text of at most 500"),
-    ({"note": "a\x1bb"}, "control or direction characters"),
+    ({"note": "a\x1bb"}, "control, invisible or direction characters"),
     ({"purpose": "Field Visit"}, "--purpose: "),
     ({"cases": ["C1", "C9", "D1"]}, "2 case id(s) are not cases of contract C-2026-001 in the "
                                     "batches this kit holds: C9, D1"),

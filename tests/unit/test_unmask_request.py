@@ -137,3 +137,16 @@ def test_one_waiting_alert_for_all_requests_and_a_limit_at_four_fifths():
     assert [(f.key, f.detail) for f in found] == [
         ("unmask_limit:AG001", "AG001: 4 of 5 requests this month"),
         ("unmask_limit:AG003", "AG003: 80 of 100 cases this month")]
+
+
+@pytest.mark.parametrize("note", [
+    "call 138 0013 8000", "id 110105-19491231-002X", "acct 6222.0212.3456", "ph 138/0013/8000",
+    "zero\u200bwidth", "mark\u200fhere", "bom\ufeff", "arabic\u061cmark"])
+def test_numbers_split_by_separators_and_invisible_characters_are_refused(note):
+    assert refused(good(note=note)).field == "note"
+
+
+@pytest.mark.parametrize("note", ["visit planned 2026-12-10", "two visits, case 12 and 13",
+                                  "court date 2027-01-15, hearing 3"])
+def test_dates_and_short_numbers_are_fine(note):
+    assert parse(json.dumps(good(note=note)).encode()).note == note

@@ -46,7 +46,7 @@ def upgrade() -> None:
         _time("decided_at", nullable=True), _time("notified_at", nullable=True),
         _time("released_at", nullable=True), _time("expires_at", nullable=True),
         _time("purged_at", nullable=True), _time("release_audited_at", nullable=True),
-        _time("purge_audited_at", nullable=True),
+        _time("purge_audited_at", nullable=True), sa.Column("purge_plan", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["file_id"], ["files.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("request_id", name="uq_unmask_requests_request_id"),
