@@ -19,6 +19,7 @@ from gateway.ledger import Ledger, UnmaskRequestRow
 from gateway.unmask.request import UnmaskRequest
 from tests.conftest import run_cli
 from tests.flowsite import Site
+from tests.leaks import LeakScanner
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"
@@ -248,6 +249,8 @@ def test_hostile_requests_are_refused_with_a_receipt(site):
         assert receipt["errors"][0]["code"] == code, (stem, receipt["errors"])
     garbage = send(site, "junk.unmask.json.pgp", b"{not json")
     assert garbage["errors"][0]["code"] == "E_REQUEST"
+    receipts = json.dumps(site.agency_receipts("AG001"), ensure_ascii=False).encode()
+    assert not LeakScanner(site.records).scan(receipts)  # the receipts, decrypted
     assert [e["event"] for e in events(site)] == ["unmask.requested"]
     assert site.plaintext_leaks(site.records) == []
     scanned = "\n".join(json.dumps(e, ensure_ascii=False) for e in audit.AuditLog(
