@@ -505,7 +505,7 @@ def _decision_fields(name: str, body: Any, agency: str) -> tuple[str, str, str, 
         raise ValueError(f"it is not agency {agency}'s decision notice")
     request_id, status, reason = body["request_id"], body["status"], body.get("reason", "")
     if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id) \
-            or status not in ("denied", "expired") or not isinstance(reason, str):
+            or status not in ("denied", "expired", "failed") or not isinstance(reason, str):
         raise ValueError("its request id, status or reason is not one the kit knows")
     return request_id, status, clock.iso(parse_time(str(body["decided_at"]))), reason[:500]
 

@@ -33,9 +33,10 @@ from gateway.documents import DocumentError
 from gateway.errors import UsageError
 from gateway.kit import files, send
 from gateway.kit.config import AgencyConfig
-from gateway.kit.crypto import KitCrypto
+from gateway.kit.crypto import KitCrypto, alive
 from gateway.kit.files import StateDir
 from gateway.kit.ledger import DocumentRow, FileRow, KitLedger, parse_time
+from gateway.names import display_name
 from gateway.transfer.base import Zone
 from gateway.unmask import request as unmask_request
 from gateway.unmask.request import UnmaskRequest
@@ -148,15 +149,26 @@ def expire(cfg: AgencyConfig, ledger: KitLedger, state: StateDir, now: dt.dateti
             ledger.mark_release_expired(batch_id, clock.iso(now))
             continue
         names = {f.name for f in rows}
-        moved = _destroy_exports(ledger, names, now)
-        for f in rows:
-            if f.kind == "slice":
-                _destroy_store_copy(cfg, ledger, f)
-            held = state.held(f.name)
-            if held.exists():
-                held.unlink()
-                files.fsync_dir(held.parent)
-            ledger.mark_destroyed(f.name, clock.iso(now))
+        if writing := _exports_being_written(ledger, names):
+            lines.append(f"release {batch_id} expired at {rel['expires_at']}, but an export of "
+                         f"it is being written (process {writing}); it is destroyed with the "
+                         "release's other copies by the next command")
+            continue
+        try:
+            moved = _destroy_exports(ledger, names, now)
+            for f in rows:
+                if f.kind == "slice":
+                    _destroy_store_copy(cfg, ledger, f)
+                held = state.held(f.name)
+                if held.exists():
+                    held.unlink()
+                    files.fsync_dir(held.parent)
+                ledger.mark_destroyed(f.name, clock.iso(now))
+        except OSError as exc:  # one copy that cannot go holds back no command: said, retried
+            lines.append(f"release {batch_id} expired, but a copy could not be destroyed "
+                         f"({exc.strerror or exc}: {display_name(str(exc.filename or ''))}); "
+                         "the next command tries again")
+            continue
         ledger.mark_release_expired(batch_id, clock.iso(now))
         lines.append(f"release {batch_id} (unmask request {str(rel['request_id'])[:8]}) expired "
                      f"at {rel['expires_at']}: every copy this kit held of it is destroyed")
@@ -177,13 +189,36 @@ def _destroy_store_copy(cfg: AgencyConfig, ledger: KitLedger, f: FileRow) -> Non
             files.destroy(path)  # a symlink in its place: only the link goes
 
 
+def _exports_being_written(ledger: KitLedger, names: Iterable[str]) -> int | None:
+    """The process writing an export of these slices right now, if any: its plaintext is
+    not yet where :func:`_destroy_exports` looks, so the release must wait for it."""
+    wanted = set(names)
+    for e in ledger.exports():
+        listed = {n for n in str(e["names"]).split("\n") if n}
+        if e["written_at"] is None and wanted & listed and e["pid"] != os.getpid() \
+                and alive(int(e["pid"])):
+            return int(e["pid"])
+    return None
+
+
 def _destroy_exports(ledger: KitLedger, names: Iterable[str], now: dt.datetime) -> list[Path]:
-    """The files ``open --out``/``export`` wrote of these slices: destroyed; those no longer
-    where they were written, returned (left open for ``destroy``'s --accept-missing)."""
+    """The files ``open --out``/``export`` wrote of these slices: destroyed — also one whose
+    command was killed (its partial plaintext, or its whole file if the kill came after the
+    rename); those no longer where they were written, returned (left open for
+    ``destroy``'s --accept-missing)."""
     wanted, moved = set(names), []
     for e in ledger.exports():
         listed = {n for n in str(e["names"]).split("\n") if n}
-        if e["written_at"] is None or not wanted & listed:
+        if not wanted & listed:
+            continue
+        if e["written_at"] is None:  # its writer is gone (_exports_being_written said so)
+            for name in listed & wanted:
+                ledger.mark_copy_destroying(name)
+            ledger.export_done(int(e["id"]), clock.iso(now), outcome="destroying")
+            for leftover in (Path(e["part"]), Path(e["path"])):
+                if os.path.lexists(leftover):
+                    files.destroy(leftover)
+            ledger.export_done(int(e["id"]), clock.iso(now), outcome="destroyed")
             continue
         path = Path(e["path"])
         if not _regular(path) and e["outcome"] != "destroying":

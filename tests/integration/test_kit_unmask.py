@@ -325,3 +325,25 @@ def test_the_guides_unmask_command_runs_as_written(site, keybox, tmp_path, capsy
     site.run()
     out, _ = ok(kit, capsys, "fetch")
     assert "pending, 2 approval(s) needed" in out
+
+
+def test_a_request_approved_but_no_longer_releasable_is_told_as_failed(site, keybox, tmp_path,
+                                                                        capsys):
+    """The bank took id_number off what collectors may ask for after the approval: the
+    gateway fails the request with a notice, and the kit takes and shows it (it once
+    refused the notice on every fetch)."""
+    kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"))
+    ok(kit, capsys, "fetch")
+    out, _ = ok(kit, capsys, "unmask", "--role", "collector", "--purpose", "legal_action",
+                "--fields", "id_number", site.ag1[0]["case_id"])
+    rid = request_id(out)
+    site.run()
+    assert decide(site, "approve", rid, "anna").returncode == 0
+    site.edit('collector = ["home_address", "id_number"]', 'collector = ["home_address"]')
+    site.run()
+    out, _ = ok(kit, capsys, "fetch")
+    assert f"unmask request {rid[:8]}: failed: approved, but not released" in out
+    assert not [n for n in site.inbox("AG001") if "decision" in n]
+    out, _ = ok(kit, capsys, "status", "--json")
+    (entry,) = KitSite.json_of(out)["unmask_requests"]
+    assert entry["status"] == "failed" and "id_number" in entry["note"]

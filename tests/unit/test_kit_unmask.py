@@ -126,3 +126,37 @@ def test_a_release_past_its_expiry_is_destroyed_everywhere_and_only_it(kit, tmp_
     # the contract's own data is not taken for destroyed (fetch still fills the store)
     assert ledger.files(contract_id=cfg.contract_id,
                         where=f"f.destroyed_at IS NOT NULL AND {NOT_RELEASE}") == []
+
+
+def test_an_export_being_written_holds_the_release_back_and_a_killed_ones_leftovers_go(
+        kit, tmp_path):
+    """An `open --out` of the release still running at its expiry: its plaintext is not yet
+    where the expiry looks, so the release waits for the next command instead of being
+    marked destroyed with a copy about to appear. One whose command was killed (before or
+    after its rename): its partial and its whole file are destroyed."""
+    import subprocess
+    import sys
+
+    cfg, ledger, state = kit
+    _release(kit, "2026-11-20T07:00:00Z")
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        part, target = tmp_path / "r.csv.part", tmp_path / "r.csv"
+        eid = ledger.add_export(str(target), str(part), ["unmask-1.AG001.collector.csv.pgp"],
+                                "2026-11-20T06:00:00Z")
+        ledger.db.execute("UPDATE exports SET pid = ? WHERE id = ?", (writer.pid, eid))
+        ledger.db.commit()
+        part.write_text("case_id,id_number\nC1,110105199003071234\n")
+        (line,) = unmask.expire(cfg, ledger, state, NOW)
+        assert f"an export of it is being written (process {writer.pid})" in line
+        assert ledger.release("unmask-1")["expired_at"] is None  # type: ignore[index]
+        assert state.held("unmask-1.AG001.collector.csv.pgp").exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    part.rename(target)  # the writer got as far as its rename, then was killed
+    lines = unmask.expire(cfg, ledger, state, NOW)
+    assert lines[0].startswith("release unmask-1 (unmask request eeeeeeee) expired")
+    assert not target.exists() and not part.exists()
+    assert ledger.file("unmask-1.AG001.collector.csv.pgp").decrypted == "destroyed"  # type: ignore[union-attr]
+    assert ledger.exports() == []
