@@ -152,6 +152,14 @@ class Rejection:
     def of_file(cls, code: str, message: str, *, records: int = 0) -> Rejection:
         return cls(code, file_error(code, message), records=records)
 
+    @classmethod
+    def one(cls, code: str, message: str, signer: str | None, *, row: int = 0,
+            field: str | None = None, records: int = 0) -> Rejection:
+        """A document refused for one reason, after its envelope checked out (*signer*)."""
+        errors = ErrorList()
+        errors.add([RowError(row, None, field, code, message)])
+        return cls(code, errors, records=records, signer=signer)
+
 
 @dataclass
 class Reading:

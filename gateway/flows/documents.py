@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
 from gateway import clock, documents, outbox
-from gateway.crypto.engine import E_TOO_LARGE
+from gateway.crypto.engine import E_TOO_LARGE, OpenedMessage
 from gateway.documents import (
     ACK,
     ATTESTATION,
@@ -67,38 +69,50 @@ def _begin(_ctx: Context, _arrival: Arrival) -> _Reading | Rejection:
 
 
 def _read(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> None:
-    """Decrypt the whole document (it is small; past the cap it is refused unread), then
-    take gpg's verdict, then the form. Nothing is written: the plaintext is only in memory."""
+    """Decrypt the whole document, then its form. Nothing is written: the plaintext is
+    only in memory."""
     agency = arrival.channel.agency
     assert agency is not None  # noqa: S101 — invariant, not an input check
-    archive = ctx.state.archived(arrival.sha256)
-    with archive.open("rb") as raw, ctx.crypto.open_from_agency(agency, raw) as msg:
-        data = bytearray()
-        try:
-            for chunk in msg.chunks():
-                data += chunk
-                if len(data) > documents.MAX_BYTES:
-                    out.crypto = CryptoError(f"the document is larger than {documents.MAX_BYTES} "
-                                             "bytes", code=E_TOO_LARGE)
-                    return  # leaving the message stops gpg
-        except CryptoError as exc:
-            if exc.code != E_TOO_LARGE:  # our own gpg failed: processed again next pass
-                raise
-            out.crypto = exc
-            return
-        try:
-            out.verified = msg.verdict()
-        except CryptoError as exc:
-            out.crypto = truncation(exc, archive)
-            return
+    data = read_whole(ctx, arrival, out, lambda raw: ctx.crypto.open_from_agency(agency, raw),
+                      documents.MAX_BYTES)
+    if data is None:
+        return
     try:
-        out.document = documents.parse(bytes(data), arrival.kind)  # type: ignore[arg-type]
+        out.document = documents.parse(data, arrival.kind)  # type: ignore[arg-type]
     except DocumentError as exc:
         out.form = exc
     except Exception as exc:
         # fault, not the pass's: answered E_DOCUMENT, never retried as a poison file
         log.warning("document.unreadable", error=type(exc).__name__)
         out.form = DocumentError("E_DOCUMENT", "the document could not be read as one")
+
+
+def read_whole(ctx: Context, arrival: Arrival, out: Reading,
+               opener: Callable[[BinaryIO], OpenedMessage], limit: int) -> bytes | None:
+    """A small signed document (an acknowledgement, an attestation, an unmask request)
+    decrypted whole into memory under *limit* bytes — past it refused unread — then gpg's
+    verdict; None (and ``out.crypto`` set) when the envelope fails."""
+    archive = ctx.state.archived(arrival.sha256)
+    with archive.open("rb") as raw, opener(raw) as msg:
+        data = bytearray()
+        try:
+            for chunk in msg.chunks():
+                data += chunk
+                if len(data) > limit:
+                    out.crypto = CryptoError(f"the document is larger than {limit} bytes",
+                                             code=E_TOO_LARGE)
+                    return None  # leaving the message stops gpg
+        except CryptoError as exc:
+            if exc.code != E_TOO_LARGE:  # our own gpg failed: processed again next pass
+                raise
+            out.crypto = exc
+            return None
+        try:
+            out.verified = msg.verdict()
+        except CryptoError as exc:
+            out.crypto = truncation(exc, archive)
+            return None
+    return bytes(data)
 
 
 def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
@@ -109,35 +123,35 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
     signer = out.verified.fingerprint if out.verified else None
     if out.form is not None or out.document is None or signer is None:
         form = out.form or DocumentError("E_DOCUMENT", "the document could not be read")
-        return _refused(form.code, form.message, signer, row=form.row, field=form.field)
+        return Rejection.one(form.code, form.message, signer, row=form.row, field=form.field)
     doc = out.document
     agency = arrival.channel.agency
     assert agency is not None  # noqa: S101 — invariant, not an input check
     listed = doc.files if isinstance(doc, Acknowledgement) else doc.objects
     if doc.agency != agency:
-        return _refused("E_DOCUMENT", f"the document names agency {doc.agency}, but it came "
+        return Rejection.one("E_DOCUMENT", f"the document names agency {doc.agency}, but it came "
                         f"through {agency}'s outbox", signer, field="agency", records=len(listed))
     if doc.created_at > ctx.now() + SKEW:
-        return _refused("E_DOCUMENT", "created_at lies in the future (check the clock of the "
+        return Rejection.one("E_DOCUMENT", "created_at lies in the future (check the clock of the "
                         "machine that wrote it)", signer, field="created_at", records=len(listed))
     if isinstance(doc, Attestation):
         for row, held in enumerate(doc.objects, start=1):
             assert held.destroyed_at is not None  # noqa: S101 — invariant, not an input check
             if held.destroyed_at > doc.created_at + SKEW:
-                return _refused("E_DOCUMENT", "destroyed after the attestation was written",
+                return Rejection.one("E_DOCUMENT", "destroyed after the attestation was written",
                                 signer, row=row, field="destroyed_at", records=len(listed))
     if ctx.ledger.document_seen(doc.id) is not None:
-        return _refused("E_REPLAY", "a document with this id was accepted before; each "
+        return Rejection.one("E_REPLAY", "a document with this id was accepted before; each "
                         "acknowledgement or attestation is sent once", signer, field="id",
                         records=len(listed))
     if isinstance(doc, Attestation):
         contract = ctx.cfg.agency(agency).contract
         if doc.contract_id != contract.id:
-            return _refused("E_WRONG_CONTRACT", f"the attestation is for contract {doc.contract_id}, "
+            return Rejection.one("E_WRONG_CONTRACT", f"the attestation is for contract {doc.contract_id}, "
                             f"but {agency}'s contract is {contract.id}", signer,
                             field="contract_id", records=len(listed))
         if ctx.today() <= contract.effective_end:
-            return _refused("E_CONTRACT_ACTIVE", f"contract {contract.id} runs until "
+            return Rejection.one("E_CONTRACT_ACTIVE", f"contract {contract.id} runs until "
                             f"{contract.effective_end}; destroy and attest after it ends", signer,
                             field="contract_id", records=len(listed))
     delivered = ctx.ledger.delivered_to(agency, [h.sha256 for h in listed])
@@ -156,13 +170,6 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
         out.not_listed = max(0, ctx.ledger.held_count(agency) - len(listed))
     out.records = out.accepted = len(listed)
     return None
-
-
-def _refused(code: str, message: str, signer: str | None, *, row: int = 0,
-             field: str | None = None, records: int = 0) -> Rejection:
-    errors = ErrorList()
-    errors.add([RowError(row, None, field, code, message)])
-    return Rejection(code, errors, records=records, signer=signer)
 
 
 def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Outcome:

@@ -23,9 +23,8 @@ from pathlib import Path
 import structlog
 
 from gateway import clock, outbox
-from gateway.crypto.engine import E_TOO_LARGE, E_UNKNOWN_SIGNER
+from gateway.crypto.engine import E_UNKNOWN_SIGNER
 from gateway.documents import DocumentError
-from gateway.errors import CryptoError
 from gateway.flows import Context
 from gateway.flows.arrival import (
     Arrival,
@@ -34,8 +33,8 @@ from gateway.flows.arrival import (
     Reading,
     Rejection,
     commit_with_receipt,
-    truncation,
 )
+from gateway.flows.documents import read_whole
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import FileStatus, UnmaskRequestRow, UnmaskStatus
 from gateway.names import file_fields
@@ -60,32 +59,17 @@ def _begin(_ctx: Context, _arrival: Arrival) -> _Reading | Rejection:
 
 
 def _read(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> None:
-    """Decrypt the whole request (small; past the cap it is refused unread), gpg's verdict,
-    then the form. Nothing is written: the plaintext is only in memory."""
+    """Decrypt the whole request (the documents' reader: small, capped), then its form.
+    Nothing is written: the plaintext is only in memory."""
     agency = arrival.channel.agency
     assert agency is not None  # noqa: S101 — invariant, not an input check
-    archive = ctx.state.archived(arrival.sha256)
-    with archive.open("rb") as raw, ctx.crypto.open_from_agency_staff(agency, raw) as msg:
-        data = bytearray()
-        try:
-            for chunk in msg.chunks():
-                data += chunk
-                if len(data) > unmask_request.MAX_BYTES:
-                    out.crypto = CryptoError(f"the request is larger than "
-                                             f"{unmask_request.MAX_BYTES} bytes", code=E_TOO_LARGE)
-                    return
-        except CryptoError as exc:
-            if exc.code != E_TOO_LARGE:  # our own gpg failed: processed again next pass
-                raise
-            out.crypto = exc
-            return
-        try:
-            out.verified = msg.verdict()
-        except CryptoError as exc:
-            out.crypto = truncation(exc, archive)
-            return
+    data = read_whole(ctx, arrival, out,
+                      lambda raw: ctx.crypto.open_from_agency_staff(agency, raw),
+                      unmask_request.MAX_BYTES)
+    if data is None:
+        return
     try:
-        out.request = unmask_request.parse(bytes(data))
+        out.request = unmask_request.parse(data)
     except DocumentError as exc:
         out.form = exc
     except Exception as exc:
@@ -100,13 +84,13 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
     signer = out.verified.fingerprint if out.verified else None
     if out.form is not None or out.request is None or signer is None:
         form = out.form or DocumentError(unmask_request.CODE, "the request could not be read")
-        return _refused(form.code, form.message, signer, row=form.row, field=form.field)
+        return Rejection.one(form.code, form.message, signer, row=form.row, field=form.field)
     req, agency_code = out.request, arrival.channel.agency
     assert agency_code is not None  # noqa: S101 — invariant, not an input check
     n = len(req.cases)
 
     def refused(code: str, message: str, fld: str) -> Rejection:
-        return _refused(code, message, signer, field=fld, records=n)
+        return Rejection.one(code, message, signer, field=fld, records=n)
 
     settings = ctx.cfg.unmask
     if settings is None:
@@ -174,13 +158,6 @@ def _over_limit(ctx: Context, agency_code: str, cases: int) -> str | None:
         return (f"{agency_code} has {used_cases} cases requested this month; {cases} more would "
                 f"pass the limit of {settings.monthly_cases} (unmask.monthly_cases)")
     return None
-
-
-def _refused(code: str, message: str, signer: str | None, *, row: int = 0,
-             field: str | None = None, records: int = 0) -> Rejection:
-    errors = ErrorList()
-    errors.add([RowError(row, None, field, code, message)])
-    return Rejection(code, errors, records=records, signer=signer)
 
 
 def _commit(ctx: Context, arrival: Arrival, out: _Reading, _staging: Path) -> Outcome:
