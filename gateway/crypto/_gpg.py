@@ -106,9 +106,13 @@ def kill_agent(home: Path, *, wait: float = 5.0) -> None:
             return ""
 
         socket = Path(gpgconf_run("--list-dirs", "agent-socket").strip() or home / "S.gpg-agent")
-        if len(os.fsencode(str(socket))) < _SUN_PATH and socket.exists():
+        if len(os.fsencode(str(socket))) < _SUN_PATH:
+            if not socket.exists():
+                return  # no agent serves this home (the common case: a scratch home, unused)
             gpgconf_run("--kill", "gpg-agent")
             asked = True
+    # reached here: an agent was asked to exit, or this home's socket is out of reach (a
+    # long path: an agent of it was started through an alias) — look for the processes
     deadline = time.monotonic() + wait
     signalled: set[int] = set()
     polite_until = time.monotonic() + (0.5 if asked else 0.0)  # gpgconf's request first
