@@ -136,7 +136,8 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "late": _flag, "dry_run": _flag,
     "date": _pattern(r"\d{4}-\d{2}-\d{2}", "an ISO date"),
     "node": _pattern(identifiers.NODE, "a host name"),
-    "version": _pattern(r"[0-9A-Za-z.+-]{1,32}", "a version"),
+    # PEP 440 with a local part: a checkout past its tag, changed, is 0.2.1.dev103+gd63dc73b9.d20261207
+    "version": _pattern(r"[0-9A-Za-z.+-]{1,64}", "a version"),
     "account": _pattern(r"[a-z][a-z0-9._-]{0,31}", "a console account name"),
     "page": _pattern(r"[a-z_]{1,32}", "a console page name"),
     # sshd logs IPv6 link-local addresses with their interface (fe80::1%eth0) and UNKNOWN

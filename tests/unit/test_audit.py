@@ -117,3 +117,10 @@ def test_entries_are_canonical_json(log):
     fill(log)
     for line in log.path.read_bytes().splitlines():
         assert audit.canonical(json.loads(line)) == line
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.2.1.dev103+gd63dc73b9.d20261207", "0+unknown"])
+def test_the_gateways_version_is_recorded_from_a_changed_checkout_too(log, version):
+    """A checkout past its tag and changed has a 33-character version: it once stopped
+    every run at its first audit entry (the field took 32)."""
+    assert log.record("gateway.started", version=version)["version"] == version
