@@ -19,7 +19,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q --durations=15 -n 2 --dist loadfile
+	$(BIN)/pytest -q --durations=15 -n 2 --dist worksteal
 
 demo: system-deps $(STAMP)
 	rm -rf $(DEMO_DIR)
