@@ -25,7 +25,7 @@ import heapq
 import ipaddress
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,18 +278,29 @@ def _login(c: Console, request: Request, form: FormData) -> Response:
     return response
 
 
-async def logout(request: Request) -> Response:
-    """As a :func:`signed_in` page, but with a form to read on the event loop between the
-    session check and the log-out, each of which runs on a worker thread."""
-    c = _console(request)
-    signed = await run_in_threadpool(_signed_in, c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
-    form = await _form(request)
-    if not same_token(str(form.get("csrf", "")), session.csrf):
-        return Response("Missing or wrong CSRF token.", status_code=403)
-    await run_in_threadpool(c.accounts.logout, row.name)
+def signed_form(handler: Callable[[Console, Request, Session, AccountRow, FormData], Response]
+                ) -> Callable[[Request], Awaitable[Response]]:
+    """A route that takes a form from a signed-in account: as a :func:`signed_in` page, but
+    with the form read on the event loop between the session check and *handler*, each
+    of which runs on a worker thread; a form without the session's CSRF token is refused."""
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        c = _console(request)
+        signed = await run_in_threadpool(_signed_in, c, request)
+        if isinstance(signed, Response):
+            return signed
+        session, row = signed
+        form = await _form(request)
+        if not same_token(str(form.get("csrf", "")), session.csrf):
+            return Response("Missing or wrong CSRF token.", status_code=403)
+        return await run_in_threadpool(handler, c, request, session, row, form)
+    return endpoint
+
+
+@signed_form
+def logout(c: Console, request: Request, _session: Session, row: AccountRow,
+           _posted: FormData) -> Response:
+    c.accounts.logout(row.name)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(c, request), httponly=True,
                            samesite="strict")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,13 +18,11 @@ from gateway.console import export
 from gateway.console.app import (
     Console,
     _address,
-    _console,
-    _form,
     _render,
-    _signed_in,
+    signed_form,
     signed_in,
 )
-from gateway.console.auth import Session, same_token
+from gateway.console.auth import Session
 from gateway.errors import UsageError
 from gateway.ledger import AccountRow, LedgerError
 from gateway.reports.figures import check_month
@@ -52,22 +49,9 @@ def _unmask_page(c: Console, request: Request, session: Session, row: AccountRow
                    refused=refused)
 
 
-async def unmask_decision(request: Request) -> Response:
-    """An approver's decision: as :func:`logout`, the session checked and the decision made
-    on worker threads, the form read on the event loop between them."""
-    c = _console(request)
-    signed = await run_in_threadpool(_signed_in, c, request)
-    if isinstance(signed, Response):
-        return signed
-    session, row = signed
-    form = await _form(request)
-    if not same_token(str(form.get("csrf", "")), session.csrf):
-        return Response("Missing or wrong CSRF token.", status_code=403)
-    return await run_in_threadpool(_decide, c, request, session, row, form)
-
-
-def _decide(c: Console, request: Request, session: Session, row: AccountRow,
-            form: FormData) -> Response:
+@signed_form
+def unmask_decision(c: Console, request: Request, session: Session, row: AccountRow,
+                    form: FormData) -> Response:
     """Role first (an operator's or auditor's form is refused before any code is looked
     at), then the reason's rules (before a code is spent on a decision that cannot be
     made), then a fresh TOTP code, then :func:`gateway.unmask.decide.decide` — the one path

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import documents, synth
-from tests.flowsite import Site
+from gateway import documents
 from tests.integration.test_kit_local import scanned
-from tests.integration.test_unmask import UNMASK, decide
+from tests.integration.test_unmask import decide, unmask_site
 from tests.kitsite import KitSite
 from tests.leaks import LeakScanner
 
@@ -28,25 +27,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def site(tmp_path, keybox):
-    from gateway import audit
-    from gateway.console.auth import Accounts
-    from gateway.ledger import Ledger
-    from tests.integration.test_unmask import PASSWORD
-
-    s = Site(tmp_path / "site", keybox)
-    s.config.write_text(s.config.read_text() + UNMASK)
-    s.records = list(synth.cases(10, ["AG001", "AG002"], seed=29))
-    s.drop_cases("B1.csv.pgp", s.records)
-    assert s.run() == {"accepted": 1}
+    s = unmask_site(tmp_path / "site", keybox, seed=29,
+                    accounts=(("anna", "approver"), ("ben", "approver")))
     s.ag1 = [r for r in s.records if r["agency_code"] == "AG001"]
-    s.secrets = {}
-    ledger = Ledger(s.cfg().gateway.db_url)
-    try:
-        accounts = Accounts(ledger, audit.AuditLog(s.state / "audit", actor="admin"))
-        for name in ("anna", "ben"):
-            s.secrets[name] = accounts.add(name, "approver", PASSWORD).secret
-    finally:
-        ledger.close()
     return s
 
 

@@ -42,24 +42,32 @@ collector = ["home_address", "id_number"]
 """
 
 
-@pytest.fixture
-def site(tmp_path, keybox):
-    s = Site(tmp_path / "site", keybox)
+def unmask_site(root, keybox, *, seed: int,
+                accounts=(("anna", "approver"), ("ben", "approver"), ("olga", "operator"))
+                ) -> Site:
+    """A site with [unmask], one batch B1 of ten cases taken, and console accounts (their
+    TOTP secrets in ``site.secrets``)."""
+    from gateway.console.auth import Accounts
+
+    s = Site(root, keybox)
     s.config.write_text(s.config.read_text() + UNMASK)
-    s.records = list(synth.cases(10, ["AG001", "AG002"], seed=28))
+    s.records = list(synth.cases(10, ["AG001", "AG002"], seed=seed))
     s.drop_cases("B1.csv.pgp", s.records)
     assert s.run() == {"accepted": 1}
     s.secrets = {}
     ledger = Ledger(s.cfg().gateway.db_url)
     try:
-        from gateway.console.auth import Accounts
-
-        accounts = Accounts(ledger, audit.AuditLog(s.state / "audit", actor="admin"))
-        for name, role in (("anna", "approver"), ("ben", "approver"), ("olga", "operator")):
-            s.secrets[name] = accounts.add(name, role, PASSWORD).secret
+        made = Accounts(ledger, audit.AuditLog(s.state / "audit", actor="admin"))
+        for name, role in accounts:
+            s.secrets[name] = made.add(name, role, PASSWORD).secret
     finally:
         ledger.close()
     return s
+
+
+@pytest.fixture
+def site(tmp_path, keybox):
+    return unmask_site(tmp_path / "site", keybox, seed=28)
 
 
 def cases_of(site: Site, agency: str) -> list[dict[str, str]]:
