@@ -70,10 +70,11 @@ def _shown(path: Path, base: Path) -> str:
         return str(path)
 
 
-def check_keys(cfg: Config) -> KeySet:
+def check_keys(cfg: Config, listings: keys.Listings | None = None) -> KeySet:
     """Apply the key policy to every key in *cfg*; raise ConfigError listing every hard problem,
     among them a key file, the configuration or the gateway's directories that someone other
-    than the gateway may write (:mod:`gateway.config.trust`)."""
+    than the gateway may write (:mod:`gateway.config.trust`). *listings*: what gpg said of
+    key files read before (the daemon keeps them in its state directory)."""
     base = cfg.source.resolve().parent
     problems: list[str] = []
     refused: list[RefusedKey] = []
@@ -81,7 +82,7 @@ def check_keys(cfg: Config) -> KeySet:
 
     def one(key_path: str, path: Path, purpose: Purpose) -> KeyInfo | None:
         try:
-            return keys.check(path, purpose)
+            return keys.check(path, purpose, listings)
         except KeyPolicyError as exc:
             msg = str(exc).replace(str(path), _shown(path, base), 1)
             problems.append(f"{key_path}: {msg}")
@@ -93,7 +94,7 @@ def check_keys(cfg: Config) -> KeySet:
         for i, path in enumerate(paths):
             where = f"{key_path}[{i}]"
             try:
-                info = keys.check(path, purpose)
+                info = keys.check(path, purpose, listings)
             except KeyRefused as exc:
                 msg = str(exc).replace(str(path), _shown(path, base), 1)
                 skipped.append(f"{where}: {msg}")
@@ -207,9 +208,14 @@ class Crypto:
                              max_plaintext=cfg.gateway.max_plaintext_mb * 1024 * 1024,
                              compress_level=cfg.gateway.compress_level)
 
+    LISTINGS = "keys.listed.json"  # in the state directory: see keys.Listings
+
     @classmethod
     def start(cls, cfg: Config) -> Crypto:
-        return cls(cfg, check_keys(cfg))
+        listings = keys.Listings(cfg.gateway.state_dir / cls.LISTINGS)
+        keyset = check_keys(cfg, listings)
+        listings.save()
+        return cls(cfg, keyset)
 
     @property
     def fingerprint(self) -> str:

@@ -141,6 +141,18 @@ def test_revoked_bank_key_in_config_is_refused_at_start(site):
         site.run()
 
 
+def test_a_key_revoked_after_a_start_is_refused_at_the_next(site):
+    """The daemon keeps what gpg said of each key file (by its bytes) to start faster; a
+    key file replaced by its revocation is other bytes, read again and refused."""
+    import shutil
+    assert site.run() == {}
+    assert (site.root / "var" / "keys.listed.json").exists()
+    shutil.copy(site.keys["revoked"].pub, site.root / "keys" / "bank.pub.asc")
+    from gateway.errors import ConfigError
+    with pytest.raises(ConfigError, match="revoked"):
+        site.run()
+
+
 def test_a_gb18030_export_read_as_utf8_names_the_setting(site, records):
     """`E_ENCODING — a line is not valid utf-8 text` left the bank guessing; the message
     now names the other encoding and the setting that chooses it."""
