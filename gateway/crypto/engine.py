@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import io
 import os
 import shutil
@@ -106,11 +107,17 @@ class Verified:
 
 
 class Keyring:
-    """A private gpg home holding exactly the configured keys, rebuilt on every start.
+    """A private gpg home holding exactly the configured keys, rebuilt whenever they change.
 
     Rebuilding from the key files means the keyring can never drift from the
-    config: a key removed from ``gateway.toml`` is gone at the next start.
+    config: a key removed from ``gateway.toml`` is gone at the next start. The home
+    records the SHA-256 of what it was built from (each file's bytes, in order, secret or
+    public); a start given the same files keeps it — two gpg imports and an agent's
+    start are most of what a start with nothing to do spends on keys. A build that
+    did not finish leaves no record, so the next start builds again.
     """
+
+    STAMP = "gateway-keyring.sha256"
 
     def __init__(
         self,
@@ -129,6 +136,10 @@ class Keyring:
     def _build(self, secret_keys: list[Path], public_keys: list[Path]) -> None:
         _gpg.kill_agent(self.path)  # an agent left behind by a killed run
         _gpg.remove_aliases(self.path)  # and the short path it was reached by
+        stamp = self._stamp(secret_keys, public_keys)
+        if self._built_from() == stamp:
+            self.home, self._alias_dir = _gpg.short_home(self.path)
+            return
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(mode=0o700, parents=True)
@@ -141,6 +152,23 @@ class Keyring:
         except BaseException:
             self.close()
             raise
+        (self.path / self.STAMP).write_text(stamp + "\n")
+
+    @staticmethod
+    def _stamp(secret_keys: list[Path], public_keys: list[Path]) -> str:
+        digest = hashlib.sha256()
+        for kind, paths in ((b"secret", secret_keys), (b"public", public_keys)):
+            for path in paths:
+                digest.update(kind + b" " + hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()
+
+    def _built_from(self) -> str | None:
+        try:
+            if not (self.path / "pubring.kbx").is_file():
+                return None
+            return (self.path / self.STAMP).read_text().strip()
+        except OSError:
+            return None
 
     def _import(self, files: list[str], *, secret: bool) -> None:
         pw = self.passphrase.reveal() if (secret and self.passphrase) else ("" if secret else None)

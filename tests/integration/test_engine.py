@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import time
 from pathlib import Path
 
@@ -256,3 +257,37 @@ def test_a_keyring_rebuilt_after_a_killed_run_stops_the_old_agent_and_signs(tmp_
     finally:
         new.close()
     assert live_gpg_processes(str(new.home)) == []
+
+
+def test_a_keyring_is_kept_while_its_key_files_are_the_same_and_rebuilt_when_they_change(
+        tmp_path, keybox):
+    """A start with nothing to do spent a tenth of a second importing the same keys again;
+    the keyring is now kept while the configured files are byte for byte the same, and
+    still never drifts from them: a key taken out of the config is gone at the next start."""
+    home = tmp_path / "state" / "gnupg"
+    publics = [keybox["bank"].pub, keybox["ag001"].pub]
+
+    def listed(ring: Keyring) -> str:
+        return subprocess.run(["gpg", "--homedir", str(ring.path), "--batch", "--with-colons",
+                               "--list-keys"], capture_output=True, check=True).stdout.decode()
+
+    first = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics)
+    first.close()
+    built = (home / "pubring.kbx").stat()
+    again = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics)
+    try:
+        assert (home / "pubring.kbx").stat().st_ino == built.st_ino  # not rebuilt
+        signed = Engine(again, signer=keybox["gateway"].fingerprint).clearsign(b"{}\n")
+        assert b"BEGIN PGP SIGNATURE" in signed
+    finally:
+        again.close()
+    assert keybox["ag001"].fingerprint in listed(again)
+    fewer = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics[:1])
+    fewer.close()
+    assert keybox["ag001"].fingerprint not in listed(fewer)  # taken out: gone
+    (home / Keyring.STAMP).unlink()  # a build that never finished leaves no record
+    (home / "pubring.kbx").write_bytes(b"")
+    rebuilt = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics[:1])
+    rebuilt.close()
+    assert keybox["bank"].fingerprint in listed(rebuilt)
+    assert live_gpg_processes(str(home)) == []
