@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
 import structlog
 
@@ -46,8 +46,11 @@ from gateway.flows import Context
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import CommitConflict, LeaseLost, ReceiptRow
 from gateway.names import file_fields
-from gateway.validation import chunks, csvio
+from gateway.validation import csvio
 from gateway.validation.cases import RowError
+
+if TYPE_CHECKING:  # Arrow and NumPy are loaded when a file is read, not for a pass (below)
+    from gateway.validation import chunks
 
 log = structlog.get_logger("gateway.intake")
 
@@ -312,7 +315,7 @@ def stage_receipt(ctx: Context, channel: Channel, tag: str, receipt: Receipt) ->
     return name
 
 
-ChunksHandler = Callable[[list[str], chunks.ChunkReader], list[RowError]]
+ChunksHandler = Callable[[list[str], "chunks.ChunkReader"], list[RowError]]
 
 
 def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, encoding: str,
@@ -327,6 +330,8 @@ def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, 
     from a damaged one. *encoding_hint*, when the sender can choose the encoding, ends an
     E_ENCODING message with what to do about it.
     """
+    from gateway.validation import chunks  # Arrow: a file is being read
+
     reader: chunks.ChunkReader | None = None
     try:
         reader = chunks.ChunkReader(msg, encoding=encoding, delimiter=delimiter)

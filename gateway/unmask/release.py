@@ -24,10 +24,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 
 from gateway import clock, faults, outbox
@@ -37,12 +35,13 @@ from gateway.flows import Context
 from gateway.flows.arrival import SIGNATURE_CODES
 from gateway.ledger import DeliveryRow, UnmaskCaseRow, UnmaskRequestRow, UnmaskStatus
 from gateway.masking import RolePolicy, Rule
-from gateway.masking_columns import ChunkMasks
 from gateway.state import file_sha256, write_private
-from gateway.validation import chunks, csvio
+from gateway.validation import csvio
 from gateway.validation.cases import map_header
-from gateway.validation.columnar import ColumnarCases
 from gateway.validation.schema import CASE_FIELDS, FREE_TEXT_CASE_FIELDS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = structlog.get_logger("gateway.unmask")
 BANK_IN = "bank.incoming"
@@ -212,6 +211,9 @@ def _fail(ctx: Context, row: UnmaskRequestRow, exc: _NotReleasable) -> None:
 
 
 def _seal_release(ctx: Context, row: UnmaskRequestRow) -> None:
+    from gateway.masking_columns import ChunkMasks  # Arrow: only when something is released
+    from gateway.validation import chunks
+
     agency = ctx.cfg.agency(row.agency_code)
     wanted = ctx.ledger.unmask_cases(row.id)
     sources = _sources(ctx, row, wanted)
@@ -328,6 +330,12 @@ def _rows(ctx: Context, row: UnmaskRequestRow, sources: list[_Source]
     """The requested cases' rows, checked again as on the day their batch was taken, from
     each batch's archived ciphertext (the bank's signature verified again); one table, in
     the batches' order, every column present in any of them (empty where a batch had none)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from gateway.validation import chunks
+    from gateway.validation.columnar import ColumnarCases
+
     parts: list[pa.Table] = []
     present: set[str] = set()
     for src in sources:
