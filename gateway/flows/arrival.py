@@ -42,7 +42,7 @@ from gateway.crypto.engine import (
     Verified,
 )
 from gateway.errors import CryptoError
-from gateway.flows import Context
+from gateway.flows import Context, timing
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import CommitConflict, LeaseLost, ReceiptRow
 from gateway.names import file_fields
@@ -228,7 +228,7 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
         if isinstance(reading, Rejection):
             return reject(ctx, arrival, reading)
         try:
-            flow.read(ctx, arrival, reading, staging)
+            _read(ctx, flow, arrival, reading, staging)
             refused = flow.verdict(ctx, arrival, reading)
         except BaseException:  # interrupted or failed: no gpg writer may outlive this
             reading.abort()
@@ -247,6 +247,18 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
     log.warning("file.conflict_again", kind=arrival.kind, file_id=arrival.id,
                 attempts=MAX_CONFLICTS)
     return Outcome.CONFLICT
+
+
+def _read(ctx: Context, flow: Flow[R], arrival: Arrival, reading: R, staging: Path) -> None:
+    """The flow's read, timed thread by thread (:mod:`gateway.flows.timing`): one
+    ``file.stages`` line per reading, whether it ended well or not, says where the file's
+    time went — reading, a stage, or waiting on gpg. Numbers and stage names only."""
+    line = timing.Timeline()
+    try:
+        with line.reading():
+            flow.read(ctx, arrival, reading, staging)
+    finally:
+        log.info("file.stages", kind=arrival.kind, file_id=arrival.id, **line.fields())
 
 
 def guarded(ctx: Context, arrival: Arrival,
@@ -334,7 +346,7 @@ def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, 
 
     reader: chunks.ChunkReader | None = None
     try:
-        reader = chunks.ChunkReader(msg, encoding=encoding, delimiter=delimiter)
+        reader = chunks.ChunkReader(timing.waited(msg), encoding=encoding, delimiter=delimiter)
         header = reader.header()
         if header is None:
             out.errors.add([RowError(0, None, None, "E_EMPTY", "the file is empty")])
@@ -360,7 +372,8 @@ def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, 
         if reader is not None:
             reader.close()
     try:
-        out.verified = msg.verdict()
+        with timing.waiting():  # gpg's last packets, the signature checked
+            out.verified = msg.verdict()
     except CryptoError as exc:
         out.crypto = truncation(exc, source)
 

@@ -211,3 +211,20 @@ def test_run_once_cli(site, records):
     proc = run_cli("run", "--once", "-c", str(site.config))
     assert proc.returncode == 0, proc.stderr
     assert "1 accepted" in proc.stderr
+
+
+def test_a_files_reading_is_logged_stage_by_stage(site, records):
+    """One ``file.stages`` line per reading says where its time went, thread by thread
+    (docs/engineering/performance.md): numbers and stage names, nothing of the file."""
+    import structlog
+
+    site.drop_cases("B1.csv.pgp", records)
+    with structlog.testing.capture_logs() as logged:
+        assert site.run() == {"accepted": 1}
+    (line,) = [e for e in logged if e["event"] == "file.stages"]
+    assert line["kind"] == "case_file" and isinstance(line["file_id"], int)
+    stages = line["stages"]
+    assert list(stages) == ["read", "seal", "stage"]  # the reading thread, then as built
+    assert stages["stage"]["items"] == stages["seal"]["items"] >= 1
+    assert all(isinstance(v, int | float) for s in stages.values() for v in s.values())
+    assert 0 < stages["read"]["cpu_s"] and line["wall_s"] >= stages["read"]["busy_s"]
