@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Self
 
+from gateway import timing
 from gateway.crypto import _gpg
 from gateway.crypto.keys import KeyInfo
 from gateway.errors import CryptoError, GatewayError
@@ -533,7 +534,8 @@ class SealWriter:
         stdin = self._gpg.proc.stdin
         assert stdin is not None  # noqa: S101 — invariant, not an input check
         try:
-            stdin.write(data)
+            with timing.on_gpg():  # a full pipe: the writing thread waits for gpg
+                stdin.write(data)
         except BrokenPipeError:
             self.abort()
             raise CryptoError(f"gpg stopped while sealing: {_stderr_tail(bytes(self._gpg.stderr_tail))}",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
 import structlog
 
-from gateway import outbox
+from gateway import outbox, timing
 from gateway.crypto import packets
 from gateway.crypto.engine import (
     E_BAD_SIGNATURE,
@@ -42,7 +42,7 @@ from gateway.crypto.engine import (
     Verified,
 )
 from gateway.errors import CryptoError
-from gateway.flows import Context, timing
+from gateway.flows import Context
 from gateway.flows.receipts import ErrorList, Receipt
 from gateway.ledger import CommitConflict, LeaseLost, ReceiptRow
 from gateway.names import file_fields
@@ -250,7 +250,7 @@ def drive(ctx: Context, arrival: Arrival) -> Outcome:
 
 
 def _read(ctx: Context, flow: Flow[R], arrival: Arrival, reading: R, staging: Path) -> None:
-    """The flow's read, timed thread by thread (:mod:`gateway.flows.timing`): one
+    """The flow's read, timed thread by thread (:mod:`gateway.timing`): one
     ``file.stages`` line per reading, whether it ended well or not, says where the file's
     time went — reading, a stage, or waiting on gpg. Numbers and stage names only."""
     line = timing.Timeline()
@@ -372,7 +372,7 @@ def read_signed_csv(msg: OpenedMessage, out: Reading, handle: ChunksHandler, *, 
         if reader is not None:
             reader.close()
     try:
-        with timing.waiting():  # gpg's last packets, the signature checked
+        with timing.on_gpg():  # gpg's last packets, the signature checked
             out.verified = msg.verdict()
     except CryptoError as exc:
         out.crypto = truncation(exc, source)

@@ -3,7 +3,7 @@
 The flows' work is mostly Arrow kernels, SQLite statements and pipe writes, all of which
 run without the GIL: split into stages, one file's chunks keep both cores busy — one
 stage reading and checking chunk *k+1* while the next asks the ledger about chunk *k*.
-Each stage keeps its :class:`~gateway.flows.timing.Times` (busy, idle, waiting on the
+Each stage keeps its :class:`~gateway.timing.Times` (busy, idle, waiting on the
 next stage), and joins the timeline of the file being read on the thread that builds it.
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.flows import timing
+from gateway import timing
 
 
 class Stage:
@@ -50,6 +50,8 @@ class Stage:
                 times.idle += t1 - t0
                 if item is None:
                     break
+                if times.first is None:
+                    times.first = t1
                 if self._error is None and not self._stopping:
                     try:
                         self._handle(item[0])

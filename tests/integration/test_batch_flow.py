@@ -224,7 +224,8 @@ def test_a_files_reading_is_logged_stage_by_stage(site, records):
     (line,) = [e for e in logged if e["event"] == "file.stages"]
     assert line["kind"] == "case_file" and isinstance(line["file_id"], int)
     stages = line["stages"]
-    assert list(stages) == ["read", "seal", "stage"]  # the reading thread, then as built
+    assert list(stages) == ["read", "stage", "seal"]  # the reading thread, then as work flows
     assert stages["stage"]["items"] == stages["seal"]["items"] >= 1
     assert all(isinstance(v, int | float) for s in stages.values() for v in s.values())
-    assert 0 < stages["read"]["cpu_s"] and line["wall_s"] >= stages["read"]["busy_s"]
+    assert stages["read"]["cpu_s"] > 0 and line["wall_s"] >= stages["read"]["busy_s"]
+    assert stages["read"]["gpg_s"] > 0  # the plaintext is gpg's, read from its pipe

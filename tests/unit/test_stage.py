@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.flows import timing
+from gateway import timing
 from gateway.flows.stage import Stage
-from gateway.flows.timing import Timeline, waited
+from gateway.timing import Timeline, waited
 
 
 def test_items_are_handled_in_order():
@@ -58,7 +58,7 @@ def test_stop_waits_for_the_item_in_hand_and_drops_the_rest():
     assert seen == [0]  # the item in hand finished; the queued one was dropped
 
 
-# --- where a file's reading waits (gateway.flows.timing) ---------------------------
+# --- where a file's reading waits (gateway.timing) ---------------------------
 
 
 def test_a_slow_handler_shows_as_the_stage_busy_and_its_feeder_blocked():
@@ -101,13 +101,14 @@ def test_a_stage_feeding_a_stage_has_its_wait_counted_as_blocked_not_busy():
             first.put(i)
         first.finish()
         second.finish()
+    assert list(line.fields()["stages"]) == ["read", "first", "second"]  # as work flows
     by_name = {t.name: t for t in line.stages}
     assert by_name["first"].blocked >= 0.1  # waited for room in second's queue
     assert by_name["first"].busy < 0.05
     assert by_name["second"].busy >= 0.25
 
 
-def test_the_reader_waiting_for_input_is_idle_time_and_cpu_is_per_thread():
+def test_the_reader_waiting_on_gpg_is_not_busy_and_cpu_is_per_thread():
     class Slow(io.RawIOBase):
         def __init__(self) -> None:
             self.left = 3
@@ -122,13 +123,15 @@ def test_the_reader_waiting_for_input_is_idle_time_and_cpu_is_per_thread():
 
     line = Timeline()
     with line.reading():
-        stream = waited(Slow())
+        stream = waited(Slow())  # gpg's plaintext
         while stream.readinto(memoryview(bytearray(8))):
             pass
+        with timing.on_gpg():  # its verdict
+            time.sleep(0.05)
         sum(range(2_000_000))  # CPU time on the reading thread
-    assert line.reader.idle >= 0.15
+    assert line.reader.gpg >= 0.2 and line.reader.idle == 0
     assert line.reader.cpu > 0.01 and line.reader.busy >= line.reader.cpu * 0.5
-    assert line.wall >= line.reader.idle + line.reader.busy - 1e-6
+    assert line.wall >= line.reader.gpg + line.reader.busy - 1e-6
 
 
 def test_untimed_stages_still_count_and_the_line_names_each_stage_once():
@@ -142,7 +145,34 @@ def test_untimed_stages_still_count_and_the_line_names_each_stage_once():
         Stage("s", lambda _i: None).finish()
     stages: Any = line.fields()["stages"]
     assert list(stages) == ["read", "s", "s.2"]
-    assert set(stages["s"]) == {"busy_s", "idle_s", "blocked_s", "drain_s", "cpu_s", "full_s",
-                                "items"}
+    assert set(stages["s"]) == {"busy_s", "idle_s", "gpg_s", "blocked_s", "drain_s", "cpu_s",
+                                "full_s", "items"}
     assert "items" not in stages["read"]
     assert timing.timeline() is None and timing.worker() is None  # reset after the reading
+    with timing.on_gpg():  # nothing timed on this thread: nothing counted, nothing raised
+        pass
+
+
+def test_a_stage_writing_into_gpg_counts_the_full_pipe_as_gpg_time(tmp_path):
+    """The sealing stage's writes into gpg's pipe (SealWriter.write): a write waits while
+    gpg, slower, has not taken what came before."""
+    from gateway.crypto.engine import SealWriter
+
+    class Pipe:
+        def write(self, data: bytes) -> int:
+            time.sleep(0.05)  # gpg taking its time
+            return len(data)
+
+    class Proc:
+        stdin = Pipe()
+
+    writer = SealWriter.__new__(SealWriter)  # no gpg: only the write path is under test
+    writer._gpg = type("G", (), {"proc": Proc()})()
+    line = Timeline()
+    with line.reading():
+        stage = Stage("seal", writer.write)
+        for _ in range(4):
+            stage.put(b"x" * 10)
+        stage.finish()
+    seal = line.stages[0]
+    assert seal.gpg >= 0.15 and seal.busy < 0.1

@@ -10,7 +10,9 @@ gathers those of one file, and the driver logs them as one ``file.stages`` line
 
 The timeline reaches the stages through a context variable set on the reading thread:
 a stage is built on that thread (its constructor joins the timeline), so the flows that
-build stages need not pass anything along. Counting costs a few clock reads per chunk.
+build stages need not pass anything along; the engine's pipes (:mod:`gateway.crypto.engine`)
+count their waits to whichever thread is timed. Counting costs a few clock reads per
+chunk. Here, not in :mod:`gateway.flows`: the engine, below the flows, reports to it.
 """
 
 from __future__ import annotations
@@ -39,32 +41,37 @@ _worker: contextvars.ContextVar[Times | None] = contextvars.ContextVar(
 class Times:
     """One thread's share of a file's reading, in seconds.
 
-    *active* is the time it worked or waited on the stage after it (a stage: inside its
-    handler; the reading thread: all but *idle*); *busy* is that less the waits, i.e.
-    its own work. *idle* is waiting for work (a stage: its queue empty; the reading
-    thread: gpg's plaintext and verdict). *blocked* is waiting for room in the next
-    stage's queue, *drain* waiting at the end for the next stage to finish. *full* is
-    the other side of a stage's queue: how long its feeder waited for room in it.
-    *cpu* is the thread's CPU time (``time.thread_time``); *items* the items handled."""
+    *active* is the time it worked or waited on something it needed (a stage: inside its
+    handler; the reading thread: all of it); *busy* is that less those waits: its own
+    work, which includes waiting for the interpreter lock or a core (compare *cpu*).
+    *idle* is a stage waiting for work (its queue empty). *gpg* is waiting on gpg: for
+    its plaintext and verdict (reading), for room in its pipe (sealing). *blocked* is
+    waiting for room in the next stage's queue, *drain* waiting at the end for the next
+    stage to finish. *full* is the other side of a stage's queue: how long its feeder
+    waited for room in it. *cpu* is the thread's CPU time (``time.thread_time``);
+    *items* the items a stage handled."""
 
     name: str
     active: float = 0.0
     idle: float = 0.0
+    gpg: float = 0.0
     blocked: float = 0.0
     drain: float = 0.0
     full: float = 0.0
     cpu: float = 0.0
     items: int = 0
     queued: bool = False  # a stage (full, items); the reading thread has no queue
+    first: float | None = None  # when a stage took its first item: the pipeline's order
 
     @property
     def busy(self) -> float:
-        return max(0.0, self.active - self.blocked - self.drain)
+        return max(0.0, self.active - self.gpg - self.blocked - self.drain)
 
     def fields(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {
             "busy_s": round(self.busy, 3), "idle_s": round(self.idle, 3),
-            "blocked_s": round(self.blocked, 3), "drain_s": round(self.drain, 3),
+            "gpg_s": round(self.gpg, 3), "blocked_s": round(self.blocked, 3),
+            "drain_s": round(self.drain, 3),
             "cpu_s": round(self.cpu, 3)}
         if self.queued:
             out["full_s"] = round(self.full, 3)
@@ -90,7 +97,7 @@ class Timeline:
         finally:
             self.wall = time.perf_counter() - t0
             self.reader.cpu = time.thread_time() - cpu0
-            self.reader.active = max(0.0, self.wall - self.reader.idle)
+            self.reader.active = self.wall
             _worker.reset(tokens[1])
             _timeline.reset(tokens[0])
 
@@ -103,9 +110,11 @@ class Timeline:
         self.stages.append(times)
 
     def fields(self) -> dict[str, object]:
-        """What the ``file.stages`` line carries: numbers and stage names only."""
+        """What the ``file.stages`` line carries: numbers and stage names only, the
+        stages in the order work reached them (a later stage is often built first)."""
+        stages = sorted(self.stages, key=lambda t: (t.first is None, t.first or 0.0))
         return {"wall_s": round(self.wall, 3),
-                "stages": {t.name: t.fields() for t in (self.reader, *self.stages)}}
+                "stages": {t.name: t.fields() for t in (self.reader, *stages)}}
 
 
 def timeline() -> Timeline | None:
@@ -126,7 +135,7 @@ def on_this_thread(times: Times, line: Timeline | None) -> None:
 
 
 class WaitedInput(io.RawIOBase):
-    """A stream whose reads are counted as the reader's *idle* time: how long the
+    """A stream whose reads are counted as the reader's *gpg* time: how long the
     reading thread waited for gpg's plaintext (a read returns what the pipe holds, or
     waits until gpg writes some)."""
 
@@ -142,23 +151,25 @@ class WaitedInput(io.RawIOBase):
         try:
             return self._stream.readinto(memoryview(buffer))
         finally:
-            self._times.idle += time.perf_counter() - t0
+            self._times.gpg += time.perf_counter() - t0
 
 
 def waited(stream: ReadsInto) -> ReadsInto:
-    """*stream*, its reads timed as the current reader's wait for input (as it is, if
-    this thread's reading is not timed)."""
+    """*stream* (gpg's plaintext), its reads timed as the current thread's wait on gpg
+    (*stream* as it is, if this thread's reading is not timed)."""
     times = _worker.get()
     return stream if times is None else WaitedInput(stream, times)
 
 
 @contextlib.contextmanager
-def waiting() -> Iterator[None]:
-    """Count the block as the current thread's wait for input."""
+def on_gpg() -> Iterator[None]:
+    """Count the block as the current thread's wait on gpg (if it is timed)."""
     times = _worker.get()
+    if times is None:
+        yield
+        return
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        if times is not None:
-            times.idle += time.perf_counter() - t0
+        times.gpg += time.perf_counter() - t0
