@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/throughput.py [--cases 1000000] [--results 1000000]
                                               [--compress-level 6] [--skip-results]
+                                              [--floor] [--fixed [--idle-runs 5]]
 
 For one size, in one run on one machine:
 
@@ -24,6 +25,22 @@ and ``start_s``, the best of three ``run --once`` passes with nothing pending (i
 keyring, ledger, the pass's checks) timed after the batch, with the rate net of it — the
 part of a run's fixed cost that makes 100,000 cases look slower per case than a million
 (a batch's own fixed work, its 15 sealing processes and manifests, is not in it).
+
+Each flow's line also carries where its file's reading spent its time, from the daemon's
+own ``file.stages`` log line (:mod:`gateway.timing`): ``reading_s``, the reading's
+wall time, and ``stages``, per thread (``read``, then each stage) its ``busy_s`` (own work),
+``idle_s`` (waiting for work: an empty queue, or gpg's plaintext for ``read``),
+``blocked_s`` (waiting for room in the next stage's queue), ``drain_s`` (waiting at the
+end for the next stage), ``cpu_s`` and, for a stage, ``full_s`` (how long its feeder
+waited for room in it) and ``items``. The stage busy nearly all the time is the one the
+others wait for.
+
+With ``--fixed``, a last line (``"flow": "fixed"``) gives what a run costs whatever its
+size, on the same site after the flows: ``idle_s`` (median; ``idle_best_s``) of
+``--idle-runs`` passes with nothing to do, and ``batch100_s`` (median; ``batch100_best_s``)
+of three 100-case batches, each with new case and batch ids, beside their own gpg
+baseline ``batch100_baseline_s``. ``benchmarks/table.py`` turns the lines into the
+tables of README.md and docs/engineering/performance.md (``make bench`` does both).
 """
 
 from __future__ import annotations
@@ -33,13 +50,16 @@ import json
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -182,12 +202,47 @@ def csv_chunks(records: Iterator[dict[str, str]], columns: list[str] | None = No
         first = False
 
 
+@dataclass(frozen=True)
+class Run:
+    """One `gateway run --once`: what it took, and where each file's reading spent it."""
+
+    seconds: float
+    peak_rss_mb: float
+    peak_pss_mb: float
+    cpu_s: float  # the gateway's and its gpg processes' user + system time
+    stages: list[dict[str, Any]]  # the daemon's file.stages log lines (none at a terminal)
+
+    def stages_of(self, kind: str) -> dict[str, Any]:
+        """The flow's JSON fields from the reading of its file of *kind*: the reading's
+        wall time as the daemon timed it, and each thread's busy and waiting seconds."""
+        lines = [x for x in self.stages if x.get("kind") == kind]
+        if not lines:
+            return {}
+        line = lines[-1]  # one file per flow; a conflict's retry would read it again
+        return {"reading_s": line.get("wall_s"), "stages": line.get("stages", {})}
+
+
+def stage_lines(log: str) -> list[dict[str, Any]]:
+    """The ``file.stages`` lines of the daemon's JSON log (its stdout off a terminal)."""
+    found = []
+    for text in log.splitlines():
+        if not text.startswith("{"):
+            continue
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == "file.stages":
+            found.append(entry)
+    return found
+
+
 def run_gateway(cfg: Path, state: Path, profile: str | None = None,
-                terminal: str | None = None) -> tuple[float, float, float, float]:
-    """`gateway run --once`: seconds, the peak RSS and PSS (MB) of its process tree, and
-    the CPU seconds (user + system) of the gateway and the gpg processes it waited for.
-    With *terminal*, it runs under ``script`` (a terminal: the progress bar shows) and
-    the session is kept in that file."""
+                terminal: str | None = None) -> Run:
+    """`gateway run --once`: seconds, the peak RSS and PSS (MB) of its process tree, the
+    CPU seconds (user + system) of the gateway and the gpg processes it waited for, and
+    its file.stages log lines. With *terminal*, it runs under ``script`` (a terminal: the
+    progress bar shows) and the session is kept in that file (the log lines with it)."""
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     prof = ["-m", "cProfile", "-o", profile] if profile else []
@@ -195,10 +250,12 @@ def run_gateway(cfg: Path, state: Path, profile: str | None = None,
     if terminal:
         cmd = ["script", "-qec", shlex.join(cmd), terminal]
     env = {**os.environ, "COLUMNS": "110", "TERM": "xterm"} if terminal else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # `run` logs to stdout (JSON off a terminal), its summary to stderr
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if terminal else subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
     sampler = Sampler(proc.pid, str(state))
     sampler.start()
-    _out, err = proc.communicate()
+    out, err = proc.communicate()
     elapsed = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
@@ -206,7 +263,45 @@ def run_gateway(cfg: Path, state: Path, profile: str | None = None,
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"gateway run --once failed: {err.decode(errors='replace')[-500:]}")
-    return elapsed, sampler.peak_kb / 1024, sampler.peak_pss_kb / 1024, cpu
+    return Run(elapsed, sampler.peak_kb / 1024, sampler.peak_pss_kb / 1024, cpu,
+               stage_lines((out or b"").decode(errors="replace")))
+
+
+def fixed_costs(cfg: Path, root: Path, gpg: Gpg, codes: list[str], idle_runs: int,
+                batch_runs: int) -> dict[str, Any]:
+    """What a run costs whatever its size, on the site the flows just used: *idle_runs*
+    passes with nothing pending (imports, keyring, ledger, the pass's checks), then
+    *batch_runs* batches of 100 cases, each with case ids and a batch id of its own (none
+    is a duplicate), beside the same batch's gpg baseline. Medians, and the best."""
+    idle = [run_gateway(cfg, root / "var").seconds for _ in range(idle_runs)]
+    bank, gw = fingerprint(root, "bank"), fingerprint(root, "gateway")
+    collector = fingerprint(root, "ag001-collector")
+    runs: list[Run] = []
+    bases: list[float] = []
+    for k in range(batch_runs):
+        src = root / f"fixed{k}.csv.pgp"
+        gpg.seal_stream(csv_chunks(synth.cases(100, codes, seed=100 + k, prefix=f"F{k}")), bank,
+                        gw, src)
+        bases.append(gpg.baseline(src, gw, collector))
+        name = f"FIXED100-{k}-{time.time_ns()}"
+        os.link(src, root / "zones" / "bank" / "outgoing" / f"{name}.csv.pgp")
+        runs.append(run_gateway(cfg, root / "var"))
+        if not (root / "zones" / "bank" / "incoming" / f"{name}.csv.pgp.receipt.json.pgp").exists():
+            raise SystemExit("no receipt for a 100-case batch")
+        if (got := outcome(root, "case_file"))["status"] != "accepted":
+            raise SystemExit(f"a 100-case batch was not accepted: {got}")
+        src.unlink()
+    took = [r.seconds for r in runs]
+    middle = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    return {"idle_s": round(statistics.median(idle), 2), "idle_best_s": round(min(idle), 2),
+            "idle_runs_s": [round(t, 2) for t in idle],
+            "batch100_s": round(statistics.median(took), 2),
+            "batch100_best_s": round(min(took), 2),
+            "batch100_runs_s": [round(t, 2) for t in took],
+            "batch100_baseline_s": round(statistics.median(bases), 2),
+            "batch100_peak_pss_mb": round(middle.peak_pss_mb, 1),
+            "batch100_peak_rss_mb": round(middle.peak_rss_mb, 1),
+            **{f"batch100_{k}": v for k, v in middle.stages_of("case_file").items()}}
 
 
 def outcome(root: Path, kind: str) -> dict[str, int | str]:
@@ -217,6 +312,19 @@ def outcome(root: Path, kind: str) -> dict[str, int | str]:
         return {"status": f.status, "accepted": f.accepted, "rejected": f.rejected}
     finally:
         ledger.close()
+
+
+OUT: list[Path] = []  # --out: where the lines are appended too
+
+
+def emit(line: dict[str, Any]) -> None:
+    """One JSON line: printed as it is measured, and appended to --out's file, so a
+    run cut short keeps what it measured."""
+    text = json.dumps(line)
+    print(text, flush=True)
+    for path in OUT:
+        with path.open("a") as fh:
+            fh.write(text + "\n")
 
 
 def fingerprint(root: Path, name: str) -> str:
@@ -238,10 +346,18 @@ def main() -> int:
                     help="also time the batch's unavoidable cryptography: the bank's file "
                          "decrypted while every delivered slice is sealed again, at once; "
                          "and the results file's ledger calls alone")
+    ap.add_argument("--fixed", action="store_true",
+                    help="after the flows, the fixed costs: --idle-runs passes of `run --once` "
+                         "with nothing to do, and three 100-case batches (one more JSON line, "
+                         "flow \"fixed\")")
+    ap.add_argument("--idle-runs", type=int, default=5, help="idle passes timed by --fixed")
+    ap.add_argument("--out", type=Path, metavar="FILE",
+                    help="also append the JSON lines to FILE (benchmarks/table.py reads it)")
     ap.add_argument("--compression", action="store_true",
                     help="also time the baseline pipe at zlib levels 6, 1 and 0 (and the bytes)")
     args = ap.parse_args()
-    n, m = args.cases, args.results or args.cases
+    OUT[:] = [args.out] if args.out else []
+    n = args.cases
     with tempfile.TemporaryDirectory(prefix="gwtp", dir="/var/tmp") as tmp:
         root = Path(tmp) / "site"
         cfg = scaffold.init_project(root, agencies=AGENCIES, settle_seconds=0)
@@ -256,7 +372,7 @@ def main() -> int:
                                           root / "keys" / "ag001-collector.pub.asc"])
         try:
             bank, gw = fingerprint(root, "bank"), fingerprint(root, "gateway")
-            agency, collector = fingerprint(root, "ag001"), fingerprint(root, "ag001-collector")
+            collector = fingerprint(root, "ag001-collector")
             codes = [a.code for a in AGENCIES]
             src = root / "bank-file.csv.pgp"
             plain = gpg.seal_stream(csv_chunks(synth.cases(n, codes, seed=1)), bank, gw, src)
@@ -268,65 +384,76 @@ def main() -> int:
                     t = min(gpg.baseline(src, gw, collector, level=z, out=out) for _ in range(3))
                     levels[z] = {"s": round(t, 2), "mb": round(out.stat().st_size / 1e6, 1)}
                     out.unlink()
-                print(json.dumps({"flow": "compression", "cases": n, "csv_mb": round(plain / 1e6, 1),
-                                  "best_of": 3, "levels": levels}), flush=True)
+                emit({"flow": "compression", "cases": n, "csv_mb": round(plain / 1e6, 1),
+                      "best_of": 3, "levels": levels})
             os.link(src, root / "zones" / "bank" / "outgoing" / f"B{n}.csv.pgp")
-            took, peak, pss, cpu = run_gateway(cfg, root / "var",
-                                               args.profile and f"{args.profile}.batch.prof",
-                                               args.terminal)
+            run = run_gateway(cfg, root / "var", args.profile and f"{args.profile}.batch.prof",
+                              args.terminal)
+            took, peak, pss, cpu = run.seconds, run.peak_rss_mb, run.peak_pss_mb, run.cpu_s
             if not (root / "zones" / "bank" / "incoming" / f"B{n}.csv.pgp.receipt.json.pgp").exists():
                 raise SystemExit("no receipt for the batch")
             sealed = sum(p.stat().st_size for a in codes
                          for p in (root / "zones" / a / "inbox").iterdir())
-            start = min(run_gateway(cfg, root / "var")[0] for _ in range(3))  # nothing pending
+            start = min(run_gateway(cfg, root / "var").seconds for _ in range(3))  # nothing pending
             floor = {}
             if args.floor:
                 level = 1 if args.compress_level is None else args.compress_level
                 f = floor_of(root, Path(tmp), src, codes, level)
                 floor = {"floor_s": round(f, 2), "floor_ratio": round(f / base, 2)}
-            print(json.dumps({"flow": "batch", "cases": n, "mb": round(plain / 1e6, 1),
-                              "baseline_s": round(base, 2), "gateway_s": round(took, 2),
-                              "ratio": round(took / base, 2), "cases_per_s": round(n / took),
-                              "start_s": round(start, 2),
-                              "cases_per_s_after_start": round(n / (took - start)),
-                              "cpu_s": round(cpu, 1),
-                              "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
-                              "sealed_mb": round(sealed / 1e6, 1),
-                              "compress_level": args.compress_level, **floor,
-                              **outcome(root, "case_file")}), flush=True)
-            if args.skip_results:
-                return 0
-            today = time.strftime("%Y%m")
-            mine = [f"C{today}{i:07d}" for i in range(0, n, len(codes))]  # AG001's cases
-            res = root / "results.csv.pgp"
-            plain = gpg.seal_stream(csv_chunks(synth.results(mine, m), synth.RESULT_COLUMNS),
-                                    agency, gw, res)
-            base = gpg.baseline(res, gw, bank)
-            os.link(res, root / "zones" / "AG001" / "outbox" / f"R{m}.csv.pgp")
-            took, peak, pss, cpu = run_gateway(cfg, root / "var",
-                                               args.profile and f"{args.profile}.results.prof")
-            fwd = [p for p in (root / "zones" / "bank" / "incoming").iterdir()
-                   if p.name.startswith("results.")]
-            if len(fwd) != 1:
-                raise SystemExit("the results file was not forwarded")
-            ledger = {}
-            if args.floor:  # the ledger's calls for these rows alone, on a ledger of their own
-                spent = ledger_floor.measure(f"sqlite:///{Path(tmp) / 'floor.db'}", mine, m)
-                ledger = {"ledger_floor_s": spent["total_s"],
-                          "ledger_floor_ratio": round(spent["total_s"] / base, 2)}
-            print(json.dumps({"flow": "results", "rows": m, "mb": round(plain / 1e6, 1),
-                              "baseline_s": round(base, 2), "gateway_s": round(took, 2),
-                              "ratio": round(took / base, 2), "rows_per_s": round(m / took),
-                              "start_s": round(start, 2),
-                              "rows_per_s_after_start": round(m / (took - start)),
-                              "cpu_s": round(cpu, 1),
-                              "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
-                              "sealed_mb": round(fwd[0].stat().st_size / 1e6, 1),
-                              "compress_level": args.compress_level, **ledger,
-                              **outcome(root, "results")}), flush=True)
+            emit({"flow": "batch", "cases": n, "mb": round(plain / 1e6, 1),
+                  "baseline_s": round(base, 2), "gateway_s": round(took, 2),
+                  "ratio": round(took / base, 2), "cases_per_s": round(n / took),
+                  "start_s": round(start, 2),
+                  "cases_per_s_after_start": round(n / (took - start)),
+                  "cpu_s": round(cpu, 1),
+                  "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
+                  "sealed_mb": round(sealed / 1e6, 1),
+                  "compress_level": args.compress_level, **floor,
+                  **outcome(root, "case_file"), **run.stages_of("case_file")})
+            if not args.skip_results:
+                results(args, root, Path(tmp), cfg, gpg, start)
+            if args.fixed:
+                fixed = fixed_costs(cfg, root, gpg, codes, args.idle_runs, 3)
+                emit({"flow": "fixed", "cases": n, **fixed})
         finally:
             gpg.close()
     return 0
+
+
+def results(args: argparse.Namespace, root: Path, tmp: Path, cfg: Path, gpg: Gpg,
+            start: float) -> None:
+    """The results flow on the site the batch left: M rows about AG001's cases."""
+    n, m = args.cases, args.results or args.cases
+    codes = [a.code for a in AGENCIES]
+    bank, gw, agency = fingerprint(root, "bank"), fingerprint(root, "gateway"), fingerprint(root, "ag001")
+    today = time.strftime("%Y%m")
+    mine = [f"C{today}{i:07d}" for i in range(0, n, len(codes))]  # AG001's cases
+    res = root / "results.csv.pgp"
+    plain = gpg.seal_stream(csv_chunks(synth.results(mine, m), synth.RESULT_COLUMNS),
+                            agency, gw, res)
+    base = gpg.baseline(res, gw, bank)
+    os.link(res, root / "zones" / "AG001" / "outbox" / f"R{m}.csv.pgp")
+    run = run_gateway(cfg, root / "var", args.profile and f"{args.profile}.results.prof")
+    took, peak, pss, cpu = run.seconds, run.peak_rss_mb, run.peak_pss_mb, run.cpu_s
+    fwd = [p for p in (root / "zones" / "bank" / "incoming").iterdir()
+           if p.name.startswith("results.")]
+    if len(fwd) != 1:
+        raise SystemExit("the results file was not forwarded")
+    ledger = {}
+    if args.floor:  # the ledger's calls for these rows alone, on a ledger of their own
+        spent = ledger_floor.measure(f"sqlite:///{tmp / 'floor.db'}", mine, m)
+        ledger = {"ledger_floor_s": spent["total_s"],
+                  "ledger_floor_ratio": round(spent["total_s"] / base, 2)}
+    emit({"flow": "results", "rows": m, "mb": round(plain / 1e6, 1),
+          "baseline_s": round(base, 2), "gateway_s": round(took, 2),
+          "ratio": round(took / base, 2), "rows_per_s": round(m / took),
+          "start_s": round(start, 2),
+          "rows_per_s_after_start": round(m / (took - start)),
+          "cpu_s": round(cpu, 1),
+          "peak_rss_mb": round(peak, 1), "peak_pss_mb": round(pss, 1),
+          "sealed_mb": round(fwd[0].stat().st_size / 1e6, 1),
+          "compress_level": args.compress_level, **ledger,
+          **outcome(root, "results"), **run.stages_of("results")})
 
 
 if __name__ == "__main__":
