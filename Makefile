@@ -128,11 +128,23 @@ system-deps:
 	  fi; \
 	fi
 
-# The gateway against the cost of its cryptography (docs/engineering/performance.md): BENCH_CASES cases
-# and as many result rows; one JSON line per flow. The engine alone: benchmarks/bench_open.py.
-BENCH_CASES ?= 1000000
+# The gateway against the cost of its cryptography (docs/engineering/performance.md): for each
+# of BENCH_SIZES (or the one size BENCH_CASES), that many cases and as many result rows, one
+# JSON line per flow and one of the fixed costs (an idle run, a 100-case batch), each flow's
+# with where its file's reading waited (file.stages). The lines go to BENCH_OUT — only once
+# every size has run — and the tables in README.md and docs/engineering/performance.md are
+# regenerated from them (benchmarks/table.py). The engine alone: benchmarks/bench_open.py.
+BENCH_CASES ?=
+BENCH_SIZES ?= $(or $(BENCH_CASES),100000 1000000)
+BENCH_OUT ?= benchmarks/last-run.jsonl
 bench: system-deps $(STAMP)
-	$(BIN)/python benchmarks/throughput.py --cases $(BENCH_CASES) --floor
+	rm -f $(BENCH_OUT).part
+	@set -e; for n in $(BENCH_SIZES); do \
+	  echo "throughput.py --cases $$n --floor --fixed"; \
+	  $(BIN)/python benchmarks/throughput.py --cases $$n --floor --fixed --out $(BENCH_OUT).part; \
+	done
+	mv $(BENCH_OUT).part $(BENCH_OUT)
+	$(BIN)/python benchmarks/table.py $(BENCH_OUT)
 
 # What forwarding the audit log to a SIEM costs the flows: batches through a running daemon
 # with and without a TLS syslog destination, alternated (docs/engineering/performance.md).
