@@ -26,17 +26,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway import __version__, alerts, checkpoint, clock, metrics, outbox, queries
+from gateway import __version__, checkpoint, clock, metrics, outbox
 from gateway.access import evidence
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import AuditError, GatewayError
 from gateway.flows import Context, Interrupted, Services, batches, results
-from gateway.forward import runner as forward
 from gateway.ledger import Ledger, LedgerError
 from gateway.metrics import Metrics
 from gateway.progress import Progress
@@ -48,6 +48,10 @@ from gateway.transfer.base import ZoneError, is_temporary
 from gateway.transfer.local import LocalZone
 from gateway.transfer.wrappers import MonitoredZone
 from gateway.unmask import release as unmask_release
+
+if TYPE_CHECKING:  # the daemon's loop loads them: `run --once` needs neither
+    from gateway import alerts
+    from gateway.forward import runner as forward
 
 log = structlog.get_logger("gateway.daemon")
 
@@ -475,6 +479,8 @@ def start_forwarding(ctx: Context) -> forward.Hub | None:
     process writes; None when no [[forward]] is configured."""
     if not ctx.cfg.forward:
         return None
+    from gateway.forward import runner as forward
+
     link = forward.Link(ledger=ctx.ledger, audit=ctx.audit, node=ctx.node, leases=ctx.leases,
                         metrics=ctx.metrics)
 
@@ -495,6 +501,8 @@ def start_alerts(ctx: Context) -> alerts.Alerting | None:
     (gateway/alerts/); None when no [alerts] is configured."""
     if ctx.cfg.alerts is None:
         return None
+    from gateway import alerts
+
     src = alerts.Sources(cfg=ctx.cfg, ledger=ctx.ledger, audit=ctx.audit, node=ctx.node,
                          metrics=ctx.metrics)
     return alerts.start(src, functools.partial(key_list, ctx))
@@ -504,6 +512,8 @@ def key_list(ctx: Context) -> alerts.KeyList:
     """Every key the gateway uses, with its expiry: the keyring this daemon loaded (its own
     secret key among them) and the configured key files read again (a key refused at start
     for having expired is there too)."""
+    from gateway import queries
+
     out: alerts.KeyList = [(k.fingerprint, f"{use} key", k.expires)
                            for use, k in ctx.crypto.keyset.uses()]
     out += [(v.fingerprint, f"{v.owner} key {v.key_path}", v.expires)
