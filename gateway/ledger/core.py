@@ -64,9 +64,9 @@ class Core:
         never wait for a writer (WAL).
 
         ``staging=True``: what the transaction writes is a file's staged work, which a
-        crash may lose (resuming the file clears it and stages it again), or a lease
-        (``take_lease``), so its commit does not wait for the disk (see
-        ``migrate._sqlite_begin``)."""
+        crash may lose (resuming the file clears it and stages it again), a lease
+        (``take_lease``) or a zone's status (rewritten every pass), so its commit does not
+        wait for the disk (see ``migrate._sqlite_begin``)."""
         s = self._sessions()
         try:
             with s.begin():

@@ -37,9 +37,12 @@ class MonitoringStore(Core):
                          waiting: int, last_error: str | None,
                          last_error_at: dt.datetime | None) -> None:
         """What a pass saw of *zone*, all of it: a field left out would keep the last
-        pass's value beside this one's."""
+        pass's value beside this one's. Its commit does not wait for the disk (as staging's,
+        ``Ledger.session``): every pass writes every zone's again, and one lost with the
+        machine is the next pass's to write — twelve waits for the disk a pass, at a site
+        of five agencies, for figures the next pass replaces."""
         def save() -> None:
-            with self.session() as s:
+            with self.session(staging=True) as s:
                 row = s.get(ZoneStatusRow, zone)
                 if row is None:
                     row = ZoneStatusRow(zone=zone, description=description)
