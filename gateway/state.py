@@ -6,7 +6,8 @@ data::
     state_dir/                   this node's own
       gateway.db        ledger (SQLite default)
       gateway.lock      one runner per state directory (flock)
-      gnupg/            the private keyring, rebuilt at start
+      gnupg/            the private keyring, rebuilt at start when a key file changed
+      keys.listed.json  what gpg said of each key file, by its bytes (a cache)
       audit/            the hash-chained audit log and its signed checkpoints
     shared_dir/                  = state_dir unless configured: what another node may
       archive/          ciphertexts as received, named by SHA-256      need to finish
@@ -268,12 +269,16 @@ class State:
 
     def clean_temporaries(self) -> int:
         """Remove half-written copies a killed run left in the archive (ciphertext, but
-        garbage). Only safe under :meth:`lock`: no other runner is writing them."""
+        garbage), and of the key listings. Only safe under :meth:`lock`: no other runner is
+        writing them."""
         removed = 0
         for pattern in (f".incoming-{self.node}-*", f".verify-{self.node}-*"):
             for path in self.archive.glob(pattern):
                 path.unlink(missing_ok=True)
                 removed += 1
+        for path in self.root.glob(".keys.listed.json.*.part"):  # a save cut short
+            path.unlink(missing_ok=True)
+            removed += 1
         return removed
 
     def token_secret(self, contract_id: str) -> bytes:

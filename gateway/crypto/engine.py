@@ -29,6 +29,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -111,14 +112,16 @@ class Keyring:
     """A private gpg home holding exactly the configured keys, rebuilt whenever they change.
 
     Rebuilding from the key files means the keyring can never drift from the
-    config: a key removed from ``gateway.toml`` is gone at the next start. The home
-    records the SHA-256 of what it was built from (each file's bytes, in order, secret or
-    public); a start given the same files keeps it — two gpg imports and an agent's
-    start are most of what a start with nothing to do spends on keys. A build that
-    did not finish leaves no record, so the next start builds again.
+    config: a key removed from ``gateway.toml`` is gone at the next start. After a build
+    the home records what it was built from (the SHA-256 of each file's bytes, in order,
+    secret or public) and of every secret key file gpg wrote, synced; a start given the
+    same key files keeps the home if those secret key files are still there, unchanged —
+    two gpg imports and an agent's start were most of what a start with nothing to do
+    spent on keys. Anything else (a key file changed, a secret key file missing or damaged,
+    no record: a build that did not finish) builds the home again, as before.
     """
 
-    STAMP = "gateway-keyring.sha256"
+    STAMP = "gateway-keyring.json"
 
     def __init__(
         self,
@@ -137,8 +140,8 @@ class Keyring:
     def _build(self, secret_keys: list[Path], public_keys: list[Path]) -> None:
         _gpg.kill_agent(self.path)  # an agent left behind by a killed run
         _gpg.remove_aliases(self.path)  # and the short path it was reached by
-        stamp = self._stamp(secret_keys, public_keys)
-        if self._built_from() == stamp:
+        sources = self._sources(secret_keys, public_keys)
+        if self._intact(sources):
             self.home, self._alias_dir = _gpg.short_home(self.path)
             return
         if self.path.exists():
@@ -150,26 +153,47 @@ class Keyring:
                 self._import([str(p) for p in public_keys], secret=False)
             if secret_keys:
                 self._import([str(p) for p in secret_keys], secret=True)
+            if self._sources(secret_keys, public_keys) == sources:  # not swapped meanwhile
+                self._record(sources)
         except BaseException:
             self.close()
             raise
-        (self.path / self.STAMP).write_text(stamp + "\n")
 
     @staticmethod
-    def _stamp(secret_keys: list[Path], public_keys: list[Path]) -> str:
+    def _sources(secret_keys: list[Path], public_keys: list[Path]) -> str:
         digest = hashlib.sha256()
         for kind, paths in ((b"secret", secret_keys), (b"public", public_keys)):
             for path in paths:
                 digest.update(kind + b" " + hashlib.sha256(path.read_bytes()).digest())
         return digest.hexdigest()
 
-    def _built_from(self) -> str | None:
+    def _secret_files(self) -> dict[str, str]:
+        folder = self.path / "private-keys-v1.d"
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(folder.glob("*.key")) if f.is_file()} if folder.is_dir() else {}
+
+    def _record(self, sources: str) -> None:
+        """What the home was built from and what gpg wrote, once it is all on disk: a
+        record that survives a crash whose key files did not is a keyring without keys."""
+        from gateway.state import write_private  # the state module imports the config
+
+        secret = self._secret_files()
+        for name in [*(f"private-keys-v1.d/{n}" for n in secret), "pubring.kbx"]:
+            with contextlib.suppress(FileNotFoundError), (self.path / name).open("rb") as fh:
+                os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):  # unrecorded: the next start builds it again
+            write_private(self.path / self.STAMP,
+                          json.dumps({"sources": sources, "secret": secret}).encode())
+
+    def _intact(self, sources: str) -> bool:
         try:
-            if not (self.path / "pubring.kbx").is_file():
-                return None
-            return (self.path / self.STAMP).read_text().strip()
-        except OSError:
-            return None
+            record = json.loads((self.path / self.STAMP).read_bytes())
+            pubring = (self.path / "pubring.kbx").stat()
+            return (isinstance(record, dict) and record.get("sources") == sources
+                    and pubring.st_size > 0 and bool(record.get("secret"))
+                    and record.get("secret") == self._secret_files())
+        except (OSError, ValueError):
+            return False
 
     def _import(self, files: list[str], *, secret: bool) -> None:
         pw = self.passphrase.reveal() if (secret and self.passphrase) else ("" if secret else None)

@@ -202,25 +202,53 @@ class Listings:
 
     Every start of the daemon checks every configured key, and asking gpg costs a process,
     a throw-away home and, for a secret key, an agent: 23 keys of a 5-agency site took
-    ~0.17 s of a ~1.5 s idle ``run --once``. The listing of given bytes never changes; what
-    changes is judged again each time from it (expiry against the clock, the file's mode, the
-    policy). Kept in the state directory, which only the gateway may write (a file there
-    could as well replace the ledger); a damaged or unreadable file is read as empty, and
-    only the listings used by this start are written back, so it never grows."""
+    ~0.17 s of a ~1.5 s idle ``run --once``. The listing of given bytes does not change;
+    what changes is judged again each time from it (expiry against the clock, the file's
+    mode, the policy). A listing in which gpg called a key expired is never kept: that
+    verdict came from gpg's clock at the time, so such a key is asked of gpg again. Kept in
+    the state directory, which only the gateway may write (a file there could as well
+    replace the ledger); read only if it is a regular file of the gateway's own user that
+    nobody else may write, not too large, written by the same gpg binary — anything else
+    is read as empty. Only the listings used by this start are written back: it never grows."""
 
     VERSION = 1
+    LIMIT = 4 * 1024 * 1024  # ~10 KB for 23 keys
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
+        self._gpg = self._which_gpg()
         self._old: dict[str, str] = {}
         self._used: dict[str, str] = {}
         if path is not None:
-            try:
-                doc = json.loads(path.read_bytes())
-                if doc.get("version") == self.VERSION and isinstance(doc.get("listings"), dict):
+            with contextlib.suppress(OSError, ValueError, AttributeError, TypeError,
+                                     RecursionError):
+                doc = json.loads(self._read_own(path))
+                if doc.get("version") == self.VERSION and doc.get("gpg") == self._gpg \
+                        and isinstance(doc.get("listings"), dict):
                     self._old = {k: v for k, v in doc["listings"].items() if isinstance(v, str)}
-            except (OSError, ValueError, AttributeError):
-                self._old = {}
+
+    @staticmethod
+    def _which_gpg() -> str:
+        """The gpg binary, by path, size and time: another gpg may list a key otherwise."""
+        binary = _gpg.gpg_binary()
+        try:
+            st = Path(binary).stat()
+        except OSError:
+            return binary
+        return f"{binary} {st.st_size} {st.st_mtime_ns}"
+
+    @classmethod
+    def _read_own(cls, path: Path) -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                    or st.st_mode & 0o022 or st.st_size > cls.LIMIT):
+                raise ValueError(f"{path}: not the gateway's own listing file")
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                return fh.read(cls.LIMIT + 1)
+        finally:
+            os.close(fd)
 
     def listing(self, data: bytes) -> tuple[str, int]:
         """gpg's colon listing of the key bytes *data* and gpg's exit status."""
@@ -232,7 +260,8 @@ class Listings:
             proc = _gpg.run(home, ["--with-colons", "--fixed-list-mode", "--show-keys"],
                             stdin=data, trust_configured=False)
         text = proc.stdout.decode("utf-8", "replace")
-        if proc.returncode == 0:
+        if proc.returncode == 0 and not any(line.split(":")[1:2] == ["e"]
+                                            for line in text.splitlines()):
             self._used[digest] = text
         return text, proc.returncode
 
@@ -242,7 +271,7 @@ class Listings:
             return
         from gateway.state import write_private  # the state module imports the config
         with contextlib.suppress(OSError):  # a cache: the next start asks gpg again
-            write_private(self.path, json.dumps({"version": self.VERSION,
+            write_private(self.path, json.dumps({"version": self.VERSION, "gpg": self._gpg,
                                                  "listings": self._used}).encode())
         self._old = dict(self._used)
 

@@ -290,4 +290,13 @@ def test_a_keyring_is_kept_while_its_key_files_are_the_same_and_rebuilt_when_the
     rebuilt = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics[:1])
     rebuilt.close()
     assert keybox["bank"].fingerprint in listed(rebuilt)
+    for damage in ("emptied", "removed"):  # the secret key lost (a crash, a hand): built again
+        for key in (home / "private-keys-v1.d").glob("*.key"):
+            key.write_bytes(b"") if damage == "emptied" else key.unlink()
+        repaired = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics[:1])
+        try:
+            signed = Engine(repaired, signer=keybox["gateway"].fingerprint).clearsign(b"{}\n")
+            assert b"BEGIN PGP SIGNATURE" in signed
+        finally:
+            repaired.close()
     assert live_gpg_processes(str(home)) == []

@@ -66,3 +66,46 @@ def test_a_file_gpg_cannot_read_is_not_kept(tmp_path):
         keys.check(junk, keys.Purpose.VERIFY, listings)
     listings.save()
     assert not store.exists()
+
+
+def test_a_listing_file_not_the_gateways_own_is_read_as_empty(tmp_path, keybox):
+    """A FIFO once hung `audit verify`; a deep nest of brackets is a RecursionError; a
+    link, a file others may write, one of another user or another gpg's: none is read."""
+    import os
+
+    store = tmp_path / "keys.listed.json"
+    good = keys.Listings(store)
+    keys.check(keybox["bank"].pub, keys.Purpose.VERIFY, good)
+    good.save()
+    kept = store.read_bytes()
+
+    def read_as_empty() -> bool:
+        return keys.Listings(store)._old == {}
+
+    assert not read_as_empty()
+    store.chmod(0o620)
+    assert read_as_empty()
+    store.unlink()
+    (tmp_path / "elsewhere.json").write_bytes(kept)
+    (tmp_path / "elsewhere.json").chmod(0o600)
+    store.symlink_to(tmp_path / "elsewhere.json")
+    assert read_as_empty()
+    store.unlink()
+    os.mkfifo(store)
+    assert read_as_empty()  # and at once: a FIFO is not waited on
+    store.unlink()
+    store.write_bytes(b"[" * 100_000)
+    assert read_as_empty()
+    store.write_bytes(kept.replace(b'"gpg": "', b'"gpg": "/usr/local/bin/'))
+    assert read_as_empty()  # another gpg may list a key otherwise
+
+
+def test_a_key_gpg_called_expired_is_asked_again_at_every_start(tmp_path, keybox):
+    """gpg judged it with its clock at the time; kept, that verdict would outlive a clock
+    that was wrong when it was listed."""
+    store = tmp_path / "keys.listed.json"
+    listings = keys.Listings(store)
+    with pytest.raises(keys.KeyRefused, match="expired"):
+        keys.check(keybox["expired"].pub, keys.Purpose.VERIFY, listings)
+    listings.save()
+    assert not store.exists()

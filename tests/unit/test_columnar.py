@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import masking, masking_columns, synth
-from gateway.flows.batches import _cases_json
+from gateway.flows.batch_rows import _cases_json
 from gateway.masking import Rule
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import CaseValidator, map_header
