@@ -22,7 +22,7 @@ import structlog
 
 from gateway import documents, faults, identifiers, outbox
 from gateway.crypto.engine import SealWriter
-from gateway.flows import Context, Interrupted, intake, unmask
+from gateway.flows import Context, intake, unmask
 from gateway.flows import documents as agency_documents
 from gateway.flows.arrival import (
     Arrival,
@@ -32,18 +32,12 @@ from gateway.flows.arrival import (
     Reading,
     Rejection,
     commit_with_receipt,
-    read_signed_csv,
 )
 from gateway.flows.receipts import Receipt
-from gateway.flows.stage import Stage
-from gateway.ledger import DeliveryRow, FileStatus
-from gateway.masking_columns import needs_neutralising, neutralise
+from gateway.ledger import CommitConflict, DeliveryRow, FileStatus
 from gateway.names import file_fields
 from gateway.state import file_sha256
-from gateway.validation import chunks, csvio
-from gateway.validation.cases import RowError
-from gateway.validation.columnar_results import Checked, ColumnarResults
-from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_header
+from gateway.validation import csvio
 
 log = structlog.get_logger("gateway.results")
 
@@ -97,6 +91,7 @@ class _Reading(Reading):
     unflagged: int = 0  # accepted rows without any flag
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
     forward: _Forward | None = None
+    purges: int | None = None  # the agency's finished purges its ownership index was read at
 
     def abort(self) -> None:
         if self.forward:
@@ -120,9 +115,14 @@ def _begin(_ctx: Context, arrival: Arrival) -> _Reading | Rejection:
 
 
 def _read_file(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> None:
+    """The rows, read by :mod:`gateway.flows.result_rows` — imported here, so that a pass
+    with no results file to read never loads Arrow and NumPy."""
+    from gateway.flows import result_rows
+
     agency = arrival.channel.agency
     assert agency is not None  # noqa: S101 — invariant, not an input check
-    _read(ctx, _Results(agency, arrival.id, staging), ctx.state.archived(arrival.sha256), out)
+    result_rows.read(ctx, result_rows.Results(agency, arrival.id, staging),
+                     ctx.state.archived(arrival.sha256), out)
 
 
 def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
@@ -133,105 +133,13 @@ def _verdict(ctx: Context, arrival: Arrival, out: _Reading) -> Rejection | None:
     return out.refusal()
 
 
-@dataclass(frozen=True)
-class _Results:
-    """The results file being read: whose, its file id and its staging directory."""
-
-    agency: str
-    file_id: int
-    staging: Path
-
-
-def _read(ctx: Context, file: _Results, archive: Path, out: _Reading) -> None:
-    def handle(first: list[str], reader: chunks.ChunkReader) -> list[RowError]:
-        columns, errors = map_results_header(first)
-        if columns is None:
-            return errors
-        _rows(ctx, file, reader, columns, out)
-        return []
-
-    try:
-        with archive.open("rb") as raw, ctx.crypto.open_from_agency(file.agency, ctx.run.progress.track(
-                raw, f"{file.agency} results", archive.stat().st_size)) as msg:
-            read_signed_csv(msg, out, handle, encoding="utf-8", delimiter=",", source=archive)
-    finally:
-        ctx.run.progress.done()
-
-
-def _rows(ctx: Context, file: _Results, reader: chunks.ChunkReader, columns: tuple[str, ...],
-          out: _Reading) -> None:
-    """Chunk by chunk: the columnar rules, ownership and the CALL/SMS counts against the
-    ledger, the flags, then the accepted rows sealed for the bank.
-
-    Two stages (:class:`Stage`): this thread reads chunk *k+1*, checks it and asks the
-    ledger which of its cases are not the agency's, while the other counts chunk *k*'s
-    attempts, stages them and seals its rows. The rules are Arrow kernels and the
-    ledger's work SQLite's, both without the GIL, so the two share two cores; one after
-    the other, half the time went to SQLite while a core stood idle. The counts stay on
-    one thread: a chunk's must be staged before the next chunk's are asked."""
-    gw, agency = ctx.cfg.gateway, file.agency
-    engine = ColumnarResults(columns, gw.tz, ctx.now(), agency=agency, window=gw.contact_window,
-                             contract_end=ctx.cfg.agency(agency).contract.effective_end,
-                             max_attempts=gw.max_daily_attempts)
-    free_text = frozenset(c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS)
-    judge = Stage("judge", lambda checked: _judge(ctx, file, engine, checked, out, free_text))
-    try:
-        for chunk in reader.chunks(len(columns)):
-            out.records += chunk.records
-            judge.put(engine.owned(engine.check(chunk), foreign=lambda ids: ctx.ledger
-                                   .foreign_cases(agency, chunks.json_rows(ids))))
-            ctx.run.progress.rows(out.records)
-            if ctx.run.stop.is_set():
-                raise Interrupted
-        judge.finish()
-    except BaseException:
-        judge.stop()  # before the caller aborts the forward writer the thread may be using
-        raise
-
-
-def _judge(ctx: Context, file: _Results, engine: ColumnarResults, checked: Checked,
-           out: _Reading, free_text: frozenset[str]) -> None:
-    """A checked chunk against the ledger; its counts staged, its accepted rows sealed
-    (the *free_text* columns neutralised). The receipt's errors are added here, in chunk
-    order."""
-    agency, file_id = file.agency, file.file_id
-    judged = engine.judge(checked, counted=lambda case, day: ctx.ledger.attempt_counts(
-        agency, file_id, chunks.json_rows(case, day)))
-    out.errors.add(judged.errors)
-    out.not_assigned += judged.not_assigned
-    out.flagged.update(judged.flagged)
-    out.unflagged += judged.unflagged
-    ctx.ledger.stage_attempts(file_id, chunks.json_rows(*judged.attempts.columns))
-    table = judged.forward
-    if table.num_rows:
-        if out.forward is None:
-            out.forward = _open_forward(ctx, agency, file.staging, list(table.column_names))
-        written = []
-        for name in table.column_names:
-            col = table.column(name).combine_chunks()
-            if name in free_text:
-                out.neutralised += needs_neutralising(col)
-                col = neutralise(col)
-            written.append(col)
-        out.forward.sink.write_bytes(chunks.csv_bytes(written))
-        out.accepted += table.num_rows
-
-
-def _open_forward(ctx: Context, agency: str, staging: Path, columns: list[str]) -> _Forward:
-    name = _forward_name(ctx, agency)
-    path = staging / name
-    fh = path.open("xb")
-    writer = ctx.crypto.seal_for_bank(fh)
-    sink = csvio.TextSink(writer)
-    w = csvio.writer(sink)
-    w.writerow(columns)
-    return _Forward(name, path, fh, writer, sink, w, columns)
-
-
 def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Outcome:
     agency, name, sha = arrival.channel.agency, arrival.name, arrival.sha256
     # invariants of a reading the verdict let through (not input checks)
     assert out.verified is not None and out.forward is not None and agency is not None  # noqa: S101
+    if out.purges is not None and ctx.ledger.finished_purges(agency) != out.purges:
+        out.abort()  # the driver reads the file again, against the cases that are left
+        raise CommitConflict(f"a purge of {agency}'s cases finished while its file was read")
     fwd = out.forward
     fwd.sink.flush()
     fwd.writer.close()

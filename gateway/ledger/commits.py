@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Unpack
 
-from sqlalchemy import delete, insert, literal, select
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -20,6 +20,7 @@ from gateway.ledger.schema import (
     DeliveryRow,
     FileEnd,
     FileStatus,
+    PurgeRow,
     ReceiptRow,
     ResultFlagRow,
     ResultsEnd,
@@ -104,6 +105,30 @@ class CommitStore(ClaimStore):
         with self.session(write=False) as s:
             return {r[0] for r in _fetch(s.connection(), self.dialect.foreign_cases,
                                          (ids, agency_code))}
+
+    def live_case_pages(self, agency_code: str, page: int) -> Iterator[tuple[int, str]]:
+        """The live cases delivered to *agency_code*, *page* at a time in the database's
+        order of ids: how many, and their ids joined by newlines — one string a page, not a
+        Python object per id (the results flow's ownership index reads a million at once).
+        Each page is a short statement of its own, not one read held over the agency."""
+        after = ""
+        while True:
+            with self.session(write=False) as s:
+                ((count, ids, last),) = _fetch(s.connection(), self.dialect.live_case_page,
+                                               (agency_code, after, page))
+            if not count:
+                return
+            yield count, ids
+            if count < page:
+                return
+            after = last
+
+    def finished_purges(self, agency_code: str) -> int:
+        """How many of *agency_code*'s contracts were purged: a purge is the only way its
+        cases leave the ledger (see :mod:`gateway.validation.ownership`)."""
+        with self.session(write=False) as s:
+            return s.scalar(select(func.count()).select_from(PurgeRow).where(
+                PurgeRow.agency_code == agency_code, PurgeRow.finished_at.is_not(None))) or 0
 
     def attempt_counts(self, agency_code: str, file_id: int, keys: str) -> dict[int, int]:
         """For the (case_id, day) pairs in *keys* (``[["case id", "day"], …]``): what

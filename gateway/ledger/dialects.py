@@ -31,6 +31,10 @@ class Dialect:
     live_cases: ClassVar[str]
     # Of a chunk's case ids: those not live and delivered to an agency (the array, the agency).
     foreign_cases: ClassVar[str]
+    # A page of an agency's live case ids after a given one, in the index's order: how many,
+    # the ids joined by newlines, the greatest (the next page's start: an aggregate's order
+    # is not promised) (parameters: the agency, the id after which, the page's size).
+    live_case_page: ClassVar[str]
     # The counts of (case_id, day) pairs by position, joined to a table's key; {table} and
     # {column} are ("attempts", "agency_code") or ("staged_attempts", "file_id"), never input.
     counts: ClassVar[str]
@@ -69,6 +73,9 @@ class SQLite(Dialect):
     foreign_cases = ("SELECT json_extract(j.value, '$[0]') FROM json_each(?) AS j WHERE NOT EXISTS "
                      "(SELECT 1 FROM cases AS c WHERE c.case_id = json_extract(j.value, '$[0]') "
                      "AND c.purged_at IS NULL AND c.agency_code = ?)")
+    live_case_page = ("SELECT count(*), group_concat(case_id, char(10)), max(case_id) FROM "
+                      "(SELECT case_id FROM cases WHERE agency_code = ? AND purged_at IS NULL "
+                      "AND case_id > ? ORDER BY case_id LIMIT ?)")
     counts = ("SELECT j.key, a.count FROM json_each(?) AS j CROSS JOIN {table} AS a "
               "WHERE a.{column} = ? AND a.case_id = json_extract(j.value, '$[0]') "
               "AND a.day = json_extract(j.value, '$[1]')")
@@ -99,6 +106,9 @@ class Postgres(Dialect):
     foreign_cases = ("SELECT j.v->>0 FROM json_array_elements(%s::json) AS j(v) WHERE NOT EXISTS "
                      "(SELECT 1 FROM cases AS c WHERE c.case_id = j.v->>0 "
                      "AND c.purged_at IS NULL AND c.agency_code = %s)")
+    live_case_page = ("SELECT count(*), string_agg(case_id, E'\\n'), max(case_id) FROM "
+                      "(SELECT case_id FROM cases WHERE agency_code = %s AND purged_at IS NULL "
+                      "AND case_id > %s ORDER BY case_id LIMIT %s) AS p")
     counts = ("SELECT j.i - 1, a.count FROM json_array_elements(%s::json) "
               "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
               "AND a.case_id = j.v->>0 AND a.day = j.v->>1")

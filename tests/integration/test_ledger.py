@@ -140,6 +140,28 @@ def test_foreign_cases_are_those_not_live_for_the_agency(ledger):
     assert ledger.foreign_cases("AG001", "[]") == set()
 
 
+def test_live_cases_come_in_pages_of_newline_joined_ids(ledger):
+    """The ownership index reads an agency's live case ids a page at a time: every live
+    one once, in any page size; another agency's and a purged one never."""
+    c = claim(ledger)
+    mine = sorted(["C1", "C10", "C2", "C-9", "c3", "C.x_y", "C" * 64])
+    with ledger.session() as s:
+        s.add(BatchRow(batch_id="b1", file_id=c.file_id, status="accepted", records=9,
+                       accepted=9, rejected=0))
+        s.add_all([CaseRow(case_id=i, batch_id="b1", agency_code="AG001", contract_id="K1")
+                   for i in mine])
+        s.add_all([CaseRow(case_id="C5", batch_id="b1", agency_code="AG002", contract_id="K2"),
+                   CaseRow(case_id="C6", batch_id="b1", agency_code="AG001", contract_id="K1",
+                           purged_at=dt.datetime.now(dt.UTC))])
+    for page in (1, 2, 3, 7, 100):
+        pages = list(ledger.live_case_pages("AG001", page))
+        assert all(n == len(text.split("\n")) for n, text in pages)
+        ids = [i for _, text in pages for i in text.split("\n")]
+        assert sorted(ids) == mine and len(ids) == len(mine)
+    assert list(ledger.live_case_pages("AG003", 10)) == []
+    assert ledger.finished_purges("AG001") == 0
+
+
 def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
     """The batch flow hands the ledger a chunk as ``[["case id", row, "agency"], …]``:
     what this file staged before and what another batch holds live come back; the

@@ -232,3 +232,41 @@ def test_a_stop_mid_file_commits_nothing_and_the_rerun_counts_each_attempt_once(
         assert s.scalar(select(func.count()).select_from(StagedAttemptRow)) == 0
         counts = dict(s.execute(select(AttemptRow.case_id, AttemptRow.count)).all())
     assert counts == {case: 8}
+
+
+def test_a_purge_of_the_agency_while_its_file_is_read_has_the_file_read_again(
+        site, monkeypatch):
+    """The ownership index is the agency's cases when the reading began; a purge finishing
+    meanwhile (another node's, on a shared ledger) makes the commit give way, and the file
+    is read again against the cases that are left: no row about a purged case forwarded,
+    no attempt counted for it."""
+    from sqlalchemy import delete, func, select
+
+    from gateway import daemon
+    from gateway.ledger import AttemptRow, CaseRow, Ledger
+    from gateway.validation.columnar_results import ColumnarResults
+
+    rows = [row(site.ag1[0], "CALL", when=at(hour=9, minute=m)) for m in range(3)]
+    site.upload("AG001", "r.csv.pgp", results_csv(rows))
+    check, purged, readings = ColumnarResults.check, [], []
+    finished = Ledger.finished_purges
+
+    def check_then_purge(self, chunk):
+        readings.append(chunk.records)
+        if not purged:  # the other node's purge: every case of the agency, at once
+            with ctx.ledger.session() as s:
+                s.execute(delete(CaseRow).where(CaseRow.agency_code == "AG001"))
+            purged.append(True)
+        return check(self, chunk)
+
+    monkeypatch.setattr(ColumnarResults, "check", check_then_purge)
+    monkeypatch.setattr(Ledger, "finished_purges",
+                        lambda self, agency: finished(self, agency) + len(purged))
+    with daemon.open_context(site.cfg()) as ctx:
+        assert daemon.run_once(ctx) == {"rejected": 1}
+        with ctx.ledger.session(write=False) as s:
+            assert s.scalar(select(func.count()).select_from(AttemptRow)) == 0
+    assert readings == [3, 3]  # read twice in the one pass
+    assert site.bank_results() == []
+    (receipt,) = site.agency_receipts("AG001").values()
+    assert {e["code"] for e in receipt["errors"]} == {"E_NOT_ASSIGNED"}

@@ -63,3 +63,26 @@ def test_checkpoints_reports_and_retention_hand_work_to_the_outbox_not_a_flow():
                 found += [(path.name, m) for m in mods if m.startswith("gateway.flows.")
                           and m.rsplit(".", 1)[1] not in ("Context", "Services", "Guard", "unguarded")]
     assert found == []
+
+
+def test_the_results_flow_loads_its_arrow_half_only_to_read_a_file():
+    """``flows/results.py`` imports no module of the Arrow engine at its top:
+    ``flows/result_rows.py`` is imported where a file is read, so a pass with nothing to
+    read need not load pyarrow and NumPy for the results flow."""
+    import ast
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "gateway" / "flows" / "results.py"
+    heavy = ("pyarrow", "numpy", "gateway.validation.chunks", "gateway.validation.columnar",
+             "gateway.validation.columnar_results", "gateway.validation.ownership",
+             "gateway.masking_columns", "gateway.flows.result_rows", "gateway.flows.stage")
+    found = []
+    for node in ast.parse(path.read_text()).body:  # the module's top level only
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found += [n for n in names if n.startswith(heavy)]
+    assert found == []
