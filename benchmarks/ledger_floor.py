@@ -5,12 +5,14 @@
 
 A results file reads the agency's live case ids once (its ownership index, which then
 tells each chunk's foreign ids), asks the ledger, chunk by chunk, what each (case, day)
-of its CALL and SMS rows counted before, and stages the chunk's counts; the file's
-commit adds them to the agency's. This script does exactly those calls — the flow's
-statements, with the JSON arrays (and the chunks' id arrays) built beforehand and not
-timed — for the rows ``throughput.py`` sends (``synth.results`` about the cases of one
-agency of five), and prints one JSON line: the seconds of each kind of call, summed
-(``foreign_s``: reading the index and asking it), and the total. ``throughput.py
+of its CALL and SMS rows counted in committed files, adds what its earlier chunks
+counted (held in memory: ``file_counts.FileCounts``) and keeps the chunk's counts there;
+the file's commit adds them to the agency's. This script does exactly those calls — the
+flow's statements, with the JSON arrays (and the chunks' Arrow arrays) built beforehand
+and not timed — for the rows ``throughput.py`` sends (``synth.results`` about the cases
+of one agency of five), and prints one JSON line: the seconds of each kind of call,
+summed (``foreign_s``: reading the index and asking it; ``stage_s``: keeping the
+counts), and the total. ``throughput.py
 --floor`` runs the same measurement beside the results flow's baseline
 (``ledger_floor_s``). It is the part of the results flow that no change to the flow's
 Python can remove while every row's attempt count is checked against, and kept in, the
@@ -26,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +37,7 @@ from gateway import synth
 from gateway.ledger import BatchRow, FileStatus, Ledger, ReceiptRow
 from gateway.validation import ownership
 from gateway.validation.chunks import ROWS_PER_CHUNK
+from gateway.validation.file_counts import FileCounts
 from gateway.validation.results import ATTEMPT_ACTIONS
 
 AGENCY = "AG001"
@@ -63,15 +67,27 @@ def assign(ledger: Ledger, ids: list[str]) -> None:
                         receipt=_receipt(file_id, sha))
 
 
-def chunk_calls(rows: list[dict[str, str]]) -> tuple[pa.Array, str, str]:
-    """What a chunk asks: its distinct ids (for the ownership index), and as JSON arrays
-    its CALL/SMS (case, day) keys and those keys with the chunk's count of each."""
-    ids = sorted({r["case_id"] for r in rows})
+@dataclass
+class Chunk:
+    """What a chunk asks: its distinct ids (for the ownership index), its CALL/SMS (case,
+    day) keys as a JSON array (for the ledger) and as arrays with the chunk's count of each
+    (for the counts held in memory)."""
+
+    ids: pa.Array
+    keys: str
+    case: pa.Array
+    day: pa.Array
+    count: pa.Array
+
+
+def chunk_calls(rows: list[dict[str, str]]) -> Chunk:
     counts = collections.Counter((r["case_id"], r["action_at"][:10]) for r in rows
                                  if r["action_code"] in ATTEMPT_ACTIONS)
     keys = list(counts)
-    return (pa.array(ids, pa.string()), json.dumps([list(k) for k in keys]),
-            json.dumps([[c, d, counts[(c, d)]] for c, d in keys]))
+    return Chunk(pa.array(sorted({r["case_id"] for r in rows}), pa.string()),
+                 json.dumps([list(k) for k in keys]), pa.array([c for c, _ in keys], pa.string()),
+                 pa.array([d for _, d in keys], pa.string()),
+                 pa.array([counts[k] for k in keys], pa.int64()))
 
 
 def measure(url: str, ids: list[str], rows: int) -> dict[str, float]:
@@ -92,20 +108,22 @@ def measure(url: str, ids: list[str], rows: int) -> dict[str, float]:
         index = ownership.load(ledger.live_case_pages(AGENCY, ownership.PAGE))
         assert index is not None
         spent["foreign_s"] += time.perf_counter() - t
-        for ids_asked, keys, added in arrays:
+        held = FileCounts()
+        for chunk in arrays:
             t = time.perf_counter()
-            assert not index.foreign(ids_asked)
+            assert not index.foreign(chunk.ids)
             spent["foreign_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            ledger.attempt_counts(AGENCY, file_id, keys)
+            ledger.attempt_counts(AGENCY, file_id, chunk.keys, staged=False)
+            held.counted(chunk.case, chunk.day)
             spent["counts_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            ledger.stage_attempts(file_id, added)
+            held.add(chunk.case, chunk.day, chunk.count)
             spent["stage_s"] += time.perf_counter() - t
         t = time.perf_counter()
         ledger.commit_results(file_id=file_id, agency_code=AGENCY, delivery=None,
                               receipt=_receipt(file_id, sha), status=FileStatus.ACCEPTED,
-                              records=rows, accepted=rows, rejected=0)
+                              attempts=held.rows(), records=rows, accepted=rows, rejected=0)
         spent["commit_s"] = time.perf_counter() - t
     finally:
         ledger.close()

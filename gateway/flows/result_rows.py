@@ -6,15 +6,18 @@ file is read (a pass with nothing to read loads neither library).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
 
 from gateway.flows import Context, Interrupted
 from gateway.flows.arrival import read_signed_csv
 from gateway.flows.results import _Forward, _forward_name, _Reading
 from gateway.flows.stage import Stage
 from gateway.masking_columns import needs_neutralising, neutralise
-from gateway.validation import chunks, csvio, ownership
+from gateway.validation import chunks, csvio, file_counts, ownership
 from gateway.validation.cases import RowError
 from gateway.validation.columnar_results import Checked, ColumnarResults, Foreign
 from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_header
@@ -57,14 +60,57 @@ def owners(ctx: Context, agency: str, out: _Reading) -> Foreign:
     return index.foreign
 
 
+class _Counts:
+    """The file's CALL/SMS counts so far (see :mod:`gateway.validation.file_counts`): in
+    memory until they pass its bound, then in the ledger's staging, as before."""
+
+    def __init__(self, ctx: Context, file: Results) -> None:
+        self.ctx, self.file = ctx, file
+        self.held: file_counts.FileCounts | None = file_counts.FileCounts()
+
+    def counted(self, case: pa.Array, day: pa.Array) -> dict[int, int]:
+        """What committed files and this file's earlier chunks counted, by key position."""
+        found = self.ctx.ledger.attempt_counts(self.file.agency, self.file.file_id,
+                                               chunks.json_rows(case, day),
+                                               staged=self.held is None)
+        if self.held is not None:
+            for key, n in self.held.counted(case, day).items():
+                found[key] = found.get(key, 0) + n
+        return found
+
+    def add(self, attempts: pa.Table) -> None:
+        """A chunk's counts (each key once)."""
+        case, day, count = (c.combine_chunks() for c in attempts.columns)
+        if self.held is not None and file_counts.fits(day):
+            self.held.add(case, day, count)
+            if self.held.nbytes > file_counts.MAX_BYTES:
+                self._spill(self.held)
+            return
+        if self.held is not None:
+            self._spill(self.held)
+        self.ctx.ledger.stage_attempts(self.file.file_id, chunks.json_rows(case, day, count))
+
+    def _spill(self, held: file_counts.FileCounts) -> None:
+        """Past the memory bound: what is held goes to the ledger's staging, and so does
+        every later chunk's."""
+        for rows in held.rows():
+            self.ctx.ledger.stage_attempts(self.file.file_id, rows)
+        self.held = None
+
+    def rows(self) -> Iterator[str]:
+        """The counts held in memory, for the commit (those staged it finds itself)."""
+        if self.held is not None:
+            yield from self.held.rows()
+
+
 def _rows(ctx: Context, file: Results, reader: chunks.ChunkReader, columns: tuple[str, ...],
           out: _Reading) -> None:
     """Chunk by chunk: the columnar rules, ownership and the CALL/SMS counts against the
     ledger, the flags, then the accepted rows sealed for the bank.
 
     Two stages (:class:`Stage`): this thread reads chunk *k+1*, checks it and tells which
-    of its cases are not the agency's, while the other counts chunk *k*'s attempts, stages
-    them and seals its rows. The rules are Arrow kernels and the ledger's work SQLite's,
+    of its cases are not the agency's, while the other counts chunk *k*'s attempts, keeps
+    them (:class:`_Counts`) and seals its rows. The rules are Arrow kernels and the ledger's work SQLite's,
     both without the GIL, so the two share two cores; one after the other, half the time
     went to SQLite while a core stood idle. The counts stay on one thread: a chunk's must
     be staged before the next chunk's are asked."""
@@ -74,7 +120,10 @@ def _rows(ctx: Context, file: Results, reader: chunks.ChunkReader, columns: tupl
                              max_attempts=gw.max_daily_attempts)
     free_text = frozenset(c for c in engine.present if c in FREE_TEXT_RESULT_FIELDS)
     foreign = owners(ctx, agency, out)
-    judge = Stage("judge", lambda checked: _judge(ctx, file, engine, checked, out, free_text))
+    counts = _Counts(ctx, file)
+    out.attempt_rows = counts.rows
+    judge = Stage("judge", lambda checked: _judge(ctx, file, engine, checked, out, free_text,
+                                                  counts))
     try:
         for chunk in reader.chunks(len(columns)):
             out.records += chunk.records
@@ -89,22 +138,20 @@ def _rows(ctx: Context, file: Results, reader: chunks.ChunkReader, columns: tupl
 
 
 def _judge(ctx: Context, file: Results, engine: ColumnarResults, checked: Checked,
-           out: _Reading, free_text: frozenset[str]) -> None:
+           out: _Reading, free_text: frozenset[str], counts: _Counts) -> None:
     """A checked chunk against the ledger; its counts staged, its accepted rows sealed
     (the *free_text* columns neutralised). The receipt's errors are added here, in chunk
     order."""
-    agency, file_id = file.agency, file.file_id
-    judged = engine.judge(checked, counted=lambda case, day: ctx.ledger.attempt_counts(
-        agency, file_id, chunks.json_rows(case, day)))
+    judged = engine.judge(checked, counted=counts.counted)
     out.errors.add(judged.errors)
     out.not_assigned += judged.not_assigned
     out.flagged.update(judged.flagged)
     out.unflagged += judged.unflagged
-    ctx.ledger.stage_attempts(file_id, chunks.json_rows(*judged.attempts.columns))
+    counts.add(judged.attempts)
     table = judged.forward
     if table.num_rows:
         if out.forward is None:
-            out.forward = _open_forward(ctx, agency, file.staging, list(table.column_names))
+            out.forward = _open_forward(ctx, file.agency, file.staging, list(table.column_names))
         written = []
         for name in table.column_names:
             col = table.column(name).combine_chunks()

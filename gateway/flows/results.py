@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -92,6 +93,8 @@ class _Reading(Reading):
     flagged: collections.Counter[str] = field(default_factory=collections.Counter)
     forward: _Forward | None = None
     purges: int | None = None  # the agency's finished purges its ownership index was read at
+    # the attempt counts held in memory, as JSON arrays for the commit (result_rows._Counts)
+    attempt_rows: Callable[[], Iterator[str]] | None = None
 
     def abort(self) -> None:
         if self.forward:
@@ -155,8 +158,9 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
     signer = out.verified.fingerprint
     commit_with_receipt(ctx, arrival, receipt, lambda row: ctx.ledger.commit_results(
         file_id=arrival.id, agency_code=agency, delivery=delivery, receipt=row, status=status,
-        signer=signer, flags=dict(out.flagged), records=out.records,
-        accepted=out.accepted, rejected=out.rejected))
+        attempts=out.attempt_rows() if out.attempt_rows else (), signer=signer,
+        flags=dict(out.flagged), records=out.records, accepted=out.accepted,
+        rejected=out.rejected))
     faults.point("after_results_commit")
     for flag, n in [*out.flagged.items(), ("none", out.unflagged)]:
         ctx.metrics.result_rows.labels(agency=agency, flag=flag).inc(n)

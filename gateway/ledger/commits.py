@@ -3,7 +3,7 @@ results flow's ownership checks and attempt counts, in the dialect's SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Unpack
 
@@ -130,15 +130,17 @@ class CommitStore(ClaimStore):
             return s.scalar(select(func.count()).select_from(PurgeRow).where(
                 PurgeRow.agency_code == agency_code, PurgeRow.finished_at.is_not(None))) or 0
 
-    def attempt_counts(self, agency_code: str, file_id: int, keys: str) -> dict[int, int]:
+    def attempt_counts(self, agency_code: str, file_id: int, keys: str, *,
+                       staged: bool = True) -> dict[int, int]:
         """For the (case_id, day) pairs in *keys* (``[["case id", "day"], …]``): what
-        committed files counted plus what this file's earlier chunks staged, by the pair's
-        position in *keys*; a pair counted nowhere is left out."""
+        committed files counted plus (if *staged*) what this file's earlier chunks staged,
+        by the pair's position in *keys*; a pair counted nowhere is left out."""
         out: dict[int, int] = {}
+        tables = [("attempts", "agency_code", agency_code),
+                  *([("staged_attempts", "file_id", file_id)] if staged else [])]
         with self.session(write=False) as s:
             conn = s.connection()
-            for table, column, value in (("attempts", "agency_code", agency_code),
-                                         ("staged_attempts", "file_id", file_id)):
+            for table, column, value in tables:
                 sql = self.dialect.counts.format(table=table, column=column)
                 for i, n in _fetch(conn, sql, (keys, value)):
                     out[i] = out.get(i, 0) + n
@@ -153,12 +155,14 @@ class CommitStore(ClaimStore):
             s.connection().exec_driver_sql(self.dialect.stage_attempts, (file_id, added))
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
-                       receipt: ReceiptRow, status: FileStatus,
+                       receipt: ReceiptRow, status: FileStatus, attempts: Iterable[str] = (),
                        **end: Unpack[ResultsEnd]) -> None:
         """One transaction: the forwarded file (pending), the receipt, the flag counts, the
-        staged attempt counts added to the agency's — by one upsert driven by the file's
-        staged rows, so it costs as much as this file (an UPDATE over every count the agency
-        ever had, then an INSERT of the new ones, cost as much as the agency's history)."""
+        file's attempt counts added to the agency's — those it staged, and those it held in
+        memory, given as JSON arrays in *attempts* (``[["case id", "day", count], …]``, each
+        pair once in all) — by upserts driven by the file's own counts, so they cost as
+        much as this file (an UPDATE over every count the agency ever had, then an INSERT
+        of the new ones, cost as much as the agency's history)."""
         flags = end.pop("flags", None)
         staged = StagedAttemptRow
         with self._conflicts(), self.session() as s:
@@ -168,7 +172,11 @@ class CommitStore(ClaimStore):
             s.add_all([ResultFlagRow(file_id=file_id, flag=f, count=n)
                        for f, n in sorted((flags or {}).items()) if n])
             s.flush()
-            s.connection().exec_driver_sql(self.dialect.add_attempts, (agency_code, file_id))
+            conn = s.connection()
+            conn.exec_driver_sql(self.dialect.add_attempts, (agency_code, file_id))
+            for rows in attempts:
+                if rows != "[]":
+                    conn.exec_driver_sql(self.dialect.add_attempt_rows, (agency_code, rows))
             s.execute(delete(staged).where(staged.file_id == file_id))
             self._finish(s, file_id, status, end)
 

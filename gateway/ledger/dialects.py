@@ -40,6 +40,9 @@ class Dialect:
     counts: ClassVar[str]
     # A file's staged counts added to its agency's (parameters: the agency, the file id).
     add_attempts: ClassVar[str]
+    # A file's counts given as a JSON array ``[["case id", "day", count], …]``, each pair
+    # once, added to its agency's (the agency, the array).
+    add_attempt_rows: ClassVar[str]
     # One chunk's counts added to the file's staged ones (the file id, the array).
     stage_attempts: ClassVar[str]
     # How the insert of a chunk's cases reads the array (see :func:`_stage_cases`).
@@ -84,6 +87,11 @@ class SQLite(Dialect):
                     "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
                     "SET count = attempts.count + excluded.count")
     # "WHERE true": SQLite's parser would otherwise read ON CONFLICT as a join's ON.
+    add_attempt_rows = ("INSERT INTO attempts (agency_code, case_id, day, count) "
+                        "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                        "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
+                        "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
+                        "SET count = attempts.count + excluded.count")
     stage_attempts = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
                       "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
                       "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
@@ -113,6 +121,11 @@ class Postgres(Dialect):
               "WITH ORDINALITY AS j(v, i) JOIN {table} AS a ON a.{column} = %s "
               "AND a.case_id = j.v->>0 AND a.day = j.v->>1")
     add_attempts = SQLite.add_attempts.replace("?", "%s")
+    add_attempt_rows = ("INSERT INTO attempts (agency_code, case_id, day, count) "
+                        "SELECT %s, j.v->>0, j.v->>1, (j.v->>2)::integer "
+                        "FROM json_array_elements(%s::json) AS j(v) "
+                        "ON CONFLICT (agency_code, case_id, day) DO UPDATE "
+                        "SET count = attempts.count + excluded.count")
     stage_attempts = ("INSERT INTO staged_attempts (file_id, case_id, day, count) "
                       "SELECT %s, j.v->>0, j.v->>1, (j.v->>2)::integer "
                       "FROM json_array_elements(%s::json) AS j(v) "

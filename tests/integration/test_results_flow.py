@@ -270,3 +270,32 @@ def test_a_purge_of_the_agency_while_its_file_is_read_has_the_file_read_again(
     assert site.bank_results() == []
     (receipt,) = site.agency_receipts("AG001").values()
     assert {e["code"] for e in receipt["errors"]} == {"E_NOT_ASSIGNED"}
+
+
+def test_counts_past_the_memory_bound_go_on_in_the_ledgers_staging(site, monkeypatch):
+    """A file's counts are held in memory up to ``file_counts.MAX_BYTES``; past it (here at
+    once) what is held, and every later chunk's, is staged in the ledger: the same flags,
+    the same counts committed, nothing left staged."""
+    from sqlalchemy import func, select
+
+    from gateway import daemon
+    from gateway.ledger import AttemptRow, StagedAttemptRow
+    from gateway.validation import file_counts
+
+    monkeypatch.setattr(file_counts, "MAX_BYTES", 0)
+    case, other = site.ag1[0], site.ag1[1]
+    site.upload("AG001", "r-a.csv.pgp", results_csv(
+        [row(case, "CALL", when=at(hour=9, minute=m)) for m in range(4)]))
+    rows = [row(case, "SMS", when=at(hour=11)), row(other, "CALL", when=at(hour=11))]
+    rows += [row(other, "VISIT", when=at(hour=12, minute=m % 60)) for m in range(999)]
+    rows += [row(case, "SMS", when=at(hour=13, minute=m)) for m in range(2)]
+    assert site.run() == {"accepted": 1}
+    site.upload("AG001", "r-b.csv.pgp", results_csv(rows))
+    assert site.run() == {"accepted": 1}
+    with daemon.open_context(site.cfg()) as ctx, ctx.ledger.session(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(StagedAttemptRow)) == 0
+        counts = dict(s.execute(select(AttemptRow.case_id, AttemptRow.count)).all())
+    assert counts == {case: 7, other: 1}
+    mine = [r for r in site.bank_results() if r["case_id"] == case]
+    assert [r["flags"] for r in sorted(mine, key=lambda r: r["action_at"])] == \
+        ["", "", "", "", "", "", "ATTEMPTS"]
