@@ -101,7 +101,9 @@ class CommitStore(ClaimStore):
 
     def foreign_cases(self, agency_code: str, ids: str) -> set[str]:
         """Of the case ids in *ids* (``[["case id"], …]``), those that are not live cases
-        delivered to *agency_code*: another agency's, a purged one's, or no case at all."""
+        delivered to *agency_code*: another agency's, a purged one's, or no case at all.
+        (The results flow asks its in-memory index instead, :meth:`live_case_pages`; this
+        is for an agency too large for it.)"""
         with self.session(write=False) as s:
             return {r[0] for r in _fetch(s.connection(), self.dialect.foreign_cases,
                                          (ids, agency_code))}
@@ -148,7 +150,8 @@ class CommitStore(ClaimStore):
 
     def stage_attempts(self, file_id: int, added: str) -> None:
         """Add one chunk's counts, ``[["case id", "day", count], …]`` with each pair once,
-        to what the file has staged."""
+        to what the file has staged (the results flow holds them in memory until they pass
+        its bound, ``validation/file_counts.py``)."""
         if added == "[]":
             return
         with self.session(staging=True) as s:

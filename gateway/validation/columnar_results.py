@@ -12,10 +12,12 @@ not change: such a wall-clock time *is* the local time the flags need, and its U
 instant is the wall time minus that day's one offset. A day with a DST change (a
 time that happens twice or never) goes to the reference.
 
-Ownership and the ATTEMPTS count need the ledger; :meth:`ColumnarResults.judge` takes
-them as two functions of Arrow arrays, so the flow passes the ledger's and the tests a
-dictionary's. Neither makes a Python object per row: the ledger answers with the few
-foreign cases and the keys counted before.
+Ownership and the ATTEMPTS count need the ledger; :meth:`ColumnarResults.owned` and
+:meth:`ColumnarResults.judge` take them as two functions of Arrow arrays, so the flow
+passes its own (an index of the agency's cases read once, ``ownership.py``; the ledger's
+counts plus the file's, ``file_counts.py``) and the tests a dictionary's. Neither makes
+a Python object per row: they answer with the few foreign cases and the keys counted
+before.
 """
 
 from __future__ import annotations
