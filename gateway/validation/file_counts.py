@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from gateway.validation.chunks import json_rows
 
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 48 * 1024 * 1024  # ~1.5 million keys; see ownership.MAX_BYTES for the sum
 DAY = 10  # YYYY-MM-DD
 PAGE = 50_000  # keys per JSON array handed to the ledger
 

@@ -11,8 +11,8 @@ no Python object per id), and answers each chunk with ``np.searchsorted``.
 **Memory.** The ids are kept as NumPy fixed-width byte strings, one sorted array per
 byte length: an id costs its own UTF-8 bytes, no padding, no pointer (~14 bytes for the
 ids the bank issues: 14 MB at a million live cases). Past :data:`MAX_BYTES` (an agency of
-several million cases) the index is not built and the flow asks the ledger per chunk, as
-before: memory stays bounded whatever the agency's size.
+about three million cases) the index is not built and the flow asks the ledger per
+chunk, as before: memory stays bounded whatever the agency's size.
 
 **Exact.** Byte strings of one length compare as their bytes, so a hit is the same id,
 byte for byte, as SQLite's ``=`` (BINARY) and PostgreSQL's (a deterministic collation
@@ -47,7 +47,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 PAGE = 200_000  # ids per statement: a page's text and its array stay a few MB
-MAX_BYTES = 96 * 1024 * 1024  # of ids in memory; an agency beyond it is asked per chunk
+# Of ids in memory (~3 million of the bank's 14-character ids); an agency beyond it is
+# asked per chunk. With file_counts.MAX_BYTES, and the load's moment of twice this (the
+# pages' arrays and their concatenation), the process tree (~111 MB at a million rows
+# without either) stays under 256 MB whatever the agency's and the file's size.
+MAX_BYTES = 40 * 1024 * 1024
 _Sorted = dict[int, np.ndarray]  # byte length -> sorted ids of that length (dtype S<length>)
 
 

@@ -550,7 +550,7 @@ def results_by_rows(data: bytes, encoding: str, delimiter: str, zone: str):
 
 def results_by_chunks(data: bytes, encoding: str, delimiter: str, zone: str, step: int,
                       per_chunk: int):
-    """The columnar engine as ``results._rows`` runs it (the agency holds :data:`OWNED`)."""
+    """The columnar engine as ``result_rows._rows`` runs it (the agency holds :data:`OWNED`)."""
     tz = zoneinfo.ZoneInfo(zone)
     now = ZONES[zone].replace(tzinfo=tz)
     errors: list[RowError] = []
