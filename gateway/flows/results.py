@@ -35,7 +35,7 @@ from gateway.flows.arrival import (
     commit_with_receipt,
 )
 from gateway.flows.receipts import Receipt
-from gateway.ledger import CommitConflict, DeliveryRow, FileStatus
+from gateway.ledger import DeliveryRow, FileStatus
 from gateway.names import file_fields
 from gateway.state import file_sha256
 from gateway.validation import csvio
@@ -140,9 +140,6 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
     agency, name, sha = arrival.channel.agency, arrival.name, arrival.sha256
     # invariants of a reading the verdict let through (not input checks)
     assert out.verified is not None and out.forward is not None and agency is not None  # noqa: S101
-    if out.purges is not None and ctx.ledger.finished_purges(agency) != out.purges:
-        out.abort()  # the driver reads the file again, against the cases that are left
-        raise CommitConflict(f"a purge of {agency}'s cases finished while its file was read")
     fwd = out.forward
     fwd.sink.flush()
     fwd.writer.close()
@@ -158,7 +155,7 @@ def _commit(ctx: Context, arrival: Arrival, out: _Reading, staging: Path) -> Out
     signer = out.verified.fingerprint
     commit_with_receipt(ctx, arrival, receipt, lambda row: ctx.ledger.commit_results(
         file_id=arrival.id, agency_code=agency, delivery=delivery, receipt=row, status=status,
-        attempts=out.attempt_rows() if out.attempt_rows else (), signer=signer,
+        attempts=out.attempt_rows() if out.attempt_rows else (), purges=out.purges, signer=signer,
         flags=dict(out.flagged), records=out.records, accepted=out.accepted,
         rejected=out.rejected))
     faults.point("after_results_commit")

@@ -10,6 +10,7 @@ from typing import Any, Unpack
 from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.ledger.claims import ClaimStore
 from gateway.ledger.core import _reason
@@ -129,8 +130,12 @@ class CommitStore(ClaimStore):
         """How many of *agency_code*'s contracts were purged: a purge is the only way its
         cases leave the ledger (see :mod:`gateway.validation.ownership`)."""
         with self.session(write=False) as s:
-            return s.scalar(select(func.count()).select_from(PurgeRow).where(
-                PurgeRow.agency_code == agency_code, PurgeRow.finished_at.is_not(None))) or 0
+            return self._finished_purges(s, agency_code)
+
+    @staticmethod
+    def _finished_purges(s: Session, agency_code: str) -> int:
+        return s.scalar(select(func.count()).select_from(PurgeRow).where(
+            PurgeRow.agency_code == agency_code, PurgeRow.finished_at.is_not(None))) or 0
 
     def attempt_counts(self, agency_code: str, file_id: int, keys: str, *,
                        staged: bool = True) -> dict[int, int]:
@@ -159,16 +164,26 @@ class CommitStore(ClaimStore):
 
     def commit_results(self, *, file_id: int, agency_code: str, delivery: DeliveryRow | None,
                        receipt: ReceiptRow, status: FileStatus, attempts: Iterable[str] = (),
-                       **end: Unpack[ResultsEnd]) -> None:
+                       purges: int | None = None, **end: Unpack[ResultsEnd]) -> None:
         """One transaction: the forwarded file (pending), the receipt, the flag counts, the
         file's attempt counts added to the agency's — those it staged, and those it held in
         memory, given as JSON arrays in *attempts* (``[["case id", "day", count], …]``, each
         pair once in all) — by upserts driven by the file's own counts, so they cost as
         much as this file (an UPDATE over every count the agency ever had, then an INSERT
-        of the new ones, cost as much as the agency's history)."""
+        of the new ones, cost as much as the agency's history).
+
+        *purges*: how many of the agency's purges had finished when the file's reading
+        began (its ownership index was read then). Checked again here, under the agency's
+        lock (:meth:`Dialect.lock_agency`, which a purge takes too): a purge that finished
+        since makes this commit give way (:class:`CommitConflict`) and the file is read
+        again against the cases that are left."""
         flags = end.pop("flags", None)
         staged = StagedAttemptRow
         with self._conflicts(), self.session() as s:
+            self.dialect.lock_agency(s.connection(), agency_code)
+            if purges is not None and self._finished_purges(s, agency_code) != purges:
+                raise CommitConflict(f"a purge of {agency_code}'s cases finished while its "
+                                     "file was read")
             if delivery is not None:
                 s.add(delivery)
             s.add(receipt)

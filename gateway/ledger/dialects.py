@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from typing import ClassVar
 
 from sqlalchemy import func, select
@@ -57,6 +58,11 @@ class Dialect:
     def begin_staging(self, conn: Connection) -> None:
         """Let a transaction that only writes staged work commit without waiting for the
         disk (a crash loses it; resuming the file stages it again)."""
+
+    def lock_agency(self, conn: Connection, agency_code: str) -> None:
+        """Hold, until the transaction ends, the right to change *agency_code*'s cases and
+        attempt counts. SQLite needs nothing: a writing transaction has the database's one
+        write lock from its start (``BEGIN IMMEDIATE``)."""
 
     def server_now(self, s: Session) -> dt.datetime | None:
         """The database server's clock, if leases go by it (None: the host's)."""
@@ -138,6 +144,13 @@ class Postgres(Dialect):
     def begin_staging(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
+    def lock_agency(self, conn: Connection, agency_code: str) -> None:
+        """A transaction-scoped advisory lock per agency: two nodes' results commits of one
+        agency add attempt counts one after the other (in either order they lock the same
+        rows, and in different orders they deadlocked), and a purge of the agency waits for
+        a results commit in progress, or makes it wait and see the purge."""
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_key(agency_code),))
+
     def server_now(self, s: Session) -> dt.datetime | None:
         return s.scalar(select(func.statement_timestamp()))
 
@@ -161,3 +174,9 @@ def _stage_cases(p: str, rows: str, fields: tuple[str, str, str], agencies: int)
     arms = " ".join([f"WHEN {p} THEN {p}"] * agencies) or "ELSE NULL"
     return ("INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) "
             f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {rows}")
+
+
+def _lock_key(agency_code: str) -> int:
+    """A stable 64-bit key for an agency's advisory lock (the same on every node)."""
+    digest = hashlib.sha256(f"gateway.agency:{agency_code}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

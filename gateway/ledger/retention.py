@@ -84,6 +84,7 @@ class RetentionStore(Core):
         """One transaction: forget the agency's cases, mark what was deleted, queue the certificate."""
         now = utcnow()
         with self.session() as s:
+            self.dialect.lock_agency(s.connection(), agency_code)  # after a results commit
             cases = _rowcount(s.execute(delete(CaseRow).where(CaseRow.agency_code == agency_code)))
             s.execute(delete(AttemptRow).where(AttemptRow.agency_code == agency_code))
             for d in s.scalars(select(DeliveryRow).where(DeliveryRow.agency_code == agency_code,

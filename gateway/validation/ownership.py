@@ -48,9 +48,10 @@ import pyarrow.compute as pc
 
 PAGE = 200_000  # ids per statement: a page's text and its array stay a few MB
 # Of ids in memory (~3 million of the bank's 14-character ids); an agency beyond it is
-# asked per chunk. With file_counts.MAX_BYTES, and the load's moment of twice this (the
-# pages' arrays and their concatenation), the process tree (~111 MB at a million rows
-# without either) stays under 256 MB whatever the agency's and the file's size.
+# asked per chunk. With file_counts.MAX_BYTES (whose merges hold up to ~2.3 times it for a
+# moment) and the load's moment of twice this (the pages' arrays and their
+# concatenation), the process tree (~111 MB at a million rows without either) stays under
+# 256 MB whatever the agency's and the file's size.
 MAX_BYTES = 40 * 1024 * 1024
 _Sorted = dict[int, np.ndarray]  # byte length -> sorted ids of that length (dtype S<length>)
 
@@ -82,10 +83,12 @@ class OwnerIndex:
         return set(ids.filter(pa.array(~found)).to_pylist())
 
 
-def load(pages: Iterable[tuple[int, str]], *, max_bytes: int = MAX_BYTES) -> OwnerIndex | None:
+def load(pages: Iterable[tuple[int, str]], *, max_bytes: int | None = None) -> OwnerIndex | None:
     """The index of the ids in *pages* (each: how many ids, and the ids joined by
     newlines), or None if one does not split back into its count or they pass
-    *max_bytes* (the caller then asks the ledger per chunk)."""
+    *max_bytes* (default :data:`MAX_BYTES`, read at the call; the caller then asks the
+    ledger per chunk)."""
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     parts: dict[int, list[np.ndarray]] = {}
     held = 0
     for count, text in pages:

@@ -348,3 +348,27 @@ def test_a_purged_inbox_delivery_is_never_placed_but_the_banks_still_is(ledger):
     with ledger.session() as s:
         s.query(DeliveryRow).filter(DeliveryRow.kind == "results").delete()
     assert ledger.staging_abandoned(fid)
+
+
+def test_on_postgresql_an_agencys_commits_take_its_lock_one_after_the_other(postgres):
+    """Two nodes' results commits of one agency add attempt counts to the same rows: in
+    different orders they deadlocked. Each takes the agency's advisory lock first (a purge
+    too), so the second waits for the first; another agency's does not wait."""
+    from sqlalchemy.exc import OperationalError
+
+    url = postgres.create_database()
+    n1, n2 = Ledger(url), Ledger(url)
+    try:
+        with n1.session() as held:
+            n1.dialect.lock_agency(held.connection(), "AG001")
+            with n2.session() as other:
+                n2.dialect.lock_agency(other.connection(), "AG002")  # not waiting
+            with pytest.raises(OperationalError, match="lock timeout"), \
+                    n2.engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '300ms'")
+                n2.dialect.lock_agency(conn, "AG001")
+        with n2.session() as s:  # released with the first transaction
+            n2.dialect.lock_agency(s.connection(), "AG001")
+    finally:
+        n1.close()
+        n2.close()

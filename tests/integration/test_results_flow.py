@@ -243,25 +243,25 @@ def test_a_purge_of_the_agency_while_its_file_is_read_has_the_file_read_again(
     from sqlalchemy import delete, func, select
 
     from gateway import daemon
-    from gateway.ledger import AttemptRow, CaseRow, Ledger
+    from gateway.clock import now as utcnow
+    from gateway.ledger import AttemptRow, CaseRow, PurgeRow
     from gateway.validation.columnar_results import ColumnarResults
 
     rows = [row(site.ag1[0], "CALL", when=at(hour=9, minute=m)) for m in range(3)]
     site.upload("AG001", "r.csv.pgp", results_csv(rows))
     check, purged, readings = ColumnarResults.check, [], []
-    finished = Ledger.finished_purges
 
     def check_then_purge(self, chunk):
         readings.append(chunk.records)
         if not purged:  # the other node's purge: every case of the agency, at once
             with ctx.ledger.session() as s:
                 s.execute(delete(CaseRow).where(CaseRow.agency_code == "AG001"))
+                s.add(PurgeRow(contract_id="C-OLD", agency_code="AG001", effective_end="2020-01-01",
+                               deadline="2020-01-31", finished_at=utcnow()))
             purged.append(True)
         return check(self, chunk)
 
     monkeypatch.setattr(ColumnarResults, "check", check_then_purge)
-    monkeypatch.setattr(Ledger, "finished_purges",
-                        lambda self, agency: finished(self, agency) + len(purged))
     with daemon.open_context(site.cfg()) as ctx:
         assert daemon.run_once(ctx) == {"rejected": 1}
         with ctx.ledger.session(write=False) as s:
