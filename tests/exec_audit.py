@@ -40,6 +40,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "groupadd": ("gateway.install",),
     "usermod": ("gateway.install",),
 }
+# The keyed token rule's worker (gateway/token_worker.py, issue: the batch flow's Python
+# work off the one interpreter lock): this same Python, isolated (-I -S), its program a
+# constant given by -c, case data and keys by pipe only; it exits at the end of its stdin.
+# Allowed from that module only, and only so started — not from a gateway process at large.
+PYTHON_WORKER = {"python", "python3", f"python3.{sys.version_info.minor}",
+                 os.path.basename(sys.executable)}
+for _name in PYTHON_WORKER:
+    ALLOWED[_name] = ("gateway.token_worker",)
 # options whose next argument is a path the program takes as the option's value (so it may
 # come before "--"): gpg's home directory; useradd's home and shell
 PATH_OPTIONS: dict[str, frozenset[str]] = {
@@ -65,6 +73,8 @@ def problems(record: dict) -> list[str]:
         found.append(f"{said}: {program} is not on the allow-list ({', '.join(sorted(ALLOWED))})")
     elif module and module not in ALLOWED[program]:
         found.append(f"{said}: {module} may not start {program} ({', '.join(ALLOWED[program])} may)")
+    if program in PYTHON_WORKER and (module != "gateway.token_worker" or argv[1:4] != ["-I", "-S", "-c"]):
+        found.append(f"{said}: Python may be started only as gateway.token_worker's isolated child")
     end = argv.index("--") if "--" in argv else len(argv)
     for i in record.get("pathlike", []):
         if i < end and argv[i - 1] not in PATH_OPTIONS.get(program, frozenset()):

@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from gateway import faults
 from gateway.config import Config
@@ -25,7 +26,8 @@ from gateway.flows import Context, Interrupted
 from gateway.flows.arrival import read_signed_csv
 from gateway.flows.stage import Stage
 from gateway.masking import RolePolicy, Rule
-from gateway.masking_columns import ChunkMasks, needs_neutralising
+from gateway.masking_columns import ChunkMasks, Tokenizer, needs_neutralising, tokens_here
+from gateway.token_worker import TokenWorker
 from gateway.validation import chunks, csvio
 from gateway.validation.cases import HeaderMap, RowError, map_header
 from gateway.validation.columnar import Checked, ColumnarCases
@@ -33,6 +35,8 @@ from gateway.validation.schema import FREE_TEXT_CASE_FIELDS
 
 if TYPE_CHECKING:
     from gateway.flows.batches import _Reading as Reading
+
+log = structlog.get_logger("gateway.batches")
 
 
 class Hashed:
@@ -146,7 +150,8 @@ def _rows(ctx: Context, batch: Batch, reader: chunks.ChunkReader, header: Header
     sealer masks and writes chunk *k* into the gpg pipes. Most of each stage's work is
     Arrow, SQLite or a pipe write, which run without the GIL, so two cores share them."""
     engine = ColumnarCases(ctx.cfg, header, ctx.today())
-    sealer = Stage("seal", lambda item: _seal(ctx, batch, header, out, item))
+    tokens = _tokenizer(ctx.cfg)
+    sealer = Stage("seal", lambda item: _seal(ctx, batch, header, out, item, tokens))
     staging = _Staging(ctx.cfg, header, sealer)
     stager = Stage("stage", lambda checked: _stage(ctx, batch.file_id, staging, checked, out))
     try:
@@ -163,6 +168,22 @@ def _rows(ctx: Context, batch: Batch, reader: chunks.ChunkReader, header: Header
         stager.stop()  # first: it may be handing the sealer a chunk, which the sealer takes
         sealer.stop()  # before the caller aborts the gpg writers the thread may be using
         raise
+    finally:
+        if isinstance(tokens, TokenWorker):
+            tokens.close()
+
+
+def _tokenizer(cfg: Config) -> Tokenizer:
+    """A worker process for the ``token`` rule if a role uses it (its HMACs are the one
+    Python loop over values left in the flow, see :mod:`gateway.token_worker`), else none;
+    this thread's own if the worker cannot start."""
+    if not any(Rule.TOKEN in rules.values() for rules in cfg.roles.values()):
+        return tokens_here
+    try:
+        return TokenWorker()
+    except OSError as exc:
+        log.warning("token_worker.unavailable", error=str(exc))
+        return tokens_here
 
 
 class _Staging:
@@ -215,14 +236,15 @@ def _cases_json(table: pa.Table, rows: np.ndarray) -> str:
 
 
 def _seal(ctx: Context, batch: Batch, header: HeaderMap, out: Reading,
-          item: tuple[pa.Table, collections.Counter[str]]) -> None:
+          item: tuple[pa.Table, collections.Counter[str]], tokens: Tokenizer) -> None:
     """A chunk's accepted rows into their agencies' slices. Sorted by agency (a stable
     sort: each slice keeps the file's row order), every mask is computed once for the
     chunk, each role's CSV is built once for all the agencies that have the role, and
-    each agency's slice gets its span of those bytes."""
+    each agency's slice gets its span of those bytes. The token columns are asked of
+    *tokens* first, all at once: a worker hashes them while this thread builds the rest."""
     table, per_agency = item
     table = table.take(pc.sort_indices(table.column("agency_code")))
-    masks = ChunkMasks(table, FREE_TEXT_CASE_FIELDS)
+    masks = ChunkMasks(table, FREE_TEXT_CASE_FIELDS, tokens)
     by_role: dict[str, list[tuple[Slice, int, int, bytes | None]]] = {}
     start = 0
     for code in sorted(per_agency):
@@ -233,6 +255,9 @@ def _seal(ctx: Context, batch: Batch, header: HeaderMap, out: Reading,
         for s in agency.slices:  # a role's policy and columns are the same for every agency
             by_role.setdefault(s.role, []).append((s, start, per_agency[code], agency.secret))
         start += per_agency[code]
+    masks.prefetch(span for members in by_role.values()
+                   for span in ChunkMasks.token_spans(members[0][0].policy, members[0][0].columns,
+                                                      [(at, n, key) for _, at, n, key in members]))
     for members in by_role.values():
         first = members[0][0]
         columns, plain = masks.spans(first.policy, first.columns,
