@@ -63,8 +63,18 @@ _DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.i
 # --- column helpers ------------------------------------------------------------------
 
 def _bool(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """An Arrow boolean column as NumPy, null counted as false."""
-    return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+    """An Arrow boolean column as NumPy, null counted as false. The columns here hold no
+    null (Arrow's parser makes none), so as a rule there is nothing to fill: one Arrow
+    call fewer per rule, each of which takes and gives back the interpreter lock."""
+    if values.null_count:
+        values = pc.fill_null(values, False)
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _empty(col: pa.Array) -> np.ndarray:
+    """Rows whose value is empty, from the column's offsets (no Arrow call)."""
+    offsets, _ = string_bytes(col)
+    return offsets[1:] == offsets[:-1]
 
 
 def _matches(col: pa.Array, pattern: str) -> np.ndarray:
@@ -260,7 +270,7 @@ class ColumnarCases:
     def _valid(self, cols: dict[str, pa.Array], n: int, resident: np.ndarray) -> np.ndarray:
         ok = np.ones(n, dtype=bool)
         for name, col in cols.items():
-            empty = _bool(pc.equal(pc.binary_length(col), 0))
+            empty = _empty(col)
             rule = self._rule(name, col, cols, resident) | empty
             ok &= rule & ~empty if CASE_FIELDS[name].required else rule
         money = ("principal", "interest", "fees", "total_due")
