@@ -27,6 +27,11 @@ import time
 from pathlib import Path
 
 from gateway import config, scaffold, synth
+
+try:  # where the batch flow keeps its chunk size (a version before it has none)
+    from gateway.flows import batch_rows
+except ImportError:
+    batch_rows = None  # type: ignore[assignment]
 from gateway.masking import RolePolicy
 from gateway.masking_columns import ChunkMasks
 from gateway.validation import chunks
@@ -44,7 +49,8 @@ def _children_cpu() -> float:
     return use.ru_utime + use.ru_stime
 
 
-def once(cfg: config.Config, data: bytes, worker: bool = False) -> dict[str, float]:
+def once(cfg: config.Config, data: bytes, worker: bool = False,
+         per_chunk: int | None = None) -> dict[str, float]:
     spent = dict.fromkeys(("read", "check", "mask_csv"), 0.0)
     tokens = None
     if worker:
@@ -57,7 +63,8 @@ def once(cfg: config.Config, data: bytes, worker: bool = False) -> dict[str, flo
     policies = [RolePolicy(r, cfg.roles[r]) for r in ROLES]
     cut = getattr(chunks, "lines_buffer", chunks.lines_bytes)  # a view, as the flow writes it
     t = time.process_time()
-    for chunk in reader.chunks(len(header.fields)):
+    size = {"rows_per_chunk": per_chunk} if per_chunk else {}
+    for chunk in reader.chunks(len(header.fields), **size):
         spent["read"] += time.process_time() - t
         t = time.process_time()
         checked = engine.check(chunk)
@@ -95,16 +102,20 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--token-worker", action="store_true")
+    ap.add_argument("--rows-per-chunk", type=int, default=None,
+                    help="default: the batch flow's (batch_rows.ROWS_PER_CHUNK), if it has one")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gwst") as tmp:
         cfg = config.load(scaffold.init_project(Path(tmp) / "site", agencies=AGENCIES))
         data = synth.to_csv(list(synth.cases(args.cases, [a.code for a in AGENCIES], seed=1)))
         best: dict[str, float] = {}
+        per_chunk = args.rows_per_chunk or getattr(batch_rows, "ROWS_PER_CHUNK", None)
         for _ in range(args.repeat):
-            for stage, s in once(cfg, data, args.token_worker).items():
+            for stage, s in once(cfg, data, args.token_worker, per_chunk).items():
                 best[stage] = min(best.get(stage, float("inf")), s)
     code = str(Path(chunks.__file__).parents[2])  # which version ran
     print(json.dumps({"cases": args.cases, "repeat": args.repeat, "code": code,
+                      "rows_per_chunk": per_chunk or chunks.ROWS_PER_CHUNK,
                       **{f"{k}_cpu_s": round(v, 2) for k, v in best.items()},
                       "total_cpu_s": round(sum(v for k, v in best.items() if k != "worker"), 2)}))
     return 0

@@ -169,7 +169,12 @@ class ChunkReader:
                                      strings_can_be_null=False, quoted_strings_can_be_null=False,
                                      check_utf8=True))
 
-    def chunks(self, width: int) -> Iterator[Chunk]:
+    def chunks(self, width: int, *, rows_per_chunk: int | None = None) -> Iterator[Chunk]:
+        """The records as chunks of *width* columns; *rows_per_chunk*, if given, replaces
+        the size the reader was made with (a flow that can afford larger chunks asks)."""
+        if rows_per_chunk is not None:
+            self._per_chunk = rows_per_chunk
+            self._target = min(self._target, rows_per_chunk)
         self._width = width
         options = None  # made at the first plain block: Arrow may never be asked
         tables: list[pa.Table] = []
