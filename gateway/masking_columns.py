@@ -290,7 +290,7 @@ class ChunkMasks:
                     spans: list[tuple[int, int, bytes | None]]) -> list[TokenSpan]:
         """The token columns :meth:`spans` will ask for: what to :meth:`prefetch`."""
         return [(name, s, n, k) for name in columns if policy.rules[name] is Rule.TOKEN
-                for s, n, k in spans if k is not None]
+                for s, n, k in spans if k is not None and n]
 
     def _token(self, span: TokenSpan) -> pa.Array:
         if span not in self._token_done:
@@ -345,9 +345,10 @@ class ChunkMasks:
         for name in columns:
             rule = policy.rules[name]
             if rule is Rule.TOKEN:  # hex digits: neither a formula nor anything to quote
-                if any(k is None for _, _, k in spans):
+                if any(k is None and n for _, n, k in spans):
                     raise ValueError("token needs the contract's secret")
-                parts = [self._token((name, s, n, cast(bytes, k))) for s, n, k in spans]
+                parts = [self._token((name, s, n, cast(bytes, k))) if n
+                         else self._plain_column(name).slice(s, 0) for s, n, k in spans]
                 out.append(parts[0] if len(parts) == 1 else pa.concat_arrays(parts))
                 plain.append(True)
             else:

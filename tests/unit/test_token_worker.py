@@ -119,3 +119,13 @@ def test_two_roles_tokenising_a_field_hash_it_once_per_agency():
         assert names.to_pylist() == [masking.token(b"a" * 32, "张三"), "",
                                      masking.token(b"b" * 32, "李四"), masking.token(b"b" * 32, "王五")]
     assert calls == [2]  # one request, one job per agency, for both roles
+
+
+def test_an_empty_span_needs_no_key_and_a_filled_one_does():
+    table = pa.table({"customer_name": ["张三", "李四"]})
+    masks = masking_columns.ChunkMasks(table, frozenset())
+    policy = masking.RolePolicy("r", {"customer_name": Rule.TOKEN})
+    (col,), _ = masks.spans(policy, ["customer_name"], [(0, 0, None), (0, 2, b"k")])
+    assert col.to_pylist() == [masking.token(b"k", v) for v in ("张三", "李四")]
+    with pytest.raises(ValueError, match="secret"):
+        masks.spans(policy, ["customer_name"], [(0, 2, None)])
