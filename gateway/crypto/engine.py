@@ -114,8 +114,8 @@ class Keyring:
     Rebuilding from the key files means the keyring can never drift from the
     config: a key removed from ``gateway.toml`` is gone at the next start. After a build
     the home records what it was built from (the SHA-256 of each file's bytes, in order,
-    secret or public) and of every secret key file gpg wrote, synced; a start given the
-    same key files keeps the home if those secret key files are still there, unchanged —
+    secret or public) and which secret key files gpg wrote, synced; a start given the
+    same key files keeps the home if those secret key files are still there, not empty —
     two gpg imports and an agent's start were most of what a start with nothing to do
     spent on keys. Anything else (a key file changed, a secret key file missing or damaged,
     no record: a build that did not finish) builds the home again, as before.
@@ -167,10 +167,12 @@ class Keyring:
                 digest.update(kind + b" " + hashlib.sha256(path.read_bytes()).digest())
         return digest.hexdigest()
 
-    def _secret_files(self) -> dict[str, str]:
+    def _secret_files(self) -> list[str]:
+        """The secret key files gpg wrote, by name (the keygrip), those not empty. Not their
+        bytes: the agent rewrites a key file when it first uses the key."""
         folder = self.path / "private-keys-v1.d"
-        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
-                for f in sorted(folder.glob("*.key")) if f.is_file()} if folder.is_dir() else {}
+        return sorted(f.name for f in folder.glob("*.key")
+                      if f.is_file() and f.stat().st_size > 0) if folder.is_dir() else []
 
     def _record(self, sources: str) -> None:
         """What the home was built from and what gpg wrote, once it is all on disk: a

@@ -282,6 +282,9 @@ def test_a_keyring_is_kept_while_its_key_files_are_the_same_and_rebuilt_when_the
     finally:
         again.close()
     assert keybox["ag001"].fingerprint in listed(again)
+    kept = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics)
+    kept.close()  # after a signing (the agent rewrites a key file it first uses): still kept
+    assert (home / "pubring.kbx").stat().st_ino == built.st_ino
     fewer = Keyring(home, secret_keys=[keybox["gateway"].sec], public_keys=publics[:1])
     fewer.close()
     assert keybox["ag001"].fingerprint not in listed(fewer)  # taken out: gone
