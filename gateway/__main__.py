@@ -1,5 +1,5 @@
 """``python -m gateway`` is the same as the ``gateway`` command."""
 
-from gateway.cli import run
+from gateway.launch import main
 
-run()
+main()

@@ -14,10 +14,13 @@ the daemon flat at the lower figure. Called once, before any work.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import os
 import sys
+from collections.abc import Iterator
 
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters, from glibc's <malloc.h>
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, now fixed
@@ -52,3 +55,24 @@ def bound() -> bool:
     libc = _libc()  # None: not glibc, nothing to tune
     return bool(libc and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                 and libc.mallopt(M_ARENA_MAX, ARENAS))
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """Import the gateway's modules with the cyclic garbage collector off, then freeze what
+    they made (``gc.freeze``): later collections skip it.
+
+    A start builds a few hundred thousand objects that live as long as the process
+    (modules, classes, the ORM's and pydantic's tables); while they are made, the collector
+    runs a collection every 700 allocations and walks them again and again — ~250
+    collections and ~0.1 s of a ~0.9 s ``run --once`` with nothing to do. Nothing they make
+    is garbage, so there is nothing to wait for. Collection is on again when the block
+    ends, whatever happened in it (a long-running command collects as usual)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+        gc.freeze()

@@ -107,9 +107,10 @@ def run_cmd(
     from gateway import heap
 
     heap.bound()  # before the engine's libraries load
-    from gateway import daemon
-    from gateway.audit import configure_logging
-    from gateway.flows import Interrupted
+    with heap.loading():
+        from gateway import daemon
+        from gateway.audit import configure_logging
+        from gateway.flows import Interrupted
 
     cfg = load(config)
     bar = terminal_bar(once)
