@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from gateway.crypto import keys
-from gateway.crypto.engine import Engine, Keyring
+from gateway.crypto.engine import Engine
+from gateway.crypto.keyring import Keyring
 
 LIMIT_MB = 100
 

@@ -103,31 +103,29 @@ def _floor(row: Row) -> str:
 
 def short_table(rows: list[Row]) -> str:
     """README's: what a reader compares first."""
-    out = ["| flow | size | baseline s | gateway s | ratio | per s | peak PSS MB (RSS sum) "
-           "| idle run s | 100-case batch s |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        line = row.line
-        idle, batch = _fixed(row)
-        out.append(f"| {row.flow} | {row.size:,} {row.unit} | {_num(line['baseline_s'])} "
-                   f"| {_num(line['gateway_s'])} | {_ratio(line['ratio'])} "
-                   f"| {_num(line[FLOWS[row.flow][1]], 0)} {row.unit} | {_memory(row)} "
-                   f"| {idle} | {batch} |")
-    return "\n".join(out)
+    return _table(rows, full=False)
 
 
 def full_table(rows: list[Row]) -> str:
     """The page's: the short table's columns with the CSV's size, the floor and the CPU."""
-    out = ["| flow | size | CSV MB | baseline s | floor s | gateway s | ratio | per s | CPU s "
-           "| peak PSS MB (RSS sum) | idle run s | 100-case batch s |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    return _table(rows, full=True)
+
+
+def _table(rows: list[Row], *, full: bool) -> str:
+    heads = ["flow", "size", *(["CSV MB"] if full else []), "baseline s",
+             *(["floor s"] if full else []), "gateway s", "ratio", "per s",
+             *(["CPU s"] if full else []), "peak PSS MB (RSS sum)", "idle run s",
+             "100-case batch s"]
+    out = ["| " + " | ".join(heads) + " |", "|---" + "|---:" * (len(heads) - 1) + "|"]
     for row in rows:
         line = row.line
         idle, batch = _fixed(row)
-        out.append(f"| {row.flow} | {row.size:,} {row.unit} | {_num(line.get('mb'), 1)} "
-                   f"| {_num(line['baseline_s'])} | {_floor(row)} | {_num(line['gateway_s'])} "
-                   f"| {_ratio(line['ratio'])} | {_num(line[FLOWS[row.flow][1]], 0)} {row.unit} "
-                   f"| {_num(line.get('cpu_s'), 1)} | {_memory(row)} | {idle} | {batch} |")
+        cells = [row.flow, f"{row.size:,} {row.unit}",
+                 *([_num(line.get("mb"), 1)] if full else []), _num(line["baseline_s"]),
+                 *([_floor(row)] if full else []), _num(line["gateway_s"]),
+                 _ratio(line["ratio"]), f"{_num(line[FLOWS[row.flow][1]], 0)} {row.unit}",
+                 *([_num(line.get("cpu_s"), 1)] if full else []), _memory(row), idle, batch]
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from gateway.config import Config, LocalZone
 from gateway.config import SftpZone as SftpSpec
-from gateway.crypto.engine import Engine, Keyring
+from gateway.crypto.engine import Engine
+from gateway.crypto.keyring import Keyring
 from gateway.crypto.service import KeySet, check_keys, passphrase_from_env
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import Ledger

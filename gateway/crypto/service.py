@@ -18,7 +18,8 @@ from typing import BinaryIO, Self
 from gateway.config import Config
 from gateway.config.trust import writable_problems
 from gateway.crypto import keys
-from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
+from gateway.crypto.engine import Engine, OpenedMessage, SealWriter
+from gateway.crypto.keyring import Keyring, Secret
 from gateway.crypto.keys import KeyInfo, KeyRefused, Purpose
 from gateway.errors import ConfigError, KeyPolicyError
 from gateway.streams import Readable

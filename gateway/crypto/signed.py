@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gateway.crypto import keys
-from gateway.crypto.engine import Engine, Keyring
+from gateway.crypto.engine import Engine
+from gateway.crypto.keyring import Keyring
 
 
 @contextlib.contextmanager

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.crypto import engine, keys, packets
-from gateway.crypto.engine import Engine, Keyring, Secret, Verified
+from gateway.crypto.engine import Engine, Verified
+from gateway.crypto.keyring import Keyring, Secret
 from gateway.crypto.keys import KeyInfo, Purpose
 from gateway.errors import CryptoError, KeyPolicyError, UsageError
 

@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import BinaryIO, Self
 
 from gateway.crypto import _gpg, keys
-from gateway.crypto.engine import Engine, Keyring, OpenedMessage, SealWriter, Secret
+from gateway.crypto.engine import Engine, OpenedMessage, SealWriter
+from gateway.crypto.keyring import Keyring, Secret
 from gateway.crypto.keys import KeyInfo, Purpose
 from gateway.errors import ConfigError, KeyPolicyError
 from gateway.kit.config import AgencyConfig

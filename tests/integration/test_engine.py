@@ -20,9 +20,9 @@ from gateway.crypto.engine import (
     E_UNKNOWN_SIGNER,
     E_UNSIGNED,
     Engine,
-    Keyring,
     Verified,
 )
+from gateway.crypto.keyring import Keyring
 from gateway.errors import CryptoError
 from tests.gpgparty import GpgParty, live_gpg_processes, validsig_primary
 
