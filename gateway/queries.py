@@ -404,16 +404,18 @@ def subkey_state(key: keys.SubKey) -> str:
 
 
 def key_views(cfg: Config) -> list[KeyView]:
-    """Each configured public key as the key policy judges it today."""
+    """Each configured public key as the key policy judges it today (each file asked of
+    gpg once: a refused key's listing is shown as well as judged)."""
     out = []
+    listings = keys.Listings()
     for owner, use, key_path, path, purpose in configured_keys(cfg):
         info, problem = None, None
         try:
-            info = keys.check(path, purpose)
+            info = keys.check(path, purpose, listings)
         except KeyPolicyError as exc:
             problem = str(exc).replace(str(path), path.name)
             try:
-                info = keys.inspect(path)  # refused, but readable: show what it is
+                info = keys.inspect(path, listings)  # refused, but readable: show what it is
             except KeyPolicyError:
                 info = None
         out.append(KeyView(owner, use, key_path, info.fingerprint if info else None,

@@ -204,8 +204,8 @@ class Listings:
     a throw-away home and, for a secret key, an agent: 23 keys of a 5-agency site took
     ~0.17 s of a ~1.5 s idle ``run --once``. The listing of given bytes does not change;
     what changes is judged again each time from it (expiry against the clock, the file's
-    mode, the policy). A listing in which gpg called a key expired is never kept: that
-    verdict came from gpg's clock at the time, so such a key is asked of gpg again. Kept in
+    mode, the policy). A listing in which gpg called a key expired is not written back:
+    that verdict came from gpg's clock at the time, so the next start asks gpg again. Kept in
     the state directory, which only the gateway may write (a file there could as well
     replace the ledger); read only if it is a regular file of the gateway's own user that
     nobody else may write, not too large, written by the same gpg binary — anything else
@@ -260,20 +260,22 @@ class Listings:
             proc = _gpg.run(home, ["--with-colons", "--fixed-list-mode", "--show-keys"],
                             stdin=data, trust_configured=False)
         text = proc.stdout.decode("utf-8", "replace")
-        if proc.returncode == 0 and not any(line.split(":")[1:2] == ["e"]
-                                            for line in text.splitlines()):
+        if proc.returncode == 0:
             self._used[digest] = text
         return text, proc.returncode
 
     def save(self) -> None:
-        """Write what this run used, if anything changed (atomically, mode 0600)."""
-        if self.path is None or self._used == self._old:
+        """Write what this run used, if anything changed (atomically, mode 0600) — but
+        not a listing in which gpg called a key expired (that verdict was its clock's)."""
+        kept = {k: v for k, v in self._used.items()
+                if not any(line.split(":")[1:2] == ["e"] for line in v.splitlines())}
+        if self.path is None or kept == self._old:
             return
         from gateway.state import write_private  # the state module imports the config
         with contextlib.suppress(OSError):  # a cache: the next start asks gpg again
             write_private(self.path, json.dumps({"version": self.VERSION, "gpg": self._gpg,
-                                                 "listings": self._used}).encode())
-        self._old = dict(self._used)
+                                                 "listings": kept}).encode())
+        self._old = kept
 
 
 def inspect(path: Path, listings: Listings | None = None) -> KeyInfo:

@@ -195,15 +195,17 @@ class UnmaskStore(CommitStore):
             raise DecisionRefused(f"account {account} has decided this request already; "
                                   "another approver must") from None
 
-    def _holding(self, s: Session, request: int) -> None:
-        """The daemon's changes to a request are made under its lease (``unmask:<n>``): a
-        node whose lease ran out (it stalled) must not commit what another node, which took
-        the request over, is doing again under the same file names."""
-        if self.owner is None:
-            return
-        lease = s.get(LeaseRow, f"unmask:{request}")
-        if lease is None or lease.owner != self.owner:
-            raise LeaseLost(f"unmask request {request} was taken over by another node")
+    def _held(self, s: Session, request: int) -> UnmaskRequestRow:
+        """The request's row, locked, for a change the daemon makes under the request's
+        lease (``unmask:<n>``): a node whose lease ran out (it stalled) must not commit what
+        another node, which took the request over, is doing again under the same file
+        names."""
+        row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
+        if self.owner is not None:
+            lease = s.get(LeaseRow, f"unmask:{request}")
+            if lease is None or lease.owner != self.owner:
+                raise LeaseLost(f"unmask request {request} was taken over by another node")
+        return row
 
     def expire_unmask(self, request: int, now: dt.datetime, *, delivery: DeliveryRow | None,
                       purged: bool = False) -> bool:
@@ -211,8 +213,7 @@ class UnmaskStore(CommitStore):
         False if it was decided meanwhile. *purged*: the agency's data is gone (its
         contract's purge), so a pending or approved request can never be released."""
         with self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             open_ = (UnmaskStatus.PENDING.value, UnmaskStatus.APPROVED.value) if purged else (
                 UnmaskStatus.PENDING.value,)
             if row.status not in open_ or (not purged and now < row.decide_by):
@@ -225,8 +226,7 @@ class UnmaskStore(CommitStore):
     def notify_unmask(self, request: int, now: dt.datetime, delivery: DeliveryRow) -> None:
         """A denial told to the agency: its notice queued, once."""
         with self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             if row.notified_at is None:
                 row.notified_at = now
                 s.add(delivery)
@@ -236,8 +236,7 @@ class UnmaskStore(CommitStore):
         """An approved request released: its one-off slice and manifest queued for delivery
         in the same transaction. False if another node released it first."""
         with self._conflicts(), self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             if row.status != UnmaskStatus.APPROVED.value:
                 return False
             row.status = UnmaskStatus.RELEASED.value
@@ -258,8 +257,7 @@ class UnmaskStore(CommitStore):
         the outbox places them nor collection tracking takes the deletion for the agency's
         fetch."""
         with self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             if row.purge_plan is None:
                 row.purge_plan = plan
                 s.execute(update(DeliveryRow).where(
@@ -273,8 +271,7 @@ class UnmaskStore(CommitStore):
         """A release past its expiry, deleted as planned: the request purged and the
         certificate queued — one transaction. False if another node finished it first."""
         with self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             if row.status != UnmaskStatus.RELEASED.value:
                 return False
             row.status, row.purged_at = UnmaskStatus.PURGED.value, now
@@ -290,8 +287,7 @@ class UnmaskStore(CommitStore):
         """An approved request whose approvals no longer suffice (an approver disabled, the
         purpose now needing more): pending again, for the approvers still to come."""
         with self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             if row.status != UnmaskStatus.APPROVED.value:
                 return False
             row.status, row.decided_at = UnmaskStatus.PENDING.value, None
@@ -301,8 +297,7 @@ class UnmaskStore(CommitStore):
         """An approved request that can no longer be released as approved: failed, the
         agency's notice queued, in one transaction."""
         with self.session() as s:
-            row = s.get_one(UnmaskRequestRow, request, with_for_update=True)
-            self._holding(s, request)
+            row = self._held(s, request)
             if row.status != UnmaskStatus.APPROVED.value:
                 return False
             row.status, row.decided_at, row.notified_at = UnmaskStatus.FAILED.value, now, now

@@ -198,13 +198,20 @@ def test_what_the_gateway_would_refuse_is_refused_by_the_kit_with_nothing_sent(
            "rejected (E_NOT_REQUESTABLE)" in out
 
 
-def test_a_denial_is_told_and_shown(site, keybox, tmp_path, capsys):
+def asked_for_an_id_number(site, keybox, tmp_path, capsys) -> tuple[KitSite, str]:
+    """A collector's kit that fetched its batch and asked to see one case's id_number for
+    legal action, and the gateway's pass that took the request: the kit and the request id."""
     kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"))
     ok(kit, capsys, "fetch")
     out, _ = ok(kit, capsys, "unmask", "--role", "collector", "--purpose", "legal_action",
                 "--fields", "id_number", site.ag1[0]["case_id"])
     rid = request_id(out)
     site.run()
+    return kit, rid
+
+
+def test_a_denial_is_told_and_shown(site, keybox, tmp_path, capsys):
+    kit, rid = asked_for_an_id_number(site, keybox, tmp_path, capsys)
     ok(kit, capsys, "fetch")
     denied = decide(site, "deny", rid, "anna", "--reason", "not before the hearing")
     assert denied.returncode == 0, denied.stderr
@@ -315,12 +322,7 @@ def test_a_request_approved_but_no_longer_releasable_is_told_as_failed(site, key
     """The bank took id_number off what collectors may ask for after the approval: the
     gateway fails the request with a notice, and the kit takes and shows it (it once
     refused the notice on every fetch)."""
-    kit = KitSite(tmp_path / "kit", site, keybox, roles=("collector", "supervisor"))
-    ok(kit, capsys, "fetch")
-    out, _ = ok(kit, capsys, "unmask", "--role", "collector", "--purpose", "legal_action",
-                "--fields", "id_number", site.ag1[0]["case_id"])
-    rid = request_id(out)
-    site.run()
+    kit, rid = asked_for_an_id_number(site, keybox, tmp_path, capsys)
     assert decide(site, "approve", rid, "anna").returncode == 0
     site.edit('collector = ["home_address", "id_number"]', 'collector = ["home_address"]')
     site.run()
