@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from gateway.ledger.schema import LedgerError
+from gateway.ledger.schema import LedgerError, describe_postgresql
 
 
 class Dialect:
@@ -150,6 +150,9 @@ class Postgres(Dialect):
         rows, and in different orders they deadlocked), and a purge of the agency waits for
         a results commit in progress, or makes it wait and see the purge."""
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_key(agency_code),))
+
+    def __init__(self) -> None:
+        describe_postgresql()
 
     def server_now(self, s: Session) -> dt.datetime | None:
         return s.scalar(select(func.statement_timestamp()))

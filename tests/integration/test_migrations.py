@@ -163,6 +163,32 @@ def test_models_match_the_head_revision(db_url):
         engine.dispose()
 
 
+def test_the_partial_unique_indexes_are_partial_in_the_model_and_the_database(db_url):
+    """Alembic's comparison above does not look at an index's predicate. A live case id is
+    unique only among live cases, an open alert's key among open alerts: the database's
+    indexes and the model's (PostgreSQL's predicates added when such a ledger opens, not at
+    import) must both say so."""
+    from sqlalchemy.schema import CreateIndex
+
+    Ledger(db_url).close()
+    engine = engine_for(db_url)
+    try:
+        for table, name, where in (("cases", "ux_cases_live", "purged_at IS NULL"),
+                                   ("alerts", "ix_alerts_open_key", "cleared_at IS NULL")):
+            index = next(i for i in Base.metadata.tables[table].indexes if i.name == name)
+            model = str(CreateIndex(index).compile(dialect=engine.dialect))
+            with engine.connect() as conn:
+                made = conn.execute(
+                    text("SELECT sql FROM sqlite_master WHERE name = :n") if
+                    engine.dialect.name == "sqlite" else
+                    text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name},
+                ).scalar_one()
+            assert model.endswith(f"WHERE {where}")
+            assert made.replace("(", "").replace(")", "").endswith(f"WHERE {where}")
+    finally:
+        engine.dispose()
+
+
 def test_a_ledger_from_before_migrations_is_stamped_and_upgraded(db_url):
     engine = engine_for(db_url)
     try:
