@@ -13,6 +13,7 @@ The commands live in this package's modules by whom they serve (:mod:`.operate`,
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Annotated
@@ -21,36 +22,51 @@ import typer
 from typer import _click as click  # Typer's own click: its commands are these types
 
 from gateway import __version__
-from gateway.cli import alerts, audit, install, keys, operate, records, samples, unmask, users
 from gateway.cli.common import err, out
 from gateway.clihelp import tidy
 from gateway.errors import CryptoError, GatewayError
 
-app = typer.Typer(
-    name="gateway",
-    help="Secure case-file exchange between a bank and its collection agencies.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-for _name, _command in (
-        ("init", operate.init), ("install", install.install_cmd), ("check", operate.check),
-        ("demo", operate.demo),
-        ("run", operate.run_cmd), ("status", operate.status), ("batches", records.batches),
-        ("report", records.report), ("access", records.access), ("console", operate.console),
-        ("open", keys.open_cmd), ("seal", keys.seal_cmd)):
-    app.command(_name)(_command)
-app.add_typer(keys.keys_app, name="keys")
-app.add_typer(records.retention_app, name="retention")
-app.add_typer(audit.audit_app, name="audit")
-app.add_typer(operate.db_app, name="db")
-app.add_typer(users.users_app, name="users")
-app.add_typer(alerts.alerts_app, name="alerts")
-app.add_typer(unmask.unmask_app, name="unmask")
-app.add_typer(samples.sample_app, name="sample")
+# Each command: its name, the module of this package it lives in, and its function (or, for
+# a group, its Typer app) there — in the order `gateway --help` lists them. A command line
+# that names one builds only that one (:func:`build`): the others' modules and Typer's work
+# on their options are a start-up cost every `gateway run --once` would pay for nothing.
+COMMANDS = (
+    ("init", "operate", "init"), ("install", "install", "install_cmd"),
+    ("check", "operate", "check"), ("demo", "operate", "demo"), ("run", "operate", "run_cmd"),
+    ("status", "operate", "status"), ("batches", "records", "batches"),
+    ("report", "records", "report"), ("access", "records", "access"),
+    ("console", "operate", "console"), ("open", "keys", "open_cmd"), ("seal", "keys", "seal_cmd"))
+GROUPS = (
+    ("keys", "keys", "keys_app"), ("retention", "records", "retention_app"),
+    ("audit", "audit", "audit_app"), ("db", "operate", "db_app"), ("users", "users", "users_app"),
+    ("alerts", "alerts", "alerts_app"), ("unmask", "unmask", "unmask_app"),
+    ("sample", "samples", "sample_app"))
 
 
-@app.callback(invoke_without_command=True)
+def build(only: str | None = None) -> typer.Typer:
+    """The command line's Typer app: every command, or only the one named *only* (a name
+    that is none of them builds them all, so that click can say what is wrong and offer
+    the near ones)."""
+    if only not in {name for name, _, _ in COMMANDS + GROUPS}:
+        only = None
+    app = typer.Typer(
+        name="gateway",
+        help="Secure case-file exchange between a bank and its collection agencies.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.callback(invoke_without_command=True)(_root)
+    for name, module, attr in COMMANDS:
+        if only in (None, name):
+            app.command(name)(getattr(importlib.import_module(f"gateway.cli.{module}"), attr))
+    for name, module, attr in GROUPS:
+        if only in (None, name):
+            app.add_typer(getattr(importlib.import_module(f"gateway.cli.{module}"), attr),
+                          name=name)
+    return app
+
+
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
     """Secure case-file exchange between a bank and its collection agencies."""
     from gateway.audit import configure_logging
@@ -64,8 +80,10 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one readable message and an exit status."""
     os.umask(0o077)  # nothing the gateway writes is readable by group or others
-    try:
-        command()(args=argv, prog_name="gateway", standalone_mode=True)
+    args = sys.argv[1:] if argv is None else argv
+    try:  # the root's options take no value: the first word that is no option names the command
+        named = next((a for a in args if not a.startswith("-")), None)
+        command(named)(args=args, prog_name="gateway", standalone_mode=True)
     except SystemExit as exc:  # typer/click end every run this way, usage errors included
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -96,13 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def command() -> click.Command:
-    """The click command tree Typer builds from :data:`app`, its help made readable.
+def command(only: str | None = None) -> click.Command:
+    """The click command tree Typer builds (:func:`build`), its help made readable.
 
     Typer 0.29 prints a type after every option, flags included (``--json <bool>``) and
     lists as Python spells them (``--key <list[Path]>``). A flag takes no value, so it
     gets none; a repeatable option shows its element (``--key <path>...``)."""
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build(only))
     tidy(root, click.Context(root))
     return root
 

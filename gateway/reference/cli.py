@@ -172,6 +172,6 @@ def command_page(app: typer.Typer, prog: str, *, title: str, source: str,
 
 
 def _app() -> typer.Typer:
-    from gateway.cli import app
+    from gateway.cli import build
 
-    return app
+    return build()

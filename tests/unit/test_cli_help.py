@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer.main
 
-from gateway.cli import app, main
+from gateway.cli import build, main
+
+app = build()  # the whole command line
 
 
 def all_commands(group, prefix=()):
@@ -47,3 +49,20 @@ def test_version_prints_the_installed_distributions_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"gateway {gateway.__version__}\n"
     assert gateway.__version__ == version("gateway")  # setuptools-scm's, from the git tag
+
+
+def test_a_command_line_builds_only_the_command_it_names():
+    """`gateway run --once` is the fixed cost of every cron'd pass (issue 27): it does not
+    import the other commands' modules nor build their options. A word that names no
+    command builds them all, so that click can name the near ones."""
+    import typer
+
+    from gateway.cli import GROUPS, command
+
+    everything = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert len(everything) == 20
+    for name in ("run", "keys", "sample"):
+        assert set(command(name).commands) == {name}  # type: ignore[attr-defined]
+    assert set(command("rnu").commands) == everything  # type: ignore[attr-defined]
+    assert set(command(None).commands) == everything  # type: ignore[attr-defined]
+    assert {name for name, _, _ in GROUPS} < everything

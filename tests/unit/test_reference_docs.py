@@ -16,9 +16,11 @@ import typer.main
 from pydantic import BaseModel
 
 from gateway import config, reference
-from gateway.cli import app
+from gateway.cli import build
 from gateway.kit import cli as kit_cli
 from gateway.kit import config as kit_config
+
+app = build()  # the whole command line
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = {"docs/configuration.md": reference.config_markdown, "docs/cli.md": reference.cli_markdown,
