@@ -71,8 +71,11 @@ def short_home(home: Path) -> tuple[Path, Path | None]:
 
 def remove_aliases(home: Path) -> None:
     """Remove the short aliases (:func:`short_home`) a killed run left for *home*: ours,
-    in /tmp, holding only the link to it."""
+    in /tmp, holding only the link to it. A home short enough never had one: the
+    system temp dir is not read for it (it may hold hundreds of entries)."""
     target = str(home)
+    if len(target) <= _MAX_HOME_LEN:
+        return
     for alias_dir in Path(_ALIAS_ROOT).glob("gwg*"):
         link = alias_dir / "h"
         with contextlib.suppress(OSError):
