@@ -20,6 +20,12 @@ def aware(ts: dt.datetime) -> dt.datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
 
 
+def previous_month(day: dt.date) -> str:
+    """The month (``YYYY-MM``) before the one *day* falls in."""
+    first = day.replace(day=1) - dt.timedelta(days=1)
+    return f"{first.year:04d}-{first.month:02d}"
+
+
 def month_bounds(month: str, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
     """The first instant of *month* (``YYYY-MM``) and of the next, in the gateway's zone."""
     year, mon = (int(x) for x in month.split("-"))

@@ -17,7 +17,7 @@ from typing import Any, overload
 from sqlalchemy import func, select
 
 from gateway import audit
-from gateway.config import Agency, Config
+from gateway.config import Config
 from gateway.crypto import keys
 from gateway.errors import KeyPolicyError
 from gateway.evidence import (
@@ -38,12 +38,11 @@ from gateway.ledger import (
     DeliveryRow,
     FileRow,
     Ledger,
-    PurgeRow,
     ReceiptRow,
     ResultFlagRow,
 )
 from gateway.names import display_name
-from gateway.retention.policy import Decision, decide
+from gateway.retention.policy import Decision, decision_of
 
 # The agency's own evidence has a module of its own; its names are this face's too (callers
 # read every figure from gateway.queries). What queries defines itself needs no listing.
@@ -141,21 +140,6 @@ def forward_health(cfg: Config, ledger: Ledger, node: str, log: audit.AuditLog) 
             refused=[], destination=d.name, kind=d.kind, delivered_seq=seq,
             backlog=max(0, newest - seq) if newest is not None else 0))
     return out
-
-
-def contracts(cfg: Config, ledger: Ledger, today: dt.date) -> list[Decision]:
-    """Every contract's retention state on *today* (a local date in the gateway's zone)."""
-    return [_decision(cfg, a, ledger.purge(a.contract.id), today) for a in cfg.agencies]
-
-
-def _decision(cfg: Config, a: Agency, purge: PurgeRow | None, today: dt.date) -> Decision:
-    finished = purge.finished_at if purge else None
-    if finished is not None and finished.tzinfo is None:
-        finished = finished.replace(tzinfo=dt.UTC)
-    return decide(contract_id=a.contract.id, agency=a.code, end=a.contract.end,
-                  terminated_on=a.contract.terminated_on,
-                  purge_after_days=cfg.gateway.purge_after_days, today=today,
-                  purged_on=finished.astimezone(cfg.gateway.tz).date() if finished else None)
 
 
 # --- access (who has fetched what) -------------------------------------------------------
@@ -324,7 +308,7 @@ def held(cfg: Config, ledger: Ledger, today: dt.date) -> list[Held]:
     out = []
     for a in cfg.agencies:
         purge = ledger.purge(a.contract.id)  # once: the state and the certificate both need it
-        d = _decision(cfg, a, purge, today)
+        d = decision_of(cfg, a, purge, today)
         with ledger.session(write=False) as s:
             n, size = s.execute(select(func.count(), func.coalesce(func.sum(DeliveryRow.size), 0))
                                 .where(DeliveryRow.agency_code == d.agency,
@@ -554,18 +538,6 @@ def logins(found: list[Read]) -> list[LoginSeen]:
                       sum(r.alarm is not None for r in rs))
             for (a, role, login), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]),
                                                                               kv[0][2]))]
-
-
-def active(ledger: Ledger, agency: str, start: dt.datetime, end: dt.datetime) -> bool:
-    """Whether the gateway delivered to *agency* or received from it in [start, end)."""
-    with ledger.session(write=False) as s:
-        delivered = s.scalar(select(func.count()).select_from(DeliveryRow).where(
-            DeliveryRow.agency_code == agency, DeliveryRow.kind != "report",
-            DeliveryRow.delivered_at >= start,
-            DeliveryRow.delivered_at < end))
-        received = s.scalar(select(func.count()).select_from(FileRow).where(
-            FileRow.agency_code == agency, FileRow.received_at >= start, FileRow.received_at < end))
-    return bool(delivered or received)
 
 
 # --- console accounts ------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from gateway.forward import reader
 from gateway.ledger import AlertRow, Ledger
 from gateway.ledger.alerting import Finding, Policy, Synced
 from gateway.metrics import Metrics
+from gateway.retention import policy
 from gateway.unmask import register as unmask_register
 
 log = structlog.get_logger("gateway.alerts")
@@ -105,7 +106,7 @@ class Engine:
     def state(self, now: dt.datetime) -> list[Finding]:
         cfg, ledger, th = self.src.cfg, self.src.ledger, self.section.thresholds
         today = now.astimezone(cfg.gateway.tz).date()
-        found = rules.purges(queries.contracts(cfg, ledger, today), th.purge_due_days)
+        found = rules.purges(policy.contracts(cfg, ledger, today), th.purge_due_days)
         found += rules.key_expiries(self.key_list(), now, th.key_expiry_days)
         waiting = {a.code: ledger.uncollected(cfg.zone_name(a.code, "inbox")) for a in cfg.agencies}
         found += rules.uncollected(waiting, now, th.uncollected_days or cfg.console.stale_days)

@@ -50,6 +50,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.ledger import AccountRow, utcnow
 from gateway.reports.figures import check_month, figures, recent_months
 from gateway.reports.render import as_html
+from gateway.retention import policy
 from gateway.unmask import register as unmask_register
 
 log = structlog.get_logger("gateway.console")
@@ -314,7 +315,7 @@ def overview(c: Console, request: Request, session: Session, row: AccountRow) ->
     now = c.now()
     zones, in_hand = queries.zone_health(c.cfg, c.ledger)
     today = now.astimezone(c.cfg.gateway.tz).date()
-    contracts = [d for d in queries.contracts(c.cfg, c.ledger, today)
+    contracts = [d for d in policy.contracts(c.cfg, c.ledger, today)
                  if d.state.value in ("ended", "purge_due") and d.days_left <= 7]
     # the agencies' own evidence that needs a person: attestations missing, files overdue
     evidence = [e for e in queries.agency_evidence(c.cfg, c.ledger, now)

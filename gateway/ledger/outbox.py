@@ -3,6 +3,7 @@ each delivered slice was collected."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Unpack
 
 from sqlalchemy import func, select, update
@@ -11,6 +12,7 @@ from gateway.ledger.core import Core, _assign, _rowcount
 from gateway.ledger.schema import (
     INBOX_KINDS,
     DeliveryRow,
+    FileRow,
     PurgeRow,
     ReceiptProgress,
     ReceiptRow,
@@ -65,6 +67,19 @@ class OutboxStore(Core):
             return s.scalars(select(ReceiptRow).where(
                 ReceiptRow.input_zone == zone, ReceiptRow.input_name == name,
                 ReceiptRow.file_sha256 == sha256, ReceiptRow.input_removed_at.is_(None))).first()
+
+    def exchanged_with(self, agency: str, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether the gateway delivered to *agency* (a report aside) or received from it
+        in [start, end): an agency's monthly report is made only then."""
+        with self.session(write=False) as s:
+            delivered = s.scalar(select(func.count()).select_from(DeliveryRow).where(
+                DeliveryRow.agency_code == agency, DeliveryRow.kind != "report",
+                DeliveryRow.delivered_at >= start,
+                DeliveryRow.delivered_at < end))
+            received = s.scalar(select(func.count()).select_from(FileRow).where(
+                FileRow.agency_code == agency, FileRow.received_at >= start,
+                FileRow.received_at < end))
+        return bool(delivered or received)
 
     def delivery_name_taken(self, name: str) -> bool:
         with self.session(write=False) as s:

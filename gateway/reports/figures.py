@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway import queries
-from gateway.clock import month_bounds
+from gateway.clock import month_bounds, previous_month
 from gateway.config import Config
 from gateway.ledger import Ledger
 from gateway.ledger.schema import UNMASK_BATCH_PREFIX
+from gateway.retention import policy
 from gateway.unmask import register
 
 TYPE = "supervision-report"
@@ -47,11 +48,6 @@ def check_month(month: str, *, today: dt.date | None = None, ended: bool = False
             raise ValueError(f"{month} has not ended yet; the latest month to report is "
                              f"{previous_month(today)}")
     return month
-
-
-def previous_month(day: dt.date) -> str:
-    first = day.replace(day=1) - dt.timedelta(days=1)
-    return f"{first.year:04d}-{first.month:02d}"
 
 
 def recent_months(day: dt.date, count: int) -> list[str]:
@@ -141,7 +137,7 @@ def figures(cfg: Config, ledger: Ledger, entries: Iterable[dict[str, Any]], agen
         if address := queries.shown(r, "address"):
             seen["addresses"].add(address)
     flags = _flags_by_day(cfg, ledger, agency, start, end)
-    contract = next(d for d in queries.contracts(cfg, ledger, now.astimezone(tz).date())
+    contract = next(d for d in policy.contracts(cfg, ledger, now.astimezone(tz).date())
                     if d.agency == agency)
     purge = ledger.purge(a.contract.id)
     (evidence,) = [e for e in queries.agency_evidence(cfg, ledger, now) if e.agency == agency]

@@ -18,9 +18,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from gateway import keywords
+
+if TYPE_CHECKING:
+    from gateway.config import Agency, Config
+    from gateway.ledger import Ledger, PurgeRow
 
 MAX_PURGE_AFTER_DAYS = 30
 
@@ -86,3 +90,20 @@ def decide(*, purge_after_days: int, today: dt.date, purged_on: dt.date | None =
         state, late = State.PURGE_DUE, today > due
     return Decision(terms["contract_id"], terms["agency"], state, effective_end, due, days_left,
                     late)
+
+
+def contracts(cfg: Config, ledger: Ledger, today: dt.date) -> list[Decision]:
+    """Every contract's retention state on *today* (a local date in the gateway's zone):
+    each pass asks it (the daemon's gauges, the purge), so it lives here and not with the
+    console's read model."""
+    return [decision_of(cfg, a, ledger.purge(a.contract.id), today) for a in cfg.agencies]
+
+
+def decision_of(cfg: Config, a: Agency, purge: PurgeRow | None, today: dt.date) -> Decision:
+    finished = purge.finished_at if purge else None
+    if finished is not None and finished.tzinfo is None:
+        finished = finished.replace(tzinfo=dt.UTC)
+    return decide(contract_id=a.contract.id, agency=a.code, end=a.contract.end,
+                  terminated_on=a.contract.terminated_on,
+                  purge_after_days=cfg.gateway.purge_after_days, today=today,
+                  purged_on=finished.astimezone(cfg.gateway.tz).date() if finished else None)

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import structlog
 
-from gateway import clock, documents, faults, outbox, queries
+from gateway import clock, documents, faults, outbox
 from gateway.config import Agency
 from gateway.flows import Context, Services
 from gateway.ledger import DeliveryRow, PurgeObjectRow, PurgeRow
 from gateway.names import display_name
-from gateway.retention.policy import Decision, State
+from gateway.retention.policy import Decision, State, contracts
 from gateway.state import file_sha256, write_private
 
 log = structlog.get_logger("gateway.retention")
@@ -61,7 +61,7 @@ class PurgeReport:
 
 def decisions(ctx: Services, today: dt.date | None = None) -> list[Decision]:
     """Every contract's state today (local date in the gateway's time zone)."""
-    return queries.contracts(ctx.cfg, ctx.ledger, today or ctx.today())
+    return contracts(ctx.cfg, ctx.ledger, today or ctx.today())
 
 
 def plan(ctx: Services, agency: Agency) -> list[Obj]:

@@ -20,12 +20,14 @@ def test_a_pass_with_nothing_to_read_loads_no_engine_alerts_or_forwarders():
     """``run --once`` with nothing pending is the fixed cost of every run (issue 27: at
     most 0.8 s): Arrow and NumPy (~0.15 s to load) come with a file to read, the alert
     engine and the audit log's forwarders with the daemon's loop that starts them,
-    SQLAlchemy's PostgreSQL dialect (~35 ms) with a PostgreSQL ledger."""
+    SQLAlchemy's PostgreSQL dialect (~35 ms) with a PostgreSQL ledger, the console's read
+    model (~20 ms) with the console or a monthly report."""
     code = ("import sys, gateway.cli, gateway.daemon, gateway.flows.batches, "
             "gateway.flows.results, gateway.unmask.release; "
             "print(' '.join(m for m in ('numpy', 'pyarrow', 'gateway.alerts', "
             "'gateway.forward.runner', 'gateway.validation.chunks', "
-            "'sqlalchemy.dialects.postgresql') if m in sys.modules))")
+            "'sqlalchemy.dialects.postgresql', 'gateway.queries', 'gateway.reports.figures') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == []
 
