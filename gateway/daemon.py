@@ -37,7 +37,7 @@ from gateway.config import Config
 from gateway.crypto.service import Crypto
 from gateway.errors import AuditError, GatewayError
 from gateway.flows import Context, Interrupted, Services, batches, results
-from gateway.ledger import Ledger, LedgerError
+from gateway.ledger import Ledger, LedgerError, ZoneSeen
 from gateway.metrics import Metrics
 from gateway.progress import Progress
 from gateway.reports import deliver
@@ -315,6 +315,7 @@ def save_health(ctx: Context) -> None:
     also checks one no flow touched — so ``waiting`` is what lies there *now*: not the
     listing from before the pass took the files (a file just taken is not waiting), and
     counting a file still being written (it is waiting, only not yet ready)."""
+    seen: list[ZoneSeen] = []
     for key, zone in ctx.zones.items():
         if not isinstance(zone, MonitoredZone):
             continue
@@ -334,9 +335,9 @@ def save_health(ctx: Context) -> None:
             # full disk is one file's error to the wrapper, yet the zone cannot take what is
             # pending for it — failing until a write succeeds (each pass retries it).
             last_error, last_error_at = str(failed), dt.datetime.now(dt.UTC)
-        ctx.ledger.save_zone_status(key, zone.describe(), last_scan_at=h.last_scan,
-                                    waiting=h.waiting, last_error=(last_error or "")[:500] or None,
-                                    last_error_at=last_error_at)
+        seen.append(ZoneSeen(key, zone.describe(), h.last_scan, h.waiting,
+                             (last_error or "")[:500] or None, last_error_at))
+    ctx.ledger.save_zone_statuses(seen)
 
 
 def sleep_until_woken(wake: threading.Event, seconds: float, seen: Signals,

@@ -36,7 +36,7 @@ from gateway.ledger.claims import ClaimStore
 from gateway.ledger.commits import CommitStore
 from gateway.ledger.documents import DocumentStore
 from gateway.ledger.forwarding import ForwardStore
-from gateway.ledger.monitoring import MonitoringStore
+from gateway.ledger.monitoring import MonitoringStore, ZoneSeen
 from gateway.ledger.outbox import OutboxStore
 from gateway.ledger.retention import RetentionStore
 from gateway.ledger.schema import (
@@ -91,7 +91,7 @@ __all__ = [
     "PurgeObjectRow", "PurgeRow",
     "ReceiptProgress", "ReceiptRow", "RefusedFileRow", "ResultFlagRow", "ResultsEnd",
     "StagedAttemptRow", "StagedCaseRow", "UnmaskCaseRow", "UnmaskDecisionRow",
-    "UnmaskRequestRow", "UnmaskStatus", "ZoneStatusRow", "utcnow",
+    "UnmaskRequestRow", "UnmaskStatus", "ZoneSeen", "ZoneStatusRow", "utcnow",
 ]
 
 

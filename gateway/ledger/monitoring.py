@@ -4,6 +4,7 @@ zone, and its cursors on the sshd log (docs/cli.md, docs/security-team.md)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -15,6 +16,17 @@ from gateway.ledger.schema import (
     ZoneStatusRow,
     utcnow,
 )
+
+
+class ZoneSeen(NamedTuple):
+    """A zone's health as one pass saw it (``zone_status``)."""
+
+    zone: str
+    description: str
+    last_scan_at: dt.datetime | None
+    waiting: int
+    last_error: str | None
+    last_error_at: dt.datetime | None
 
 
 class MonitoringStore(Core):
@@ -36,22 +48,31 @@ class MonitoringStore(Core):
     def save_zone_status(self, zone: str, description: str, *, last_scan_at: dt.datetime | None,
                          waiting: int, last_error: str | None,
                          last_error_at: dt.datetime | None) -> None:
-        """What a pass saw of *zone*, all of it: a field left out would keep the last
-        pass's value beside this one's. Its commit does not wait for the disk (as staging's,
-        ``Ledger.session``): every pass writes every zone's again, and one lost with the
-        machine is the next pass's to write — twelve waits for the disk a pass, at a site
-        of five agencies, for figures the next pass replaces."""
+        """What a pass saw of *zone* (see :meth:`save_zone_statuses`)."""
+        self.save_zone_statuses([ZoneSeen(zone, description, last_scan_at, waiting, last_error,
+                                          last_error_at)])
+
+    def save_zone_statuses(self, seen: list[ZoneSeen]) -> None:
+        """What a pass saw of its zones, all of it: a field left out would keep the last
+        pass's value beside this one's. One transaction for every zone of the pass (they
+        were twelve at a site of five agencies), whose commit does not wait for the disk
+        (as staging's, ``Ledger.session``): every pass writes every zone's again, and one
+        lost with the machine is the next pass's to write."""
         def save() -> None:
             with self.session(staging=True) as s:
-                row = s.get(ZoneStatusRow, zone)
-                if row is None:
-                    row = ZoneStatusRow(zone=zone, description=description)
-                    s.add(row)
-                row.description, row.updated_at = description, utcnow()
-                row.last_scan_at, row.waiting = last_scan_at, waiting
-                row.last_error, row.last_error_at = last_error, last_error_at
+                rows = {r.zone: r for r in s.scalars(select(ZoneStatusRow).where(
+                    ZoneStatusRow.zone.in_([z.zone for z in seen])))}
+                now = utcnow()
+                for z in seen:
+                    if (row := rows.get(z.zone)) is None:
+                        row = rows[z.zone] = ZoneStatusRow(zone=z.zone, description=z.description)
+                        s.add(row)
+                    row.description, row.updated_at = z.description, now
+                    row.last_scan_at, row.waiting = z.last_scan_at, z.waiting
+                    row.last_error, row.last_error_at = z.last_error, z.last_error_at
 
-        _first_row_race(save)
+        if seen:
+            _first_row_race(save)
 
     def note_refused(self, zone: str, name: str, reason: str) -> bool:
         """Remember a refused entry; True the first time (when it is to be audited)."""

@@ -25,6 +25,13 @@ class RetentionStore(Core):
         with self.session(write=False) as s:
             return s.get(PurgeRow, contract_id)
 
+    def purges(self, contract_ids: list[str]) -> dict[str, PurgeRow]:
+        """The purges of *contract_ids* there are, by contract: one statement for the
+        states of every contract, which each pass asks twice."""
+        with self.session(write=False) as s:
+            return {row.contract_id: row for row in s.scalars(
+                select(PurgeRow).where(PurgeRow.contract_id.in_(contract_ids)))}
+
     def purge_objects(self, contract_id: str) -> list[PurgeObjectRow]:
         with self.session(write=False) as s:
             return list(s.scalars(select(PurgeObjectRow).where(

@@ -96,7 +96,8 @@ def contracts(cfg: Config, ledger: Ledger, today: dt.date) -> list[Decision]:
     """Every contract's retention state on *today* (a local date in the gateway's zone):
     each pass asks it (the daemon's gauges, the purge), so it lives here and not with the
     console's read model."""
-    return [decision_of(cfg, a, ledger.purge(a.contract.id), today) for a in cfg.agencies]
+    purges = ledger.purges([a.contract.id for a in cfg.agencies])
+    return [decision_of(cfg, a, purges.get(a.contract.id), today) for a in cfg.agencies]
 
 
 def decision_of(cfg: Config, a: Agency, purge: PurgeRow | None, today: dt.date) -> Decision:
