@@ -68,18 +68,18 @@ class OutboxStore(Core):
                 ReceiptRow.input_zone == zone, ReceiptRow.input_name == name,
                 ReceiptRow.file_sha256 == sha256, ReceiptRow.input_removed_at.is_(None))).first()
 
-    def exchanged_with(self, agency: str, start: dt.datetime, end: dt.datetime) -> bool:
-        """Whether the gateway delivered to *agency* (a report aside) or received from it
-        in [start, end): an agency's monthly report is made only then."""
+    def exchanged(self, start: dt.datetime, end: dt.datetime) -> set[str]:
+        """The agencies the gateway delivered to (a report aside) or received from in
+        [start, end): an agency's monthly report is made only then. Two statements for
+        every agency, which each pass asks."""
         with self.session(write=False) as s:
-            delivered = s.scalar(select(func.count()).select_from(DeliveryRow).where(
-                DeliveryRow.agency_code == agency, DeliveryRow.kind != "report",
-                DeliveryRow.delivered_at >= start,
-                DeliveryRow.delivered_at < end))
-            received = s.scalar(select(func.count()).select_from(FileRow).where(
-                FileRow.agency_code == agency, FileRow.received_at >= start,
-                FileRow.received_at < end))
-        return bool(delivered or received)
+            delivered = s.scalars(select(DeliveryRow.agency_code).where(
+                DeliveryRow.agency_code.is_not(None), DeliveryRow.kind != "report",
+                DeliveryRow.delivered_at >= start, DeliveryRow.delivered_at < end).distinct())
+            received = s.scalars(select(FileRow.agency_code).where(
+                FileRow.agency_code.is_not(None), FileRow.received_at >= start,
+                FileRow.received_at < end).distinct())
+            return {a for a in (*delivered, *received) if a is not None}
 
     def delivery_name_taken(self, name: str) -> bool:
         with self.session(write=False) as s:

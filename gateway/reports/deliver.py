@@ -72,10 +72,12 @@ def monthly(ctx: Context) -> int:
     month = previous_month(ctx.today())
     start, end = month_bounds(month, ctx.cfg.gateway.tz)
     made = 0
-    for agency in ctx.cfg.agencies:
-        with ctx.run.guard(f"reports.{agency.code}"):
-            if ctx.ledger.exchanged_with(agency.code, start, end):  # else nothing to report
-                made += _stage(ctx, agency.code, month, now)
+    with ctx.run.guard("reports"):
+        active = ctx.ledger.exchanged(start, end)  # an agency with none: nothing to report
+        for agency in ctx.cfg.agencies:
+            if agency.code in active:
+                with ctx.run.guard(f"reports.{agency.code}"):
+                    made += _stage(ctx, agency.code, month, now)
     if made:
         from gateway import outbox
 
