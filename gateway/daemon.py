@@ -246,7 +246,7 @@ def parts(cfg: Config) -> list[str]:
     each = [f"{kind}.{a.code}" for kind in ("results", "collection", "retention", "reports")
             for a in cfg.agencies]
     return ["pass", "outbox", "batches", "unmask", "access", "access.line", "health", "checkpoint",
-            "alerts", *each]
+            "alerts", "reports", *each]
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ import signal
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import zoneinfo
@@ -240,11 +241,12 @@ def written_since(since: float, workdir: Path) -> list[Path]:
     # directories — with the suite on both cores, another test writes there meanwhile,
     # and what it writes is its own test's to judge, not this harness's.
     skip = {os.path.realpath(workdir)}
-    # Nor the virtualenv, which a checkout cloned into the temp directory brings there
-    # (~19,000 entries, each walk ~0.2 s more): the gateway writes nothing into its
-    # interpreter's installation. The checkout itself is looked into (the gateway runs
-    # with it as its working directory).
-    skip.add(os.path.realpath(sys.prefix))
+    # Nor the virtualenv's installed packages and scripts, which a checkout cloned into the
+    # temp directory brings there (~19,000 entries, each walk ~0.2 s more): the gateway
+    # writes nothing into its interpreter's installation. The rest of the virtualenv and
+    # the checkout are looked into (the gateway runs with the checkout as its working
+    # directory, which an editable install may have put inside the virtualenv).
+    skip |= {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib", "scripts")}
     if exec_log := os.environ.get("GATEWAY_TEST_EXEC_LOG"):
         skip.add(os.path.realpath(exec_log))
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one readable message and an exit status."""
     os.umask(0o077)  # nothing the gateway writes is readable by group or others
     args = sys.argv[1:] if argv is None else argv
-    try:  # the root's options take no value: the first word that is no option names the command
-        named = next((a for a in args if not a.startswith("-")), None)
+    try:  # a command named first is built alone; anything else (`--help run`) builds them all
+        named = args[0] if args and not args[0].startswith("-") else None
         command(named)(args=args, prog_name="gateway", standalone_mode=True)
     except SystemExit as exc:  # typer/click end every run this way, usage errors included
         code = exc.code

@@ -63,7 +63,9 @@ class MonitoringStore(Core):
                 rows = {r.zone: r for r in s.scalars(select(ZoneStatusRow).where(
                     ZoneStatusRow.zone.in_([z.zone for z in seen])))}
                 now = utcnow()
-                for z in seen:
+                # In key order: two nodes whose configs list the zones in other orders, adding
+                # the first rows together, would deadlock on PostgreSQL.
+                for z in sorted(seen, key=lambda z: z.zone):
                     if (row := rows.get(z.zone)) is None:
                         row = rows[z.zone] = ZoneStatusRow(zone=z.zone, description=z.description)
                         s.add(row)

@@ -7,8 +7,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypedDict, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -605,9 +616,16 @@ _POSTGRESQL_WHERE = (("cases", "ux_cases_live", "purged_at IS NULL"),
 
 
 def describe_postgresql() -> None:
-    """Give the model's partial indexes their PostgreSQL predicates (idempotent)."""
+    """Give the model's partial indexes their PostgreSQL predicates (idempotent): when a
+    PostgreSQL ledger opens, and before the model's tables are created on one."""
     for table, name, where in _POSTGRESQL_WHERE:
         index = next(i for i in Base.metadata.tables[table].indexes if i.name == name)
         options = index.dialect_options["postgresql"]
         if options["where"] is None:
             options["where"] = text(where)
+
+
+@event.listens_for(Base.metadata, "before_create")
+def _before_create(_metadata: MetaData, connection: Connection, **_kw: object) -> None:
+    if connection.dialect.name == "postgresql":
+        describe_postgresql()

@@ -66,3 +66,9 @@ def test_a_command_line_builds_only_the_command_it_names():
     assert set(command("rnu").commands) == everything  # type: ignore[attr-defined]
     assert set(command(None).commands) == everything  # type: ignore[attr-defined]
     assert {name for name, _, _ in GROUPS} < everything
+
+
+def test_help_before_a_command_lists_every_command(capsys):
+    assert main(["--help", "run"]) == 0
+    listed = capsys.readouterr().out
+    assert "run" in listed and "retention" in listed and "sample" in listed

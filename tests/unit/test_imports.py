@@ -102,3 +102,21 @@ def test_the_results_flow_loads_its_arrow_half_only_to_read_a_file():
             continue
         found += [n for n in names if n.startswith(heavy)]
     assert found == []
+
+
+def test_the_models_tables_made_on_postgresql_have_partial_unique_indexes():
+    """The predicates are not in the model at import (that would load SQLAlchemy's
+    PostgreSQL dialect at every start): they are added when a PostgreSQL ledger opens, and
+    before the model's tables are created on one — in a fresh process, no ledger opened."""
+    code = ("from sqlalchemy import create_mock_engine\n"
+            "from gateway.ledger.schema import Base\n"
+            "ddl = []\n"
+            "engine = create_mock_engine('postgresql+psycopg://', lambda sql, *a, **k: "
+            "ddl.append(str(sql.compile(dialect=engine.dialect))))\n"
+            "Base.metadata.create_all(engine, checkfirst=False)\n"
+            "print('\\n'.join(d.strip() for d in ddl if 'UNIQUE INDEX' in d))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    made = out.stdout.splitlines()
+    assert "CREATE UNIQUE INDEX ux_cases_live ON cases (case_id) WHERE purged_at IS NULL" in made
+    assert ("CREATE UNIQUE INDEX ix_alerts_open_key ON alerts (key) WHERE cleared_at IS NULL"
+            in made)
