@@ -209,19 +209,34 @@ def _stage(ctx: Context, file_id: int, staging: _Staging, checked: Checked,
            out: Reading) -> None:
     """A checked chunk's case ids against this file and the ledger; the new ones staged
     and handed to the sealer. The receipt's errors are added here, in chunk order. No
-    Python object per row unless the chunk repeats a case id (see the ledger on why)."""
+    Python object per row unless a case id is repeated or live (see the ledger on why).
+
+    A chunk without a case id twice is staged by one statement that leaves out what is
+    not new (``stage_new_cases``): a lookup of the file's staged ids, one of the live ones
+    and an insert were ~2.7 of the ~4.7 CPU seconds the ledger took per million cases.
+    Only a chunk that came back short is looked at again, row by row, with the same
+    verdicts as before; one that repeats a case id takes the old way, which keeps the
+    first of the two whatever order the database inserts a statement's rows in."""
     table, rows = checked.table, checked.rows
     repeated: list[RowError] = []
     if table.num_rows:
         cases = _cases_json(table, rows)
-        staged, live = ctx.ledger.stage_chunk(file_id, cases)
         ids = table.column("case_id")
-        if staged or live or pc.count_distinct(ids).as_py() != len(ids):
+        if pc.count_distinct(ids).as_py() != len(ids):  # a case id twice in the chunk
+            staged, live = ctx.ledger.stage_chunk(file_id, cases)
             keep, repeated = _new_cases(ids.to_pylist(), rows, staged, live)
             table, rows = table.filter(pa.array(keep)), rows[keep]
-            cases = _cases_json(table, rows)
-        if table.num_rows:
-            ctx.ledger.stage_cases(file_id, cases, staging.contracts)
+            if table.num_rows:
+                ctx.ledger.stage_cases(file_id, _cases_json(table, rows), staging.contracts)
+        elif ctx.ledger.stage_new_cases(file_id, cases, staging.contracts) != len(ids):
+            # Some were left out: staged from an earlier row of this file, or live in
+            # another batch (not staged at all). Those staged from this chunk are its own.
+            ids_list, here = ids.to_pylist(), set(rows.tolist())
+            staged_rows = ctx.ledger.staged_rows(file_id, cases)
+            staged = {cid for cid, row in staged_rows.items() if row not in here}
+            live = set(ids_list) - staged_rows.keys()
+            keep, repeated = _new_cases(ids_list, rows, staged, live)
+            table, rows = table.filter(pa.array(keep)), rows[keep]
     out.errors.add(sorted(checked.errors + repeated, key=lambda e: e.row))
     out.accepted += table.num_rows
     counts = pc.value_counts(table.column("agency_code"))

@@ -63,6 +63,24 @@ class CommitStore(ClaimStore):
         with self.session(staging=True) as s:
             s.connection().exec_driver_sql(sql, (file_id, *arms, cases))
 
+    def stage_new_cases(self, file_id: int, cases: str, contracts: Mapping[str, str]) -> int:
+        """Stage those rows in *cases* (the JSON array above, without a case id twice)
+        whose case id is neither staged by this file already nor live in a batch; returns
+        how many were staged. The batch flow's common case, a chunk of new ids, is then one
+        statement and one transaction, not two lookups and an insert: a chunk that comes
+        back short asks :meth:`staged_rows` which rows were left out."""
+        arms = [x for pair in sorted(contracts.items()) for x in pair]
+        sql = self.dialect.stage_new_cases(len(contracts))
+        with self.session(staging=True) as s:
+            result = s.connection().exec_driver_sql(sql, (file_id, *arms, cases))
+            return result.rowcount
+
+    def staged_rows(self, file_id: int, cases: str) -> dict[str, int]:
+        """Of the case ids in *cases* (the JSON array above), those this file has staged,
+        each with the row it was staged from."""
+        with self.session(write=False) as s:
+            return dict(_fetch(s.connection(), self.dialect.staged_rows, (cases, file_id)))
+
     def commit_batch(self, *, file_id: int, batch: BatchRow, deliveries: list[DeliveryRow],
                      receipt: ReceiptRow, status: FileStatus, signer: str) -> None:
         """One transaction: the batch, its cases, pending deliveries and receipt, the file's end."""

@@ -30,6 +30,9 @@ class Dialect:
     # already (parameters: the array, the file id), those live in a batch (the array).
     staged_cases: ClassVar[str]
     live_cases: ClassVar[str]
+    # Of a chunk's case ids, those this file staged, each with the row it was staged from
+    # (the array, the file id): what :meth:`stage_new_cases` left out, told apart.
+    staged_rows: ClassVar[str]
     # Of a chunk's case ids: those not live and delivered to an agency (the array, the agency).
     foreign_cases: ClassVar[str]
     # A page of an agency's live case ids after a given one, in the index's order: how many,
@@ -55,6 +58,11 @@ class Dialect:
         """The insert of a chunk's cases for a file with *agencies* agencies."""
         return _stage_cases(self.param, self.rows, self.case_fields, agencies)
 
+    def stage_new_cases(self, agencies: int) -> str:
+        """The insert of those of a chunk's cases that are new: neither staged by this
+        file already nor live in a batch (see :func:`_stage_new_cases`)."""
+        return _stage_new_cases(self.param, self.rows, self.case_fields, agencies)
+
     def begin_staging(self, conn: Connection) -> None:
         """Let a transaction that only writes staged work commit without waiting for the
         disk (a crash loses it; resuming the file stages it again)."""
@@ -79,6 +87,7 @@ class SQLite(Dialect):
                     "WHERE s.file_id = ? AND s.case_id = json_extract(j.value, '$[0]')")
     live_cases = ("SELECT c.case_id FROM json_each(?) AS j CROSS JOIN cases AS c "
                   "WHERE c.case_id = json_extract(j.value, '$[0]') AND c.purged_at IS NULL")
+    staged_rows = staged_cases.replace("s.case_id FROM", 's.case_id, s."row" FROM')
     foreign_cases = ("SELECT json_extract(j.value, '$[0]') FROM json_each(?) AS j WHERE NOT EXISTS "
                      "(SELECT 1 FROM cases AS c WHERE c.case_id = json_extract(j.value, '$[0]') "
                      "AND c.purged_at IS NULL AND c.agency_code = ?)")
@@ -117,6 +126,7 @@ class Postgres(Dialect):
                     "JOIN staged_cases AS s ON s.file_id = %s AND s.case_id = j.v->>0")
     live_cases = ("SELECT c.case_id FROM json_array_elements(%s::json) AS j(v) "
                   "JOIN cases AS c ON c.case_id = j.v->>0 AND c.purged_at IS NULL")
+    staged_rows = staged_cases.replace("s.case_id FROM", 's.case_id, s."row" FROM')
     foreign_cases = ("SELECT j.v->>0 FROM json_array_elements(%s::json) AS j(v) WHERE NOT EXISTS "
                      "(SELECT 1 FROM cases AS c WHERE c.case_id = j.v->>0 "
                      "AND c.purged_at IS NULL AND c.agency_code = %s)")
@@ -177,6 +187,21 @@ def _stage_cases(p: str, rows: str, fields: tuple[str, str, str], agencies: int)
     arms = " ".join([f"WHEN {p} THEN {p}"] * agencies) or "ELSE NULL"
     return ("INSERT INTO staged_cases (file_id, case_id, row, agency_code, contract_id) "
             f"SELECT {p}, {case_id}, {row}, {agency}, CASE {agency} {arms} END {rows}")
+
+
+@functools.cache
+def _stage_new_cases(p: str, rows: str, fields: tuple[str, str, str], agencies: int) -> str:
+    """:func:`_stage_cases` for the rows whose case id is new: not live in a batch (the
+    live-case index, ``ux_cases_live``, asked per row) and not staged by this file before
+    (the staging key: ``DO NOTHING``). One statement does what a lookup of each and then
+    an insert did, in one pass over the array; its count of rows inserted tells whether
+    any was left out (then :attr:`Dialect.staged_rows` says which, and why)."""
+    return _stage_cases(p, rows, fields, agencies) + _NEW_ONLY.format(case_id=fields[0])
+
+
+# What makes :func:`_stage_cases` insert only new case ids ({case_id}: the dialect's field).
+_NEW_ONLY = (" WHERE NOT EXISTS (SELECT 1 FROM cases AS c WHERE c.case_id = {case_id} "
+             "AND c.purged_at IS NULL) ON CONFLICT (file_id, case_id) DO NOTHING")
 
 
 def _lock_key(agency_code: str) -> int:

@@ -177,3 +177,34 @@ def test_results_that_are_not_utf8_name_no_setting(site, records):
     (receipt,) = [r for r in site.agency_receipts("AG001").values() if r["status"] == "rejected"]
     (error,) = receipt["errors"]
     assert error == {**error, "code": "E_ENCODING", "message": "a line is not valid utf-8 text"}
+
+
+@pytest.mark.parametrize("per_chunk", [2, 3, 8192])
+def test_repeated_and_live_case_ids_across_chunks(site, records, monkeypatch, per_chunk):
+    """Case ids seen before in the file (in an earlier chunk or the same one) and ids live
+    in an earlier batch, in chunks of a few rows: each row told apart as it was when every
+    chunk was looked up first (the first of a repeated id is kept), and the same rows
+    delivered, whatever the chunks."""
+    from gateway.flows import batch_rows
+
+    monkeypatch.setattr(batch_rows, "ROWS_PER_CHUNK", per_chunk)
+    site.edit('on_invalid = "reject_batch"', 'on_invalid = "skip_rows"')
+    site.drop("B1.csv.pgp", csv_of(records[:2]))
+    assert site.run() == {"accepted": 1}
+    r = records
+    again = [r[2], r[3], r[2], r[0], r[4], r[4], r[5], r[1], r[3], r[5]]  # rows 1..10
+    site.drop("B2.csv.pgp", csv_of(again))
+    assert site.run() == {"partial": 1}
+    receipt = site.receipts()["B2.csv.pgp.receipt.json.pgp"]
+    assert [(e["row"], e["code"], e["case_id"]) for e in receipt["errors"]] == [
+        (3, "E_DUPLICATE_CASE", r[2]["case_id"]), (4, "E_CASE_EXISTS", r[0]["case_id"]),
+        (6, "E_DUPLICATE_CASE", r[4]["case_id"]), (8, "E_CASE_EXISTS", r[1]["case_id"]),
+        (9, "E_DUPLICATE_CASE", r[3]["case_id"]), (10, "E_DUPLICATE_CASE", r[5]["case_id"])]
+    assert receipt["counts"]["accepted"] == 4 and receipt["counts"]["rejected"] == 6
+    delivered = set()
+    for code in ("AG001", "AG002"):
+        name = f"B2.{code}.supervisor.csv.pgp"
+        if name in site.inbox(code):
+            delivered |= {row[0] for row in site.open_as(f"{code.lower()}-supervisor",
+                                                          site.zone(code, "inbox", name)).rows[1:]}
+    assert delivered == {r[i]["case_id"] for i in (2, 3, 4, 5)}

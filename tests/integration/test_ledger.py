@@ -193,6 +193,40 @@ def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
     assert ("X5999", 6009, "AG002", "K2") in {tuple(r) for r in rows}
 
 
+def test_only_new_cases_are_staged_by_one_statement(ledger):
+    """The batch flow's usual chunk, ids it has not seen, is staged by one statement that
+    leaves out an id live in another batch or staged by this file before; the count it
+    returns says whether any was left out, and ``staged_rows`` says which (an id staged
+    from another row came before; one not staged at all is live)."""
+    first = claim(ledger, sha="a" * 64)
+    ledger.stage_cases(first.file_id, json.dumps([["L1", 2, "AG001"], ["L2", 3, "AG002"]]),
+                       {"AG001": "K1", "AG002": "K2"})
+    ledger.commit_batch(
+        file_id=first.file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
+        batch=BatchRow(batch_id="b1", file_id=first.file_id, status="accepted", records=2,
+                       accepted=2, rejected=0),
+        receipt=ReceiptRow(file_id=first.file_id, file_sha256="a" * 64, input_zone="bank.outgoing",
+                           input_name="x", zone="bank.incoming", staged="s", status="accepted"))
+    c = claim(ledger, sha="b" * 64)
+    contracts = {"AG001": "K1", "AG002": "K2", "AG003": "K3"}
+    many = [[f"X{i}", 10 + i, "AG002"] for i in range(6000)]
+    assert ledger.stage_new_cases(c.file_id, json.dumps([["S1", 2, "AG003"], *many]),
+                                  contracts) == 6001
+    chunk = json.dumps([["S1", 7000, "AG001"], ["L2", 7001, "AG001"], ["N1", 7002, "AG001"],
+                        ["L1", 7003, "AG002"]])
+    assert ledger.stage_new_cases(c.file_id, chunk, contracts) == 1
+    assert ledger.staged_rows(c.file_id, chunk) == {"S1": 2, "N1": 7002}
+    assert ledger.stage_new_cases(c.file_id, "[]", contracts) == 0
+    with ledger.session(write=False) as s:
+        rows = {tuple(r) for r in s.execute(
+            select(StagedCaseRow.case_id, StagedCaseRow.row, StagedCaseRow.agency_code,
+                   StagedCaseRow.contract_id).where(StagedCaseRow.file_id == c.file_id))}
+    assert len(rows) == 6002
+    assert {r for r in rows if not r[0].startswith("X")} == {
+        ("S1", 2, "AG003", "K3"), ("N1", 7002, "AG001", "K1")}
+    assert ("X5999", 6009, "AG002", "K2") in rows
+
+
 def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
     """sqlite3 keeps each distinct statement text prepared (128 a connection, ~0.85 MB
     for 4,000 parameters): lookups whose text followed the input's length made the
