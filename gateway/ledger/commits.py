@@ -92,7 +92,7 @@ class CommitStore(ClaimStore):
                 select(StagedCaseRow.case_id, literal(batch.batch_id), StagedCaseRow.agency_code,
                        StagedCaseRow.contract_id, literal(utcnow()))
                 .where(StagedCaseRow.file_id == file_id)))
-            s.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
+            self.dialect.drop_staged_cases(s.connection(), file_id)
             s.add_all([*deliveries, receipt])
             self._finish(s, file_id, status, FileEnd(
                 batch_id=batch.batch_id, signer=signer, records=batch.records,

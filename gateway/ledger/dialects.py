@@ -15,11 +15,11 @@ import functools
 import hashlib
 from typing import ClassVar
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from gateway.ledger.schema import LedgerError, describe_postgresql
+from gateway.ledger.schema import LedgerError, StagedCaseRow, describe_postgresql
 
 
 class Dialect:
@@ -66,6 +66,10 @@ class Dialect:
     def begin_staging(self, conn: Connection) -> None:
         """Let a transaction that only writes staged work commit without waiting for the
         disk (a crash loses it; resuming the file stages it again)."""
+
+    def drop_staged_cases(self, conn: Connection, file_id: int) -> None:
+        """Delete what *file_id* staged, in its commit's transaction."""
+        conn.execute(delete(StagedCaseRow).where(StagedCaseRow.file_id == file_id))
 
     def lock_agency(self, conn: Connection, agency_code: str) -> None:
         """Hold, until the transaction ends, the right to change *agency_code*'s cases and
@@ -114,6 +118,21 @@ class SQLite(Dialect):
                       "SET count = staged_attempts.count + excluded.count")
     param = "?"
     rows = "FROM json_each(?)"
+
+    def drop_staged_cases(self, conn: Connection, file_id: int) -> None:
+        """When the file's rows are the only ones staged (the usual case on one host),
+        ``DELETE`` without a ``WHERE``: SQLite then drops the table's pages whole instead
+        of visiting a million rows (0.28 -> 0.12 CPU s at a million, ~a tenth of the
+        commit). The writing transaction holds the database's one write lock (``BEGIN
+        IMMEDIATE``), so no other file can stage a row between the look and the delete;
+        the two ends of the key are two index lookups, whatever the table holds."""
+        (lo, hi), = conn.exec_driver_sql(
+            "SELECT (SELECT min(file_id) FROM staged_cases), "
+            "(SELECT max(file_id) FROM staged_cases)").fetchall()
+        if lo == hi == file_id:
+            conn.exec_driver_sql("DELETE FROM staged_cases")
+        else:
+            super().drop_staged_cases(conn, file_id)
     case_fields = ("json_extract(value, '$[0]')", "json_extract(value, '$[1]')",
                    "json_extract(value, '$[2]')")
 

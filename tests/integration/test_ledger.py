@@ -227,6 +227,38 @@ def test_only_new_cases_are_staged_by_one_statement(ledger):
     assert ("X5999", 6009, "AG002", "K2") in rows
 
 
+def test_a_commit_drops_only_its_own_staged_cases(ledger):
+    """SQLite empties the staging table whole when the committing file's rows are all it
+    holds; another file's staged rows (before it, after it, or both) stay."""
+    def staged():
+        with ledger.session(write=False) as s:
+            return sorted(tuple(r) for r in s.execute(
+                select(StagedCaseRow.file_id, StagedCaseRow.case_id)))
+
+    def commit(c, batch_id):
+        ledger.commit_batch(
+            file_id=c.file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
+            batch=BatchRow(batch_id=batch_id, file_id=c.file_id, status="accepted", records=1,
+                           accepted=1, rejected=0),
+            receipt=ReceiptRow(file_id=c.file_id, file_sha256="a" * 64,
+                               input_zone="bank.outgoing", input_name=batch_id,
+                               zone="bank.incoming", staged=batch_id, status="accepted"))
+
+    files = [claim(ledger, sha=x * 64) for x in "abcd"]
+    for n, c in enumerate(files):
+        ledger.stage_cases(c.file_id, json.dumps([[f"K{n}", 2, "AG001"], [f"M{n}", 3, "AG001"]]),
+                           {"AG001": "K1"})
+    commit(files[1], "b1")  # between two others
+    commit(files[3], "b3")  # the last
+    commit(files[0], "b0")  # the first
+    assert staged() == [(files[2].file_id, "K2"), (files[2].file_id, "M2")]
+    commit(files[2], "b2")  # alone
+    assert staged() == []
+    with ledger.session(write=False) as s:
+        assert sorted(s.scalars(select(CaseRow.case_id))) == sorted(
+            f"{p}{n}" for p in "KM" for n in range(4))
+
+
 def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
     """sqlite3 keeps each distinct statement text prepared (128 a connection, ~0.85 MB
     for 4,000 parameters): lookups whose text followed the input's length made the
