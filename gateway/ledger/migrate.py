@@ -61,6 +61,10 @@ SQLITE_WRITE = "gateway_sqlite_write"  # execution option: this transaction will
 # Execution option: what this transaction writes is staged work a crash may lose (it is
 # cleared and staged again on resume), so its commit need not wait for the disk.
 STAGING = "gateway_staging"
+# Execution option: this transaction's commit leaves the WAL's checkpoint to the caller
+# (``Core.session(checkpoint_behind=True)``), which runs it beside what comes next.
+NO_CHECKPOINT = "gateway_no_checkpoint"
+WAL_AUTOCHECKPOINT = 1000  # SQLite's default: pages of WAL after which a commit checkpoints
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -71,7 +75,10 @@ def _sqlite_begin(conn: Connection) -> None:
     is atomic and ordered but not yet synced, and the next FULL commit's sync carries it
     to the disk. A batch stages a few hundred chunks: a sync each is a few hundred
     waits for the disk (~3 ms each on this project's VMs, more on a disk that honours
-    them)."""
+    them).
+
+    A transaction run with ``NO_CHECKPOINT`` commits without the automatic checkpoint
+    (the next transaction on the connection sets it back): see ``Core.session``."""
     options = conn.get_execution_options()
     write = options.get(SQLITE_WRITE, False)
     if write:
@@ -80,6 +87,10 @@ def _sqlite_begin(conn: Connection) -> None:
         if info.get("synchronous") != sync:
             conn.exec_driver_sql(f"PRAGMA synchronous={sync}")
             info["synchronous"] = sync
+        pages = 0 if options.get(NO_CHECKPOINT, False) else WAL_AUTOCHECKPOINT
+        if info.get("wal_autocheckpoint", WAL_AUTOCHECKPOINT) != pages:
+            conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={pages}")
+            info["wal_autocheckpoint"] = pages
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

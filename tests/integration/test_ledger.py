@@ -277,6 +277,25 @@ def test_lookups_of_any_length_use_a_few_statement_texts(ledger):
     assert len(texts) == 2 + 1 + 2  # staged and live, foreign, counts from two tables
 
 
+def test_a_large_commit_leaves_its_checkpoint_to_a_thread(tmp_path):
+    """SQLite: a transaction opened with ``checkpoint_behind`` commits without the automatic
+    checkpoint, which a thread then runs; the connection's next transaction has it back,
+    and closing the ledger waits for the thread."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'g.db'}")
+    pages = "PRAGMA wal_autocheckpoint"
+    with ledger.session(checkpoint_behind=True) as s:
+        assert s.connection().exec_driver_sql(pages).scalar() == 0
+        s.add(LeaseRow(item="x", owner="w1", until=dt.datetime.now(dt.UTC),
+                       taken_at=dt.datetime.now(dt.UTC)))
+    thread = ledger._checkpoint
+    assert thread is not None
+    with ledger.session() as s:
+        assert s.connection().exec_driver_sql(pages).scalar() == 1000
+        assert s.scalar(select(LeaseRow.item)) == "x"
+    ledger.close()
+    assert not thread.is_alive() and ledger._checkpoint is None
+
+
 def test_survives_reopen(tmp_path):
     url = f"sqlite:///{tmp_path / 'g.db'}"
     a = Ledger(url)
