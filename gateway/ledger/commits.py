@@ -211,10 +211,11 @@ class CommitStore(ClaimStore):
                        for f, n in sorted((flags or {}).items()) if n])
             s.flush()
             conn = s.connection()
-            conn.exec_driver_sql(self.dialect.add_attempts, (agency_code, file_id))
-            for rows in attempts:
-                if rows != "[]":
-                    conn.exec_driver_sql(self.dialect.add_attempt_rows, (agency_code, rows))
+            with self.dialect.bulk_upsert(conn):
+                conn.exec_driver_sql(self.dialect.add_attempts, (agency_code, file_id))
+                for rows in attempts:
+                    if rows != "[]":
+                        conn.exec_driver_sql(self.dialect.add_attempt_rows, (agency_code, rows))
             s.execute(delete(staged).where(staged.file_id == file_id))
             self._finish(s, file_id, status, end)
 

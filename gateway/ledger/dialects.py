@@ -10,9 +10,11 @@ leases are measured by, and how a staging transaction is told not to wait for th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 from sqlalchemy import delete, func, select
@@ -80,6 +82,12 @@ class Dialect:
         """The database server's clock, if leases go by it (None: the host's)."""
         return None
 
+    @contextlib.contextmanager
+    def bulk_upsert(self, conn: Connection) -> Iterator[None]:
+        """Around the statements of one transaction that write a file's worth of rows into
+        one table (the results commit's attempt counts)."""
+        yield
+
 
 class SQLite(Dialect):
     """One host's ledger. Its staging transactions are lightened when they begin, by
@@ -133,6 +141,26 @@ class SQLite(Dialect):
             conn.exec_driver_sql("DELETE FROM staged_cases")
         else:
             super().drop_staged_cases(conn, file_id)
+
+    # KiB of page cache while a commit adds a file's counts (see bulk_upsert): ~25 MB of
+    # attempts' pages at a million rows, so a file of that size is written without spills.
+    BULK_CACHE_KIB = 32 * 1024
+
+    @contextlib.contextmanager
+    def bulk_upsert(self, conn: Connection) -> Iterator[None]:
+        """A larger page cache for a moment. With SQLite's default of 2 MB, a transaction
+        that changes more pages than that writes them to the WAL as it goes (a spill) and
+        reads them back for the next keys; the results commit of a million rows changes
+        ~25 MB of ``attempts``. In a micro-benchmark of its 556,000 keys in key order:
+        0.89–0.91 s of CPU with the default cache, 0.55–0.58 s with 32 MB. The cache grows
+        only as pages are used, and its size goes back before the transaction ends: SQLite
+        frees the pages beyond it as the commit releases them."""
+        (before,) = conn.exec_driver_sql("PRAGMA cache_size").one()
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{self.BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
     case_fields = ("json_extract(value, '$[0]')", "json_extract(value, '$[1]')",
                    "json_extract(value, '$[2]')")
 

@@ -75,8 +75,16 @@ class FileCounts:
 
     def rows(self) -> Iterator[str]:
         """The counts as JSON arrays ``[["case id", "day", count], …]``, :data:`PAGE` keys
-        each — how the ledger takes them (its staging, or the commit)."""
+        each — how the ledger takes them (its staging, or the commit) — in key order per
+        key length: the runs are merged into one first (:func:`_merge_all`).
+
+        Why: the commit's upsert walks ``attempts``' b-tree in the order it is handed the
+        keys. Run after run (~10 sorted runs of halving sizes at a million rows), each run
+        went over the table's leaf pages again, and with SQLite's 2 MB page cache most of
+        them had been spilled in between: in a micro-benchmark of 556,000 keys on a file
+        in WAL mode, 1.13–1.38 s of CPU as runs against 0.89–0.91 s in one sorted pass."""
         for length, runs in self._runs.items():
+            _merge_all(runs)
             for run, counts in runs:
                 for start in range(0, len(run), PAGE):
                     page = np.ascontiguousarray(run[start:start + PAGE])
@@ -117,13 +125,26 @@ def _merge(runs: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Merge the newest runs while the one before is not twice as large (two sorted runs
     of distinct keys: each of the smaller's keys goes where ``searchsorted`` puts it)."""
     while len(runs) > 1 and len(runs[-2][0]) <= 2 * len(runs[-1][0]):
-        (a, ca), (b, cb) = runs[-2], runs[-1]
-        if len(a) < len(b):
-            (a, ca), (b, cb) = (b, cb), (a, ca)
-        at = np.searchsorted(a, b) + np.arange(len(b))
-        rest = np.ones(len(a) + len(b), dtype=bool)
-        rest[at] = False
-        keys, counts = np.empty(len(rest), dtype=a.dtype), np.empty(len(rest), dtype=np.int64)
-        keys[at], counts[at] = b, cb
-        keys[rest], counts[rest] = a, ca
-        runs[-2:] = [(keys, counts)]
+        _merge_last(runs)
+
+
+def _merge_all(runs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Merge every run into one, the newest (smallest) first. Each merge holds its two
+    runs and their merged copy for a moment, as :func:`_merge` does: at most twice what is
+    held, within the bound :data:`MAX_BYTES` was set for."""
+    while len(runs) > 1:
+        _merge_last(runs)
+
+
+def _merge_last(runs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Merge the two newest runs into one."""
+    (a, ca), (b, cb) = runs[-2], runs[-1]
+    if len(a) < len(b):
+        (a, ca), (b, cb) = (b, cb), (a, ca)
+    at = np.searchsorted(a, b) + np.arange(len(b))
+    rest = np.ones(len(a) + len(b), dtype=bool)
+    rest[at] = False
+    keys, counts = np.empty(len(rest), dtype=a.dtype), np.empty(len(rest), dtype=np.int64)
+    keys[at], counts[at] = b, cb
+    keys[rest], counts[rest] = a, ca
+    runs[-2:] = [(keys, counts)]

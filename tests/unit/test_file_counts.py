@@ -62,3 +62,20 @@ def test_rows_come_in_pages():
 def test_only_ten_character_days_fit_the_keys():
     assert file_counts.fits(pa.array(["2026-12-01"])) and file_counts.fits(pa.array([], pa.string()))
     assert not file_counts.fits(pa.array(["2026-12-01", "26-12-01"]))
+
+
+def test_the_commit_is_handed_the_keys_in_order_in_one_run():
+    """The commit's upsert walks ``attempts`` in the order it is given the keys: rows()
+    merges the runs first, so each key length comes as one sorted sequence."""
+    held = FileCounts()
+    for chunk in range(40):
+        keys = [(f"C{(i * 7919 + chunk) % 5000:05d}", "2026-12-01") for i in range(100)]
+        keys = list(dict.fromkeys(keys))
+        held.add(*arrays(keys), pa.array([1] * len(keys), pa.int64()))
+    assert len(next(iter(held._runs.values()))) > 1
+    given_rows = [tuple(r) for rows in held.rows() for r in json.loads(rows)]
+    assert given_rows == sorted(given_rows)
+    (runs,) = held._runs.values()
+    assert len(runs) == 1
+    found = held.counted(*arrays([("C00000", "2026-12-01"), ("C00001", "2026-12-01")]))
+    assert found == {0: 1, 1: 1}
