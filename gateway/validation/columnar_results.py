@@ -34,7 +34,15 @@ import pyarrow.compute as pc
 
 from gateway.validation.cases import RowError
 from gateway.validation.chunks import Chunk
-from gateway.validation.columnar import _RULES, _bool, _digits, _matches, iso_dates_ok, text_ok
+from gateway.validation.columnar import (
+    _RULES,
+    _bool,
+    _digits,
+    _empty,
+    _matches,
+    iso_dates_ok,
+    text_ok,
+)
 from gateway.validation.results import (
     ACTION_CODES,
     ATTEMPT_ACTIONS,
@@ -144,17 +152,26 @@ class ColumnarResults:
             day = pc.replace_with_mask(day, pa.array(mask), pa.array(
                 [t.date().isoformat() for t in local], pa.string()))
             time_us[index] = [_time_us(t.time()) for t in local]
+        flat = [e for _, es in errors for e in es]
+        if keep.all():  # the usual chunk: nothing to filter out (a copy of every column)
+            return Checked(pa.table(out), chunk.rows, day, time_us, flat)
         chosen = pa.array(keep)
         return Checked(pa.table(out).filter(chosen), chunk.rows[keep], day.filter(chosen),
-                       time_us[keep], [e for _, es in errors for e in es])
+                       time_us[keep], flat)
 
     def _valid(self, cols: dict[str, pa.Array], n: int) -> tuple[np.ndarray, pa.Array, np.ndarray]:
         """Rows every rule passes, and for them the local day and time of ``action_at``."""
         def value(name: str) -> pa.Array:
             return cols[name] if name in cols else pa.repeat(pa.scalar("", pa.string()), n)
 
+        filled: dict[str, np.ndarray] = {}
+
         def given(name: str) -> np.ndarray:
-            return _bool(pc.greater(pc.binary_length(value(name)), 0))
+            """Rows with a value in *name*: from the column's offsets, once per column (an
+            Arrow call or two each, asked up to four times per column per chunk)."""
+            if name not in filled:
+                filled[name] = ~_empty(cols[name]) if name in cols else np.zeros(n, dtype=bool)
+            return filled[name]
 
         ok = np.ones(n, dtype=bool)
         for name, required in RESULT_FIELDS.items():
@@ -248,40 +265,41 @@ class ColumnarResults:
         on a thread of its own); *counted* gives, for (case, day) keys, the CALL/SMS rows
         counted before this chunk (other files, earlier chunks)."""
         table = c.table
-        action = table.column("action_code").combine_chunks()
-        target = table.column("contact_target").combine_chunks()
-        tries, attempts = self._attempts(table.column("case_id"), c.day, action, counted)
+        action = _which(table.column("action_code"), _ACTIONS)
+        target = _which(table.column("contact_target"), _TARGETS)
+        tries, attempts = self._attempts(table.column("case_id"), c.day, _COUNTED[action],
+                                         counted)
         start, end = self.window_us
         marks = {
-            "HOURS": _bool(pc.is_in(action, pa.array(sorted(TIMED_CONTACT))))
-            & _bool(pc.is_in(target, pa.array(["contact", "debtor"])))
+            "HOURS": _TIMED[action] & (target <= _DEBTOR)
             & ~((c.time_us >= start) & (c.time_us < end)),
             "ATTEMPTS": tries > self.max_attempts,
-            "THIRD_PARTY": _bool(pc.equal(target, "third_party"))
-            & ~_bool(pc.is_in(action, pa.array(sorted(THIRD_PARTY_ALLOWED)))),
-            "DISPUTE": _bool(pc.equal(action, "DISPUTE")),
-            "FRAUD": _bool(pc.equal(action, "FRAUD_SUSPECTED")),
+            "THIRD_PARTY": (target == _THIRD_PARTY) & ~_ALLOWED[action],
+            "DISPUTE": _DISPUTE[action],
+            "FRAUD": _FRAUD[action],
             "LATE": _bool(pc.greater(c.day, self.contract_end)),
         }
         any_flag = np.zeros(table.num_rows, dtype=bool)
         flagged: collections.Counter[str] = collections.Counter()
+        code = np.zeros(table.num_rows, dtype=np.int64)
         for name, hit in marks.items():
             if count := int(hit.sum()):
                 flagged[name] = count
             any_flag |= hit
-        named = [pc.if_else(pa.array(marks[name]), f"{name};", "") for name in FLAGS]
-        text = pc.utf8_rtrim(pc.binary_join_element_wise(*named, ""), characters=";")
+            code |= hit.astype(np.int64) << FLAGS.index(name)
+        text = _FLAG_TEXTS.take(pa.array(code))
         forward = table.append_column("agency_code", pa.repeat(
             pa.scalar(self.agency, pa.string()), table.num_rows)).append_column("flags", text)
         return Judged(forward, c.errors, flagged, int((~any_flag).sum()), c.not_assigned,
                       attempts)
 
-    def _attempts(self, ids: pa.ChunkedArray, day: pa.Array, action: pa.Array,
+    def _attempts(self, ids: pa.ChunkedArray, day: pa.Array, counts: np.ndarray,
                   counted: Counted) -> tuple[np.ndarray, pa.Table]:
-        """Each row's CALL/SMS count for its case and day, itself included (0 for other
-        actions), in file order; and the chunk's count per (case, day) key."""
-        tries = np.zeros(len(action), dtype=np.int64)
-        rows = np.flatnonzero(_bool(pc.is_in(action, pa.array(sorted(ATTEMPT_ACTIONS)))))
+        """Each row's CALL/SMS count for its case and day, itself included (0 for the rows
+        *counts* does not mark, other actions), in file order; and the chunk's count per
+        (case, day) key."""
+        tries = np.zeros(len(counts), dtype=np.int64)
+        rows = np.flatnonzero(counts)
         if not len(rows):
             return tries, _NO_ATTEMPTS
         picked = pa.array(rows)
@@ -301,6 +319,37 @@ class ColumnarResults:
         added = np.bincount(which, minlength=len(first))
         return tries, pa.table({"case_id": case, "day": when, "count": pa.array(added)})
 
+
+def _which(col: pa.Array | pa.ChunkedArray, names: list[str]) -> np.ndarray:
+    """Each value's position in *names*, ``len(names)`` for a value not among them: one
+    Arrow call, after which each flag's test of the action or the target is a NumPy
+    lookup (they were nine Arrow calls per chunk: ``is_in`` and ``equal`` each)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    at = pc.index_in(col, value_set=pa.array(names, pa.string()))
+    if at.null_count:
+        at = pc.fill_null(at, len(names))
+    return np.asarray(at.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _member(names: list[str], chosen: Collection[str]) -> np.ndarray:
+    """For each position :func:`_which` gives, whether its name is in *chosen*."""
+    return np.array([n in chosen for n in names] + [False], dtype=bool)
+
+
+_ACTIONS = sorted(ACTION_CODES)
+_TIMED = _member(_ACTIONS, TIMED_CONTACT)
+_COUNTED = _member(_ACTIONS, ATTEMPT_ACTIONS)
+_ALLOWED = _member(_ACTIONS, THIRD_PARTY_ALLOWED)
+_DISPUTE = _member(_ACTIONS, {"DISPUTE"})
+_FRAUD = _member(_ACTIONS, {"FRAUD_SUSPECTED"})
+_TARGETS = ["contact", "debtor", "third_party"]  # the first two are reached in person
+_DEBTOR, _THIRD_PARTY = 1, 2
+# Each set of flags, by its bits (flag i of FLAGS: bit i), as the reference writes it:
+# the names in FLAGS' order joined by ";". One take per chunk instead of an if_else per
+# flag, a join and a trim.
+_FLAG_TEXTS = pa.array([";".join(f for i, f in enumerate(FLAGS) if bits >> i & 1)
+                        for bits in range(1 << len(FLAGS))], pa.string())
 
 _NO_ATTEMPTS = pa.table({"case_id": pa.array([], pa.string()), "day": pa.array([], pa.string()),
                         "count": pa.array([], pa.int64())})
