@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gateway.flows import Context, Interrupted
 from gateway.flows.arrival import read_signed_csv
@@ -55,7 +56,7 @@ def owners(ctx: Context, agency: str, out: _Reading) -> Foreign:
     purges = ctx.ledger.finished_purges(agency)
     index = ownership.load(ctx.ledger.live_case_pages(agency, ownership.PAGE))
     if index is None:
-        return lambda ids: ctx.ledger.foreign_cases(agency, chunks.json_rows(ids))
+        return lambda ids: ctx.ledger.foreign_cases(agency, chunks.json_rows(pc.unique(ids)))
     out.purges = purges
     return index.foreign
 

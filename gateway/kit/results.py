@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gateway import clock, documents, identifiers
 from gateway.crypto import packets
@@ -147,7 +148,7 @@ def _handle(cfg: AgencyConfig, ledger: KitLedger, now: dt.datetime, header: list
                              contract_end=cfg.contract_end, max_attempts=cfg.max_daily_attempts)
 
     def foreign(ids: pa.Array) -> Collection[str]:
-        wanted = [str(i) for i in ids.to_pylist()]
+        wanted = [str(i) for i in pc.unique(ids).to_pylist()]
         return set(wanted) - ledger.held_cases(wanted)
 
     for chunk in reader.chunks(len(columns)):

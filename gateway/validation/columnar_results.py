@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gateway.validation.cases import RowError
-from gateway.validation.chunks import Chunk
+from gateway.validation.chunks import Chunk, rows_with, string_bytes
 from gateway.validation.columnar import (
     _RULES,
     _bool,
@@ -64,7 +64,9 @@ _SKEW = dt.timedelta(minutes=5)  # as the reference: a little clock skew is not 
 FLAGS = ("HOURS", "ATTEMPTS", "THIRD_PARTY", "DISPUTE", "FRAUD", "LATE")
 NOT_ASSIGNED = "case_id is not a case assigned to this agency"
 
-# Of these distinct case ids, those that are not the agency's live cases.
+# Of these case ids (a chunk's, an id may repeat), those that are not the agency's live
+# cases. Repeats allowed: the in-memory index looks each up as cheaply as it would have
+# been hashed to make the ids distinct first (pc.unique: a fifth of the rules' Arrow time).
 Foreign = Callable[[pa.Array], Collection[str]]
 # For (case_id, local day) keys given as two arrays: the CALL/SMS rows counted before,
 # by the key's position; a key counted nowhere may be left out.
@@ -178,10 +180,10 @@ class ColumnarResults:
             if required:
                 ok &= given(name)
         action = value("action_code")
-        ok &= _matches(value("case_id"), _RULES["case_id"])
+        ok &= _spelled(value("case_id"), _ID_BYTES, 64)  # _RULES["case_id"]
         ok &= _bool(pc.is_in(action, pa.array(sorted(ACTION_CODES))))
         ok &= _bool(pc.is_in(value("contact_target"), pa.array(sorted(CONTACT_TARGETS))))
-        ok &= _matches(value("collector_id"), _COLLECTOR)
+        ok &= _spelled(value("collector_id"), _ID_BYTES, 32)  # _COLLECTOR
         for name, limit in _TEXT_LIMITS.items():
             if name in cols:
                 ok &= text_ok(cols[name], limit) | ~given(name)
@@ -214,12 +216,11 @@ class ColumnarResults:
             time_us[rows] = (hh * 3600 + mm * 60 + ss) * _US
         rows = np.flatnonzero(ok)
         if len(rows):
-            days = day.take(pa.array(rows))
-            unique = pc.unique(days)
-            known = [self._midnight(d) for d in unique.to_pylist()]
+            days = pc.dictionary_encode(day.take(pa.array(rows)))  # one hashing, not two
+            known = [self._midnight(d) for d in days.dictionary.to_pylist()]
             midnight = np.array([k or 0 for k in known], dtype=np.int64)
             plain = np.array([k is not None for k in known], dtype=bool)
-            which = pc.index_in(days, unique).to_numpy(zero_copy_only=False)
+            which = days.indices.to_numpy(zero_copy_only=False)
             utc = midnight[which] + time_us[rows]
             ok[rows] = plain[which] & (utc <= self.latest_us)
         return day, time_us, ok
@@ -244,10 +245,10 @@ class ColumnarResults:
 
     def owned(self, c: Checked, foreign: Foreign) -> Checked:
         """The checked rows about the agency's own live cases; the others become
-        ``E_NOT_ASSIGNED`` errors. *foreign* gives, of the chunk's distinct case ids, those
-        that are not the agency's live cases."""
+        ``E_NOT_ASSIGNED`` errors. *foreign* gives, of the chunk's case ids, those that are
+        not the agency's live cases."""
         ids = c.table.column("case_id")
-        others = foreign(pc.unique(ids))
+        others = foreign(ids.combine_chunks())
         if not others:
             return c
         mine = ~_bool(pc.is_in(ids, pa.array(sorted(others), pa.string())))
@@ -318,6 +319,22 @@ class ColumnarResults:
         tries[rows[order]] = base[grouped] + rank
         added = np.bincount(which, minlength=len(first))
         return tries, pa.table({"case_id": case, "day": when, "count": pa.array(added)})
+
+
+def _spelled(col: pa.Array, allowed: np.ndarray, longest: int) -> np.ndarray:
+    """Rows whose value is 1..*longest* bytes, each one that *allowed* (256 booleans, ASCII
+    only) marks: the regex ``^[class]{1,longest}$`` (RE2: ``$`` is the end of the text),
+    from the column's offsets and one pass over its bytes at ``bytes.translate`` speed —
+    two of the rules' six regexes, the two asked of every row."""
+    offsets, _ = string_bytes(col)
+    lengths = np.diff(offsets)
+    ok = (lengths >= 1) & (lengths <= longest)
+    bad = rows_with(col, ~allowed)
+    return ok if bad is None else ok & ~bad
+
+
+_ID_BYTES = np.zeros(256, dtype=bool)  # [A-Za-z0-9._-]: case ids and collector ids
+_ID_BYTES[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")] = True
 
 
 def _which(col: pa.Array | pa.ChunkedArray, names: list[str]) -> np.ndarray:

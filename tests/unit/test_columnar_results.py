@@ -195,3 +195,21 @@ def test_a_changed_offset_day_goes_to_the_reference():
 def test_neutralised_values_are_counted_as_the_reference_counts():
     values = ["=1", "ok", "-2", "+x", "@y", "\tz", "a=b", "\r", ""]
     assert needs_neutralising(pa.array(values)) == sum(map(csvio.needs_neutralising, values))
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(ODD) | st.text(max_size=70) | st.text(
+    "AZaz09._-\n\u00e9\u5f20 ", max_size=66), max_size=20))
+def test_id_spellings_are_the_regexes_they_replace(values):
+    """The byte-class check of case and collector ids against the RE2 patterns it
+    replaced (anchors, lengths, a line break at the end, non-ASCII)."""
+    from gateway.validation.columnar import _RULES, _matches
+    from gateway.validation.columnar_results import _COLLECTOR, _ID_BYTES, _spelled
+
+    col = pa.array(values, pa.string())
+    assert _spelled(col, _ID_BYTES, 64).tolist() == _matches(col, _RULES["case_id"]).tolist()
+    assert _spelled(col, _ID_BYTES, 32).tolist() == _matches(col, _COLLECTOR).tolist()
+    if len(values) > 1:  # an offset into the buffers, as a slice of a chunk has
+        part = col.slice(1)
+        assert (_spelled(part, _ID_BYTES, 64).tolist()
+                == _matches(part, _RULES["case_id"]).tolist())
