@@ -20,6 +20,7 @@ on (forwarded CSV, errors, flags, counts): two versions must print the same.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import hashlib
 import io
@@ -38,13 +39,15 @@ from gateway import synth
 from gateway.ledger import FileStatus, Ledger, ReceiptRow
 from gateway.masking_columns import needs_neutralising, neutralise
 from gateway.validation import chunks, file_counts, ownership
+from gateway.validation.cases import RowError
 from gateway.validation.columnar_results import ColumnarResults
 from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_header
 
 AGENCY = ledger_floor.AGENCY
 
 
-def once(ledger: Ledger, data: bytes, k: int, digest: hashlib._Hash | None) -> dict[str, float]:
+def once(ledger: Ledger, data: bytes, k: int, digest: hashlib._Hash | None,
+         rows_per_chunk: int | None) -> dict[str, float]:
     spent = dict.fromkeys(("read", "check", "owned", "judge", "forward", "counts_json", "commit"),
                           0.0)
     tz = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -70,7 +73,10 @@ def once(ledger: Ledger, data: bytes, k: int, digest: hashlib._Hash | None) -> d
             found[key] = found.get(key, 0) + n
         return found
 
-    it = iter(reader.chunks(len(columns)))
+    errors: list[RowError] = []
+    flagged: collections.Counter[str] = collections.Counter()
+    unflagged = not_assigned = 0
+    it = iter(reader.chunks(len(columns), rows_per_chunk=rows_per_chunk))
     while True:
         t = time.process_time()
         chunk = next(it, None)
@@ -99,10 +105,12 @@ def once(ledger: Ledger, data: bytes, k: int, digest: hashlib._Hash | None) -> d
             written.append(col)
         out = chunks.csv_bytes(written)
         spent["forward"] += time.process_time() - t4
-        if digest is not None:
+        if digest is not None:  # what the file hands on, however it is cut into chunks
             digest.update(out)
-            digest.update(repr((judged.errors, sorted(judged.flagged.items()), judged.unflagged,
-                                judged.not_assigned)).encode())
+            errors += judged.errors
+            flagged.update(judged.flagged)
+            unflagged += judged.unflagged
+            not_assigned += judged.not_assigned
     t = time.process_time()
     rows = list(held.rows())
     spent["counts_json"] = time.process_time() - t
@@ -115,6 +123,7 @@ def once(ledger: Ledger, data: bytes, k: int, digest: hashlib._Hash | None) -> d
                           rejected=0)
     spent["commit"] += time.process_time() - t
     if digest is not None:
+        digest.update(repr((errors, sorted(flagged.items()), unflagged, not_assigned)).encode())
         with ledger.session(write=False) as s:
             for r in s.connection().exec_driver_sql(
                     "SELECT case_id, day, count FROM attempts ORDER BY case_id, day"):
@@ -128,6 +137,8 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=200_000, help="the agency's cases")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--digest", action="store_true")
+    ap.add_argument("--rows-per-chunk", type=int, default=None,
+                    help="the reader's chunk size (default: the flow's, or the reader's)")
     args = ap.parse_args()
     today = dt.date.today()
     ids = [f"C{today:%Y%m}{i:07d}" for i in range(args.cases)]
@@ -145,7 +156,7 @@ def main() -> int:
         try:
             ledger_floor.assign(ledger, ids)
             for k in range(args.repeat):
-                spent = once(ledger, data, k, digest)
+                spent = once(ledger, data, k, digest, args.rows_per_chunk or _flows_chunk())
                 for key, v in spent.items():
                     best[key] = min(best.get(key, v), v)
         finally:
@@ -156,6 +167,15 @@ def main() -> int:
         line["digest"] = digest.hexdigest()[:16]
     print(json.dumps(line))
     return 0
+
+
+def _flows_chunk() -> int | None:
+    """The results flow's chunk size (a version before it had one: the reader's)."""
+    try:
+        from gateway.flows import result_rows
+    except ImportError:
+        return None
+    return getattr(result_rows, "ROWS_PER_CHUNK", None)
 
 
 def _csv(records):  # type: ignore[no-untyped-def]

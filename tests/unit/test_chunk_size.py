@@ -40,6 +40,9 @@ def test_the_records_do_not_depend_on_the_chunk_size(per_chunk):
 
 
 def test_the_batch_flow_asks_for_larger_chunks_than_the_default():
+    from gateway.flows import result_rows
+
     assert batch_rows.ROWS_PER_CHUNK > chunks.ROWS_PER_CHUNK
+    assert result_rows.ROWS_PER_CHUNK > chunks.ROWS_PER_CHUNK
     sizes, _ = _read(2048)
     assert sizes == [64, 128, 256, 512, 1024, 3000 - 1984]
