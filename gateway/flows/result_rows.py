@@ -20,7 +20,7 @@ from gateway.flows.stage import Stage
 from gateway.masking_columns import needs_neutralising, neutralise
 from gateway.validation import chunks, csvio, file_counts, ownership
 from gateway.validation.cases import RowError
-from gateway.validation.columnar_results import Checked, ColumnarResults, Foreign
+from gateway.validation.columnar_results import Checked, ColumnarResults, Foreign, whole
 from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_header
 
 # Rows per chunk: four times the reader's default. A chunk costs the same few dozen Arrow
@@ -89,7 +89,7 @@ class _Counts:
 
     def add(self, attempts: pa.Table) -> None:
         """A chunk's counts (each key once)."""
-        case, day, count = (c.combine_chunks() for c in attempts.columns)
+        case, day, count = (whole(c) for c in attempts.columns)
         if self.held is not None and file_counts.fits(day):
             self.held.add(case, day, count)
             if self.held.nbytes > file_counts.MAX_BYTES:
@@ -163,7 +163,7 @@ def _judge(ctx: Context, file: Results, engine: ColumnarResults, checked: Checke
             out.forward = _open_forward(ctx, file.agency, file.staging, list(table.column_names))
         written = []
         for name in table.column_names:
-            col = table.column(name).combine_chunks()
+            col = whole(table.column(name))
             if name in free_text:
                 out.neutralised += needs_neutralising(col)
                 col = neutralise(col)

@@ -120,7 +120,7 @@ class ColumnarResults:
 
     def check(self, chunk: Chunk) -> Checked:
         table = chunk.table.rename_columns(list(self.columns))
-        cols = {name: table.column(name).combine_chunks() for name in self.columns}
+        cols = {name: whole(table.column(name)) for name in self.columns}
         n = table.num_rows
         ok, day, time_us = self._valid(cols, n)
         doubtful = np.flatnonzero(~ok)
@@ -248,7 +248,7 @@ class ColumnarResults:
         ``E_NOT_ASSIGNED`` errors. *foreign* gives, of the chunk's case ids, those that are
         not the agency's live cases."""
         ids = c.table.column("case_id")
-        others = foreign(ids.combine_chunks())
+        others = foreign(whole(ids))
         if not others:
             return c
         mine = ~_bool(pc.is_in(ids, pa.array(sorted(others), pa.string())))
@@ -304,7 +304,7 @@ class ColumnarResults:
         if not len(rows):
             return tries, _NO_ATTEMPTS
         picked = pa.array(rows)
-        case, when = ids.combine_chunks().take(picked), day.take(picked)
+        case, when = whole(ids).take(picked), day.take(picked)
         encoded = pc.dictionary_encode(pc.binary_join_element_wise(case, when, "\x00"))
         which = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         order = np.argsort(which, kind="stable")  # file order within each key
@@ -319,6 +319,16 @@ class ColumnarResults:
         tries[rows[order]] = base[grouped] + rank
         added = np.bincount(which, minlength=len(first))
         return tries, pa.table({"case_id": case, "day": when, "count": pa.array(added)})
+
+
+def whole(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """*col* as one array. A table's column of one chunk (what the reader makes) is that
+    chunk, not a copy: ``combine_chunks`` copies even then, and a chunk's columns were
+    copied at each step — its buffers fresh allocations past the mmap threshold, faulted
+    in page by page."""
+    if isinstance(col, pa.Array):
+        return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
 
 
 def _spelled(col: pa.Array, allowed: np.ndarray, longest: int) -> np.ndarray:
@@ -341,9 +351,7 @@ def _which(col: pa.Array | pa.ChunkedArray, names: list[str]) -> np.ndarray:
     """Each value's position in *names*, ``len(names)`` for a value not among them: one
     Arrow call, after which each flag's test of the action or the target is a NumPy
     lookup (they were nine Arrow calls per chunk: ``is_in`` and ``equal`` each)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    at = pc.index_in(col, value_set=pa.array(names, pa.string()))
+    at = pc.index_in(whole(col), value_set=pa.array(names, pa.string()))
     if at.null_count:
         at = pc.fill_null(at, len(names))
     return np.asarray(at.to_numpy(zero_copy_only=False), dtype=np.int64)
