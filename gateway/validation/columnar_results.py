@@ -37,9 +37,9 @@ from gateway.validation.chunks import Chunk, rows_with, string_bytes
 from gateway.validation.columnar import (
     _RULES,
     _bool,
-    _digits,
     _empty,
     _matches,
+    _real_dates,
     iso_dates_ok,
     text_ok,
 )
@@ -203,17 +203,8 @@ class ColumnarResults:
     def _action_at(self, col: pa.Array, candidates: np.ndarray
                    ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
         """Wall-clock times on days of one UTC offset, real, not in the future."""
-        n = len(col)
-        ok = candidates & _matches(col, _WALL)
-        ok &= iso_dates_ok(col, ok)
-        time_us = np.zeros(n, dtype=np.int64)
         day = pc.utf8_slice_codeunits(col, 0, 10)
-        rows = np.flatnonzero(ok)
-        if len(rows):
-            d = _digits(col, rows, 11, 8)
-            hh, mm, ss = d[:, 0] * 10 + d[:, 1], d[:, 3] * 10 + d[:, 4], d[:, 6] * 10 + d[:, 7]
-            ok[rows] = (hh < 24) & (mm < 60) & (ss < 60)
-            time_us[rows] = (hh * 3600 + mm * 60 + ss) * _US
+        ok, time_us = wall_times(col, candidates)
         rows = np.flatnonzero(ok)
         if len(rows):
             days = pc.dictionary_encode(day.take(pa.array(rows)))  # one hashing, not two
@@ -319,6 +310,37 @@ class ColumnarResults:
         tries[rows[order]] = base[grouped] + rank
         added = np.bincount(which, minlength=len(first))
         return tries, pa.table({"case_id": case, "day": when, "count": pa.array(added)})
+
+
+def wall_times(col: pa.Array, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the candidate rows, those whose value is ``YYYY-MM-DDTHH:MM:SS`` (:data:`_WALL`)
+    on a real calendar day with a real time of day; and for them that time (µs after
+    midnight; 0 for rows not candidates). From one gather of each row's 19 bytes: it was
+    the regex, a gather of the date's digits as int64 and one of the time's (the rules'
+    costliest step after the Arrow calls)."""
+    offsets, data = string_bytes(col)
+    ok = candidates & (np.diff(offsets) == _WALL_WIDTH)  # 19 ASCII characters = 19 bytes
+    time_us = np.zeros(len(candidates), dtype=np.int64)
+    rows = np.flatnonzero(ok)
+    if len(rows):
+        b = data[offsets[rows][:, None] + np.arange(_WALL_WIDTH)]
+        digits = b[:, _WALL_DIGITS]
+        shaped = (((digits >= 0x30) & (digits <= 0x39)).all(axis=1)
+                  & (b[:, _WALL_MARKS] == _WALL_MARK_BYTES).all(axis=1))
+        d = digits.astype(np.int32) - 0x30
+        year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+        hh, mm, ss = d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
+        ok[rows] = (shaped & _real_dates(year, d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7])
+                    & (hh < 24) & (mm < 60) & (ss < 60))
+        time_us[rows] = (hh * 3600 + mm * 60 + ss).astype(np.int64) * _US
+    return ok, time_us
+
+
+_WALL_SHAPE = b"0000-00-00T00:00:00"  # what _WALL matches: 0 a digit, the rest themselves
+_WALL_WIDTH = len(_WALL_SHAPE)
+_WALL_DIGITS = np.array([i for i, c in enumerate(_WALL_SHAPE) if c == ord("0")])
+_WALL_MARKS = np.array([i for i, c in enumerate(_WALL_SHAPE) if c != ord("0")])
+_WALL_MARK_BYTES = np.frombuffer(bytes(_WALL_SHAPE[i] for i in _WALL_MARKS), dtype=np.uint8)
 
 
 def whole(col: pa.Array | pa.ChunkedArray) -> pa.Array:

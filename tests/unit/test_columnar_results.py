@@ -213,3 +213,31 @@ def test_id_spellings_are_the_regexes_they_replace(values):
         part = col.slice(1)
         assert (_spelled(part, _ID_BYTES, 64).tolist()
                 == _matches(part, _RULES["case_id"]).tolist())
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(ODD) | st.sampled_from(HOT) | st.text(max_size=21) | st.text(
+    "0123456789-T: \u0661", min_size=17, max_size=20), max_size=20), st.data())
+def test_wall_times_are_the_regex_and_the_calendar_they_replace(values, data):
+    """wall_times() against what it replaced: the _WALL regex, then iso_dates_ok over the
+    date's digits, then the time's digits below 24:60:60."""
+    import numpy as np
+
+    from gateway.validation.columnar import _digits, _matches, iso_dates_ok
+    from gateway.validation.columnar_results import _WALL, wall_times
+
+    col = pa.array(values, pa.string())
+    candidates = np.array(data.draw(st.lists(st.booleans(), min_size=len(values),
+                                             max_size=len(values))), dtype=bool)
+    ok = candidates & _matches(col, _WALL)
+    ok &= iso_dates_ok(col, ok)
+    time_us = np.zeros(len(values), dtype=np.int64)
+    rows = np.flatnonzero(ok)
+    if len(rows):
+        d = _digits(col, rows, 11, 8)
+        hh, mm, ss = d[:, 0] * 10 + d[:, 1], d[:, 3] * 10 + d[:, 4], d[:, 6] * 10 + d[:, 7]
+        ok[rows] = (hh < 24) & (mm < 60) & (ss < 60)
+        time_us[rows] = (hh * 3600 + mm * 60 + ss) * 1_000_000
+    got, got_us = wall_times(col, candidates)
+    assert got.tolist() == ok.tolist()
+    assert got_us[ok].tolist() == time_us[ok].tolist()
