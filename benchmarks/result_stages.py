@@ -1,20 +1,25 @@
 """The CPU time of the results flow's Python stages, in one process, no gpg.
 
     .venv/bin/python benchmarks/result_stages.py [--rows 300000] [--cases 200000] [--repeat 3]
-                                                 [--digest]
+                                                 [--digest] [--rows-per-chunk N]
 
 The rows ``throughput.py`` sends (``synth.results`` about one agency's cases of five),
 read with ``ChunkReader`` from memory and put through what ``flows/result_rows.py``
 does to each chunk, on one thread: ``read`` (the reader), ``check`` (the rules),
 ``owned`` (the ownership index, loaded once per repeat), ``judge`` (the committed
 counts asked of a SQLite ledger holding the agency's cases, the file's counts in memory,
-the flags and ranks), ``forward`` (free text neutralised, the CSV bytes) and ``commit``
-(the file's counts added to ``attempts`` in ``commit_results``). Prints one JSON line
+the flags and ranks), ``forward`` (free text neutralised, the CSV bytes),
+``counts_json`` (the file's counts as the commit's JSON pages) and ``commit`` (those
+added to ``attempts`` in ``commit_results``), in chunks of the flow's size
+(``--rows-per-chunk`` to try another). The rows are generated once and kept in the
+temporary directory (``result_stages.<rows>.<cases>.<date>.csv``: another file of that
+name is read instead). Prints one JSON line
 with the best CPU seconds (``time.process_time``) of each over the repeats; each repeat
 adds its counts to the ledger, so later repeats find earlier ones' counts, as a second
 file would. To compare two versions, run it alternately with ``PYTHONPATH=<a worktree
 of the other>``. ``--digest`` also prints a SHA-256 of everything the flow would hand
-on (forwarded CSV, errors, flags, counts): two versions must print the same.
+on (forwarded CSV, errors, flags, counts), whatever the chunk size: two versions must
+print the same.
 """
 
 from __future__ import annotations
