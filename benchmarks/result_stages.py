@@ -21,6 +21,7 @@ of the other>``. ``--digest`` also prints a SHA-256 of everything the flow would
 on (forwarded CSV, errors, flags, counts), whatever the chunk size: two versions must
 print the same.
 """
+# ruff: noqa: E402  (heap.bound() must run before the imports that load Arrow and NumPy)
 
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ import time
 import zoneinfo
 from pathlib import Path
 
+from gateway import heap
+
+# As the daemon does before Arrow and NumPy load: a fixed mmap threshold (128 KB; past it
+# every allocation is a fresh mapping, faulted in page by page) and Arrow on the system
+# allocator. Without it, large temporaries cost less here than in the daemon.
+heap.bound()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ledger_floor  # the agency's cases, committed by the batch flow's calls

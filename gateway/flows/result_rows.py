@@ -27,8 +27,9 @@ from gateway.validation.results import FREE_TEXT_RESULT_FIELDS, map_results_head
 # and NumPy calls, one ledger statement (its committed counts) and two hand-overs of the
 # interpreter lock whatever its size, and a result row is small (~80 bytes of CSV; a
 # chunk's columns, its copies and its forwarded CSV are a few MB): result_stages.py at a
-# million rows, CPU s of the rules + the judging, 4,096 rows 0.75 + 1.06, 8,192 rows
-# 0.59-0.67 + 0.89-0.97, 16,384 rows 0.50-0.51 + 0.75-0.81.
+# million rows, CPU s of the rules + the judging, 4,096 rows 0.66-0.69 + 0.96-1.03, 8,192
+# rows 0.43-0.46 + 0.83-0.90, 16,384 rows 0.40-0.41 + 0.86-0.88 (the daemon's heap
+# settings; 16,000 rows, whose int64 arrays stay under the mmap threshold, no better).
 ROWS_PER_CHUNK = 16_384
 
 
