@@ -31,10 +31,11 @@ def leave(code: int) -> None:
     effect is gone with the process. What an exit owes the world is done first: the
     exit handlers (logging's flush among them), and the standard streams flushed. Every
     file, database connection and gpg process a command opens it also closes before it
-    returns; a thread still running is waited for as usual — there, the normal exit.
+    returns; a thread still running is waited for as usual, and a profiler (``python -m
+    cProfile``) or a coverage tracer writes what it found — there, the normal exit.
     """
-    if threading.active_count() > 1:
-        sys.exit(code)
+    if threading.active_count() > 1 or sys.getprofile() or sys.gettrace():
+        sys.exit(code)  # a profiler or coverage writes its figures at the normal exit
     atexit._run_exitfuncs()  # what Py_FinalizeEx runs before its teardown
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: what it lost is lost
