@@ -7,19 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypedDict, TypeVar
 
-from sqlalchemy import (
-    BigInteger,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    event,
-    text,
-)
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -605,27 +594,3 @@ class Claim:
     file_id: int
     status: str
 
-
-# The partial unique indexes' predicates on PostgreSQL. Named in the Index at import
-# (``postgresql_where=``), the keyword makes SQLAlchemy load its whole PostgreSQL dialect to
-# check it — ~35 ms of every start, for a ledger that is as likely SQLite's. The migrations
-# create the indexes; the model needs the predicates only to describe a PostgreSQL ledger
-# (the migrations test compares the two), so they are added when one is opened.
-_POSTGRESQL_WHERE = (("cases", "ux_cases_live", "purged_at IS NULL"),
-                     ("alerts", "ix_alerts_open_key", "cleared_at IS NULL"))
-
-
-def describe_postgresql() -> None:
-    """Give the model's partial indexes their PostgreSQL predicates (idempotent): when a
-    PostgreSQL ledger opens, and before the model's tables are created on one."""
-    for table, name, where in _POSTGRESQL_WHERE:
-        index = next(i for i in Base.metadata.tables[table].indexes if i.name == name)
-        options = index.dialect_options["postgresql"]
-        if options["where"] is None:
-            options["where"] = text(where)
-
-
-@event.listens_for(Base.metadata, "before_create")
-def _before_create(_metadata: MetaData, connection: Connection, **_kw: object) -> None:
-    if connection.dialect.name == "postgresql":
-        describe_postgresql()

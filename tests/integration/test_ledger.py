@@ -162,10 +162,8 @@ def test_live_cases_come_in_pages_of_newline_joined_ids(ledger):
     assert ledger.finished_purges("AG001") == 0
 
 
-def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
-    """The batch flow hands the ledger a chunk as ``[["case id", row, "agency"], …]``:
-    what this file staged before and what another batch holds live come back; the
-    staged rows carry their agency's contract."""
+def _live_batch_of_l1_and_l2(ledger):
+    """A committed batch whose cases L1 (AG001) and L2 (AG002) are live."""
     first = claim(ledger, sha="a" * 64)
     ledger.stage_cases(first.file_id, json.dumps([["L1", 2, "AG001"], ["L2", 3, "AG002"]]),
                        {"AG001": "K1", "AG002": "K2"})
@@ -175,6 +173,13 @@ def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
                        accepted=2, rejected=0),
         receipt=ReceiptRow(file_id=first.file_id, file_sha256="a" * 64, input_zone="bank.outgoing",
                            input_name="x", zone="bank.incoming", staged="s", status="accepted"))
+
+
+def test_a_chunk_is_staged_and_checked_as_one_json_array(ledger):
+    """The batch flow hands the ledger a chunk as ``[["case id", row, "agency"], …]``:
+    what this file staged before and what another batch holds live come back; the
+    staged rows carry their agency's contract."""
+    _live_batch_of_l1_and_l2(ledger)
     c = claim(ledger, sha="b" * 64)
     contracts = {"AG001": "K1", "AG002": "K2", "AG003": "K3"}
     ledger.stage_cases(c.file_id, json.dumps([["S1", 2, "AG003"], ["S2", 3, "AG001"]]), contracts)
@@ -198,15 +203,7 @@ def test_only_new_cases_are_staged_by_one_statement(ledger):
     leaves out an id live in another batch or staged by this file before; the count it
     returns says whether any was left out, and ``staged_rows`` says which (an id staged
     from another row came before; one not staged at all is live)."""
-    first = claim(ledger, sha="a" * 64)
-    ledger.stage_cases(first.file_id, json.dumps([["L1", 2, "AG001"], ["L2", 3, "AG002"]]),
-                       {"AG001": "K1", "AG002": "K2"})
-    ledger.commit_batch(
-        file_id=first.file_id, deliveries=[], status=FileStatus.ACCEPTED, signer="F" * 40,
-        batch=BatchRow(batch_id="b1", file_id=first.file_id, status="accepted", records=2,
-                       accepted=2, rejected=0),
-        receipt=ReceiptRow(file_id=first.file_id, file_sha256="a" * 64, input_zone="bank.outgoing",
-                           input_name="x", zone="bank.incoming", staged="s", status="accepted"))
+    _live_batch_of_l1_and_l2(ledger)
     c = claim(ledger, sha="b" * 64)
     contracts = {"AG001": "K1", "AG002": "K2", "AG003": "K3"}
     many = [[f"X{i}", 10 + i, "AG002"] for i in range(6000)]

@@ -109,7 +109,7 @@ def test_the_models_tables_made_on_postgresql_have_partial_unique_indexes():
     PostgreSQL dialect at every start): they are added when a PostgreSQL ledger opens, and
     before the model's tables are created on one — in a fresh process, no ledger opened."""
     code = ("from sqlalchemy import create_mock_engine\n"
-            "from gateway.ledger.schema import Base\n"
+            "from gateway.ledger import Base\n"
             "ddl = []\n"
             "engine = create_mock_engine('postgresql+psycopg://', lambda sql, *a, **k: "
             "ddl.append(str(sql.compile(dialect=engine.dialect))))\n"
