@@ -316,28 +316,30 @@ def save_health(ctx: Context) -> None:
     listing from before the pass took the files (a file just taken is not waiting), and
     counting a file still being written (it is waiting, only not yet ready)."""
     seen: list[ZoneSeen] = []
-    for key, zone in ctx.zones.items():
-        if not isinstance(zone, MonitoredZone):
-            continue
-        if key not in ctx.run.zone_errors:
-            try:
-                zone.health.waiting = sum(1 for e in zone.list_all() if not is_temporary(e.name))
-            except ZoneError as exc:
-                ctx.zone_failed(key, exc)
-        zone.touched = False
-        if key not in ctx.run.zone_errors:
-            ctx.run.zone_reported.pop(key, None)  # recovered: a new failure is audited again
-        ctx.metrics.zone_up.labels(zone=key).set(0 if key in ctx.run.zone_errors else 1)
-        h = zone.health
-        last_error, last_error_at = h.last_error, h.last_error_at
-        if (failed := ctx.run.zone_errors.get(key)) is not None:
-            # The pass's verdict, not only what the zone wrapper saw: a write refused for a
-            # full disk is one file's error to the wrapper, yet the zone cannot take what is
-            # pending for it — failing until a write succeeds (each pass retries it).
-            last_error, last_error_at = str(failed), dt.datetime.now(dt.UTC)
-        seen.append(ZoneSeen(key, zone.describe(), h.last_scan, h.waiting,
-                             (last_error or "")[:500] or None, last_error_at))
-    ctx.ledger.save_zone_statuses(seen)
+    try:
+        for key, zone in ctx.zones.items():
+            if not isinstance(zone, MonitoredZone):
+                continue
+            if key not in ctx.run.zone_errors:
+                try:
+                    zone.health.waiting = sum(1 for e in zone.list_all() if not is_temporary(e.name))
+                except ZoneError as exc:
+                    ctx.zone_failed(key, exc)
+            zone.touched = False
+            if key not in ctx.run.zone_errors:
+                ctx.run.zone_reported.pop(key, None)  # recovered: a new failure is audited again
+            ctx.metrics.zone_up.labels(zone=key).set(0 if key in ctx.run.zone_errors else 1)
+            h = zone.health
+            last_error, last_error_at = h.last_error, h.last_error_at
+            if (failed := ctx.run.zone_errors.get(key)) is not None:
+                # The pass's verdict, not only what the zone wrapper saw: a write refused for a
+                # full disk is one file's error to the wrapper, yet the zone cannot take what is
+                # pending for it — failing until a write succeeds (each pass retries it).
+                last_error, last_error_at = str(failed), dt.datetime.now(dt.UTC)
+            seen.append(ZoneSeen(key, zone.describe(), h.last_scan, h.waiting,
+                                 (last_error or "")[:500] or None, last_error_at))
+    finally:  # what was seen is saved, also when a zone's listing fails unexpectedly
+        ctx.ledger.save_zone_statuses(seen)
 
 
 def sleep_until_woken(wake: threading.Event, seconds: float, seen: Signals,

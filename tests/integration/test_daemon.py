@@ -313,3 +313,25 @@ def test_run_once_names_a_file_still_being_written(tmp_path, keybox):
     assert proc.returncode == 0, proc.stderr
     assert "left in bank.outgoing: 'B2.csv.pgp' is still being written" in proc.stderr
     assert "done: nothing ready yet" in proc.stderr
+
+
+def test_zone_health_seen_before_a_zone_fails_unexpectedly_is_saved(tmp_path, keybox):
+    """Every zone's health is saved in one transaction at the end of the pass; a zone whose
+    listing raises something unforeseen (not a ZoneError) stops the piece, yet the zones
+    listed before it are saved, as when each was saved on its own."""
+    from gateway import config
+    from gateway.daemon import open_context, save_health
+
+    site = Site(tmp_path / "site", keybox)
+    with open_context(config.load(site.config)) as ctx:
+        keys = list(ctx.zones)
+        broken = ctx.zones[keys[2]]
+
+        def fails() -> list[object]:
+            raise RuntimeError("unforeseen")
+
+        broken.list_all = fails  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="unforeseen"):
+            save_health(ctx)
+        saved = {row.zone for row in ctx.ledger.zone_statuses()}
+    assert set(keys[:2]) <= saved and keys[2] not in saved
