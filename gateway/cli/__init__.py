@@ -57,13 +57,13 @@ def build(only: str | None = None) -> typer.Typer:
         add_completion=False,
     )
     app.callback(invoke_without_command=True)(_root)
-    for name, module, attr in COMMANDS:
+    for name, module, attr in COMMANDS + GROUPS:
         if only in (None, name):
-            app.command(name)(getattr(importlib.import_module(f"gateway.cli.{module}"), attr))
-    for name, module, attr in GROUPS:
-        if only in (None, name):
-            app.add_typer(getattr(importlib.import_module(f"gateway.cli.{module}"), attr),
-                          name=name)
+            found = getattr(importlib.import_module(f"gateway.cli.{module}"), attr)
+            if isinstance(found, typer.Typer):
+                app.add_typer(found, name=name)
+            else:
+                app.command(name)(found)
     return app
 
 

@@ -45,13 +45,6 @@ class MonitoringStore(Core):
             else:
                 row.inode, row.offset, row.state, row.updated_at = inode, offset, state, utcnow()
 
-    def save_zone_status(self, zone: str, description: str, *, last_scan_at: dt.datetime | None,
-                         waiting: int, last_error: str | None,
-                         last_error_at: dt.datetime | None) -> None:
-        """What a pass saw of *zone* (see :meth:`save_zone_statuses`)."""
-        self.save_zone_statuses([ZoneSeen(zone, description, last_scan_at, waiting, last_error,
-                                          last_error_at)])
-
     def save_zone_statuses(self, seen: list[ZoneSeen]) -> None:
         """What a pass saw of its zones, all of it: a field left out would keep the last
         pass's value beside this one's. One transaction for every zone of the pass (they

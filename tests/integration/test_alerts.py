@@ -25,6 +25,7 @@ from gateway.ledger import (
     FileRow,
     Ledger,
     UnmaskRequestRow,
+    ZoneSeen,
 )
 from gateway.metrics import Metrics
 from tests.conftest import run_cli
@@ -276,15 +277,14 @@ def test_a_missing_attestation_is_critical_until_one_is_accepted(h):
 
 def test_a_zone_down_for_15_minutes_is_critical_until_it_answers(h):
     zone = "AG002.inbox"
-    h.ledger.save_zone_status(zone, "local", last_scan_at=h.now, waiting=0,
-                              last_error="connection refused", last_error_at=h.now + dt.timedelta(minutes=1))
+    h.ledger.save_zone_statuses([ZoneSeen(zone, "local", h.now, 0, "connection refused",
+                                          h.now + dt.timedelta(minutes=1))])
     h.step(hours=10 / 60)
     assert not h.relay.mails()
     h.step(hours=6 / 60)
     check_told(h, f"[gateway critical] zone_down: {zone}",
                to={"soc@bank.example", "oncall@bank.example"})
-    h.ledger.save_zone_status(zone, "local", last_scan_at=h.now, waiting=0, last_error=None,
-                              last_error_at=None)
+    h.ledger.save_zone_statuses([ZoneSeen(zone, "local", h.now, 0, None, None)])
     h.step()
     assert h.titles()[-1] == f"[gateway critical] zone_down: {zone} (cleared)"
 
